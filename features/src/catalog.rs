@@ -1,0 +1,206 @@
+//! The feature catalog: every feature's name and slot, fixed at start-up.
+//!
+//! The store writes each event's features into a flat `f32` vector; rules and
+//! the model find a feature by name once, at load time, and read its slot on
+//! the hot path. Names are `event.hour`, `ip.events_10m`,
+//! `id_doc.distinct_customers_24h`, `customer.new_device`, and so on.
+
+use std::collections::HashMap;
+
+use crate::config::Windows;
+use crate::keys::{EntityKind, KIND_COUNT};
+
+/// At most this many related kinds per entity kind (distinct counts).
+pub const MAX_RELATIONS: usize = 3;
+
+/// For each kind, the kinds whose distinct members it counts.
+pub fn relations(kind: EntityKind) -> &'static [EntityKind] {
+    use EntityKind::*;
+    match kind {
+        Customer => &[Device, Ip, IdDoc],
+        IdDoc => &[Customer, Device, Ip],
+        Ip => &[Customer, IdDoc, Device],
+        Subnet => &[Customer, Ip, Device],
+        Device => &[Customer, IdDoc, Ip],
+        Account => &[Customer, IdDoc],
+        Staff => &[Customer],
+        Session => &[Ip, Device],
+    }
+}
+
+fn plural(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Customer => "customers",
+        EntityKind::IdDoc => "id_docs",
+        EntityKind::Ip => "ips",
+        EntityKind::Subnet => "subnets",
+        EntityKind::Device => "devices",
+        EntityKind::Account => "accounts",
+        EntityKind::Staff => "staff",
+        EntityKind::Session => "sessions",
+    }
+}
+
+/// Whether a kind keeps inter-arrival statistics.
+pub fn has_timing(kind: EntityKind) -> bool {
+    matches!(kind, EntityKind::Ip | EntityKind::Device | EntityKind::Session | EntityKind::Customer)
+}
+
+/// Whether a kind keeps step-duration statistics.
+pub fn has_durations(kind: EntityKind) -> bool {
+    matches!(kind, EntityKind::Session | EntityKind::Device)
+}
+
+/// Event-level features, in slot order from 0.
+pub const EVENT_FEATURES: [&str; 8] = [
+    "event.hour",
+    "event.duration_ms",
+    "event.failure",
+    "event.records",
+    "event.late",
+    "event.ua_automation",
+    "event.ua_missing",
+    "event.sensitive_step",
+];
+
+/// Slot offsets of one kind's features.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KindLayout {
+    /// `present`; the common block follows: events ×3, failures ×3, failure_streak, age_s, gap_s.
+    pub base: usize,
+    /// First distinct-count slot: relation r, window j at `distinct + 3r + j`.
+    pub distinct: usize,
+    /// gap_mean_ms, gap_cv, gap_n.
+    pub timing: Option<usize>,
+    /// step_ms_mean, step_ms_min, steps.
+    pub durations: Option<usize>,
+    /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices.
+    pub profile: Option<usize>,
+    /// records ×3.
+    pub records: Option<usize>,
+    /// One past the kind's last slot.
+    pub end: usize,
+}
+
+/// All feature names and their slots.
+#[derive(Debug, Clone)]
+pub struct FeatureCatalog {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    layouts: [KindLayout; KIND_COUNT],
+}
+
+impl FeatureCatalog {
+    /// Build the catalog for the configured windows.
+    pub fn new(w: &Windows) -> FeatureCatalog {
+        let labels = [w.short.label, w.mid.label, w.long.label];
+        let mut names: Vec<String> = EVENT_FEATURES.iter().map(|s| (*s).to_owned()).collect();
+        let mut layouts = [KindLayout::default(); KIND_COUNT];
+        for kind in EntityKind::ALL {
+            let k = kind.as_str();
+            let mut l = KindLayout { base: names.len(), ..Default::default() };
+            names.push(format!("{k}.present"));
+            for what in ["events", "failures"] {
+                for label in labels {
+                    names.push(format!("{k}.{what}_{label}"));
+                }
+            }
+            for n in ["failure_streak", "age_s", "gap_s"] {
+                names.push(format!("{k}.{n}"));
+            }
+            l.distinct = names.len();
+            for rel in relations(kind) {
+                for label in labels {
+                    names.push(format!("{k}.distinct_{}_{label}", plural(*rel)));
+                }
+            }
+            if has_timing(kind) {
+                l.timing = Some(names.len());
+                for n in ["gap_mean_ms", "gap_cv", "gap_n"] {
+                    names.push(format!("{k}.{n}"));
+                }
+            }
+            if has_durations(kind) {
+                l.durations = Some(names.len());
+                for n in ["step_ms_mean", "step_ms_min", "steps"] {
+                    names.push(format!("{k}.{n}"));
+                }
+            }
+            if kind == EntityKind::Customer {
+                l.profile = Some(names.len());
+                for n in ["prior_events", "hour_seen", "profile_hours", "new_device", "new_region", "known_devices"] {
+                    names.push(format!("{k}.{n}"));
+                }
+            }
+            if kind == EntityKind::Staff {
+                l.records = Some(names.len());
+                for label in labels {
+                    names.push(format!("{k}.records_{label}"));
+                }
+            }
+            l.end = names.len();
+            layouts[kind.index()] = l;
+        }
+        let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        FeatureCatalog { names, index, layouts }
+    }
+
+    /// Number of features (the length of every feature vector).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Never true: there are always event features.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The slot of a feature name.
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of a slot.
+    pub fn name(&self, slot: usize) -> &str {
+        &self.names[slot]
+    }
+
+    /// All names in slot order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The layout of one kind's slots.
+    pub fn layout(&self, kind: EntityKind) -> &KindLayout {
+        &self.layouts[kind.index()]
+    }
+
+    /// Up to five known names closest to `name`, for "unknown feature" errors.
+    pub fn suggest(&self, name: &str) -> Vec<&str> {
+        let mut scored: Vec<(f64, &str)> = self
+            .names
+            .iter()
+            .map(|n| (strsim::jaro_winkler(name, n), n.as_str()))
+            .filter(|(s, _)| *s > 0.85)
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().take(5).map(|(_, n)| n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeatureConfig;
+
+    #[test]
+    fn names_are_unique_and_slots_line_up() {
+        let c = FeatureCatalog::new(&FeatureConfig::default().validate().unwrap());
+        assert_eq!(c.index.len(), c.len(), "duplicate names");
+        assert_eq!(c.slot("id_doc.distinct_customers_24h"), Some(c.layout(EntityKind::IdDoc).distinct + 2));
+        assert_eq!(c.name(c.layout(EntityKind::Ip).base + 1), "ip.events_10m");
+        assert_eq!(c.name(c.layout(EntityKind::Customer).profile.unwrap() + 3), "customer.new_device");
+        assert_eq!(c.name(c.layout(EntityKind::Staff).records.unwrap() + 2), "staff.records_24h");
+        assert!(c.suggest("ip.distinct_customer_24h").contains(&"ip.distinct_customers_24h"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The state of one entity and how one event updates and reads it.
+
+use smallvec::SmallVec;
+
+use crate::catalog::{relations, KindLayout, MAX_RELATIONS};
+use crate::config::Windows;
+use crate::keys::{EntityKind, KIND_COUNT};
+use crate::window::{Amounts, Counts, DistinctSet};
+
+/// Devices a customer profile remembers; the oldest is forgotten past this.
+const PROFILE_DEVICES: usize = 16;
+/// Regions a customer profile remembers.
+const PROFILE_REGIONS: usize = 8;
+/// Inter-arrival averages are exact for the first this-many gaps, then
+/// exponentially weighted, so that an old habit fades.
+const GAP_EXACT: u32 = 16;
+
+/// What one event says about the entity being updated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed {
+    pub secs: u32,
+    pub ms: i64,
+    pub failure: bool,
+    /// False for events later than the allowed lateness: read, don't write.
+    pub apply: bool,
+    /// 32-bit fragments of the other entities' keys, for distinct counts.
+    pub related: [Option<u32>; KIND_COUNT],
+    pub hour: u8,
+    pub region: Option<u16>,
+    pub device: Option<u32>,
+    pub duration_ms: Option<u32>,
+    pub records: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RunningStats {
+    n: u32,
+    mean: f32,
+    var: f32,
+}
+
+impl RunningStats {
+    fn push(&mut self, x: f32) {
+        self.n = self.n.saturating_add(1);
+        let alpha = 1.0 / self.n.min(GAP_EXACT) as f32;
+        let d = x - self.mean;
+        self.mean += alpha * d;
+        self.var = (1.0 - alpha) * (self.var + alpha * d * d);
+    }
+
+    /// Coefficient of variation; 1.0 (a Poisson process, i.e. human-like)
+    /// until there are two gaps to compare.
+    fn cv(&self) -> f32 {
+        if self.n < 2 || self.mean <= 0.0 {
+            1.0
+        } else {
+            self.var.max(0.0).sqrt() / self.mean
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Profile {
+    /// Bit h set: the customer has been seen at local hour h.
+    hours: u32,
+    regions: SmallVec<[u16; 2]>,
+    devices: SmallVec<[u32; 2]>,
+}
+
+#[derive(Debug, Clone)]
+enum Extra {
+    Profile(Profile),
+    Records(Amounts),
+}
+
+/// Everything Haechi remembers about one entity.
+#[derive(Debug, Clone)]
+pub(crate) struct Entity {
+    first_seen: u32,
+    /// Newest event time seen, seconds; the head of every window and the clock of expiry.
+    pub(crate) last_seen: u32,
+    last_ms: i64,
+    total: u32,
+    streak: u16,
+    step_min_ms: u32,
+    counts: Counts,
+    gaps: RunningStats,
+    steps: RunningStats,
+    distinct: [DistinctSet; MAX_RELATIONS],
+    extra: Option<Box<Extra>>,
+}
+
+impl Entity {
+    pub(crate) fn new(kind: EntityKind, secs: u32, ms: i64) -> Entity {
+        let extra = match kind {
+            EntityKind::Customer => Some(Box::new(Extra::Profile(Profile::default()))),
+            EntityKind::Staff => Some(Box::new(Extra::Records(Amounts::default()))),
+            _ => None,
+        };
+        Entity {
+            first_seen: secs,
+            last_seen: 0,
+            last_ms: ms,
+            total: 0,
+            streak: 0,
+            step_min_ms: u32::MAX,
+            counts: Counts::default(),
+            gaps: RunningStats::default(),
+            steps: RunningStats::default(),
+            distinct: Default::default(),
+            extra,
+        }
+    }
+
+    /// Apply one event (unless it is too late) and write this entity's
+    /// features, as they stand after the event, into `out`.
+    pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) {
+        let prior_events = self.total;
+        let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
+        // Profile questions are asked about the customer as they were before this event.
+        let mut profile_flags = [0.0f32; 3];
+        if let Some(Extra::Profile(p)) = self.extra.as_deref() {
+            let h = u32::from(o.hour);
+            let near = (1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24));
+            profile_flags[0] = f32::from(p.hours & near != 0);
+            let known = prior_events > 0;
+            profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some_and(|d| !p.devices.contains(&d)));
+            profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
+        }
+
+        if o.apply {
+            self.apply(kind, w, o);
+        }
+
+        let now = o.secs.max(self.last_seen);
+        let c = self.counts.read(w, now);
+        let b = l.base;
+        out[b] = 1.0;
+        for j in 0..3 {
+            out[b + 1 + j] = c.events[j] as f32;
+            out[b + 4 + j] = c.failures[j] as f32;
+        }
+        out[b + 7] = f32::from(self.streak);
+        out[b + 8] = now.saturating_sub(self.first_seen) as f32;
+        out[b + 9] = gap_s;
+        let specs = w.all();
+        for (r, _) in relations(kind).iter().enumerate() {
+            for (j, spec) in specs.iter().enumerate() {
+                out[l.distinct + 3 * r + j] = self.distinct[r].count(spec, now) as f32;
+            }
+        }
+        if let Some(t) = l.timing {
+            out[t] = self.gaps.mean;
+            out[t + 1] = self.gaps.cv();
+            out[t + 2] = self.gaps.n as f32;
+        }
+        if let Some(d) = l.durations {
+            out[d] = self.steps.mean;
+            out[d + 1] = if self.steps.n == 0 { 0.0 } else { self.step_min_ms as f32 };
+            out[d + 2] = self.steps.n as f32;
+        }
+        match (self.extra.as_deref(), l.profile, l.records) {
+            (Some(Extra::Profile(p)), Some(s), _) => {
+                out[s] = prior_events as f32;
+                out[s + 1] = profile_flags[0];
+                out[s + 2] = p.hours.count_ones() as f32;
+                out[s + 3] = profile_flags[1];
+                out[s + 4] = profile_flags[2];
+                out[s + 5] = p.devices.len() as f32;
+            }
+            (Some(Extra::Records(a)), _, Some(s)) => {
+                let r = a.read(w, now);
+                for j in 0..3 {
+                    out[s + j] = r[j] as f32;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) {
+        self.total = self.total.saturating_add(1);
+        self.counts.add(w, o.secs, o.failure);
+        self.streak = if o.failure { self.streak.saturating_add(1) } else { 0 };
+        if self.total > 1 && o.ms >= self.last_ms {
+            self.gaps.push((o.ms - self.last_ms) as f32);
+        }
+        if o.ms >= self.last_ms || self.total == 1 {
+            self.last_ms = o.ms;
+        }
+        self.last_seen = self.last_seen.max(o.secs);
+        self.first_seen = self.first_seen.min(o.secs);
+        if let Some(d) = o.duration_ms {
+            self.steps.push(d as f32);
+            self.step_min_ms = self.step_min_ms.min(d);
+        }
+        for (r, rel) in relations(kind).iter().enumerate() {
+            if let Some(item) = o.related[rel.index()] {
+                self.distinct[r].insert(w, item, o.secs);
+            }
+        }
+        match self.extra.as_deref_mut() {
+            Some(Extra::Profile(p)) => {
+                p.hours |= 1 << o.hour;
+                if let Some(d) = o.device {
+                    if !p.devices.contains(&d) {
+                        if p.devices.len() == PROFILE_DEVICES {
+                            p.devices.remove(0);
+                        }
+                        p.devices.push(d);
+                    }
+                }
+                if let Some(r) = o.region {
+                    if !p.regions.contains(&r) {
+                        if p.regions.len() == PROFILE_REGIONS {
+                            p.regions.remove(0);
+                        }
+                        p.regions.push(r);
+                    }
+                }
+            }
+            Some(Extra::Records(a)) => a.add(w, o.secs, o.records),
+            None => {}
+        }
+    }
+
+    /// Bytes this entity costs: the inline struct plus what it owns on the heap.
+    pub(crate) fn bytes(&self) -> usize {
+        let extra = match self.extra.as_deref() {
+            None => 0,
+            Some(Extra::Records(_)) => std::mem::size_of::<Extra>(),
+            Some(Extra::Profile(p)) => {
+                std::mem::size_of::<Extra>()
+                    + if p.devices.spilled() { p.devices.capacity() * 4 } else { 0 }
+                    + if p.regions.spilled() { p.regions.capacity() * 2 } else { 0 }
+            }
+        };
+        std::mem::size_of::<Entity>()
+            + self.counts.heap_bytes()
+            + self.distinct.iter().map(DistinctSet::heap_bytes).sum::<usize>()
+            + extra
+    }
+}

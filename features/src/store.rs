@@ -1,0 +1,377 @@
+//! The sharded feature store: one dashmap per entity kind.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use nohash_hasher::BuildNoHashHasher;
+
+use crate::catalog::FeatureCatalog;
+use crate::config::{FeatureConfig, Windows};
+use crate::entity::{Entity, Observed};
+use crate::error::Result;
+use crate::event::Event;
+use crate::keys::{entity_hash, lookup_hash, EntityKeys, EntityKind, KIND_COUNT};
+
+/// Keys are already keyed hashes, so the map must not hash them again.
+type EntityMap = DashMap<u64, Entity, BuildNoHashHasher<u64>>;
+
+/// What the store learned while observing one event.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    /// The entity keys the event names.
+    pub keys: EntityKeys,
+    /// The event arrived later than the allowed lateness: it was read, not stored.
+    pub late: bool,
+}
+
+/// Counters the store keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Events too late to update windows.
+    pub late_events: u64,
+    /// Entities removed for being idle.
+    pub expired: u64,
+}
+
+/// Per-entity state over event-time windows, shared by every detector.
+///
+/// `observe` may be called from many threads at once. Each entity is updated
+/// under its own shard lock, one entity at a time, so no thread ever holds two
+/// shard locks and no lock order can deadlock.
+pub struct FeatureStore {
+    windows: Windows,
+    catalog: Arc<FeatureCatalog>,
+    maps: [EntityMap; KIND_COUNT],
+    watermark_ms: AtomicI64,
+    next_sweep_s: AtomicU32,
+    late_events: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl FeatureStore {
+    /// Build an empty store.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] if the configuration does not validate.
+    pub fn new(config: &FeatureConfig) -> Result<FeatureStore> {
+        let windows = config.validate()?;
+        Ok(FeatureStore {
+            catalog: Arc::new(FeatureCatalog::new(&windows)),
+            windows,
+            maps: std::array::from_fn(|_| EntityMap::with_hasher(BuildNoHashHasher::default())),
+            watermark_ms: AtomicI64::new(i64::MIN),
+            next_sweep_s: AtomicU32::new(0),
+            late_events: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        })
+    }
+
+    /// The catalog every feature vector follows.
+    pub fn catalog(&self) -> &Arc<FeatureCatalog> {
+        &self.catalog
+    }
+
+    /// The validated windows.
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    /// The newest event time seen, in milliseconds (`None` before any event).
+    pub fn watermark_ms(&self) -> Option<i64> {
+        let w = self.watermark_ms.load(Ordering::Relaxed);
+        (w != i64::MIN).then_some(w)
+    }
+
+    /// Update every entity `event` names and write the event's features into
+    /// `out` (which must be `catalog().len()` long).
+    pub fn observe(&self, event: &Event, out: &mut [f32]) -> Observation {
+        debug_assert_eq!(out.len(), self.catalog.len());
+        out.fill(0.0);
+        let w = &self.windows;
+        let keys = EntityKeys::of(event, w.hash_seed);
+        let previous = self.watermark_ms.fetch_max(event.ts_ms, Ordering::Relaxed);
+        let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
+        if late {
+            self.late_events.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = event_secs(event.ts_ms);
+        let local = i64::from(secs) + i64::from(w.utc_offset_s);
+        let hour = (local.rem_euclid(86_400) / 3600) as u8;
+        let mut related = [None; KIND_COUNT];
+        for kind in EntityKind::ALL {
+            related[kind.index()] = keys.get(kind).map(|h| (h >> 32) as u32);
+        }
+        let observed = Observed {
+            secs,
+            ms: event.ts_ms,
+            failure: event.is_failure(),
+            apply: !late,
+            related,
+            hour,
+            region: event.region.as_deref().map(|r| entity_hash(w.hash_seed, EntityKind::Customer, r.as_bytes()) as u16),
+            device: related[EntityKind::Device.index()],
+            duration_ms: event.duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
+            records: event.records.map_or(0, |r| r.min(u64::from(u32::MAX)) as u32),
+        };
+
+        write_event_features(event, hour, late, out);
+        for kind in EntityKind::ALL {
+            let Some(key) = keys.get(kind) else { continue };
+            let layout = self.catalog.layout(kind);
+            let map = &self.maps[kind.index()];
+            if late {
+                match map.get_mut(&key) {
+                    Some(mut e) => e.observe(kind, layout, w, &observed, out),
+                    None => out[layout.base] = 1.0,
+                }
+            } else {
+                map.entry(key)
+                    .or_insert_with(|| Entity::new(kind, secs, event.ts_ms))
+                    .observe(kind, layout, w, &observed, out);
+            }
+        }
+        self.maybe_sweep(secs);
+        Observation { keys, late }
+    }
+
+    /// Remove entities idle for longer than their longest window (customers:
+    /// their profile TTL), measured against the newest event time.
+    /// Returns how many were removed.
+    pub fn sweep(&self) -> usize {
+        let Some(wm) = self.watermark_ms() else { return 0 };
+        let now = event_secs(wm);
+        let mut removed = 0;
+        for kind in EntityKind::ALL {
+            let ttl = if kind == EntityKind::Customer { self.windows.customer_ttl_s } else { self.windows.idle_ttl_s() };
+            let before = self.maps[kind.index()].len();
+            self.maps[kind.index()].retain(|_, e| e.last_seen.saturating_add(ttl) >= now);
+            removed += before - self.maps[kind.index()].len();
+        }
+        self.expired.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Sweep about eight times per idle TTL of event time, so that expired
+    /// entities never outnumber live ones by more than an eighth.
+    fn maybe_sweep(&self, secs: u32) {
+        let next = self.next_sweep_s.load(Ordering::Relaxed);
+        if secs < next {
+            return;
+        }
+        let interval = (self.windows.idle_ttl_s() / 8).max(60);
+        if self.next_sweep_s.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() && next != 0 {
+            self.sweep();
+        }
+    }
+
+    /// Live entities of one kind.
+    pub fn entity_count(&self, kind: EntityKind) -> usize {
+        self.maps[kind.index()].len()
+    }
+
+    /// Bytes held by entities of one kind (state plus map key), by walking them.
+    /// For benchmarks and occasional gauges, not the hot path.
+    pub fn entity_bytes(&self, kind: EntityKind) -> usize {
+        self.maps[kind.index()].iter().map(|e| e.value().bytes() + std::mem::size_of::<u64>()).sum()
+    }
+
+    /// The current features of one entity, read at the watermark, as
+    /// (name, value) pairs; `None` if the store has no such entity.
+    pub fn entity_features(&self, kind: EntityKind, key: &str) -> Option<Vec<(String, f32)>> {
+        let hash = lookup_hash(self.windows.hash_seed, kind, key)?;
+        let mut entity = self.maps[kind.index()].get(&hash)?.value().clone();
+        let layout = *self.catalog.layout(kind);
+        let mut out = vec![0.0; self.catalog.len()];
+        let now_ms = self.watermark_ms().unwrap_or(0);
+        let probe = Observed {
+            secs: event_secs(now_ms),
+            ms: now_ms,
+            failure: false,
+            apply: false,
+            related: [None; KIND_COUNT],
+            hour: 0,
+            region: None,
+            device: None,
+            duration_ms: None,
+            records: 0,
+        };
+        entity.observe(kind, &layout, &self.windows, &probe, &mut out);
+        Some((layout.base..layout.end).map(|s| (self.catalog.name(s).to_owned(), out[s])).collect())
+    }
+
+    /// Counters about the store itself.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats { late_events: self.late_events.load(Ordering::Relaxed), expired: self.expired.load(Ordering::Relaxed) }
+    }
+}
+
+fn event_secs(ms: i64) -> u32 {
+    (ms.div_euclid(1000)).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn write_event_features(event: &Event, hour: u8, late: bool, out: &mut [f32]) {
+    out[0] = f32::from(hour);
+    out[1] = event.duration_ms.map_or(0.0, |d| d as f32);
+    out[2] = f32::from(event.is_failure());
+    out[3] = event.records.map_or(0.0, |r| r as f32);
+    out[4] = f32::from(late);
+    out[5] = f32::from(event.user_agent.as_deref().is_some_and(is_automation_agent));
+    out[6] = f32::from(event.user_agent.is_none());
+    out[7] = f32::from(event.step.is_sensitive());
+}
+
+/// Markers of scripted clients. Kept short and specific: Android's own HTTP
+/// stack (okhttp) is what the bank's real app sends, so it is not here.
+const AUTOMATION_MARKERS: [&[u8]; 10] = [
+    b"headless",
+    b"phantomjs",
+    b"selenium",
+    b"webdriver",
+    b"puppeteer",
+    b"playwright",
+    b"python-requests",
+    b"curl/",
+    b"go-http-client",
+    b"scrapy",
+];
+
+/// True if a user agent names an automation tool. Allocation-free.
+pub fn is_automation_agent(ua: &str) -> bool {
+    let mut buf = [0u8; 512];
+    let n = ua.len().min(buf.len());
+    for (d, s) in buf.iter_mut().zip(ua.as_bytes()) {
+        *d = s.to_ascii_lowercase();
+    }
+    let hay = &buf[..n];
+    AUTOMATION_MARKERS.iter().any(|m| hay.windows(m.len()).any(|w| w == *m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Outcome, Step};
+    use std::collections::BTreeMap;
+
+    fn event(id: usize, ts_ms: i64, customer: &str, ip: &str, device: &str, failure: bool) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            ts_ms,
+            step: Step::Otp,
+            result: if failure { Outcome::Failure } else { Outcome::Success },
+            failure_reason: None,
+            session_id: Some(format!("s-{customer}")),
+            customer_id: Some(customer.into()),
+            id_doc_hash: None,
+            ip: Some(ip.parse().unwrap()),
+            device_id: Some(device.into()),
+            user_agent: Some("Mozilla/5.0 HeadlessChrome/120".into()),
+            channel: None,
+            region: Some("KR-11".into()),
+            duration_ms: Some(900),
+            account_hash: None,
+            staff_id: None,
+            records: None,
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    fn get(store: &FeatureStore, out: &[f32], name: &str) -> f32 {
+        out[store.catalog().slot(name).unwrap_or_else(|| panic!("no feature {name}"))]
+    }
+
+    #[test]
+    fn one_event_updates_every_named_entity_once() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        for i in 0..5 {
+            store.observe(&event(i, t0 + i as i64 * 1000, &format!("c{i}"), "10.0.0.1", "d1", true), &mut out);
+        }
+        assert_eq!(get(&store, &out, "ip.events_10m"), 5.0);
+        assert_eq!(get(&store, &out, "ip.distinct_customers_24h"), 5.0);
+        assert_eq!(get(&store, &out, "subnet.distinct_customers_1h"), 5.0);
+        assert_eq!(get(&store, &out, "device.distinct_customers_10m"), 5.0);
+        assert_eq!(get(&store, &out, "customer.events_24h"), 1.0);
+        assert_eq!(get(&store, &out, "ip.failure_streak"), 5.0);
+        assert_eq!(get(&store, &out, "ip.gap_mean_ms"), 1000.0);
+        assert!(get(&store, &out, "ip.gap_cv") < 0.01);
+        assert_eq!(get(&store, &out, "event.ua_automation"), 1.0);
+        assert_eq!(get(&store, &out, "id_doc.present"), 0.0);
+        assert_eq!(store.entity_count(EntityKind::Ip), 1);
+        assert_eq!(store.entity_count(EntityKind::Customer), 5);
+    }
+
+    #[test]
+    fn new_device_and_region_and_hour_profile() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        // 02:00 UTC = 11:00 KST.
+        let day = 1_764_036_000_000 - 1_764_036_000_000 % 86_400_000 + 2 * 3_600_000;
+        for d in 0..5 {
+            store.observe(&event(d, day + d as i64 * 86_400_000, "c1", "10.0.0.1", "phone-a", false), &mut out);
+        }
+        assert_eq!(get(&store, &out, "customer.hour_seen"), 1.0);
+        assert_eq!(get(&store, &out, "customer.new_device"), 0.0);
+        let mut night = event(9, day + 5 * 86_400_000 + 16 * 3_600_000, "c1", "10.9.9.9", "phone-b", false);
+        night.region = Some("KR-26".into());
+        store.observe(&night, &mut out);
+        assert_eq!(get(&store, &out, "event.hour"), 3.0);
+        assert_eq!(get(&store, &out, "customer.hour_seen"), 0.0);
+        assert_eq!(get(&store, &out, "customer.new_device"), 1.0);
+        assert_eq!(get(&store, &out, "customer.new_region"), 1.0);
+        assert_eq!(get(&store, &out, "customer.prior_events"), 5.0);
+    }
+
+    #[test]
+    fn too_late_events_are_counted_and_read_but_change_nothing() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        store.observe(&event(1, t0, "c1", "10.0.0.1", "d1", false), &mut out);
+        let o = store.observe(&event(2, t0 - 301_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        assert!(o.late);
+        assert_eq!(get(&store, &out, "event.late"), 1.0);
+        assert_eq!(get(&store, &out, "customer.events_24h"), 1.0);
+        assert_eq!(get(&store, &out, "customer.failures_24h"), 0.0);
+        let o = store.observe(&event(3, t0 - 299_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        assert!(!o.late);
+        assert_eq!(get(&store, &out, "customer.failures_24h"), 1.0);
+        assert_eq!(store.stats().late_events, 1);
+    }
+
+    #[test]
+    fn idle_entities_expire() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        for i in 0..100 {
+            store.observe(&event(i, t0, &format!("c{i}"), &format!("10.0.{}.1", i % 50), &format!("d{i}"), false), &mut out);
+        }
+        assert_eq!(store.entity_count(EntityKind::Device), 100);
+        store.observe(&event(1000, t0 + 2 * 86_400_000, "late-comer", "10.9.0.1", "dz", false), &mut out);
+        store.sweep();
+        assert_eq!(store.entity_count(EntityKind::Device), 1);
+        assert_eq!(store.entity_count(EntityKind::Ip), 1);
+        // Customers keep their profile for 30 days.
+        assert_eq!(store.entity_count(EntityKind::Customer), 101);
+        assert!(store.stats().expired >= 199);
+    }
+
+    #[test]
+    fn entity_api_reads_features_by_text_key() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        store.observe(&event(1, 1_764_000_000_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        let f = store.entity_features(EntityKind::Subnet, "10.0.0.0/24").unwrap();
+        assert!(f.contains(&("subnet.failures_10m".to_owned(), 1.0)));
+        assert!(store.entity_features(EntityKind::Ip, "10.0.0.2").is_none());
+    }
+
+    #[test]
+    fn automation_agents() {
+        assert!(is_automation_agent("Mozilla/5.0 (X11) HeadlessChrome/119.0"));
+        assert!(is_automation_agent("python-requests/2.31"));
+        assert!(!is_automation_agent("Mozilla/5.0 (Linux; Android 14) KBank/5.2 okhttp/4.12"));
+    }
+}

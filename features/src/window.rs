@@ -1,0 +1,443 @@
+//! Event-time windows with constant memory.
+//!
+//! A window of N buckets, queried at time `now`, holds the events whose bucket
+//! lies in `[bucket(now) - N + 1, bucket(now)]`. Queries use
+//! `now = max(event time, newest time the entity has seen)`, so a late event
+//! reads what is known so far of the window that is current.
+//!
+//! [`Counts`] keeps up to [`SPARSE_EVENTS`] raw timestamps inline and only
+//! grows rings of buckets when an entity is busier than that: the millions of
+//! one-event keys an attacker sprays cost a few dozen bytes each.
+//! [`DistinctSet`] keeps exact (hash, last seen) pairs for small sets and turns
+//! into a timestamped linear-counting sketch past [`EXACT_DISTINCT`].
+
+use smallvec::SmallVec;
+
+use crate::config::{WindowSpec, Windows, LONG_BUCKETS, MID_BUCKETS, SHORT_BUCKETS};
+
+/// Events an entity keeps as raw timestamps before it grows bucket rings.
+pub const SPARSE_EVENTS: usize = 6;
+/// Distinct items a set keeps exactly before it becomes a sketch.
+pub const EXACT_DISTINCT: usize = 16;
+const SKETCH_REGISTERS: usize = 64;
+
+/// A ring of N buckets; `head` is the newest bucket index it has seen.
+#[derive(Debug, Clone)]
+pub struct Ring<T, const N: usize> {
+    head: u32,
+    slots: [T; N],
+}
+
+impl<T: Copy + Default + std::ops::AddAssign, const N: usize> Default for Ring<T, N> {
+    fn default() -> Self {
+        Ring { head: 0, slots: [T::default(); N] }
+    }
+}
+
+impl<T: Copy + Default + std::ops::AddAssign, const N: usize> Ring<T, N> {
+    /// Add `value` to `bucket`. A bucket older than the ring holds is dropped;
+    /// the store's lateness check guarantees that never happens to an accepted event.
+    #[inline]
+    pub fn add(&mut self, bucket: u32, value: T) {
+        let n = N as u32;
+        if bucket > self.head {
+            let advance = (bucket - self.head).min(n);
+            for i in 1..=advance {
+                self.slots[((self.head + i) % n) as usize] = T::default();
+            }
+            self.head = bucket;
+        } else if self.head - bucket >= n {
+            return;
+        }
+        self.slots[(bucket % n) as usize] += value;
+    }
+
+    /// Sum of the buckets in the window that ends at bucket `now` (`now >= head`).
+    #[inline]
+    pub fn sum(&self, now: u32, mut acc: impl FnMut(T)) {
+        let n = N as u32;
+        let first = (now + 1).saturating_sub(n).max((self.head + 1).saturating_sub(n));
+        if first > self.head {
+            return;
+        }
+        for b in first..=self.head {
+            acc(self.slots[(b % n) as usize]);
+        }
+    }
+}
+
+/// Events and failures of one bucket. u16 saturates at 65,535 events per
+/// bucket, far above any threshold a rule would set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub events: u16,
+    pub failures: u16,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.events = self.events.saturating_add(o.events);
+        self.failures = self.failures.saturating_add(o.failures);
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct DenseCounts {
+    short: Ring<Tally, SHORT_BUCKETS>,
+    mid: Ring<Tally, MID_BUCKETS>,
+    long: Ring<Tally, LONG_BUCKETS>,
+}
+
+/// Event and failure counts over the three windows.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    sparse_ts: [u32; SPARSE_EVENTS],
+    sparse_len: u8,
+    sparse_failures: u8,
+    dense: Option<Box<DenseCounts>>,
+}
+
+/// Counts read at one moment: `[short, mid, long]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    pub events: [u32; 3],
+    pub failures: [u32; 3],
+}
+
+impl Counts {
+    /// Record one event at `t` (seconds).
+    pub fn add(&mut self, w: &Windows, t: u32, failure: bool) {
+        if let Some(d) = &mut self.dense {
+            let tally = Tally { events: 1, failures: u16::from(failure) };
+            d.short.add(w.short.bucket(t), tally);
+            d.mid.add(w.mid.bucket(t), tally);
+            d.long.add(w.long.bucket(t), tally);
+            return;
+        }
+        if usize::from(self.sparse_len) == SPARSE_EVENTS {
+            self.drop_expired(w, t);
+        }
+        if usize::from(self.sparse_len) == SPARSE_EVENTS {
+            self.promote(w);
+            return self.add(w, t, failure);
+        }
+        let i = self.sparse_len;
+        self.sparse_ts[usize::from(i)] = t;
+        if failure {
+            self.sparse_failures |= 1 << i;
+        }
+        self.sparse_len += 1;
+    }
+
+    /// Forget raw timestamps that no window can see any more.
+    fn drop_expired(&mut self, w: &Windows, t: u32) {
+        let newest = self.sparse_ts[..usize::from(self.sparse_len)].iter().copied().max().unwrap_or(0).max(t);
+        let first = w.long.first_bucket(newest);
+        let (mut kept, mut fails) = (0u8, 0u8);
+        for i in 0..usize::from(self.sparse_len) {
+            let ts = self.sparse_ts[i];
+            if w.long.bucket(ts) >= first {
+                self.sparse_ts[usize::from(kept)] = ts;
+                if self.sparse_failures & (1 << i) != 0 {
+                    fails |= 1 << kept;
+                }
+                kept += 1;
+            }
+        }
+        self.sparse_len = kept;
+        self.sparse_failures = fails;
+    }
+
+    fn promote(&mut self, w: &Windows) {
+        let mut d = Box::<DenseCounts>::default();
+        for i in 0..usize::from(self.sparse_len) {
+            let t = self.sparse_ts[i];
+            let tally = Tally { events: 1, failures: u16::from(self.sparse_failures & (1 << i) != 0) };
+            d.short.add(w.short.bucket(t), tally);
+            d.mid.add(w.mid.bucket(t), tally);
+            d.long.add(w.long.bucket(t), tally);
+        }
+        self.sparse_len = 0;
+        self.sparse_failures = 0;
+        self.dense = Some(d);
+    }
+
+    /// Counts of the windows ending at `now`.
+    pub fn read(&self, w: &Windows, now: u32) -> WindowCounts {
+        let mut out = WindowCounts::default();
+        if let Some(d) = &self.dense {
+            let mut acc = [(0u32, 0u32); 3];
+            d.short.sum(w.short.bucket(now), |t| {
+                acc[0].0 += u32::from(t.events);
+                acc[0].1 += u32::from(t.failures);
+            });
+            d.mid.sum(w.mid.bucket(now), |t| {
+                acc[1].0 += u32::from(t.events);
+                acc[1].1 += u32::from(t.failures);
+            });
+            d.long.sum(w.long.bucket(now), |t| {
+                acc[2].0 += u32::from(t.events);
+                acc[2].1 += u32::from(t.failures);
+            });
+            for (i, (e, f)) in acc.into_iter().enumerate() {
+                out.events[i] = e;
+                out.failures[i] = f;
+            }
+            return out;
+        }
+        let specs = w.all();
+        for i in 0..usize::from(self.sparse_len) {
+            let t = self.sparse_ts[i];
+            let failed = self.sparse_failures & (1 << i) != 0;
+            for (j, spec) in specs.iter().enumerate() {
+                if spec.contains(t, now) {
+                    out.events[j] += 1;
+                    out.failures[j] += u32::from(failed);
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes on the heap beyond the inline struct.
+    pub fn heap_bytes(&self) -> usize {
+        self.dense.as_ref().map_or(0, |_| std::mem::size_of::<DenseCounts>())
+    }
+}
+
+/// A windowed sum of amounts (records touched by a staff member).
+#[derive(Debug, Clone, Default)]
+pub struct Amounts {
+    short: Ring<u32, SHORT_BUCKETS>,
+    mid: Ring<u32, MID_BUCKETS>,
+    long: Ring<u32, LONG_BUCKETS>,
+}
+
+impl Amounts {
+    /// Add `amount` at time `t`.
+    pub fn add(&mut self, w: &Windows, t: u32, amount: u32) {
+        self.short.add(w.short.bucket(t), amount);
+        self.mid.add(w.mid.bucket(t), amount);
+        self.long.add(w.long.bucket(t), amount);
+    }
+
+    /// `[short, mid, long]` sums at `now`.
+    pub fn read(&self, w: &Windows, now: u32) -> [u32; 3] {
+        let mut out = [0u32; 3];
+        self.short.sum(w.short.bucket(now), |v| out[0] = out[0].saturating_add(v));
+        self.mid.sum(w.mid.bucket(now), |v| out[1] = out[1].saturating_add(v));
+        self.long.sum(w.long.bucket(now), |v| out[2] = out[2].saturating_add(v));
+        out
+    }
+}
+
+/// Distinct items seen in each window: exact while small, a sketch past that.
+#[derive(Debug, Clone)]
+pub enum DistinctSet {
+    /// (item hash, last time seen) pairs.
+    Exact(SmallVec<[(u32, u32); 2]>),
+    /// Linear-counting registers holding the last time any item mapped to them was seen.
+    Sketch(Box<[u32; SKETCH_REGISTERS]>),
+}
+
+impl Default for DistinctSet {
+    fn default() -> Self {
+        DistinctSet::Exact(SmallVec::new())
+    }
+}
+
+impl DistinctSet {
+    /// Record `item` seen at `t`.
+    pub fn insert(&mut self, w: &Windows, item: u32, t: u32) {
+        match self {
+            DistinctSet::Exact(items) => {
+                if let Some(slot) = items.iter_mut().find(|(h, _)| *h == item) {
+                    slot.1 = slot.1.max(t);
+                    return;
+                }
+                items.push((item, t));
+                if items.len() > EXACT_DISTINCT {
+                    let newest = items.iter().map(|p| p.1).max().unwrap_or(t);
+                    let first = w.long.first_bucket(newest);
+                    items.retain(|p| w.long.bucket(p.1) >= first);
+                }
+                if items.len() > EXACT_DISTINCT {
+                    let mut regs = Box::new([0u32; SKETCH_REGISTERS]);
+                    for &(h, seen) in items.iter() {
+                        let r = &mut regs[register(h)];
+                        *r = (*r).max(seen);
+                    }
+                    *self = DistinctSet::Sketch(regs);
+                }
+            }
+            DistinctSet::Sketch(regs) => {
+                let r = &mut regs[register(item)];
+                *r = (*r).max(t);
+            }
+        }
+    }
+
+    /// Distinct items whose last sighting falls in `spec`'s window at `now`.
+    pub fn count(&self, spec: &WindowSpec, now: u32) -> u32 {
+        let first = spec.first_bucket(now);
+        match self {
+            DistinctSet::Exact(items) => items.iter().filter(|p| spec.bucket(p.1) >= first).count() as u32,
+            DistinctSet::Sketch(regs) => {
+                let empty = regs.iter().filter(|&&r| r == 0 || spec.bucket(r) < first).count();
+                let m = SKETCH_REGISTERS as f64;
+                // Linear counting; a full sketch reports its ceiling, m ln m.
+                let est = m * (m / (empty.max(1) as f64)).ln();
+                est.round() as u32
+            }
+        }
+    }
+
+    /// True if `item` was seen at any time this set still remembers.
+    pub fn contains(&self, item: u32) -> bool {
+        match self {
+            DistinctSet::Exact(items) => items.iter().any(|p| p.0 == item),
+            DistinctSet::Sketch(regs) => regs[register(item)] != 0,
+        }
+    }
+
+    /// Bytes on the heap beyond the inline enum.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            DistinctSet::Exact(items) if items.spilled() => items.capacity() * 8,
+            DistinctSet::Exact(_) => 0,
+            DistinctSet::Sketch(_) => SKETCH_REGISTERS * 4,
+        }
+    }
+}
+
+#[inline]
+fn register(item: u32) -> usize {
+    // Fibonacci hashing: spreads even poorly mixed items over the registers.
+    (item.wrapping_mul(0x9E37_79B1) >> 26) as usize % SKETCH_REGISTERS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeatureConfig;
+    use proptest::prelude::*;
+
+    fn windows() -> Windows {
+        FeatureConfig::default().validate().unwrap()
+    }
+
+    /// Events arriving in an order the store would accept: each is at most
+    /// `lateness` behind the newest seen so far.
+    fn arrivals() -> impl Strategy<Value = Vec<(u32, bool)>> {
+        proptest::collection::vec((0u32..4000, 0u32..300, any::<bool>(), any::<bool>()), 1..120).prop_map(|steps| {
+            let mut t = 1_700_000_000u32;
+            let mut newest = t;
+            steps
+                .into_iter()
+                .map(|(forward, back, late, failure)| {
+                    t += forward;
+                    newest = newest.max(t);
+                    let at = if late { newest - back } else { newest };
+                    (at, failure)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// After every event, each window's counts equal a brute-force recount.
+        #[test]
+        fn counts_match_brute_force(events in arrivals()) {
+            let w = windows();
+            let mut counts = Counts::default();
+            let mut seen: Vec<(u32, bool)> = Vec::new();
+            let mut newest = 0;
+            for (t, failure) in events {
+                counts.add(&w, t, failure);
+                seen.push((t, failure));
+                newest = newest.max(t);
+                // Query at the event's own time, as the store does: now = max(t, newest).
+                let now = newest.max(t);
+                let got = counts.read(&w, now);
+                for (j, spec) in w.all().iter().enumerate() {
+                    let events = seen.iter().filter(|(s, _)| spec.contains(*s, now)).count() as u32;
+                    let failures = seen.iter().filter(|(s, f)| *f && spec.contains(*s, now)).count() as u32;
+                    prop_assert_eq!(got.events[j], events, "events, window {}", spec.label);
+                    prop_assert_eq!(got.failures[j], failures, "failures, window {}", spec.label);
+                }
+            }
+        }
+
+        /// Amount rings agree with a brute-force sum.
+        #[test]
+        fn amounts_match_brute_force(events in arrivals(), amounts in proptest::collection::vec(0u32..500, 120)) {
+            let w = windows();
+            let mut ring = Amounts::default();
+            let mut seen = Vec::new();
+            let mut newest = 0;
+            for ((t, _), a) in events.into_iter().zip(amounts) {
+                ring.add(&w, t, a);
+                seen.push((t, a));
+                newest = newest.max(t);
+                let got = ring.read(&w, newest);
+                for (j, spec) in w.all().iter().enumerate() {
+                    let want: u32 = seen.iter().filter(|(s, _)| spec.contains(*s, newest)).map(|p| p.1).sum();
+                    prop_assert_eq!(got[j], want);
+                }
+            }
+        }
+
+        /// Small distinct sets are exact in every window, whatever the order.
+        #[test]
+        fn small_distinct_sets_are_exact(events in arrivals(), items in proptest::collection::vec(0u32..12, 120)) {
+            let w = windows();
+            let mut set = DistinctSet::default();
+            let mut seen: Vec<(u32, u32)> = Vec::new();
+            let mut newest = 0;
+            for ((t, _), item) in events.into_iter().zip(items) {
+                let item = item.wrapping_mul(0x9E37_79B9);
+                set.insert(&w, item, t);
+                seen.push((item, t));
+                newest = newest.max(t);
+                for spec in w.all() {
+                    let mut last: std::collections::HashMap<u32, u32> = Default::default();
+                    for &(i, s) in &seen {
+                        let e = last.entry(i).or_insert(s);
+                        *e = (*e).max(s);
+                    }
+                    let want = last.values().filter(|&&s| spec.bucket(s) >= spec.first_bucket(newest)).count() as u32;
+                    prop_assert_eq!(set.count(&spec, newest), want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn large_distinct_sets_stay_bounded_and_close() {
+        let w = windows();
+        let mut set = DistinctSet::default();
+        let t0 = 1_700_000_000;
+        for i in 0..60u32 {
+            let item = (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32;
+            set.insert(&w, item, t0 + i);
+        }
+        assert!(matches!(set, DistinctSet::Sketch(_)));
+        let est = set.count(&w.long, t0 + 60);
+        assert!((40..=90).contains(&est), "estimate {est} for 60 distinct");
+        // A day later, the items have left every window.
+        assert_eq!(set.count(&w.long, t0 + 2 * 86_400), 0);
+    }
+
+    #[test]
+    fn sparse_counts_promote_to_rings_without_changing_answers() {
+        let w = windows();
+        let mut c = Counts::default();
+        for i in 0..(SPARSE_EVENTS as u32 * 3) {
+            c.add(&w, 1_700_000_000 + i * 30, i % 3 == 0);
+        }
+        assert!(c.heap_bytes() > 0);
+        let r = c.read(&w, 1_700_000_000 + 17 * 30);
+        assert_eq!(r.events[2], 18);
+        assert_eq!(r.failures[2], 6);
+    }
+}
