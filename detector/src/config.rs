@@ -1,0 +1,112 @@
+//! Service configuration: one TOML file, every setting defaulted, checked at load.
+
+use std::path::Path;
+use std::time::Duration;
+
+use haechi_features::{FeatureConfig, DEFAULT_MAX_EVENT_BYTES};
+use serde::{Deserialize, Serialize};
+
+use crate::builtin::BuiltinConfig;
+use crate::error::DetectorError;
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub features: FeatureConfig,
+    pub pipeline: PipelineConfig,
+    pub builtin: BuiltinConfig,
+    pub alerts: AlertConfig,
+}
+
+/// How events enter the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Largest accepted event, in bytes.
+    pub max_event_bytes: usize,
+    /// How long (event time) an event id is remembered to drop repeats.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, dedup_window: Duration::from_secs(3600) }
+    }
+}
+
+/// How findings fold into alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Repeats of one finding on one entity inside this window are one alert.
+    #[serde(with = "humantime_serde")]
+    pub fold_window: Duration,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig { fold_window: Duration::from_secs(600) }
+    }
+}
+
+impl Config {
+    /// Read and check a TOML file.
+    ///
+    /// # Errors
+    /// [`DetectorError::Config`] naming the file and the unknown key or bad value.
+    pub fn load(path: &Path) -> Result<Config, DetectorError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DetectorError::Config { path: path.display().to_string(), message: e.to_string() })?;
+        Config::parse(&text).map_err(|message| DetectorError::Config { path: path.display().to_string(), message })
+    }
+
+    /// Parse and check TOML text.
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check every value now rather than at the 10,000th event.
+    ///
+    /// # Errors
+    /// A message naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.features.validate().map_err(|e| e.to_string())?;
+        if self.pipeline.max_event_bytes < 256 || self.pipeline.max_event_bytes > 1 << 20 {
+            return Err(format!("pipeline.max_event_bytes = {}: must be 256 to 1048576", self.pipeline.max_event_bytes));
+        }
+        if self.alerts.fold_window.as_secs() == 0 {
+            return Err("alerts.fold_window must be at least one second".into());
+        }
+        self.builtin.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = Config::default();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(Config::parse(&text).unwrap(), c);
+        assert_eq!(Config::parse("").unwrap(), c);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let e = Config::parse("[pipeline]\nmax_event_byte = 10\n").unwrap_err();
+        assert!(e.contains("max_event_byte"), "{e}");
+        let e = Config::parse("[features]\nshort_window = \"7m\"\n").unwrap_err();
+        assert!(e.contains("short_window"), "{e}");
+        let e = Config::parse("[pipeline]\nmax_event_bytes = 1\n").unwrap_err();
+        assert!(e.contains("max_event_bytes"), "{e}");
+    }
+}

@@ -1,0 +1,140 @@
+//! Combining findings into one decision per event.
+
+use std::sync::Arc;
+
+use haechi_features::{Action, EntityKind, Finding, Mode, Severity};
+use serde::Serialize;
+
+/// What the verification pipeline should do with the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Challenge,
+    Block,
+}
+
+impl Verdict {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Challenge => "challenge",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+/// One reason behind a decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    pub detector: Arc<str>,
+    pub id: Arc<str>,
+    pub severity: Severity,
+}
+
+/// A block the decision asks for: which entity, for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BlockRequest {
+    pub scope: EntityKind,
+    pub ttl_s: u32,
+}
+
+/// The decision on one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub event_id: String,
+    #[serde(rename = "decision")]
+    pub verdict: Verdict,
+    pub score: f32,
+    /// Enforced findings, strongest first.
+    pub reasons: Vec<Reason>,
+    /// Shadow findings: what would have fired. Recorded, never enforced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<Reason>,
+    #[serde(skip)]
+    pub blocks: Vec<BlockRequest>,
+}
+
+/// The strongest enforced action wins (block > challenge > alert > nothing);
+/// shadow findings change nothing. Every decision carries its reasons.
+pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
+    let mut verdict = Verdict::Allow;
+    let mut score = 0.0f32;
+    let mut reasons = Vec::new();
+    let mut shadow = Vec::new();
+    let mut blocks = Vec::new();
+    for f in findings {
+        let reason = Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity };
+        if f.mode == Mode::Shadow {
+            shadow.push(reason);
+            continue;
+        }
+        score = score.max(f.score);
+        let v = match f.action {
+            Action::Alert => Verdict::Allow,
+            Action::Challenge => Verdict::Challenge,
+            Action::Block { ttl_s } => {
+                if let Some(scope) = f.entity {
+                    blocks.push(BlockRequest { scope, ttl_s });
+                }
+                Verdict::Block
+            }
+        };
+        verdict = verdict.max(v);
+        reasons.push((f.action.strength(), reason));
+    }
+    reasons.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.severity.cmp(&a.1.severity)));
+    Decision {
+        event_id: event_id.to_owned(),
+        verdict,
+        score,
+        reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+        shadow,
+        blocks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(action: Action, mode: Mode, sev: Severity) -> Finding {
+        Finding {
+            detector: Arc::from("t"),
+            id: Arc::from(format!("{action:?}")),
+            version: None,
+            severity: sev,
+            action,
+            mode,
+            score: sev.score(),
+            entity: Some(EntityKind::Ip),
+            evidence: vec![],
+        }
+    }
+
+    #[test]
+    fn strongest_enforced_action_wins() {
+        let d = decide("e", &[f(Action::Alert, Mode::Enforce, Severity::Low), f(Action::Challenge, Mode::Enforce, Severity::Medium)]);
+        assert_eq!(d.verdict, Verdict::Challenge);
+        assert_eq!(&*d.reasons[0].id, "Challenge");
+        assert_eq!(d.score, 0.5);
+        let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Enforce, Severity::High), f(Action::Challenge, Mode::Enforce, Severity::Critical)]);
+        assert_eq!(d.verdict, Verdict::Block);
+        assert_eq!(d.blocks, vec![BlockRequest { scope: EntityKind::Ip, ttl_s: 60 }]);
+        assert_eq!(decide("e", &[f(Action::Alert, Mode::Enforce, Severity::Low)]).verdict, Verdict::Allow);
+        assert_eq!(decide("e", &[]).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn shadow_findings_change_nothing() {
+        let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Shadow, Severity::Critical)]);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.score, 0.0);
+        assert!(d.reasons.is_empty());
+        assert_eq!(d.shadow.len(), 1);
+        assert!(d.blocks.is_empty());
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(json.starts_with(r#"{"event_id":"e","decision":"allow","score":0.0,"reasons":[]"#), "{json}");
+    }
+}

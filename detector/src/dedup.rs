@@ -1,0 +1,72 @@
+//! Remembering event ids so that a repeated id is processed once.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use dashmap::DashMap;
+use nohash_hasher::BuildNoHashHasher;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Event ids seen within a window of event time. Memory is bounded by the
+/// events of one window: ids older than that are swept.
+pub struct Dedup {
+    window_ms: i64,
+    seen: DashMap<u64, i64, BuildNoHashHasher<u64>>,
+    next_sweep_ms: AtomicI64,
+}
+
+impl Dedup {
+    /// Remember ids for `window_ms` of event time.
+    pub fn new(window_ms: i64) -> Dedup {
+        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN) }
+    }
+
+    /// True if `event_id` is new (and remember it); false for a repeat.
+    pub fn first_time(&self, event_id: &str, ts_ms: i64) -> bool {
+        let key = xxh3_64(event_id.as_bytes());
+        let fresh = match self.seen.entry(key) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(ts_ms);
+                true
+            }
+        };
+        let next = self.next_sweep_ms.load(Ordering::Relaxed);
+        if ts_ms >= next
+            && self
+                .next_sweep_ms
+                .compare_exchange(next, ts_ms + self.window_ms / 4, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let cutoff = ts_ms - self.window_ms;
+            self.seen.retain(|_, t| *t >= cutoff);
+        }
+        fresh
+    }
+
+    /// Ids remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_caught_and_old_ids_forgotten() {
+        let d = Dedup::new(1000);
+        assert!(d.first_time("a", 0));
+        assert!(!d.first_time("a", 10));
+        assert!(d.first_time("b", 10));
+        for i in 0..100 {
+            d.first_time(&format!("x{i}"), 5000 + i);
+        }
+        assert!(d.len() <= 101, "old ids swept, {} left", d.len());
+    }
+}

@@ -1,0 +1,20 @@
+//! The one error type of the service library.
+
+use thiserror::Error;
+
+/// What can go wrong in the service.
+#[derive(Debug, Error)]
+pub enum DetectorError {
+    /// An event or feature configuration problem.
+    #[error(transparent)]
+    Features(#[from] haechi_features::Error),
+    /// An alert sink failed.
+    #[error(transparent)]
+    Alerts(#[from] haechi_alerting::AlertError),
+    /// Reading input or writing output failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The configuration file is unusable.
+    #[error("configuration {path}: {message}")]
+    Config { path: String, message: String },
+}

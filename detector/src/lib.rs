@@ -1,0 +1,31 @@
+//! # haechi-detector — the Haechi service
+//!
+//! This crate wires the others together. It owns the [`Pipeline`] every event
+//! goes through (validate → features → detectors → [`decide`]), the service
+//! [`Config`], the built-in detector, and the run modes of the `haechi`
+//! binary: [`replay()`] of a file or stdin today; the HTTP service and stream
+//! consumers run the same pipeline with other sources and sinks.
+//!
+//! ```
+//! use haechi_detector::{Config, Pipeline, Verdict};
+//! let pipeline = Pipeline::new(Config::default()).unwrap();
+//! let mut scratch = pipeline.scratch();
+//! let event = pipeline.parse(br#"{"event_id":"e1","ts":"2026-11-25T09:00:00+09:00","step":"otp","result":"success","customer_id":"c1"}"#).unwrap();
+//! let processed = pipeline.process(&event, &mut scratch).unwrap();
+//! assert_eq!(processed.decision.verdict, Verdict::Allow);
+//! ```
+
+mod builtin;
+mod config;
+mod decision;
+mod dedup;
+mod error;
+mod pipeline;
+mod replay;
+
+pub use builtin::{BuiltinConfig, FailureStreak};
+pub use config::{AlertConfig, Config, PipelineConfig};
+pub use decision::{decide, BlockRequest, Decision, Reason, Verdict};
+pub use error::DetectorError;
+pub use pipeline::{Pipeline, Processed, Scratch};
+pub use replay::{read_bounded_line, replay, ReplayOutputs, ReplaySummary};

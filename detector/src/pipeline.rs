@@ -1,0 +1,103 @@
+//! One path for every event: validate → features → detectors → decide.
+
+use std::sync::Arc;
+
+use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding};
+
+use crate::builtin::FailureStreak;
+use crate::config::Config;
+use crate::decision::{decide, Decision};
+use crate::dedup::Dedup;
+use crate::error::DetectorError;
+
+/// Per-worker buffers, reused from event to event so the hot path does not allocate.
+pub struct Scratch {
+    features: Vec<f32>,
+    /// Findings of the last processed event.
+    pub findings: Vec<Finding>,
+}
+
+/// The result of processing one event.
+#[derive(Debug)]
+pub struct Processed {
+    pub decision: Decision,
+    /// The event arrived later than the allowed lateness.
+    pub late: bool,
+}
+
+/// The pipeline shared by replay, the HTTP service and stream consumers.
+/// Sources hand it events; sinks take its decisions and findings.
+pub struct Pipeline {
+    config: Config,
+    store: FeatureStore,
+    detectors: Vec<Arc<dyn Detector>>,
+    dedup: Dedup,
+}
+
+impl Pipeline {
+    /// Build the pipeline with the built-in detector (if enabled).
+    ///
+    /// # Errors
+    /// When the configuration does not validate.
+    pub fn new(config: Config) -> Result<Pipeline, DetectorError> {
+        config.validate().map_err(|message| DetectorError::Config { path: "(in memory)".into(), message })?;
+        let store = FeatureStore::new(&config.features)?;
+        let mut detectors: Vec<Arc<dyn Detector>> = Vec::new();
+        if config.builtin.enabled {
+            detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
+        }
+        let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
+        Ok(Pipeline { config, store, detectors, dedup })
+    }
+
+    /// Add a detector; it sees every event after the ones already added.
+    pub fn add_detector(&mut self, detector: Arc<dyn Detector>) {
+        self.detectors.push(detector);
+    }
+
+    /// The feature store.
+    pub fn store(&self) -> &FeatureStore {
+        &self.store
+    }
+
+    /// The configuration the pipeline runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Fresh buffers for one worker.
+    pub fn scratch(&self) -> Scratch {
+        Scratch { features: vec![0.0; self.store.catalog().len()], findings: Vec::new() }
+    }
+
+    /// Validate one raw event.
+    ///
+    /// # Errors
+    /// The contract violation, with any resident number masked.
+    pub fn parse(&self, bytes: &[u8]) -> Result<Event, EventError> {
+        Event::parse(bytes, self.config.pipeline.max_event_bytes)
+    }
+
+    /// Run one event through features, detectors and the decision. Its
+    /// findings are left in `scratch.findings` for the alert sinks.
+    ///
+    /// # Errors
+    /// [`EventError::Duplicate`] if the event id was already processed.
+    pub fn process(&self, event: &Event, scratch: &mut Scratch) -> Result<Processed, EventError> {
+        if !self.dedup.first_time(&event.event_id, event.ts_ms) {
+            return Err(EventError::Duplicate);
+        }
+        let observation = self.store.observe(event, &mut scratch.features);
+        let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
+        scratch.findings.clear();
+        for d in &self.detectors {
+            d.detect(event, &view, &mut scratch.findings);
+        }
+        Ok(Processed { decision: decide(&event.event_id, &scratch.findings), late: observation.late })
+    }
+
+    /// The features of the last processed event, for tests and the model trainer.
+    pub fn last_features<'a>(&self, scratch: &'a Scratch) -> &'a [f32] {
+        &scratch.features
+    }
+}

@@ -1,0 +1,276 @@
+//! `haechi replay`: a file or stdin through the pipeline, in event-time order.
+//!
+//! Events are held in a small reorder buffer until the newest event time has
+//! moved past them by the allowed lateness, then processed oldest first; so a
+//! stream that is slightly out of order is decided as if it had arrived in
+//! order. An event later than that is processed at once, as late.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use haechi_alerting::{AlertFolder, AlertSink};
+use haechi_features::{entity_text, Error as EventError, Event};
+
+use crate::decision::Verdict;
+use crate::error::DetectorError;
+use crate::pipeline::{Pipeline, Scratch};
+
+/// What a replay did, printed to stderr at the end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaySummary {
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub decisions: BTreeMap<&'static str, u64>,
+    pub late: u64,
+    pub alerts: u64,
+    pub elapsed: Duration,
+}
+
+impl ReplaySummary {
+    /// Events rejected for any reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Lines per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "events read:     {}", self.lines)?;
+        writeln!(f, "accepted:        {}", self.accepted)?;
+        writeln!(f, "rejected:        {}", self.rejected_total())?;
+        for (reason, n) in &self.rejected {
+            writeln!(f, "  {reason:<15}{n}")?;
+        }
+        writeln!(f, "late (beyond allowed lateness): {}", self.late)?;
+        write!(f, "decisions:      ")?;
+        for v in [Verdict::Allow, Verdict::Challenge, Verdict::Block] {
+            write!(f, " {}={}", v.as_str(), self.decisions.get(v.as_str()).copied().unwrap_or(0))?;
+        }
+        writeln!(f)?;
+        writeln!(f, "alerts:          {}", self.alerts)?;
+        write!(f, "events/s:        {:.0} ({:.3}s)", self.events_per_second(), self.elapsed.as_secs_f64())
+    }
+}
+
+/// Where a replay writes.
+pub struct ReplayOutputs<'a> {
+    /// One decision per valid event, NDJSON.
+    pub decisions: &'a mut dyn Write,
+    /// Alerts, if wanted.
+    pub alerts: Option<&'a mut dyn AlertSink>,
+    /// `line N: problem` for every rejected line.
+    pub errors: &'a mut dyn Write,
+}
+
+struct Pending {
+    ts_ms: i64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts_ms, self.seq) == (o.ts_ms, o.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts_ms, self.seq).cmp(&(o.ts_ms, o.seq))
+    }
+}
+
+struct Runner<'p, 'o> {
+    pipeline: &'p Pipeline,
+    scratch: Scratch,
+    folder: AlertFolder,
+    out: ReplayOutputs<'o>,
+    summary: ReplaySummary,
+    line_buf: Vec<u8>,
+}
+
+impl Runner<'_, '_> {
+    fn reject(&mut self, line: u64, error: &EventError) -> Result<(), DetectorError> {
+        *self.summary.rejected.entry(error.reason()).or_default() += 1;
+        writeln!(self.out.errors, "line {line}: {error}")?;
+        Ok(())
+    }
+
+    fn run(&mut self, line: u64, event: &Event) -> Result<(), DetectorError> {
+        let processed = match self.pipeline.process(event, &mut self.scratch) {
+            Ok(p) => p,
+            Err(e) => return self.reject(line, &e),
+        };
+        self.summary.accepted += 1;
+        self.summary.late += u64::from(processed.late);
+        *self.summary.decisions.entry(processed.decision.verdict.as_str()).or_default() += 1;
+        self.line_buf.clear();
+        serde_json::to_writer(&mut self.line_buf, &processed.decision).map_err(std::io::Error::other)?;
+        self.line_buf.push(b'\n');
+        self.out.decisions.write_all(&self.line_buf)?;
+        if let Some(sink) = self.out.alerts.as_deref_mut() {
+            let catalog = self.pipeline.store().catalog();
+            for finding in &self.scratch.findings {
+                let entity = finding.entity.and_then(|k| entity_text(event, k));
+                if let haechi_alerting::Folded::New(_) =
+                    self.folder.fold(finding, entity.as_deref(), &event.event_id, event.ts_ms, catalog)
+                {
+                    self.summary.alerts += 1;
+                }
+            }
+            if self.folder.open_len() > 0 {
+                for alert in self.folder.drain_closed(self.pipeline.store().watermark_ms().unwrap_or(i64::MIN)) {
+                    sink.send(&alert)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replay NDJSON from `input` through `pipeline`.
+///
+/// # Errors
+/// Only when reading the input or writing an output fails; bad lines are
+/// reported to `outputs.errors`, counted and skipped.
+pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutputs<'_>) -> Result<ReplaySummary, DetectorError> {
+    let started = Instant::now();
+    let config = pipeline.config();
+    let lateness_ms = config.features.allowed_lateness.as_millis() as i64;
+    let fold_ms = config.alerts.fold_window.as_millis() as i64;
+    let mut runner = Runner {
+        pipeline,
+        scratch: pipeline.scratch(),
+        folder: AlertFolder::new(fold_ms, lateness_ms),
+        out: outputs,
+        summary: ReplaySummary::default(),
+        line_buf: Vec::with_capacity(256),
+    };
+    let mut buffer: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
+    // Line numbers of buffered events, for errors reported when they leave the buffer.
+    let mut newest = i64::MIN;
+    let mut released_upto = i64::MIN;
+    let mut line = Vec::with_capacity(1024);
+    let max = config.pipeline.max_event_bytes;
+    let mut n: u64 = 0;
+    loop {
+        let status = read_bounded_line(input, &mut line, max)?;
+        let Some(len) = status else { break };
+        n += 1;
+        runner.summary.lines += 1;
+        let parsed = if len > max { Err(EventError::TooLarge { len, limit: max }) } else { pipeline.parse(trim_cr(&line)) };
+        let event = match parsed {
+            Ok(e) => e,
+            Err(EventError::Empty) => {
+                runner.summary.lines -= 1;
+                continue;
+            }
+            Err(e) => {
+                runner.reject(n, &e)?;
+                continue;
+            }
+        };
+        if event.ts_ms < released_upto {
+            // Too late for the buffer's order: decide it now, as it is.
+            runner.run(n, &event)?;
+            continue;
+        }
+        newest = newest.max(event.ts_ms);
+        buffer.push(Reverse(Pending { ts_ms: event.ts_ms, seq: n, event }));
+        while let Some(Reverse(top)) = buffer.peek() {
+            if top.ts_ms > newest - lateness_ms {
+                break;
+            }
+            let Reverse(p) = buffer.pop().expect("peeked");
+            released_upto = released_upto.max(p.ts_ms);
+            runner.run(p.seq, &p.event)?;
+        }
+    }
+    while let Some(Reverse(p)) = buffer.pop() {
+        runner.run(p.seq, &p.event)?;
+    }
+    if let Some(sink) = runner.out.alerts.as_deref_mut() {
+        for alert in runner.folder.drain_all() {
+            sink.send(&alert)?;
+        }
+        sink.flush()?;
+    }
+    runner.out.decisions.flush()?;
+    runner.out.errors.flush()?;
+    runner.summary.elapsed = started.elapsed();
+    Ok(runner.summary)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Read one line into `buf` (without its newline), keeping at most `max + 1`
+/// bytes: a longer line is skipped to its end and its full length returned,
+/// so a gigabyte line costs no memory. `None` at end of input.
+pub fn read_bounded_line(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(any.then_some(total));
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() <= max {
+            let room = (max + 1 - buf.len()).min(take);
+            buf.extend_from_slice(&chunk[..room]);
+        }
+        total += take;
+        input.consume(take + usize::from(done));
+        if done {
+            return Ok(Some(total));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The bounded reader splits lines exactly like `lines()` and never
+        /// keeps more than `max + 1` bytes.
+        #[test]
+        fn bounded_reader_matches_lines(text in "[a-z\n]{0,200}", max in 1usize..20, cap in 1usize..16) {
+            let mut r = std::io::BufReader::with_capacity(cap, text.as_bytes());
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            while let Some(len) = read_bounded_line(&mut r, &mut buf, max).unwrap() {
+                prop_assert!(buf.len() <= max + 1);
+                got.push(len);
+            }
+            let want: Vec<usize> = text.lines().map(str::len).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
