@@ -100,6 +100,11 @@ impl AlertFolder {
         if let Some(a) = self.open.get_mut(&id) {
             a.count += 1;
             a.score = a.score.max(finding.score);
+            // An alert that escalates (challenge, then block) shows the strongest step.
+            if finding.action.strength() > a.action.strength() {
+                a.action = finding.action;
+            }
+            a.severity = a.severity.max(finding.severity);
             if ts_ms > a.last_ms {
                 a.last_ms = ts_ms;
                 a.last_time = format_rfc3339_ms(ts_ms);

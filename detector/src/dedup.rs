@@ -48,10 +48,6 @@ impl Dedup {
         self.seen.len()
     }
 
-    /// True when no id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use haechi_alerting::{AlertSink, NdjsonSink};
+use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec};
 use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
+
+mod eval_cmd;
 
 #[derive(Parser)]
 #[command(name = "haechi", version, about = "Haechi: live fraud detection for eKYC (비대면 실명확인) pipelines")]
@@ -31,6 +34,44 @@ enum Command {
         /// Where alerts go, NDJSON.
         #[arg(long)]
         alerts: Option<PathBuf>,
+    },
+    /// Write labelled synthetic eKYC traffic, sorted by event time.
+    Generate {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 2000)]
+        customers: usize,
+        #[arg(long, default_value_t = 12)]
+        staff: usize,
+        /// Events file (NDJSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Labels file (NDJSON), one line per attack event.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Attack to play, as NAME, NAME:STRENGTH or NAME:LO-HI (strength 0..1); repeatable. Default: all.
+        #[arg(long = "scenario")]
+        scenarios: Vec<ScenarioSpec>,
+        /// Incidents per scenario (default: two per day, at least three).
+        #[arg(long)]
+        incidents: Option<u32>,
+    },
+    /// Score decisions against labels: per attack type and overall.
+    Eval {
+        /// Events file (NDJSON).
+        events: PathBuf,
+        /// Labels file (NDJSON).
+        labels: PathBuf,
+        /// Decisions file (NDJSON); omit with --replay.
+        decisions: Option<PathBuf>,
+        /// Run the pipeline on EVENTS instead of reading decisions.
+        #[arg(long)]
+        replay: bool,
+        /// Print the scoreboard as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -82,6 +123,31 @@ fn main() -> Result<()> {
             )?;
             writeln!(errors, "{summary}")?;
             errors.flush()?;
+        }
+        Command::Generate { seed, days, customers, staff, out, labels, scenarios, incidents } => {
+            let started = std::time::Instant::now();
+            let cfg = GenConfig { seed, days, customers, staff, scenarios, incidents, ..GenConfig::default() };
+            let data = generate(&cfg)?;
+            let mut events_out = create_output(Some(&out))?;
+            write_ndjson(&data.events, &mut events_out)?;
+            let mut labels_out = create_output(Some(&labels))?;
+            write_ndjson(&data.labels, &mut labels_out)?;
+            eprintln!(
+                "wrote {} events ({} attack) to {} and {} in {:.2}s",
+                data.events.len(),
+                data.labels.len(),
+                out.display(),
+                labels.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Command::Eval { events, labels, decisions, replay: run, json } => {
+            let board = eval_cmd::run(config, &events, &labels, decisions.as_deref(), run)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&board)?);
+            } else {
+                println!("{board}");
+            }
         }
     }
     Ok(())

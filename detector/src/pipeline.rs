@@ -60,6 +60,11 @@ impl Pipeline {
         &self.store
     }
 
+    /// Event ids remembered for dropping repeats.
+    pub fn remembered_event_ids(&self) -> usize {
+        self.dedup.len()
+    }
+
     /// The configuration the pipeline runs on.
     pub fn config(&self) -> &Config {
         &self.config

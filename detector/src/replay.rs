@@ -74,7 +74,8 @@ pub struct ReplayOutputs<'a> {
 struct Pending {
     ts_ms: i64,
     seq: u64,
-    event: Event,
+    /// Boxed: the heap moves entries on every push and pop.
+    event: Box<Event>,
 }
 
 impl PartialEq for Pending {
@@ -190,7 +191,7 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
             continue;
         }
         newest = newest.max(event.ts_ms);
-        buffer.push(Reverse(Pending { ts_ms: event.ts_ms, seq: n, event }));
+        buffer.push(Reverse(Pending { ts_ms: event.ts_ms, seq: n, event: Box::new(event) }));
         while let Some(Reverse(top)) = buffer.peek() {
             if top.ts_ms > newest - lateness_ms {
                 break;

@@ -5,7 +5,7 @@ use smallvec::SmallVec;
 use crate::catalog::{relations, KindLayout, MAX_RELATIONS};
 use crate::config::Windows;
 use crate::keys::{EntityKind, KIND_COUNT};
-use crate::window::{Amounts, Counts, DistinctSet};
+use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
 
 /// Devices a customer profile remembers; the oldest is forgotten past this.
 const PROFILE_DEVICES: usize = 16;
@@ -143,10 +143,11 @@ impl Entity {
         out[b + 7] = f32::from(self.streak);
         out[b + 8] = now.saturating_sub(self.first_seen) as f32;
         out[b + 9] = gap_s;
-        let specs = w.all();
-        for (r, _) in relations(kind).iter().enumerate() {
-            for (j, spec) in specs.iter().enumerate() {
-                out[l.distinct + 3 * r + j] = self.distinct[r].count(spec, now) as f32;
+        let cut = cutoffs(w, now);
+        for r in 0..relations(kind).len() {
+            let counts = self.distinct[r].count_since(cut);
+            for j in 0..3 {
+                out[l.distinct + 3 * r + j] = counts[j] as f32;
             }
         }
         if let Some(t) = l.timing {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::rrn::{find_resident_number, mask_resident_numbers};
+use crate::rrn::{find_resident_number, find_resident_number_in_id, mask_resident_numbers};
 
 /// Default upper bound on one raw event, in bytes.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024;
@@ -257,30 +257,38 @@ impl RawEvent {
     }
 
     fn reject_resident_numbers(&self) -> Result<()> {
-        let fields: [(&str, &Option<String>); 12] = [
+        // Opaque ids and keyed hashes: hex-aware boundaries (see find_resident_number_in_id).
+        let ids: [(&str, &Option<String>); 7] = [
             ("event_id", &self.event_id),
-            ("ts", &self.ts),
-            ("failure_reason", &self.failure_reason),
             ("session_id", &self.session_id),
             ("customer_id", &self.customer_id),
             ("id_doc_hash", &self.id_doc_hash),
-            ("ip", &self.ip),
             ("device_id", &self.device_id),
-            ("user_agent", &self.user_agent),
-            ("region", &self.region),
             ("account_hash", &self.account_hash),
             ("staff_id", &self.staff_id),
         ];
-        for (field, value) in fields {
+        for (field, value) in ids {
             if let Some(v) = value {
-                check_text(field, v)?;
+                check_text(field, v, find_resident_number_in_id)?;
+            }
+        }
+        let texts: [(&str, &Option<String>); 5] = [
+            ("ts", &self.ts),
+            ("failure_reason", &self.failure_reason),
+            ("ip", &self.ip),
+            ("user_agent", &self.user_agent),
+            ("region", &self.region),
+        ];
+        for (field, value) in texts {
+            if let Some(v) = value {
+                check_text(field, v, find_resident_number)?;
             }
         }
         if let Some(map) = &self.attrs {
             for (key, value) in map {
-                check_text("attrs", key)?;
+                check_text("attrs", key, find_resident_number)?;
                 if let serde_json::Value::String(s) = value {
-                    check_text(&format!("attrs.{}", mask_resident_numbers(key)), s)?;
+                    check_text(&format!("attrs.{}", mask_resident_numbers(key)), s, find_resident_number)?;
                 }
             }
         }
@@ -288,8 +296,8 @@ impl RawEvent {
     }
 }
 
-fn check_text(field: &str, value: &str) -> Result<()> {
-    match find_resident_number(value) {
+fn check_text(field: &str, value: &str, find: fn(&str) -> Option<(usize, usize)>) -> Result<()> {
+    match find(value) {
         Some((start, end)) => Err(Error::ResidentNumber {
             field: field.to_owned(),
             masked: mask_resident_numbers(&value[start..end]).into_owned(),
@@ -441,8 +449,8 @@ mod tests {
             let line = format!(r#"{{"event_id":"{id}","ts":"2026-11-25T09:00:00Z","step":"login","result":"success","customer_id":"{cust}","duration_ms":{dur}}}"#);
             match parse(&line) {
                 Ok(e) => {
-                    prop_assert!(find_resident_number(e.customer_id.as_deref().unwrap_or("")).is_none());
-                    prop_assert!(find_resident_number(&e.event_id).is_none());
+                    prop_assert!(find_resident_number_in_id(e.customer_id.as_deref().unwrap_or("")).is_none());
+                    prop_assert!(find_resident_number_in_id(&e.event_id).is_none());
                 }
                 Err(e) => prop_assert!(find_resident_number(&e.to_string()).is_none()),
             }

@@ -8,41 +8,59 @@
 
 use std::borrow::Cow;
 
-/// Byte range of the first resident number in `text`, if any.
+/// Byte range of the first resident number in `text`, if any. Any character
+/// but a digit may stand beside it: this is the rule for free text.
 pub fn find_resident_number(text: &str) -> Option<(usize, usize)> {
+    find(text, u8::is_ascii_digit)
+}
+
+/// Like [`find_resident_number`], for opaque ids and keyed hashes, which are
+/// hex: a digit run with a hex letter beside it is part of the hash (a
+/// 24-digit hex hash holds 13 digits in a row about once in ten thousand), so
+/// only a run standing on its own, or beside a non-hex character such as `-`,
+/// counts. An integrator who puts the raw number into an id field is still caught.
+pub fn find_resident_number_in_id(text: &str) -> Option<(usize, usize)> {
+    find(text, u8::is_ascii_hexdigit)
+}
+
+fn find(text: &str, joins: fn(&u8) -> bool) -> Option<(usize, usize)> {
+    // One pass over maximal digit runs: a number is a 13-digit run, or a
+    // 6-digit run, a dash, and a 7-digit run. Most strings have no run long
+    // enough and cost a few instructions a byte.
     let b = text.as_bytes();
+    let run_end = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
     let mut i = 0;
-    while i + 13 <= b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
             i += 1;
             continue;
         }
-        if let Some(end) = match_at(b, i) {
-            return Some((i, end));
+        let start = i;
+        let end = run_end(start);
+        let candidate = match end - start {
+            13 => Some(end),
+            6 if b.get(end) == Some(&b'-') && run_end(end + 1) - (end + 1) == 7 => Some(end + 8),
+            _ => None,
+        };
+        if let Some(stop) = candidate {
+            let free_before = start == 0 || !joins(&b[start - 1]);
+            let free_after = !b.get(stop).is_some_and(joins);
+            if free_before && free_after && plausible(b, start) {
+                return Some((start, stop));
+            }
         }
-        i += 1;
+        i = end;
     }
     None
 }
 
-fn match_at(b: &[u8], start: usize) -> Option<usize> {
-    let digits = |from: usize, n: usize| {
-        b.get(from..from + n).filter(|s| s.iter().all(u8::is_ascii_digit))
-    };
-    let front = digits(start, 6)?;
-    let mut back_start = start + 6;
-    if b.get(back_start) == Some(&b'-') {
-        back_start += 1;
-    }
-    let back = digits(back_start, 7)?;
-    let end = back_start + 7;
-    if b.get(end).is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    let month = (front[2] - b'0') * 10 + (front[3] - b'0');
-    let day = (front[4] - b'0') * 10 + (front[5] - b'0');
-    let sex = back[0] - b'0';
-    ((1..=12).contains(&month) && (1..=31).contains(&day) && (1..=8).contains(&sex)).then_some(end)
+/// Birth date and sex digit of a candidate make sense.
+fn plausible(b: &[u8], start: usize) -> bool {
+    let d = |k: usize| b[start + k] - b'0';
+    let sex_at = if b[start + 6] == b'-' { 7 } else { 6 };
+    let month = d(2) * 10 + d(3);
+    let day = d(4) * 10 + d(5);
+    (1..=12).contains(&month) && (1..=31).contains(&day) && (1..=8).contains(&d(sex_at))
 }
 
 /// `text` with every resident number replaced by its masked form
@@ -97,6 +115,11 @@ mod tests {
         // Fourteen digits are not a resident number.
         assert_eq!(find_resident_number("90010112345678"), None);
         assert_eq!(find_resident_number("x9001011234567"), Some((1, 14)));
+        // Inside a hex hash, a digit run is part of the hash.
+        assert_eq!(find_resident_number_in_id("a6203166123456b"), None);
+        assert_eq!(find_resident_number_in_id("6203166123456"), Some((0, 13)));
+        assert_eq!(find_resident_number_in_id("doc-620316-6123456"), Some((4, 18)));
+        assert_eq!(find_resident_number("a6203166123456b"), Some((1, 14)));
         // Sex digit 9/0 is outside 1-8.
         assert_eq!(find_resident_number("900101-9234567"), None);
         assert_eq!(mask_resident_numbers("no number here"), Cow::Borrowed("no number here"));

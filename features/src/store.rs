@@ -10,7 +10,7 @@ use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, Windows};
 use crate::entity::{Entity, Observed};
 use crate::error::Result;
-use crate::event::Event;
+use crate::event::{Event, Step};
 use crate::keys::{entity_hash, lookup_hash, EntityKeys, EntityKind, KIND_COUNT};
 
 /// Keys are already keyed hashes, so the map must not hash them again.
@@ -116,8 +116,15 @@ impl FeatureStore {
         };
 
         write_event_features(event, hour, late, out);
+        // A staff lookup names the customer whose record was read; that counts
+        // toward the staff member's distinct customers but is not the
+        // customer's own activity, so it must not touch their profile.
+        let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
         for kind in EntityKind::ALL {
             let Some(key) = keys.get(kind) else { continue };
+            if staff_access && kind == EntityKind::Customer {
+                continue;
+            }
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
             if late {
@@ -223,34 +230,35 @@ fn write_event_features(event: &Event, hour: u8, late: bool, out: &mut [f32]) {
 
 /// Markers of scripted clients. Kept short and specific: Android's own HTTP
 /// stack (okhttp) is what the bank's real app sends, so it is not here.
-const AUTOMATION_MARKERS: [&[u8]; 10] = [
-    b"headless",
-    b"phantomjs",
-    b"selenium",
-    b"webdriver",
-    b"puppeteer",
-    b"playwright",
-    b"python-requests",
-    b"curl/",
-    b"go-http-client",
-    b"scrapy",
+const AUTOMATION_MARKERS: [&str; 10] = [
+    "headless",
+    "phantomjs",
+    "selenium",
+    "webdriver",
+    "puppeteer",
+    "playwright",
+    "python-requests",
+    "curl/",
+    "go-http-client",
+    "scrapy",
 ];
 
-/// True if a user agent names an automation tool. Allocation-free.
+static AUTOMATION: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(AUTOMATION_MARKERS)
+        .expect("fixed patterns build")
+});
+
+/// True if a user agent names an automation tool.
 pub fn is_automation_agent(ua: &str) -> bool {
-    let mut buf = [0u8; 512];
-    let n = ua.len().min(buf.len());
-    for (d, s) in buf.iter_mut().zip(ua.as_bytes()) {
-        *d = s.to_ascii_lowercase();
-    }
-    let hay = &buf[..n];
-    AUTOMATION_MARKERS.iter().any(|m| hay.windows(m.len()).any(|w| w == *m))
+    AUTOMATION.is_match(ua)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Outcome, Step};
+    use crate::event::Outcome;
     use std::collections::BTreeMap;
 
     fn event(id: usize, ts_ms: i64, customer: &str, ip: &str, device: &str, failure: bool) -> Event {

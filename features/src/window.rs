@@ -21,6 +21,16 @@ pub const SPARSE_EVENTS: usize = 6;
 pub const EXACT_DISTINCT: usize = 16;
 const SKETCH_REGISTERS: usize = 64;
 
+/// The first second of each window (short, mid, long) that ends at `now`.
+#[inline]
+pub fn cutoffs(w: &Windows, now: u32) -> [u32; 3] {
+    [
+        w.short.first_bucket(now) * w.short.width_s,
+        w.mid.first_bucket(now) * w.mid.width_s,
+        w.long.first_bucket(now) * w.long.width_s,
+    ]
+}
+
 /// A ring of N buckets; `head` is the newest bucket index it has seen.
 #[derive(Debug, Clone)]
 pub struct Ring<T, const N: usize> {
@@ -185,15 +195,15 @@ impl Counts {
             }
             return out;
         }
-        let specs = w.all();
+        let cutoffs = cutoffs(w, now);
         for i in 0..usize::from(self.sparse_len) {
             let t = self.sparse_ts[i];
-            let failed = self.sparse_failures & (1 << i) != 0;
-            for (j, spec) in specs.iter().enumerate() {
-                if spec.contains(t, now) {
-                    out.events[j] += 1;
-                    out.failures[j] += u32::from(failed);
-                }
+            let failed = u32::from(self.sparse_failures & (1 << i) != 0);
+            // Events are never after `now`, so the window's start is the only bound.
+            for j in 0..3 {
+                let inside = u32::from(t >= cutoffs[j]);
+                out.events[j] += inside;
+                out.failures[j] += inside * failed;
             }
         }
         out
@@ -279,17 +289,42 @@ impl DistinctSet {
 
     /// Distinct items whose last sighting falls in `spec`'s window at `now`.
     pub fn count(&self, spec: &WindowSpec, now: u32) -> u32 {
-        let first = spec.first_bucket(now);
+        let cutoff = spec.first_bucket(now) * spec.width_s;
+        self.count_since([cutoff; 3])[0]
+    }
+
+    /// Distinct items last seen at or after each of three cutoff times (the
+    /// first second of each window), in one pass.
+    pub fn count_since(&self, cutoffs: [u32; 3]) -> [u32; 3] {
+        let mut out = [0u32; 3];
         match self {
-            DistinctSet::Exact(items) => items.iter().filter(|p| spec.bucket(p.1) >= first).count() as u32,
+            DistinctSet::Exact(items) => {
+                for &(_, seen) in items.iter() {
+                    for j in 0..3 {
+                        out[j] += u32::from(seen >= cutoffs[j]);
+                    }
+                }
+            }
             DistinctSet::Sketch(regs) => {
-                let empty = regs.iter().filter(|&&r| r == 0 || spec.bucket(r) < first).count();
+                // An empty register holds 0, below any real cutoff. Branch-free
+                // so the compiler can vectorise the 64 compares.
+                let [c0, c1, c2] = cutoffs.map(|c| c.max(1));
+                let mut occ = [0u32; 3];
+                for &r in regs.iter() {
+                    occ[0] += u32::from(r >= c0);
+                    occ[1] += u32::from(r >= c1);
+                    occ[2] += u32::from(r >= c2);
+                }
+                let occupied = occ.map(|o| o as usize);
                 let m = SKETCH_REGISTERS as f64;
-                // Linear counting; a full sketch reports its ceiling, m ln m.
-                let est = m * (m / (empty.max(1) as f64)).ln();
-                est.round() as u32
+                for j in 0..3 {
+                    let empty = (SKETCH_REGISTERS - occupied[j]).max(1) as f64;
+                    // Linear counting; a full sketch reports its ceiling, m ln m.
+                    out[j] = (m * (m / empty).ln()).round() as u32;
+                }
             }
         }
+        out
     }
 
     /// True if `item` was seen at any time this set still remembers.
