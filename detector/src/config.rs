@@ -104,7 +104,7 @@ mod tests {
     fn typos_and_bad_values_are_named() {
         let e = Config::parse("[pipeline]\nmax_event_byte = 10\n").unwrap_err();
         assert!(e.contains("max_event_byte"), "{e}");
-        let e = Config::parse("[features]\nshort_window = \"7m\"\n").unwrap_err();
+        let e = Config::parse("[features]\nshort_window = \"601s\"\n").unwrap_err();
         assert!(e.contains("short_window"), "{e}");
         let e = Config::parse("[pipeline]\nmax_event_bytes = 1\n").unwrap_err();
         assert!(e.contains("max_event_bytes"), "{e}");

@@ -12,17 +12,22 @@ pub struct Dedup {
     window_ms: i64,
     seen: DashMap<u64, i64, BuildNoHashHasher<u64>>,
     next_sweep_ms: AtomicI64,
+    newest_ms: AtomicI64,
 }
 
 impl Dedup {
     /// Remember ids for `window_ms` of event time.
     pub fn new(window_ms: i64) -> Dedup {
-        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN) }
+        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN), newest_ms: AtomicI64::new(i64::MIN) }
     }
 
     /// True if `event_id` is new (and remember it); false for a repeat.
+    /// An id is remembered for `window_ms` of stream time after it arrived:
+    /// a late event is stamped with the newest time seen, not its own, so it
+    /// too is remembered for a whole window.
     pub fn first_time(&self, event_id: &str, ts_ms: i64) -> bool {
         let key = xxh3_64(event_id.as_bytes());
+        let ts_ms = self.newest_ms.fetch_max(ts_ms, Ordering::Relaxed).max(ts_ms);
         let fresh = match self.seen.entry(key) {
             dashmap::Entry::Occupied(_) => false,
             dashmap::Entry::Vacant(v) => {

@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         incidents: Option<u32>,
     },
+    /// Benchmarks that need a whole store: memory under a key spray, bytes per entity.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Score decisions against labels: per attack type and overall.
     Eval {
         /// Events file (NDJSON).
@@ -73,6 +78,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Spray fresh IPs and devices and print memory as it goes.
+    Spray {
+        #[arg(long, default_value_t = 10_000_000)]
+        keys: u64,
+        /// Days of event time the spray covers.
+        #[arg(long, default_value_t = 20)]
+        days: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        every: u64,
+    },
+    /// Replay a stream and print bytes per live entity, by kind.
+    Entities { input: String },
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -140,6 +161,23 @@ fn main() -> Result<()> {
                 labels.display(),
                 started.elapsed().as_secs_f64()
             );
+        }
+        Command::Bench { what: BenchCommand::Spray { keys, days, every } } => {
+            println!("{:>12} {:>10} {:>12} {:>12} {:>10}", "keys", "live ips", "live devices", "map slots", "RSS MiB");
+            haechi_detector::bench::spray(keys, days, every, |r| {
+                println!("{:>12} {:>10} {:>12} {:>12} {:>10.1}", r.keys, r.live_ips, r.live_devices, r.capacity, r.rss_bytes as f64 / 1048576.0);
+            })?;
+        }
+        Command::Bench { what: BenchCommand::Entities { input } } => {
+            let pipeline = Pipeline::new(config)?;
+            let mut input = open_input(&input)?;
+            println!("{:<10} {:>10} {:>14}", "kind", "live", "bytes/entity");
+            for (kind, (n, bytes)) in haechi_detector::bench::entity_sizes(&pipeline, &mut input)? {
+                println!("{:<10} {:>10} {:>14.1}", kind.as_str(), n, bytes);
+            }
+            if let Some(rss) = haechi_detector::bench::rss_bytes() {
+                println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
+            }
         }
         Command::Eval { events, labels, decisions, replay: run, json } => {
             let board = eval_cmd::run(config, &events, &labels, decisions.as_deref(), run)?;

@@ -67,18 +67,20 @@ struct Profile {
     devices: SmallVec<[u32; 2]>,
 }
 
+/// State only some kinds keep, boxed separately so that a customer does not
+/// pay for a staff member's record rings.
 #[derive(Debug, Clone)]
 enum Extra {
-    Profile(Profile),
-    Records(Amounts),
+    None,
+    Profile(Box<Profile>),
+    Records(Box<Amounts>),
 }
 
 /// Everything Haechi remembers about one entity.
 #[derive(Debug, Clone)]
 pub(crate) struct Entity {
     first_seen: u32,
-    /// Newest event time seen, seconds; the head of every window and the clock of expiry.
-    pub(crate) last_seen: u32,
+    /// Newest event time seen, ms; the head of every window and the clock of expiry.
     last_ms: i64,
     total: u32,
     streak: u16,
@@ -87,20 +89,19 @@ pub(crate) struct Entity {
     gaps: RunningStats,
     steps: RunningStats,
     distinct: [DistinctSet; MAX_RELATIONS],
-    extra: Option<Box<Extra>>,
+    extra: Extra,
 }
 
 impl Entity {
-    pub(crate) fn new(kind: EntityKind, secs: u32, ms: i64) -> Entity {
+    pub(crate) fn new(kind: EntityKind, secs: u32) -> Entity {
         let extra = match kind {
-            EntityKind::Customer => Some(Box::new(Extra::Profile(Profile::default()))),
-            EntityKind::Staff => Some(Box::new(Extra::Records(Amounts::default()))),
-            _ => None,
+            EntityKind::Customer => Extra::Profile(Box::default()),
+            EntityKind::Staff => Extra::Records(Box::default()),
+            _ => Extra::None,
         };
         Entity {
             first_seen: secs,
-            last_seen: 0,
-            last_ms: ms,
+            last_ms: i64::MIN,
             total: 0,
             streak: 0,
             step_min_ms: u32::MAX,
@@ -119,7 +120,7 @@ impl Entity {
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
         let mut profile_flags = [0.0f32; 3];
-        if let Some(Extra::Profile(p)) = self.extra.as_deref() {
+        if let Extra::Profile(p) = &self.extra {
             let h = u32::from(o.hour);
             let near = (1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24));
             profile_flags[0] = f32::from(p.hours & near != 0);
@@ -132,7 +133,7 @@ impl Entity {
             self.apply(kind, w, o);
         }
 
-        let now = o.secs.max(self.last_seen);
+        let now = o.secs.max(self.last_seen());
         let c = self.counts.read(w, now);
         let b = l.base;
         out[b] = 1.0;
@@ -160,8 +161,8 @@ impl Entity {
             out[d + 1] = if self.steps.n == 0 { 0.0 } else { self.step_min_ms as f32 };
             out[d + 2] = self.steps.n as f32;
         }
-        match (self.extra.as_deref(), l.profile, l.records) {
-            (Some(Extra::Profile(p)), Some(s), _) => {
+        match (&self.extra, l.profile, l.records) {
+            (Extra::Profile(p), Some(s), _) => {
                 out[s] = prior_events as f32;
                 out[s + 1] = profile_flags[0];
                 out[s + 2] = p.hours.count_ones() as f32;
@@ -169,7 +170,7 @@ impl Entity {
                 out[s + 4] = profile_flags[2];
                 out[s + 5] = p.devices.len() as f32;
             }
-            (Some(Extra::Records(a)), _, Some(s)) => {
+            (Extra::Records(a), _, Some(s)) => {
                 let r = a.read(w, now);
                 for j in 0..3 {
                     out[s + j] = r[j] as f32;
@@ -186,10 +187,7 @@ impl Entity {
         if self.total > 1 && o.ms >= self.last_ms {
             self.gaps.push((o.ms - self.last_ms) as f32);
         }
-        if o.ms >= self.last_ms || self.total == 1 {
-            self.last_ms = o.ms;
-        }
-        self.last_seen = self.last_seen.max(o.secs);
+        self.last_ms = self.last_ms.max(o.ms);
         self.first_seen = self.first_seen.min(o.secs);
         if let Some(d) = o.duration_ms {
             self.steps.push(d as f32);
@@ -200,8 +198,8 @@ impl Entity {
                 self.distinct[r].insert(w, item, o.secs);
             }
         }
-        match self.extra.as_deref_mut() {
-            Some(Extra::Profile(p)) => {
+        match &mut self.extra {
+            Extra::Profile(p) => {
                 p.hours |= 1 << o.hour;
                 if let Some(d) = o.device {
                     if !p.devices.contains(&d) {
@@ -220,18 +218,27 @@ impl Entity {
                     }
                 }
             }
-            Some(Extra::Records(a)) => a.add(w, o.secs, o.records),
-            None => {}
+            Extra::Records(a) => a.add(w, o.secs, o.records),
+            Extra::None => {}
+        }
+    }
+
+    /// Newest event time seen, seconds (0 before any event was applied).
+    pub(crate) fn last_seen(&self) -> u32 {
+        if self.last_ms == i64::MIN {
+            0
+        } else {
+            self.last_ms.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32
         }
     }
 
     /// Bytes this entity costs: the inline struct plus what it owns on the heap.
     pub(crate) fn bytes(&self) -> usize {
-        let extra = match self.extra.as_deref() {
-            None => 0,
-            Some(Extra::Records(_)) => std::mem::size_of::<Extra>(),
-            Some(Extra::Profile(p)) => {
-                std::mem::size_of::<Extra>()
+        let extra = match &self.extra {
+            Extra::None => 0,
+            Extra::Records(_) => std::mem::size_of::<Amounts>(),
+            Extra::Profile(p) => {
+                std::mem::size_of::<Profile>()
                     + if p.devices.spilled() { p.devices.capacity() * 4 } else { 0 }
                     + if p.regions.spilled() { p.regions.capacity() * 2 } else { 0 }
             }
@@ -240,5 +247,17 @@ impl Entity {
             + self.counts.heap_bytes()
             + self.distinct.iter().map(DistinctSet::heap_bytes).sum::<usize>()
             + extra
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entity_fits_its_budget() {
+        // The design budget is under 200 bytes for a typical entity, map slot included.
+        let size = std::mem::size_of::<Entity>();
+        assert!(size <= 160, "Entity is {size} bytes");
     }
 }

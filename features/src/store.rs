@@ -134,7 +134,7 @@ impl FeatureStore {
                 }
             } else {
                 map.entry(key)
-                    .or_insert_with(|| Entity::new(kind, secs, event.ts_ms))
+                    .or_insert_with(|| Entity::new(kind, secs))
                     .observe(kind, layout, w, &observed, out);
             }
         }
@@ -152,7 +152,7 @@ impl FeatureStore {
         for kind in EntityKind::ALL {
             let ttl = if kind == EntityKind::Customer { self.windows.customer_ttl_s } else { self.windows.idle_ttl_s() };
             let before = self.maps[kind.index()].len();
-            self.maps[kind.index()].retain(|_, e| e.last_seen.saturating_add(ttl) >= now);
+            self.maps[kind.index()].retain(|_, e| e.last_seen().saturating_add(ttl) >= now);
             removed += before - self.maps[kind.index()].len();
         }
         self.expired.fetch_add(removed as u64, Ordering::Relaxed);
@@ -175,6 +175,12 @@ impl FeatureStore {
     /// Live entities of one kind.
     pub fn entity_count(&self, kind: EntityKind) -> usize {
         self.maps[kind.index()].len()
+    }
+
+    /// Slots allocated for entities of one kind (live plus free): what the map
+    /// costs in memory, since a hash map keeps its size after entries leave.
+    pub fn entity_capacity(&self, kind: EntityKind) -> usize {
+        self.maps[kind.index()].capacity()
     }
 
     /// Bytes held by entities of one kind (state plus map key), by walking them.

@@ -11,8 +11,6 @@
 //! [`DistinctSet`] keeps exact (hash, last seen) pairs for small sets and turns
 //! into a timestamped linear-counting sketch past [`EXACT_DISTINCT`].
 
-use smallvec::SmallVec;
-
 use crate::config::{WindowSpec, Windows, LONG_BUCKETS, MID_BUCKETS, SHORT_BUCKETS};
 
 /// Events an entity keeps as raw timestamps before it grows bucket rings.
@@ -242,48 +240,71 @@ impl Amounts {
 }
 
 /// Distinct items seen in each window: exact while small, a sketch past that.
-#[derive(Debug, Clone)]
-pub enum DistinctSet {
-    /// (item hash, last time seen) pairs.
-    Exact(SmallVec<[(u32, u32); 2]>),
-    /// Linear-counting registers holding the last time any item mapped to them was seen.
-    Sketch(Box<[u32; SKETCH_REGISTERS]>),
+///
+/// Sixteen bytes inline: most entities relate to one item (an IP to the one
+/// customer behind it), so the first (item, last seen) pair lives in the
+/// struct and only a second item allocates.
+#[derive(Debug, Clone, Default)]
+pub struct DistinctSet {
+    /// The first item and when it was last seen; `seen == 0` means empty.
+    head: (u32, u32),
+    more: Option<Box<More>>,
 }
 
-impl Default for DistinctSet {
-    fn default() -> Self {
-        DistinctSet::Exact(SmallVec::new())
-    }
+#[derive(Debug, Clone)]
+enum More {
+    /// Further (item hash, last time seen) pairs.
+    Exact(Vec<(u32, u32)>),
+    /// Linear-counting registers holding the last time any item mapped to them was seen.
+    Sketch([u32; SKETCH_REGISTERS]),
 }
 
 impl DistinctSet {
-    /// Record `item` seen at `t`.
+    /// Record `item` seen at `t` (seconds, never 0).
     pub fn insert(&mut self, w: &Windows, item: u32, t: u32) {
-        match self {
-            DistinctSet::Exact(items) => {
-                if let Some(slot) = items.iter_mut().find(|(h, _)| *h == item) {
-                    slot.1 = slot.1.max(t);
+        let t = t.max(1);
+        if let Some(more) = self.more.as_deref_mut() {
+            match more {
+                More::Sketch(regs) => {
+                    let r = &mut regs[register(item)];
+                    *r = (*r).max(t);
                     return;
                 }
-                items.push((item, t));
-                if items.len() > EXACT_DISTINCT {
-                    let newest = items.iter().map(|p| p.1).max().unwrap_or(t);
+                More::Exact(items) => {
+                    if self.head.0 == item {
+                        self.head.1 = self.head.1.max(t);
+                        return;
+                    }
+                    if let Some(slot) = items.iter_mut().find(|(h, _)| *h == item) {
+                        slot.1 = slot.1.max(t);
+                        return;
+                    }
+                    items.push((item, t));
+                    if items.len() < EXACT_DISTINCT {
+                        return;
+                    }
+                    // Full: forget what no window can see, then give up exactness.
+                    let newest = items.iter().map(|p| p.1).max().unwrap_or(t).max(self.head.1);
                     let first = w.long.first_bucket(newest);
                     items.retain(|p| w.long.bucket(p.1) >= first);
-                }
-                if items.len() > EXACT_DISTINCT {
-                    let mut regs = Box::new([0u32; SKETCH_REGISTERS]);
-                    for &(h, seen) in items.iter() {
+                    if items.len() < EXACT_DISTINCT {
+                        return;
+                    }
+                    let mut regs = [0u32; SKETCH_REGISTERS];
+                    for &(h, seen) in items.iter().chain(std::iter::once(&self.head)) {
                         let r = &mut regs[register(h)];
                         *r = (*r).max(seen);
                     }
-                    *self = DistinctSet::Sketch(regs);
+                    self.head = (0, 0);
+                    *more = More::Sketch(regs);
+                    return;
                 }
             }
-            DistinctSet::Sketch(regs) => {
-                let r = &mut regs[register(item)];
-                *r = (*r).max(t);
-            }
+        }
+        if self.head.1 == 0 || self.head.0 == item {
+            self.head = (item, self.head.1.max(t));
+        } else {
+            self.more = Some(Box::new(More::Exact(vec![(item, t)])));
         }
     }
 
@@ -296,29 +317,31 @@ impl DistinctSet {
     /// Distinct items last seen at or after each of three cutoff times (the
     /// first second of each window), in one pass.
     pub fn count_since(&self, cutoffs: [u32; 3]) -> [u32; 3] {
+        // Empty slots hold 0, below any real cutoff.
+        let cut = cutoffs.map(|c| c.max(1));
         let mut out = [0u32; 3];
-        match self {
-            DistinctSet::Exact(items) => {
-                for &(_, seen) in items.iter() {
-                    for j in 0..3 {
-                        out[j] += u32::from(seen >= cutoffs[j]);
-                    }
-                }
+        let mut tally = |seen: u32| {
+            for j in 0..3 {
+                out[j] += u32::from(seen >= cut[j]);
             }
-            DistinctSet::Sketch(regs) => {
-                // An empty register holds 0, below any real cutoff. Branch-free
-                // so the compiler can vectorise the 64 compares.
-                let [c0, c1, c2] = cutoffs.map(|c| c.max(1));
+        };
+        match self.more.as_deref() {
+            None => tally(self.head.1),
+            Some(More::Exact(items)) => {
+                tally(self.head.1);
+                items.iter().for_each(|p| tally(p.1));
+            }
+            Some(More::Sketch(regs)) => {
+                // Branch-free so the compiler can vectorise the 64 compares.
                 let mut occ = [0u32; 3];
                 for &r in regs.iter() {
-                    occ[0] += u32::from(r >= c0);
-                    occ[1] += u32::from(r >= c1);
-                    occ[2] += u32::from(r >= c2);
+                    occ[0] += u32::from(r >= cut[0]);
+                    occ[1] += u32::from(r >= cut[1]);
+                    occ[2] += u32::from(r >= cut[2]);
                 }
-                let occupied = occ.map(|o| o as usize);
                 let m = SKETCH_REGISTERS as f64;
                 for j in 0..3 {
-                    let empty = (SKETCH_REGISTERS - occupied[j]).max(1) as f64;
+                    let empty = (SKETCH_REGISTERS - occ[j] as usize).max(1) as f64;
                     // Linear counting; a full sketch reports its ceiling, m ln m.
                     out[j] = (m * (m / empty).ln()).round() as u32;
                 }
@@ -327,20 +350,17 @@ impl DistinctSet {
         out
     }
 
-    /// True if `item` was seen at any time this set still remembers.
-    pub fn contains(&self, item: u32) -> bool {
-        match self {
-            DistinctSet::Exact(items) => items.iter().any(|p| p.0 == item),
-            DistinctSet::Sketch(regs) => regs[register(item)] != 0,
-        }
+    /// True if the set holds an exact item list past its first item, or a sketch.
+    pub fn is_sketch(&self) -> bool {
+        matches!(self.more.as_deref(), Some(More::Sketch(_)))
     }
 
-    /// Bytes on the heap beyond the inline enum.
+    /// Bytes on the heap beyond the inline struct.
     pub fn heap_bytes(&self) -> usize {
-        match self {
-            DistinctSet::Exact(items) if items.spilled() => items.capacity() * 8,
-            DistinctSet::Exact(_) => 0,
-            DistinctSet::Sketch(_) => SKETCH_REGISTERS * 4,
+        match self.more.as_deref() {
+            None => 0,
+            Some(More::Exact(items)) => std::mem::size_of::<More>() + items.capacity() * 8,
+            Some(More::Sketch(_)) => std::mem::size_of::<More>(),
         }
     }
 }
@@ -456,7 +476,7 @@ mod tests {
             let item = (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32;
             set.insert(&w, item, t0 + i);
         }
-        assert!(matches!(set, DistinctSet::Sketch(_)));
+        assert!(set.is_sketch());
         let est = set.count(&w.long, t0 + 60);
         assert!((40..=90).contains(&est), "estimate {est} for 60 distinct");
         // A day later, the items have left every window.

@@ -1,0 +1,66 @@
+//! Detection must not silently get worse: replay generated traffic through
+//! the real pipeline and compare the scoreboard with the floors recorded in
+//! `tests/floors.json`. Raise the floors when detection improves; never lower
+//! them without saying why in the commit.
+
+use std::collections::HashMap;
+
+use haechi_datasets::{generate, score, Attack, GenConfig};
+use haechi_detector::{Config, Pipeline};
+
+#[derive(serde::Deserialize)]
+struct Floors {
+    seed: u64,
+    days: u32,
+    customers: usize,
+    incidents: u32,
+    min_incident_recall: f64,
+    max_false_positive_rate: f64,
+    min_recall_by_attack: HashMap<String, f64>,
+}
+
+#[test]
+fn detection_stays_above_recorded_floors() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/floors.json")).expect("floors.json");
+    let floors: Floors = serde_json::from_str(&text).expect("floors.json parses");
+    let data = generate(&GenConfig {
+        seed: floors.seed,
+        days: floors.days,
+        customers: floors.customers,
+        incidents: Some(floors.incidents),
+        ..GenConfig::default()
+    })
+    .unwrap();
+    let pipeline = Pipeline::new(Config::default()).unwrap();
+    let mut scratch = pipeline.scratch();
+    let mut decisions = HashMap::new();
+    let mut bytes = Vec::new();
+    for e in &data.events {
+        bytes.clear();
+        serde_json::to_writer(&mut bytes, e).unwrap();
+        let event = pipeline.parse(&bytes).expect("generated events are valid");
+        let p = pipeline.process(&event, &mut scratch).expect("no duplicates");
+        decisions.insert(event.event_id.clone(), p.decision.verdict.as_str().to_owned());
+    }
+    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
+    let board = score(&events, &data.labels, &decisions);
+    println!("{board}");
+    assert!(
+        board.incident_recall >= floors.min_incident_recall,
+        "incident recall {:.3} fell below the floor {:.3}",
+        board.incident_recall,
+        floors.min_incident_recall
+    );
+    assert!(
+        board.false_positive_rate <= floors.max_false_positive_rate,
+        "false-positive rate {:.5} rose above the ceiling {:.5}",
+        board.false_positive_rate,
+        floors.max_false_positive_rate
+    );
+    for attack in Attack::ALL {
+        let floor = floors.min_recall_by_attack.get(attack.as_str()).copied().unwrap_or(0.0);
+        let s = &board.attacks[&attack];
+        let recall = s.caught as f64 / s.incidents.max(1) as f64;
+        assert!(recall >= floor, "{attack}: incident recall {recall:.3} fell below the floor {floor:.3}");
+    }
+}
