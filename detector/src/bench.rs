@@ -41,7 +41,7 @@ pub fn spray(keys: u64, days: u64, every: u64, mut report: impl FnMut(SprayRow))
     let t0: i64 = 1_793_545_200_000;
     let step_ms = (days * 86_400_000 / keys.max(1)).max(1) as i64;
     let mut event = Event {
-        event_id: String::new(),
+        event_id: Default::default(),
         ts_ms: t0,
         step: Step::Login,
         result: Outcome::Failure,
@@ -68,7 +68,7 @@ pub fn spray(keys: u64, days: u64, every: u64, mut report: impl FnMut(SprayRow))
         device.clear();
         use std::fmt::Write;
         let _ = write!(device, "spray-{i:x}");
-        event.device_id = Some(device.clone());
+        event.device_id = Some(device.as_str().into());
         event.ts_ms = t0 + i as i64 * step_ms;
         store.observe(&event, &mut out);
         if (i + 1) % every == 0 {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use haechi_features::{Action, EntityKind, Finding, Mode, Severity};
+use compact_str::CompactString;
 use serde::Serialize;
 
 /// What the verification pipeline should do with the event.
@@ -43,7 +44,7 @@ pub struct BlockRequest {
 /// The decision on one event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
-    pub event_id: String,
+    pub event_id: CompactString,
     #[serde(rename = "decision")]
     pub verdict: Verdict,
     pub score: f32,
@@ -86,7 +87,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
     }
     reasons.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.severity.cmp(&a.1.severity)));
     Decision {
-        event_id: event_id.to_owned(),
+        event_id: event_id.into(),
         verdict,
         score,
         reasons: reasons.into_iter().map(|(_, r)| r).collect(),

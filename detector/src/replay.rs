@@ -6,7 +6,7 @@
 //! order. An event later than that is processed at once, as late.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -71,27 +71,69 @@ pub struct ReplayOutputs<'a> {
     pub errors: &'a mut dyn Write,
 }
 
-struct Pending {
-    ts_ms: i64,
-    seq: u64,
-    /// Boxed: the heap moves entries on every push and pop.
-    event: Box<Event>,
+/// Holds events until the newest event time has passed them by the allowed
+/// lateness, and gives them back oldest first. Input is nearly always sorted
+/// already, so in-order events queue in a ring without allocating; only the
+/// rare out-of-order one goes into a heap, boxed.
+#[derive(Default)]
+struct ReorderBuffer {
+    in_order: VecDeque<(i64, u64, Event)>,
+    out_of_order: BinaryHeap<Reverse<(i64, u64, OrderedBox)>>,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts_ms, self.seq) == (o.ts_ms, o.seq)
+/// A boxed event that the heap orders only by the (ts, seq) beside it.
+struct OrderedBox(Box<Event>);
+
+impl PartialEq for OrderedBox {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
-impl Eq for Pending {}
-impl PartialOrd for Pending {
+impl Eq for OrderedBox {}
+impl PartialOrd for OrderedBox {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.ts_ms, self.seq).cmp(&(o.ts_ms, o.seq))
+impl Ord for OrderedBox {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl ReorderBuffer {
+    fn push(&mut self, seq: u64, event: Event) {
+        let ts = event.ts_ms;
+        if self.in_order.back().is_none_or(|b| b.0 <= ts) {
+            self.in_order.push_back((ts, seq, event));
+        } else {
+            self.out_of_order.push(Reverse((ts, seq, OrderedBox(Box::new(event)))));
+        }
+    }
+
+    /// The oldest event at or before `limit` (all of them with `i64::MAX`).
+    fn pop_ready(&mut self, limit: i64) -> Option<(u64, Event)> {
+        let front = self.in_order.front().map(|f| (f.0, f.1));
+        let heap = self.out_of_order.peek().map(|Reverse(h)| (h.0, h.1));
+        let take_heap = match (front, heap) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(f), Some(h)) => h < f,
+        };
+        if take_heap {
+            let (ts, _) = heap.expect("peeked");
+            if ts > limit {
+                return None;
+            }
+            let Reverse((_, seq, OrderedBox(e))) = self.out_of_order.pop().expect("peeked");
+            Some((seq, *e))
+        } else {
+            let (ts, _) = front?;
+            if ts > limit {
+                return None;
+            }
+            self.in_order.pop_front().map(|(_, seq, e)| (seq, e))
+        }
     }
 }
 
@@ -161,8 +203,7 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
         summary: ReplaySummary::default(),
         line_buf: Vec::with_capacity(256),
     };
-    let mut buffer: BinaryHeap<Reverse<Pending>> = BinaryHeap::new();
-    // Line numbers of buffered events, for errors reported when they leave the buffer.
+    let mut buffer = ReorderBuffer::default();
     let mut newest = i64::MIN;
     let mut released_upto = i64::MIN;
     let mut line = Vec::with_capacity(1024);
@@ -191,18 +232,14 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
             continue;
         }
         newest = newest.max(event.ts_ms);
-        buffer.push(Reverse(Pending { ts_ms: event.ts_ms, seq: n, event: Box::new(event) }));
-        while let Some(Reverse(top)) = buffer.peek() {
-            if top.ts_ms > newest - lateness_ms {
-                break;
-            }
-            let Reverse(p) = buffer.pop().expect("peeked");
-            released_upto = released_upto.max(p.ts_ms);
-            runner.run(p.seq, &p.event)?;
+        buffer.push(n, event);
+        while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
+            released_upto = released_upto.max(event.ts_ms);
+            runner.run(seq, &event)?;
         }
     }
-    while let Some(Reverse(p)) = buffer.pop() {
-        runner.run(p.seq, &p.event)?;
+    while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
+        runner.run(seq, &event)?;
     }
     if let Some(sink) = runner.out.alerts.as_deref_mut() {
         for alert in runner.folder.drain_all() {

@@ -6,9 +6,11 @@
 //! raw resident registration number survives either stage: a string that holds
 //! one rejects the event, and every error message is masked.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -104,25 +106,29 @@ pub enum AttrValue {
 /// The wire form of an event, exactly as the contract names its fields.
 /// Everything is optional here so that a missing field gets our own typed
 /// error rather than serde's.
+/// `ts` and `ip` are only read, never kept as text, so they borrow from the
+/// input line when it has no escapes.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawEvent {
-    pub event_id: Option<String>,
-    pub ts: Option<String>,
+pub struct RawEvent<'a> {
+    pub event_id: Option<CompactString>,
+    #[serde(borrow)]
+    pub ts: Option<Cow<'a, str>>,
     pub step: Option<Step>,
     pub result: Option<Outcome>,
-    pub failure_reason: Option<String>,
-    pub session_id: Option<String>,
-    pub customer_id: Option<String>,
-    pub id_doc_hash: Option<String>,
-    pub ip: Option<String>,
-    pub device_id: Option<String>,
+    pub failure_reason: Option<CompactString>,
+    pub session_id: Option<CompactString>,
+    pub customer_id: Option<CompactString>,
+    pub id_doc_hash: Option<CompactString>,
+    #[serde(borrow)]
+    pub ip: Option<Cow<'a, str>>,
+    pub device_id: Option<CompactString>,
     pub user_agent: Option<String>,
     pub channel: Option<Channel>,
-    pub region: Option<String>,
+    pub region: Option<CompactString>,
     pub duration_ms: Option<u64>,
-    pub account_hash: Option<String>,
-    pub staff_id: Option<String>,
+    pub account_hash: Option<CompactString>,
+    pub staff_id: Option<CompactString>,
     pub records: Option<u64>,
     pub attrs: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -130,22 +136,22 @@ pub struct RawEvent {
 /// A validated event. Times are milliseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    pub event_id: String,
+    pub event_id: CompactString,
     pub ts_ms: i64,
     pub step: Step,
     pub result: Outcome,
-    pub failure_reason: Option<String>,
-    pub session_id: Option<String>,
-    pub customer_id: Option<String>,
-    pub id_doc_hash: Option<String>,
+    pub failure_reason: Option<CompactString>,
+    pub session_id: Option<CompactString>,
+    pub customer_id: Option<CompactString>,
+    pub id_doc_hash: Option<CompactString>,
     pub ip: Option<IpAddr>,
-    pub device_id: Option<String>,
+    pub device_id: Option<CompactString>,
     pub user_agent: Option<String>,
     pub channel: Option<Channel>,
-    pub region: Option<String>,
+    pub region: Option<CompactString>,
     pub duration_ms: Option<u64>,
-    pub account_hash: Option<String>,
-    pub staff_id: Option<String>,
+    pub account_hash: Option<CompactString>,
+    pub staff_id: Option<CompactString>,
     pub records: Option<u64>,
     pub attrs: BTreeMap<String, AttrValue>,
 }
@@ -186,7 +192,7 @@ fn json_error(e: serde_json::Error) -> Error {
     Error::Json { column: e.column(), message: mask_resident_numbers(message).into_owned() }
 }
 
-impl RawEvent {
+impl RawEvent<'_> {
     /// Check every value against the contract.
     ///
     /// # Errors
@@ -258,7 +264,7 @@ impl RawEvent {
 
     fn reject_resident_numbers(&self) -> Result<()> {
         // Opaque ids and keyed hashes: hex-aware boundaries (see find_resident_number_in_id).
-        let ids: [(&str, &Option<String>); 7] = [
+        let ids: [(&str, &Option<CompactString>); 7] = [
             ("event_id", &self.event_id),
             ("session_id", &self.session_id),
             ("customer_id", &self.customer_id),
@@ -269,15 +275,15 @@ impl RawEvent {
         ];
         for (field, value) in ids {
             if let Some(v) = value {
-                check_text(field, v, find_resident_number_in_id)?;
+                check_text(field, v.as_str(), find_resident_number_in_id)?;
             }
         }
-        let texts: [(&str, &Option<String>); 5] = [
-            ("ts", &self.ts),
-            ("failure_reason", &self.failure_reason),
-            ("ip", &self.ip),
-            ("user_agent", &self.user_agent),
-            ("region", &self.region),
+        let texts: [(&str, Option<&str>); 5] = [
+            ("ts", self.ts.as_deref()),
+            ("failure_reason", self.failure_reason.as_deref()),
+            ("ip", self.ip.as_deref()),
+            ("user_agent", self.user_agent.as_deref()),
+            ("region", self.region.as_deref()),
         ];
         for (field, value) in texts {
             if let Some(v) = value {
@@ -308,7 +314,7 @@ fn check_text(field: &str, value: &str, find: fn(&str) -> Option<(usize, usize)>
 
 impl Event {
     fn check_lengths(&self) -> Result<()> {
-        let ids = [
+        let ids: [(&str, &Option<CompactString>); 7] = [
             ("session_id", &self.session_id),
             ("customer_id", &self.customer_id),
             ("id_doc_hash", &self.id_doc_hash),

@@ -172,14 +172,14 @@ pub fn lookup_hash(seed: u64, kind: EntityKind, key: &str) -> Option<u64> {
 /// The text key of the entity of `kind` an event names, for evidence and alerts.
 pub fn entity_text(event: &Event, kind: EntityKind) -> Option<String> {
     match kind {
-        EntityKind::Customer => event.customer_id.clone(),
-        EntityKind::IdDoc => event.id_doc_hash.clone(),
+        EntityKind::Customer => event.customer_id.as_deref().map(str::to_owned),
+        EntityKind::IdDoc => event.id_doc_hash.as_deref().map(str::to_owned),
         EntityKind::Ip => event.ip.map(|ip| ip.to_string()),
         EntityKind::Subnet => event.ip.map(subnet_text),
-        EntityKind::Device => event.device_id.clone(),
-        EntityKind::Account => event.account_hash.clone(),
-        EntityKind::Staff => event.staff_id.clone(),
-        EntityKind::Session => event.session_id.clone(),
+        EntityKind::Device => event.device_id.as_deref().map(str::to_owned),
+        EntityKind::Account => event.account_hash.as_deref().map(str::to_owned),
+        EntityKind::Staff => event.staff_id.as_deref().map(str::to_owned),
+        EntityKind::Session => event.session_id.as_deref().map(str::to_owned),
     }
 }
 

@@ -24,32 +24,35 @@ pub fn find_resident_number_in_id(text: &str) -> Option<(usize, usize)> {
 }
 
 fn find(text: &str, joins: fn(&u8) -> bool) -> Option<(usize, usize)> {
-    // One pass over maximal digit runs: a number is a 13-digit run, or a
-    // 6-digit run, a dash, and a 7-digit run. Most strings have no run long
-    // enough and cost a few instructions a byte.
+    // A number is a 13-digit run, or a 6-digit run, a dash and a 7-digit run.
+    // The digit-run length is kept branch-free: hex ids alternate digits and
+    // letters unpredictably, and a branch per byte would cost more than the scan.
     let b = text.as_bytes();
-    let run_end = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
-            i += 1;
+    let mut run = 0usize;
+    for i in 0..b.len() {
+        run = (run + 1) * usize::from(b[i].is_ascii_digit());
+        if run != 6 && run != 13 {
             continue;
         }
-        let start = i;
-        let end = run_end(start);
-        let candidate = match end - start {
-            13 => Some(end),
-            6 if b.get(end) == Some(&b'-') && run_end(end + 1) - (end + 1) == 7 => Some(end + 8),
-            _ => None,
-        };
-        if let Some(stop) = candidate {
-            let free_before = start == 0 || !joins(&b[start - 1]);
-            let free_after = !b.get(stop).is_some_and(joins);
-            if free_before && free_after && plausible(b, start) {
-                return Some((start, stop));
+        let start = i + 1 - run;
+        let stop = if run == 13 {
+            if b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                continue;
             }
+            i + 1
+        } else {
+            let back = i + 2;
+            let digits = b.get(back..back + 7).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+            if b.get(i + 1) != Some(&b'-') || !digits || b.get(back + 7).is_some_and(u8::is_ascii_digit) {
+                continue;
+            }
+            back + 7
+        };
+        let free_before = start == 0 || !joins(&b[start - 1]);
+        let free_after = !b.get(stop).is_some_and(joins);
+        if free_before && free_after && plausible(b, start) {
+            return Some((start, stop));
         }
-        i = end;
     }
     None
 }

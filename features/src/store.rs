@@ -44,7 +44,9 @@ pub struct FeatureStore {
     catalog: Arc<FeatureCatalog>,
     maps: [EntityMap; KIND_COUNT],
     watermark_ms: AtomicI64,
-    next_sweep_s: AtomicU32,
+    /// Per kind: event time (s) of the next sweep. Customers, kept for 30
+    /// days, are swept far less often than IPs kept for a day.
+    next_sweep_s: [AtomicU32; KIND_COUNT],
     late_events: AtomicU64,
     expired: AtomicU64,
 }
@@ -61,7 +63,7 @@ impl FeatureStore {
             windows,
             maps: std::array::from_fn(|_| EntityMap::with_hasher(BuildNoHashHasher::default())),
             watermark_ms: AtomicI64::new(i64::MIN),
-            next_sweep_s: AtomicU32::new(0),
+            next_sweep_s: std::array::from_fn(|_| AtomicU32::new(0)),
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
         })
@@ -146,29 +148,42 @@ impl FeatureStore {
     /// their profile TTL), measured against the newest event time.
     /// Returns how many were removed.
     pub fn sweep(&self) -> usize {
+        EntityKind::ALL.into_iter().map(|k| self.sweep_kind(k)).sum()
+    }
+
+    fn ttl_s(&self, kind: EntityKind) -> u32 {
+        if kind == EntityKind::Customer {
+            self.windows.customer_ttl_s
+        } else {
+            self.windows.idle_ttl_s()
+        }
+    }
+
+    fn sweep_kind(&self, kind: EntityKind) -> usize {
         let Some(wm) = self.watermark_ms() else { return 0 };
         let now = event_secs(wm);
-        let mut removed = 0;
-        for kind in EntityKind::ALL {
-            let ttl = if kind == EntityKind::Customer { self.windows.customer_ttl_s } else { self.windows.idle_ttl_s() };
-            let before = self.maps[kind.index()].len();
-            self.maps[kind.index()].retain(|_, e| e.last_seen().saturating_add(ttl) >= now);
-            removed += before - self.maps[kind.index()].len();
-        }
+        let ttl = self.ttl_s(kind);
+        let map = &self.maps[kind.index()];
+        let before = map.len();
+        map.retain(|_, e| e.last_seen().saturating_add(ttl) >= now);
+        let removed = before - map.len();
         self.expired.fetch_add(removed as u64, Ordering::Relaxed);
         removed
     }
 
-    /// Sweep about eight times per idle TTL of event time, so that expired
-    /// entities never outnumber live ones by more than an eighth.
+    /// Sweep each kind about eight times per its TTL of event time, so that
+    /// expired entities never outnumber live ones by more than an eighth.
     fn maybe_sweep(&self, secs: u32) {
-        let next = self.next_sweep_s.load(Ordering::Relaxed);
-        if secs < next {
-            return;
-        }
-        let interval = (self.windows.idle_ttl_s() / 8).max(60);
-        if self.next_sweep_s.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() && next != 0 {
-            self.sweep();
+        for kind in EntityKind::ALL {
+            let slot = &self.next_sweep_s[kind.index()];
+            let next = slot.load(Ordering::Relaxed);
+            if secs < next {
+                continue;
+            }
+            let interval = (self.ttl_s(kind) / 8).max(60);
+            if slot.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() && next != 0 {
+                self.sweep_kind(kind);
+            }
         }
     }
 
@@ -229,7 +244,7 @@ fn write_event_features(event: &Event, hour: u8, late: bool, out: &mut [f32]) {
     out[2] = f32::from(event.is_failure());
     out[3] = event.records.map_or(0.0, |r| r as f32);
     out[4] = f32::from(late);
-    out[5] = f32::from(event.user_agent.as_deref().is_some_and(is_automation_agent));
+    out[5] = f32::from(event.user_agent.as_deref().is_some_and(is_automation_agent_cached));
     out[6] = f32::from(event.user_agent.is_none());
     out[7] = f32::from(event.step.is_sensitive());
 }
@@ -261,6 +276,26 @@ pub fn is_automation_agent(ua: &str) -> bool {
     AUTOMATION.is_match(ua)
 }
 
+thread_local! {
+    /// A bank sees a few hundred distinct agents in millions of events: a
+    /// small direct-mapped cache of (agent hash, verdict) saves the scan.
+    static AGENT_CACHE: std::cell::RefCell<[(u64, bool); 256]> = const { std::cell::RefCell::new([(0, false); 256]) };
+}
+
+fn is_automation_agent_cached(ua: &str) -> bool {
+    let h = xxhash_rust::xxh3::xxh3_64(ua.as_bytes()) | 1;
+    AGENT_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let slot = &mut c[(h >> 56) as usize];
+        if slot.0 == h {
+            return slot.1;
+        }
+        let verdict = is_automation_agent(ua);
+        *slot = (h, verdict);
+        verdict
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,12 +304,12 @@ mod tests {
 
     fn event(id: usize, ts_ms: i64, customer: &str, ip: &str, device: &str, failure: bool) -> Event {
         Event {
-            event_id: format!("e{id}"),
+            event_id: format!("e{id}").into(),
             ts_ms,
             step: Step::Otp,
             result: if failure { Outcome::Failure } else { Outcome::Success },
             failure_reason: None,
-            session_id: Some(format!("s-{customer}")),
+            session_id: Some(format!("s-{customer}").into()),
             customer_id: Some(customer.into()),
             id_doc_hash: None,
             ip: Some(ip.parse().unwrap()),

@@ -339,11 +339,8 @@ impl DistinctSet {
                     occ[1] += u32::from(r >= cut[1]);
                     occ[2] += u32::from(r >= cut[2]);
                 }
-                let m = SKETCH_REGISTERS as f64;
                 for j in 0..3 {
-                    let empty = (SKETCH_REGISTERS - occ[j] as usize).max(1) as f64;
-                    // Linear counting; a full sketch reports its ceiling, m ln m.
-                    out[j] = (m * (m / empty).ln()).round() as u32;
+                    out[j] = LINEAR_COUNT[occ[j] as usize];
                 }
             }
         }
@@ -364,6 +361,16 @@ impl DistinctSet {
         }
     }
 }
+
+/// Linear counting, m ln(m / empty), by number of occupied registers; a full
+/// sketch reports its ceiling, m ln m. Computed once instead of a log per read.
+static LINEAR_COUNT: std::sync::LazyLock<[u32; SKETCH_REGISTERS + 1]> = std::sync::LazyLock::new(|| {
+    let m = SKETCH_REGISTERS as f64;
+    std::array::from_fn(|occupied| {
+        let empty = (SKETCH_REGISTERS - occupied).max(1) as f64;
+        (m * (m / empty).ln()).round() as u32
+    })
+});
 
 #[inline]
 fn register(item: u32) -> usize {

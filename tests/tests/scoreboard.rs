@@ -40,7 +40,7 @@ fn detection_stays_above_recorded_floors() {
         serde_json::to_writer(&mut bytes, e).unwrap();
         let event = pipeline.parse(&bytes).expect("generated events are valid");
         let p = pipeline.process(&event, &mut scratch).expect("no duplicates");
-        decisions.insert(event.event_id.clone(), p.decision.verdict.as_str().to_owned());
+        decisions.insert(event.event_id.to_string(), p.decision.verdict.as_str().to_owned());
     }
     let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
     let board = score(&events, &data.labels, &decisions);
