@@ -83,7 +83,9 @@ fn identity(w: &mut World) -> (String, String, String) {
 /// Play one incident of `attack` at strength `s`, starting near `start`.
 pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32, customers: &[Customer], staff: &[(String, String, String)]) {
     let label = Some((attack, incident));
-    let start = w.rng.gen_range(w.start_ms + DAY_MS..w.end_ms() - 2 * HOUR_MS);
+    // The longest incident spans about half a day: start early enough that
+    // the data holds all of it.
+    let start = w.rng.gen_range(w.start_ms + DAY_MS..w.end_ms() - 14 * HOUR_MS);
     match attack {
         Attack::IdReuse => {
             // One genuine card, photographed once, behind several new accounts.
@@ -171,10 +173,13 @@ pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32
             }
         }
         Attack::OddHourTakeover => {
-            let Some(victim) = pick(w, customers, |c| !c.night_shift && c.onboard_day.is_none() && c.hour > 9.5 && c.hour < 17.0) else { return };
-            let day = w.rng.gen_range(3..i64::from(w.days).max(4));
+            // A daytime customer with an established pattern: several daytime
+            // events before the takeover night, none at night.
+            let day = w.rng.gen_range(3..i64::from(w.days).max(4)).min(i64::from(w.days) - 1);
             let hour = lerp(5.0, 3.0, s) + w.rng.gen_range(-0.5..0.5);
-            let t = w.at_local_hour(day.min(i64::from(w.days) - 1), hour);
+            let t = w.at_local_hour(day, hour);
+            let history = daytime_history(w, t);
+            let Some(victim) = pick(w, customers, |c| !c.night_shift && c.hour > 9.5 && c.hour < 17.0 && history.get(c.actor.customer.as_str()).is_some_and(|&n| n >= 4)) else { return };
             let region = w.other_region(victim.actor.region);
             let actor = Actor { device: w.hex("dv-", 10), ip: w.home_ip(), region, ..victim.actor.clone() };
             let mut steps: Vec<Play> = LOGIN.iter().map(|p| Play { fail_p: 0.0, ..*p }).collect();
@@ -223,6 +228,22 @@ pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32
             }
         }
     }
+}
+
+/// Honest events per customer before `t`, counting only customers never seen
+/// between 22:00 and 06:00 local time.
+fn daytime_history(w: &World, t: i64) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    let mut night = std::collections::HashSet::new();
+    for e in w.events.iter().filter(|e| e.ts_ms < t && e.label.is_none()) {
+        let Some(c) = e.customer_id.as_deref() else { continue };
+        let hour = (e.ts_ms + crate::world::KST_MS).rem_euclid(DAY_MS) / HOUR_MS;
+        if !(6..22).contains(&hour) {
+            night.insert(c);
+        }
+        *counts.entry(c).or_insert(0) += 1;
+    }
+    counts.into_iter().filter(|(c, _)| !night.contains(c)).map(|(c, n)| (c.to_owned(), n)).collect()
 }
 
 fn pick<'a>(w: &mut World, customers: &'a [Customer], ok: impl Fn(&Customer) -> bool) -> Option<&'a Customer> {

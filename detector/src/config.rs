@@ -15,6 +15,7 @@ use crate::error::DetectorError;
 pub struct Config {
     pub features: FeatureConfig,
     pub pipeline: PipelineConfig,
+    pub rules: RulesConfig,
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
 }
@@ -34,6 +35,14 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, dedup_window: Duration::from_secs(3600) }
     }
+}
+
+/// Where the rules come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// A rule file or a directory of them; unset: the default pack shipped in the binary.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// How findings fold into alerts.

@@ -57,9 +57,24 @@ pub struct Decision {
     pub blocks: Vec<BlockRequest>,
 }
 
-/// The strongest enforced action wins (block > challenge > alert > nothing);
-/// shadow findings change nothing. Every decision carries its reasons.
+/// An enforced allowlist match wins; otherwise the strongest enforced action
+/// (block > challenge > alert > nothing). Shadow findings change nothing.
+/// Every decision carries its reasons.
 pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
+    if let Some(allow) = findings.iter().find(|f| f.action == Action::Allow && f.mode == Mode::Enforce) {
+        return Decision {
+            event_id: event_id.into(),
+            verdict: Verdict::Allow,
+            score: 0.0,
+            reasons: vec![Reason { detector: allow.detector.clone(), id: allow.id.clone(), severity: allow.severity }],
+            shadow: findings
+                .iter()
+                .filter(|f| !std::ptr::eq(*f, allow))
+                .map(|f| Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity })
+                .collect(),
+            blocks: Vec::new(),
+        };
+    }
     let mut verdict = Verdict::Allow;
     let mut score = 0.0f32;
     let mut reasons = Vec::new();
@@ -73,7 +88,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
         }
         score = score.max(f.score);
         let v = match f.action {
-            Action::Alert => Verdict::Allow,
+            Action::Allow | Action::Alert => Verdict::Allow,
             Action::Challenge => Verdict::Challenge,
             Action::Block { ttl_s } => {
                 if let Some(scope) = f.entity {
@@ -125,6 +140,18 @@ mod tests {
         assert_eq!(d.blocks, vec![BlockRequest { scope: EntityKind::Ip, ttl_s: 60 }]);
         assert_eq!(decide("e", &[f(Action::Alert, Mode::Enforce, Severity::Low)]).verdict, Verdict::Allow);
         assert_eq!(decide("e", &[]).verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn an_allowlist_match_wins() {
+        let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Enforce, Severity::Critical), f(Action::Allow, Mode::Enforce, Severity::Low)]);
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(&*d.reasons[0].id, "Allow");
+        assert_eq!(d.shadow.len(), 1, "what the allowlist overrode is still recorded");
+        assert!(d.blocks.is_empty());
+        // A shadow allowlist entry overrides nothing.
+        let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Enforce, Severity::High), f(Action::Allow, Mode::Shadow, Severity::Low)]);
+        assert_eq!(d.verdict, Verdict::Block);
     }
 
     #[test]

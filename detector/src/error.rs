@@ -8,6 +8,9 @@ pub enum DetectorError {
     /// An event or feature configuration problem.
     #[error(transparent)]
     Features(#[from] haechi_features::Error),
+    /// The rules do not load.
+    #[error("rules: {0}")]
+    Rules(#[from] haechi_rules::RulesError),
     /// An alert sink failed.
     #[error(transparent)]
     Alerts(#[from] haechi_alerting::AlertError),

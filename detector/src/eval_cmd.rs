@@ -41,6 +41,11 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     Ok(out)
 }
 
+/// Read a labels file.
+pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
+    read_lines(path)
+}
+
 pub fn run(config: Config, events: &Path, labels: &Path, decisions: Option<&Path>, run_pipeline: bool) -> Result<Scoreboard> {
     let labels: Vec<Label> = read_lines(labels)?;
     let keys: Vec<EventKey> = read_lines(events)?;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use haechi_alerting::{AlertSink, NdjsonSink};
 use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec};
 use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
+use haechi_rules::{RuleSet, RulesError};
 
 mod eval_cmd;
 
@@ -18,6 +19,9 @@ struct Cli {
     /// Configuration file (TOML); every setting has a default.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Rule file or directory (overrides the configuration; default: the shipped pack).
+    #[arg(long, global = true)]
+    rules: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +62,11 @@ enum Command {
         #[arg(long)]
         incidents: Option<u32>,
     },
+    /// Rule files: check, run their tests, backtest them on past traffic.
+    Rules {
+        #[command(subcommand)]
+        what: RulesCommand,
+    },
     /// Benchmarks that need a whole store: memory under a key spray, bytes per entity.
     Bench {
         #[command(subcommand)]
@@ -81,6 +90,27 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate rule files; print every problem as file:line:col.
+    Check { path: PathBuf },
+    /// Run the tests written in the rule files.
+    Test { path: Option<PathBuf> },
+    /// Replay EVENTS in event time and report what each rule would have done.
+    Backtest {
+        /// The rules to measure (default: the shipped pack).
+        #[arg(long = "rules", id = "new_rules")]
+        new: Option<PathBuf>,
+        /// Rules to compare against.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        events: PathBuf,
+        labels: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Spray fresh IPs and devices and print memory as it goes.
     Spray {
@@ -94,6 +124,68 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+}
+
+fn load_rules(path: Option<&Path>, catalog: &haechi_features::FeatureCatalog) -> Result<RuleSet, RulesError> {
+    match path {
+        Some(p) => RuleSet::load(p, catalog),
+        None => RuleSet::default_pack(catalog),
+    }
+}
+
+fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
+    let catalog = haechi_features::FeatureCatalog::new(&config.features.validate()?);
+    match what {
+        RulesCommand::Check { path } => match RuleSet::load(&path, &catalog) {
+            Ok(set) => {
+                println!("{}: {} rules, version {}", path.display(), set.rules().len(), set.version());
+                Ok(())
+            }
+            Err(e) => {
+                for d in e.diagnostics() {
+                    eprintln!("{d}");
+                }
+                std::process::exit(1);
+            }
+        },
+        RulesCommand::Test { path } => {
+            let set = load_rules(path.as_deref(), &catalog)?;
+            let results = haechi_rules::run_tests(&set, &config.features);
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            for r in &results {
+                match &r.failure {
+                    None => println!("ok    {} :: {}", r.rule, r.test),
+                    Some(why) => println!("FAIL  {} :: {} ({}): {why}", r.rule, r.test, r.file),
+                }
+            }
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            if failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        RulesCommand::Backtest { new, baseline, events, labels, json } => {
+            let set = load_rules(new.as_deref(), &catalog)?;
+            let base = baseline.as_deref().map(|p| RuleSet::load(p, &catalog)).transpose()?;
+            let labels: Option<Vec<haechi_datasets::Label>> = labels.as_deref().map(eval_cmd::read_labels).transpose()?;
+            let mut input = open_input(&events.to_string_lossy())?;
+            let report = haechi_detector::backtest::backtest(
+                &set,
+                base.as_ref(),
+                &config.features,
+                config.alerts.fold_window.as_millis() as i64,
+                &mut input,
+                labels.as_deref(),
+                config.pipeline.max_event_bytes,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
+        }
+    }
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -120,7 +212,10 @@ fn create_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let config = load_config(cli.config.as_deref())?;
+    let mut config = load_config(cli.config.as_deref())?;
+    if let Some(r) = cli.rules.clone() {
+        config.rules.path = Some(r);
+    }
     match cli.command {
         Command::Replay { input, decisions, alerts } => {
             let pipeline = Pipeline::new(config)?;
@@ -162,6 +257,7 @@ fn main() -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Command::Rules { what } => return rules_cmd(what, &config),
         Command::Bench { what: BenchCommand::Spray { keys, days, every } } => {
             println!("{:>12} {:>10} {:>12} {:>12} {:>10}", "keys", "live ips", "live devices", "map slots", "RSS MiB");
             haechi_detector::bench::spray(keys, days, every, |r| {

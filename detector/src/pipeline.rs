@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding};
 
+use haechi_rules::RuleEngine;
+
 use crate::builtin::FailureStreak;
 use crate::config::Config;
 use crate::decision::{decide, Decision};
@@ -30,29 +32,37 @@ pub struct Processed {
 pub struct Pipeline {
     config: Config,
     store: FeatureStore,
+    rules: Arc<RuleEngine>,
     detectors: Vec<Arc<dyn Detector>>,
     dedup: Dedup,
 }
 
 impl Pipeline {
-    /// Build the pipeline with the built-in detector (if enabled).
+    /// Build the pipeline: the rules (the configured files, or the default
+    /// pack), then the built-in detector (if enabled).
     ///
     /// # Errors
-    /// When the configuration does not validate.
+    /// When the configuration does not validate or the rules do not load.
     pub fn new(config: Config) -> Result<Pipeline, DetectorError> {
         config.validate().map_err(|message| DetectorError::Config { path: "(in memory)".into(), message })?;
         let store = FeatureStore::new(&config.features)?;
-        let mut detectors: Vec<Arc<dyn Detector>> = Vec::new();
+        let rules = Arc::new(RuleEngine::new(config.rules.path.clone(), store.catalog().clone())?);
+        let mut detectors: Vec<Arc<dyn Detector>> = vec![rules.clone()];
         if config.builtin.enabled {
             detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
-        Ok(Pipeline { config, store, detectors, dedup })
+        Ok(Pipeline { config, store, rules, detectors, dedup })
     }
 
     /// Add a detector; it sees every event after the ones already added.
     pub fn add_detector(&mut self, detector: Arc<dyn Detector>) {
         self.detectors.push(detector);
+    }
+
+    /// The rule engine, for reloads and introspection.
+    pub fn rules(&self) -> &Arc<RuleEngine> {
+        &self.rules
     }
 
     /// The feature store.

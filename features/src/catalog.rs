@@ -20,7 +20,7 @@ pub fn relations(kind: EntityKind) -> &'static [EntityKind] {
         Customer => &[Device, Ip, IdDoc],
         IdDoc => &[Customer, Device, Ip],
         Ip => &[Customer, IdDoc, Device],
-        Subnet => &[Customer, Ip, Device],
+        Subnet => &[Customer, Ip, IdDoc],
         Device => &[Customer, IdDoc, Ip],
         Account => &[Customer, IdDoc],
         Staff => &[Customer],

@@ -52,6 +52,8 @@ impl fmt::Display for Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
+    /// An allowlist match: the event is allowed whatever else fired.
+    Allow,
     /// Tell the analysts; let the event through.
     Alert,
     /// Ask for step-up authentication.
@@ -62,8 +64,10 @@ pub enum Action {
 
 impl Action {
     /// Strength for "strongest action wins": alert 1, challenge 2, block 3.
+    /// An allowlist match is not in this order: it overrides all of them.
     pub fn strength(self) -> u8 {
         match self {
+            Action::Allow => 0,
             Action::Alert => 1,
             Action::Challenge => 2,
             Action::Block { .. } => 3,

@@ -1,0 +1,239 @@
+//! `haechi rules backtest`: replay a stream in event time against a rule set
+//! (and a baseline), and report what each rule would have done.
+//!
+//! Both sets read the same feature vectors from one store, exactly as the
+//! service computes them, so a backtest is the production path and not an
+//! imitation of it. Every rule is measured on its own, whatever its mode.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::BufRead;
+
+use haechi_alerting::alert_id;
+use haechi_datasets::{Attack, Label};
+use haechi_features::{entity_text, Action, FeatureConfig, FeatureStore, Mode};
+use haechi_rules::RuleSet;
+use serde::Serialize;
+
+use crate::decision::{decide, Verdict};
+use crate::error::DetectorError;
+use crate::replay::read_bounded_line;
+
+/// What one rule did over the stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuleReport {
+    pub rule: String,
+    pub action: String,
+    pub mode: String,
+    pub hits: u64,
+    /// Hits on labelled attack events (with labels).
+    pub attack_hits: u64,
+    /// Hits on unlabelled, honest events (with labels).
+    pub benign_hits: u64,
+    /// attack_hits / hits (with labels).
+    pub precision: Option<f64>,
+    /// Distinct entities the rule would have blocked.
+    pub entities_blocked: usize,
+    /// Per attack type: share of its incidents in which the rule fired at least once.
+    pub recall: BTreeMap<Attack, f64>,
+}
+
+/// Differences from the baseline.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BaselineDiff {
+    pub alerts_gained: usize,
+    pub alerts_lost: usize,
+    /// Entities the new set blocks that the baseline did not.
+    pub entities_newly_blocked: Vec<String>,
+    pub entities_no_longer_blocked: usize,
+}
+
+/// The set as a whole, decided the way the service decides.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SetSummary {
+    pub events: u64,
+    pub flagged: u64,
+    pub incident_recall: Option<f64>,
+    pub false_positive_rate: Option<f64>,
+}
+
+/// The backtest's result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BacktestReport {
+    pub version: String,
+    pub rules: Vec<RuleReport>,
+    pub summary: SetSummary,
+    pub baseline: Option<BaselineDiff>,
+}
+
+struct Tally {
+    hits: Vec<u64>,
+    attack_hits: Vec<u64>,
+    blocked: Vec<HashSet<String>>,
+    incidents: Vec<HashSet<String>>,
+    alerts: HashSet<String>,
+    blocked_all: HashSet<String>,
+    flagged: u64,
+    caught_incidents: HashSet<String>,
+    benign_flagged: u64,
+}
+
+impl Tally {
+    fn new(n: usize) -> Tally {
+        Tally {
+            hits: vec![0; n],
+            attack_hits: vec![0; n],
+            blocked: vec![HashSet::new(); n],
+            incidents: vec![HashSet::new(); n],
+            alerts: HashSet::new(),
+            blocked_all: HashSet::new(),
+            flagged: 0,
+            caught_incidents: HashSet::new(),
+            benign_flagged: 0,
+        }
+    }
+}
+
+/// Run the backtest.
+///
+/// # Errors
+/// When the input cannot be read.
+pub fn backtest(
+    rules: &RuleSet,
+    baseline: Option<&RuleSet>,
+    features: &FeatureConfig,
+    fold_window_ms: i64,
+    input: &mut dyn BufRead,
+    labels: Option<&[Label]>,
+    max_event_bytes: usize,
+) -> Result<BacktestReport, DetectorError> {
+    let store = FeatureStore::new(features)?;
+    let mut values = vec![0.0; store.catalog().len()];
+    let label_of: HashMap<&str, &Label> = labels.unwrap_or(&[]).iter().map(|l| (l.event_id.as_str(), l)).collect();
+    let mut incidents_by_attack: BTreeMap<Attack, BTreeSet<&str>> = BTreeMap::new();
+    for l in labels.unwrap_or(&[]) {
+        incidents_by_attack.entry(l.attack).or_default().insert(l.incident.as_str());
+    }
+    let sets: Vec<&RuleSet> = std::iter::once(rules).chain(baseline).collect();
+    let mut tallies: Vec<Tally> = sets.iter().map(|s| Tally::new(s.rules().len())).collect();
+    let mut line = Vec::new();
+    let mut events = 0u64;
+    let mut benign = 0u64;
+    let mut fired = Vec::new();
+    let mut findings = Vec::new();
+    while read_bounded_line(input, &mut line, max_event_bytes)?.is_some() {
+        let Ok(event) = haechi_features::Event::parse(&line, max_event_bytes) else { continue };
+        events += 1;
+        store.observe(&event, &mut values);
+        let label = label_of.get(event.event_id.as_str()).copied();
+        benign += u64::from(label.is_none());
+        for (set, tally) in sets.iter().zip(tallies.iter_mut()) {
+            fired.clear();
+            set.evaluate(&event, &values, |i| fired.push(i));
+            findings.clear();
+            for &i in &fired {
+                let rule = &set.rules()[i];
+                tally.hits[i] += 1;
+                let entity = rule.scope.and_then(|k| entity_text(&event, k));
+                if let Some(l) = label {
+                    tally.attack_hits[i] += 1;
+                    tally.incidents[i].insert(l.incident.clone());
+                }
+                if let (Action::Block { .. }, Some(e)) = (rule.action, &entity) {
+                    let key = format!("{}:{e}", rule.scope.map_or("", |k| k.as_str()));
+                    tally.blocked[i].insert(key.clone());
+                    if rule.mode == Mode::Enforce {
+                        tally.blocked_all.insert(key);
+                    }
+                }
+                let window = event.ts_ms.div_euclid(fold_window_ms) * fold_window_ms;
+                tally.alerts.insert(alert_id("rules", &rule.id, rule.scope, entity.as_deref(), window));
+                findings.push(set.finding(i, &values));
+            }
+            let verdict = decide(&event.event_id, &findings).verdict;
+            if verdict != Verdict::Allow {
+                tally.flagged += 1;
+                match label {
+                    Some(l) => {
+                        tally.caught_incidents.insert(l.incident.clone());
+                    }
+                    None => tally.benign_flagged += 1,
+                }
+            }
+        }
+    }
+    let main = &tallies[0];
+    let have_labels = labels.is_some();
+    let all_incidents: usize = incidents_by_attack.values().map(BTreeSet::len).sum();
+    let report_rules = rules
+        .rules()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RuleReport {
+            rule: r.id.to_string(),
+            action: match r.action {
+                Action::Allow => "allow".into(),
+                Action::Alert => "alert".into(),
+                Action::Challenge => "challenge".into(),
+                Action::Block { ttl_s } => format!("block {}s", ttl_s),
+            },
+            mode: if r.mode == Mode::Shadow { "shadow".into() } else { "enforce".into() },
+            hits: main.hits[i],
+            attack_hits: main.attack_hits[i],
+            benign_hits: main.hits[i] - main.attack_hits[i],
+            precision: (have_labels && main.hits[i] > 0).then(|| main.attack_hits[i] as f64 / main.hits[i] as f64),
+            entities_blocked: main.blocked[i].len(),
+            recall: incidents_by_attack
+                .iter()
+                .map(|(a, incs)| (*a, incs.iter().filter(|x| main.incidents[i].contains(**x)).count() as f64 / incs.len() as f64))
+                .filter(|(_, r)| *r > 0.0)
+                .collect(),
+        })
+        .collect();
+    let summary = SetSummary {
+        events,
+        flagged: main.flagged,
+        incident_recall: have_labels.then(|| main.caught_incidents.len() as f64 / all_incidents.max(1) as f64),
+        false_positive_rate: have_labels.then(|| main.benign_flagged as f64 / benign.max(1) as f64),
+    };
+    let baseline = tallies.get(1).map(|old| BaselineDiff {
+        alerts_gained: main.alerts.difference(&old.alerts).count(),
+        alerts_lost: old.alerts.difference(&main.alerts).count(),
+        entities_newly_blocked: {
+            let mut v: Vec<String> = main.blocked_all.difference(&old.blocked_all).cloned().collect();
+            v.sort();
+            v
+        },
+        entities_no_longer_blocked: old.blocked_all.difference(&main.blocked_all).count(),
+    });
+    Ok(BacktestReport { version: rules.version().to_string(), rules: report_rules, summary, baseline })
+}
+
+impl std::fmt::Display for BacktestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "rule set {}", self.version)?;
+        writeln!(f, "{:<36} {:<14} {:>8} {:>8} {:>8} {:>9} {:>8}  recall by attack", "rule", "action", "hits", "attack", "benign", "precision", "blocked")?;
+        for r in &self.rules {
+            let p = r.precision.map_or("-".to_owned(), |p| format!("{p:.3}"));
+            let rec: Vec<String> = r.recall.iter().map(|(a, x)| format!("{a}={x:.2}")).collect();
+            writeln!(f, "{:<36} {:<14} {:>8} {:>8} {:>8} {:>9} {:>8}  {}", r.rule, r.action, r.hits, r.attack_hits, r.benign_hits, p, r.entities_blocked, rec.join(" "))?;
+        }
+        write!(f, "events {}, flagged {}", self.summary.events, self.summary.flagged)?;
+        if let (Some(r), Some(fp)) = (self.summary.incident_recall, self.summary.false_positive_rate) {
+            write!(f, ", incident recall {r:.3}, benign false-positive rate {fp:.5}")?;
+        }
+        if let Some(b) = &self.baseline {
+            write!(
+                f,
+                "\nagainst the baseline: alerts gained {}, lost {}; entities newly blocked {}, no longer blocked {}",
+                b.alerts_gained,
+                b.alerts_lost,
+                b.entities_newly_blocked.len(),
+                b.entities_no_longer_blocked
+            )?;
+            for e in b.entities_newly_blocked.iter().take(20) {
+                write!(f, "\n  + {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
