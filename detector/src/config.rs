@@ -16,6 +16,7 @@ pub struct Config {
     pub features: FeatureConfig,
     pub pipeline: PipelineConfig,
     pub rules: RulesConfig,
+    pub model: crate::model::ModelConfig,
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
 }
@@ -89,6 +90,11 @@ impl Config {
         self.features.validate().map_err(|e| e.to_string())?;
         if self.pipeline.max_event_bytes < 256 || self.pipeline.max_event_bytes > 1 << 20 {
             return Err(format!("pipeline.max_event_bytes = {}: must be 256 to 1048576", self.pipeline.max_event_bytes));
+        }
+        if let Some(t) = self.model.threshold {
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(format!("model.threshold = {t}: must be in (0, 1]"));
+            }
         }
         if self.alerts.fold_window.as_secs() == 0 {
             return Err("alerts.fold_window must be at least one second".into());

@@ -11,6 +11,9 @@ pub enum DetectorError {
     /// The rules do not load.
     #[error("rules: {0}")]
     Rules(#[from] haechi_rules::RulesError),
+    /// The model does not load.
+    #[error("model: {0}")]
+    Model(#[from] haechi_training::TrainingError),
     /// An alert sink failed.
     #[error(transparent)]
     Alerts(#[from] haechi_alerting::AlertError),

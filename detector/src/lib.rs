@@ -22,6 +22,8 @@ mod config;
 mod decision;
 mod dedup;
 mod error;
+pub mod model;
+pub mod train;
 mod pipeline;
 mod replay;
 

@@ -10,6 +10,8 @@ use haechi_alerting::{AlertSink, NdjsonSink};
 use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec};
 use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
 use haechi_rules::{RuleSet, RulesError};
+use haechi_training::{read_csv, IsolationForestParams, LabelColumn, ModelFile, Threshold};
+use linfa::traits::Fit;
 
 mod eval_cmd;
 
@@ -67,6 +69,29 @@ enum Command {
         #[command(subcommand)]
         what: RulesCommand,
     },
+    /// The isolation forest: fit on a CSV, score a CSV.
+    Model {
+        #[command(subcommand)]
+        what: ModelCommand,
+    },
+    /// Fit the isolation forest on the feature vectors the detector sees for EVENTS.
+    Train {
+        events: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        trees: usize,
+        #[arg(long, default_value_t = 256)]
+        sample: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of training events expected to be anomalies; sets the threshold.
+        #[arg(long, default_value_t = 0.001)]
+        contamination: f64,
+        /// Feature vectors kept for fitting (uniform sample of the stream).
+        #[arg(long, default_value_t = 200_000)]
+        max_rows: usize,
+    },
     /// Benchmarks that need a whole store: memory under a key spray, bytes per entity.
     Bench {
         #[command(subcommand)]
@@ -111,6 +136,37 @@ enum RulesCommand {
 }
 
 #[derive(Subcommand)]
+enum ModelCommand {
+    /// Fit an isolation forest on a numeric CSV.
+    Fit {
+        #[arg(long)]
+        csv: PathBuf,
+        /// The label column to leave out: `last` or a column name.
+        #[arg(long)]
+        label: Option<LabelColumn>,
+        #[arg(long, default_value_t = 100)]
+        trees: usize,
+        #[arg(long, default_value_t = 256)]
+        sample: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 0.01)]
+        contamination: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print one anomaly score per CSV row (higher = more anomalous).
+    Score {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        label: Option<LabelColumn>,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Spray fresh IPs and devices and print memory as it goes.
     Spray {
@@ -124,6 +180,37 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+}
+
+fn model_cmd(what: ModelCommand) -> Result<()> {
+    match what {
+        ModelCommand::Fit { csv, label, trees, sample, seed, contamination, out } => {
+            let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
+            let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
+            let model = params.fit(&linfa::Dataset::from(table.features.clone()))?;
+            let summary = haechi_training::summarize(&table.features, &table.names, &csv.display().to_string());
+            let file = ModelFile::new(model, table.names, summary)?;
+            file.save(&out)?;
+            eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {}", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
+        }
+        ModelCommand::Score { model, csv, label } => {
+            let file = ModelFile::load(&model)?;
+            let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
+            if table.features.ncols() != file.features.len() {
+                anyhow::bail!("{} has {} feature columns, the model was fitted on {}", csv.display(), table.features.ncols(), file.features.len());
+            }
+            let m = file.model();
+            let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+            let mut buf = ryu::Buffer::new();
+            for row in table.features.rows() {
+                let s = m.score_by(|f| row[f]);
+                out.write_all(buf.format(s).as_bytes())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 fn load_rules(path: Option<&Path>, catalog: &haechi_features::FeatureCatalog) -> Result<RuleSet, RulesError> {
@@ -258,6 +345,26 @@ fn main() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
+        Command::Model { what } => return model_cmd(what),
+        Command::Train { events, out, trees, sample, seed, contamination, max_rows } => {
+            let started = std::time::Instant::now();
+            let mut input = open_input(&events.to_string_lossy())?;
+            let (x, names, seen) = haechi_detector::train::feature_rows(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes)?;
+            let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
+            let model = params.fit(&linfa::Dataset::from(x.clone()))?;
+            let summary = haechi_training::summarize(&x, &names, &format!("haechi train {} ({seen} events)", events.display()));
+            let file = ModelFile::new(model, names, summary)?;
+            file.save(&out)?;
+            eprintln!(
+                "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {}; wrote {} in {:.1}s",
+                x.nrows(),
+                x.ncols(),
+                file.threshold,
+                file.fingerprint,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+        }
         Command::Bench { what: BenchCommand::Spray { keys, days, every } } => {
             println!("{:>12} {:>10} {:>12} {:>12} {:>10}", "keys", "live ips", "live devices", "map slots", "RSS MiB");
             haechi_detector::bench::spray(keys, days, every, |r| {

@@ -7,6 +7,7 @@ use haechi_features::{Detector, Error as EventError, Event, FeatureStore, Featur
 use haechi_rules::RuleEngine;
 
 use crate::builtin::FailureStreak;
+use crate::model::ModelDetector;
 use crate::config::Config;
 use crate::decision::{decide, Decision};
 use crate::dedup::Dedup;
@@ -33,6 +34,7 @@ pub struct Pipeline {
     config: Config,
     store: FeatureStore,
     rules: Arc<RuleEngine>,
+    model: Option<Arc<ModelDetector>>,
     detectors: Vec<Arc<dyn Detector>>,
     dedup: Dedup,
 }
@@ -48,11 +50,18 @@ impl Pipeline {
         let store = FeatureStore::new(&config.features)?;
         let rules = Arc::new(RuleEngine::new(config.rules.path.clone(), store.catalog().clone())?);
         let mut detectors: Vec<Arc<dyn Detector>> = vec![rules.clone()];
+        let model = if config.model.enabled {
+            let m = Arc::new(ModelDetector::new(config.model.clone(), store.catalog().clone())?);
+            detectors.push(m.clone());
+            Some(m)
+        } else {
+            None
+        };
         if config.builtin.enabled {
             detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
-        Ok(Pipeline { config, store, rules, detectors, dedup })
+        Ok(Pipeline { config, store, rules, model, detectors, dedup })
     }
 
     /// Add a detector; it sees every event after the ones already added.
@@ -63,6 +72,11 @@ impl Pipeline {
     /// The rule engine, for reloads and introspection.
     pub fn rules(&self) -> &Arc<RuleEngine> {
         &self.rules
+    }
+
+    /// The model detector, when enabled.
+    pub fn model(&self) -> Option<&Arc<ModelDetector>> {
+        self.model.as_ref()
     }
 
     /// The feature store.

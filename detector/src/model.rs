@@ -1,0 +1,233 @@
+//! The isolation forest as a detector in the stream.
+//!
+//! The model file names the features it was trained on; at load they are
+//! mapped to slots of the pipeline's feature vector, once. A model whose
+//! features the pipeline does not have is refused, naming them. Scoring an
+//! event reads the vector by slot and allocates nothing unless it fires.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use haechi_features::{Action, Detector, EntityKind, Event, Evidence, FeatureCatalog, FeatureView, Finding, Mode, Severity};
+use haechi_training::{IsolationForest, ModelFile, TrainingError};
+use serde::{Deserialize, Serialize};
+
+/// The default model, trained by `haechi train` on generated traffic.
+pub const DEFAULT_MODEL: &str = include_str!("../../training/models/default.json");
+
+/// How the model takes part in decisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub enabled: bool,
+    /// A model file; unset: the default model shipped in the binary.
+    pub path: Option<PathBuf>,
+    /// What an anomaly does. An alert by default: the model flags what is
+    /// unlike normal traffic, which analysts should see before anyone is refused.
+    pub action: ModelAction,
+    pub severity: Severity,
+    /// Overrides the threshold stored in the model file.
+    pub threshold: Option<f64>,
+}
+
+/// The actions a model finding may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelAction {
+    Alert,
+    Challenge,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { enabled: true, path: None, action: ModelAction::Alert, severity: Severity::Medium, threshold: None }
+    }
+}
+
+struct Loaded {
+    model: IsolationForest,
+    slots: Vec<usize>,
+    threshold: f64,
+    version: Arc<str>,
+}
+
+/// The running model, swappable like rule files.
+pub struct ModelDetector {
+    current: ArcSwap<Loaded>,
+    config: ModelConfig,
+    catalog: Arc<FeatureCatalog>,
+    name: Arc<str>,
+    id: Arc<str>,
+    reloads: AtomicU64,
+    failures: AtomicU64,
+}
+
+fn load(config: &ModelConfig, catalog: &FeatureCatalog) -> Result<Loaded, TrainingError> {
+    let file = match &config.path {
+        Some(p) => ModelFile::load(p)?,
+        None => ModelFile::parse(DEFAULT_MODEL).map_err(|message| TrainingError::Model { path: "(default model)".into(), message })?,
+    };
+    let slots = file.resolve(catalog.names())?;
+    Ok(Loaded {
+        threshold: config.threshold.unwrap_or(file.threshold),
+        version: Arc::from(file.fingerprint.as_str()),
+        model: file.model(),
+        slots,
+    })
+}
+
+impl ModelDetector {
+    /// Load the configured model (or the default one).
+    ///
+    /// # Errors
+    /// When the file is unusable or its features are not the pipeline's.
+    pub fn new(config: ModelConfig, catalog: Arc<FeatureCatalog>) -> Result<ModelDetector, TrainingError> {
+        let loaded = load(&config, &catalog)?;
+        Ok(ModelDetector {
+            current: ArcSwap::from_pointee(loaded),
+            config,
+            catalog,
+            name: Arc::from("model"),
+            id: Arc::from("isolation_forest"),
+            reloads: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// Re-read the model file and swap it in; on error the old model keeps running.
+    ///
+    /// # Errors
+    /// The new file's problem.
+    pub fn reload(&self) -> Result<(), TrainingError> {
+        match load(&self.config, &self.catalog) {
+            Ok(l) => {
+                self.current.store(Arc::new(l));
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// The model file in use (`None`: the default model).
+    pub fn path(&self) -> Option<&Path> {
+        self.config.path.as_deref()
+    }
+
+    /// (successful, failed) reloads.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.reloads.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
+    }
+
+    /// Fingerprint of the running model.
+    pub fn version(&self) -> Arc<str> {
+        self.current.load().version.clone()
+    }
+}
+
+impl Detector for ModelDetector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn detect(&self, _event: &Event, features: &FeatureView<'_>, findings: &mut Vec<Finding>) {
+        let m = self.current.load();
+        let values = features.values();
+        let slots = &m.slots;
+        let score = m.model.score_by(|f| f64::from(values[slots[f]]));
+        if score <= m.threshold {
+            return;
+        }
+        let top = m.model.forest().contributions(|f| f64::from(values[slots[f]]));
+        let evidence: Vec<Evidence> = top
+            .iter()
+            .take(3)
+            .map(|&(f, w)| Evidence { slot: slots[f] as u16, value: values[slots[f]], weight: Some(w as f32) })
+            .collect();
+        // The alert is about the entity whose feature stands out most.
+        let entity = evidence
+            .first()
+            .and_then(|e| self.catalog.name(usize::from(e.slot)).split('.').next())
+            .and_then(EntityKind::parse)
+            .or(Some(EntityKind::Customer));
+        findings.push(Finding {
+            detector: self.name.clone(),
+            id: self.id.clone(),
+            version: Some(m.version.clone()),
+            severity: self.config.severity,
+            action: match self.config.action {
+                ModelAction::Alert => Action::Alert,
+                ModelAction::Challenge => Action::Challenge,
+            },
+            mode: Mode::Enforce,
+            score: score as f32,
+            entity,
+            evidence,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haechi_features::{FeatureConfig, FeatureStore};
+    use haechi_training::{IsolationForestParams, ModelFile};
+    use linfa::traits::Fit;
+
+    fn catalog() -> Arc<FeatureCatalog> {
+        Arc::new(FeatureCatalog::new(&FeatureConfig::default().validate().unwrap()))
+    }
+
+    fn write_model(names: &[&str], path: &Path) {
+        let x = ndarray::Array2::from_shape_fn((300, names.len()), |(i, j)| ((i * 13 + j * 5) % 29) as f64);
+        let m = IsolationForestParams::new().n_trees(20).seed(1).fit(&linfa::Dataset::from(x.clone())).unwrap();
+        let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
+        ModelFile::new(m, names.clone(), haechi_training::summarize(&x, &names, "test")).unwrap().save(path).unwrap();
+    }
+
+    #[test]
+    fn the_default_model_loads_against_the_default_catalog() {
+        let d = ModelDetector::new(ModelConfig::default(), catalog()).unwrap();
+        assert_eq!(d.version().len(), 16);
+    }
+
+    #[test]
+    fn a_model_with_foreign_features_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_model(&["ip.events_10m", "ip.colour_index"], &p);
+        let e = ModelDetector::new(ModelConfig { path: Some(p), ..Default::default() }, catalog()).err().unwrap().to_string();
+        assert!(e.contains("ip.colour_index") && !e.contains("ip.events_10m,"), "{e}");
+    }
+
+    #[test]
+    fn an_anomalous_event_is_a_finding_with_explained_evidence_and_a_bad_reload_keeps_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_model(&["ip.events_10m", "device.distinct_customers_24h"], &p);
+        let cat = catalog();
+        let det = ModelDetector::new(ModelConfig { path: Some(p.clone()), ..Default::default() }, cat.clone()).unwrap();
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut values = vec![0.0; cat.len()];
+        let e = haechi_features::Event::parse(br#"{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","ip":"10.0.0.1"}"#, 4096).unwrap();
+        let obs = store.observe(&e, &mut values);
+        values[cat.slot("device.distinct_customers_24h").unwrap()] = 500.0;
+        let mut findings = Vec::new();
+        det.detect(&e, &FeatureView::new(&values, &cat, &obs.keys), &mut findings);
+        assert_eq!(findings.len(), 1, "an extreme value should be anomalous");
+        let f = &findings[0];
+        assert_eq!(cat.name(usize::from(f.evidence[0].slot)), "device.distinct_customers_24h");
+        assert_eq!(f.entity, Some(EntityKind::Device));
+        assert!(f.score > 0.5);
+        let v1 = det.version();
+        std::fs::write(&p, "{ not a model").unwrap();
+        assert!(det.reload().is_err());
+        assert_eq!(det.version(), v1);
+        assert_eq!(det.reload_counts(), (0, 1));
+    }
+}

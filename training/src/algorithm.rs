@@ -1,0 +1,402 @@
+//! Fitting isolation trees and scoring with them.
+//!
+//! Trees are flattened into one array of 16-byte nodes, children side by side
+//! (right = left + 1), so scoring one row walks a few cache lines per tree and
+//! allocates nothing.
+
+use linfa::dataset::DatasetBase;
+use linfa::traits::{Fit, PredictInplace};
+use ndarray::{Array1, ArrayBase, Data, Ix2};
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::TrainingError;
+use crate::hyperparams::{IsolationForestValidParams, Threshold};
+
+const LEAF: u32 = u32::MAX;
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+/// c(n): the average path length of an unsuccessful search in a binary search
+/// tree of n points, which normalises depths (paper, eq. 1).
+pub fn average_path_length(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// The anomaly score s = 2^(−E[h]/c(ψ)) for a mean path length (paper, eq. 2).
+pub fn anomaly_score(mean_path_length: f64, psi: usize) -> f64 {
+    let c = average_path_length(psi);
+    if c == 0.0 {
+        return 0.5;
+    }
+    2f64.powf(-mean_path_length / c)
+}
+
+/// One node: a split (feature, threshold, index of the left child) or a leaf
+/// (`feature == LEAF`, value = depth + c(size)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Node(pub u32, pub u32, pub f64);
+
+/// The fitted trees, flattened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forest {
+    pub(crate) n_features: usize,
+    pub(crate) psi: usize,
+    pub(crate) roots: Vec<u32>,
+    pub(crate) nodes: Vec<Node>,
+    /// Training rows that reached each node. Kept apart from `nodes` so that
+    /// scoring reads 16 bytes a node; only explanations read these.
+    pub(crate) sizes: Vec<u32>,
+}
+
+impl Forest {
+    /// Mean path length of a row whose feature `f` is `get(f)`.
+    #[inline]
+    pub fn mean_path_length(&self, get: impl Fn(usize) -> f64) -> f64 {
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut i = root as usize;
+            loop {
+                let Node(feature, left, value) = self.nodes[i];
+                if feature == LEAF {
+                    total += value;
+                    break;
+                }
+                // NaN goes right: an unknown value is treated as large.
+                i = left as usize + usize::from(!(get(feature as usize) < value));
+            }
+        }
+        total / self.roots.len() as f64
+    }
+
+    /// Anomaly score in (0, 1]; higher is more anomalous.
+    #[inline]
+    pub fn score(&self, get: impl Fn(usize) -> f64) -> f64 {
+        anomaly_score(self.mean_path_length(get), self.psi)
+    }
+
+    /// How much each feature set this row apart. Split features are drawn at
+    /// random whatever the row, so what tells is how far each split narrowed
+    /// the row's company: a split taking it from n to m training rows credits
+    /// its feature with log₂(n/m) bits. A feature on which the row is extreme
+    /// sends it to the small side again and again. Normalised to sum to 1,
+    /// largest first.
+    pub fn contributions(&self, get: impl Fn(usize) -> f64) -> Vec<(usize, f64)> {
+        let mut weight = vec![0.0; self.n_features];
+        for &root in &self.roots {
+            let mut i = root as usize;
+            loop {
+                let Node(feature, left, value) = self.nodes[i];
+                if feature == LEAF {
+                    break;
+                }
+                let next = left as usize + usize::from(!(get(feature as usize) < value));
+                let (n, m) = (f64::from(self.sizes[i].max(1)), f64::from(self.sizes[next].max(1)));
+                weight[feature as usize] += (n / m).log2();
+                i = next;
+            }
+        }
+        let sum: f64 = weight.iter().sum();
+        let mut out: Vec<(usize, f64)> = weight.into_iter().enumerate().filter(|(_, w)| *w > 0.0).map(|(f, w)| (f, w / sum.max(f64::MIN_POSITIVE))).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+
+    /// Features the forest expects per row.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// The subsample size ψ the trees were grown on.
+    pub fn psi(&self) -> usize {
+        self.psi
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Check the structure of a forest read from outside: every index in
+    /// range, children after their parent (so no cycles), features known.
+    ///
+    /// # Errors
+    /// A message naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.roots.is_empty() {
+            return Err("no trees".into());
+        }
+        if self.psi < 2 {
+            return Err(format!("psi = {}: must be at least 2", self.psi));
+        }
+        let n = self.nodes.len();
+        if self.sizes.len() != n {
+            return Err(format!("{} node sizes for {n} nodes", self.sizes.len()));
+        }
+        for &r in &self.roots {
+            if r as usize >= n {
+                return Err(format!("root {r} out of range ({n} nodes)"));
+            }
+        }
+        for (i, Node(feature, left, value)) in self.nodes.iter().enumerate() {
+            if *feature == LEAF {
+                if !value.is_finite() || *value < 0.0 {
+                    return Err(format!("node {i}: leaf depth {value} is not a non-negative number"));
+                }
+                continue;
+            }
+            if *feature as usize >= self.n_features {
+                return Err(format!("node {i}: feature {feature} but the model has {} features", self.n_features));
+            }
+            if (*left as usize) <= i || *left as usize + 1 >= n {
+                return Err(format!("node {i}: child {left} out of order or range"));
+            }
+            if value.is_nan() {
+                return Err(format!("node {i}: threshold is NaN"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fitted isolation forest with its threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForest {
+    pub(crate) forest: Forest,
+    pub(crate) params: IsolationForestValidParams,
+    /// Scores above this are anomalies.
+    pub(crate) threshold: f64,
+}
+
+impl IsolationForest {
+    /// Score one row (a slice in training column order).
+    #[inline]
+    pub fn score_row(&self, row: &[f64]) -> f64 {
+        self.forest.score(|f| row[f])
+    }
+
+    /// Score a row given by an accessor (e.g. a feature vector read by slot).
+    #[inline]
+    pub fn score_by(&self, get: impl Fn(usize) -> f64) -> f64 {
+        self.forest.score(get)
+    }
+
+    /// The trees.
+    pub fn forest(&self) -> &Forest {
+        &self.forest
+    }
+
+    /// The parameters it was fitted with.
+    pub fn params(&self) -> &IsolationForestValidParams {
+        &self.params
+    }
+
+    /// The anomaly threshold.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+}
+
+impl<F, D, T> Fit<ArrayBase<D, Ix2>, T, TrainingError> for IsolationForestValidParams
+where
+    F: linfa::Float,
+    D: Data<Elem = F>,
+{
+    type Object = IsolationForest;
+
+    fn fit(&self, dataset: &DatasetBase<ArrayBase<D, Ix2>, T>) -> Result<IsolationForest, TrainingError> {
+        let x = dataset.records.mapv(|v| v.to_f64().unwrap_or(f64::NAN));
+        let (rows, cols) = x.dim();
+        if rows < 2 || cols == 0 {
+            return Err(TrainingError::Data(format!("need at least 2 rows and 1 column, got {rows}×{cols}")));
+        }
+        if let Some(((r, c), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(TrainingError::Data(format!("row {r}, column {c} is not a finite number")));
+        }
+        let psi = self.sample_size.min(rows);
+        let limit = self.max_depth.unwrap_or_else(|| (psi as f64).log2().ceil() as usize);
+        // Columns contiguous: splitting scans one feature over many rows.
+        let columns: Vec<Vec<f64>> = (0..cols).map(|c| x.column(c).to_vec()).collect();
+        let trees: Vec<(Vec<Node>, Vec<u32>)> = (0..self.n_trees)
+            .into_par_iter()
+            .map(|t| {
+                // Each tree has its own stream, so threads change nothing.
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(t as u64);
+                let mut idx: Vec<usize> = sample(&mut rng, rows, psi).into_vec();
+                let mut nodes = vec![Node(LEAF, 0, 0.0)];
+                let mut sizes = vec![0];
+                grow(&columns, &mut idx, 0, limit, 0, &mut nodes, &mut sizes, &mut rng);
+                (nodes, sizes)
+            })
+            .collect();
+        let mut forest = Forest { n_features: cols, psi, roots: Vec::with_capacity(trees.len()), nodes: Vec::new(), sizes: Vec::new() };
+        for (tree, sizes) in trees {
+            let base = forest.nodes.len() as u32;
+            forest.roots.push(base);
+            forest.nodes.extend(tree.into_iter().map(|Node(f, l, v)| Node(f, if f == LEAF { 0 } else { l + base }, v)));
+            forest.sizes.extend(sizes);
+        }
+        let threshold = match self.threshold {
+            Threshold::Score(s) => s,
+            Threshold::Contamination(c) => {
+                let mut scores: Vec<f64> = x.rows().into_iter().map(|r| forest.score(|f| r[f])).collect();
+                scores.sort_by(f64::total_cmp);
+                let k = ((1.0 - c) * (scores.len() - 1) as f64).round() as usize;
+                scores[k.min(scores.len() - 1)]
+            }
+        };
+        Ok(IsolationForest { forest, params: self.clone(), threshold })
+    }
+}
+
+/// Grow the subtree for rows `idx` at node `at`.
+#[allow(clippy::too_many_arguments)]
+fn grow(columns: &[Vec<f64>], idx: &mut [usize], depth: usize, limit: usize, at: usize, nodes: &mut Vec<Node>, sizes: &mut Vec<u32>, rng: &mut ChaCha8Rng) {
+    sizes[at] = idx.len() as u32;
+    if depth >= limit || idx.len() <= 1 {
+        nodes[at] = Node(LEAF, 0, depth as f64 + average_path_length(idx.len()));
+        return;
+    }
+    // A random feature among those not constant on these rows, tried in random order.
+    let mut order: Vec<usize> = (0..columns.len()).collect();
+    let mut chosen = None;
+    for k in 0..order.len() {
+        let j = rng.gen_range(k..order.len());
+        order.swap(k, j);
+        let col = &columns[order[k]];
+        let (lo, hi) = idx.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(col[r]), hi.max(col[r])));
+        if hi > lo {
+            chosen = Some((order[k], lo, hi));
+            break;
+        }
+    }
+    let Some((feature, lo, hi)) = chosen else {
+        nodes[at] = Node(LEAF, 0, depth as f64 + average_path_length(idx.len()));
+        return;
+    };
+    let mut split = rng.gen_range(lo..hi);
+    if split <= lo {
+        split = f64::midpoint(lo, hi);
+    }
+    let col = &columns[feature];
+    let mut mid = 0;
+    for i in 0..idx.len() {
+        if col[idx[i]] < split {
+            idx.swap(i, mid);
+            mid += 1;
+        }
+    }
+    let left = nodes.len();
+    nodes.push(Node(LEAF, 0, 0.0));
+    nodes.push(Node(LEAF, 0, 0.0));
+    sizes.extend([0, 0]);
+    nodes[at] = Node(feature as u32, left as u32, split);
+    let (l, r) = idx.split_at_mut(mid);
+    grow(columns, l, depth + 1, limit, left, nodes, sizes, rng);
+    grow(columns, r, depth + 1, limit, left + 1, nodes, sizes, rng);
+}
+
+impl<F: linfa::Float, D: Data<Elem = F>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for IsolationForest {
+    /// Anomaly scores, one per row; higher is more anomalous.
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
+        assert_eq!(x.ncols(), self.forest.n_features, "rows must have the model's features");
+        for (row, out) in x.rows().into_iter().zip(y.iter_mut()) {
+            *out = self.forest.score(|f| row[f].to_f64().unwrap_or(f64::NAN));
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<f64> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hyperparams::IsolationForestParams;
+    use linfa::traits::Predict;
+    use linfa::ParamGuard;
+    use ndarray::Array2;
+
+    #[test]
+    fn c_of_n_matches_hand_computation() {
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        // c(3) = 2(ln 2 + γ) − 4/3
+        let c3 = 2.0 * (2f64.ln() + EULER_GAMMA) - 4.0 / 3.0;
+        assert!((average_path_length(3) - c3).abs() < 1e-12);
+        // c(256) ≈ 10.2448 (the value in the paper's experiments)
+        assert!((average_path_length(256) - 10.2448).abs() < 1e-3, "{}", average_path_length(256));
+    }
+
+    #[test]
+    fn score_formula_on_hand_checkable_cases() {
+        // E[h] = c(ψ) gives 0.5; E[h] → 0 gives 1; E[h] = 2 c(ψ) gives 0.25.
+        let c = average_path_length(256);
+        assert!((anomaly_score(c, 256) - 0.5).abs() < 1e-12);
+        assert!((anomaly_score(0.0, 256) - 1.0).abs() < 1e-12);
+        assert!((anomaly_score(2.0 * c, 256) - 0.25).abs() < 1e-12);
+    }
+
+    fn blob(seed: u64) -> Array2<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Array2::zeros((1000, 3));
+        x.mapv_inplace(|_: f64| rng.gen_range(-1.0..1.0));
+        x
+    }
+
+    #[test]
+    fn outliers_score_higher_and_the_same_seed_gives_the_same_model() {
+        let x = blob(1);
+        let ds = DatasetBase::from(x.clone());
+        let params = IsolationForestParams::new().seed(7).check().unwrap();
+        let a: IsolationForest = params.fit(&ds).unwrap();
+        let b: IsolationForest = params.fit(&ds).unwrap();
+        assert_eq!(a, b);
+        let c: IsolationForest = IsolationForestParams::new().seed(8).check().unwrap().fit(&ds).unwrap();
+        assert_ne!(a.forest, c.forest);
+        let inlier = a.score_row(&[0.0, 0.0, 0.0]);
+        let outlier = a.score_row(&[6.0, -6.0, 6.0]);
+        assert!(outlier > 0.6 && inlier < 0.5, "inlier {inlier}, outlier {outlier}");
+        let scores: Array1<f64> = a.predict(&x);
+        assert_eq!(scores.len(), 1000);
+        let above = scores.iter().filter(|s| **s > a.threshold()).count();
+        assert!(above <= 12, "contamination 1% → about 10 rows above, got {above}");
+        a.forest.validate().unwrap();
+        let top = a.forest.contributions(|f| [0.0, 9.0, 0.0][f]);
+        assert_eq!(top[0].0, 1, "the far-out feature should explain most: {top:?}");
+    }
+
+    #[test]
+    fn bad_data_is_refused() {
+        let params = IsolationForestParams::new().check().unwrap();
+        let one: Result<IsolationForest, _> = params.fit(&DatasetBase::from(Array2::<f64>::zeros((1, 3))));
+        assert!(one.is_err());
+        let mut x = blob(2);
+        x[[5, 1]] = f64::NAN;
+        let nan: Result<IsolationForest, _> = params.fit(&DatasetBase::from(x));
+        assert!(nan.unwrap_err().to_string().contains("row 5, column 1"));
+    }
+
+    #[test]
+    fn corrupt_forests_are_refused() {
+        let x = blob(3);
+        let m: IsolationForest = IsolationForestParams::new().n_trees(3).check().unwrap().fit(&DatasetBase::from(x)).unwrap();
+        let mut f = m.forest.clone();
+        f.nodes[0].1 = 0;
+        assert!(f.validate().is_err(), "a child pointing back would loop forever");
+        let mut f = m.forest.clone();
+        f.nodes[0].0 = 99;
+        assert!(f.validate().is_err());
+    }
+}
