@@ -47,7 +47,7 @@ pub fn anomaly_score(mean_path_length: f64, psi: usize) -> f64 {
 pub struct Node(pub u32, pub u32, pub f64);
 
 /// The fitted trees, flattened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Forest {
     pub(crate) n_features: usize,
     pub(crate) psi: usize,
@@ -56,24 +56,86 @@ pub struct Forest {
     /// Training rows that reached each node. Kept apart from `nodes` so that
     /// scoring reads 16 bytes a node; only explanations read these.
     pub(crate) sizes: Vec<u32>,
+    /// The form scoring walks, built by [`Forest::prepare`]: see [`Step`].
+    #[serde(skip)]
+    steps: Vec<Step>,
+    /// Path length (depth + c(size)) of each leaf, by node index.
+    #[serde(skip)]
+    leaf_value: Vec<f64>,
+    /// The deepest leaf: every walk takes exactly this many steps.
+    #[serde(skip)]
+    depth: u32,
 }
 
+impl PartialEq for Forest {
+    fn eq(&self, o: &Self) -> bool {
+        (self.n_features, self.psi, &self.roots, &self.nodes, &self.sizes) == (o.n_features, o.psi, &o.roots, &o.nodes, &o.sizes)
+    }
+}
+
+/// One node as scoring sees it. A leaf points at itself with a NaN threshold
+/// (`x >= NaN` is never true), so a walk that reaches it stays there: every
+/// tree is walked a fixed number of steps with no branch on "is this a
+/// leaf?", and many trees can be walked in lockstep, their memory loads in
+/// flight together rather than one after another.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    feature: u32,
+    left: u32,
+    threshold: f64,
+}
+
+/// Trees walked in lockstep.
+const LANES: usize = 16;
+
 impl Forest {
-    /// Mean path length of a row whose feature `f` is `get(f)`.
+    /// Build the scoring form. Called after fitting and after loading.
+    pub(crate) fn prepare(&mut self) {
+        self.steps = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, &Node(feature, left, value))| {
+                if feature == LEAF {
+                    Step { feature: 0, left: i as u32, threshold: f64::NAN }
+                } else {
+                    Step { feature, left, threshold: value }
+                }
+            })
+            .collect();
+        self.leaf_value = self.nodes.iter().map(|n| if n.0 == LEAF { n.2 } else { 0.0 }).collect();
+        let mut deepest = 0;
+        for &root in &self.roots {
+            let mut stack = vec![(root as usize, 0u32)];
+            while let Some((i, d)) = stack.pop() {
+                let Node(feature, left, _) = self.nodes[i];
+                if feature == LEAF {
+                    deepest = deepest.max(d);
+                } else {
+                    stack.push((left as usize, d + 1));
+                    stack.push((left as usize + 1, d + 1));
+                }
+            }
+        }
+        self.depth = deepest;
+    }
+
+    /// Mean path length of a row whose feature `f` is `get(f)`. A NaN feature
+    /// goes left. Allocation-free.
     #[inline]
     pub fn mean_path_length(&self, get: impl Fn(usize) -> f64) -> f64 {
         let mut total = 0.0;
-        for &root in &self.roots {
-            let mut i = root as usize;
-            loop {
-                let Node(feature, left, value) = self.nodes[i];
-                if feature == LEAF {
-                    total += value;
-                    break;
+        for chunk in self.roots.chunks(LANES) {
+            let mut at = [0u32; LANES];
+            let lanes = chunk.len();
+            at[..lanes].copy_from_slice(chunk);
+            for _ in 0..self.depth {
+                for i in at.iter_mut().take(lanes) {
+                    let s = self.steps[*i as usize];
+                    *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
                 }
-                // NaN goes right: an unknown value is treated as large.
-                i = left as usize + usize::from(!(get(feature as usize) < value));
             }
+            total += at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>();
         }
         total / self.roots.len() as f64
     }
@@ -99,7 +161,7 @@ impl Forest {
                 if feature == LEAF {
                     break;
                 }
-                let next = left as usize + usize::from(!(get(feature as usize) < value));
+                let next = left as usize + usize::from(get(feature as usize) >= value);
                 let (n, m) = (f64::from(self.sizes[i].max(1)), f64::from(self.sizes[next].max(1)));
                 weight[feature as usize] += (n / m).log2();
                 i = next;
@@ -239,13 +301,23 @@ where
                 (nodes, sizes)
             })
             .collect();
-        let mut forest = Forest { n_features: cols, psi, roots: Vec::with_capacity(trees.len()), nodes: Vec::new(), sizes: Vec::new() };
+        let mut forest = Forest {
+            n_features: cols,
+            psi,
+            roots: Vec::with_capacity(trees.len()),
+            nodes: Vec::new(),
+            sizes: Vec::new(),
+            steps: Vec::new(),
+            leaf_value: Vec::new(),
+            depth: 0,
+        };
         for (tree, sizes) in trees {
             let base = forest.nodes.len() as u32;
             forest.roots.push(base);
             forest.nodes.extend(tree.into_iter().map(|Node(f, l, v)| Node(f, if f == LEAF { 0 } else { l + base }, v)));
             forest.sizes.extend(sizes);
         }
+        forest.prepare();
         let threshold = match self.threshold {
             Threshold::Score(s) => s,
             Threshold::Contamination(c) => {

@@ -111,7 +111,7 @@ impl ModelFile {
     /// # Errors
     /// A message naming the problem.
     pub fn parse(text: &str) -> Result<ModelFile, String> {
-        let m: ModelFile = serde_json::from_str(text).map_err(|e| format!("not a model file: {e}"))?;
+        let mut m: ModelFile = serde_json::from_str(text).map_err(|e| format!("not a model file: {e}"))?;
         if m.format != FORMAT {
             return Err(format!("format `{}`, expected `{FORMAT}`", m.format));
         }
@@ -129,6 +129,7 @@ impl ModelFile {
         if want != m.fingerprint {
             return Err(format!("fingerprint {} does not match its contents ({want}): the file was changed", m.fingerprint));
         }
+        m.forest.prepare();
         Ok(m)
     }
 
