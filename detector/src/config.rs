@@ -17,6 +17,9 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub rules: RulesConfig,
     pub model: crate::model::ModelConfig,
+    pub server: crate::service::ServerConfig,
+    pub blocks: crate::service::BlockConfig,
+    pub limits: crate::service::LimitConfig,
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
 }
@@ -98,6 +101,10 @@ impl Config {
         }
         if self.alerts.fold_window.as_secs() == 0 {
             return Err("alerts.fold_window must be at least one second".into());
+        }
+        self.server.validate()?;
+        if self.blocks.max_new_per_minute == 0 {
+            return Err("blocks.max_new_per_minute must be positive".into());
         }
         self.builtin.validate()
     }

@@ -55,6 +55,9 @@ pub struct Decision {
     pub shadow: Vec<Reason>,
     #[serde(skip)]
     pub blocks: Vec<BlockRequest>,
+    /// An allowlist entry matched: no block or limit applies either.
+    #[serde(skip)]
+    pub allowlisted: bool,
 }
 
 /// An enforced allowlist match wins; otherwise the strongest enforced action
@@ -73,6 +76,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
                 .map(|f| Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity })
                 .collect(),
             blocks: Vec::new(),
+            allowlisted: true,
         };
     }
     let mut verdict = Verdict::Allow;
@@ -108,6 +112,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
         reasons: reasons.into_iter().map(|(_, r)| r).collect(),
         shadow,
         blocks,
+        allowlisted: false,
     }
 }
 

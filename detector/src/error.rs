@@ -17,7 +17,7 @@ pub enum DetectorError {
     /// An alert sink failed.
     #[error(transparent)]
     Alerts(#[from] haechi_alerting::AlertError),
-    /// Reading input or writing output failed.
+    /// Reading input, writing output or serving failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     /// The configuration file is unusable.

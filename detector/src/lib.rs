@@ -26,6 +26,7 @@ pub mod model;
 pub mod train;
 mod pipeline;
 mod replay;
+pub mod service;
 
 pub use builtin::{BuiltinConfig, FailureStreak};
 pub use config::{AlertConfig, Config, PipelineConfig};

@@ -41,6 +41,12 @@ enum Command {
         #[arg(long)]
         alerts: Option<PathBuf>,
     },
+    /// Serve the HTTP API: decisions, blocks, the live alert feed and metrics.
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
         #[arg(long, default_value_t = 1)]
@@ -180,6 +186,40 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+}
+
+fn serve(config: Config) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let state = haechi_detector::service::build_state(config.clone())?;
+        let listener = tokio::net::TcpListener::bind(&config.server.listen).await.with_context(|| format!("binding {}", config.server.listen))?;
+        // Tests and scripts read this line to learn the port.
+        eprintln!("listening on {}", listener.local_addr()?);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            #[cfg(unix)]
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            tracing::info!("shutting down: draining requests and flushing state");
+            token.cancel();
+        });
+        haechi_detector::service::run(listener, state, shutdown).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
 }
 
 fn model_cmd(what: ModelCommand) -> Result<()> {
@@ -345,6 +385,13 @@ fn main() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                config.server.listen = l;
+            }
+            config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            return serve(config);
+        }
         Command::Model { what } => return model_cmd(what),
         Command::Train { events, out, trees, sample, seed, contamination, max_rows } => {
             let started = std::time::Instant::now();

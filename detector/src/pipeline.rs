@@ -26,6 +26,8 @@ pub struct Processed {
     pub decision: Decision,
     /// The event arrived later than the allowed lateness.
     pub late: bool,
+    /// The hashed keys of the entities the event names (for block lists and limiters).
+    pub keys: haechi_features::EntityKeys,
 }
 
 /// The pipeline shared by replay, the HTTP service and stream consumers.
@@ -122,7 +124,7 @@ impl Pipeline {
         for d in &self.detectors {
             d.detect(event, &view, &mut scratch.findings);
         }
-        Ok(Processed { decision: decide(&event.event_id, &scratch.findings), late: observation.late })
+        Ok(Processed { decision: decide(&event.event_id, &scratch.findings), late: observation.late, keys: observation.keys })
     }
 
     /// The features of the last processed event, for tests and the model trainer.

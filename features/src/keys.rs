@@ -143,6 +143,11 @@ impl EntityKeys {
         EntityKeys { keys }
     }
 
+    /// Name one entity by its hash (the block list looks entities up this way).
+    pub fn set(&mut self, kind: EntityKind, hash: u64) {
+        self.keys[kind.index()] = Some(hash);
+    }
+
     /// The hash of the entity of `kind`, if the event names one.
     pub fn get(&self, kind: EntityKind) -> Option<u64> {
         self.keys[kind.index()]

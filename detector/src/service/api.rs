@@ -1,0 +1,330 @@
+//! The HTTP API: one router, JSON errors, no raw resident number ever echoed.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use haechi_features::{lookup_hash, mask_resident_numbers, EntityKind};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::blocks::Block;
+use super::feed::FeedAlert;
+use super::state::{AppState, LiveDecision};
+
+/// An API error: a status and a message, sent as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, m.into())
+    }
+    fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, m.into())
+    }
+    pub(crate) fn timeout() -> ApiError {
+        ApiError(StatusCode::REQUEST_TIMEOUT, "request took too long".into())
+    }
+    pub(crate) fn overloaded() -> ApiError {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "overloaded: too many requests in flight".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // Whatever produced the message, it leaves masked.
+        let message = mask_resident_numbers(&self.1).into_owned();
+        (self.0, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let text = if status == StatusCode::PAYLOAD_TOO_LARGE { "request body over the configured limit".to_owned() } else { r.body_text() };
+        ApiError(status, text)
+    }
+}
+
+/// Build the router over shared state.
+pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
+    let limit = state.server.max_body_bytes;
+    let v1 = Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/check", post(post_check))
+        .route("/v1/alerts", get(get_alerts))
+        .route("/v1/alerts/stream", get(get_alert_stream))
+        .route("/v1/blocks", get(get_blocks).post(post_block))
+        .route("/v1/blocks/{scope}/{key}", delete(delete_block))
+        .route("/v1/entities/{kind}/{key}", get(get_entity))
+        .route("/v1/reload", post(post_reload))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(v1)
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(get_ready))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), time_requests))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(shutdown))
+        .with_state(state)
+}
+
+async fn time_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    s.metrics.request_seconds.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn require_token(State(s): State<Arc<AppState>>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    if s.server.api_tokens.is_empty() {
+        return next.run(req).await;
+    }
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if s.server.api_tokens.iter().any(|k| k == t) => next.run(req).await,
+        _ => ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API token".into()).into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    line: usize,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct EventsResponse {
+    accepted: usize,
+    rejected: Vec<Rejected>,
+    decisions: Vec<LiveDecision>,
+}
+
+async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsResponse>, ApiError> {
+    let body = body?;
+    let mut scratch = s.pipeline.scratch();
+    let mut out = EventsResponse { accepted: 0, rejected: Vec::new(), decisions: Vec::new() };
+    let mut n = 0;
+    for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        n += 1;
+        let parsed = {
+            let t = Instant::now();
+            let r = s.pipeline.parse(line);
+            s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
+            r
+        };
+        let result = parsed.and_then(|e| {
+            let r = s.decide(&e, &mut scratch);
+            if let Err(err) = &r {
+                return Err(err.clone());
+            }
+            r
+        });
+        match result {
+            Ok(d) => {
+                out.accepted += 1;
+                out.decisions.push(d);
+            }
+            Err(e) => {
+                if e.reason() != "duplicate" {
+                    s.metrics.rejected.with_label_values(&[e.reason()]).inc();
+                }
+                out.rejected.push(Rejected { line: i + 1, error: e.to_string() });
+            }
+        }
+    }
+    s.metrics.batch_size.observe(n as f64);
+    Ok(Json(out))
+}
+
+async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
+    let body = body?;
+    let t = Instant::now();
+    let event = s.pipeline.parse(body.trim_ascii()).map_err(|e| {
+        s.metrics.rejected.with_label_values(&[e.reason()]).inc();
+        ApiError::bad_request(e.to_string())
+    })?;
+    s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
+    let mut scratch = s.pipeline.scratch();
+    let d = s.decide(&event, &mut scratch).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    Ok(Json(d))
+}
+
+#[derive(Deserialize)]
+struct AlertQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_alerts(State(s): State<Arc<AppState>>, Query(q): Query<AlertQuery>) -> Json<Vec<FeedAlert>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    Json(match q.since {
+        Some(since) => s.feed.since(since, limit),
+        None => s.feed.recent(limit),
+    })
+}
+
+fn sse(a: &FeedAlert) -> SseEvent {
+    SseEvent::default().id(a.seq.to_string()).data(serde_json::to_string(a).unwrap_or_default())
+}
+
+async fn get_alert_stream(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(shutdown): axum::Extension<CancellationToken>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let rx = s.feed.subscribe();
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let backlog = resume.map(|id| s.feed.since(id, usize::MAX)).unwrap_or_default();
+    let last = backlog.last().map_or(resume.unwrap_or(0), |a| a.seq);
+    let head = stream::iter(backlog.into_iter().map(|a| Ok(sse(&a))));
+    let live = stream::unfold((rx, last, s.clone()), |(mut rx, mut last, s)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(a) if a.seq > last => {
+                    last = a.seq;
+                    return Some((vec![Ok(sse(&a))], (rx, last, s)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Behind: catch up from the ring instead of losing alerts.
+                    s.metrics.feed_lagged.inc();
+                    let missed = s.feed.since(last, usize::MAX);
+                    last = missed.last().map_or(last, |a| a.seq);
+                    return Some((missed.iter().map(|a| Ok(sse(a))).collect(), (rx, last, s)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(stream::iter);
+    let stream = head.chain(live).take_until(async move { shutdown.cancelled().await });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[derive(Serialize)]
+struct BlockView {
+    scope: EntityKind,
+    key: String,
+    reason: String,
+    set_by: String,
+    set_at: String,
+    expires_at: String,
+    ttl_s: i64,
+    offense: u32,
+}
+
+impl From<&Block> for BlockView {
+    fn from(b: &Block) -> Self {
+        BlockView {
+            scope: b.scope,
+            key: b.key.clone(),
+            reason: b.reason.clone(),
+            set_by: b.set_by.clone(),
+            set_at: haechi_features::format_rfc3339_ms(b.set_at_ms),
+            expires_at: haechi_features::format_rfc3339_ms(b.expires_at_ms),
+            ttl_s: ((b.expires_at_ms - super::blocks::now_ms()) / 1000).max(0),
+            offense: b.offense,
+        }
+    }
+}
+
+async fn get_blocks(State(s): State<Arc<AppState>>) -> Json<Vec<BlockView>> {
+    Json(s.blocks.list().iter().map(BlockView::from).collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBlock {
+    scope: String,
+    key: String,
+    ttl_s: u64,
+    reason: String,
+    /// Who is setting it (recorded as `analyst:<by>`).
+    #[serde(default)]
+    by: Option<String>,
+}
+
+fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
+    let kind = EntityKind::parse(scope).ok_or_else(|| ApiError::bad_request(format!("unknown scope `{scope}`; scopes: ip, subnet, device, customer, id_doc, account, staff, session")))?;
+    let seed = s.pipeline.config().features.hash_seed;
+    let hash = lookup_hash(seed, kind, key).ok_or_else(|| ApiError::bad_request(format!("`{key}` is not a valid {scope} key")))?;
+    Ok((kind, hash))
+}
+
+async fn post_block(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<BlockView>), ApiError> {
+    let body = body?;
+    let nb: NewBlock = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("block: {e}")))?;
+    if nb.ttl_s == 0 || nb.ttl_s > 366 * 86_400 {
+        return Err(ApiError::bad_request("ttl_s must be 1 to 31622400"));
+    }
+    if haechi_features::find_resident_number(&nb.key).is_some() || haechi_features::find_resident_number(&nb.reason).is_some() {
+        return Err(ApiError::bad_request("a block must not carry a resident registration number"));
+    }
+    let (kind, hash) = scope_and_hash(&s, &nb.scope, &nb.key)?;
+    let by = format!("analyst:{}", nb.by.as_deref().unwrap_or("api"));
+    let b = s.blocks.set_manual(kind, hash, nb.key, Duration::from_secs(nb.ttl_s), nb.reason, by);
+    s.metrics.blocks_set.with_label_values(&[kind.as_str(), "analyst"]).inc();
+    Ok((StatusCode::CREATED, Json(BlockView::from(&b))))
+}
+
+async fn delete_block(State(s): State<Arc<AppState>>, Path((scope, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let (kind, hash) = scope_and_hash(&s, &scope, &key)?;
+    if s.blocks.lift(kind, hash) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no block on {scope} {key}")))
+    }
+}
+
+async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
+    let k = EntityKind::parse(&kind).ok_or_else(|| ApiError::bad_request(format!("unknown kind `{kind}`")))?;
+    let features = s.pipeline.store().entity_features(k, &key).ok_or_else(|| ApiError::not_found(format!("no state for {kind} {key}")))?;
+    let (_, hash) = scope_and_hash(&s, &kind, &key)?;
+    let mut keys = haechi_features::EntityKeys::default();
+    keys.set(k, hash);
+    let block = s.blocks.check(&keys).map(|b| BlockView::from(&b));
+    let map: serde_json::Map<String, serde_json::Value> = features.into_iter().map(|(n, v)| (n, serde_json::json!(v))).collect();
+    Ok(Json(serde_json::json!({ "kind": k, "key": key, "features": map, "block": block })))
+}
+
+async fn post_reload(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let rules = super::reload_all(&s);
+    Ok(Json(serde_json::json!({ "rules": rules.0, "model": rules.1 })))
+}
+
+async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let store = s.pipeline.store();
+    for kind in EntityKind::ALL {
+        s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+async fn get_ready(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        "ready".into_response()
+    } else {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "not ready".into()).into_response()
+    }
+}

@@ -1,0 +1,264 @@
+//! `haechi serve`: the pipeline behind HTTP, with blocking, rate limits, a
+//! live alert feed and metrics.
+//!
+//! [`run`] takes a bound listener and a cancellation token, so tests start
+//! the real service on a free port and stop it when they like; the binary
+//! only adds signals. Background tasks (block persistence, sweeps, file
+//! watching) are tracked and given a deadline at shutdown.
+
+mod api;
+mod blocks;
+mod feed;
+mod limits;
+mod metrics;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use api::router;
+pub use blocks::{Block, BlockConfig, BlockList};
+pub use limits::{LimitConfig, Limiters, OverLimit};
+pub use state::{AppState, BlockedBy, LiveDecision};
+
+use crate::error::DetectorError;
+use crate::pipeline::Pipeline;
+use crate::Config;
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Largest request body; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Requests beyond this many in flight are shed with 503.
+    pub concurrency_limit: usize,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Bearer tokens accepted on /v1; empty: no authentication (a laptop demo).
+    pub api_tokens: Vec<String>,
+    /// How long shutdown may take to drain requests and flush state.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
+    /// Alerts kept for `GET /v1/alerts` and stream catch-up.
+    pub alert_ring: usize,
+    /// Watch rule and model files and reload on change.
+    pub watch_files: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 8 << 20,
+            concurrency_limit: 1024,
+            request_timeout: Duration::from_secs(10),
+            api_tokens: Vec::new(),
+            shutdown_deadline: Duration::from_secs(10),
+            alert_ring: 10_000,
+            watch_files: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// # Errors
+    /// A message naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen.parse::<SocketAddr>().map_err(|_| format!("server.listen = `{}`: not an address:port", self.listen))?;
+        if self.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if self.concurrency_limit == 0 || self.alert_ring == 0 {
+            return Err("server.concurrency_limit and server.alert_ring must be positive".into());
+        }
+        if self.api_tokens.iter().any(|t| t.len() < 16) {
+            return Err("server.api_tokens: every token must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reload rules and model; returns a description of each outcome.
+pub(crate) fn reload_all(s: &AppState) -> (String, String) {
+    let rules = match s.pipeline.rules().reload() {
+        Ok(set) => {
+            s.metrics.reloads.with_label_values(&["rules", "ok"]).inc();
+            tracing::info!(version = %set.version(), rules = set.rules().len(), "rules reloaded");
+            format!("ok: version {}", set.version())
+        }
+        Err(e) => {
+            s.metrics.reloads.with_label_values(&["rules", "error"]).inc();
+            tracing::error!(error = %e, "rule reload refused; the previous rules keep running");
+            format!("refused, previous rules kept: {e}")
+        }
+    };
+    let model = match s.pipeline.model() {
+        None => "disabled".to_owned(),
+        Some(m) => match m.reload() {
+            Ok(()) => {
+                s.metrics.reloads.with_label_values(&["model", "ok"]).inc();
+                format!("ok: fingerprint {}", m.version())
+            }
+            Err(e) => {
+                s.metrics.reloads.with_label_values(&["model", "error"]).inc();
+                tracing::error!(error = %e, "model reload refused; the previous model keeps running");
+                format!("refused, previous model kept: {e}")
+            }
+        },
+    };
+    (rules, model)
+}
+
+/// Build the shared state from a configuration.
+///
+/// # Errors
+/// When the pipeline (rules, model) or the block state cannot be loaded.
+pub fn build_state(config: Config) -> Result<Arc<AppState>, DetectorError> {
+    let server = config.server.clone();
+    let blocks = BlockList::open(config.blocks.clone()).map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
+    let limits = Limiters::new(config.limits.clone());
+    let pipeline = Arc::new(Pipeline::new(config)?);
+    Ok(Arc::new(AppState::new(pipeline, Arc::new(blocks), limits, server)))
+}
+
+/// Serve until `shutdown` is cancelled, then drain and flush within the deadline.
+///
+/// # Errors
+/// When the server fails.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: CancellationToken) -> Result<(), DetectorError> {
+    let tracker = TaskTracker::new();
+    spawn_background(&tracker, &state, &shutdown);
+    let app = router(state.clone(), shutdown.clone()).layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(|e: tower::BoxError| async move {
+                if e.is::<tower::timeout::error::Elapsed>() {
+                    api::ApiError::timeout()
+                } else {
+                    api::ApiError::overloaded()
+                }
+            }))
+            .load_shed()
+            .concurrency_limit(state.server.concurrency_limit)
+            .timeout(state.server.request_timeout),
+    );
+    state.set_ready(true);
+    let token = shutdown.clone();
+    let state_for_shutdown = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            token.cancelled().await;
+            state_for_shutdown.set_ready(false);
+        })
+        .await?;
+    tracker.close();
+    let deadline = state.server.shutdown_deadline;
+    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+        tracing::warn!("background tasks did not stop within {deadline:?}");
+    }
+    // Whatever the tasks did, the block list reaches the disk.
+    let blocks = state.blocks.clone();
+    tokio::task::spawn_blocking(move || blocks.persist()).await.map_err(std::io::Error::other)??;
+    Ok(())
+}
+
+fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &CancellationToken) {
+    // Persist the block list when it changes (at most every 200 ms).
+    let (s, stop) = (state.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        let changed = s.blocks.changed();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = changed.notified() => {}
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let blocks = s.blocks.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || blocks.persist()).await {
+                tracing::error!(error = %e, "writing the block state failed; will retry on the next change");
+            }
+        }
+    });
+    // Sweep expired blocks and idle limiter keys; keep the gauges current.
+    let (s, stop) = (state.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            for (kind, n) in s.blocks.sweep() {
+                s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(n);
+            }
+            s.limits.sweep();
+        }
+    });
+    // SIGHUP reloads rules and model.
+    #[cfg(unix)]
+    {
+        let (s, stop) = (state.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    Some(()) = hup.recv() => { reload_all(&s); }
+                }
+            }
+        });
+    }
+    // File changes reload too.
+    if state.server.watch_files {
+        let paths: Vec<PathBuf> = [state.pipeline.rules().source().map(PathBuf::from), state.pipeline.model().and_then(|m| m.path().map(PathBuf::from))]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !paths.is_empty() {
+            let (s, stop) = (state.clone(), shutdown.clone());
+            tracker.spawn(watch_files(paths, s, stop));
+        }
+    }
+}
+
+async fn watch_files(paths: Vec<PathBuf>, state: Arc<AppState>, stop: CancellationToken) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| e.kind.is_modify() || e.kind.is_create() || e.kind.is_remove()) {
+            let _ = tx.try_send(());
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch rule and model files; SIGHUP and POST /v1/reload still reload");
+            return;
+        }
+    };
+    for p in &paths {
+        // Watch the directory: editors replace files rather than write them in place.
+        let target = if p.is_dir() { p.clone() } else { p.parent().map(PathBuf::from).unwrap_or_else(|| p.clone()) };
+        if let Err(e) = watcher.watch(&target, RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, path = %target.display(), "cannot watch");
+        }
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            Some(()) = rx.recv() => {
+                // Let a burst of writes settle, then reload once.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while rx.try_recv().is_ok() {}
+                reload_all(&state);
+            }
+        }
+    }
+}
