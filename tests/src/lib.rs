@@ -56,3 +56,98 @@ pub fn ndjson(bytes: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_slice(l).unwrap_or_else(|e| panic!("bad output line {e}: {}", String::from_utf8_lossy(l))))
         .collect()
 }
+
+/// A running `haechi serve`, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    /// Start `haechi serve` on a free port with `args`, and wait for it to listen.
+    pub fn start(args: &[&str]) -> Server {
+        Server::try_start(args).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    /// Start, or return what it printed if it exited instead.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        use std::io::BufRead;
+        let mut child = Command::new(haechi_bin())
+            .args(args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting haechi serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(addr) => Ok(Server { child, base: format!("http://{addr}"), log }),
+            Err(_) => {
+                let _ = child.wait();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                Err(log.lock().unwrap().clone())
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Send SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let status = self.terminate();
+        std::mem::forget(self);
+        status
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().expect("server exit")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// An HTTP agent that returns error statuses as responses, with a timeout.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// (status, body) of a request.
+pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
+    let mut res = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).call(),
+        ("POST", Some(b)) => agent.post(url).send(b),
+        ("POST", None) => agent.post(url).send_empty(),
+        _ => panic!("unsupported {method}"),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = res.status().as_u16();
+    let text = res.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default();
+    (status, text)
+}

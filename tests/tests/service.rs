@@ -1,0 +1,256 @@
+//! `haechi serve` end to end: the real binary on a free port, every endpoint.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use haechi_tests::{http, send, Server};
+use serde_json::Value;
+
+fn event(id: &str, second: u32, step: &str, result: &str, extra: &str) -> String {
+    format!(r#"{{"event_id":"{id}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"{step}","result":"{result}"{extra}}}"#, second / 60, second % 60)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Poll until `f` is true; the deadline is generous, the loop stops as soon as it holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn every_endpoint_answers_and_bad_input_gets_json_errors() {
+    let s = Server::start(&[]);
+    let a = http();
+    let (st, body) = send(&a, "GET", &s.url("/healthz"), None);
+    assert_eq!((st, body.as_str()), (200, "ok"));
+    assert_eq!(send(&a, "GET", &s.url("/readyz"), None).0, 200);
+
+    // One event.
+    let (st, body) = send(&a, "POST", &s.url("/v1/check"), Some(event("c1", 1, "login", "success", r#","customer_id":"k1","ip":"10.9.8.7""#).as_bytes()));
+    assert_eq!(st, 200, "{body}");
+    let d = json(&body);
+    assert_eq!(d["decision"], "allow");
+    assert!(d["blocked_by"].is_null() && d["reasons"].is_array() && d["score"].is_number());
+
+    // Bad single events: 400 with a JSON error naming the problem, never a raw resident number.
+    for (bad, needle) in [
+        (r#"{"event_id":"x","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","colour":"red"}"#.to_owned(), "colour"),
+        ("{not json".to_owned(), "malformed JSON"),
+        (event("x2", 1, "otp", "success", r#","customer_id":"900101-1234567""#), "900101-1******"),
+    ] {
+        let (st, body) = send(&a, "POST", &s.url("/v1/check"), Some(bad.as_bytes()));
+        assert_eq!(st, 400, "{body}");
+        assert!(json(&body)["error"].as_str().unwrap().contains(needle), "{body}");
+        assert!(!body.contains("1234567"), "leaked: {body}");
+    }
+    // A repeated id is a conflict.
+    assert_eq!(send(&a, "POST", &s.url("/v1/check"), Some(event("c1", 1, "login", "success", "").as_bytes())).0, 409);
+
+    // A batch with bad lines: good lines processed, bad ones reported by line.
+    let batch = [
+        event("b1", 2, "login", "success", r#","customer_id":"k2""#),
+        "{broken".to_owned(),
+        String::new(),
+        event("b2", 3, "otp", "success", r#","customer_id":"k2""#),
+        event("b3", 4, "otp", "sometimes", ""),
+    ]
+    .join("\n");
+    let (st, body) = send(&a, "POST", &s.url("/v1/events"), Some(batch.as_bytes()));
+    assert_eq!(st, 200, "{body}");
+    let r = json(&body);
+    assert_eq!(r["accepted"], 2);
+    let lines: Vec<u64> = r["rejected"].as_array().unwrap().iter().map(|x| x["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, vec![2, 5]);
+    assert_eq!(r["decisions"].as_array().unwrap().len(), 2);
+
+    // An oversized body: 413, JSON.
+    let huge = vec![b'x'; 9 << 20];
+    let (st, body) = send(&a, "POST", &s.url("/v1/events"), Some(&huge));
+    assert_eq!(st, 413, "{body}");
+    assert!(json(&body)["error"].is_string());
+
+    // The entity API explains what the store holds.
+    let (st, body) = send(&a, "GET", &s.url("/v1/entities/customer/k2"), None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["features"]["customer.events_24h"], 2.0);
+    assert_eq!(send(&a, "GET", &s.url("/v1/entities/customer/nobody"), None).0, 404);
+    assert_eq!(send(&a, "GET", &s.url("/v1/entities/planet/x"), None).0, 400);
+    assert_eq!(send(&a, "GET", &s.url("/v1/entities/ip/10.9.8.0"), None).0, 404);
+    assert_eq!(send(&a, "GET", &s.url("/v1/entities/subnet/10.9.8.0%2F24"), None).0, 200);
+
+    // Unknown route and bad block requests.
+    assert_eq!(send(&a, "GET", &s.url("/v2/nothing"), None).0, 404);
+    let (st, body) = send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"planet","key":"x","ttl_s":60,"reason":"r"}"#));
+    assert_eq!(st, 400);
+    assert!(body.contains("unknown scope"));
+    assert_eq!(send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"ip","key":"not-an-ip","ttl_s":60,"reason":"r"}"#)).0, 400);
+    assert_eq!(send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"ip","key":"10.1.1.1","ttl":60}"#)).0, 400);
+    assert_eq!(send(&a, "DELETE", &s.url("/v1/blocks/ip/10.1.1.1"), None).0, 404);
+
+    // Metrics, named by Prometheus conventions.
+    let (st, m) = send(&a, "GET", &s.url("/metrics"), None);
+    assert_eq!(st, 200);
+    for name in [
+        "haechi_events_total{result=\"success\",step=\"login\"}",
+        "haechi_events_rejected_total{reason=\"unknown_field\"}",
+        "haechi_events_rejected_total{reason=\"resident_number\"}",
+        "haechi_decisions_total{decision=\"allow\"}",
+        "haechi_stage_seconds_bucket",
+        "haechi_http_request_seconds_bucket{route=\"/v1/check\"",
+        "haechi_entities{kind=\"customer\"} 2",
+    ] {
+        assert!(m.contains(name), "metrics lack {name}");
+    }
+    assert!(s.stop().success());
+}
+
+#[test]
+fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
+    let s = Server::start(&[]);
+    let a = http();
+    // The live feed, read on its own thread.
+    let (tx, rx) = mpsc::channel::<Value>();
+    let stream_url = s.url("/v1/alerts/stream");
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(60))).build().into();
+        let res = agent.get(&stream_url).call().expect("stream");
+        for line in std::io::BufReader::new(res.into_body().into_reader()).lines().map_while(Result::ok) {
+            if let Some(data) = line.strip_prefix("data: ") {
+                if tx.send(serde_json::from_str(data).unwrap()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // Wait until the stream is attached: a throwaway alert proves it.
+    let mut n = 0;
+    let mut first = None;
+    eventually("the stream to attach", || {
+        n += 1;
+        let e = event(&format!("probe{n}"), n, "record_view", "success", &format!(r#","staff_id":"probe-{n}","records":60,"customer_id":"p{n}""#));
+        send(&a, "POST", &s.url("/v1/check"), Some(e.as_bytes()));
+        first = rx.recv_timeout(Duration::from_millis(200)).ok();
+        first.is_some()
+    });
+
+    let fail = |i: u32| event(&format!("bf{i}"), 100 + i, "otp", "failure", r#","customer_id":"victim","ip":"45.1.2.3","device_id":"dx""#);
+    let mut last = Value::Null;
+    for i in 1..=8 {
+        last = json(&send(&a, "POST", &s.url("/v1/check"), Some(fail(i).as_bytes())).1);
+    }
+    assert_eq!(last["decision"], "block");
+    assert_eq!(last["blocked_by"]["scope"], "customer");
+    assert!(last["blocked_by"]["set_by"].as_str().unwrap().contains("brute_force_second_factor"));
+
+    // The burst is one folded alert on the stream, with its evidence.
+    let alert = loop {
+        let a = rx.recv_timeout(Duration::from_secs(20)).expect("alert on the stream");
+        if a["rule"] == "brute_force_second_factor" {
+            break a;
+        }
+    };
+    assert_eq!(alert["entity"], "victim");
+    assert_eq!(alert["evidence"][0]["feature"], "customer.failures_10m");
+    assert!(alert["id"].as_str().unwrap().len() == 16 && alert["seq"].as_u64().is_some());
+    // Folded: repeats counted, not streamed again.
+    let recent = json(&send(&a, "GET", &s.url("/v1/alerts?limit=50"), None).1);
+    let folded = recent.as_array().unwrap().iter().find(|x| x["rule"] == "brute_force_second_factor").unwrap();
+    assert!(folded["count"].as_u64().unwrap() >= 4, "{folded}");
+    let since = json(&send(&a, "GET", &s.url(&format!("/v1/alerts?since={}", alert["seq"])), None).1);
+    assert!(since.as_array().unwrap().iter().all(|x| x["seq"].as_u64() > alert["seq"].as_u64()));
+
+    // Listed, then lifted by an analyst: the customer's next login goes through.
+    let blocks = json(&send(&a, "GET", &s.url("/v1/blocks"), None).1);
+    assert!(blocks.as_array().unwrap().iter().any(|b| b["scope"] == "customer" && b["key"] == "victim"));
+    assert_eq!(send(&a, "DELETE", &s.url("/v1/blocks/customer/victim"), None).0, 204);
+    let after = json(&send(&a, "POST", &s.url("/v1/check"), Some(event("ok1", 200, "login", "success", r#","customer_id":"victim""#).as_bytes())).1);
+    assert_eq!(after["decision"], "allow", "{after}");
+
+    let (_, m) = send(&a, "GET", &s.url("/metrics"), None);
+    assert!(m.contains("haechi_blocks_set_total{by=\"rule\",scope=\"customer\"} 1"), "{m}");
+    assert!(m.contains("haechi_alerts_total{severity=\"high\"}"));
+}
+
+#[test]
+fn blocks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    let state = dir.path().join("blocks.json");
+    std::fs::write(&cfg, format!("[blocks]\nstate_file = {:?}\n", state.to_str().unwrap())).unwrap();
+    let a = http();
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let (st, body) = send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"device","key":"farm-1","ttl_s":3600,"reason":"seen in a device farm","by":"kim"}"#));
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(json(&body)["set_by"], "analyst:kim");
+    assert!(s.stop().success(), "graceful stop");
+    assert!(state.exists());
+
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let blocks = json(&send(&a, "GET", &s.url("/v1/blocks"), None).1);
+    assert_eq!(blocks[0]["key"], "farm-1");
+    let d = json(&send(&a, "POST", &s.url("/v1/check"), Some(event("r1", 1, "login", "success", r#","device_id":"farm-1""#).as_bytes())).1);
+    assert_eq!(d["decision"], "block");
+    assert_eq!(d["blocked_by"]["reason"], "seen in a device farm");
+}
+
+#[test]
+fn a_config_with_a_typo_or_a_bad_value_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [("[server]\nlisten_addr = \"x\"\n", "listen_addr"), ("[limits]\nip_per_minute = -1\n", "ip_per_minute"), ("[model]\nthreshold = 7.0\n", "model.threshold")] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let log = Server::try_start(&["--config", cfg.to_str().unwrap()]).err().expect("must not start");
+        assert!(log.contains(needle), "{needle} not named in:\n{log}");
+    }
+}
+
+#[test]
+fn api_tokens_guard_the_api_but_not_health_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    std::fs::write(&cfg, "[server]\napi_tokens = [\"s3cret-token-for-tests\"]\n").unwrap();
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let a = http();
+    assert_eq!(send(&a, "GET", &s.url("/v1/blocks"), None).0, 401);
+    assert_eq!(send(&a, "GET", &s.url("/healthz"), None).0, 200);
+    assert_eq!(send(&a, "GET", &s.url("/metrics"), None).0, 200);
+    let mut res = a.get(&s.url("/v1/blocks")).header("Authorization", "Bearer s3cret-token-for-tests").call().unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.body_mut().read_to_string().unwrap(), "[]");
+}
+
+#[test]
+fn rule_files_reload_on_change_and_a_bad_edit_keeps_the_old_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let file = rules.join("mine.yaml");
+    std::fs::write(&file, "rules:\n  - id: watch_region\n    severity: low\n    when: event.region == \"KR-50\"\n    action: challenge\n").unwrap();
+    let s = Server::start(&["--rules", rules.to_str().unwrap()]);
+    let a = http();
+    let jeju = |id: &str, sec: u32| event(id, sec, "login", "success", r#","region":"KR-50""#);
+    assert_eq!(json(&send(&a, "POST", &s.url("/v1/check"), Some(jeju("j1", 1).as_bytes())).1)["decision"], "challenge");
+
+    std::fs::write(&file, "rules:\n  - id: watch_region\n    severity: low\n    when: event.region == \"KR-50\"\n    action: alert\n").unwrap();
+    eventually("the edited rule to load", || send(&a, "GET", &s.url("/metrics"), None).1.contains("haechi_reloads_total{outcome=\"ok\",what=\"rules\"}"));
+    assert_eq!(json(&send(&a, "POST", &s.url("/v1/check"), Some(jeju("j2", 2).as_bytes())).1)["decision"], "allow");
+
+    std::fs::write(&file, "rules:\n  - id: watch_region\n    severity: low\n    when: event.regoin == \"KR-50\"\n    action: challenge\n").unwrap();
+    eventually("the bad edit to be refused", || send(&a, "GET", &s.url("/metrics"), None).1.contains("haechi_reloads_total{outcome=\"error\",what=\"rules\"}"));
+    // Still the previous (alert) rule, and state was not reset.
+    assert_eq!(json(&send(&a, "POST", &s.url("/v1/check"), Some(jeju("j3", 3).as_bytes())).1)["decision"], "allow");
+    let e = json(&send(&a, "GET", &s.url("/v1/entities/subnet/0.0.0.0"), None).1);
+    assert!(e["error"].is_string());
+    let (_, body) = send(&a, "POST", &s.url("/v1/reload"), None);
+    assert!(body.contains("refused") && body.contains("event.regoin"), "{body}");
+}
