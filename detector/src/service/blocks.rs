@@ -269,6 +269,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("blocks.json");
         std::fs::write(&p, "{ broken").unwrap();
-        assert!(BlockList::open(BlockConfig { state_file: Some(p), ..Default::default() }).unwrap_err().contains("blocks.json"));
+        assert!(BlockList::open(BlockConfig { state_file: Some(p), ..Default::default() }).err().unwrap().contains("blocks.json"));
     }
 }

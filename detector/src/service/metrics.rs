@@ -87,3 +87,39 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the shipped Grafana dashboard queries exists, under that name.
+    #[test]
+    fn the_dashboard_queries_only_metrics_we_export() {
+        let m = Metrics::new();
+        m.events.with_label_values(&["otp", "success"]).inc();
+        m.rejected.with_label_values(&["x"]).inc();
+        m.decisions.with_label_values(&["allow"]).inc();
+        m.findings.with_label_values(&["rules", "r"]).inc();
+        m.alerts.with_label_values(&["high"]).inc();
+        m.blocks_active.with_label_values(&["ip"]).set(1);
+        m.blocks_set.with_label_values(&["ip", "rule"]).inc();
+        m.rate_limited.with_label_values(&["ip"]).inc();
+        m.stage_seconds.with_label_values(&["parse"]).observe(1e-6);
+        m.request_seconds.with_label_values(&["/v1/check"]).observe(1e-4);
+        m.entities.with_label_values(&["ip"]).set(1);
+        m.reloads.with_label_values(&["rules", "ok"]).inc();
+        let exported = m.render();
+        let dashboard = include_str!("../../grafana/haechi-dashboard.json");
+        let mut names: Vec<&str> = dashboard
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("haechi_"))
+            .map(|w| w.trim_end_matches("_bucket"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 12);
+        for n in names {
+            assert!(exported.contains(&format!("# TYPE {n} ")), "the dashboard queries {n}, which is not exported");
+        }
+    }
+}
