@@ -20,7 +20,9 @@ local steps = {"login", "otp", "id_ocr", "face_match", "liveness", "account_veri
 function request()
   counter = counter + 1
   local n = counter * 4 + tid
-  local sec = math.floor(n / 50)
+  -- Event time advances a second every four events: a day of traffic passes
+  -- in under a minute of load, so idle entities expire during a soak.
+  local sec = math.floor(n / 4)
   local body = string.format(
     '{"event_id":"w%d-%d","ts":"%s","step":"%s","result":"%s","customer_id":"c%d","ip":"10.%d.%d.%d","device_id":"d%d","session_id":"s%d","duration_ms":%d}',
     tid, counter, os.date("!%Y-%m-%dT%H:%M:%SZ", 1793581200 + sec),

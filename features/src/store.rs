@@ -1,6 +1,6 @@
 //! The sharded feature store: one dashmap per entity kind.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -49,6 +49,10 @@ pub struct FeatureStore {
     next_sweep_s: [AtomicU32; KIND_COUNT],
     late_events: AtomicU64,
     expired: AtomicU64,
+    /// Sweep inside `observe` (replay: deterministic) or leave it to
+    /// [`FeatureStore::sweep_due`] on another thread (the service: no request
+    /// ever waits for a sweep).
+    inline_sweeps: AtomicBool,
 }
 
 impl FeatureStore {
@@ -66,6 +70,7 @@ impl FeatureStore {
             next_sweep_s: std::array::from_fn(|_| AtomicU32::new(0)),
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            inline_sweeps: AtomicBool::new(true),
         })
     }
 
@@ -140,7 +145,7 @@ impl FeatureStore {
                     .observe(kind, layout, w, &observed, out);
             }
         }
-        self.maybe_sweep(secs);
+        self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
 
@@ -173,18 +178,39 @@ impl FeatureStore {
 
     /// Sweep each kind about eight times per its TTL of event time, so that
     /// expired entities never outnumber live ones by more than an eighth.
-    fn maybe_sweep(&self, secs: u32) {
+    /// The schedule starts at the first event; `sweep` says whether to sweep
+    /// a kind that is due or only to keep the schedule.
+    fn maybe_sweep(&self, secs: u32, sweep: bool) {
         for kind in EntityKind::ALL {
             let slot = &self.next_sweep_s[kind.index()];
             let next = slot.load(Ordering::Relaxed);
-            if secs < next {
+            let interval = (self.ttl_s(kind) / 8).max(60);
+            if next == 0 {
+                let _ = slot.compare_exchange(0, secs + interval, Ordering::Relaxed, Ordering::Relaxed);
                 continue;
             }
-            let interval = (self.ttl_s(kind) / 8).max(60);
-            if slot.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() && next != 0 {
+            if secs < next || !sweep {
+                continue;
+            }
+            if slot.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
                 self.sweep_kind(kind);
             }
         }
+    }
+
+    /// Stop sweeping inside `observe`; the caller runs [`FeatureStore::sweep_due`]
+    /// on a thread of its own instead.
+    pub fn sweep_in_background(&self) {
+        self.inline_sweeps.store(false, Ordering::Relaxed);
+    }
+
+    /// Sweep every kind whose sweep is due at the current watermark. Cheap
+    /// when nothing is due. Returns the entities removed.
+    pub fn sweep_due(&self) -> usize {
+        let Some(wm) = self.watermark_ms() else { return 0 };
+        let before = self.stats().expired;
+        self.maybe_sweep(event_secs(wm), true);
+        (self.stats().expired - before) as usize
     }
 
     /// Live entities of one kind.
@@ -405,6 +431,20 @@ mod tests {
         // Customers keep their profile for 30 days.
         assert_eq!(store.entity_count(EntityKind::Customer), 101);
         assert!(store.stats().expired >= 199);
+    }
+
+    #[test]
+    fn background_sweeps_leave_observe_alone_until_asked() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        store.sweep_in_background();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        for i in 0..10 {
+            store.observe(&event(i, t0 + i as i64 * 4 * 3_600_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false), &mut out);
+        }
+        assert_eq!(store.entity_count(EntityKind::Device), 10, "no inline sweep");
+        assert!(store.sweep_due() > 0);
+        assert!(store.entity_count(EntityKind::Device) < 10);
     }
 
     #[test]
