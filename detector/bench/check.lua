@@ -10,9 +10,18 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- Optional pacing: `-- DELAY_MS` after the URL makes each connection wait
+-- that long between requests, for a steady rate (connections / delay).
+local pace = nil
+
 function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  if args[1] then pace = tonumber(args[1]) end
+end
+
+function delay()
+  return pace or 0
 end
 
 local steps = {"login", "otp", "id_ocr", "face_match", "liveness", "account_verify"}
