@@ -201,6 +201,7 @@ impl RawEvent<'_> {
         // The resident-number check comes first, so that no later error can
         // quote a value that holds one.
         self.reject_resident_numbers()?;
+        self.check_lengths()?;
         let event_id = self.event_id.ok_or(Error::MissingField("event_id"))?;
         if event_id.is_empty() || event_id.chars().count() > MAX_ID_CHARS {
             return Err(invalid("event_id", format!("must be 1 to {MAX_ID_CHARS} characters")));
@@ -258,24 +259,28 @@ impl RawEvent<'_> {
             records: self.records,
             attrs,
         };
-        event.check_lengths()?;
         Ok(event)
     }
 
+    /// The opaque ids and keyed hashes, `event_id` first: the fields that are
+    /// hex-ish tokens rather than text.
+    fn opaque_ids(&self) -> [(&'static str, Option<&str>); 7] {
+        [
+            ("event_id", self.event_id.as_deref()),
+            ("session_id", self.session_id.as_deref()),
+            ("customer_id", self.customer_id.as_deref()),
+            ("id_doc_hash", self.id_doc_hash.as_deref()),
+            ("device_id", self.device_id.as_deref()),
+            ("account_hash", self.account_hash.as_deref()),
+            ("staff_id", self.staff_id.as_deref()),
+        ]
+    }
+
     fn reject_resident_numbers(&self) -> Result<()> {
-        // Opaque ids and keyed hashes: hex-aware boundaries (see find_resident_number_in_id).
-        let ids: [(&str, &Option<CompactString>); 7] = [
-            ("event_id", &self.event_id),
-            ("session_id", &self.session_id),
-            ("customer_id", &self.customer_id),
-            ("id_doc_hash", &self.id_doc_hash),
-            ("device_id", &self.device_id),
-            ("account_hash", &self.account_hash),
-            ("staff_id", &self.staff_id),
-        ];
-        for (field, value) in ids {
+        // Hex-aware boundaries for ids (see find_resident_number_in_id), strict ones for text.
+        for (field, value) in self.opaque_ids() {
             if let Some(v) = value {
-                check_text(field, v.as_str(), find_resident_number_in_id)?;
+                check_text(field, v, find_resident_number_in_id)?;
             }
         }
         let texts: [(&str, Option<&str>); 5] = [
@@ -312,35 +317,24 @@ fn check_text(field: &str, value: &str, find: fn(&str) -> Option<(usize, usize)>
     }
 }
 
-impl Event {
+impl RawEvent<'_> {
     fn check_lengths(&self) -> Result<()> {
-        let ids: [(&str, &Option<CompactString>); 7] = [
-            ("session_id", &self.session_id),
-            ("customer_id", &self.customer_id),
-            ("id_doc_hash", &self.id_doc_hash),
-            ("device_id", &self.device_id),
-            ("account_hash", &self.account_hash),
-            ("staff_id", &self.staff_id),
-            ("failure_reason", &self.failure_reason),
-        ];
-        for (field, value) in ids {
-            if let Some(v) = value {
-                if v.is_empty() || v.len() > MAX_ID_CHARS {
-                    return Err(invalid(field, format!("must be 1 to {MAX_ID_CHARS} bytes")));
-                }
+        // event_id is checked on its own, in characters, as the contract says.
+        let fields = self.opaque_ids().into_iter().skip(1).chain([("failure_reason", self.failure_reason.as_deref())]);
+        for (field, value) in fields {
+            if value.is_some_and(|v| v.is_empty() || v.len() > MAX_ID_CHARS) {
+                return Err(invalid(field, format!("must be 1 to {MAX_ID_CHARS} bytes")));
             }
         }
         if self.user_agent.as_ref().is_some_and(|ua| ua.len() > MAX_TEXT_CHARS) {
             return Err(invalid("user_agent", format!("longer than {MAX_TEXT_CHARS} bytes")));
         }
-        for (key, value) in &self.attrs {
+        for (key, value) in self.attrs.iter().flatten() {
             if key.is_empty() || key.len() > MAX_ID_CHARS {
                 return Err(invalid("attrs", format!("keys must be 1 to {MAX_ID_CHARS} bytes")));
             }
-            if let AttrValue::Text(t) = value {
-                if t.len() > MAX_TEXT_CHARS {
-                    return Err(invalid(&format!("attrs.{key}"), format!("longer than {MAX_TEXT_CHARS} bytes")));
-                }
+            if value.as_str().is_some_and(|t| t.len() > MAX_TEXT_CHARS) {
+                return Err(invalid(&format!("attrs.{key}"), format!("longer than {MAX_TEXT_CHARS} bytes")));
             }
         }
         Ok(())
@@ -424,6 +418,23 @@ mod tests {
         assert_eq!(parse("   ").unwrap_err(), Error::Empty);
         assert_eq!(Event::parse(&[0xff, 0xfe], 100).unwrap_err(), Error::NotUtf8);
         assert_eq!(Event::parse(&[b' '; 101], 100).unwrap_err(), Error::TooLarge { len: 101, limit: 100 });
+    }
+
+    #[test]
+    fn over_long_ids_and_text_are_named() {
+        let long = "x".repeat(200);
+        for (field, json) in [
+            ("customer_id", format!(r#""customer_id":"{long}""#)),
+            ("failure_reason", format!(r#""failure_reason":"{long}""#)),
+            ("attrs.note", format!(r#""attrs":{{"note":"{}"}}"#, "y".repeat(600))),
+            ("user_agent", format!(r#""user_agent":"{}""#, "z".repeat(600))),
+        ] {
+            let line = format!(r#"{{"event_id":"e1","ts":"2026-11-25T09:00:00Z","step":"otp","result":"success",{json}}}"#);
+            let e = parse(&line).unwrap_err();
+            assert!(matches!(&e, Error::InvalidValue { field: f, .. } if f == field), "{field}: {e}");
+        }
+        let e = parse(&format!(r#"{{"event_id":"{long}","ts":"2026-11-25T09:00:00Z","step":"otp","result":"success"}}"#)).unwrap_err();
+        assert!(matches!(&e, Error::InvalidValue { field, .. } if field == "event_id"));
     }
 
     #[test]
