@@ -30,14 +30,16 @@ pub struct Config {
 pub struct PipelineConfig {
     /// Largest accepted event, in bytes.
     pub max_event_bytes: usize,
-    /// How long (event time) an event id is remembered to drop repeats.
+    /// How long (stream time) an event id is remembered to drop repeats.
+    /// Retries arrive within seconds or minutes; the ids of this window are
+    /// held in memory (about 30 bytes each).
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, dedup_window: Duration::from_secs(3600) }
+        PipelineConfig { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, dedup_window: Duration::from_secs(600) }
     }
 }
 

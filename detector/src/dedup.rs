@@ -1,6 +1,6 @@
 //! Remembering event ids so that a repeated id is processed once.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use nohash_hasher::BuildNoHashHasher;
@@ -13,12 +13,15 @@ pub struct Dedup {
     seen: DashMap<u64, i64, BuildNoHashHasher<u64>>,
     next_sweep_ms: AtomicI64,
     newest_ms: AtomicI64,
+    /// Sweep inside `first_time` (replay) or only when `sweep_due` is called
+    /// from another thread (the service: no request waits for a sweep).
+    inline_sweeps: AtomicBool,
 }
 
 impl Dedup {
     /// Remember ids for `window_ms` of event time.
     pub fn new(window_ms: i64) -> Dedup {
-        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN), newest_ms: AtomicI64::new(i64::MIN) }
+        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN), newest_ms: AtomicI64::new(i64::MIN), inline_sweeps: AtomicBool::new(true) }
     }
 
     /// True if `event_id` is new (and remember it); false for a repeat.
@@ -35,17 +38,26 @@ impl Dedup {
                 true
             }
         };
-        let next = self.next_sweep_ms.load(Ordering::Relaxed);
-        if ts_ms >= next
-            && self
-                .next_sweep_ms
-                .compare_exchange(next, ts_ms + self.window_ms / 4, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let cutoff = ts_ms - self.window_ms;
-            self.seen.retain(|_, t| *t >= cutoff);
+        if self.inline_sweeps.load(Ordering::Relaxed) {
+            self.sweep_due();
         }
         fresh
+    }
+
+    /// Stop sweeping inside `first_time`; the caller runs [`Dedup::sweep_due`].
+    pub fn sweep_in_background(&self) {
+        self.inline_sweeps.store(false, Ordering::Relaxed);
+    }
+
+    /// Forget ids older than the window, if a quarter window of stream time
+    /// has passed since the last sweep.
+    pub fn sweep_due(&self) {
+        let newest = self.newest_ms.load(Ordering::Relaxed);
+        let next = self.next_sweep_ms.load(Ordering::Relaxed);
+        if newest >= next && self.next_sweep_ms.compare_exchange(next, newest + self.window_ms / 4, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let cutoff = newest - self.window_ms;
+            self.seen.retain(|_, t| *t >= cutoff);
+        }
     }
 
     /// Ids remembered now.
@@ -69,5 +81,19 @@ mod tests {
             d.first_time(&format!("x{i}"), 5000 + i);
         }
         assert!(d.len() <= 101, "old ids swept, {} left", d.len());
+    }
+
+    #[test]
+    fn in_the_background_only_an_explicit_sweep_forgets() {
+        let d = Dedup::new(1000);
+        d.sweep_in_background();
+        assert!(d.first_time("a", 0));
+        for i in 0..100 {
+            d.first_time(&format!("x{i}"), 5000 + i);
+        }
+        assert_eq!(d.len(), 101);
+        d.sweep_due();
+        assert_eq!(d.len(), 100, "the id from five windows ago is forgotten");
+        assert!(!d.first_time("x7", 5200), "a recent id is still a repeat");
     }
 }

@@ -86,6 +86,19 @@ impl Pipeline {
         &self.store
     }
 
+    /// Move the store's and the dedup's periodic sweeps off the event path;
+    /// the caller then runs [`Pipeline::sweep_due`] from a thread of its own.
+    pub fn sweep_in_background(&self) {
+        self.store.sweep_in_background();
+        self.dedup.sweep_in_background();
+    }
+
+    /// Run whatever sweeps are due (expired entities, forgotten event ids).
+    pub fn sweep_due(&self) {
+        self.store.sweep_due();
+        self.dedup.sweep_due();
+    }
+
     /// Event ids remembered for dropping repeats.
     pub fn remembered_event_ids(&self) -> usize {
         self.dedup.len()

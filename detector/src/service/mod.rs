@@ -189,7 +189,7 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
     });
     // Expire idle entities off the request path: a sweep of millions of
     // entities must never stall a decision.
-    state.pipeline.store().sweep_in_background();
+    state.pipeline.sweep_in_background();
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -199,7 +199,7 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
                 _ = tick.tick() => {}
             }
             let p = s.pipeline.clone();
-            let _ = tokio::task::spawn_blocking(move || p.store().sweep_due()).await;
+            let _ = tokio::task::spawn_blocking(move || p.sweep_due()).await;
         }
     });
     // Sweep expired blocks and idle limiter keys; keep the gauges current.
