@@ -93,7 +93,7 @@ pub struct FeatureCatalog {
 impl FeatureCatalog {
     /// Build the catalog for the configured windows.
     pub fn new(w: &Windows) -> FeatureCatalog {
-        let labels = [w.short.label, w.mid.label, w.long.label];
+        let labels = [w.short.label.as_str(), w.mid.label.as_str(), w.long.label.as_str()];
         let mut names: Vec<String> = EVENT_FEATURES.iter().map(|s| (*s).to_owned()).collect();
         let mut layouts = [KindLayout::default(); KIND_COUNT];
         for kind in EntityKind::ALL {

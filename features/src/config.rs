@@ -57,6 +57,40 @@ impl Default for FeatureConfig {
     }
 }
 
+/// A window's name in feature names (`10m`, `1h`, `24h`): short text kept
+/// inline, so a window stays `Copy` and nothing is leaked to give it a lifetime.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct WindowLabel {
+    bytes: [u8; 15],
+    len: u8,
+}
+
+impl WindowLabel {
+    fn new(text: &str) -> WindowLabel {
+        let mut bytes = [0u8; 15];
+        let len = text.len().min(15);
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        WindowLabel { bytes, len: len as u8 }
+    }
+
+    /// The label text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for WindowLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for WindowLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One window: `buckets` buckets of `width_s` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -65,7 +99,7 @@ pub struct WindowSpec {
     /// Number of buckets.
     pub buckets: u32,
     /// Name suffix in feature names (`10m`, `1h`, `24h`).
-    pub label: &'static str,
+    pub label: WindowLabel,
 }
 
 impl WindowSpec {
@@ -126,7 +160,7 @@ impl FeatureConfig {
     /// whole-second buckets, the windows are not increasing, the lateness does
     /// not fit inside the short window, or the profile outlives nothing.
     pub fn validate(&self) -> Result<Windows> {
-        let spec = |name: &str, d: Duration, buckets: usize, label: &'static str| -> Result<WindowSpec> {
+        let spec = |name: &str, d: Duration, buckets: usize, label: WindowLabel| -> Result<WindowSpec> {
             let secs = d.as_secs();
             if d.subsec_nanos() != 0 || secs == 0 || secs % buckets as u64 != 0 || secs > u64::from(u32::MAX / 2) {
                 return Err(Error::Config(format!(
@@ -136,9 +170,9 @@ impl FeatureConfig {
             }
             Ok(WindowSpec { width_s: (secs / buckets as u64) as u32, buckets: buckets as u32, label })
         };
-        let short = spec("short_window", self.short_window, SHORT_BUCKETS, leak_label(self.short_window))?;
-        let mid = spec("mid_window", self.mid_window, MID_BUCKETS, leak_label(self.mid_window))?;
-        let long = spec("long_window", self.long_window, LONG_BUCKETS, leak_label(self.long_window))?;
+        let short = spec("short_window", self.short_window, SHORT_BUCKETS, label(self.short_window))?;
+        let mid = spec("mid_window", self.mid_window, MID_BUCKETS, label(self.mid_window))?;
+        let long = spec("long_window", self.long_window, LONG_BUCKETS, label(self.long_window))?;
         if !(short.len_s() < mid.len_s() && mid.len_s() < long.len_s()) {
             return Err(Error::Config("windows must grow: short_window < mid_window < long_window".into()));
         }
@@ -171,12 +205,13 @@ impl FeatureConfig {
     }
 }
 
-/// Feature names carry the window length ("events_10m"). The labels live for
-/// the whole process, and there are at most three per configuration load, so
-/// leaking the few bytes is simpler than threading lifetimes through the catalog.
-fn leak_label(d: Duration) -> &'static str {
+/// Feature names carry the window length ("events_10m").
+fn label(d: Duration) -> WindowLabel {
     let secs = d.as_secs();
-    let text = if secs % 86_400 == 0 {
+    let text = if secs == 86_400 {
+        // 24h reads better than 1d in a rule, and is what analysts expect.
+        "24h".to_owned()
+    } else if secs % 86_400 == 0 {
         format!("{}d", secs / 86_400)
     } else if secs % 3600 == 0 {
         format!("{}h", secs / 3600)
@@ -185,14 +220,7 @@ fn leak_label(d: Duration) -> &'static str {
     } else {
         format!("{secs}s")
     };
-    // 24h reads better than 1d in a rule, and is what analysts expect.
-    let text = if text == "1d" { "24h".to_owned() } else { text };
-    match text.as_str() {
-        "10m" => "10m",
-        "1h" => "1h",
-        "24h" => "24h",
-        _ => Box::leak(text.into_boxed_str()),
-    }
+    WindowLabel::new(&text)
 }
 
 #[cfg(test)]
@@ -204,7 +232,10 @@ mod tests {
         let cfg = FeatureConfig::default();
         let w = cfg.validate().unwrap();
         assert_eq!((w.short.width_s, w.mid.width_s, w.long.width_s), (60, 300, 3600));
-        assert_eq!((w.short.label, w.mid.label, w.long.label), ("10m", "1h", "24h"));
+        assert_eq!((w.short.label.as_str(), w.mid.label.as_str(), w.long.label.as_str()), ("10m", "1h", "24h"));
+        let odd = FeatureConfig { short_window: Duration::from_secs(450), long_window: Duration::from_secs(2 * 86_400), ..Default::default() };
+        let w = odd.validate().unwrap();
+        assert_eq!((w.short.label.as_str(), w.long.label.as_str()), ("450s", "2d"));
         let json = serde_json::to_string(&cfg).unwrap();
         assert_eq!(serde_json::from_str::<FeatureConfig>(&json).unwrap(), cfg);
     }

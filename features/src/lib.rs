@@ -37,7 +37,7 @@ mod store;
 mod window;
 
 pub use catalog::{FeatureCatalog, KindLayout, EVENT_FEATURES};
-pub use config::{FeatureConfig, WindowSpec, Windows};
+pub use config::{FeatureConfig, WindowLabel, WindowSpec, Windows};
 pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, Severity};
 pub use error::{Error, Result};
 pub use event::{
