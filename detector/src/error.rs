@@ -20,6 +20,9 @@ pub enum DetectorError {
     /// Reading input, writing output or serving failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// An input file is missing or unreadable.
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
     /// The configuration file is unusable.
     #[error("configuration {path}: {message}")]
     Config { path: String, message: String },

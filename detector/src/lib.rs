@@ -22,6 +22,7 @@ mod config;
 mod decision;
 mod dedup;
 mod error;
+pub mod evaluate;
 pub mod model;
 pub mod train;
 mod pipeline;

@@ -10,10 +10,9 @@ use haechi_alerting::{AlertSink, NdjsonSink};
 use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec};
 use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
 use haechi_rules::{RuleSet, RulesError};
+use haechi_detector::train::fit_model;
 use haechi_training::{read_csv, IsolationForestParams, LabelColumn, ModelFile, Threshold};
-use linfa::traits::Fit;
 
-mod eval_cmd;
 
 #[derive(Parser)]
 #[command(name = "haechi", version, about = "Haechi: live fraud detection for eKYC (비대면 실명확인) pipelines")]
@@ -227,9 +226,7 @@ fn model_cmd(what: ModelCommand) -> Result<()> {
         ModelCommand::Fit { csv, label, trees, sample, seed, contamination, out } => {
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let model = params.fit(&linfa::Dataset::from(table.features.clone()))?;
-            let summary = haechi_training::summarize(&table.features, &table.names, &csv.display().to_string());
-            let file = ModelFile::new(model, table.names, summary)?;
+            let file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
             file.save(&out)?;
             eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {}", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
         }
@@ -294,7 +291,7 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
         RulesCommand::Backtest { new, baseline, events, labels, json } => {
             let set = load_rules(new.as_deref(), &catalog)?;
             let base = baseline.as_deref().map(|p| RuleSet::load(p, &catalog)).transpose()?;
-            let labels: Option<Vec<haechi_datasets::Label>> = labels.as_deref().map(eval_cmd::read_labels).transpose()?;
+            let labels: Option<Vec<haechi_datasets::Label>> = labels.as_deref().map(haechi_detector::evaluate::read_labels).transpose()?;
             let mut input = open_input(&events.to_string_lossy())?;
             let report = haechi_detector::backtest::backtest(
                 &set,
@@ -398,9 +395,7 @@ fn main() -> Result<()> {
             let mut input = open_input(&events.to_string_lossy())?;
             let (x, names, seen) = haechi_detector::train::feature_rows(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes)?;
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let model = params.fit(&linfa::Dataset::from(x.clone()))?;
-            let summary = haechi_training::summarize(&x, &names, &format!("haechi train {} ({seen} events)", events.display()));
-            let file = ModelFile::new(model, names, summary)?;
+            let file = fit_model(&x, names, &format!("haechi train {} ({seen} events)", events.display()), params)?;
             file.save(&out)?;
             eprintln!(
                 "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {}; wrote {} in {:.1}s",
@@ -430,7 +425,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Eval { events, labels, decisions, replay: run, json } => {
-            let board = eval_cmd::run(config, &events, &labels, decisions.as_deref(), run)?;
+            let board = haechi_detector::evaluate::evaluate(config, &events, &labels, decisions.as_deref(), run)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&board)?);
             } else {

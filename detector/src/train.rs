@@ -8,6 +8,9 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use haechi_training::{IsolationForestParams, ModelFile};
+use linfa::traits::Fit;
+
 use crate::error::DetectorError;
 use crate::replay::read_bounded_line;
 
@@ -45,4 +48,16 @@ pub fn feature_rows(features: &FeatureConfig, input: &mut dyn BufRead, max_rows:
         }
     }
     Ok((x, store.catalog().names().to_vec(), seen))
+}
+
+/// Fit a forest on `x` (columns named `names`) and wrap it as a model file
+/// recording where the rows came from. `haechi model fit` and `haechi train`
+/// both end here.
+///
+/// # Errors
+/// When the parameters or the data are refused.
+pub fn fit_model(x: &Array2<f64>, names: Vec<String>, source: &str, params: IsolationForestParams) -> Result<ModelFile, DetectorError> {
+    let model = params.fit(&linfa::Dataset::from(x.clone()))?;
+    let summary = haechi_training::summarize(x, &names, source);
+    Ok(ModelFile::new(model, names, summary)?)
 }

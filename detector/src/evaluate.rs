@@ -1,15 +1,16 @@
 //! `haechi eval`: read events, labels and decisions (or make the decisions by
-//! replaying), and print the scoreboard.
+//! replaying them through the pipeline), and score them.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use haechi_datasets::{score, Label, Scoreboard};
-use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
 use serde::Deserialize;
+
+use crate::error::DetectorError;
+use crate::{replay, Config, Pipeline, ReplayOutputs};
 
 #[derive(Deserialize)]
 struct EventKey {
@@ -23,8 +24,8 @@ struct DecisionKey {
     decision: String,
 }
 
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
-    let file = BufReader::new(File::open(path).with_context(|| format!("opening {}", path.display()))?);
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, DetectorError> {
+    let file = BufReader::new(File::open(path).map_err(|e| DetectorError::Input { path: path.display().to_string(), message: e.to_string() })?);
     let mut out = Vec::new();
     for (i, line) in file.lines().enumerate() {
         let line = line?;
@@ -41,27 +42,35 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     Ok(out)
 }
 
-/// Read a labels file.
-pub fn read_labels(path: &Path) -> Result<Vec<Label>> {
+/// Read a labels file; lines that do not parse are reported on stderr and skipped.
+///
+/// # Errors
+/// When the file cannot be opened or read.
+pub fn read_labels(path: &Path) -> Result<Vec<Label>, DetectorError> {
     read_lines(path)
 }
 
-pub fn run(config: Config, events: &Path, labels: &Path, decisions: Option<&Path>, run_pipeline: bool) -> Result<Scoreboard> {
+/// Score `decisions` (or, with `run_pipeline`, the pipeline's own decisions)
+/// for `events` against `labels`.
+///
+/// # Errors
+/// When a file cannot be read, or the arguments name neither or both sources of decisions.
+pub fn evaluate(config: Config, events: &Path, labels: &Path, decisions: Option<&Path>, run_pipeline: bool) -> Result<Scoreboard, DetectorError> {
     let labels: Vec<Label> = read_lines(labels)?;
     let keys: Vec<EventKey> = read_lines(events)?;
     let decided: Vec<DecisionKey> = match (decisions, run_pipeline) {
         (Some(p), false) => read_lines(p)?,
         (None, true) => {
             let pipeline = Pipeline::new(config)?;
-            let mut input = BufReader::new(File::open(events)?);
+            let mut input = BufReader::new(File::open(events).map_err(|e| DetectorError::Input { path: events.display().to_string(), message: e.to_string() })?);
             let mut out = Vec::new();
             let mut sink = std::io::sink();
             let summary = replay(&pipeline, &mut input, ReplayOutputs { decisions: &mut out, alerts: None, errors: &mut sink })?;
             eprintln!("{summary}");
-            out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(serde_json::from_slice).collect::<Result<_, _>>()?
+            out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(serde_json::from_slice).collect::<Result<_, _>>().map_err(|e| DetectorError::Input { path: "(replay output)".into(), message: e.to_string() })?
         }
-        (Some(_), true) => bail!("give either a decisions file or --replay, not both"),
-        (None, false) => bail!("give a decisions file, or --replay to run the pipeline"),
+        (Some(_), true) => return Err(DetectorError::Input { path: "eval".into(), message: "give either a decisions file or --replay, not both".into() }),
+        (None, false) => return Err(DetectorError::Input { path: "eval".into(), message: "give a decisions file, or --replay to run the pipeline".into() }),
     };
     let decisions: HashMap<String, String> = decided.into_iter().map(|d| (d.event_id, d.decision)).collect();
     let events: Vec<(String, Option<String>)> = keys.into_iter().map(|k| (k.event_id, k.customer_id)).collect();
