@@ -26,7 +26,8 @@ pub struct ReplaySummary {
     pub rejected: BTreeMap<&'static str, u64>,
     pub decisions: BTreeMap<&'static str, u64>,
     pub late: u64,
-    pub alerts: u64,
+    /// New alerts written; `None` when no alert sink was given.
+    pub alerts: Option<u64>,
     pub elapsed: Duration,
 }
 
@@ -56,7 +57,10 @@ impl fmt::Display for ReplaySummary {
             write!(f, " {}={}", v.as_str(), self.decisions.get(v.as_str()).copied().unwrap_or(0))?;
         }
         writeln!(f)?;
-        writeln!(f, "alerts:          {}", self.alerts)?;
+        match self.alerts {
+            Some(n) => writeln!(f, "alerts:          {n}")?,
+            None => writeln!(f, "alerts:          not written (add --alerts FILE)")?,
+        }
         write!(f, "events/s:        {:.0} ({:.3}s)", self.events_per_second(), self.elapsed.as_secs_f64())
     }
 }
@@ -172,7 +176,7 @@ impl Runner<'_, '_> {
                 if let haechi_alerting::Folded::New(_) =
                     self.folder.fold(finding, entity.as_deref(), &event.event_id, event.ts_ms, catalog)
                 {
-                    self.summary.alerts += 1;
+                    *self.summary.alerts.get_or_insert(0) += 1;
                 }
             }
             // Closing windows is a scan of the open alerts: once per 256 events, not per event.
@@ -196,12 +200,13 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
     let config = pipeline.config();
     let lateness_ms = config.features.allowed_lateness.as_millis() as i64;
     let fold_ms = config.alerts.fold_window.as_millis() as i64;
+    let wants_alerts = outputs.alerts.is_some();
     let mut runner = Runner {
         pipeline,
         scratch: pipeline.scratch(),
         folder: AlertFolder::new(fold_ms, lateness_ms),
         out: outputs,
-        summary: ReplaySummary::default(),
+        summary: ReplaySummary { alerts: wants_alerts.then_some(0), ..ReplaySummary::default() },
         line_buf: Vec::with_capacity(256),
     };
     let mut buffer = ReorderBuffer::default();
