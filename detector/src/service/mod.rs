@@ -187,34 +187,27 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             }
         }
     });
-    // Expire idle entities off the request path: a sweep of millions of
-    // entities must never stall a decision.
+    // One housekeeping loop, off the request path: expire idle entities and
+    // forgotten event ids every half second (a sweep of millions of entities
+    // must never stall a decision); every ten ticks also drop expired blocks
+    // and idle limiter keys and refresh the block gauges.
     state.pipeline.sweep_in_background();
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
+        for n in 0u64.. {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
             let p = s.pipeline.clone();
             let _ = tokio::task::spawn_blocking(move || p.sweep_due()).await;
-        }
-    });
-    // Sweep expired blocks and idle limiter keys; keep the gauges current.
-    let (s, stop) = (state.clone(), shutdown.clone());
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = tick.tick() => {}
+            if n % 10 == 0 {
+                for (kind, count) in s.blocks.sweep() {
+                    s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+                }
+                s.limits.sweep();
             }
-            for (kind, n) in s.blocks.sweep() {
-                s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(n);
-            }
-            s.limits.sweep();
         }
     });
     // SIGHUP reloads rules and model.
