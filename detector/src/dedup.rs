@@ -61,7 +61,8 @@ impl Dedup {
     }
 
     /// Ids remembered now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.seen.len()
     }
 

@@ -99,11 +99,6 @@ impl Pipeline {
         self.dedup.sweep_due();
     }
 
-    /// Event ids remembered for dropping repeats.
-    pub fn remembered_event_ids(&self) -> usize {
-        self.dedup.len()
-    }
-
     /// The configuration the pipeline runs on.
     pub fn config(&self) -> &Config {
         &self.config
@@ -138,10 +133,5 @@ impl Pipeline {
             d.detect(event, &view, &mut scratch.findings);
         }
         Ok(Processed { decision: decide(&event.event_id, &scratch.findings), late: observation.late, keys: observation.keys })
-    }
-
-    /// The features of the last processed event, for tests and the model trainer.
-    pub fn last_features<'a>(&self, scratch: &'a Scratch) -> &'a [f32] {
-        &scratch.features
     }
 }

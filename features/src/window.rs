@@ -89,12 +89,42 @@ impl std::ops::AddAssign for Tally {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct DenseCounts {
-    short: Ring<Tally, SHORT_BUCKETS>,
-    mid: Ring<Tally, MID_BUCKETS>,
-    long: Ring<Tally, LONG_BUCKETS>,
+/// One ring per window (short, mid, long): a windowed quantity in buckets.
+#[derive(Debug, Clone)]
+pub struct Rings<T> {
+    short: Ring<T, SHORT_BUCKETS>,
+    mid: Ring<T, MID_BUCKETS>,
+    long: Ring<T, LONG_BUCKETS>,
 }
+
+impl<T: Copy + Default + std::ops::AddAssign> Default for Rings<T> {
+    fn default() -> Self {
+        Rings { short: Ring::default(), mid: Ring::default(), long: Ring::default() }
+    }
+}
+
+impl<T: Copy + Default + std::ops::AddAssign> Rings<T> {
+    /// Add `value` at time `t` (seconds) to every window.
+    #[inline]
+    pub fn add(&mut self, w: &Windows, t: u32, value: T) {
+        self.short.add(w.short.bucket(t), value);
+        self.mid.add(w.mid.bucket(t), value);
+        self.long.add(w.long.bucket(t), value);
+    }
+
+    /// Fold each window's buckets at `now` into an accumulator of the
+    /// caller's choosing (wider than a bucket, so sums do not saturate early).
+    #[inline]
+    pub fn fold<A: Default>(&self, w: &Windows, now: u32, mut f: impl FnMut(&mut A, T)) -> [A; 3] {
+        let mut out: [A; 3] = Default::default();
+        self.short.sum(w.short.bucket(now), |v| f(&mut out[0], v));
+        self.mid.sum(w.mid.bucket(now), |v| f(&mut out[1], v));
+        self.long.sum(w.long.bucket(now), |v| f(&mut out[2], v));
+        out
+    }
+}
+
+type DenseCounts = Rings<Tally>;
 
 /// Event and failure counts over the three windows.
 #[derive(Debug, Clone, Default)]
@@ -116,10 +146,7 @@ impl Counts {
     /// Record one event at `t` (seconds).
     pub fn add(&mut self, w: &Windows, t: u32, failure: bool) {
         if let Some(d) = &mut self.dense {
-            let tally = Tally { events: 1, failures: u16::from(failure) };
-            d.short.add(w.short.bucket(t), tally);
-            d.mid.add(w.mid.bucket(t), tally);
-            d.long.add(w.long.bucket(t), tally);
+            d.add(w, t, Tally { events: 1, failures: u16::from(failure) });
             return;
         }
         if usize::from(self.sparse_len) == SPARSE_EVENTS {
@@ -159,11 +186,7 @@ impl Counts {
     fn promote(&mut self, w: &Windows) {
         let mut d = Box::<DenseCounts>::default();
         for i in 0..usize::from(self.sparse_len) {
-            let t = self.sparse_ts[i];
-            let tally = Tally { events: 1, failures: u16::from(self.sparse_failures & (1 << i) != 0) };
-            d.short.add(w.short.bucket(t), tally);
-            d.mid.add(w.mid.bucket(t), tally);
-            d.long.add(w.long.bucket(t), tally);
+            d.add(w, self.sparse_ts[i], Tally { events: 1, failures: u16::from(self.sparse_failures & (1 << i) != 0) });
         }
         self.sparse_len = 0;
         self.sparse_failures = 0;
@@ -174,18 +197,9 @@ impl Counts {
     pub fn read(&self, w: &Windows, now: u32) -> WindowCounts {
         let mut out = WindowCounts::default();
         if let Some(d) = &self.dense {
-            let mut acc = [(0u32, 0u32); 3];
-            d.short.sum(w.short.bucket(now), |t| {
-                acc[0].0 += u32::from(t.events);
-                acc[0].1 += u32::from(t.failures);
-            });
-            d.mid.sum(w.mid.bucket(now), |t| {
-                acc[1].0 += u32::from(t.events);
-                acc[1].1 += u32::from(t.failures);
-            });
-            d.long.sum(w.long.bucket(now), |t| {
-                acc[2].0 += u32::from(t.events);
-                acc[2].1 += u32::from(t.failures);
+            let acc = d.fold(w, now, |a: &mut (u32, u32), t: Tally| {
+                a.0 += u32::from(t.events);
+                a.1 += u32::from(t.failures);
             });
             for (i, (e, f)) in acc.into_iter().enumerate() {
                 out.events[i] = e;
@@ -214,28 +228,12 @@ impl Counts {
 }
 
 /// A windowed sum of amounts (records touched by a staff member).
-#[derive(Debug, Clone, Default)]
-pub struct Amounts {
-    short: Ring<u32, SHORT_BUCKETS>,
-    mid: Ring<u32, MID_BUCKETS>,
-    long: Ring<u32, LONG_BUCKETS>,
-}
+pub type Amounts = Rings<u32>;
 
 impl Amounts {
-    /// Add `amount` at time `t`.
-    pub fn add(&mut self, w: &Windows, t: u32, amount: u32) {
-        self.short.add(w.short.bucket(t), amount);
-        self.mid.add(w.mid.bucket(t), amount);
-        self.long.add(w.long.bucket(t), amount);
-    }
-
-    /// `[short, mid, long]` sums at `now`.
+    /// `[short, mid, long]` sums at `now`, saturating.
     pub fn read(&self, w: &Windows, now: u32) -> [u32; 3] {
-        let mut out = [0u32; 3];
-        self.short.sum(w.short.bucket(now), |v| out[0] = out[0].saturating_add(v));
-        self.mid.sum(w.mid.bucket(now), |v| out[1] = out[1].saturating_add(v));
-        self.long.sum(w.long.bucket(now), |v| out[2] = out[2].saturating_add(v));
-        out
+        self.fold(w, now, |sum: &mut u32, v| *sum = sum.saturating_add(v))
     }
 }
 
