@@ -118,7 +118,12 @@ impl AppState {
                         }
                     }
                 }
-                let first_rule = d.reasons.iter().find(|r| &*r.detector != "rate_limit").map(|r| format!("{}:{}", r.detector, r.id));
+                // Who asked for the block: formatted only when there is one to record.
+                let first_rule = if d.blocks.is_empty() {
+                    None
+                } else {
+                    d.reasons.iter().find(|r| &*r.detector != "rate_limit").map(|r| format!("{}:{}", r.detector, r.id))
+                };
                 for req in &d.blocks {
                     let (Some(hash), Some(key)) = (processed.keys.get(req.scope), entity_text(event, req.scope)) else { continue };
                     let set_by = first_rule.clone().unwrap_or_else(|| format!("rate_limit:{}", req.scope));
