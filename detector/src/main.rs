@@ -334,7 +334,21 @@ fn create_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // `haechi replay big.jsonl | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)) => {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let mut config = load_config(cli.config.as_deref())?;
     if let Some(r) = cli.rules.clone() {

@@ -141,3 +141,21 @@ fn a_config_with_a_typo_fails_at_start_naming_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("short_windw"));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_replay_quietly() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(haechi_tests::haechi_bin())
+        .args(["replay", repo_root().join("datasets/sample/events.jsonl").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader goes away after one line, as `| head -1` would.
+    let out = child.wait_with_output().unwrap();
+    assert!(first.contains("\"decision\""), "{first}");
+    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Broken pipe"));
+}
