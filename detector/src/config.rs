@@ -18,8 +18,8 @@ pub struct Config {
     pub rules: RulesConfig,
     pub model: crate::model::ModelConfig,
     pub server: crate::service::ServerConfig,
-    pub blocks: crate::service::BlockConfig,
-    pub limits: crate::service::LimitConfig,
+    pub blocks: crate::enforce::BlockConfig,
+    pub limits: crate::enforce::LimitConfig,
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
 }
@@ -35,11 +35,18 @@ pub struct PipelineConfig {
     /// held in memory (about 30 bytes each).
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// The clock block TTLs and rate quotas run on: `event` (replay and
+    /// backtests) or `wall` (what `haechi serve` uses whatever this says).
+    pub enforcement_clock: crate::enforce::EnforcementClock,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { max_event_bytes: DEFAULT_MAX_EVENT_BYTES, dedup_window: Duration::from_secs(600) }
+        PipelineConfig {
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            dedup_window: Duration::from_secs(600),
+            enforcement_clock: crate::enforce::EnforcementClock::Event,
+        }
     }
 }
 

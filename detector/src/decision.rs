@@ -32,13 +32,32 @@ pub struct Reason {
     pub detector: Arc<str>,
     pub id: Arc<str>,
     pub severity: Severity,
+    /// Words for the analyst where the id alone does not say it (the blast-radius guard's count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Arc<str>>,
 }
 
-/// A block the decision asks for: which entity, for how long.
+impl Reason {
+    /// A reason without detail.
+    pub fn new(detector: Arc<str>, id: Arc<str>, severity: Severity) -> Reason {
+        Reason { detector, id, severity, detail: None }
+    }
+
+    /// The same reason with words for the analyst.
+    #[must_use]
+    pub fn with_detail(mut self, detail: String) -> Reason {
+        self.detail = Some(Arc::from(detail));
+        self
+    }
+}
+
+/// A block the decision asks for: which entity (none: refuse only this
+/// event), for how long, and whether a rate limit asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BlockRequest {
-    pub scope: EntityKind,
+    pub scope: Option<EntityKind>,
     pub ttl_s: u32,
+    pub rate_limit: bool,
 }
 
 /// The decision on one event.
@@ -55,9 +74,13 @@ pub struct Decision {
     pub shadow: Vec<Reason>,
     #[serde(skip)]
     pub blocks: Vec<BlockRequest>,
-    /// An allowlist entry matched: no block or limit applies either.
+    /// An allowlist entry matched: no block or limit applies either (an
+    /// analyst's block still does).
     #[serde(skip)]
     pub allowlisted: bool,
+    /// The block-list entry in force that refused or challenged the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<crate::enforce::BlockedBy>,
 }
 
 /// An enforced allowlist match wins; otherwise the strongest enforced action
@@ -69,14 +92,15 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
             event_id: event_id.into(),
             verdict: Verdict::Allow,
             score: 0.0,
-            reasons: vec![Reason { detector: allow.detector.clone(), id: allow.id.clone(), severity: allow.severity }],
+            reasons: vec![Reason::new(allow.detector.clone(), allow.id.clone(), allow.severity)],
             shadow: findings
                 .iter()
                 .filter(|f| !std::ptr::eq(*f, allow))
-                .map(|f| Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity })
+                .map(|f| Reason::new(f.detector.clone(), f.id.clone(), f.severity))
                 .collect(),
             blocks: Vec::new(),
             allowlisted: true,
+            blocked_by: None,
         };
     }
     let mut verdict = Verdict::Allow;
@@ -85,7 +109,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
     let mut shadow = Vec::new();
     let mut blocks = Vec::new();
     for f in findings {
-        let reason = Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity };
+        let reason = Reason::new(f.detector.clone(), f.id.clone(), f.severity);
         if f.mode == Mode::Shadow {
             shadow.push(reason);
             continue;
@@ -95,9 +119,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
             Action::Allow | Action::Alert => Verdict::Allow,
             Action::Challenge => Verdict::Challenge,
             Action::Block { ttl_s } => {
-                if let Some(scope) = f.entity {
-                    blocks.push(BlockRequest { scope, ttl_s });
-                }
+                blocks.push(BlockRequest { scope: f.entity, ttl_s, rate_limit: false });
                 Verdict::Block
             }
         };
@@ -113,6 +135,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
         shadow,
         blocks,
         allowlisted: false,
+        blocked_by: None,
     }
 }
 
@@ -142,7 +165,7 @@ mod tests {
         assert_eq!(d.score, 0.5);
         let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Enforce, Severity::High), f(Action::Challenge, Mode::Enforce, Severity::Critical)]);
         assert_eq!(d.verdict, Verdict::Block);
-        assert_eq!(d.blocks, vec![BlockRequest { scope: EntityKind::Ip, ttl_s: 60 }]);
+        assert_eq!(d.blocks, vec![BlockRequest { scope: Some(EntityKind::Ip), ttl_s: 60, rate_limit: false }]);
         assert_eq!(decide("e", &[f(Action::Alert, Mode::Enforce, Severity::Low)]).verdict, Verdict::Allow);
         assert_eq!(decide("e", &[]).verdict, Verdict::Allow);
     }

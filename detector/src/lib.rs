@@ -21,6 +21,7 @@ mod builtin;
 mod config;
 mod decision;
 mod dedup;
+pub mod enforce;
 mod error;
 pub mod evaluate;
 pub mod model;

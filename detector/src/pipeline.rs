@@ -1,4 +1,5 @@
-//! One path for every event: validate → features → detectors → decide.
+//! One path for every event: validate → features → detectors → decide →
+//! enforce (block list, rate limits, blast-radius guard).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::model::ModelDetector;
 use crate::config::Config;
 use crate::decision::{decide, Decision};
 use crate::dedup::Dedup;
+use crate::enforce::{BlockList, Enforced, Enforcer};
 use crate::error::DetectorError;
 
 /// Per-worker buffers, reused from event to event so the hot path does not allocate.
@@ -28,6 +30,8 @@ pub struct Processed {
     pub late: bool,
     /// The hashed keys of the entities the event names (for block lists and limiters).
     pub keys: haechi_features::EntityKeys,
+    /// What the block list, the limiters and the guard did.
+    pub enforced: Enforced,
 }
 
 /// The pipeline shared by replay, the HTTP service and stream consumers.
@@ -39,6 +43,7 @@ pub struct Pipeline {
     model: Option<Arc<ModelDetector>>,
     detectors: Vec<Arc<dyn Detector>>,
     dedup: Dedup,
+    enforcer: Enforcer,
 }
 
 impl Pipeline {
@@ -63,7 +68,15 @@ impl Pipeline {
             detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
-        Ok(Pipeline { config, store, rules, model, detectors, dedup })
+        let blocks = match config.pipeline.enforcement_clock {
+            crate::enforce::EnforcementClock::Wall => BlockList::open(config.blocks.clone()),
+            // A replay starts at the stream's own time with its own list:
+            // the live service's state file is not its to read or write.
+            crate::enforce::EnforcementClock::Event => BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() }),
+        }
+        .map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
+        let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog());
+        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
     }
 
     /// Add a detector; it sees every event after the ones already added.
@@ -79,6 +92,11 @@ impl Pipeline {
     /// The model detector, when enabled.
     pub fn model(&self) -> Option<&Arc<ModelDetector>> {
         self.model.as_ref()
+    }
+
+    /// The block list, limiters and blast-radius guard.
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
     }
 
     /// The feature store.
@@ -132,6 +150,8 @@ impl Pipeline {
         for d in &self.detectors {
             d.detect(event, &view, &mut scratch.findings);
         }
-        Ok(Processed { decision: decide(&event.event_id, &scratch.findings), late: observation.late, keys: observation.keys })
+        let mut decision = decide(&event.event_id, &scratch.findings);
+        let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, &mut decision);
+        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced })
     }
 }

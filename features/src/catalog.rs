@@ -10,36 +10,57 @@ use std::collections::HashMap;
 use crate::config::Windows;
 use crate::keys::{EntityKind, KIND_COUNT};
 
-/// At most this many related kinds per entity kind (distinct counts).
-pub const MAX_RELATIONS: usize = 3;
+/// At most this many distinct-count relations per entity kind.
+pub const MAX_RELATIONS: usize = 5;
 
-/// For each kind, the kinds whose distinct members it counts.
-pub fn relations(kind: EntityKind) -> &'static [EntityKind] {
+/// What an entity counts distinct members of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Entities of another kind seen with it.
+    Kind(EntityKind),
+    /// Returning customers: ones who have logged in successfully, or whose
+    /// history is older than a day. What a shared address or device carries
+    /// honestly, and what the blast-radius guard counts.
+    Returning,
+    /// Customers onboarding (an onboarding step) who are not returning: the
+    /// fresh identities a proxy or a device farm brings.
+    NewIdentity,
+}
+
+/// For each kind, what it counts distinct members of.
+pub fn relations(kind: EntityKind) -> &'static [Relation] {
     use EntityKind::*;
+    use Relation::{Kind as K, NewIdentity, Returning};
     match kind {
-        Customer => &[Device, Ip, IdDoc],
-        IdDoc => &[Customer, Device, Ip],
-        Ip => &[Customer, IdDoc, Device],
-        Subnet => &[Customer, Ip, IdDoc],
-        Device => &[Customer, IdDoc, Ip],
-        Account => &[Customer, IdDoc],
-        Staff => &[Customer],
-        Session => &[Ip, Device],
+        Customer => &[K(Device), K(Ip), K(IdDoc)],
+        IdDoc => &[K(Customer), K(Device), K(Ip)],
+        Ip => &[K(Customer), K(IdDoc), K(Device), Returning, NewIdentity],
+        Subnet => &[K(Customer), K(Ip), K(IdDoc), Returning, NewIdentity],
+        Device => &[K(Customer), K(IdDoc), K(Ip), Returning, NewIdentity],
+        Account => &[K(Customer), K(IdDoc), Returning, NewIdentity],
+        Staff => &[K(Customer)],
+        Session => &[K(Ip), K(Device)],
     }
 }
 
-fn plural(kind: EntityKind) -> &'static str {
-    match kind {
-        EntityKind::Customer => "customers",
-        EntityKind::IdDoc => "id_docs",
-        EntityKind::Ip => "ips",
-        EntityKind::Subnet => "subnets",
-        EntityKind::Device => "devices",
-        EntityKind::Account => "accounts",
-        EntityKind::Staff => "staff",
-        EntityKind::Session => "sessions",
+fn plural(rel: Relation) -> &'static str {
+    match rel {
+        Relation::Kind(EntityKind::Customer) => "customers",
+        Relation::Kind(EntityKind::IdDoc) => "id_docs",
+        Relation::Kind(EntityKind::Ip) => "ips",
+        Relation::Kind(EntityKind::Subnet) => "subnets",
+        Relation::Kind(EntityKind::Device) => "devices",
+        Relation::Kind(EntityKind::Account) => "accounts",
+        Relation::Kind(EntityKind::Staff) => "staff",
+        Relation::Kind(EntityKind::Session) => "sessions",
+        Relation::Returning => "returning",
+        Relation::NewIdentity => "new_identities",
     }
 }
+
+/// Columns per distinct relation: the three windows, then `total` (everything
+/// the entity remembers, for slow attacks spread over days).
+pub const DISTINCT_COLUMNS: usize = 4;
 
 /// Whether a kind keeps inter-arrival statistics.
 pub fn has_timing(kind: EntityKind) -> bool {
@@ -52,7 +73,10 @@ pub fn has_durations(kind: EntityKind) -> bool {
 }
 
 /// Event-level features, in slot order from 0.
-pub const EVENT_FEATURES: [&str; 8] = [
+///
+/// `duration_rank` and `hour_activity` are relative to the population
+/// (see `baseline.rs`): a rule that reads them holds in any world of traffic.
+pub const EVENT_FEATURES: [&str; 13] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -61,6 +85,11 @@ pub const EVENT_FEATURES: [&str; 8] = [
     "event.ua_automation",
     "event.ua_missing",
     "event.sensitive_step",
+    "event.duration_rank",
+    "event.baseline_samples",
+    "event.hour_activity",
+    "event.onboarding_step",
+    "event.has_region",
 ];
 
 /// Slot offsets of one kind's features.
@@ -68,14 +97,18 @@ pub const EVENT_FEATURES: [&str; 8] = [
 pub struct KindLayout {
     /// `present`; the common block follows: events ×3, failures ×3, failure_streak, age_s, gap_s.
     pub base: usize,
-    /// First distinct-count slot: relation r, window j at `distinct + 3r + j`.
+    /// First distinct-count slot: relation r, column j at `distinct + DISTINCT_COLUMNS * r + j`
+    /// (columns: the three windows, then `total`).
     pub distinct: usize,
     /// gap_mean_ms, gap_cv, gap_n.
     pub timing: Option<usize>,
     /// step_ms_mean, step_ms_min, steps.
     pub durations: Option<usize>,
-    /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices.
+    /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
+    /// history_days, returning.
     pub profile: Option<usize>,
+    /// methods_ok, fast_steps (sessions only).
+    pub session: Option<usize>,
     /// records ×3.
     pub records: Option<usize>,
     /// One past the kind's last slot.
@@ -110,7 +143,7 @@ impl FeatureCatalog {
             }
             l.distinct = names.len();
             for rel in relations(kind) {
-                for label in labels {
+                for label in labels.iter().copied().chain(["total"]) {
                     names.push(format!("{k}.distinct_{}_{label}", plural(*rel)));
                 }
             }
@@ -128,7 +161,13 @@ impl FeatureCatalog {
             }
             if kind == EntityKind::Customer {
                 l.profile = Some(names.len());
-                for n in ["prior_events", "hour_seen", "profile_hours", "new_device", "new_region", "known_devices"] {
+                for n in ["prior_events", "hour_seen", "profile_hours", "new_device", "new_region", "known_devices", "history_days", "returning"] {
+                    names.push(format!("{k}.{n}"));
+                }
+            }
+            if kind == EntityKind::Session {
+                l.session = Some(names.len());
+                for n in ["methods_ok", "fast_steps"] {
                     names.push(format!("{k}.{n}"));
                 }
             }
@@ -198,6 +237,10 @@ mod tests {
         let c = FeatureCatalog::new(&FeatureConfig::default().validate().unwrap());
         assert_eq!(c.index.len(), c.len(), "duplicate names");
         assert_eq!(c.slot("id_doc.distinct_customers_24h"), Some(c.layout(EntityKind::IdDoc).distinct + 2));
+        assert_eq!(c.slot("id_doc.distinct_customers_total"), Some(c.layout(EntityKind::IdDoc).distinct + 3));
+        assert_eq!(c.slot("ip.distinct_returning_24h"), Some(c.layout(EntityKind::Ip).distinct + 4 * 3 + 2));
+        assert_eq!(c.slot("ip.distinct_new_identities_1h"), Some(c.layout(EntityKind::Ip).distinct + 4 * 4 + 1));
+        assert_eq!(c.name(c.layout(EntityKind::Session).session.unwrap()), "session.methods_ok");
         assert_eq!(c.name(c.layout(EntityKind::Ip).base + 1), "ip.events_10m");
         assert_eq!(c.name(c.layout(EntityKind::Customer).profile.unwrap() + 3), "customer.new_device");
         assert_eq!(c.name(c.layout(EntityKind::Staff).records.unwrap() + 2), "staff.records_24h");

@@ -16,7 +16,7 @@ pub const MID_BUCKETS: usize = 12;
 pub const LONG_BUCKETS: usize = 24;
 
 /// How the feature store windows and expires state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeatureConfig {
     /// Short window (10 one-minute buckets by default).
@@ -41,6 +41,9 @@ pub struct FeatureConfig {
     pub hash_seed: u64,
     /// Offset of the bank's local time from UTC, for hour-of-day features (KST = 9).
     pub utc_offset_hours: i8,
+    /// A step whose duration ranks at or below this share of its population's
+    /// counts toward `session.fast_steps`.
+    pub fast_step_rank: f32,
 }
 
 impl Default for FeatureConfig {
@@ -53,6 +56,7 @@ impl Default for FeatureConfig {
             customer_profile_ttl: Duration::from_secs(30 * 86_400),
             hash_seed: 0x6861_6563_6869_2d31,
             utc_offset_hours: 9,
+            fast_step_rank: 0.01,
         }
     }
 }
@@ -189,6 +193,9 @@ impl FeatureConfig {
             .map_err(|_| Error::Config("customer_profile_ttl is too long".into()))?;
         if customer_ttl_s < long.len_s() {
             return Err(Error::Config("customer_profile_ttl must be at least long_window".into()));
+        }
+        if !(self.fast_step_rank > 0.0 && self.fast_step_rank < 0.5) {
+            return Err(Error::Config(format!("fast_step_rank = {}: must be between 0 and 0.5", self.fast_step_rank)));
         }
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return Err(Error::Config(format!("utc_offset_hours = {}: must be -12 to 14", self.utc_offset_hours)));

@@ -2,7 +2,7 @@
 
 use smallvec::SmallVec;
 
-use crate::catalog::{relations, KindLayout, MAX_RELATIONS};
+use crate::catalog::{relations, KindLayout, Relation, DISTINCT_COLUMNS, MAX_RELATIONS};
 use crate::config::Windows;
 use crate::keys::{EntityKind, KIND_COUNT};
 use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
@@ -30,7 +30,23 @@ pub(crate) struct Observed {
     pub device: Option<u32>,
     pub duration_ms: Option<u32>,
     pub records: u32,
+    /// The customer's key fragment if they are a returning customer.
+    pub returning: Option<u32>,
+    /// The customer's key fragment if they are a fresh identity onboarding.
+    pub new_identity: Option<u32>,
+    /// The verification method this event proves, if it succeeded (a bit of [`METHOD_NAMES`]).
+    pub method: Option<u8>,
+    /// The step's duration ranks among the fastest of its population.
+    pub fast: bool,
+    /// The event is a successful login.
+    pub login_ok: bool,
 }
+
+/// The verification methods of the FSC's non-face-to-face rule, as bits of
+/// `session.methods_ok`'s mask: a copy of the ID with an authenticity check,
+/// the 1-won account check, OTP or a security card (or phone), face match with
+/// liveness, and anything else the pipeline reports as a method.
+pub const METHOD_NAMES: [&str; 5] = ["id_copy_authenticity", "account_1won", "otp_or_card", "face_liveness", "other"];
 
 #[derive(Debug, Clone, Copy, Default)]
 struct RunningStats {
@@ -63,8 +79,19 @@ impl RunningStats {
 struct Profile {
     /// Bit h set: the customer has been seen at local hour h.
     hours: u32,
+    /// A successful login has been seen: an existing customer, whatever the stream says.
+    logged_in: bool,
     regions: SmallVec<[u16; 2]>,
     devices: SmallVec<[u32; 2]>,
+}
+
+/// What a session has shown so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct SessionState {
+    /// Bits of [`METHOD_NAMES`] that succeeded in this session.
+    methods: u8,
+    /// Steps whose duration ranked among the fastest of their population.
+    fast_steps: u8,
 }
 
 /// State only some kinds keep, boxed separately so that a customer does not
@@ -74,7 +101,11 @@ enum Extra {
     None,
     Profile(Box<Profile>),
     Records(Box<Amounts>),
+    Session(SessionState),
 }
+
+/// Seconds of history that make a customer "returning" even without a login event.
+const RETURNING_AFTER_S: u32 = 86_400;
 
 /// Everything Haechi remembers about one entity.
 #[derive(Debug, Clone)]
@@ -97,6 +128,7 @@ impl Entity {
         let extra = match kind {
             EntityKind::Customer => Extra::Profile(Box::default()),
             EntityKind::Staff => Extra::Records(Box::default()),
+            EntityKind::Session => Extra::Session(SessionState::default()),
             _ => Extra::None,
         };
         Entity {
@@ -117,6 +149,7 @@ impl Entity {
     /// features, as they stand after the event, into `out`.
     pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) {
         let prior_events = self.total;
+        let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
         let mut profile_flags = [0.0f32; 3];
@@ -144,11 +177,12 @@ impl Entity {
         out[b + 7] = f32::from(self.streak);
         out[b + 8] = now.saturating_sub(self.first_seen) as f32;
         out[b + 9] = gap_s;
-        let cut = cutoffs(w, now);
+        let [c0, c1, c2] = cutoffs(w, now);
         for r in 0..relations(kind).len() {
-            let counts = self.distinct[r].count_since(cut);
-            for j in 0..3 {
-                out[l.distinct + 3 * r + j] = counts[j] as f32;
+            // `total`: anything the entity still remembers (cutoff 1: every real sighting).
+            let counts = self.distinct[r].count_since([c0, c1, c2, 1]);
+            for j in 0..DISTINCT_COLUMNS {
+                out[l.distinct + DISTINCT_COLUMNS * r + j] = counts[j] as f32;
             }
         }
         if let Some(t) = l.timing {
@@ -169,6 +203,14 @@ impl Entity {
                 out[s + 3] = profile_flags[1];
                 out[s + 4] = profile_flags[2];
                 out[s + 5] = p.devices.len() as f32;
+                out[s + 6] = history_s as f32 / 86_400.0;
+                out[s + 7] = f32::from(self.is_returning(o.secs));
+            }
+            (Extra::Session(st), _, _) => {
+                if let Some(s) = l.session {
+                    out[s] = st.methods.count_ones() as f32;
+                    out[s + 1] = f32::from(st.fast_steps);
+                }
             }
             (Extra::Records(a), _, Some(s)) => {
                 let r = a.read(w, now);
@@ -194,13 +236,25 @@ impl Entity {
             self.step_min_ms = self.step_min_ms.min(d);
         }
         for (r, rel) in relations(kind).iter().enumerate() {
-            if let Some(item) = o.related[rel.index()] {
+            let item = match rel {
+                Relation::Kind(k) => o.related[k.index()],
+                Relation::Returning => o.returning,
+                Relation::NewIdentity => o.new_identity,
+            };
+            if let Some(item) = item {
                 self.distinct[r].insert(w, item, o.secs);
             }
         }
         match &mut self.extra {
+            Extra::Session(st) => {
+                if let Some(m) = o.method {
+                    st.methods |= 1 << m;
+                }
+                st.fast_steps = st.fast_steps.saturating_add(u8::from(o.fast));
+            }
             Extra::Profile(p) => {
                 p.hours |= 1 << o.hour;
+                p.logged_in |= o.login_ok;
                 if let Some(d) = o.device {
                     if !p.devices.contains(&d) {
                         if p.devices.len() == PROFILE_DEVICES {
@@ -223,6 +277,13 @@ impl Entity {
         }
     }
 
+    /// A returning customer: has logged in successfully, or has a history
+    /// older than a day. Asked before the current event is applied.
+    pub(crate) fn is_returning(&self, now_s: u32) -> bool {
+        let logged_in = matches!(&self.extra, Extra::Profile(p) if p.logged_in);
+        logged_in || (self.total > 0 && now_s.saturating_sub(self.first_seen) >= RETURNING_AFTER_S)
+    }
+
     /// Newest event time seen, seconds (0 before any event was applied).
     pub(crate) fn last_seen(&self) -> u32 {
         if self.last_ms == i64::MIN {
@@ -235,7 +296,7 @@ impl Entity {
     /// Bytes this entity costs: the inline struct plus what it owns on the heap.
     pub(crate) fn bytes(&self) -> usize {
         let extra = match &self.extra {
-            Extra::None => 0,
+            Extra::None | Extra::Session(_) => 0,
             Extra::Records(_) => std::mem::size_of::<Amounts>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()
@@ -256,8 +317,10 @@ mod tests {
 
     #[test]
     fn an_entity_fits_its_budget() {
-        // The design budget is under 200 bytes for a typical entity, map slot included.
+        // The design budget is under 200 bytes for a typical entity. The two
+        // sharedness sets (returning customers, new identities) that the
+        // blast-radius guard reads cost 32 of these.
         let size = std::mem::size_of::<Entity>();
-        assert!(size <= 160, "Entity is {size} bytes");
+        assert!(size <= 184, "Entity is {size} bytes");
     }
 }

@@ -72,6 +72,11 @@ impl Step {
         }
     }
 
+    /// Steps of onboarding a new customer (the identity checks and opening the account).
+    pub fn is_onboarding(self) -> bool {
+        matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::AccountVerify | Step::AccountOpen)
+    }
+
     /// Steps that move money or identity: where an account takeover pays off.
     pub fn is_sensitive(self) -> bool {
         matches!(self, Step::AccountOpen | Step::AccountVerify | Step::PhoneAuth | Step::RecordExport)

@@ -25,6 +25,7 @@
 //! assert_eq!(features[store.catalog().slot("ip.events_10m").unwrap()], 1.0);
 //! ```
 
+mod baseline;
 mod catalog;
 mod config;
 mod detect;
@@ -36,7 +37,9 @@ mod rrn;
 mod store;
 mod window;
 
-pub use catalog::{FeatureCatalog, KindLayout, EVENT_FEATURES};
+pub use baseline::{BaselineReading, Baselines, MIN_BASELINE_SAMPLES};
+pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
+pub use entity::METHOD_NAMES;
 pub use config::{FeatureConfig, WindowLabel, WindowSpec, Windows};
 pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, Severity};
 pub use error::{Error, Result};

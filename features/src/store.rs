@@ -6,6 +6,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use nohash_hasher::BuildNoHashHasher;
 
+use crate::baseline::{BaselineReading, Baselines};
 use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, Windows};
 use crate::entity::{Entity, Observed};
@@ -56,6 +57,10 @@ pub struct FeatureStore {
     /// [`FeatureStore::sweep_due`] on another thread (the service: no request
     /// ever waits for a sweep).
     inline_sweeps: AtomicBool,
+    /// Population baselines: step durations and active hours.
+    baselines: Baselines,
+    /// A step whose duration ranks at or below this among its population counts as fast.
+    fast_rank: f32,
 }
 
 impl FeatureStore {
@@ -74,6 +79,8 @@ impl FeatureStore {
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             inline_sweeps: AtomicBool::new(true),
+            baselines: Baselines::default(),
+            fast_rank: config.fast_step_rank,
         })
     }
 
@@ -112,7 +119,17 @@ impl FeatureStore {
         for kind in EntityKind::ALL {
             related[kind.index()] = keys.get(kind).map(|h| (h >> 32) as u32);
         }
-        let observed = Observed {
+        // A staff lookup names the customer whose record was read; that counts
+        // toward the staff member's distinct customers but is not the
+        // customer's own activity, so it must not touch their profile.
+        let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
+        let baseline = if staff_access {
+            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: 1.0 }
+        } else {
+            self.baselines.observe(event.step, event.duration_ms, hour, !late)
+        };
+        let success = !event.is_failure();
+        let mut observed = Observed {
             secs,
             ms: event.ts_ms,
             failure: event.is_failure(),
@@ -123,13 +140,16 @@ impl FeatureStore {
             device: related[EntityKind::Device.index()],
             duration_ms: event.duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
             records: event.records.map_or(0, |r| r.min(u64::from(u32::MAX)) as u32),
+            returning: None,
+            new_identity: None,
+            method: if success { verification_method(event) } else { None },
+            fast: event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_BASELINE_SAMPLES && baseline.duration_rank <= self.fast_rank,
+            login_ok: success && event.step == Step::Login,
         };
 
-        write_event_features(event, hour, late, out);
-        // A staff lookup names the customer whose record was read; that counts
-        // toward the staff member's distinct customers but is not the
-        // customer's own activity, so it must not touch their profile.
-        let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
+        write_event_features(event, hour, late, &baseline, out);
+        // The customer goes first: whether they are returning decides what
+        // every address and device they use counts them as.
         for kind in EntityKind::ALL {
             let Some(key) = keys.get(kind) else { continue };
             if staff_access && kind == EntityKind::Customer {
@@ -137,15 +157,29 @@ impl FeatureStore {
             }
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
-            if late {
+            let returning = if late {
                 match map.get_mut(&key) {
-                    Some(mut e) => e.observe(kind, layout, w, &observed, out),
-                    None => out[layout.base] = 1.0,
+                    Some(mut e) => {
+                        e.observe(kind, layout, w, &observed, out);
+                        e.is_returning(secs)
+                    }
+                    None => {
+                        out[layout.base] = 1.0;
+                        false
+                    }
                 }
             } else {
-                map.entry(key)
-                    .or_insert_with(|| Box::new(Entity::new(kind, secs)))
-                    .observe(kind, layout, w, &observed, out);
+                let mut e = map.entry(key).or_insert_with(|| Box::new(Entity::new(kind, secs)));
+                e.observe(kind, layout, w, &observed, out);
+                e.is_returning(secs)
+            };
+            if kind == EntityKind::Customer {
+                let fragment = related[EntityKind::Customer.index()];
+                if returning {
+                    observed.returning = fragment;
+                } else if event.step.is_onboarding() {
+                    observed.new_identity = fragment;
+                }
             }
         }
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
@@ -159,11 +193,14 @@ impl FeatureStore {
         EntityKind::ALL.into_iter().map(|k| self.sweep_kind(k)).sum()
     }
 
+    /// Identities (customers, ID documents, bank accounts, devices) are
+    /// remembered as long as a customer profile: ID reuse, mule recruiting
+    /// and device farms spread over days must still add up. Addresses,
+    /// subnets, staff and sessions only for their windows.
     fn ttl_s(&self, kind: EntityKind) -> u32 {
-        if kind == EntityKind::Customer {
-            self.windows.customer_ttl_s
-        } else {
-            self.windows.idle_ttl_s()
+        match kind {
+            EntityKind::Customer | EntityKind::IdDoc | EntityKind::Account | EntityKind::Device => self.windows.customer_ttl_s,
+            _ => self.windows.idle_ttl_s(),
         }
     }
 
@@ -253,9 +290,19 @@ impl FeatureStore {
             device: None,
             duration_ms: None,
             records: 0,
+            returning: None,
+            new_identity: None,
+            method: None,
+            fast: false,
+            login_ok: false,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
         Some((layout.base..layout.end).map(|s| (self.catalog.name(s).to_owned(), out[s])).collect())
+    }
+
+    /// The population baselines the store learns.
+    pub fn baselines(&self) -> &Baselines {
+        &self.baselines
     }
 
     /// Counters about the store itself.
@@ -268,7 +315,7 @@ fn event_secs(ms: i64) -> u32 {
     (ms.div_euclid(1000)).clamp(0, i64::from(u32::MAX)) as u32
 }
 
-fn write_event_features(event: &Event, hour: u8, late: bool, out: &mut [f32]) {
+fn write_event_features(event: &Event, hour: u8, late: bool, baseline: &BaselineReading, out: &mut [f32]) {
     out[0] = f32::from(hour);
     out[1] = event.duration_ms.map_or(0.0, |d| d as f32);
     out[2] = f32::from(event.is_failure());
@@ -277,6 +324,23 @@ fn write_event_features(event: &Event, hour: u8, late: bool, out: &mut [f32]) {
     out[5] = f32::from(event.user_agent.as_deref().is_some_and(is_automation_agent_cached));
     out[6] = f32::from(event.user_agent.is_none());
     out[7] = f32::from(event.step.is_sensitive());
+    out[8] = baseline.duration_rank;
+    out[9] = baseline.samples as f32;
+    out[10] = baseline.hour_activity;
+    out[11] = f32::from(event.step.is_onboarding());
+    out[12] = f32::from(event.region.is_some());
+}
+
+/// The FSC verification method a successful step proves (a bit index of
+/// [`crate::METHOD_NAMES`]). An `attrs.method` text on any other step counts as "other".
+fn verification_method(event: &Event) -> Option<u8> {
+    match event.step {
+        Step::IdAuthenticity => Some(0),
+        Step::AccountVerify => Some(1),
+        Step::Otp | Step::PhoneAuth => Some(2),
+        Step::FaceMatch | Step::Liveness => Some(3),
+        _ => event.attrs.contains_key("method").then_some(4),
+    }
 }
 
 /// Markers of scripted clients. Kept short and specific: Android's own HTTP
@@ -430,11 +494,12 @@ mod tests {
         assert_eq!(store.entity_count(EntityKind::Device), 100);
         store.observe(&event(1000, t0 + 2 * 86_400_000, "late-comer", "10.9.0.1", "dz", false), &mut out);
         store.sweep();
-        assert_eq!(store.entity_count(EntityKind::Device), 1);
         assert_eq!(store.entity_count(EntityKind::Ip), 1);
-        // Customers keep their profile for 30 days.
+        assert_eq!(store.entity_count(EntityKind::Subnet), 1);
+        // Identities (customers, devices) are kept for 30 days: slow attacks add up.
         assert_eq!(store.entity_count(EntityKind::Customer), 101);
-        assert!(store.stats().expired >= 199);
+        assert_eq!(store.entity_count(EntityKind::Device), 101);
+        assert!(store.stats().expired >= 100);
     }
 
     #[test]
@@ -444,11 +509,11 @@ mod tests {
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
         for i in 0..10 {
-            store.observe(&event(i, t0 + i as i64 * 4 * 3_600_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false), &mut out);
+            store.observe(&event(i, t0 + i as i64 * 4 * 3_600_000, &format!("c{i}"), &format!("10.0.{i}.1"), &format!("d{i}"), false), &mut out);
         }
-        assert_eq!(store.entity_count(EntityKind::Device), 10, "no inline sweep");
+        assert_eq!(store.entity_count(EntityKind::Ip), 10, "no inline sweep");
         assert!(store.sweep_due() > 0);
-        assert!(store.entity_count(EntityKind::Device) < 10);
+        assert!(store.entity_count(EntityKind::Ip) < 10);
     }
 
     #[test]

@@ -309,17 +309,17 @@ impl DistinctSet {
     /// Distinct items whose last sighting falls in `spec`'s window at `now`.
     pub fn count(&self, spec: &WindowSpec, now: u32) -> u32 {
         let cutoff = spec.first_bucket(now) * spec.width_s;
-        self.count_since([cutoff; 3])[0]
+        self.count_since([cutoff])[0]
     }
 
-    /// Distinct items last seen at or after each of three cutoff times (the
+    /// Distinct items last seen at or after each of `N` cutoff times (the
     /// first second of each window), in one pass.
-    pub fn count_since(&self, cutoffs: [u32; 3]) -> [u32; 3] {
+    pub fn count_since<const N: usize>(&self, cutoffs: [u32; N]) -> [u32; N] {
         // Empty slots hold 0, below any real cutoff.
         let cut = cutoffs.map(|c| c.max(1));
-        let mut out = [0u32; 3];
+        let mut out = [0u32; N];
         let mut tally = |seen: u32| {
-            for j in 0..3 {
+            for j in 0..N {
                 out[j] += u32::from(seen >= cut[j]);
             }
         };
@@ -331,13 +331,13 @@ impl DistinctSet {
             }
             Some(More::Sketch(regs)) => {
                 // Branch-free so the compiler can vectorise the 64 compares.
-                let mut occ = [0u32; 3];
+                let mut occ = [0u32; N];
                 for &r in regs.iter() {
-                    occ[0] += u32::from(r >= cut[0]);
-                    occ[1] += u32::from(r >= cut[1]);
-                    occ[2] += u32::from(r >= cut[2]);
+                    for j in 0..N {
+                        occ[j] += u32::from(r >= cut[j]);
+                    }
                 }
-                for j in 0..3 {
+                for j in 0..N {
                     out[j] = LINEAR_COUNT[occ[j] as usize];
                 }
             }

@@ -19,7 +19,7 @@ use haechi_features::{lookup_hash, mask_resident_numbers, EntityKind};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::blocks::Block;
+use crate::enforce::Block;
 use super::feed::FeedAlert;
 use super::state::{AppState, LiveDecision};
 
@@ -243,14 +243,14 @@ impl From<&Block> for BlockView {
             set_by: b.set_by.clone(),
             set_at: haechi_features::format_rfc3339_ms(b.set_at_ms),
             expires_at: haechi_features::format_rfc3339_ms(b.expires_at_ms),
-            ttl_s: ((b.expires_at_ms - super::blocks::now_ms()) / 1000).max(0),
+            ttl_s: ((b.expires_at_ms - crate::enforce::now_ms()) / 1000).max(0),
             offense: b.offense,
         }
     }
 }
 
 async fn get_blocks(State(s): State<Arc<AppState>>) -> Json<Vec<BlockView>> {
-    Json(s.blocks.list().iter().map(BlockView::from).collect())
+    Json(s.blocks().list().iter().map(BlockView::from).collect())
 }
 
 #[derive(Deserialize)]
@@ -283,14 +283,14 @@ async fn post_block(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     }
     let (kind, hash) = scope_and_hash(&s, &nb.scope, &nb.key)?;
     let by = format!("analyst:{}", nb.by.as_deref().unwrap_or("api"));
-    let b = s.blocks.set_manual(kind, hash, nb.key, Duration::from_secs(nb.ttl_s), nb.reason, by);
+    let b = s.blocks().set_manual(kind, hash, nb.key, Duration::from_secs(nb.ttl_s), nb.reason, by);
     s.metrics.blocks_set.with_label_values(&[kind.as_str(), "analyst"]).inc();
     Ok((StatusCode::CREATED, Json(BlockView::from(&b))))
 }
 
 async fn delete_block(State(s): State<Arc<AppState>>, Path((scope, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
     let (kind, hash) = scope_and_hash(&s, &scope, &key)?;
-    if s.blocks.lift(kind, hash) {
+    if s.blocks().lift(kind, hash) {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no block on {scope} {key}")))
@@ -303,7 +303,7 @@ async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(Str
     let (_, hash) = scope_and_hash(&s, &kind, &key)?;
     let mut keys = haechi_features::EntityKeys::default();
     keys.set(k, hash);
-    let block = s.blocks.check(&keys).map(|b| BlockView::from(&b));
+    let block = s.blocks().check(&keys, crate::enforce::now_ms()).map(|b| BlockView::from(&b));
     let map: serde_json::Map<String, serde_json::Value> = features.into_iter().map(|(n, v)| (n, serde_json::json!(v))).collect();
     Ok(Json(serde_json::json!({ "kind": k, "key": key, "features": map, "block": block })))
 }

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub blocks_active: IntGaugeVec,
     pub blocks_set: IntCounterVec,
     pub breaker_trips: IntCounter,
+    pub blast_radius_guarded: IntCounter,
     pub rate_limited: IntCounterVec,
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
@@ -47,6 +48,12 @@ impl Metrics {
         r.register(Box::new(entities.clone())).expect("registered once");
         let breaker_trips = IntCounter::new("haechi_block_circuit_breaker_trips_total", "Automatic blocks refused because the per-minute cap was reached.").expect("valid");
         r.register(Box::new(breaker_trips.clone())).expect("registered once");
+        let blast_radius_guarded = IntCounter::new(
+            "haechi_blast_radius_guarded_total",
+            "Blocks on a shared address, subnet, device or account turned into per-session challenges because the scope carried too many returning customers.",
+        )
+        .expect("valid");
+        r.register(Box::new(blast_radius_guarded.clone())).expect("registered once");
         let late_events = IntCounter::new("haechi_late_events_total", "Events later than the allowed lateness: decided, not stored.").expect("valid");
         r.register(Box::new(late_events.clone())).expect("registered once");
         let feed_lagged = IntCounter::new("haechi_alert_feed_resyncs_total", "Times a slow alert-stream client was caught up from the ring.").expect("valid");
@@ -65,6 +72,7 @@ impl Metrics {
             registry: r,
             blocks_active,
             breaker_trips,
+            blast_radius_guarded,
             stage_seconds,
             request_seconds,
             entities,

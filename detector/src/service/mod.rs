@@ -7,9 +7,7 @@
 //! watching) are tracked and given a deadline at shutdown.
 
 mod api;
-mod blocks;
 mod feed;
-mod limits;
 mod metrics;
 mod state;
 
@@ -24,9 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use api::router;
-pub use blocks::{Block, BlockConfig, BlockList};
-pub use limits::{LimitConfig, Limiters, OverLimit};
-pub use state::{AppState, BlockedBy, LiveDecision};
+pub use state::{AppState, LiveDecision};
 
 use crate::error::DetectorError;
 use crate::pipeline::Pipeline;
@@ -122,12 +118,12 @@ pub(crate) fn reload_all(s: &AppState) -> (String, String) {
 ///
 /// # Errors
 /// When the pipeline (rules, model) or the block state cannot be loaded.
-pub fn build_state(config: Config) -> Result<Arc<AppState>, DetectorError> {
+pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let server = config.server.clone();
-    let blocks = BlockList::open(config.blocks.clone()).map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
-    let limits = Limiters::new(config.limits.clone());
+    // The live service enforces block TTLs and quotas on the wall clock.
+    config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Wall;
     let pipeline = Arc::new(Pipeline::new(config)?);
-    Ok(Arc::new(AppState::new(pipeline, Arc::new(blocks), limits, server)))
+    Ok(Arc::new(AppState::new(pipeline, server)))
 }
 
 /// Serve until `shutdown` is cancelled, then drain and flush within the deadline.
@@ -165,7 +161,7 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: Cancella
         tracing::warn!("background tasks did not stop within {deadline:?}");
     }
     // Whatever the tasks did, the block list reaches the disk.
-    let blocks = state.blocks.clone();
+    let blocks = state.blocks().clone();
     tokio::task::spawn_blocking(move || blocks.persist()).await.map_err(std::io::Error::other)??;
     Ok(())
 }
@@ -174,14 +170,14 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
     // Persist the block list when it changes (at most every 200 ms).
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
-        let changed = s.blocks.changed();
+        let changed = s.blocks().changed();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = changed.notified() => {}
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let blocks = s.blocks.clone();
+            let blocks = s.blocks().clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || blocks.persist()).await {
                 tracing::error!(error = %e, "writing the block state failed; will retry on the next change");
             }
@@ -203,10 +199,9 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             let p = s.pipeline.clone();
             let _ = tokio::task::spawn_blocking(move || p.sweep_due()).await;
             if n % 10 == 0 {
-                for (kind, count) in s.blocks.sweep() {
+                for (kind, count) in s.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
                     s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
                 }
-                s.limits.sweep();
             }
         }
     });

@@ -1,9 +1,17 @@
 //! Keyed rate limiters (governor), one per scope: attempts per IP, device and
 //! customer beyond their quota become a challenge or a block.
+//!
+//! The limiters run on a clock the pipeline moves: wall time in the service,
+//! event time in a replay. So a backtest rate-limits what the service would.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::FakeRelativeClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use haechi_features::{EntityKeys, EntityKind};
 use serde::{Deserialize, Serialize};
 
@@ -34,14 +42,22 @@ impl Default for LimitConfig {
     }
 }
 
+type KeyedLimiter = RateLimiter<u64, DefaultKeyedStateStore<u64>, FakeRelativeClock, NoOpMiddleware<governor::nanos::Nanos>>;
+
 /// The limiters.
 pub struct Limiters {
-    by_scope: Vec<(EntityKind, DefaultKeyedRateLimiter<u64>)>,
+    by_scope: Vec<(EntityKind, KeyedLimiter)>,
     pub config: LimitConfig,
+    clock: FakeRelativeClock,
+    /// The time (ms) the clock's zero stands for; `i64::MIN` before the first check.
+    origin_ms: AtomicI64,
+    /// How far the clock has been moved, ms after the origin.
+    advanced_ms: AtomicI64,
 }
 
 impl Limiters {
     pub fn new(config: LimitConfig) -> Limiters {
+        let clock = FakeRelativeClock::default();
         let mut by_scope = Vec::new();
         for (kind, per_minute) in [
             (EntityKind::Ip, config.ip_per_minute),
@@ -49,14 +65,33 @@ impl Limiters {
             (EntityKind::Customer, config.customer_per_minute),
         ] {
             if let Some(n) = NonZeroU32::new(per_minute) {
-                by_scope.push((kind, RateLimiter::keyed(Quota::per_minute(n))));
+                by_scope.push((kind, RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone())));
             }
         }
-        Limiters { by_scope, config }
+        Limiters { by_scope, config, clock, origin_ms: AtomicI64::new(i64::MIN), advanced_ms: AtomicI64::new(0) }
     }
 
-    /// The first scope whose quota this event exceeds.
-    pub fn check(&self, keys: &EntityKeys) -> Option<EntityKind> {
+    /// Move the limiters' clock forward to `now_ms`; it never goes back, so an
+    /// out-of-order event is counted at the newest time seen.
+    fn advance_to(&self, now_ms: i64) {
+        let origin = match self.origin_ms.compare_exchange(i64::MIN, now_ms, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => now_ms,
+            Err(o) => o,
+        };
+        let target = now_ms.saturating_sub(origin);
+        // Threads racing here each add the step they won, so the clock ends at the largest target.
+        let previous = self.advanced_ms.fetch_max(target, Ordering::Relaxed);
+        if target > previous {
+            self.clock.advance(Duration::from_millis((target - previous) as u64));
+        }
+    }
+
+    /// The first scope whose quota this event, at `now_ms`, exceeds.
+    pub fn check(&self, keys: &EntityKeys, now_ms: i64) -> Option<EntityKind> {
+        if self.by_scope.is_empty() {
+            return None;
+        }
+        self.advance_to(now_ms);
         let mut over = None;
         for (kind, limiter) in &self.by_scope {
             if let Some(h) = keys.get(*kind) {
@@ -89,10 +124,13 @@ mod tests {
         let ev = |c: &str| haechi_features::Event::parse(format!(r#"{{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"failure","customer_id":"{c}"}}"#).as_bytes(), 4096).unwrap();
         let a = EntityKeys::of(&ev("a"), seed);
         let b = EntityKeys::of(&ev("b"), seed);
+        let t = 1_800_000_000_000;
         for _ in 0..3 {
-            assert_eq!(l.check(&a), None);
+            assert_eq!(l.check(&a, t), None);
         }
-        assert_eq!(l.check(&a), Some(EntityKind::Customer));
-        assert_eq!(l.check(&b), None, "another customer has their own quota");
+        assert_eq!(l.check(&a, t), Some(EntityKind::Customer));
+        assert_eq!(l.check(&b, t), None, "another customer has their own quota");
+        // A minute of event time later the quota is back: the clock is the caller's, not the wall's.
+        assert_eq!(l.check(&a, t + 60_000), None);
     }
 }

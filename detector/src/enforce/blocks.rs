@@ -1,9 +1,11 @@
-//! The block list: entities refused until a time, set by rules, rate limits
-//! or analysts, lifted by analysts, kept across restarts.
+//! The block list: entities refused (or challenged) until a time, set by
+//! rules, rate limits or analysts, lifted by analysts, kept across restarts.
 //!
 //! Blocks are looked up by the keyed entity hash the pipeline computed for the
-//! event, so a check costs a map probe per entity and no allocation. TTLs are
-//! wall-clock: a block is enforced live, whatever the events' own times.
+//! event, so a check costs a map probe per entity and no allocation. Every
+//! call takes "now" from the caller: the service passes the wall clock (a
+//! block is enforced live, whatever the events' own times), a replay passes
+//! event time, so that a backtest blocks exactly what the service would.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,6 +16,18 @@ use dashmap::DashMap;
 use haechi_features::{EntityKeys, EntityKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+/// What an entry does to events that name its entity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockAction {
+    /// Ask for step-up authentication on every event (a per-session challenge
+    /// set by the blast-radius guard instead of a block on a shared address).
+    Challenge,
+    /// Refuse.
+    #[default]
+    Block,
+}
 
 /// One block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,13 +43,60 @@ pub struct Block {
     pub expires_at_ms: i64,
     /// How many times this entity has been blocked automatically (repeat offenders wait longer).
     pub offense: u32,
+    /// Refuse, or challenge.
+    #[serde(default)]
+    pub action: BlockAction,
+    /// Returning customers the entity carried when the block was set (shared
+    /// scopes only): how many honest people the block may touch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<u32>,
+}
+
+/// What a decision shows of the entry that refused or challenged it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockedBy {
+    pub scope: EntityKind,
+    pub key: String,
+    pub action: BlockAction,
+    pub reason: String,
+    pub set_by: String,
+    pub expires_at: String,
+}
+
+impl From<&Block> for BlockedBy {
+    fn from(b: &Block) -> Self {
+        BlockedBy {
+            scope: b.scope,
+            key: b.key.clone(),
+            action: b.action,
+            reason: b.reason.clone(),
+            set_by: b.set_by.clone(),
+            expires_at: haechi_features::format_rfc3339_ms(b.expires_at_ms),
+        }
+    }
+}
+
+impl Block {
+    /// Set by an analyst: wins over everything, allowlists included.
+    pub fn is_manual(&self) -> bool {
+        self.set_by.starts_with("analyst:")
+    }
+}
+
+/// An offense count as the state file keeps it; files written before the
+/// last-offense time was kept have no time and count as offending at load.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum OffenseRecord {
+    Timed(EntityKind, u64, u32, i64),
+    Untimed(EntityKind, u64, u32),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     blocks: Vec<Block>,
-    offenses: Vec<(EntityKind, u64, u32)>,
+    offenses: Vec<OffenseRecord>,
 }
 
 /// Settings of the block list.
@@ -52,11 +113,15 @@ pub struct BlockConfig {
     pub repeat_multiplier: u32,
     #[serde(with = "humantime_serde")]
     pub max_ttl: Duration,
+    /// The blast-radius guard: a shared scope (ip, subnet, device, account)
+    /// that carried more returning customers than this in the long window is
+    /// never blocked; its sessions are challenged one by one instead.
+    pub blast_radius_limit: u32,
 }
 
 impl Default for BlockConfig {
     fn default() -> Self {
-        BlockConfig { state_file: None, max_new_per_minute: 600, repeat_multiplier: 2, max_ttl: Duration::from_secs(7 * 86_400) }
+        BlockConfig { state_file: None, max_new_per_minute: 600, repeat_multiplier: 2, max_ttl: Duration::from_secs(7 * 86_400), blast_radius_limit: 8 }
     }
 }
 
@@ -73,12 +138,14 @@ pub enum Refused {
 pub struct BlockList {
     config: BlockConfig,
     entries: DashMap<(EntityKind, u64), Block>,
-    offenses: DashMap<(EntityKind, u64), u32>,
+    /// Automatic blocks per entity, and when the last one was set.
+    offenses: DashMap<(EntityKind, u64), (u32, i64)>,
     minute: AtomicI64,
     set_this_minute: AtomicU64,
     dirty: Arc<Notify>,
 }
 
+/// Wall-clock time, ms since the epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -90,6 +157,14 @@ impl BlockList {
     /// When the state file exists but cannot be read or parsed: better to stop
     /// than to start with every block silently lifted.
     pub fn open(config: BlockConfig) -> Result<BlockList, String> {
+        Self::open_at(config, now_ms())
+    }
+
+    /// Like [`BlockList::open`], dropping entries already expired at `now`.
+    ///
+    /// # Errors
+    /// See [`BlockList::open`].
+    pub fn open_at(config: BlockConfig, now: i64) -> Result<BlockList, String> {
         let list = BlockList {
             entries: DashMap::new(),
             offenses: DashMap::new(),
@@ -102,12 +177,15 @@ impl BlockList {
             match std::fs::read_to_string(path) {
                 Ok(text) => {
                     let state: StateFile = serde_json::from_str(&text).map_err(|e| format!("block state {}: {e}", path.display()))?;
-                    let now = now_ms();
                     for b in state.blocks.into_iter().filter(|b| b.expires_at_ms > now) {
                         list.entries.insert((b.scope, b.hash), b);
                     }
-                    for (k, h, n) in state.offenses {
-                        list.offenses.insert((k, h), n);
+                    for o in state.offenses {
+                        let (k, h, n, at) = match o {
+                            OffenseRecord::Timed(k, h, n, at) => (k, h, n, at),
+                            OffenseRecord::Untimed(k, h, n) => (k, h, n, now),
+                        };
+                        list.offenses.insert((k, h), (n, at));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -117,18 +195,22 @@ impl BlockList {
         Ok(list)
     }
 
-    /// The first block in force on any entity the event names.
-    pub fn check(&self, keys: &EntityKeys) -> Option<Block> {
-        let now = now_ms();
+    /// The strongest entry in force on any entity the event names: an
+    /// analyst's block first, then any block, then a challenge.
+    pub fn check(&self, keys: &EntityKeys, now: i64) -> Option<Block> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mut best: Option<Block> = None;
         for kind in EntityKind::ALL {
             let Some(h) = keys.get(kind) else { continue };
             if let Some(b) = self.entries.get(&(kind, h)) {
-                if b.expires_at_ms > now {
-                    return Some(b.clone());
+                if b.expires_at_ms > now && best.as_ref().is_none_or(|cur| rank(&b) > rank(cur)) {
+                    best = Some(b.clone());
                 }
             }
         }
-        None
+        best
     }
 
     /// Set an automatic block (rule or rate limit), subject to the breaker and
@@ -136,9 +218,20 @@ impl BlockList {
     ///
     /// # Errors
     /// [`Refused`] when nothing was set.
-    pub fn set_automatic(&self, scope: EntityKind, hash: u64, key: String, base_ttl: Duration, reason: String, set_by: String) -> Result<Block, Refused> {
-        let now = now_ms();
-        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_automatic(
+        &self,
+        scope: EntityKind,
+        hash: u64,
+        key: String,
+        base_ttl: Duration,
+        reason: String,
+        set_by: String,
+        action: BlockAction,
+        now: i64,
+        blast_radius: Option<u32>,
+    ) -> Result<Block, Refused> {
+        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now && b.action >= action) {
             return Err(Refused::AlreadyBlocked);
         }
         let minute = now / 60_000;
@@ -149,13 +242,14 @@ impl BlockList {
             return Err(Refused::CircuitOpen);
         }
         let offense = {
-            let mut o = self.offenses.entry((scope, hash)).or_insert(0);
-            *o += 1;
-            *o
+            let mut o = self.offenses.entry((scope, hash)).or_insert((0, now));
+            o.0 += 1;
+            o.1 = now;
+            o.0
         };
         let factor = u64::from(self.config.repeat_multiplier.max(1)).saturating_pow(offense - 1);
         let ttl = base_ttl.saturating_mul(factor.min(u64::from(u32::MAX)) as u32).min(self.config.max_ttl);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense };
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action, blast_radius };
         self.entries.insert((scope, hash), block.clone());
         self.dirty.notify_one();
         Ok(block)
@@ -164,8 +258,8 @@ impl BlockList {
     /// Set a block by hand (an analyst); no breaker, no repeat multiplier.
     pub fn set_manual(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> Block {
         let now = now_ms();
-        let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| *o);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense };
+        let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None };
         self.entries.insert((scope, hash), block.clone());
         self.dirty.notify_one();
         block
@@ -180,23 +274,36 @@ impl BlockList {
         removed
     }
 
-    /// Blocks in force, newest first.
+    /// Blocks in force (wall clock), newest first.
     pub fn list(&self) -> Vec<Block> {
-        let now = now_ms();
+        self.list_at(now_ms())
+    }
+
+    /// Blocks in force at `now`, newest first.
+    pub fn list_at(&self, now: i64) -> Vec<Block> {
         let mut v: Vec<Block> = self.entries.iter().filter(|b| b.expires_at_ms > now).map(|b| b.clone()).collect();
         v.sort_by(|a, b| b.set_at_ms.cmp(&a.set_at_ms).then(a.key.cmp(&b.key)));
         v
     }
 
-    /// Drop expired entries; returns blocks in force by scope.
-    pub fn sweep(&self) -> Vec<(EntityKind, i64)> {
-        let now = now_ms();
+    /// Drop expired entries, and offense counts nobody has earned for as long
+    /// as the longest block lasts; returns blocks in force by scope.
+    pub fn sweep(&self, now: i64) -> Vec<(EntityKind, i64)> {
         let before = self.entries.len();
         self.entries.retain(|_, b| b.expires_at_ms > now);
+        // An offender who has kept quiet for as long as the longest block
+        // starts again from one: the map stays bounded by recent offenders.
+        let quiet_ms = self.config.max_ttl.as_millis() as i64;
+        self.offenses.retain(|_, o| o.1.saturating_add(quiet_ms) > now);
         if self.entries.len() != before {
             self.dirty.notify_one();
         }
         EntityKind::ALL.iter().map(|&k| (k, self.entries.iter().filter(|e| e.key().0 == k).count() as i64)).collect()
+    }
+
+    /// The settings the list runs on.
+    pub fn config(&self) -> &BlockConfig {
+        &self.config
     }
 
     /// Notified whenever the list changes, for the persister.
@@ -212,8 +319,8 @@ impl BlockList {
         let Some(path) = &self.config.state_file else { return Ok(()) };
         let state = StateFile {
             version: 1,
-            blocks: self.list(),
-            offenses: self.offenses.iter().map(|e| (e.key().0, e.key().1, *e.value())).collect(),
+            blocks: self.list_at(i64::MIN),
+            offenses: self.offenses.iter().map(|e| OffenseRecord::Timed(e.key().0, e.key().1, e.value().0, e.value().1)).collect(),
         };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -222,6 +329,10 @@ impl BlockList {
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+fn rank(b: &Block) -> (bool, BlockAction) {
+    (b.is_manual(), b.action)
 }
 
 #[cfg(test)]
@@ -241,27 +352,49 @@ mod tests {
         let cfg = BlockConfig { state_file: Some(dir.path().join("blocks.json")), ..Default::default() };
         let list = BlockList::open(cfg.clone()).unwrap();
         let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.1");
-        assert!(list.check(&keys).is_none());
-        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into()).unwrap();
-        assert_eq!(list.check(&keys).unwrap().set_by, "rule:x");
+        let now = now_ms();
+        assert!(list.check(&keys, now).is_none());
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into(), BlockAction::Block, now, None).unwrap();
+        assert_eq!(list.check(&keys, now).unwrap().set_by, "rule:x");
+        assert!(list.check(&keys, now + 61_000).is_none(), "expired a minute later");
         list.persist().unwrap();
         let again = BlockList::open(cfg).unwrap();
-        assert_eq!(again.check(&keys).unwrap().key, "10.1.1.1");
+        assert_eq!(again.check(&keys, now).unwrap().key, "10.1.1.1");
         assert!(again.lift(EntityKind::Ip, h));
-        assert!(again.check(&keys).is_none());
+        assert!(again.check(&keys, now).is_none());
     }
 
     #[test]
     fn repeat_offenders_wait_longer_and_the_breaker_trips() {
         let list = BlockList::open(BlockConfig { max_new_per_minute: 3, ..Default::default() }).unwrap();
-        let a = list.set_automatic(EntityKind::Device, 1, "d".into(), Duration::from_secs(60), "r".into(), "rule:x".into()).unwrap();
+        let now = 1_800_000_000_000;
+        let set = |h: u64, by: &str| list.set_automatic(EntityKind::Device, h, "d".into(), Duration::from_secs(60), "r".into(), by.into(), BlockAction::Block, now, None);
+        let a = set(1, "rule:x").unwrap();
         list.lift(EntityKind::Device, 1);
-        let b = list.set_automatic(EntityKind::Device, 1, "d".into(), Duration::from_secs(60), "r".into(), "rule:x".into()).unwrap();
+        let b = set(1, "rule:x").unwrap();
         assert_eq!((a.offense, b.offense), (1, 2));
         assert_eq!(b.expires_at_ms - b.set_at_ms, 120_000);
-        assert_eq!(list.set_automatic(EntityKind::Device, 1, "d".into(), Duration::from_secs(60), "r".into(), "x".into()), Err(Refused::AlreadyBlocked));
-        list.set_automatic(EntityKind::Device, 2, "e".into(), Duration::from_secs(60), "r".into(), "x".into()).unwrap();
-        assert_eq!(list.set_automatic(EntityKind::Device, 3, "f".into(), Duration::from_secs(60), "r".into(), "x".into()), Err(Refused::CircuitOpen));
+        assert_eq!(set(1, "x"), Err(Refused::AlreadyBlocked));
+        set(2, "x").unwrap();
+        assert_eq!(set(3, "x"), Err(Refused::CircuitOpen));
+        // Offense counts outlive the block, so a repeat waits longer...
+        list.sweep(now + 3_600_000);
+        assert_eq!(list.offenses.len(), 2);
+        // ...until the offender has been quiet for the longest block.
+        list.sweep(now + 8 * 86_400_000);
+        assert!(list.offenses.is_empty());
+    }
+
+    #[test]
+    fn an_analyst_block_outranks_a_challenge() {
+        let list = BlockList::open(BlockConfig::default()).unwrap();
+        let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.2");
+        let now = now_ms();
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "r".into(), "guard".into(), BlockAction::Challenge, now, Some(40)).unwrap();
+        assert_eq!(list.check(&keys, now).unwrap().action, BlockAction::Challenge);
+        list.set_manual(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "seen".into(), "analyst:kim".into());
+        let b = list.check(&keys, now).unwrap();
+        assert!(b.is_manual() && b.action == BlockAction::Block);
     }
 
     #[test]

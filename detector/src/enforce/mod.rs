@@ -1,0 +1,344 @@
+//! Enforcement: the block list, the rate limiters and the blast-radius guard,
+//! applied to every decision inside the pipeline.
+//!
+//! They live here, not in the HTTP service, so that replay, eval and backtest
+//! run the production path: a block set by event N changes the decision for
+//! event N+1 in a replay exactly as in the service. The only difference is the
+//! clock: the service enforces TTLs and quotas on the wall clock, a replay on
+//! event time (see [`EnforcementClock`]).
+//!
+//! Order, as DESIGN.md has it: an analyst's block wins over everything;
+//! then allowlists; then blocks in force, rate limits and the findings'
+//! strongest action. Before a new block on a shared scope (ip, subnet,
+//! device, account) is set, the guard counts the returning customers the
+//! scope carried in the long window; above the limit the block becomes a
+//! per-session challenge, with the reason given.
+
+mod blocks;
+mod limits;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, Severity, DISTINCT_COLUMNS, KIND_COUNT};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, Refused};
+pub use limits::{LimitConfig, Limiters, OverLimit};
+
+use crate::decision::{BlockRequest, Decision, Reason, Verdict};
+
+/// Which clock block TTLs and rate quotas run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementClock {
+    /// Event time: replays and backtests (deterministic, the same at any speed).
+    #[default]
+    Event,
+    /// The wall clock: the live service.
+    Wall,
+}
+
+/// What enforcement did to one decision, for metrics and the caller's answer.
+#[derive(Debug, Default)]
+pub struct Enforced {
+    /// The entry in force that refused or challenged the event.
+    pub blocked_by: Option<Block>,
+    /// The scope whose rate quota the event exceeded.
+    pub rate_limited: Option<EntityKind>,
+    /// New entries set by this event: scope, who asked, and the outcome.
+    pub set: SmallVec<[(EntityKind, SetBy, Result<(), Refused>); 2]>,
+    /// Block requests the guard turned into per-session challenges.
+    pub guarded: u32,
+}
+
+/// Who asked for a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetBy {
+    Rule,
+    RateLimit,
+    Guard,
+}
+
+impl SetBy {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetBy::Rule => "rule",
+            SetBy::RateLimit => "rate_limit",
+            SetBy::Guard => "blast_radius",
+        }
+    }
+}
+
+/// Scopes that many honest people can share: blocking one has a blast radius.
+pub const SHARED_SCOPES: [EntityKind; 4] = [EntityKind::Ip, EntityKind::Subnet, EntityKind::Device, EntityKind::Account];
+
+/// The block list, limiters and guard, with their names resolved once.
+pub struct Enforcer {
+    blocks: Arc<BlockList>,
+    limits: Limiters,
+    clock: EnforcementClock,
+    /// Per kind: the slot of `<kind>.distinct_returning_<long window>`, for shared scopes.
+    carried_slot: [Option<usize>; KIND_COUNT],
+    blast_radius_limit: f32,
+    names: Names,
+}
+
+struct Names {
+    blocklist: Arc<str>,
+    rate_limit: Arc<str>,
+    blast_radius: Arc<str>,
+}
+
+impl Enforcer {
+    /// Build from the block list (already opened), the limiter settings and the catalog.
+    pub fn new(blocks: Arc<BlockList>, limits: LimitConfig, clock: EnforcementClock, catalog: &FeatureCatalog) -> Enforcer {
+        let mut carried_slot = [None; KIND_COUNT];
+        for kind in SHARED_SCOPES {
+            let layout = catalog.layout(kind);
+            if let Some(r) = haechi_features::relations(kind).iter().position(|r| *r == Relation::Returning) {
+                // Column 2 is the long window.
+                carried_slot[kind.index()] = Some(layout.distinct + DISTINCT_COLUMNS * r + 2);
+            }
+        }
+        let blast_radius_limit = blocks.config().blast_radius_limit as f32;
+        Enforcer {
+            blocks,
+            limits: Limiters::new(limits),
+            clock,
+            carried_slot,
+            blast_radius_limit,
+            names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
+        }
+    }
+
+    /// The block list.
+    pub fn blocks(&self) -> &Arc<BlockList> {
+        &self.blocks
+    }
+
+    /// The rate limiters.
+    pub fn limits(&self) -> &Limiters {
+        &self.limits
+    }
+
+    /// "Now" for an event, on the configured clock.
+    pub fn now(&self, event: &Event) -> i64 {
+        match self.clock {
+            EnforcementClock::Event => event.ts_ms,
+            EnforcementClock::Wall => now_ms(),
+        }
+    }
+
+    /// Returning customers a shared scope carried in the long window, read
+    /// from the event's features; `None` for scopes that are not shared.
+    pub fn blast_radius(&self, scope: EntityKind, features: &[f32]) -> Option<f32> {
+        self.carried_slot[scope.index()].map(|s| features[s])
+    }
+
+    /// Apply blocks in force, rate limits and the guard to `d`, and set the
+    /// blocks it asks for.
+    pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
+        let now = self.now(event);
+        let mut out = Enforced::default();
+        if let Some(b) = self.blocks.check(keys, now) {
+            // An analyst's block wins even over an allowlist; anything else
+            // in force yields to it.
+            if b.is_manual() || !d.allowlisted {
+                let severity = if b.action == BlockAction::Block { Severity::High } else { Severity::Medium };
+                d.reasons.insert(0, Reason::new(self.names.blocklist.clone(), Arc::from(b.scope.as_str()), severity));
+                match b.action {
+                    BlockAction::Block => {
+                        d.verdict = Verdict::Block;
+                        d.allowlisted = false;
+                        d.blocks.clear();
+                        d.blocked_by = Some(BlockedBy::from(&b));
+                        out.blocked_by = Some(b);
+                        return out;
+                    }
+                    BlockAction::Challenge => d.verdict = d.verdict.max(Verdict::Challenge),
+                }
+                d.blocked_by = Some(BlockedBy::from(&b));
+                out.blocked_by = Some(b);
+            }
+        }
+        if d.allowlisted {
+            return out;
+        }
+        if let Some(scope) = self.limits.check(keys, now) {
+            out.rate_limited = Some(scope);
+            d.reasons.push(Reason::new(self.names.rate_limit.clone(), Arc::from(scope.as_str()), Severity::Medium));
+            match self.limits.config.over_limit {
+                OverLimit::Challenge => d.verdict = d.verdict.max(Verdict::Challenge),
+                OverLimit::Block => {
+                    d.verdict = Verdict::Block;
+                    d.blocks.push(BlockRequest { scope: Some(scope), ttl_s: self.limits.config.block_ttl_s, rate_limit: true });
+                }
+            }
+        }
+        if d.blocks.is_empty() {
+            return out;
+        }
+        let requests = std::mem::take(&mut d.blocks);
+        let mut still_blocks = false;
+        // Who asked for the block: formatted only when there is one to record.
+        let first_rule = d.reasons.iter().find(|r| !Arc::ptr_eq(&r.detector, &self.names.rate_limit) && !Arc::ptr_eq(&r.detector, &self.names.blocklist)).map(|r| format!("{}:{}", r.detector, r.id));
+        for req in &requests {
+            let Some(scope) = req.scope else {
+                still_blocks = true;
+                continue;
+            };
+            let set_by_text = if req.rate_limit { format!("rate_limit:{scope}") } else { first_rule.clone().unwrap_or_else(|| format!("rule:{scope}")) };
+            let carried = self.blast_radius(scope, features);
+            if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit) {
+                out.guarded += 1;
+                let detail = format!(
+                    "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): challenged per session instead of blocked",
+                    self.blast_radius_limit
+                );
+                d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(detail.clone()));
+                if let (Some(hash), Some(session)) = (keys.get(EntityKind::Session), event.session_id.as_deref()) {
+                    let r = self.blocks.set_automatic(
+                        EntityKind::Session,
+                        hash,
+                        session.to_owned(),
+                        Duration::from_secs(u64::from(req.ttl_s)),
+                        format!("event {}: {detail}", event.event_id),
+                        format!("blast_radius:{set_by_text}"),
+                        BlockAction::Challenge,
+                        now,
+                        Some(carried as u32),
+                    );
+                    out.set.push((EntityKind::Session, SetBy::Guard, r.map(|_| ())));
+                }
+                continue;
+            }
+            still_blocks = true;
+            let (Some(hash), Some(key)) = (keys.get(scope), entity_text(event, scope)) else { continue };
+            let by = if req.rate_limit { SetBy::RateLimit } else { SetBy::Rule };
+            let r = self.blocks.set_automatic(
+                scope,
+                hash,
+                key,
+                Duration::from_secs(u64::from(req.ttl_s)),
+                format!("event {}", event.event_id),
+                set_by_text,
+                BlockAction::Block,
+                now,
+                carried.map(|c| c as u32),
+            );
+            out.set.push((scope, by, r.map(|_| ())));
+        }
+        d.blocks = requests;
+        if !still_blocks && d.verdict == Verdict::Block && out.blocked_by.as_ref().is_none_or(|b| b.action != BlockAction::Block) {
+            d.verdict = Verdict::Challenge;
+        }
+        out
+    }
+
+    /// Drop expired blocks and idle limiter keys; returns blocks in force by scope.
+    pub fn sweep(&self, now: i64) -> Vec<(EntityKind, i64)> {
+        self.limits.sweep();
+        self.blocks.sweep(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Pipeline};
+
+    fn line(i: usize, ts: &str, step: &str, result: &str, customer: &str, ip: &str, session: &str, doc: Option<&str>) -> Vec<u8> {
+        let doc = doc.map_or(String::new(), |d| format!(r#","id_doc_hash":"{d}""#));
+        format!(
+            r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"{customer}","ip":"{ip}","session_id":"{session}","device_id":"dev-{customer}"{doc}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// A rule pack with one blocking rule on the address, so the guard is what decides.
+    fn pipeline() -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("r.yaml");
+        std::fs::write(
+            &rules,
+            r#"
+rules:
+  - id: many_new_identities_on_one_address
+    description: test
+    severity: high
+    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0
+    action: block
+    scope: ip
+    ttl: 1h
+"#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.rules.path = Some(rules);
+        config.model.enabled = false;
+        let p = Pipeline::new(config).unwrap();
+        std::mem::forget(dir);
+        p
+    }
+
+    fn run(p: &Pipeline, lines: &[Vec<u8>]) -> Vec<Decision> {
+        let mut scratch = p.scratch();
+        lines.iter().map(|l| p.process(&p.parse(l).unwrap(), &mut scratch).unwrap().decision).collect()
+    }
+
+    #[test]
+    fn a_nat_exit_carrying_hundreds_of_returning_customers_is_challenged_per_session_never_blocked() {
+        let p = pipeline();
+        let nat = "223.38.14.9";
+        let mut lines = Vec::new();
+        // Three hundred existing customers log in through the exit.
+        for c in 0..300 {
+            lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
+        }
+        // Then three people onboard through it: the rule fires on the address.
+        for k in 0..3 {
+            lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
+        }
+        let d = run(&p, &lines);
+        let last = d.last().unwrap();
+        assert_eq!(last.verdict, Verdict::Challenge, "{last:?}");
+        let guard = last.reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard gives its reason");
+        // Past 16 members a distinct count is a sketch that tops out near 266: plenty for a limit of 8.
+        assert!(guard.detail.as_deref().unwrap().contains("returning customers"), "{guard:?}");
+        // The address itself was never listed; the session was, as a challenge.
+        let listed = p.enforcer().blocks().list_at(0);
+        assert!(listed.iter().all(|b| b.scope != EntityKind::Ip), "{listed:?}");
+        assert!(listed.iter().any(|b| b.scope == EntityKind::Session && b.action == BlockAction::Challenge && b.blast_radius.unwrap() > 200));
+        // The next honest customer through the exit is allowed.
+        let next = run(&p, &[line(2000, "2026-11-02T10:06:00+09:00", "login", "success", "r7", nat, "s-later", None)]);
+        assert_eq!(next[0].verdict, Verdict::Allow);
+        // The challenged session stays challenged.
+        let again = run(&p, &[line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None)]);
+        assert_eq!(again[0].verdict, Verdict::Challenge);
+        assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
+    }
+
+    #[test]
+    fn a_proxy_onboarding_fresh_identities_is_blocked_and_the_block_holds_for_the_next_event() {
+        let p = pipeline();
+        let proxy = "45.9.9.9";
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|k| line(k, "2026-11-02T03:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
+            .collect();
+        let d = run(&p, &lines);
+        assert_eq!(d[2].verdict, Verdict::Block);
+        assert!(d[2].reasons.iter().all(|r| &*r.detector != "blast_radius"));
+        let b = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Ip).expect("the proxy is listed");
+        assert_eq!((b.key.as_str(), b.blast_radius), (proxy, Some(0)));
+        // Event N+1, even a harmless one, meets the block: replay enforces as the service does.
+        let next = run(&p, &[line(10, "2026-11-02T03:01:00+09:00", "login", "success", "someone", proxy, "s9", None)]);
+        assert_eq!(next[0].verdict, Verdict::Block);
+        assert_eq!(next[0].blocked_by.as_ref().unwrap().key, proxy);
+        // An hour of event time later the block has expired.
+        let later = run(&p, &[line(11, "2026-11-02T04:01:00+09:00", "login", "success", "someone", proxy, "s10", None)]);
+        assert!(later[0].blocked_by.is_none());
+    }
+}

@@ -1,0 +1,270 @@
+//! Population baselines, learned online in event time: how long each step
+//! usually takes, and at which hours this population is usually active.
+//!
+//! Rules compare an event against these ("below the 1st percentile of this
+//! step's durations") instead of constants that describe one world of traffic:
+//! a bank whose ID-authenticity check answers in 400 ms and one whose check
+//! takes 8 s get the same rule. Durations go into HDR histograms (the
+//! `hdrhistogram` crate); each step keeps two epochs, the current and the one
+//! before, so a baseline follows the traffic when the bank's pipeline changes
+//! but never forgets everything at once.
+
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+
+use crate::event::Step;
+
+/// Samples a step needs before its duration ranks mean anything. Until then
+/// every rank reads 0.5 ("typical"), so no rule fires on an empty baseline.
+pub const MIN_BASELINE_SAMPLES: u64 = 300;
+/// Samples per epoch: after this many, the current epoch becomes the previous one.
+const EPOCH_SAMPLES: u64 = 50_000;
+/// Rebuild a step's rank table after this many new samples.
+const REFRESH_EVERY: u64 = 128;
+/// Ranks the table holds the durations at; a rank between two points is interpolated.
+const RANKS: [f64; 17] = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.99, 1.0];
+/// Durations above an hour are clamped: nobody types a code for longer.
+const MAX_DURATION_MS: u64 = 3_600_000;
+/// Hour-of-day baseline: events per epoch before rotation.
+const HOUR_EPOCH_EVENTS: u64 = 200_000;
+/// Events before the hour baseline speaks; until then every hour reads 1.0 (average).
+pub const MIN_HOUR_SAMPLES: u64 = 2_000;
+
+struct StepBaseline {
+    current: Histogram<u32>,
+    previous: Histogram<u32>,
+    since_refresh: u64,
+    /// Duration (ms) at each of [`RANKS`]; valid once `ready`.
+    table: [f64; RANKS.len()],
+    ready: bool,
+}
+
+impl StepBaseline {
+    fn new() -> StepBaseline {
+        let h = || Histogram::new_with_bounds(1, MAX_DURATION_MS, 2).expect("static bounds are valid");
+        StepBaseline { current: h(), previous: h(), since_refresh: 0, table: [0.0; RANKS.len()], ready: false }
+    }
+
+    fn record(&mut self, ms: u64) {
+        let ms = ms.clamp(1, MAX_DURATION_MS);
+        // Within the bounds the histogram was built with, recording cannot fail.
+        let _ = self.current.record(ms);
+        if self.current.len() >= EPOCH_SAMPLES {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.reset();
+        }
+        self.since_refresh += 1;
+        if self.since_refresh >= REFRESH_EVERY || (!self.ready && self.samples() >= MIN_BASELINE_SAMPLES) {
+            self.refresh();
+        }
+    }
+
+    fn samples(&self) -> u64 {
+        self.current.len() + self.previous.len()
+    }
+
+    fn refresh(&mut self) {
+        self.since_refresh = 0;
+        if self.samples() < MIN_BASELINE_SAMPLES {
+            return;
+        }
+        let mut both = self.current.clone();
+        // Same bounds and precision: adding cannot fail.
+        let _ = both.add(&self.previous);
+        // Compare bucket floors on both sides, so a duration equal to the
+        // population's ranks with it rather than below it.
+        for (slot, q) in self.table.iter_mut().zip(RANKS) {
+            *slot = both.lowest_equivalent(both.value_at_quantile(q)) as f64;
+        }
+        self.ready = true;
+    }
+
+    /// The share of this step's recent durations at or below `ms`,
+    /// interpolated between the table's points.
+    fn rank(&self, ms: u64) -> f32 {
+        if !self.ready {
+            return 0.5;
+        }
+        let x = self.current.lowest_equivalent(ms.clamp(1, MAX_DURATION_MS)) as f64;
+        // The last table point at or below x; ties rank with the population.
+        let Some(i) = self.table.iter().rposition(|&v| v <= x) else { return 0.0 };
+        if i + 1 == RANKS.len() {
+            return 1.0;
+        }
+        let (lo, hi) = (self.table[i], self.table[i + 1]);
+        let f = if hi > lo { (x - lo) / (hi - lo) } else { 0.0 };
+        (RANKS[i] + f * (RANKS[i + 1] - RANKS[i])) as f32
+    }
+}
+
+struct HourBaseline {
+    current: [u64; 24],
+    previous: [u64; 24],
+    current_n: u64,
+}
+
+impl HourBaseline {
+    fn record(&mut self, hour: u8) {
+        self.current[usize::from(hour) % 24] += 1;
+        self.current_n += 1;
+        if self.current_n >= HOUR_EPOCH_EVENTS {
+            self.previous = self.current;
+            self.current = [0; 24];
+            self.current_n = 0;
+        }
+    }
+
+    /// This hour's share of events, times 24: 1.0 is an average hour, 0.1 a
+    /// hour this population rarely uses.
+    fn activity(&self, hour: u8) -> f32 {
+        let h = usize::from(hour) % 24;
+        let total: u64 = self.current_n + self.previous.iter().sum::<u64>();
+        if total < MIN_HOUR_SAMPLES {
+            return 1.0;
+        }
+        ((self.current[h] + self.previous[h]) as f64 * 24.0 / total as f64) as f32
+    }
+}
+
+/// What the baselines say about one event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineReading {
+    /// Share of this step's recent durations at or below the event's (0.5 without a duration or a baseline).
+    pub duration_rank: f32,
+    /// Samples behind the step's baseline.
+    pub samples: u64,
+    /// The event's local hour's share of population activity, times 24.
+    pub hour_activity: f32,
+}
+
+/// Population baselines over every event the store has seen.
+///
+/// One lock per step and one for the hours: an event takes each briefly, one
+/// at a time, never two at once.
+pub struct Baselines {
+    steps: Vec<Mutex<StepBaseline>>,
+    hours: Mutex<HourBaseline>,
+}
+
+impl Default for Baselines {
+    fn default() -> Self {
+        Baselines {
+            steps: Step::ALL.iter().map(|_| Mutex::new(StepBaseline::new())).collect(),
+            hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0 }),
+        }
+    }
+}
+
+impl Baselines {
+    /// Read where the event stands against the population as it was before
+    /// it, then learn from it (unless `learn` is false: a late event).
+    pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
+        let (duration_rank, samples) = {
+            let mut s = self.steps[step as usize].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let rank = duration_ms.map_or(0.5, |d| s.rank(d));
+            let n = s.samples();
+            if learn {
+                if let Some(d) = duration_ms {
+                    s.record(d);
+                }
+            }
+            (rank, n)
+        };
+        let hour_activity = {
+            let mut h = self.hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let a = h.activity(hour);
+            if learn {
+                h.record(hour);
+            }
+            a
+        };
+        BaselineReading { duration_rank, samples, hour_activity }
+    }
+
+    /// Durations (ms) of one step at the given quantiles, for the entity API
+    /// and reports; `None` before the baseline has enough samples.
+    pub fn step_quantiles(&self, step: Step, quantiles: &[f64]) -> Option<Vec<u64>> {
+        let s = self.steps[step as usize].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.samples() < MIN_BASELINE_SAMPLES {
+            return None;
+        }
+        let mut both = s.current.clone();
+        let _ = both.add(&s.previous);
+        Some(quantiles.iter().map(|&q| both.value_at_quantile(q)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn ranks_follow_the_population_not_a_constant() {
+        // Two worlds: one whose step takes ~10 s, one whose step takes ~400 ms.
+        for median in [10_000.0f64, 400.0] {
+            let b = Baselines::default();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            for _ in 0..5_000 {
+                // Log-normal-ish: median × e^(0.5 z), z roughly normal.
+                let z: f64 = (0..6).map(|_| rng.gen_range(-1.0..1.0)).sum::<f64>() / 1.41;
+                b.observe(Step::IdAuthenticity, Some((median * (0.5 * z).exp()) as u64), 10, true);
+            }
+            let at = |ms: f64| b.observe(Step::IdAuthenticity, Some(ms as u64), 10, false).duration_rank;
+            let r_median = at(median);
+            assert!((0.4..0.6).contains(&r_median), "median ranks {r_median}");
+            assert!(at(median * 0.2) < 0.01, "a fifth of the median is rare in this world");
+            assert!(at(median * 3.0) > 0.95);
+            // What is fast in one world is normal in the other: 400 ms.
+            let r400 = at(400.0);
+            if median > 1000.0 {
+                assert!(r400 < 0.001, "400 ms in a 10 s world ranks {r400}");
+            } else {
+                assert!(r400 > 0.3, "400 ms in a 400 ms world ranks {r400}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_baseline_reads_typical() {
+        let b = Baselines::default();
+        for _ in 0..(MIN_BASELINE_SAMPLES - 1) {
+            b.observe(Step::Otp, Some(10_000), 3, true);
+        }
+        let r = b.observe(Step::Otp, Some(1), 3, false);
+        assert_eq!(r.duration_rank, 0.5, "no rank before the baseline is ready");
+        assert_eq!(r.samples, MIN_BASELINE_SAMPLES - 1);
+        assert_eq!(r.hour_activity, 1.0, "no hour baseline yet either");
+        assert_eq!(b.observe(Step::Otp, None, 3, false).duration_rank, 0.5);
+    }
+
+    #[test]
+    fn hour_activity_finds_the_quiet_hours_of_this_population() {
+        let b = Baselines::default();
+        for i in 0..10_000u32 {
+            // A daytime population: 9..18 mostly, a trickle at 2 am.
+            let hour = if i % 500 == 0 { 2 } else { 9 + (i % 9) as u8 };
+            b.observe(Step::Login, None, hour, true);
+        }
+        let day = b.observe(Step::Login, None, 11, false).hour_activity;
+        let night = b.observe(Step::Login, None, 2, false).hour_activity;
+        assert!(day > 2.0, "{day}");
+        assert!(night < 0.1, "{night}");
+    }
+
+    #[test]
+    fn epochs_rotate_so_the_baseline_follows_change() {
+        let b = Baselines::default();
+        for _ in 0..EPOCH_SAMPLES {
+            b.observe(Step::FaceMatch, Some(10_000), 10, true);
+        }
+        // The pipeline changes: the step now takes 1 s. After two epochs the old world is gone.
+        for _ in 0..(2 * EPOCH_SAMPLES) {
+            b.observe(Step::FaceMatch, Some(1_000), 10, true);
+        }
+        let r = b.observe(Step::FaceMatch, Some(1_000), 10, false).duration_rank;
+        assert!(r > 0.3, "1 s is typical now, ranks {r}");
+        assert_eq!(b.step_quantiles(Step::FaceMatch, &[0.5]).unwrap()[0] / 10, 100);
+    }
+}
