@@ -175,6 +175,7 @@ mod tests {
             score: 0.75,
             entity: Some(EntityKind::Ip),
             evidence: vec![Evidence { slot: 0, value: 3.0, weight: None }],
+            note: None,
         }
     }
 

@@ -1,22 +1,23 @@
 //! `haechi rules backtest`: replay a stream in event time against a rule set
 //! (and a baseline), and report what each rule would have done.
 //!
-//! Both sets read the same feature vectors from one store, exactly as the
-//! service computes them, so a backtest is the production path and not an
-//! imitation of it. Every rule is measured on its own, whatever its mode.
+//! Each set runs in a whole [`Pipeline`] (features, built-in detectors, model,
+//! block list, rate limits, blast-radius guard), so the set's summary is what
+//! production would have decided, not an imitation of it. Every rule is also
+//! measured on its own, whatever its mode, from the findings it produced.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::BufRead;
 
 use haechi_alerting::alert_id;
 use haechi_datasets::{Attack, Label};
-use haechi_features::{entity_text, Action, FeatureConfig, FeatureStore, Mode};
-use haechi_rules::RuleSet;
+use haechi_features::{entity_text, Action, Mode};
 use serde::Serialize;
 
-use crate::decision::{decide, Verdict};
+use crate::decision::Verdict;
 use crate::error::DetectorError;
 use crate::replay::read_bounded_line;
+use crate::{Config, Pipeline};
 
 /// What one rule did over the stream.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -93,43 +94,44 @@ impl Tally {
     }
 }
 
-/// Run the backtest.
+/// Run the backtest: `config` with its rules (the new set), and, if given,
+/// the same configuration with `baseline` rules.
 ///
 /// # Errors
-/// When the input cannot be read.
-pub fn backtest(
-    rules: &RuleSet,
-    baseline: Option<&RuleSet>,
-    features: &FeatureConfig,
-    fold_window_ms: i64,
-    input: &mut dyn BufRead,
-    labels: Option<&[Label]>,
-    max_event_bytes: usize,
-) -> Result<BacktestReport, DetectorError> {
-    let store = FeatureStore::new(features)?;
-    let mut values = vec![0.0; store.catalog().len()];
+/// When a rule set does not load or the input cannot be read.
+pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut dyn BufRead, labels: Option<&[Label]>) -> Result<BacktestReport, DetectorError> {
+    let fold_window_ms = config.alerts.fold_window.as_millis() as i64;
+    let max_event_bytes = config.pipeline.max_event_bytes;
+    let mut pipelines = vec![Pipeline::new(config.clone())?];
+    if let Some(b) = baseline {
+        let mut c = config.clone();
+        c.rules.path = Some(b.to_path_buf());
+        pipelines.push(Pipeline::new(c)?);
+    }
+    let sets: Vec<std::sync::Arc<haechi_rules::RuleSet>> = pipelines.iter().map(|p| p.rules().current()).collect();
+    let index_of: Vec<HashMap<&str, usize>> = sets.iter().map(|s| s.rules().iter().enumerate().map(|(i, r)| (&*r.id, i)).collect()).collect();
+    let mut scratches: Vec<_> = pipelines.iter().map(Pipeline::scratch).collect();
+    let rules = &*sets[0];
     let label_of: HashMap<&str, &Label> = labels.unwrap_or(&[]).iter().map(|l| (l.event_id.as_str(), l)).collect();
     let mut incidents_by_attack: BTreeMap<Attack, BTreeSet<&str>> = BTreeMap::new();
     for l in labels.unwrap_or(&[]) {
         incidents_by_attack.entry(l.attack).or_default().insert(l.incident.as_str());
     }
-    let sets: Vec<&RuleSet> = std::iter::once(rules).chain(baseline).collect();
     let mut tallies: Vec<Tally> = sets.iter().map(|s| Tally::new(s.rules().len())).collect();
     let mut line = Vec::new();
     let mut events = 0u64;
     let mut benign = 0u64;
     let mut fired = Vec::new();
-    let mut findings = Vec::new();
     while read_bounded_line(input, &mut line, max_event_bytes)?.is_some() {
         let Ok(event) = haechi_features::Event::parse(&line, max_event_bytes) else { continue };
         events += 1;
-        store.observe(&event, &mut values);
         let label = label_of.get(event.event_id.as_str()).copied();
         benign += u64::from(label.is_none());
-        for (set, tally) in sets.iter().zip(tallies.iter_mut()) {
+        for k in 0..pipelines.len() {
+            let Ok(processed) = pipelines[k].process(&event, &mut scratches[k]) else { continue };
+            let (set, tally) = (&sets[k], &mut tallies[k]);
             fired.clear();
-            set.evaluate(&event, &values, |i| fired.push(i));
-            findings.clear();
+            fired.extend(scratches[k].findings.iter().filter(|f| &*f.detector == "rules").filter_map(|f| index_of[k].get(&*f.id).copied()));
             for &i in &fired {
                 let rule = &set.rules()[i];
                 tally.hits[i] += 1;
@@ -147,10 +149,8 @@ pub fn backtest(
                 }
                 let window = event.ts_ms.div_euclid(fold_window_ms) * fold_window_ms;
                 tally.alerts.insert(alert_id("rules", &rule.id, rule.scope, entity.as_deref(), window));
-                findings.push(set.finding(i, &values));
             }
-            let verdict = decide(&event.event_id, &findings).verdict;
-            if verdict != Verdict::Allow {
+            if processed.decision.verdict != Verdict::Allow {
                 tally.flagged += 1;
                 match label {
                     Some(l) => {

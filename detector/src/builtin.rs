@@ -1,9 +1,15 @@
-//! The built-in detector: a failure-streak threshold. It is small on purpose;
-//! it keeps the detector path exercised end to end even with no rules loaded.
+//! The built-in detectors: what holds whatever the rule files say.
+//!
+//! - A failure-streak threshold on the customer or the bank account, small on
+//!   purpose: it keeps the detector path exercised even with no rules loaded.
+//! - The FSC's non-face-to-face rule (비대면 실명확인 가이드라인): an account may
+//!   be opened only after at least two distinct verification methods
+//!   succeeded (a copy of the ID with an authenticity check, the 1-won account
+//!   check, OTP or a security card, face match with liveness, or another).
 
 use std::sync::Arc;
 
-use haechi_features::{Action, Detector, EntityKind, Event, FeatureCatalog, FeatureView, Finding, Mode, Severity};
+use haechi_features::{Action, Detector, EntityKind, Event, FeatureCatalog, FeatureView, Finding, Mode, Severity, Step, METHOD_NAMES};
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the built-in detector.
@@ -18,11 +24,24 @@ pub struct BuiltinConfig {
     pub block_streak: u16,
     /// How long that block lasts, seconds.
     pub block_ttl_s: u32,
+    /// Flag an `account_open` whose session shows fewer than two distinct
+    /// successful verification methods.
+    pub fsc_two_methods: bool,
+    /// What that flag does: `challenge` (step-up: one more method) or `alert`.
+    pub fsc_action: FscAction,
+}
+
+/// What the FSC two-method rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FscAction {
+    Alert,
+    Challenge,
 }
 
 impl Default for BuiltinConfig {
     fn default() -> Self {
-        BuiltinConfig { enabled: true, challenge_streak: 5, block_streak: 10, block_ttl_s: 900 }
+        BuiltinConfig { enabled: true, challenge_streak: 5, block_streak: 10, block_ttl_s: 900, fsc_two_methods: true, fsc_action: FscAction::Challenge }
     }
 }
 
@@ -86,8 +105,118 @@ impl Detector for FailureStreak {
                 score: severity.score(),
                 entity: Some(kind),
                 evidence: vec![f.evidence(slot)],
+                note: None,
             });
             return;
         }
+    }
+}
+
+/// The FSC's rule: an account is opened only after two distinct verification
+/// methods succeeded in the session. Reads `session.methods_ok` and its mask;
+/// the finding names the methods seen.
+pub struct FscTwoMethods {
+    action: Action,
+    count_slot: usize,
+    mask_slot: usize,
+    name: Arc<str>,
+    id: Arc<str>,
+    /// "methods seen: …" for every mask, built once: no allocation per event.
+    notes: Vec<Arc<str>>,
+}
+
+impl FscTwoMethods {
+    /// Resolve the slots it reads and build its notes.
+    pub fn new(config: &BuiltinConfig, catalog: &FeatureCatalog) -> FscTwoMethods {
+        let session = catalog.layout(EntityKind::Session).session.expect("sessions keep method state");
+        let notes = (0..(1u32 << METHOD_NAMES.len()))
+            .map(|mask| {
+                let seen: Vec<&str> = METHOD_NAMES.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
+                let seen = if seen.is_empty() { "none".to_owned() } else { seen.join(", ") };
+                Arc::from(format!("account opened after {} verification method(s), the FSC asks for two; methods seen: {seen}", mask.count_ones()))
+            })
+            .collect();
+        FscTwoMethods {
+            action: match config.fsc_action {
+                FscAction::Alert => Action::Alert,
+                FscAction::Challenge => Action::Challenge,
+            },
+            count_slot: session,
+            mask_slot: session + 1,
+            name: Arc::from("builtin"),
+            id: Arc::from("fsc_two_methods"),
+            notes,
+        }
+    }
+}
+
+impl Detector for FscTwoMethods {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn detect(&self, event: &Event, f: &FeatureView<'_>, findings: &mut Vec<Finding>) {
+        // Without a session there is no flow to judge.
+        if event.step != Step::AccountOpen || event.session_id.is_none() || f.get(self.count_slot) >= 2.0 {
+            return;
+        }
+        let mask = (f.get(self.mask_slot) as usize) & (self.notes.len() - 1);
+        findings.push(Finding {
+            detector: self.name.clone(),
+            id: self.id.clone(),
+            version: None,
+            severity: Severity::High,
+            action: self.action,
+            mode: Mode::Enforce,
+            score: Severity::High.score(),
+            entity: Some(EntityKind::Session),
+            evidence: vec![f.evidence(self.count_slot), f.evidence(self.mask_slot)],
+            note: Some(self.notes[mask].clone()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Pipeline, Verdict};
+
+    fn run(lines: &[&str]) -> Vec<crate::Decision> {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        let p = Pipeline::new(config).unwrap();
+        let mut s = p.scratch();
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let json = format!(r#"{{"event_id":"e{i}","ts":"2026-11-02T10:0{i}:00+09:00","session_id":"s1","customer_id":"c1",{l}}}"#);
+                p.process(&p.parse(json.as_bytes()).unwrap(), &mut s).unwrap().decision
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_account_opened_after_one_method_is_challenged_with_the_methods_named() {
+        let d = run(&[r#""step":"login","result":"success""#, r#""step":"otp","result":"success""#, r#""step":"account_open","result":"success""#]);
+        let last = d.last().unwrap();
+        assert_eq!(last.verdict, Verdict::Challenge);
+        let r = last.reasons.iter().find(|r| &*r.id == "fsc_two_methods").expect("the FSC rule fired");
+        assert!(r.detail.as_deref().unwrap().contains("methods seen: otp_or_card"), "{r:?}");
+    }
+
+    #[test]
+    fn two_methods_satisfy_the_rule_and_failures_do_not_count() {
+        let ok = run(&[
+            r#""step":"id_authenticity","result":"success""#,
+            r#""step":"account_verify","result":"success""#,
+            r#""step":"account_open","result":"success""#,
+        ]);
+        assert!(ok.last().unwrap().reasons.iter().all(|r| &*r.id != "fsc_two_methods"));
+        let failed = run(&[
+            r#""step":"id_authenticity","result":"success""#,
+            r#""step":"liveness","result":"failure""#,
+            r#""step":"account_open","result":"success""#,
+        ]);
+        assert!(failed.last().unwrap().reasons.iter().any(|r| &*r.id == "fsc_two_methods"), "a failed liveness is no method");
     }
 }

@@ -109,7 +109,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
     let mut shadow = Vec::new();
     let mut blocks = Vec::new();
     for f in findings {
-        let reason = Reason::new(f.detector.clone(), f.id.clone(), f.severity);
+        let reason = Reason { detector: f.detector.clone(), id: f.id.clone(), severity: f.severity, detail: f.note.clone() };
         if f.mode == Mode::Shadow {
             shadow.push(reason);
             continue;
@@ -154,6 +154,7 @@ mod tests {
             score: sev.score(),
             entity: Some(EntityKind::Ip),
             evidence: vec![],
+            note: None,
         }
     }
 

@@ -30,9 +30,9 @@ mod pipeline;
 mod replay;
 pub mod service;
 
-pub use builtin::{BuiltinConfig, FailureStreak};
+pub use builtin::{BuiltinConfig, FailureStreak, FscAction, FscTwoMethods};
 pub use config::{AlertConfig, Config, PipelineConfig};
 pub use decision::{decide, BlockRequest, Decision, Reason, Verdict};
 pub use error::DetectorError;
 pub use pipeline::{Pipeline, Processed, Scratch};
-pub use replay::{read_bounded_line, replay, ReplayOutputs, ReplaySummary};
+pub use replay::{read_bounded_line, replay, warm, ReplayOutputs, ReplaySummary};

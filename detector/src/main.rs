@@ -39,12 +39,18 @@ enum Command {
         /// Where alerts go, NDJSON.
         #[arg(long)]
         alerts: Option<PathBuf>,
+        /// Learn from these past events first (features only, nothing decided).
+        #[arg(long)]
+        warm_from: Option<PathBuf>,
     },
     /// Serve the HTTP API: decisions, blocks, the live alert feed and metrics.
     Serve {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
+        /// Learn from these past events before serving (features only, nothing decided).
+        #[arg(long)]
+        warm_from: Option<PathBuf>,
     },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
@@ -187,7 +193,15 @@ enum BenchCommand {
     Entities { input: String },
 }
 
-fn serve(config: Config) -> Result<()> {
+fn warm_pipeline(pipeline: &Pipeline, path: &Path) -> Result<()> {
+    let mut input = open_input(&path.to_string_lossy())?;
+    let mut errors = BufWriter::new(io::stderr().lock());
+    let summary = haechi_detector::warm(pipeline, &mut input, &mut errors)?;
+    writeln!(errors, "warmed from {}: {} events learned, {} rejected, in {:.2}s", path.display(), summary.accepted, summary.rejected_total(), summary.elapsed.as_secs_f64())?;
+    Ok(())
+}
+
+fn serve(config: Config, warm_from: Option<PathBuf>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
@@ -196,6 +210,10 @@ fn serve(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = haechi_detector::service::build_state(config.clone())?;
+        if let Some(path) = &warm_from {
+            let (p, path) = (state.pipeline.clone(), path.clone());
+            tokio::task::spawn_blocking(move || warm_pipeline(&p, &path)).await??;
+        }
         let listener = tokio::net::TcpListener::bind(&config.server.listen).await.with_context(|| format!("binding {}", config.server.listen))?;
         // Tests and scripts read this line to learn the port.
         eprintln!("listening on {}", listener.local_addr()?);
@@ -289,19 +307,13 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
             Ok(())
         }
         RulesCommand::Backtest { new, baseline, events, labels, json } => {
-            let set = load_rules(new.as_deref(), &catalog)?;
-            let base = baseline.as_deref().map(|p| RuleSet::load(p, &catalog)).transpose()?;
+            let mut config = config.clone();
+            if let Some(n) = new {
+                config.rules.path = Some(n);
+            }
             let labels: Option<Vec<haechi_datasets::Label>> = labels.as_deref().map(haechi_detector::evaluate::read_labels).transpose()?;
             let mut input = open_input(&events.to_string_lossy())?;
-            let report = haechi_detector::backtest::backtest(
-                &set,
-                base.as_ref(),
-                &config.features,
-                config.alerts.fold_window.as_millis() as i64,
-                &mut input,
-                labels.as_deref(),
-                config.pipeline.max_event_bytes,
-            )?;
+            let report = haechi_detector::backtest::backtest(&config, baseline.as_deref(), &mut input, labels.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -355,8 +367,11 @@ fn run() -> Result<()> {
         config.rules.path = Some(r);
     }
     match cli.command {
-        Command::Replay { input, decisions, alerts } => {
+        Command::Replay { input, decisions, alerts, warm_from } => {
             let pipeline = Pipeline::new(config)?;
+            if let Some(path) = &warm_from {
+                warm_pipeline(&pipeline, path)?;
+            }
             let mut input = open_input(&input)?;
             let mut decisions = create_output(decisions.as_deref())?;
             let mut alert_sink = match alerts {
@@ -396,12 +411,12 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
-        Command::Serve { listen } => {
+        Command::Serve { listen, warm_from } => {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
-            return serve(config);
+            return serve(config, warm_from);
         }
         Command::Model { what } => return model_cmd(what),
         Command::Train { events, out, trees, sample, seed, contamination, max_rows } => {

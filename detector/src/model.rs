@@ -168,6 +168,7 @@ impl Detector for ModelDetector {
             score: score as f32,
             entity,
             evidence,
+            note: None,
         });
     }
 }

@@ -7,7 +7,7 @@ use haechi_features::{Detector, Error as EventError, Event, FeatureStore, Featur
 
 use haechi_rules::RuleEngine;
 
-use crate::builtin::FailureStreak;
+use crate::builtin::{FailureStreak, FscTwoMethods};
 use crate::model::ModelDetector;
 use crate::config::Config;
 use crate::decision::{decide, Decision};
@@ -66,6 +66,9 @@ impl Pipeline {
         };
         if config.builtin.enabled {
             detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
+            if config.builtin.fsc_two_methods {
+                detectors.push(Arc::new(FscTwoMethods::new(&config.builtin, store.catalog())));
+            }
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
         let blocks = match config.pipeline.enforcement_clock {
@@ -133,6 +136,13 @@ impl Pipeline {
     /// The contract violation, with any resident number masked.
     pub fn parse(&self, bytes: &[u8]) -> Result<Event, EventError> {
         Event::parse(bytes, self.config.pipeline.max_event_bytes)
+    }
+
+    /// Learn from one past event: features and baselines only. No detector
+    /// runs and nothing is blocked or alerted: history warms the profiles
+    /// (30-day customer habits, shared addresses) that live decisions read.
+    pub fn warm(&self, event: &Event, scratch: &mut Scratch) {
+        self.store.observe(event, &mut scratch.features);
     }
 
     /// Run one event through features, detectors and the decision. Its

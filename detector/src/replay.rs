@@ -143,6 +143,8 @@ impl ReorderBuffer {
 
 struct Runner<'p, 'o> {
     pipeline: &'p Pipeline,
+    /// Warm the store only (history before a live start); decide nothing.
+    warm_only: bool,
     scratch: Scratch,
     folder: AlertFolder,
     out: ReplayOutputs<'o>,
@@ -158,6 +160,11 @@ impl Runner<'_, '_> {
     }
 
     fn run(&mut self, line: u64, event: &Event) -> Result<(), DetectorError> {
+        if self.warm_only {
+            self.pipeline.warm(event, &mut self.scratch);
+            self.summary.accepted += 1;
+            return Ok(());
+        }
         let processed = match self.pipeline.process(event, &mut self.scratch) {
             Ok(p) => p,
             Err(e) => return self.reject(line, &e),
@@ -196,6 +203,23 @@ impl Runner<'_, '_> {
 /// Only when reading the input or writing an output fails; bad lines are
 /// reported to `outputs.errors`, counted and skipped.
 pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutputs<'_>) -> Result<ReplaySummary, DetectorError> {
+    run_stream(pipeline, input, outputs, false)
+}
+
+/// Warm `pipeline` from past events: the same reading, ordering and
+/// validation as [`replay`], but only the feature store learns; nothing is
+/// decided, blocked or alerted. `haechi serve --warm-from` and `haechi replay
+/// --warm-from` start this way, so a new install or a restart is not blind
+/// to customers' habits for days.
+///
+/// # Errors
+/// When reading the input or writing an error line fails.
+pub fn warm(pipeline: &Pipeline, input: &mut dyn BufRead, errors: &mut dyn Write) -> Result<ReplaySummary, DetectorError> {
+    let mut sink = std::io::sink();
+    run_stream(pipeline, input, ReplayOutputs { decisions: &mut sink, alerts: None, errors }, true)
+}
+
+fn run_stream(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutputs<'_>, warm_only: bool) -> Result<ReplaySummary, DetectorError> {
     let started = Instant::now();
     let config = pipeline.config();
     let lateness_ms = config.features.allowed_lateness.as_millis() as i64;
@@ -203,6 +227,7 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
     let wants_alerts = outputs.alerts.is_some();
     let mut runner = Runner {
         pipeline,
+        warm_only,
         scratch: pipeline.scratch(),
         folder: AlertFolder::new(fold_ms, lateness_ms),
         out: outputs,

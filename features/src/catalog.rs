@@ -107,7 +107,7 @@ pub struct KindLayout {
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning.
     pub profile: Option<usize>,
-    /// methods_ok, fast_steps (sessions only).
+    /// methods_ok, methods_mask, fast_steps (sessions only).
     pub session: Option<usize>,
     /// records ×3.
     pub records: Option<usize>,
@@ -167,7 +167,7 @@ impl FeatureCatalog {
             }
             if kind == EntityKind::Session {
                 l.session = Some(names.len());
-                for n in ["methods_ok", "fast_steps"] {
+                for n in ["methods_ok", "methods_mask", "fast_steps"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

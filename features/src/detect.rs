@@ -114,6 +114,9 @@ pub struct Finding {
     pub entity: Option<EntityKind>,
     /// The feature values that made it fire.
     pub evidence: Vec<Evidence>,
+    /// Words for the analyst that feature values cannot carry (the
+    /// verification methods a session showed). Built at load time, shared.
+    pub note: Option<Arc<str>>,
 }
 
 /// A read view of one event's features: every entity the event names, as

@@ -209,7 +209,8 @@ impl Entity {
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
                     out[s] = st.methods.count_ones() as f32;
-                    out[s + 1] = f32::from(st.fast_steps);
+                    out[s + 1] = f32::from(st.methods);
+                    out[s + 2] = f32::from(st.fast_steps);
                 }
             }
             (Extra::Records(a), _, Some(s)) => {

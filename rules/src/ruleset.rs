@@ -220,6 +220,7 @@ impl RuleSet {
             score: r.severity.score(),
             entity: r.scope,
             evidence: r.reads.iter().map(|&s| Evidence { slot: s as u16, value: features[s], weight: None }).collect(),
+            note: None,
         }
     }
 }
