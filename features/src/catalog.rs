@@ -109,7 +109,7 @@ pub struct KindLayout {
     pub profile: Option<usize>,
     /// methods_ok, methods_mask, fast_steps (sessions only).
     pub session: Option<usize>,
-    /// records ×3.
+    /// records ×3, hour_seen, typical_daily_records, days_active (staff only).
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -175,6 +175,9 @@ impl FeatureCatalog {
                 l.records = Some(names.len());
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
+                }
+                for n in ["hour_seen", "typical_daily_records", "days_active"] {
+                    names.push(format!("{k}.{n}"));
                 }
             }
             l.end = names.len();

@@ -100,8 +100,45 @@ struct SessionState {
 enum Extra {
     None,
     Profile(Box<Profile>),
-    Records(Box<Amounts>),
+    Records(Box<StaffProfile>),
     Session(SessionState),
+}
+
+/// A staff member's record counts and habits: the hours they work and how
+/// many records a working day of theirs usually touches, so that a
+/// batch-export team's normal day is not an insider's bulk pull.
+#[derive(Debug, Clone, Default)]
+struct StaffProfile {
+    records: Amounts,
+    /// Bit h set: seen at local hour h.
+    hours: u32,
+    /// Day (event time, local days) being counted, and its records so far.
+    day: u32,
+    today: u32,
+    /// Days with activity before `day`, and their records, exponentially weighted.
+    days_active: u16,
+    typical_daily: f32,
+}
+
+impl StaffProfile {
+    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) {
+        self.records.add(w, secs, records);
+        self.hours |= 1 << hour;
+        // Local days: a working day does not end at 09:00 in Seoul.
+        let day = ((i64::from(secs) + i64::from(w.utc_offset_s)).max(0) / 86_400) as u32;
+        if day != self.day {
+            if self.today > 0 {
+                self.days_active = self.days_active.saturating_add(1);
+                let x = self.today as f32;
+                // The first days set the habit; later days move it by a fifth.
+                let alpha = if self.days_active <= 3 { 1.0 / f32::from(self.days_active) } else { 0.2 };
+                self.typical_daily += alpha * (x - self.typical_daily);
+            }
+            self.day = day;
+            self.today = 0;
+        }
+        self.today = self.today.saturating_add(records);
+    }
 }
 
 /// Seconds of history that make a customer "returning" even without a login event.
@@ -162,6 +199,14 @@ impl Entity {
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
+        // Was the staff member seen at this hour (or the next or previous) before?
+        let staff_hour_seen = match &self.extra {
+            Extra::Records(a) => {
+                let h = u32::from(o.hour);
+                f32::from(a.hours & ((1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24))) != 0)
+            }
+            _ => 0.0,
+        };
         if o.apply {
             self.apply(kind, w, o);
         }
@@ -214,10 +259,13 @@ impl Entity {
                 }
             }
             (Extra::Records(a), _, Some(s)) => {
-                let r = a.read(w, now);
+                let r = a.records.read(w, now);
                 for j in 0..3 {
                     out[s + j] = r[j] as f32;
                 }
+                out[s + 3] = staff_hour_seen;
+                out[s + 4] = a.typical_daily;
+                out[s + 5] = f32::from(a.days_active);
             }
             _ => {}
         }
@@ -273,7 +321,7 @@ impl Entity {
                     }
                 }
             }
-            Extra::Records(a) => a.add(w, o.secs, o.records),
+            Extra::Records(a) => a.add(w, o.secs, o.hour, o.records),
             Extra::None => {}
         }
     }
@@ -298,7 +346,7 @@ impl Entity {
     pub(crate) fn bytes(&self) -> usize {
         let extra = match &self.extra {
             Extra::None | Extra::Session(_) => 0,
-            Extra::Records(_) => std::mem::size_of::<Amounts>(),
+            Extra::Records(_) => std::mem::size_of::<StaffProfile>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()
                     + if p.devices.spilled() { p.devices.capacity() * 4 } else { 0 }

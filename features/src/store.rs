@@ -193,13 +193,14 @@ impl FeatureStore {
         EntityKind::ALL.into_iter().map(|k| self.sweep_kind(k)).sum()
     }
 
-    /// Identities (customers, ID documents, bank accounts, devices) are
-    /// remembered as long as a customer profile: ID reuse, mule recruiting
-    /// and device farms spread over days must still add up. Addresses,
-    /// subnets, staff and sessions only for their windows.
+    /// Identities (customers, ID documents, bank accounts, devices, staff)
+    /// are remembered as long as a customer profile: ID reuse, mule
+    /// recruiting and device farms spread over days must still add up, and a
+    /// staff member's habits take days to learn. Addresses, subnets and
+    /// sessions only for their windows.
     fn ttl_s(&self, kind: EntityKind) -> u32 {
         match kind {
-            EntityKind::Customer | EntityKind::IdDoc | EntityKind::Account | EntityKind::Device => self.windows.customer_ttl_s,
+            EntityKind::Customer | EntityKind::IdDoc | EntityKind::Account | EntityKind::Device | EntityKind::Staff => self.windows.customer_ttl_s,
             _ => self.windows.idle_ttl_s(),
         }
     }

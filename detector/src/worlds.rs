@@ -1,0 +1,210 @@
+//! Detection measured across many drawn worlds of traffic.
+//!
+//! A generator is one world: its structural choices (which events carry which
+//! fields, how NAT exits are laid out, how fast honest people are) silently
+//! become rule constants when a pack is tuned on it. Here each world seed
+//! draws a different structure ([`WorldSpec::random`]), the whole production
+//! pipeline decides its events, and the scoreboard is kept per world, so the
+//! worst world is what a figure reports. Tune on one range of world seeds and
+//! report on another.
+
+use std::collections::{BTreeMap, HashMap};
+
+use haechi_datasets::{generate, score, Attack, Dataset, GenConfig, Scoreboard, WorldSpec};
+use serde::Serialize;
+
+use crate::error::DetectorError;
+use crate::{Config, Pipeline};
+
+/// One world's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorldResult {
+    pub world_seed: u64,
+    pub events: usize,
+    pub board: Scoreboard,
+    /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
+    pub by_variant: BTreeMap<String, (usize, usize)>,
+}
+
+impl WorldResult {
+    /// The lowest per-type incident recall in this world.
+    pub fn min_type_recall(&self) -> f64 {
+        self.board.attacks.values().map(|s| s.caught as f64 / s.incidents.max(1) as f64).fold(1.0, f64::min)
+    }
+}
+
+/// What many worlds add up to.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorldsReport {
+    pub worlds: Vec<WorldResult>,
+    /// Per attack type: incidents caught and played, over all worlds.
+    pub recall_by_attack: BTreeMap<Attack, (usize, usize)>,
+    /// Per attack type: the lowest recall any single world gave.
+    pub worst_recall_by_attack: BTreeMap<Attack, f64>,
+    pub benign_events: usize,
+    pub benign_flagged: usize,
+    pub honest_customers: usize,
+    pub honest_customers_blocked: usize,
+    /// Median events of an incident decided before its first catch, over all caught incidents' medians.
+    pub median_events_before_catch: Option<f64>,
+    /// The world with the lowest per-type recall (ties: the highest false-positive rate).
+    pub worst_world: Option<u64>,
+}
+
+/// Generate world `world_seed` at the given size and score the pipeline's decisions on it.
+///
+/// # Errors
+/// When the generator refuses the size or the pipeline does not build.
+pub fn run_world(config: &Config, world_seed: u64, customers: usize, days: u32) -> Result<WorldResult, DetectorError> {
+    let data = generate(&GenConfig { seed: world_seed, days, customers, world: WorldSpec::random(world_seed), ..GenConfig::default() })
+        .map_err(|e| DetectorError::Input { path: format!("world {world_seed}"), message: e.to_string() })?;
+    decide_dataset(config, world_seed, &data)
+}
+
+/// Score the pipeline on a generated dataset.
+///
+/// # Errors
+/// When the pipeline does not build.
+pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Result<WorldResult, DetectorError> {
+    let pipeline = Pipeline::new(config.clone())?;
+    let mut scratch = pipeline.scratch();
+    let mut decisions = HashMap::with_capacity(data.events.len());
+    let mut bytes = Vec::with_capacity(512);
+    for e in &data.events {
+        bytes.clear();
+        serde_json::to_writer(&mut bytes, e).map_err(std::io::Error::other)?;
+        let event = match pipeline.parse(&bytes) {
+            Ok(ev) => ev,
+            Err(err) => return Err(DetectorError::Input { path: format!("world {world_seed}, {}", e.event_id), message: err.to_string() }),
+        };
+        if let Ok(p) = pipeline.process(&event, &mut scratch) {
+            decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
+        }
+    }
+    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
+    let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
+    let board = score(&events, &data.labels, &owned);
+    // Incidents by variant: caught if any of its events was challenged or blocked.
+    let mut incidents: HashMap<&str, (String, bool)> = HashMap::new();
+    for l in &data.labels {
+        let key = format!("{}/{}", l.attack, l.variant.as_deref().unwrap_or("obvious"));
+        let flagged = decisions.get(&l.event_id).is_some_and(|d| *d != "allow");
+        let entry = incidents.entry(l.incident.as_str()).or_insert((key, false));
+        entry.1 |= flagged;
+    }
+    let mut by_variant: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (key, caught) in incidents.into_values() {
+        let e = by_variant.entry(key).or_default();
+        e.0 += usize::from(caught);
+        e.1 += 1;
+    }
+    Ok(WorldResult { world_seed, events: data.events.len(), board, by_variant })
+}
+
+/// Run worlds `seeds` on up to `threads` threads, and add them up.
+///
+/// # Errors
+/// The first world that failed.
+pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, threads: usize) -> Result<WorldsReport, DetectorError> {
+    let threads = threads.clamp(1, seeds.len().max(1));
+    let chunks: Vec<Vec<u64>> = (0..threads).map(|t| seeds.iter().copied().skip(t).step_by(threads).collect()).collect();
+    let mut results: Vec<WorldResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| s.spawn(move || chunk.iter().map(|&w| run_world(config, w, customers, days)).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a world thread panicked")).collect::<Result<Vec<Vec<_>>, _>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    results.sort_by_key(|r| r.world_seed);
+    Ok(summarize(results))
+}
+
+fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
+    let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
+    let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
+    let (mut benign_events, mut benign_flagged, mut honest_blocked) = (0, 0, 0);
+    let mut medians = Vec::new();
+    for w in &worlds {
+        for (a, s) in &w.board.attacks {
+            let e = recall_by_attack.entry(*a).or_default();
+            e.0 += s.caught;
+            e.1 += s.incidents;
+            let r = s.caught as f64 / s.incidents.max(1) as f64;
+            let worst = worst_recall_by_attack.entry(*a).or_insert(1.0);
+            *worst = worst.min(r);
+            if let Some(m) = s.median_events_before_catch {
+                medians.push(m);
+            }
+        }
+        benign_events += w.board.benign_events;
+        benign_flagged += w.board.benign_flagged;
+        honest_blocked += w.board.honest_customers_blocked;
+    }
+    medians.sort_by(f64::total_cmp);
+    let median_events_before_catch = (!medians.is_empty()).then(|| medians[medians.len() / 2]);
+    let worst_world = worlds
+        .iter()
+        .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
+        .map(|w| w.world_seed);
+    let honest_customers = 0;
+    WorldsReport {
+        worlds,
+        recall_by_attack,
+        worst_recall_by_attack,
+        benign_events,
+        benign_flagged,
+        honest_customers,
+        honest_customers_blocked: honest_blocked,
+        median_events_before_catch,
+        worst_world,
+    }
+}
+
+impl WorldsReport {
+    /// Benign events challenged or blocked, over benign events, all worlds.
+    pub fn false_positive_rate(&self) -> f64 {
+        self.benign_flagged as f64 / self.benign_events.max(1) as f64
+    }
+
+    /// The result of one world.
+    pub fn world(&self, seed: u64) -> Option<&WorldResult> {
+        self.worlds.iter().find(|w| w.world_seed == seed)
+    }
+}
+
+impl std::fmt::Display for WorldsReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:>10} {:>8} {:>9} {:>10} {:>8}  missed incidents", "world", "events", "min rec.", "FPR", "blocked")?;
+        for w in &self.worlds {
+            let missed: Vec<String> = w.by_variant.iter().filter(|(_, (c, n))| c < n).map(|(k, (c, n))| format!("{k} {c}/{n}")).collect();
+            writeln!(
+                f,
+                "{:>10} {:>8} {:>9.3} {:>10.5} {:>8}  {}",
+                w.world_seed,
+                w.events,
+                w.min_type_recall(),
+                w.board.false_positive_rate,
+                w.board.honest_customers_blocked,
+                missed.join(", ")
+            )?;
+        }
+        writeln!(f, "{:<20} {:>9} {:>8} {:>12}", "attack", "caught", "recall", "worst world")?;
+        for (a, (c, n)) in &self.recall_by_attack {
+            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
+        }
+        let (c, n) = self.recall_by_attack.values().fold((0, 0), |acc, (c, n)| (acc.0 + c, acc.1 + n));
+        writeln!(f, "incident recall: {:.3} ({c}/{n})", c as f64 / n.max(1) as f64)?;
+        writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate(), self.benign_flagged, self.benign_events)?;
+        writeln!(f, "honest customers blocked (sum over worlds): {}", self.honest_customers_blocked)?;
+        if let Some(m) = self.median_events_before_catch {
+            writeln!(f, "median events before the catch (median over types and worlds): {m:.1}")?;
+        }
+        if let Some(w) = self.worst_world.and_then(|s| self.world(s)) {
+            write!(f, "worst world: {} (min per-type recall {:.3}, FPR {:.5})", w.world_seed, w.min_type_recall(), w.board.false_positive_rate)?;
+        }
+        Ok(())
+    }
+}
