@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::attacks::{play_incident, Attack};
 use crate::error::DatasetError;
 use crate::honest;
+use crate::spec::WorldSpec;
 use crate::world::{World, KST_MS};
 
 /// One generated event, in the event contract's wire form.
@@ -64,6 +65,10 @@ pub struct Label {
     pub event_id: String,
     pub attack: Attack,
     pub incident: String,
+    /// How the incident was played: `obvious`, or `evasive:<variant>`.
+    /// Absent in the fixed world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// Which attack to play, how many incidents, and how strong.
@@ -108,6 +113,8 @@ pub struct GenConfig {
     pub incidents: Option<u32>,
     /// Start of the first day, ms since the epoch. Must be midnight KST.
     pub start_ms: i64,
+    /// The structure of the world; [`WorldSpec::fixed`] by default.
+    pub world: WorldSpec,
 }
 
 impl Default for GenConfig {
@@ -121,6 +128,7 @@ impl Default for GenConfig {
             incidents: None,
             // 2026-11-02T00:00:00+09:00, a Monday.
             start_ms: 1_793_545_200_000,
+            world: WorldSpec::fixed(),
         }
     }
 }
@@ -148,7 +156,9 @@ pub fn generate(cfg: &GenConfig) -> Result<Dataset, DatasetError> {
     if cfg.start_ms.rem_euclid(86_400_000) != 86_400_000 - KST_MS {
         return Err(DatasetError::Config("start must be midnight KST".into()));
     }
-    let mut w = World::new(cfg.seed, cfg.start_ms, cfg.days);
+    cfg.world.validate()?;
+    let mut w = World::new(cfg.seed, cfg.start_ms, cfg.days, cfg.world.clone());
+    let with_variants = !cfg.world.is_fixed();
     let customers = honest::customers(&mut w, cfg.customers);
     let staff = honest::staff(&mut w, cfg.staff, &customers);
     let scenarios: Vec<ScenarioSpec> = if cfg.scenarios.is_empty() {
@@ -173,7 +183,8 @@ pub fn generate(cfg: &GenConfig) -> Result<Dataset, DatasetError> {
     for (i, e) in events.iter_mut().enumerate() {
         e.event_id = format!("ev-{:x}-{:07}", cfg.seed, i);
         if let Some((attack, n)) = e.label {
-            labels.push(Label { event_id: e.event_id.clone(), attack, incident: format!("{attack}-{n}") });
+            let variant = if with_variants { w.variants.get(&n).map(|v| (*v).to_owned()) } else { None };
+            labels.push(Label { event_id: e.event_id.clone(), attack, incident: format!("{attack}-{n}"), variant });
         }
     }
     Ok(Dataset { events, labels })
