@@ -27,6 +27,7 @@ mod generator;
 mod honest;
 mod spec;
 mod attacks;
+mod evasive;
 mod world;
 
 pub use error::DatasetError;
