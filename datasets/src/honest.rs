@@ -42,7 +42,23 @@ pub(crate) struct Customer {
 }
 
 fn new_customer(w: &mut World, i: usize, out: &[Customer]) -> Customer {
-    let spec = w.spec.clone();
+    // The knobs read here (not the whole spec: this runs once per customer).
+    struct Knobs {
+        people: crate::spec::PeopleSpec,
+        shared: crate::spec::SharedSpec,
+        rhythm: crate::spec::RhythmSpec,
+        failures: crate::spec::FailureSpec,
+        ipv6_share: f64,
+        resident_share: f64,
+    }
+    let spec = Knobs {
+        people: w.spec.people.clone(),
+        shared: w.spec.shared.clone(),
+        rhythm: w.spec.rhythm.clone(),
+        failures: w.spec.failures.clone(),
+        ipv6_share: w.spec.nat.ipv6_share,
+        resident_share: w.spec.abroad.resident_share,
+    };
     let channel = if w.rng.gen_bool(spec.people.app_share) { Channel::App } else { Channel::Web };
     let region = w.region();
     // Families: in the fixed world about one customer in seven uses a phone already in the household.
@@ -92,7 +108,7 @@ fn new_customer(w: &mut World, i: usize, out: &[Customer]) -> Customer {
     };
     // Everything below draws only when the world has it, so that the fixed
     // world draws exactly the numbers it always drew.
-    if channel == Channel::App && chance(w, spec.nat.ipv6_share) {
+    if channel == Channel::App && chance(w, spec.ipv6_share) {
         let prefix = w.v6_prefix();
         c.actor.ip = w.v6_ip(&prefix);
         c.v6 = Some(prefix);
@@ -104,7 +120,7 @@ fn new_customer(w: &mut World, i: usize, out: &[Customer]) -> Customer {
             c.place = Place::Office(w.rng.gen_range(0..w.offices.len()));
         }
     }
-    if chance(w, spec.abroad.resident_share) {
+    if chance(w, spec.resident_share) {
         c.abroad = true;
         c.actor.region = w.foreign_region();
         c.actor.ip = w.foreign_ip();
