@@ -11,7 +11,7 @@ use haechi_features::{Channel, Step};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::honest::Customer;
+use crate::honest::{Customer, Staff};
 use crate::world::{play, Actor, Play, Timing, World, DAY_MS, HEADLESS_AGENTS, HOUR_MS, LOGIN, ONBOARDING};
 
 /// The attack types the generator can play.
@@ -76,16 +76,23 @@ fn lerp(lo: f64, hi: f64, s: f64) -> f64 {
 }
 
 /// A fresh stolen or synthetic identity.
-fn identity(w: &mut World) -> (String, String, String) {
+pub(crate) fn identity(w: &mut World) -> (String, String, String) {
     (w.hex("c-", 8), w.hex("doc-", 12), w.hex("acct-", 10))
 }
 
 /// Play one incident of `attack` at strength `s`, starting near `start`.
-pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32, customers: &[Customer], staff: &[(String, String, String)]) {
+pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32, customers: &[Customer], staff: &[Staff]) {
     let label = Some((attack, incident));
     // The longest incident spans about half a day: start early enough that
     // the data holds all of it.
     let start = w.rng.gen_range(w.start_ms + DAY_MS..w.end_ms() - 14 * HOUR_MS);
+    // The fixed world never plays evasive variants, and draws nothing for them.
+    if w.spec.evasive_share > 0.0 && w.rng.gen_bool(w.spec.evasive_share.min(1.0)) {
+        let variant = crate::evasive::play_evasive(w, attack, incident, customers, staff);
+        w.variants.insert(incident, variant);
+        return;
+    }
+    w.variants.insert(incident, "obvious");
     match attack {
         Attack::IdReuse => {
             // One genuine card, photographed once, behind several new accounts.
@@ -210,7 +217,7 @@ pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32
         }
         Attack::StaffBulk => {
             let (staff_id, device, ip) = match staff.get(w.rng.gen_range(0..staff.len().max(1))) {
-                Some(s) => s.clone(),
+                Some(s) => (s.id.clone(), s.device.clone(), s.ip.clone()),
                 None => (w.hex("st-", 4), w.hex("ws-", 6), "10.20.1.9".to_owned()),
             };
             let day = w.rng.gen_range(0..i64::from(w.days));
@@ -232,7 +239,7 @@ pub(crate) fn play_incident(w: &mut World, attack: Attack, s: f64, incident: u32
 
 /// Honest events per customer before `t`, counting only customers never seen
 /// between 22:00 and 06:00 local time.
-fn daytime_history(w: &World, t: i64) -> std::collections::HashMap<String, usize> {
+pub(crate) fn daytime_history(w: &World, t: i64) -> std::collections::HashMap<String, usize> {
     let mut counts = std::collections::HashMap::new();
     let mut night = std::collections::HashSet::new();
     for e in w.events.iter().filter(|e| e.ts_ms < t && e.label.is_none()) {
@@ -246,7 +253,7 @@ fn daytime_history(w: &World, t: i64) -> std::collections::HashMap<String, usize
     counts.into_iter().filter(|(c, _)| !night.contains(c)).map(|(c, n)| (c.to_owned(), n)).collect()
 }
 
-fn pick<'a>(w: &mut World, customers: &'a [Customer], ok: impl Fn(&Customer) -> bool) -> Option<&'a Customer> {
+pub(crate) fn pick<'a>(w: &mut World, customers: &'a [Customer], ok: impl Fn(&Customer) -> bool) -> Option<&'a Customer> {
     let eligible: Vec<&Customer> = customers.iter().filter(|c| ok(c)).collect();
     (!eligible.is_empty()).then(|| eligible[w.rng.gen_range(0..eligible.len())])
 }

@@ -136,7 +136,7 @@ mod tests {
     fn counts_catches_recall_and_false_positives() {
         let ev = |id: &str, c: &str| (id.to_owned(), Some(c.to_owned()));
         let events = vec![ev("a1", "x"), ev("a2", "x"), ev("a3", "x"), ev("b1", "y"), ev("h1", "h"), ev("h2", "h"), ev("h3", "g")];
-        let label = |id: &str, inc: &str, attack| Label { event_id: id.into(), attack, incident: inc.into() };
+        let label = |id: &str, inc: &str, attack| Label { event_id: id.into(), attack, incident: inc.into(), variant: None };
         let labels = vec![label("a1", "i1", Attack::Bot), label("a2", "i1", Attack::Bot), label("a3", "i1", Attack::Bot), label("b1", "i2", Attack::Bot)];
         let d: HashMap<String, String> = [("a1", "allow"), ("a2", "allow"), ("a3", "block"), ("b1", "allow"), ("h1", "challenge"), ("h2", "block")]
             .into_iter()

@@ -12,6 +12,12 @@
 //! records at a time. Attacks ([`Attack`]) come as incidents with a start,
 //! a duration and a label.
 //!
+//! The structure of the world is itself a setting ([`WorldSpec`]):
+//! [`WorldSpec::fixed`] is the one world the generator always played, and
+//! [`WorldSpec::random`] draws the NAT layout, field presence, timing, shared
+//! places, honest failures, staff work and the share of evasive attacks from
+//! a world seed, so rules can be tuned on some worlds and measured on others.
+//!
 //! [`score`] compares decisions with labels: the scoreboard rules and models
 //! are judged by.
 
@@ -19,10 +25,13 @@ mod error;
 mod eval;
 mod generator;
 mod honest;
+mod spec;
 mod attacks;
+mod evasive;
 mod world;
 
 pub use error::DatasetError;
 pub use eval::{score, AttackScore, Scoreboard};
 pub use generator::{generate, write_ndjson, Dataset, GenConfig, GeneratedEvent, Label, ScenarioSpec};
 pub use attacks::Attack;
+pub use spec::{AbroadSpec, FailureSpec, FieldSpec, NatLayout, NatSpec, PeopleSpec, Presence, RhythmSpec, SharedSpec, StaffSpec, TimingSpec, WorldSpec};

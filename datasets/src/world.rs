@@ -8,6 +8,7 @@ use rand_distr::{Distribution, LogNormal};
 
 use crate::attacks::Attack;
 use crate::generator::GeneratedEvent;
+use crate::spec::{Presence, WorldSpec};
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 pub(crate) const DAY_MS: i64 = 24 * HOUR_MS;
@@ -26,6 +27,9 @@ pub(crate) const REGIONS: [(&str, u32); 10] = [
     ("KR-47", 4),
     ("KR-48", 4),
 ];
+
+/// Regions of customers abroad (ISO 3166-2, as the event contract wants).
+pub(crate) const FOREIGN_REGIONS: [&str; 8] = ["US-CA", "US-NY", "JP-13", "JP-27", "VN-SG", "VN-HN", "AU-NSW", "DE-BE"];
 
 pub(crate) const APP_AGENTS: [&str; 4] = [
     "KBankApp/5.2.1 (Android 14; SM-S918N) okhttp/4.12.0",
@@ -85,21 +89,85 @@ pub(crate) struct World {
     pub days: u32,
     pub events: Vec<GeneratedEvent>,
     pub nat_ips: Vec<String>,
+    pub spec: WorldSpec,
+    /// Median multiplier per step, in `Step::ALL` order.
+    step_mult: [f64; 11],
+    /// PC방: the café's address and its PCs' device ids.
+    pub pc_bangs: Vec<(String, Vec<String>)>,
+    /// Corporate and university NATs: each a few addresses.
+    pub offices: Vec<Vec<String>>,
+    /// Incident number → variant played, for the labels (not in the fixed world).
+    pub variants: std::collections::BTreeMap<u32, &'static str>,
     seq: u64,
 }
 
 impl World {
-    pub fn new(seed: u64, start_ms: i64, days: u32) -> World {
+    pub fn new(seed: u64, start_ms: i64, days: u32, spec: WorldSpec) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        // Carrier NAT: three /24s of a mobile carrier, eight exits each. Most
-        // app traffic of the whole country leaves through addresses like these.
+        // Carrier NAT (in the fixed world three /24s of a mobile carrier,
+        // eight exits each). Most app traffic of the whole country leaves
+        // through addresses like these.
         let mut nat_ips = Vec::new();
-        for net in ["223.38.14", "223.38.15", "211.234.120"] {
-            for _ in 0..8 {
-                nat_ips.push(format!("{net}.{}", rng.gen_range(2..250)));
+        let exits = spec.nat.exits as usize;
+        for k in 0..exits {
+            let net = &spec.nat.prefixes[k * spec.nat.prefixes.len() / exits];
+            nat_ips.push(format!("{net}.{}", rng.gen_range(2..250)));
+        }
+        let mut step_mult = [1.0; 11];
+        for (i, s) in Step::ALL.iter().enumerate() {
+            step_mult[i] = spec.timing.median_mult.get(s.as_str()).copied().unwrap_or(1.0);
+        }
+        let mut w = World { rng, start_ms, days, events: Vec::new(), nat_ips, spec, step_mult, pc_bangs: Vec::new(), offices: Vec::new(), variants: Default::default(), seq: 0 };
+        // Places drawn only when the world has them, so that the fixed world
+        // draws exactly what it always drew.
+        if w.spec.shared.pc_bang_share > 0.0 {
+            for _ in 0..w.spec.shared.pc_bangs {
+                let ip = w.home_ip();
+                let pcs = w.rng.gen_range(10..40);
+                let devices = (0..pcs).map(|_| w.hex("br-", 10)).collect();
+                w.pc_bangs.push((ip, devices));
             }
         }
-        World { rng, start_ms, days, events: Vec::new(), nat_ips, seq: 0 }
+        if w.spec.shared.office_share > 0.0 {
+            for _ in 0..w.spec.shared.office_nats {
+                let a = [147, 166, 114, 203][w.rng.gen_range(0..4)];
+                let net = format!("{a}.{}.{}", w.rng.gen_range(1..255), w.rng.gen_range(0..255));
+                let ips = (0..w.spec.shared.office_ips).map(|_| format!("{net}.{}", w.rng.gen_range(2..250))).collect();
+                w.offices.push(ips);
+            }
+        }
+        w
+    }
+
+    /// An address on IPv6 mobile: the device's /64 and a fresh interface id.
+    pub fn v6_ip(&mut self, prefix64: &str) -> String {
+        let r = &mut self.rng;
+        format!("{prefix64}:{:x}:{:x}:{:x}:{:x}", r.gen::<u16>() | 0x200, r.gen::<u16>(), r.gen::<u16>(), r.gen::<u16>())
+    }
+
+    /// A device's /64 on a Korean carrier's IPv6 mobile network.
+    pub fn v6_prefix(&mut self) -> String {
+        let carrier = ["2001:2d8", "2001:e60", "2001:4430"][self.rng.gen_range(0..3)];
+        format!("{carrier}:{:x}:{:x}", self.rng.gen::<u16>(), self.rng.gen::<u16>())
+    }
+
+    /// An address abroad: US clouds and ISPs, Asia-Pacific space.
+    pub fn foreign_ip(&mut self) -> String {
+        format!("{}.{}.{}.{}", [8, 52, 203, 126, 113][self.rng.gen_range(0..5)], self.rng.gen_range(1..255), self.rng.gen_range(0..255), self.rng.gen_range(1..255))
+    }
+
+    pub fn foreign_region(&mut self) -> &'static str {
+        FOREIGN_REGIONS[self.rng.gen_range(0..FOREIGN_REGIONS.len())]
+    }
+
+    /// Whether a field with presence `p` goes on an event that is not an
+    /// onboarding step using it. Draws only for `Sometimes`.
+    fn present(&mut self, p: Presence) -> bool {
+        match p {
+            Presence::Always => true,
+            Presence::Sometimes(x) => self.rng.gen_bool(x.clamp(0.0, 1.0)),
+            Presence::OnboardingOnly | Presence::Never => false,
+        }
     }
 
     pub fn end_ms(&self) -> i64 {
@@ -167,6 +235,8 @@ impl World {
     }
 
     fn human_ms(&mut self, step: Step, speed: f64) -> f64 {
+        let i = Step::ALL.iter().position(|s| *s == step).unwrap_or(0);
+        let mult = self.step_mult[i];
         let median_s = match step {
             Step::IdOcr => 14.0,
             Step::IdAuthenticity => 4.0,
@@ -180,8 +250,13 @@ impl World {
             Step::RecordView => 25.0,
             Step::RecordExport => 40.0,
         };
-        let d = LogNormal::new((median_s * 1000.0 / speed).ln(), 0.45).expect("valid lognormal");
-        d.sample(&mut self.rng).max(800.0)
+        let d = LogNormal::new((median_s * mult * 1000.0 / speed).ln(), self.spec.timing.sigma).expect("valid lognormal");
+        d.sample(&mut self.rng).max(self.spec.timing.floor_ms)
+    }
+
+    /// Backend or auto-fill speed.
+    fn fast_ms(&mut self) -> f64 {
+        self.rng.gen_range(300.0..900.0)
     }
 
     /// Play a session of `steps` for `actor` from `start`. Returns the end time
@@ -189,12 +264,21 @@ impl World {
     pub fn session(&mut self, actor: &Actor, start: i64, steps: &[Play], timing: Timing, label: Option<(Attack, u32)>) -> (i64, bool) {
         let session = self.hex("s-", 8);
         let mut t = start;
+        // App auto-fill (OCR, OTP), for some honest sessions.
+        let autofill = self.spec.timing.autofill_share > 0.0
+            && label.is_none()
+            && matches!(timing, Timing::Human { .. })
+            && actor.channel == Channel::App
+            && self.rng.gen_bool(self.spec.timing.autofill_share);
         for p in steps {
             let mut tries = 0;
             loop {
                 let (dur, gap) = match timing {
                     Timing::Human { speed } => {
-                        let d = self.human_ms(p.step, speed);
+                        let backend = matches!(p.step, Step::IdAuthenticity | Step::AccountVerify)
+                            && self.spec.timing.backend_fast_p > 0.0
+                            && self.rng.gen_bool(self.spec.timing.backend_fast_p);
+                        let d = if backend || (autofill && matches!(p.step, Step::IdOcr | Step::Otp)) { self.fast_ms() } else { self.human_ms(p.step, speed) };
                         (d, self.rng.gen_range(1500.0..9000.0) / speed)
                     }
                     Timing::Machine { step_ms, gap_ms, jitter } => (
@@ -225,6 +309,16 @@ impl World {
     #[allow(clippy::too_many_arguments)]
     pub fn emit(&mut self, a: &Actor, session: &str, t: i64, step: Step, failed: bool, reason: &'static str, dur: u64, label: Option<(Attack, u32)>) {
         let uses_doc = matches!(step, Step::IdOcr | Step::IdAuthenticity | Step::AccountVerify | Step::AccountOpen);
+        let uses_account = matches!(step, Step::AccountVerify | Step::AccountOpen);
+        let onboarding = matches!(step, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::AccountVerify | Step::AccountOpen);
+        let fields = self.spec.fields;
+        let id_doc_hash = if uses_doc || self.present(fields.id_doc_hash) { a.id_doc.clone() } else { None };
+        let account_hash = if uses_account || self.present(fields.account_hash) { a.account.clone() } else { None };
+        let region = match fields.region {
+            Presence::OnboardingOnly => onboarding,
+            Presence::Never => false,
+            p => self.present(p),
+        };
         self.seq += 1;
         self.events.push(GeneratedEvent {
             seq: self.seq,
@@ -235,14 +329,14 @@ impl World {
             failure_reason: failed.then_some(reason),
             session_id: Some(session.to_owned()),
             customer_id: Some(a.customer.clone()),
-            id_doc_hash: if uses_doc { a.id_doc.clone() } else { None },
+            id_doc_hash,
             ip: Some(a.ip.clone()),
             device_id: Some(a.device.clone()),
             user_agent: Some(a.agent),
             channel: Some(a.channel),
-            region: Some(a.region),
+            region: region.then_some(a.region),
             duration_ms: Some(dur),
-            account_hash: if matches!(step, Step::AccountVerify | Step::AccountOpen) { a.account.clone() } else { None },
+            account_hash,
             staff_id: None,
             records: None,
             label,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use haechi_alerting::{AlertSink, NdjsonSink};
-use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec};
+use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec, WorldSpec};
 use haechi_detector::{replay, Config, Pipeline, ReplayOutputs};
 use haechi_rules::{RuleSet, RulesError};
 use haechi_detector::train::fit_model;
@@ -74,6 +74,14 @@ enum Command {
         /// Incidents per scenario (default: two per day, at least three).
         #[arg(long)]
         incidents: Option<u32>,
+        /// The world's structure: `fixed` (the one world) or `random` (drawn from --world-seed).
+        #[arg(long, default_value = "fixed", value_parser = ["fixed", "random"])]
+        world: String,
+        #[arg(long, default_value_t = 1)]
+        world_seed: u64,
+        /// Write the world's structure (WorldSpec) here as JSON.
+        #[arg(long)]
+        world_out: Option<PathBuf>,
     },
     /// Rule files: check, run their tests, backtest them on past traffic.
     Rules {
@@ -393,9 +401,13 @@ fn run() -> Result<()> {
             writeln!(errors, "{summary}")?;
             errors.flush()?;
         }
-        Command::Generate { seed, days, customers, staff, out, labels, scenarios, incidents } => {
+        Command::Generate { seed, days, customers, staff, out, labels, scenarios, incidents, world, world_seed, world_out } => {
             let started = std::time::Instant::now();
-            let cfg = GenConfig { seed, days, customers, staff, scenarios, incidents, ..GenConfig::default() };
+            let world = if world == "random" { WorldSpec::random(world_seed) } else { WorldSpec::fixed() };
+            if let Some(path) = &world_out {
+                std::fs::write(path, serde_json::to_string_pretty(&world)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+            }
+            let cfg = GenConfig { seed, days, customers, staff, scenarios, incidents, world, ..GenConfig::default() };
             let data = generate(&cfg)?;
             let mut events_out = create_output(Some(&out))?;
             write_ndjson(&data.events, &mut events_out)?;
