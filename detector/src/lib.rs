@@ -29,6 +29,7 @@ pub mod train;
 mod pipeline;
 mod replay;
 pub mod service;
+pub mod worlds;
 
 pub use builtin::{BuiltinConfig, FailureStreak, FscAction, FscTwoMethods};
 pub use config::{AlertConfig, Config, PipelineConfig};

@@ -199,6 +199,25 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+    /// Detection over drawn worlds: generate each, decide it with the whole
+    /// pipeline, score it; per world, per attack type, and the worst world.
+    Worlds {
+        /// First world seed.
+        #[arg(long, default_value_t = 1000)]
+        from: u64,
+        /// Number of worlds (seeds from, from+1, ...).
+        #[arg(long, default_value_t = 50)]
+        count: u64,
+        #[arg(long, default_value_t = 4000)]
+        customers: usize,
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        /// Worker threads (one world each at a time).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn warm_pipeline(pipeline: &Pipeline, path: &Path) -> Result<()> {
@@ -464,6 +483,17 @@ fn run() -> Result<()> {
             if let Some(rss) = haechi_detector::bench::rss_bytes() {
                 println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
             }
+        }
+        Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json } } => {
+            let started = std::time::Instant::now();
+            let seeds: Vec<u64> = (from..from + count).collect();
+            let report = haechi_detector::worlds::run_worlds(&config, &seeds, customers, days, threads)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            eprintln!("{count} worlds of {customers} customers x {days} days in {:.1}s", started.elapsed().as_secs_f64());
         }
         Command::Eval { events, labels, decisions, replay: run, json } => {
             let board = haechi_detector::evaluate::evaluate(config, &events, &labels, decisions.as_deref(), run)?;

@@ -22,8 +22,12 @@ pub struct WorldResult {
     pub world_seed: u64,
     pub events: usize,
     pub board: Scoreboard,
+    /// Distinct customers of benign events.
+    pub honest_customers: usize,
     /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
     pub by_variant: BTreeMap<String, (usize, usize)>,
+    /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
+    pub benign_flags_by_reason: BTreeMap<String, usize>,
 }
 
 impl WorldResult {
@@ -49,6 +53,8 @@ pub struct WorldsReport {
     pub median_events_before_catch: Option<f64>,
     /// The world with the lowest per-type recall (ties: the highest false-positive rate).
     pub worst_world: Option<u64>,
+    /// Benign events challenged or blocked, by first reason, over all worlds.
+    pub benign_flags_by_reason: BTreeMap<String, usize>,
 }
 
 /// Generate world `world_seed` at the given size and score the pipeline's decisions on it.
@@ -69,6 +75,8 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let pipeline = Pipeline::new(config.clone())?;
     let mut scratch = pipeline.scratch();
     let mut decisions = HashMap::with_capacity(data.events.len());
+    let attack_ids: std::collections::HashSet<&str> = data.labels.iter().map(|l| l.event_id.as_str()).collect();
+    let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let mut bytes = Vec::with_capacity(512);
     for e in &data.events {
         bytes.clear();
@@ -78,12 +86,27 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
             Err(err) => return Err(DetectorError::Input { path: format!("world {world_seed}, {}", e.event_id), message: err.to_string() }),
         };
         if let Ok(p) = pipeline.process(&event, &mut scratch) {
+            if p.decision.verdict != crate::Verdict::Allow && !attack_ids.contains(e.event_id.as_str()) {
+                let r = match (&p.decision.blocked_by, p.decision.reasons.first()) {
+                    (Some(b), _) => format!("blocklist:{}", b.set_by),
+                    (None, Some(r)) => format!("{}:{}", r.detector, r.id),
+                    (None, None) => "none".to_owned(),
+                };
+                *benign_flags_by_reason.entry(r).or_default() += 1;
+            }
             decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
         }
     }
     let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
+    let honest_customers = data
+        .events
+        .iter()
+        .filter(|e| !attack_ids.contains(e.event_id.as_str()))
+        .filter_map(|e| e.customer_id.as_deref())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     // Incidents by variant: caught if any of its events was challenged or blocked.
     let mut incidents: HashMap<&str, (String, bool)> = HashMap::new();
     for l in &data.labels {
@@ -98,7 +121,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         e.0 += usize::from(caught);
         e.1 += 1;
     }
-    Ok(WorldResult { world_seed, events: data.events.len(), board, by_variant })
+    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, by_variant, benign_flags_by_reason })
 }
 
 /// Run worlds `seeds` on up to `threads` threads, and add them up.
@@ -125,7 +148,7 @@ pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, t
 fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
     let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
-    let (mut benign_events, mut benign_flagged, mut honest_blocked) = (0, 0, 0);
+    let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers) = (0, 0, 0, 0);
     let mut medians = Vec::new();
     for w in &worlds {
         for (a, s) in &w.board.attacks {
@@ -142,6 +165,13 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         benign_events += w.board.benign_events;
         benign_flagged += w.board.benign_flagged;
         honest_blocked += w.board.honest_customers_blocked;
+        honest_customers += w.honest_customers;
+    }
+    let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for w in &worlds {
+        for (r, n) in &w.benign_flags_by_reason {
+            *benign_flags_by_reason.entry(r.clone()).or_default() += n;
+        }
     }
     medians.sort_by(f64::total_cmp);
     let median_events_before_catch = (!medians.is_empty()).then(|| medians[medians.len() / 2]);
@@ -149,7 +179,6 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         .iter()
         .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
         .map(|w| w.world_seed);
-    let honest_customers = 0;
     WorldsReport {
         worlds,
         recall_by_attack,
@@ -160,6 +189,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         honest_customers_blocked: honest_blocked,
         median_events_before_catch,
         worst_world,
+        benign_flags_by_reason,
     }
 }
 
@@ -198,7 +228,18 @@ impl std::fmt::Display for WorldsReport {
         let (c, n) = self.recall_by_attack.values().fold((0, 0), |acc, (c, n)| (acc.0 + c, acc.1 + n));
         writeln!(f, "incident recall: {:.3} ({c}/{n})", c as f64 / n.max(1) as f64)?;
         writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate(), self.benign_flagged, self.benign_events)?;
-        writeln!(f, "honest customers blocked (sum over worlds): {}", self.honest_customers_blocked)?;
+        writeln!(
+            f,
+            "honest customers blocked: {:.5} ({}/{})",
+            self.honest_customers_blocked as f64 / self.honest_customers.max(1) as f64,
+            self.honest_customers_blocked,
+            self.honest_customers
+        )?;
+        let mut reasons: Vec<(&String, &usize)> = self.benign_flags_by_reason.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1));
+        for (r, n) in reasons.iter().take(8) {
+            writeln!(f, "  benign flags by {r}: {n}")?;
+        }
         if let Some(m) = self.median_events_before_catch {
             writeln!(f, "median events before the catch (median over types and worlds): {m:.1}")?;
         }

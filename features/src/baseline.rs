@@ -28,8 +28,13 @@ const RANKS: [f64; 17] = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 
 const MAX_DURATION_MS: u64 = 3_600_000;
 /// Hour-of-day baseline: events per epoch before rotation.
 const HOUR_EPOCH_EVENTS: u64 = 200_000;
+/// Staff hour epochs rotate sooner: a bank has far fewer staff accesses.
+const STAFF_HOUR_EPOCH_EVENTS: u64 = 20_000;
 /// Events before the hour baseline speaks; until then every hour reads 1.0 (average).
 pub const MIN_HOUR_SAMPLES: u64 = 2_000;
+/// Staff accesses before the staff hour baseline speaks (a bank has tens of
+/// staff, not thousands of customers).
+pub const MIN_STAFF_HOUR_SAMPLES: u64 = 100;
 
 struct StepBaseline {
     current: Histogram<u32>,
@@ -102,13 +107,24 @@ struct HourBaseline {
     current: [u64; 24],
     previous: [u64; 24],
     current_n: u64,
+    min_samples: u64,
+}
+
+impl HourBaseline {
+    fn epoch(&self) -> u64 {
+        if self.min_samples == MIN_STAFF_HOUR_SAMPLES {
+            STAFF_HOUR_EPOCH_EVENTS
+        } else {
+            HOUR_EPOCH_EVENTS
+        }
+    }
 }
 
 impl HourBaseline {
     fn record(&mut self, hour: u8) {
         self.current[usize::from(hour) % 24] += 1;
         self.current_n += 1;
-        if self.current_n >= HOUR_EPOCH_EVENTS {
+        if self.current_n >= self.epoch() {
             self.previous = self.current;
             self.current = [0; 24];
             self.current_n = 0;
@@ -120,7 +136,7 @@ impl HourBaseline {
     fn activity(&self, hour: u8) -> f32 {
         let h = usize::from(hour) % 24;
         let total: u64 = self.current_n + self.previous.iter().sum::<u64>();
-        if total < MIN_HOUR_SAMPLES {
+        if total < self.min_samples {
             return 1.0;
         }
         ((self.current[h] + self.previous[h]) as f64 * 24.0 / total as f64) as f32
@@ -145,18 +161,38 @@ pub struct BaselineReading {
 pub struct Baselines {
     steps: Vec<Mutex<StepBaseline>>,
     hours: Mutex<HourBaseline>,
+    /// Staff access keeps its own hours: a bank's staff work office hours,
+    /// whatever its customers do.
+    staff_hours: Mutex<HourBaseline>,
 }
 
 impl Default for Baselines {
     fn default() -> Self {
-        Baselines {
-            steps: Step::ALL.iter().map(|_| Mutex::new(StepBaseline::new())).collect(),
-            hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0 }),
-        }
+        Baselines::new([0, 24])
     }
 }
 
+/// Pseudo-accesses the office-hours prior is worth, spread over its hours.
+const STAFF_PRIOR_EVENTS: u64 = 2 * MIN_STAFF_HOUR_SAMPLES;
+
 impl Baselines {
+    /// Baselines whose staff hours start from the bank's office hours
+    /// (`[start, end)`, local) as a prior; `[0, 24]` is no opinion.
+    pub fn new(office_hours: [u8; 2]) -> Baselines {
+        let mut prior = [0u64; 24];
+        let [open, close] = office_hours;
+        let span = u64::from(close.saturating_sub(open)).max(1);
+        for h in open..close.min(24) {
+            prior[usize::from(h)] = STAFF_PRIOR_EVENTS / span;
+        }
+        Baselines {
+            steps: Step::ALL.iter().map(|_| Mutex::new(StepBaseline::new())).collect(),
+            hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0, min_samples: MIN_HOUR_SAMPLES }),
+            // The prior sits in the previous epoch: the first rotation forgets it.
+            staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
+        }
+    }
+
     /// Read where the event stands against the population as it was before
     /// it, then learn from it (unless `learn` is false: a late event).
     pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
@@ -180,6 +216,17 @@ impl Baselines {
             a
         };
         BaselineReading { duration_rank, samples, hour_activity }
+    }
+
+    /// Where a staff access's local hour stands among staff accesses (times
+    /// 24, as [`BaselineReading::hour_activity`]); learns from it if `learn`.
+    pub fn observe_staff_hour(&self, hour: u8, learn: bool) -> f32 {
+        let mut h = self.staff_hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let a = h.activity(hour);
+        if learn {
+            h.record(hour);
+        }
+        a
     }
 
     /// Durations (ms) of one step at the given quantiles, for the entity API
@@ -251,6 +298,18 @@ mod tests {
         let night = b.observe(Step::Login, None, 2, false).hour_activity;
         assert!(day > 2.0, "{day}");
         assert!(night < 0.1, "{night}");
+    }
+
+    #[test]
+    fn office_hours_are_a_prior_that_real_staff_hours_outweigh() {
+        let b = Baselines::new([9, 18]);
+        assert!(b.observe_staff_hour(3, false) < 0.1, "before any access, 03:00 is odd for staff");
+        assert!(b.observe_staff_hour(11, false) > 1.0);
+        // This bank's staff really work nights: the data wins.
+        for i in 0..5_000u32 {
+            b.observe_staff_hour(if i % 2 == 0 { 2 } else { 3 }, true);
+        }
+        assert!(b.observe_staff_hour(3, false) > 5.0);
     }
 
     #[test]

@@ -109,7 +109,7 @@ pub struct KindLayout {
     pub profile: Option<usize>,
     /// methods_ok, methods_mask, fast_steps (sessions only).
     pub session: Option<usize>,
-    /// records ×3, hour_seen, typical_daily_records, days_active (staff only).
+    /// records ×3, hour_seen, typical_daily_records, days_active, records_today (staff only).
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -176,7 +176,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
                 }
-                for n in ["hour_seen", "typical_daily_records", "days_active"] {
+                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

@@ -44,6 +44,11 @@ pub struct FeatureConfig {
     /// A step whose duration ranks at or below this share of its population's
     /// counts toward `session.fast_steps`.
     pub fast_step_rank: f32,
+    /// The bank's office hours, local `[start, end)`: a prior for the staff
+    /// hour baseline, so that on the first day, before any staff access has
+    /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
+    /// outweigh it within a day.
+    pub staff_office_hours: [u8; 2],
 }
 
 impl Default for FeatureConfig {
@@ -57,6 +62,7 @@ impl Default for FeatureConfig {
             hash_seed: 0x6861_6563_6869_2d31,
             utc_offset_hours: 9,
             fast_step_rank: 0.01,
+            staff_office_hours: [8, 20],
         }
     }
 }
@@ -142,6 +148,8 @@ pub struct Windows {
     pub customer_ttl_s: u32,
     pub hash_seed: u64,
     pub utc_offset_s: i32,
+    /// Local `[start, end)` office hours.
+    pub staff_office_hours: [u8; 2],
 }
 
 impl Windows {
@@ -197,6 +205,10 @@ impl FeatureConfig {
         if !(self.fast_step_rank > 0.0 && self.fast_step_rank < 0.5) {
             return Err(Error::Config(format!("fast_step_rank = {}: must be between 0 and 0.5", self.fast_step_rank)));
         }
+        let [open, close] = self.staff_office_hours;
+        if !(open < close && close <= 24) {
+            return Err(Error::Config(format!("staff_office_hours = [{open}, {close}]: need start < end <= 24")));
+        }
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return Err(Error::Config(format!("utc_offset_hours = {}: must be -12 to 14", self.utc_offset_hours)));
         }
@@ -208,6 +220,7 @@ impl FeatureConfig {
             customer_ttl_s,
             hash_seed: self.hash_seed,
             utc_offset_s: i32::from(self.utc_offset_hours) * 3600,
+            staff_office_hours: self.staff_office_hours,
         })
     }
 }

@@ -199,12 +199,10 @@ impl Entity {
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
-        // Was the staff member seen at this hour (or the next or previous) before?
+        // Was the staff member seen at this very hour before? Office hours
+        // are a tight habit: the hour after closing is already unusual.
         let staff_hour_seen = match &self.extra {
-            Extra::Records(a) => {
-                let h = u32::from(o.hour);
-                f32::from(a.hours & ((1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24))) != 0)
-            }
+            Extra::Records(a) => f32::from(a.hours & (1 << o.hour) != 0),
             _ => 0.0,
         };
         if o.apply {
@@ -266,6 +264,7 @@ impl Entity {
                 out[s + 3] = staff_hour_seen;
                 out[s + 4] = a.typical_daily;
                 out[s + 5] = f32::from(a.days_active);
+                out[s + 6] = a.today as f32;
             }
             _ => {}
         }
@@ -301,7 +300,9 @@ impl Entity {
                 }
                 st.fast_steps = st.fast_steps.saturating_add(u8::from(o.fast));
             }
-            Extra::Profile(p) => {
+            // Only a success teaches the profile: an attacker's failed
+            // guesses must not make their device, region or hour "known".
+            Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
                 p.logged_in |= o.login_ok;
                 if let Some(d) = o.device {
@@ -322,7 +323,7 @@ impl Entity {
                 }
             }
             Extra::Records(a) => a.add(w, o.secs, o.hour, o.records),
-            Extra::None => {}
+            Extra::Profile(_) | Extra::None => {}
         }
     }
 

@@ -79,7 +79,7 @@ impl FeatureStore {
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             inline_sweeps: AtomicBool::new(true),
-            baselines: Baselines::default(),
+            baselines: Baselines::new(windows.staff_office_hours),
             fast_rank: config.fast_step_rank,
         })
     }
@@ -123,8 +123,10 @@ impl FeatureStore {
         // toward the staff member's distinct customers but is not the
         // customer's own activity, so it must not touch their profile.
         let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
+        // Staff accesses are judged against staff hours, and their durations
+        // teach no customer step's baseline.
         let baseline = if staff_access {
-            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: 1.0 }
+            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.observe_staff_hour(hour, !late) }
         } else {
             self.baselines.observe(event.step, event.duration_ms, hour, !late)
         };

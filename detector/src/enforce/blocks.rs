@@ -121,7 +121,7 @@ pub struct BlockConfig {
 
 impl Default for BlockConfig {
     fn default() -> Self {
-        BlockConfig { state_file: None, max_new_per_minute: 600, repeat_multiplier: 2, max_ttl: Duration::from_secs(7 * 86_400), blast_radius_limit: 8 }
+        BlockConfig { state_file: None, max_new_per_minute: 600, repeat_multiplier: 2, max_ttl: Duration::from_secs(7 * 86_400), blast_radius_limit: 5 }
     }
 }
 

@@ -143,7 +143,24 @@ impl Enforcer {
     pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
         let now = self.now(event);
         let mut out = Enforced::default();
-        if let Some(b) = self.blocks.check(keys, now) {
+        let mut in_force = self.blocks.check(keys, now);
+        // The guard holds at enforcement too: a shared scope blocked while it
+        // looked private (the first minutes of a new install, an exit at
+        // dawn) is lifted as soon as it is seen carrying returning customers.
+        if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
+            if let Some(carried) = self.blast_radius(b.scope, features).filter(|c| *c > self.blast_radius_limit) {
+                self.blocks.lift(b.scope, b.hash);
+                out.guarded += 1;
+                d.reasons.push(
+                    Reason::new(self.names.blast_radius.clone(), Arc::from(b.scope.as_str()), Severity::Medium).with_detail(format!(
+                        "lifted the block on this {} set by {}: it now carries {carried:.0} returning customers (limit {:.0})",
+                        b.scope, b.set_by, self.blast_radius_limit
+                    )),
+                );
+                in_force = self.blocks.check(keys, now);
+            }
+        }
+        if let Some(b) = in_force {
             // An analyst's block wins even over an allowlist; anything else
             // in force yields to it.
             if b.is_manual() || !d.allowlisted {
