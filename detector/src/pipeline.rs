@@ -22,6 +22,13 @@ pub struct Scratch {
     pub findings: Vec<Finding>,
 }
 
+impl Scratch {
+    /// The feature vector of the last processed event, in catalog order.
+    pub fn features(&self) -> &[f32] {
+        &self.features
+    }
+}
+
 /// The result of processing one event.
 #[derive(Debug)]
 pub struct Processed {

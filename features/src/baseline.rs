@@ -18,6 +18,11 @@ use crate::event::Step;
 /// Samples a step needs before its duration ranks mean anything. Until then
 /// every rank reads 0.5 ("typical"), so no rule fires on an empty baseline.
 pub const MIN_BASELINE_SAMPLES: u64 = 300;
+/// Samples a step needs before a cold-start rank is given: with fewer than
+/// [`MIN_BASELINE_SAMPLES`], only a duration under half the fastest one seen
+/// ranks (at 0); anything else reads 0.5. A bot at 600 ms among people who
+/// took 5 s or more is plain after twenty people; a percentile is not.
+pub const MIN_COLD_SAMPLES: u64 = 20;
 /// Samples per epoch: after this many, the current epoch becomes the previous one.
 const EPOCH_SAMPLES: u64 = 50_000;
 /// Rebuild a step's rank table after this many new samples.
@@ -32,8 +37,8 @@ const HOUR_EPOCH_EVENTS: u64 = 200_000;
 const STAFF_HOUR_EPOCH_EVENTS: u64 = 20_000;
 /// Events before the hour baseline speaks; until then every hour reads 1.0 (average).
 pub const MIN_HOUR_SAMPLES: u64 = 2_000;
-/// Staff accesses before the staff hour baseline speaks (a bank has tens of
-/// staff, not thousands of customers).
+/// Staff working hours (one per staff member, day and hour) before the staff
+/// hour baseline speaks; the office-hours prior alone is worth this many.
 pub const MIN_STAFF_HOUR_SAMPLES: u64 = 100;
 
 struct StepBaseline {
@@ -89,7 +94,12 @@ impl StepBaseline {
     /// interpolated between the table's points.
     fn rank(&self, ms: u64) -> f32 {
         if !self.ready {
-            return 0.5;
+            let n = self.samples();
+            if n < MIN_COLD_SAMPLES {
+                return 0.5;
+            }
+            let fastest = self.current.min().min(if self.previous.is_empty() { u64::MAX } else { self.previous.min() });
+            return if ms.saturating_mul(2) < fastest { 0.0 } else { 0.5 };
         }
         let x = self.current.lowest_equivalent(ms.clamp(1, MAX_DURATION_MS)) as f64;
         // The last table point at or below x; ties rank with the population.
@@ -172,8 +182,8 @@ impl Default for Baselines {
     }
 }
 
-/// Pseudo-accesses the office-hours prior is worth, spread over its hours.
-const STAFF_PRIOR_EVENTS: u64 = 2 * MIN_STAFF_HOUR_SAMPLES;
+/// Pseudo working hours the office-hours prior is worth, spread over its hours.
+const STAFF_PRIOR_EVENTS: u64 = MIN_STAFF_HOUR_SAMPLES;
 
 impl Baselines {
     /// Baselines whose staff hours start from the bank's office hours
@@ -183,7 +193,7 @@ impl Baselines {
         let [open, close] = office_hours;
         let span = u64::from(close.saturating_sub(open)).max(1);
         for h in open..close.min(24) {
-            prior[usize::from(h)] = STAFF_PRIOR_EVENTS / span;
+            prior[usize::from(h)] = STAFF_PRIOR_EVENTS.div_ceil(span);
         }
         Baselines {
             steps: Step::ALL.iter().map(|_| Mutex::new(StepBaseline::new())).collect(),
@@ -218,15 +228,23 @@ impl Baselines {
         BaselineReading { duration_rank, samples, hour_activity }
     }
 
-    /// Where a staff access's local hour stands among staff accesses (times
-    /// 24, as [`BaselineReading::hour_activity`]); learns from it if `learn`.
-    pub fn observe_staff_hour(&self, hour: u8, learn: bool) -> f32 {
+    /// Where a local hour stands among the hours the bank's staff work
+    /// (times 24, as [`BaselineReading::hour_activity`]).
+    pub fn staff_hour_activity(&self, hour: u8) -> f32 {
+        self.staff_hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner).activity(hour)
+    }
+
+    /// Learn one finished working day of one staff member: each hour they
+    /// worked counts once. Days, not accesses: an insider's thousand-record
+    /// night counts as one night, and only once it is over, so the pull
+    /// itself never makes its hour look usual.
+    pub fn learn_staff_day(&self, hours_mask: u32) {
         let mut h = self.staff_hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let a = h.activity(hour);
-        if learn {
-            h.record(hour);
+        for hour in 0..24u8 {
+            if hours_mask & (1 << hour) != 0 {
+                h.record(hour);
+            }
         }
-        a
     }
 
     /// Durations (ms) of one step at the given quantiles, for the entity API
@@ -274,13 +292,27 @@ mod tests {
     }
 
     #[test]
+    fn a_young_baseline_only_ranks_what_is_far_faster_than_anyone() {
+        let b = Baselines::default();
+        for i in 0..MIN_COLD_SAMPLES {
+            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+        }
+        assert_eq!(b.observe(Step::Liveness, Some(600), 3, false).duration_rank, 0.0, "600 ms where people took 4 s or more");
+        assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5, "quicker than anyone, but not by half: no opinion yet");
+    }
+
+    #[test]
     fn an_empty_baseline_reads_typical() {
         let b = Baselines::default();
-        for _ in 0..(MIN_BASELINE_SAMPLES - 1) {
+        for _ in 0..(MIN_COLD_SAMPLES - 1) {
             b.observe(Step::Otp, Some(10_000), 3, true);
         }
-        let r = b.observe(Step::Otp, Some(1), 3, false);
-        assert_eq!(r.duration_rank, 0.5, "no rank before the baseline is ready");
+        assert_eq!(b.observe(Step::Otp, Some(1), 3, false).duration_rank, 0.5, "no rank at all before twenty samples");
+        for _ in 0..(MIN_BASELINE_SAMPLES - MIN_COLD_SAMPLES) {
+            b.observe(Step::Otp, Some(10_000), 3, true);
+        }
+        let r = b.observe(Step::Otp, Some(6_000), 3, false);
+        assert_eq!(r.duration_rank, 0.5, "no percentile before the baseline is ready");
         assert_eq!(r.samples, MIN_BASELINE_SAMPLES - 1);
         assert_eq!(r.hour_activity, 1.0, "no hour baseline yet either");
         assert_eq!(b.observe(Step::Otp, None, 3, false).duration_rank, 0.5);
@@ -303,13 +335,13 @@ mod tests {
     #[test]
     fn office_hours_are_a_prior_that_real_staff_hours_outweigh() {
         let b = Baselines::new([9, 18]);
-        assert!(b.observe_staff_hour(3, false) < 0.1, "before any access, 03:00 is odd for staff");
-        assert!(b.observe_staff_hour(11, false) > 1.0);
+        assert!(b.staff_hour_activity(3) < 0.1, "before any access, 03:00 is odd for staff");
+        assert!(b.staff_hour_activity(11) > 1.0);
         // This bank's staff really work nights: the data wins.
-        for i in 0..5_000u32 {
-            b.observe_staff_hour(if i % 2 == 0 { 2 } else { 3 }, true);
+        for _ in 0..1_000 {
+            b.learn_staff_day((1 << 2) | (1 << 3));
         }
-        assert!(b.observe_staff_hour(3, false) > 5.0);
+        assert!(b.staff_hour_activity(3) > 5.0);
     }
 
     #[test]

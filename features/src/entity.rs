@@ -110,8 +110,11 @@ enum Extra {
 #[derive(Debug, Clone, Default)]
 struct StaffProfile {
     records: Amounts,
-    /// Bit h set: seen at local hour h.
+    /// Bit h set: worked at local hour h on an earlier day. Today's hours
+    /// join the habit only when the day is over, so that a night's pull does
+    /// not make its own hour "usual" after the first record.
     hours: u32,
+    hours_today: u32,
     /// Day (event time, local days) being counted, and its records so far.
     day: u32,
     today: u32,
@@ -121,12 +124,16 @@ struct StaffProfile {
 }
 
 impl StaffProfile {
-    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) {
+    /// Add one access; returns the hours of the working day it closed, if any.
+    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> Option<u32> {
         self.records.add(w, secs, records);
-        self.hours |= 1 << hour;
         // Local days: a working day does not end at 09:00 in Seoul.
         let day = ((i64::from(secs) + i64::from(w.utc_offset_s)).max(0) / 86_400) as u32;
-        if day != self.day {
+        let mut closed = None;
+        if day > self.day {
+            self.hours |= self.hours_today;
+            closed = (self.hours_today != 0).then_some(self.hours_today);
+            self.hours_today = 0;
             if self.today > 0 {
                 self.days_active = self.days_active.saturating_add(1);
                 let x = self.today as f32;
@@ -137,7 +144,10 @@ impl StaffProfile {
             self.day = day;
             self.today = 0;
         }
+        // A late access from yesterday still counts today: days only move forward.
         self.today = self.today.saturating_add(records);
+        self.hours_today |= 1 << hour;
+        closed
     }
 }
 
@@ -184,7 +194,8 @@ impl Entity {
 
     /// Apply one event (unless it is too late) and write this entity's
     /// features, as they stand after the event, into `out`.
-    pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) {
+    /// Returns the hours of a staff member's working day that this event closed, if any.
+    pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) -> Option<u32> {
         let prior_events = self.total;
         let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
@@ -205,9 +216,7 @@ impl Entity {
             Extra::Records(a) => f32::from(a.hours & (1 << o.hour) != 0),
             _ => 0.0,
         };
-        if o.apply {
-            self.apply(kind, w, o);
-        }
+        let closed_day = if o.apply { self.apply(kind, w, o) } else { None };
 
         let now = o.secs.max(self.last_seen());
         let c = self.counts.read(w, now);
@@ -268,9 +277,10 @@ impl Entity {
             }
             _ => {}
         }
+        closed_day
     }
 
-    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) {
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> Option<u32> {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
         self.streak = if o.failure { self.streak.saturating_add(1) } else { 0 };
@@ -322,9 +332,10 @@ impl Entity {
                     }
                 }
             }
-            Extra::Records(a) => a.add(w, o.secs, o.hour, o.records),
+            Extra::Records(a) => return a.add(w, o.secs, o.hour, o.records),
             Extra::Profile(_) | Extra::None => {}
         }
+        None
     }
 
     /// A returning customer: has logged in successfully, or has a history

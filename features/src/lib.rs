@@ -37,7 +37,7 @@ mod rrn;
 mod store;
 mod window;
 
-pub use baseline::{BaselineReading, Baselines, MIN_BASELINE_SAMPLES};
+pub use baseline::{BaselineReading, Baselines, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::METHOD_NAMES;
 pub use config::{FeatureConfig, WindowLabel, WindowSpec, Windows};

@@ -126,7 +126,7 @@ impl FeatureStore {
         // Staff accesses are judged against staff hours, and their durations
         // teach no customer step's baseline.
         let baseline = if staff_access {
-            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.observe_staff_hour(hour, !late) }
+            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
             self.baselines.observe(event.step, event.duration_ms, hour, !late)
         };
@@ -145,7 +145,7 @@ impl FeatureStore {
             returning: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
-            fast: event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_BASELINE_SAMPLES && baseline.duration_rank <= self.fast_rank,
+            fast: event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES && baseline.duration_rank <= self.fast_rank,
             login_ok: success && event.step == Step::Login,
         };
 
@@ -159,22 +159,25 @@ impl FeatureStore {
             }
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
-            let returning = if late {
+            let (returning, closed_staff_day) = if late {
                 match map.get_mut(&key) {
                     Some(mut e) => {
-                        e.observe(kind, layout, w, &observed, out);
-                        e.is_returning(secs)
+                        let closed = e.observe(kind, layout, w, &observed, out);
+                        (e.is_returning(secs), closed)
                     }
                     None => {
                         out[layout.base] = 1.0;
-                        false
+                        (false, None)
                     }
                 }
             } else {
                 let mut e = map.entry(key).or_insert_with(|| Box::new(Entity::new(kind, secs)));
-                e.observe(kind, layout, w, &observed, out);
-                e.is_returning(secs)
+                let closed = e.observe(kind, layout, w, &observed, out);
+                (e.is_returning(secs), closed)
             };
+            if let Some(hours) = closed_staff_day {
+                self.baselines.learn_staff_day(hours);
+            }
             if kind == EntityKind::Customer {
                 let fragment = related[EntityKind::Customer.index()];
                 if returning {
