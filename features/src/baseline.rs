@@ -17,7 +17,7 @@ use crate::event::Step;
 
 /// Samples a step needs before its duration ranks mean anything. Until then
 /// every rank reads 0.5 ("typical"), so no rule fires on an empty baseline.
-pub const MIN_BASELINE_SAMPLES: u64 = 300;
+pub const MIN_BASELINE_SAMPLES: u64 = 100;
 /// Samples a step needs before a cold-start rank is given: with fewer than
 /// [`MIN_BASELINE_SAMPLES`], only a duration under half the fastest one seen
 /// ranks (at 0); anything else reads 0.5. A bot at 600 ms among people who

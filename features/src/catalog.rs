@@ -102,12 +102,13 @@ pub struct KindLayout {
     pub distinct: usize,
     /// gap_mean_ms, gap_cv, gap_n.
     pub timing: Option<usize>,
-    /// step_ms_mean, step_ms_min, steps.
+    /// step_ms_mean, step_ms_min, steps, fast_steps, quick_steps: the last
+    /// two count steps ranked among their population's fastest 1% and 5%.
     pub durations: Option<usize>,
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning.
     pub profile: Option<usize>,
-    /// methods_ok, methods_mask, fast_steps (sessions only).
+    /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
     /// records ×3, hour_seen, typical_daily_records, days_active, records_today (staff only).
     pub records: Option<usize>,
@@ -155,7 +156,7 @@ impl FeatureCatalog {
             }
             if has_durations(kind) {
                 l.durations = Some(names.len());
-                for n in ["step_ms_mean", "step_ms_min", "steps"] {
+                for n in ["step_ms_mean", "step_ms_min", "steps", "fast_steps", "quick_steps"] {
                     names.push(format!("{k}.{n}"));
                 }
             }
@@ -167,7 +168,7 @@ impl FeatureCatalog {
             }
             if kind == EntityKind::Session {
                 l.session = Some(names.len());
-                for n in ["methods_ok", "methods_mask", "fast_steps"] {
+                for n in ["methods_ok", "methods_mask"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

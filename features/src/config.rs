@@ -42,8 +42,10 @@ pub struct FeatureConfig {
     /// Offset of the bank's local time from UTC, for hour-of-day features (KST = 9).
     pub utc_offset_hours: i8,
     /// A step whose duration ranks at or below this share of its population's
-    /// counts toward `session.fast_steps`.
+    /// counts toward `<session|device>.fast_steps`.
     pub fast_step_rank: f32,
+    /// ... and at or below this, toward `<session|device>.quick_steps`.
+    pub quick_step_rank: f32,
     /// The bank's office hours, local `[start, end)`: a prior for the staff
     /// hour baseline, so that on the first day, before any staff access has
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
@@ -62,6 +64,7 @@ impl Default for FeatureConfig {
             hash_seed: 0x6861_6563_6869_2d31,
             utc_offset_hours: 9,
             fast_step_rank: 0.01,
+            quick_step_rank: 0.05,
             staff_office_hours: [8, 20],
         }
     }
@@ -202,8 +205,11 @@ impl FeatureConfig {
         if customer_ttl_s < long.len_s() {
             return Err(Error::Config("customer_profile_ttl must be at least long_window".into()));
         }
-        if !(self.fast_step_rank > 0.0 && self.fast_step_rank < 0.5) {
-            return Err(Error::Config(format!("fast_step_rank = {}: must be between 0 and 0.5", self.fast_step_rank)));
+        if !(self.fast_step_rank > 0.0 && self.fast_step_rank <= self.quick_step_rank && self.quick_step_rank < 0.5) {
+            return Err(Error::Config(format!(
+                "fast_step_rank = {}, quick_step_rank = {}: need 0 < fast <= quick < 0.5",
+                self.fast_step_rank, self.quick_step_rank
+            )));
         }
         let [open, close] = self.staff_office_hours;
         if !(open < close && close <= 24) {

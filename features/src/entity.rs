@@ -36,8 +36,10 @@ pub(crate) struct Observed {
     pub new_identity: Option<u32>,
     /// The verification method this event proves, if it succeeded (a bit of [`METHOD_NAMES`]).
     pub method: Option<u8>,
-    /// The step's duration ranks among the fastest of its population.
+    /// The step's duration ranks among the fastest 1% of its population ...
     pub fast: bool,
+    /// ... or among the fastest 5%.
+    pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
 }
@@ -90,8 +92,6 @@ struct Profile {
 struct SessionState {
     /// Bits of [`METHOD_NAMES`] that succeeded in this session.
     methods: u8,
-    /// Steps whose duration ranked among the fastest of their population.
-    fast_steps: u8,
 }
 
 /// State only some kinds keep, boxed separately so that a customer does not
@@ -162,6 +162,9 @@ pub(crate) struct Entity {
     last_ms: i64,
     total: u32,
     streak: u16,
+    /// Steps among their population's fastest 1% and 5% (kinds with durations).
+    fast_steps: u8,
+    quick_steps: u8,
     step_min_ms: u32,
     counts: Counts,
     gaps: RunningStats,
@@ -183,6 +186,8 @@ impl Entity {
             last_ms: i64::MIN,
             total: 0,
             streak: 0,
+            fast_steps: 0,
+            quick_steps: 0,
             step_min_ms: u32::MAX,
             counts: Counts::default(),
             gaps: RunningStats::default(),
@@ -246,6 +251,8 @@ impl Entity {
             out[d] = self.steps.mean;
             out[d + 1] = if self.steps.n == 0 { 0.0 } else { self.step_min_ms as f32 };
             out[d + 2] = self.steps.n as f32;
+            out[d + 3] = f32::from(self.fast_steps);
+            out[d + 4] = f32::from(self.quick_steps);
         }
         match (&self.extra, l.profile, l.records) {
             (Extra::Profile(p), Some(s), _) => {
@@ -262,7 +269,6 @@ impl Entity {
                 if let Some(s) = l.session {
                     out[s] = st.methods.count_ones() as f32;
                     out[s + 1] = f32::from(st.methods);
-                    out[s + 2] = f32::from(st.fast_steps);
                 }
             }
             (Extra::Records(a), _, Some(s)) => {
@@ -290,6 +296,8 @@ impl Entity {
         self.last_ms = self.last_ms.max(o.ms);
         self.first_seen = self.first_seen.min(o.secs);
         if let Some(d) = o.duration_ms {
+            self.fast_steps = self.fast_steps.saturating_add(u8::from(o.fast));
+            self.quick_steps = self.quick_steps.saturating_add(u8::from(o.quick));
             self.steps.push(d as f32);
             self.step_min_ms = self.step_min_ms.min(d);
         }
@@ -308,7 +316,6 @@ impl Entity {
                 if let Some(m) = o.method {
                     st.methods |= 1 << m;
                 }
-                st.fast_steps = st.fast_steps.saturating_add(u8::from(o.fast));
             }
             // Only a success teaches the profile: an attacker's failed
             // guesses must not make their device, region or hour "known".

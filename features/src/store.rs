@@ -61,6 +61,8 @@ pub struct FeatureStore {
     baselines: Baselines,
     /// A step whose duration ranks at or below this among its population counts as fast.
     fast_rank: f32,
+    /// ... and toward `quick_steps` at or below this.
+    quick_rank: f32,
 }
 
 impl FeatureStore {
@@ -81,6 +83,7 @@ impl FeatureStore {
             inline_sweeps: AtomicBool::new(true),
             baselines: Baselines::new(windows.staff_office_hours),
             fast_rank: config.fast_step_rank,
+            quick_rank: config.quick_step_rank,
         })
     }
 
@@ -131,6 +134,7 @@ impl FeatureStore {
             self.baselines.observe(event.step, event.duration_ms, hour, !late)
         };
         let success = !event.is_failure();
+        let ranked = event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
         let mut observed = Observed {
             secs,
             ms: event.ts_ms,
@@ -145,7 +149,8 @@ impl FeatureStore {
             returning: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
-            fast: event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES && baseline.duration_rank <= self.fast_rank,
+            fast: ranked && baseline.duration_rank <= self.fast_rank,
+            quick: ranked && baseline.duration_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
         };
 
@@ -300,6 +305,7 @@ impl FeatureStore {
             new_identity: None,
             method: None,
             fast: false,
+            quick: false,
             login_ok: false,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
