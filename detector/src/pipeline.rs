@@ -172,3 +172,81 @@ impl Pipeline {
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verdict;
+
+    fn event(p: &Pipeline, id: &str, ts: &str, step: &str, customer: &str, device: &str, region: &str) -> Event {
+        let json = format!(
+            r#"{{"event_id":"{id}","ts":"{ts}","step":"{step}","result":"success","customer_id":"{customer}","device_id":"{device}","session_id":"s-{customer}-{device}","region":"{region}","ip":"121.1.{}.{}"}}"#,
+            id.len() % 200,
+            id.bytes().map(u32::from).sum::<u32>() % 250 + 1
+        );
+        p.parse(json.as_bytes()).unwrap()
+    }
+
+    fn pipeline() -> Pipeline {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        Pipeline::new(config).unwrap()
+    }
+
+    /// A daytime population: enough events for the hour baseline to speak.
+    fn daytime_population(p: &Pipeline, s: &mut Scratch) {
+        for i in 0..2_500 {
+            // In time order, 09:00 to 17:59: out-of-order events would be too late to learn from.
+            let minute = i * (9 * 60) / 2_500;
+            let ts = format!("2026-11-02T{:02}:{:02}:00+09:00", 9 + minute / 60, minute % 60);
+            let e = event(p, &format!("pop{i}"), &ts, "login", &format!("c{i}"), &format!("d{i}"), "KR-11");
+            p.process(&e, s).unwrap();
+        }
+    }
+
+    fn reasons(d: &Processed) -> Vec<String> {
+        d.decision.reasons.iter().map(|r| r.id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_cold_start_takeover_is_judged_on_population_cues() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        daytime_population(&p, &mut s);
+        // A customer we have no history for, at 03:10, on a device nobody has used, changes their phone.
+        p.process(&event(&p, "v1", "2026-11-03T03:10:00+09:00", "login", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
+        let d = p.process(&event(&p, "v2", "2026-11-03T03:11:00+09:00", "phone_auth", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
+        let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let seen = ["event.sensitive_step", "customer.prior_events", "customer.history_days", "event.hour_activity", "device.distinct_customers_total", "device.age_s"].map(|n| (n, f(n)));
+        assert_eq!(d.decision.verdict, Verdict::Challenge, "{:?} {seen:?}", reasons(&d));
+        assert!(reasons(&d).contains(&"takeover_cold_start".to_owned()));
+        // The same at 14:00, an hour this population lives in, is nothing.
+        p.process(&event(&p, "n1", "2026-11-03T14:10:00+09:00", "login", "newcomer", "other-device", "KR-26"), &mut s).unwrap();
+        let d = p.process(&event(&p, "n2", "2026-11-03T14:11:00+09:00", "phone_auth", "newcomer", "other-device", "KR-26"), &mut s).unwrap();
+        assert_eq!(d.decision.verdict, Verdict::Allow, "{:?}", reasons(&d));
+    }
+
+    #[test]
+    fn a_warmed_profile_sees_a_takeover_that_a_cold_one_cannot() {
+        let history: String = (0..6)
+            .map(|i| {
+                format!(
+                    "{{\"event_id\":\"h{i}\",\"ts\":\"2026-11-0{}T11:0{i}:00+09:00\",\"step\":\"login\",\"result\":\"success\",\"customer_id\":\"c1\",\"device_id\":\"p1\",\"region\":\"KR-11\"}}\n",
+                    2 + i / 2
+                )
+            })
+            .collect();
+        let takeover = |p: &Pipeline| {
+            let mut s = p.scratch();
+            p.process(&event(p, "t1", "2026-11-06T03:00:00+09:00", "login", "c1", "p2", "KR-26"), &mut s).unwrap()
+        };
+        let cold = pipeline();
+        assert!(!reasons(&takeover(&cold)).contains(&"takeover_odd_hour_new_device_region".to_owned()), "no profile, no judgement");
+        let warm = pipeline();
+        let summary = crate::warm(&warm, &mut history.as_bytes(), &mut std::io::sink()).unwrap();
+        assert_eq!(summary.accepted, 6);
+        let d = takeover(&warm);
+        assert!(reasons(&d).contains(&"takeover_odd_hour_new_device_region".to_owned()), "{:?}", reasons(&d));
+        assert_eq!(d.decision.verdict, Verdict::Challenge);
+    }
+}

@@ -28,6 +28,30 @@ pub struct WorldResult {
     pub by_variant: BTreeMap<String, (usize, usize)>,
     /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
     pub benign_flags_by_reason: BTreeMap<String, usize>,
+    /// The isolation forest on its own: events it flagged, how many of them
+    /// were attack events, and incidents it flagged at least once.
+    pub model: ModelScore,
+}
+
+/// The model's own precision and recall at its threshold.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ModelScore {
+    pub flagged: usize,
+    pub flagged_attack: usize,
+    pub incidents_caught: usize,
+    pub incidents: usize,
+}
+
+impl ModelScore {
+    /// Attack events among the events the model flagged.
+    pub fn precision(&self) -> f64 {
+        self.flagged_attack as f64 / self.flagged.max(1) as f64
+    }
+
+    /// Incidents the model flagged at least once.
+    pub fn incident_recall(&self) -> f64 {
+        self.incidents_caught as f64 / self.incidents.max(1) as f64
+    }
 }
 
 impl WorldResult {
@@ -77,6 +101,9 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let mut decisions = HashMap::with_capacity(data.events.len());
     let attack_ids: std::collections::HashSet<&str> = data.labels.iter().map(|l| l.event_id.as_str()).collect();
     let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    let incident_of: HashMap<&str, &str> = data.labels.iter().map(|l| (l.event_id.as_str(), l.incident.as_str())).collect();
+    let mut model = ModelScore::default();
+    let mut model_incidents: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut bytes = Vec::with_capacity(512);
     for e in &data.events {
         bytes.clear();
@@ -86,6 +113,13 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
             Err(err) => return Err(DetectorError::Input { path: format!("world {world_seed}, {}", e.event_id), message: err.to_string() }),
         };
         if let Ok(p) = pipeline.process(&event, &mut scratch) {
+            if scratch.findings.iter().any(|f| &*f.detector == "model") {
+                model.flagged += 1;
+                if let Some(inc) = incident_of.get(e.event_id.as_str()) {
+                    model.flagged_attack += 1;
+                    model_incidents.insert(inc);
+                }
+            }
             if p.decision.verdict != crate::Verdict::Allow && !attack_ids.contains(e.event_id.as_str()) {
                 let r = match (&p.decision.blocked_by, p.decision.reasons.first()) {
                     (Some(b), _) => format!("blocklist:{}", b.set_by),
@@ -100,6 +134,8 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
+    model.incidents_caught = model_incidents.len();
+    model.incidents = board.incidents;
     let honest_customers = data
         .events
         .iter()
@@ -121,7 +157,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         e.0 += usize::from(caught);
         e.1 += 1;
     }
-    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, by_variant, benign_flags_by_reason })
+    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, by_variant, benign_flags_by_reason, model })
 }
 
 /// Run worlds `seeds` on up to `threads` threads, and add them up.
@@ -240,6 +276,21 @@ impl std::fmt::Display for WorldsReport {
         for (r, n) in reasons.iter().take(8) {
             writeln!(f, "  benign flags by {r}: {n}")?;
         }
+        let m = self.worlds.iter().fold(ModelScore::default(), |a, w| ModelScore {
+            flagged: a.flagged + w.model.flagged,
+            flagged_attack: a.flagged_attack + w.model.flagged_attack,
+            incidents_caught: a.incidents_caught + w.model.incidents_caught,
+            incidents: a.incidents + w.model.incidents,
+        });
+        writeln!(
+            f,
+            "model alone at its threshold: {} events flagged, precision {:.3}, incident recall {:.3} ({}/{})",
+            m.flagged,
+            m.precision(),
+            m.incident_recall(),
+            m.incidents_caught,
+            m.incidents
+        )?;
         if let Some(m) = self.median_events_before_catch {
             writeln!(f, "median events before the catch (median over types and worlds): {m:.1}")?;
         }

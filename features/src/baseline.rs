@@ -153,6 +153,54 @@ impl HourBaseline {
     }
 }
 
+/// A population baseline of one entity feature's level (for example how many
+/// fresh identities one address onboards in an hour, read at every
+/// onboarding event): the value at a high quantile, so a rule can ask for
+/// "far above what the busiest addresses of this population see".
+struct LevelBaseline {
+    current: Histogram<u32>,
+    previous: Histogram<u32>,
+    since_refresh: u64,
+    level: f32,
+}
+
+/// Readings a level baseline needs before it speaks; until then its level
+/// reads [`LEVEL_UNKNOWN`], which no real count reaches.
+pub const MIN_LEVEL_SAMPLES: u64 = 200;
+/// The level of a baseline that has not seen enough readings.
+pub const LEVEL_UNKNOWN: f32 = 1.0e6;
+/// The quantile a level baseline reports.
+const LEVEL_QUANTILE: f64 = 0.99;
+
+impl LevelBaseline {
+    fn new() -> LevelBaseline {
+        let h = || Histogram::new_with_bounds(1, 1_000_000, 2).expect("static bounds are valid");
+        LevelBaseline { current: h(), previous: h(), since_refresh: 0, level: LEVEL_UNKNOWN }
+    }
+
+    fn observe(&mut self, value: f32, learn: bool) -> f32 {
+        let level = self.level;
+        if learn {
+            // Counts start at 1 here: a reading of 0 is recorded as 1.
+            let _ = self.current.record((value.max(1.0) as u64).min(1_000_000));
+            if self.current.len() >= EPOCH_SAMPLES {
+                std::mem::swap(&mut self.current, &mut self.previous);
+                self.current.reset();
+            }
+            self.since_refresh += 1;
+            if self.since_refresh >= REFRESH_EVERY {
+                self.since_refresh = 0;
+                if self.current.len() + self.previous.len() >= MIN_LEVEL_SAMPLES {
+                    let mut both = self.current.clone();
+                    let _ = both.add(&self.previous);
+                    self.level = both.value_at_quantile(LEVEL_QUANTILE) as f32;
+                }
+            }
+        }
+        level
+    }
+}
+
 /// What the baselines say about one event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BaselineReading {
@@ -174,6 +222,8 @@ pub struct Baselines {
     /// Staff access keeps its own hours: a bank's staff work office hours,
     /// whatever its customers do.
     staff_hours: Mutex<HourBaseline>,
+    /// Fresh identities one address onboards in an hour, read at each onboarding event.
+    ip_onboarding: Mutex<LevelBaseline>,
 }
 
 impl Default for Baselines {
@@ -200,6 +250,7 @@ impl Baselines {
             hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0, min_samples: MIN_HOUR_SAMPLES }),
             // The prior sits in the previous epoch: the first rotation forgets it.
             staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
+            ip_onboarding: Mutex::new(LevelBaseline::new()),
         }
     }
 
@@ -226,6 +277,13 @@ impl Baselines {
             a
         };
         BaselineReading { duration_rank, samples, hour_activity }
+    }
+
+    /// The population's 99th percentile of "fresh identities one address
+    /// onboarded in the last hour", as it stood before this reading; then
+    /// learn the reading (unless `learn` is false).
+    pub fn ip_onboarding_level(&self, reading: f32, learn: bool) -> f32 {
+        self.ip_onboarding.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe(reading, learn)
     }
 
     /// Where a local hour stands among the hours the bank's staff work
@@ -299,6 +357,17 @@ mod tests {
         }
         assert_eq!(b.observe(Step::Liveness, Some(600), 3, false).duration_rank, 0.0, "600 ms where people took 4 s or more");
         assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5, "quicker than anyone, but not by half: no opinion yet");
+    }
+
+    #[test]
+    fn a_level_baseline_reports_the_busiest_percent() {
+        let b = Baselines::default();
+        assert_eq!(b.ip_onboarding_level(3.0, false), LEVEL_UNKNOWN);
+        for i in 0..1_000u32 {
+            b.ip_onboarding_level((1 + i % 5) as f32, true);
+        }
+        let level = b.ip_onboarding_level(1.0, false);
+        assert!((4.0..=5.0).contains(&level), "{level}");
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub fn has_durations(kind: EntityKind) -> bool {
 ///
 /// `duration_rank` and `hour_activity` are relative to the population
 /// (see `baseline.rs`): a rule that reads them holds in any world of traffic.
-pub const EVENT_FEATURES: [&str; 13] = [
+pub const EVENT_FEATURES: [&str; 14] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -90,6 +90,7 @@ pub const EVENT_FEATURES: [&str; 13] = [
     "event.hour_activity",
     "event.onboarding_step",
     "event.has_region",
+    "event.ip_new_identities_1h_p99",
 ];
 
 /// Slot offsets of one kind's features.

@@ -63,6 +63,8 @@ pub struct FeatureStore {
     fast_rank: f32,
     /// ... and toward `quick_steps` at or below this.
     quick_rank: f32,
+    /// Slot of `ip.distinct_new_identities_<mid window>`, read into the IP onboarding baseline.
+    ip_new_1h_slot: Option<usize>,
 }
 
 impl FeatureStore {
@@ -72,8 +74,14 @@ impl FeatureStore {
     /// [`crate::Error::Config`] if the configuration does not validate.
     pub fn new(config: &FeatureConfig) -> Result<FeatureStore> {
         let windows = config.validate()?;
+        let catalog = FeatureCatalog::new(&windows);
+        let ip_new_1h_slot = crate::catalog::relations(EntityKind::Ip)
+            .iter()
+            .position(|r| *r == crate::catalog::Relation::NewIdentity)
+            .map(|r| catalog.layout(EntityKind::Ip).distinct + crate::catalog::DISTINCT_COLUMNS * r + 1);
         Ok(FeatureStore {
-            catalog: Arc::new(FeatureCatalog::new(&windows)),
+            ip_new_1h_slot,
+            catalog: Arc::new(catalog),
             windows,
             maps: std::array::from_fn(|_| EntityMap::with_hasher(BuildNoHashHasher::default())),
             watermark_ms: AtomicI64::new(i64::MIN),
@@ -192,6 +200,12 @@ impl FeatureStore {
                 }
             }
         }
+        // Population level of one address's hourly onboardings, read at
+        // onboarding events only (an address's login traffic says nothing of it).
+        out[13] = match (event.step.is_onboarding(), self.ip_new_1h_slot) {
+            (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], !late),
+            _ => crate::baseline::LEVEL_UNKNOWN,
+        };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
