@@ -3,8 +3,10 @@
 //! Parsing is two stages. Serde reads the line into [`RawEvent`], which mirrors
 //! the wire format and rejects unknown fields; [`RawEvent::validate`] then checks
 //! every value and produces the typed [`Event`] the rest of Haechi uses. No
-//! raw resident registration number survives either stage: a string that holds
-//! one rejects the event, and every error message is masked.
+//! raw resident registration number survives either stage: a string or number
+//! that holds one, in any shape `rrn.rs` knows (separators, full-width digits),
+//! anywhere in the event (attribute keys and values at any depth included),
+//! rejects the event, and every error message is masked.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,7 +16,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::rrn::{find_resident_number, find_resident_number_in_id, mask_resident_numbers};
+use crate::rrn::{find_resident_number, find_resident_number_in_id, mask_resident_numbers, masked_form};
 
 /// Default upper bound on one raw event, in bytes.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 16 * 1024;
@@ -300,12 +302,16 @@ impl RawEvent<'_> {
                 check_text(field, v, find_resident_number)?;
             }
         }
-        if let Some(map) = &self.attrs {
-            for (key, value) in map {
-                check_text("attrs", key, find_resident_number)?;
-                if let serde_json::Value::String(s) = value {
-                    check_text(&format!("attrs.{}", mask_resident_numbers(key)), s, find_resident_number)?;
+        for (field, value) in [("duration_ms", self.duration_ms), ("records", self.records)] {
+            if let Some(n) = value {
+                if let Some(masked) = number_as_resident_number(&serde_json::Number::from(n)) {
+                    return Err(Error::ResidentNumber { field: field.to_owned(), masked });
                 }
+            }
+        }
+        if let Some(map) = &self.attrs {
+            if let Some((path, masked)) = resident_number_in_object(map) {
+                return Err(Error::ResidentNumber { field: format!("attrs{path}"), masked });
             }
         }
         Ok(())
@@ -314,11 +320,107 @@ impl RawEvent<'_> {
 
 fn check_text(field: &str, value: &str, find: fn(&str) -> Option<(usize, usize)>) -> Result<()> {
     match find(value) {
-        Some((start, end)) => Err(Error::ResidentNumber {
-            field: field.to_owned(),
-            masked: mask_resident_numbers(&value[start..end]).into_owned(),
-        }),
+        Some((start, end)) => Err(Error::ResidentNumber { field: field.to_owned(), masked: masked_form(&value[start..end]) }),
         None => Ok(()),
+    }
+}
+
+/// The first resident number in an attribute object, keys and values, at
+/// any depth: the path to where it was found (`""` for a key of `map`
+/// itself, `.key`, `.key.inner`, `.key[2]`, keys masked) and its masked form.
+/// Allocates only when it finds one.
+fn resident_number_in_object(map: &serde_json::Map<String, serde_json::Value>) -> Option<(String, String)> {
+    for (key, value) in map {
+        if let Some((start, end)) = find_resident_number(key) {
+            return Some((String::new(), masked_form(&key[start..end])));
+        }
+        if let Some((path, masked)) = resident_number_in_value(value) {
+            return Some((format!(".{}{path}", mask_resident_numbers(key)), masked));
+        }
+    }
+    None
+}
+
+fn resident_number_in_value(value: &serde_json::Value) -> Option<(String, String)> {
+    match value {
+        serde_json::Value::Null | serde_json::Value::Bool(_) => None,
+        serde_json::Value::String(s) => find_resident_number(s).map(|(start, end)| (String::new(), masked_form(&s[start..end]))),
+        serde_json::Value::Number(n) => number_as_resident_number(n).map(|masked| (String::new(), masked)),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            resident_number_in_value(item).map(|(path, masked)| (format!("[{i}]{path}"), masked))
+        }),
+        serde_json::Value::Object(map) => resident_number_in_object(map),
+    }
+}
+
+/// The masked form when a JSON number reads as a resident number: its decimal
+/// rendering (serde_json's, so `9.001011234567e12` reads `9001011234567.0`)
+/// holds one that starts the integer part, as in `9001011234567`,
+/// `-9001011234567`, `9001011234567.0` or `900101.1234567`, or one whose
+/// leading zeros were dropped (`512313456789` is `051231-3******`, see
+/// below). Digits after the point (`0.9001011234567`, a
+/// score) do not count, and `900101.1234560` renders as `900101.123456`,
+/// which is not read (a six-digit fraction is too common to pad). Does not
+/// allocate unless it finds one.
+fn number_as_resident_number(n: &serde_json::Number) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut buf = StackText::default();
+    if write!(buf, "{n}").is_err() {
+        // Longer than any rendering serde_json produces; check it anyway.
+        return number_text_as_resident_number(&n.to_string());
+    }
+    number_text_as_resident_number(buf.as_str())
+}
+
+fn number_text_as_resident_number(text: &str) -> Option<String> {
+    if let Some((start, end)) = find_resident_number(text) {
+        if start == 0 || &text[..start] == "-" {
+            return Some(masked_form(&text[start..end]));
+        }
+    }
+    // Someone born 2000-2009 has a number starting with zero, which a JSON
+    // number drops: 11 or 12 integer digits are read zero-padded to 13, and
+    // count when the sex digit says born in the 2000s (3, 4, 7 or 8). Ten
+    // digits (born January to September 2000) are left alone: a phone number
+    // stored as a number (010-… without its zero) too often reads as one.
+    let int = text.strip_prefix('-').unwrap_or(text);
+    let int = int.split_once('.').map_or(int, |(whole, _)| whole);
+    if !(11..=12).contains(&int.len()) || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut padded = [b'0'; 13];
+    padded[13 - int.len()..].copy_from_slice(int.as_bytes());
+    let padded = std::str::from_utf8(&padded).ok()?;
+    let born_2000s = matches!(padded.as_bytes()[6], b'3' | b'4' | b'7' | b'8');
+    (born_2000s && find_resident_number(padded) == Some((0, 13))).then(|| masked_form(padded))
+}
+
+/// A small text buffer on the stack, for rendering a number without allocating.
+struct StackText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText { bytes: [0; 64], len: 0 }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever written in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -347,7 +449,10 @@ impl RawEvent<'_> {
 }
 
 fn invalid(field: &str, problem: String) -> Error {
-    Error::InvalidValue { field: field.to_owned(), problem: mask_resident_numbers(&problem).into_owned() }
+    Error::InvalidValue {
+        field: mask_resident_numbers(field).into_owned(),
+        problem: mask_resident_numbers(&problem).into_owned(),
+    }
 }
 
 fn is_iso_3166_2(code: &str) -> bool {
@@ -454,6 +559,161 @@ mod tests {
             let text = err.to_string();
             assert!(!text.contains("1234567"), "leaked: {text}");
             assert!(text.contains("900101-1******"), "not masked: {text}");
+        }
+    }
+
+    /// The line with `json` (one or more `"field":value` pairs) after the required fields.
+    fn line_with(json: &str) -> String {
+        format!(r#"{{"event_id":"e1","ts":"2026-11-25T09:00:00Z","step":"otp","result":"success",{json}}}"#)
+    }
+
+    /// Parsing `line` fails on a resident number in `field`; the error shows
+    /// `masked` and none of `raw`.
+    fn assert_caught(line: &str, field: &str, masked: &str, raw: &[&str]) {
+        let err = parse(line).expect_err(line);
+        assert!(matches!(&err, Error::ResidentNumber { field: f, .. } if f == field), "{line}: {err:?}");
+        let text = err.to_string();
+        assert!(text.contains(masked), "{line}: not masked: {text}");
+        for r in raw {
+            assert!(!text.contains(r), "{line}: leaked {r}: {text}");
+        }
+        assert!(find_resident_number(&text).is_none(), "{text}");
+    }
+
+    #[test]
+    fn catches_a_number_in_attrs() {
+        let raw = ["9001011234567", "1234567"];
+        assert_caught(&line_with(r#""attrs":{"x":9001011234567}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":-9001011234567}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":9001011234567.0}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":9.001011234567e12}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":900101.1234567}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"a":1,"x":{"y":[true,"ok",9001011234567]}}"#), "attrs.x.y[2]", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":[{"note":"rrn 900101-1234567"}]}"#), "attrs.x[0].note", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"x":{"900101 1234567":null}}"#), "attrs.x", "900101-1******", &raw);
+        assert_caught(&line_with(r#""duration_ms":9001011234567"#), "duration_ms", "900101-1******", &raw);
+        // Born in the 2000s: the number drops the leading zero.
+        assert_caught(&line_with(r#""attrs":{"x":512313456789}"#), "attrs.x", "051231-3******", &["512313456789", "456789"]);
+        assert_caught(&line_with(r#""attrs":{"x":12314456789}"#), "attrs.x", "001231-4******", &["12314456789", "456789"]);
+        // ... but not born 1905 (sex digit 1), nor ten digits (a phone number without its zero).
+        assert!(parse(&line_with(r#""attrs":{"x":512311456789,"p":1012345678}"#)).is_ok());
+        assert_caught(&line_with(r#""records":9001011234567"#), "records", "900101-1******", &raw);
+        // A type error on a number field is masked too.
+        let e = parse(&line_with(r#""duration_ms":9001011234567.5"#)).unwrap_err();
+        assert!(!e.to_string().contains("1234567") && e.to_string().contains("900101-1******"), "{e}");
+    }
+
+    #[test]
+    fn catches_a_space_or_an_en_dash() {
+        let raw = ["1234567"];
+        assert_caught(&line_with(r#""attrs":{"note":"rrn 900101 1234567"}"#), "attrs.note", "900101-1******", &raw);
+        assert_caught(&line_with(r#""failure_reason":"900101–1234567""#), "failure_reason", "900101-1******", &raw);
+        assert_caught(&line_with(r#""failure_reason":"900101\u20131234567""#), "failure_reason", "900101-1******", &raw);
+        assert_caught(&line_with(r#""customer_id":"900101 1234567""#), "customer_id", "900101-1******", &raw);
+        assert_caught(&line_with(r#""user_agent":"x 900101 - 2234567 y""#), "user_agent", "900101-2******", &["2234567"]);
+        assert_caught(&line_with(r#""attrs":{"n":"900101—1234567","m":"900101−1234567"}"#), "attrs.m", "900101-1******", &raw);
+    }
+
+    #[test]
+    fn catches_full_width_digits() {
+        let raw = ["１２３４５６７", "1234567", "９００１０１"];
+        assert_caught(&line_with(r#""attrs":{"note":"９００１０１－１２３４５６７"}"#), "attrs.note", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"note":"번호 ９００１０１１２３４５６７"}"#), "attrs.note", "900101-1******", &raw);
+        assert_caught(&line_with(r#""customer_id":"９００1０１ 1２３４５６７""#), "customer_id", "900101-1******", &raw);
+        assert_caught(&line_with(r#""attrs":{"９００１０１－１２３４５６７":1}"#), "attrs", "900101-1******", &raw);
+        // Wrong-type errors quote the value; it comes out masked.
+        let e = parse(&line_with(r#""step2":"９００１０１－１２３４５６７""#)).unwrap_err();
+        assert!(!e.to_string().contains("１２３４５６７"), "{e}");
+        let e = parse(r#"{"event_id":"e1","ts":"2026-11-25T09:00:00Z","step":"９００１０１－１２３４５６７","result":"success"}"#).unwrap_err();
+        assert!(!e.to_string().contains("１２３４５６７") && e.to_string().contains("900101-1******"), "{e}");
+    }
+
+    #[test]
+    fn hex_ids_and_long_timestamps_are_not_numbers() {
+        // 24 hex characters, 13 digits in a row that read as 1990-01-01 and sex digit 1, beside hex letters.
+        let id = "ab9001011234567cdef01234";
+        let e = parse(&line_with(&format!(r#""customer_id":"{id}","device_id":"{id}","id_doc_hash":"{id}""#))).unwrap();
+        assert_eq!(e.customer_id.as_deref(), Some(id));
+        // A 13-digit millisecond timestamp that reads as a date, inside a longer digit run.
+        for json in [
+            r#""attrs":{"t":17010112345670}"#,
+            r#""attrs":{"t":"seq 201701011234567"}"#,
+            r#""duration_ms":17010112345670"#,
+            r#""attrs":{"score":0.9001011234567}"#,
+        ] {
+            assert!(parse(&line_with(json)).is_ok(), "{json}");
+        }
+    }
+
+    /// `digits` with digit `k` full-width when `wide[k % wide.len()]`.
+    fn render(digits: &str, wide: &[bool]) -> String {
+        digits
+            .bytes()
+            .enumerate()
+            .map(|(k, d)| if wide[k % wide.len()] { char::from_u32(0xFF10 + u32::from(d - b'0')).unwrap() } else { char::from(d) })
+            .collect()
+    }
+
+    /// Every non-ASCII character as a JSON `\uXXXX` escape.
+    fn escape_non_ascii(s: &str) -> String {
+        s.chars().map(|c| if c.is_ascii() { c.to_string() } else { format!("\\u{:04x}", u32::from(c)) }).collect()
+    }
+
+    const DAYS: [u8; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    const SEPARATORS: [&str; 13] = ["", "-", " ", ".", "–", "—", "−", "－", "‐", "\u{a0}", "\u{3000}", "．", " - "];
+
+    proptest! {
+        /// A resident number in any shape, anywhere, is caught, and the error
+        /// names the field and shows only the masked form.
+        #[test]
+        fn every_shape_is_caught_and_masked(
+            (y, m, d) in (0u8..100, 1u8..=12).prop_flat_map(|(y, m)| (Just(y), Just(m), 1..=DAYS[usize::from(m)])),
+            sex in 1u8..=8,
+            rest in 0u32..1_000_000,
+            sep in proptest::sample::select(SEPARATORS.to_vec()),
+            wide in proptest::collection::vec(any::<bool>(), 1..14),
+            escape: bool,
+            pre in "[a-z가-힣 ]{0,6}",
+            post in "[a-z가-힣 ,]{0,6}",
+            place in 0u8..9,
+        ) {
+            let digits = format!("{y:02}{m:02}{d:02}{sex}{rest:06}");
+            let wide_digits = render(&digits, &wide);
+            let half = wide_digits.char_indices().nth(6).unwrap().0;
+            let shape = format!("{}{sep}{}", &wide_digits[..half], &wide_digits[half..]);
+            let masked = format!("{}-{sex}******", &digits[..6]);
+            let text = format!("{pre}{shape}{post}");
+            let quoted = if escape { escape_non_ascii(&text) } else { text.clone() };
+            // A JSON number can only be ASCII digits, whole or with a point between the halves.
+            let number = if sep == "." { format!("{}.{}", &digits[..6], &digits[6..]) } else { digits.clone() };
+            let number = number.trim_start_matches('0');
+            let whole = digits.trim_start_matches('0');
+            // With leading zeros dropped, only 11 or 12 digits and a sex digit for the 2000s count.
+            // With a point, the number renders its shortest form, so trailing zeros go: only a last digit 1-9 keeps the shape.
+            let as_number = if sep == "." { y >= 10 && !digits.ends_with('0') } else { y >= 10 || (matches!(sex, 3 | 4 | 7 | 8) && (y > 0 || m >= 10)) };
+            let place = if !as_number && matches!(place, 1 | 2 | 3 | 8) { 0 } else { place };
+            let (json, field) = match place {
+                0 => (format!(r#""attrs":{{"note":"{quoted}"}}"#), "attrs.note".to_owned()),
+                1 => (format!(r#""attrs":{{"n":{number}}}"#), "attrs.n".to_owned()),
+                2 => (format!(r#""attrs":{{"n":-{whole}.0}}"#), "attrs.n".to_owned()),
+                3 => (format!(r#""attrs":{{"ok":1,"o":{{"i":[false,{number}]}}}}"#), "attrs.o.i[1]".to_owned()),
+                4 => (format!(r#""attrs":{{"o":[{{"deep":"{quoted}"}}]}}"#), "attrs.o[0].deep".to_owned()),
+                5 => (format!(r#""attrs":{{"o":{{"{quoted}":true}}}}"#), "attrs.o".to_owned()),
+                6 => (format!(r#""failure_reason":"{quoted}""#), "failure_reason".to_owned()),
+                7 => (format!(r#""customer_id":"{}""#, if escape { escape_non_ascii(&shape) } else { shape.clone() }), "customer_id".to_owned()),
+                _ => (format!(r#""duration_ms":{whole}"#), "duration_ms".to_owned()),
+            };
+            let line = line_with(&json);
+            let err = parse(&line).expect_err("caught");
+            prop_assert!(matches!(&err, Error::ResidentNumber { field: f, .. } if *f == field), "{}: {:?}", line, err);
+            let shown = err.to_string();
+            prop_assert!(shown.contains(&masked), "{}: {}", line, shown);
+            prop_assert!(!shown.contains(&digits), "{}: {}", line, shown);
+            prop_assert!(!shown.contains(whole), "{}: {}", line, shown);
+            prop_assert!(!shown.contains(&shape), "{}: {}", line, shown);
+            prop_assert!(!shown.contains(&digits[7..]), "{}: {}", line, shown);
+            prop_assert!(!shown.contains(&wide_digits[half..]), "{}: {}", line, shown);
+            prop_assert!(find_resident_number(&shown).is_none(), "{}", shown);
         }
     }
 
