@@ -40,6 +40,8 @@ pub struct ModelScore {
     pub flagged_attack: usize,
     pub incidents_caught: usize,
     pub incidents: usize,
+    /// Incidents the model flagged that the decisions (rules, built-ins, enforcement) missed.
+    pub incidents_only_model: usize,
 }
 
 impl ModelScore {
@@ -135,6 +137,9 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
     model.incidents_caught = model_incidents.len();
+    let caught_by_decisions: std::collections::HashSet<&str> =
+        data.labels.iter().filter(|l| decisions.get(&l.event_id).is_some_and(|d| *d != "allow")).map(|l| l.incident.as_str()).collect();
+    model.incidents_only_model = model_incidents.iter().filter(|i| !caught_by_decisions.contains(**i)).count();
     model.incidents = board.incidents;
     let honest_customers = data
         .events
@@ -281,15 +286,17 @@ impl std::fmt::Display for WorldsReport {
             flagged_attack: a.flagged_attack + w.model.flagged_attack,
             incidents_caught: a.incidents_caught + w.model.incidents_caught,
             incidents: a.incidents + w.model.incidents,
+            incidents_only_model: a.incidents_only_model + w.model.incidents_only_model,
         });
         writeln!(
             f,
-            "model alone at its threshold: {} events flagged, precision {:.3}, incident recall {:.3} ({}/{})",
+            "model alone at its threshold: {} events flagged, precision {:.3}, incident recall {:.3} ({}/{}), {} incidents only it flagged",
             m.flagged,
             m.precision(),
             m.incident_recall(),
             m.incidents_caught,
-            m.incidents
+            m.incidents,
+            m.incidents_only_model
         )?;
         if let Some(m) = self.median_events_before_catch {
             writeln!(f, "median events before the catch (median over types and worlds): {m:.1}")?;
