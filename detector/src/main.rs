@@ -95,7 +95,17 @@ enum Command {
     },
     /// Fit the isolation forest on the feature vectors the detector sees for EVENTS.
     Train {
-        events: PathBuf,
+        /// Events to learn from (NDJSON); or use --worlds.
+        events: Option<PathBuf>,
+        /// Learn from drawn worlds instead: FIRST:COUNT world seeds (e.g. 1:20).
+        #[arg(long)]
+        worlds: Option<String>,
+        /// Customers per drawn world.
+        #[arg(long, default_value_t = 4000)]
+        customers: usize,
+        /// Only the features that are relative to their traffic (see train::NORMALIZED_FEATURES).
+        #[arg(long)]
+        normalized: bool,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 100)]
@@ -215,6 +225,12 @@ enum BenchCommand {
         /// Worker threads (one world each at a time).
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// A model file instead of the shipped model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// What the model's findings do: alert (the default) or challenge.
+        #[arg(long)]
+        model_action: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -450,12 +466,25 @@ fn run() -> Result<()> {
             return serve(config, warm_from);
         }
         Command::Model { what } => return model_cmd(what),
-        Command::Train { events, out, trees, sample, seed, contamination, max_rows } => {
+        Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {
             let started = std::time::Instant::now();
-            let mut input = open_input(&events.to_string_lossy())?;
-            let (x, names, seen) = haechi_detector::train::feature_rows(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes)?;
+            let only = normalized.then_some(haechi_detector::train::NORMALIZED_FEATURES);
+            let (x, names, seen, source) = match (&events, &worlds) {
+                (Some(events), None) => {
+                    let mut input = open_input(&events.to_string_lossy())?;
+                    let (x, n, seen) = haechi_detector::train::feature_rows(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes, only)?;
+                    (x, n, seen, format!("haechi train {} ({seen} events)", events.display()))
+                }
+                (None, Some(spec)) => {
+                    let (first, count) = spec.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))).context("--worlds FIRST:COUNT, e.g. 1:20")?;
+                    let seeds: Vec<u64> = (first..first + count).collect();
+                    let (x, n, seen) = haechi_detector::train::world_feature_rows(&config.features, &seeds, customers, 3, max_rows, seed, only)?;
+                    (x, n, seen, format!("haechi train --worlds {spec} --customers {customers} ({seen} events)"))
+                }
+                _ => anyhow::bail!("give either an events file or --worlds FIRST:COUNT"),
+            };
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let file = fit_model(&x, names, &format!("haechi train {} ({seen} events)", events.display()), params)?;
+            let file = fit_model(&x, names, &source, params)?;
             file.save(&out)?;
             eprintln!(
                 "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {}; wrote {} in {:.1}s",
@@ -484,8 +513,16 @@ fn run() -> Result<()> {
                 println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
             }
         }
-        Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json } } => {
+        Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json, model, model_action } } => {
             let started = std::time::Instant::now();
+            if let Some(m) = model {
+                config.model.path = Some(m);
+            }
+            match model_action.as_deref() {
+                None | Some("alert") => {}
+                Some("challenge") => config.model.action = haechi_detector::model::ModelAction::Challenge,
+                Some(other) => anyhow::bail!("--model-action {other}: alert or challenge"),
+            }
             let seeds: Vec<u64> = (from..from + count).collect();
             let report = haechi_detector::worlds::run_worlds(&config, &seeds, customers, days, threads)?;
             if json {

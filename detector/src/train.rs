@@ -14,40 +14,164 @@ use linfa::traits::Fit;
 use crate::error::DetectorError;
 use crate::replay::read_bounded_line;
 
-/// Replay `input` through a fresh feature store and keep a uniform sample of
-/// at most `max_rows` feature vectors (reservoir sampling, seeded).
-/// Returns the rows, the feature names, and the number of events seen.
-///
-/// # Errors
-/// When the input cannot be read.
-pub fn feature_rows(features: &FeatureConfig, input: &mut dyn BufRead, max_rows: usize, seed: u64, max_event_bytes: usize) -> Result<(Array2<f64>, Vec<String>, u64), DetectorError> {
-    let store = FeatureStore::new(features)?;
-    let width = store.catalog().len();
-    let mut values = vec![0.0f32; width];
-    let mut rows: Vec<Vec<f32>> = Vec::with_capacity(max_rows.min(1 << 20));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut line = Vec::new();
-    let mut seen = 0u64;
-    while read_bounded_line(input, &mut line, max_event_bytes)?.is_some() {
-        let Ok(event) = haechi_features::Event::parse(&line, max_event_bytes) else { continue };
-        store.observe(&event, &mut values);
-        seen += 1;
-        if rows.len() < max_rows {
-            rows.push(values.clone());
+/// Features that describe an event relative to its own traffic: ranks
+/// against the population, profile novelty, how shared a scope is, history
+/// depth, staff habits. A model fitted on these carries over between worlds
+/// of traffic; one fitted on raw counts and durations learns one world.
+pub const NORMALIZED_FEATURES: &[&str] = &[
+    "event.duration_rank",
+    "event.hour_activity",
+    "event.failure",
+    "event.sensitive_step",
+    "event.onboarding_step",
+    "customer.hour_seen",
+    "customer.new_device",
+    "customer.new_region",
+    "customer.returning",
+    "customer.failures_24h",
+    "session.fast_steps",
+    "session.quick_steps",
+    "session.gap_cv",
+    "session.methods_ok",
+    "device.fast_steps",
+    "device.distinct_new_identities_total",
+    "device.distinct_returning_total",
+    "ip.distinct_new_identities_1h",
+    "ip.distinct_returning_1h",
+    "ip.distinct_new_identities_24h",
+    "ip.distinct_returning_24h",
+    "id_doc.distinct_customers_total",
+    "account.distinct_new_identities_total",
+    "staff.hour_seen",
+    "staff.records_1h",
+    "staff.typical_daily_records",
+];
+
+/// Keeps a uniform sample of at most `max_rows` rows (reservoir sampling, seeded).
+struct Reservoir {
+    rows: Vec<Vec<f32>>,
+    max_rows: usize,
+    rng: ChaCha8Rng,
+    seen: u64,
+}
+
+impl Reservoir {
+    fn new(max_rows: usize, seed: u64) -> Reservoir {
+        Reservoir { rows: Vec::with_capacity(max_rows.min(1 << 20)), max_rows, rng: ChaCha8Rng::seed_from_u64(seed), seen: 0 }
+    }
+
+    fn offer(&mut self, values: &[f32], columns: &[usize]) {
+        self.seen += 1;
+        if self.rows.len() < self.max_rows {
+            self.rows.push(columns.iter().map(|&c| values[c]).collect());
         } else {
-            let k = rng.gen_range(0..seen);
-            if (k as usize) < max_rows {
-                rows[k as usize].copy_from_slice(&values);
+            let k = self.rng.gen_range(0..self.seen);
+            if (k as usize) < self.max_rows {
+                for (dst, &c) in self.rows[k as usize].iter_mut().zip(columns) {
+                    *dst = values[c];
+                }
             }
         }
     }
-    let mut x = Array2::zeros((rows.len(), width));
-    for (r, row) in rows.iter().enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            x[[r, c]] = f64::from(*v);
+
+    fn into_matrix(self) -> (Array2<f64>, u64) {
+        let width = self.rows.first().map_or(0, Vec::len);
+        let mut x = Array2::zeros((self.rows.len(), width));
+        for (r, row) in self.rows.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                x[[r, c]] = f64::from(*v);
+            }
+        }
+        (x, self.seen)
+    }
+}
+
+/// The catalog slots of `only` (every feature when `None`), with their names.
+///
+/// # Errors
+/// A name the catalog does not have.
+fn columns(store: &FeatureStore, only: Option<&[&str]>) -> Result<(Vec<usize>, Vec<String>), DetectorError> {
+    let catalog = store.catalog();
+    match only {
+        None => Ok(((0..catalog.len()).collect(), catalog.names().to_vec())),
+        Some(names) => {
+            let slots = names
+                .iter()
+                .map(|n| catalog.slot(n).ok_or_else(|| DetectorError::Input { path: "features".into(), message: format!("no feature named `{n}`") }))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((slots, names.iter().map(|n| (*n).to_owned()).collect()))
         }
     }
-    Ok((x, store.catalog().names().to_vec(), seen))
+}
+
+/// Replay `input` through a fresh feature store and keep a uniform sample of
+/// at most `max_rows` feature vectors (every feature, or only `only`).
+/// Returns the rows, the feature names, and the number of events seen.
+///
+/// # Errors
+/// When the input cannot be read or a feature name is unknown.
+pub fn feature_rows(
+    features: &FeatureConfig,
+    input: &mut dyn BufRead,
+    max_rows: usize,
+    seed: u64,
+    max_event_bytes: usize,
+    only: Option<&[&str]>,
+) -> Result<(Array2<f64>, Vec<String>, u64), DetectorError> {
+    let store = FeatureStore::new(features)?;
+    let (cols, names) = columns(&store, only)?;
+    let mut values = vec![0.0f32; store.catalog().len()];
+    let mut sample = Reservoir::new(max_rows, seed);
+    let mut line = Vec::new();
+    while read_bounded_line(input, &mut line, max_event_bytes)?.is_some() {
+        let Ok(event) = haechi_features::Event::parse(&line, max_event_bytes) else { continue };
+        store.observe(&event, &mut values);
+        sample.offer(&values, &cols);
+    }
+    let (x, seen) = sample.into_matrix();
+    Ok((x, names, seen))
+}
+
+/// Feature vectors from drawn worlds (`WorldSpec::random` of each seed, each
+/// world in a fresh store, as a new install would see it), sampled together.
+///
+/// # Errors
+/// When a world cannot be generated or a feature name is unknown.
+pub fn world_feature_rows(
+    features: &FeatureConfig,
+    world_seeds: &[u64],
+    customers: usize,
+    days: u32,
+    max_rows: usize,
+    seed: u64,
+    only: Option<&[&str]>,
+) -> Result<(Array2<f64>, Vec<String>, u64), DetectorError> {
+    let mut sample = Reservoir::new(max_rows, seed);
+    let mut names = Vec::new();
+    let mut bytes = Vec::with_capacity(512);
+    for &w in world_seeds {
+        let data = haechi_datasets::generate(&haechi_datasets::GenConfig {
+            seed: w,
+            days,
+            customers,
+            world: haechi_datasets::WorldSpec::random(w),
+            ..haechi_datasets::GenConfig::default()
+        })
+        .map_err(|e| DetectorError::Input { path: format!("world {w}"), message: e.to_string() })?;
+        let store = FeatureStore::new(features)?;
+        let (cols, n) = columns(&store, only)?;
+        names = n;
+        let mut values = vec![0.0f32; store.catalog().len()];
+        for e in &data.events {
+            bytes.clear();
+            serde_json::to_writer(&mut bytes, e).map_err(std::io::Error::other)?;
+            let Ok(event) = haechi_features::Event::parse(&bytes, 1 << 16) else { continue };
+            store.observe(&event, &mut values);
+            sample.offer(&values, &cols);
+        }
+    }
+    let (x, seen) = sample.into_matrix();
+    Ok((x, names, seen))
 }
 
 /// Fit a forest on `x` (columns named `names`) and wrap it as a model file

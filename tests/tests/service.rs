@@ -139,7 +139,8 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
     let mut first = None;
     eventually("the stream to attach", || {
         n += 1;
-        let e = event(&format!("probe{n}"), n, "record_view", "success", &format!(r#","staff_id":"probe-{n}","records":60,"customer_id":"p{n}""#));
+        // A headless agent always fires (and only blocks its own session).
+        let e = event(&format!("probe{n}"), n, "login", "success", &format!(r#","session_id":"probe-{n}","user_agent":"HeadlessChrome/130.0","customer_id":"p{n}""#));
         send(&a, "POST", &s.url("/v1/check"), Some(e.as_bytes()));
         first = rx.recv_timeout(Duration::from_millis(200)).ok();
         first.is_some()
