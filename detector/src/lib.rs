@@ -24,6 +24,7 @@ mod dedup;
 pub mod enforce;
 mod error;
 pub mod evaluate;
+pub mod fuzzing;
 pub mod model;
 pub mod train;
 mod pipeline;

@@ -87,6 +87,8 @@ fn replays_the_sample_with_broken_lines_mixed_in() {
 fn replay_is_deterministic_and_writes_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let events = repo_root().join("datasets/sample/events.jsonl");
+    let expected = sample().split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    assert!(expected > 1000, "the sample stream is too short to mean anything: {expected} events");
     let mut runs = Vec::new();
     for i in 0..2 {
         let d = dir.path().join(format!("d{i}.jsonl"));
@@ -95,10 +97,17 @@ fn replay_is_deterministic_and_writes_alerts() {
             &["replay", events.to_str().unwrap(), "--decisions", d.to_str().unwrap(), "--alerts", a.to_str().unwrap()],
             b"",
         );
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        runs.push((std::fs::read(d).unwrap(), std::fs::read(a).unwrap()));
+        assert_eq!(out.status.code(), Some(0), "run {i} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let decisions = std::fs::read(&d).unwrap_or_else(|e| panic!("run {i} wrote no decisions file: {e}"));
+        let alerts = std::fs::read(&a).unwrap_or_else(|e| panic!("run {i} wrote no alerts file: {e}"));
+        // One decision per event of the sample, each a decision.
+        let parsed = ndjson(&decisions);
+        assert_eq!(parsed.len(), expected, "run {i}: one decision per event");
+        assert!(parsed.iter().all(|d| d["event_id"].is_string() && d["decision"].is_string()), "run {i}: not decisions");
+        runs.push((decisions, alerts));
     }
-    assert_eq!(runs[0], runs[1], "same input, same decisions and alerts");
+    assert!(!runs[0].0.is_empty() && !runs[0].1.is_empty());
+    assert!(runs[0] == runs[1], "same input, same decisions and alerts");
     let alerts = ndjson(&runs[0].1);
     assert!(!alerts.is_empty());
     for a in &alerts {
@@ -110,36 +119,40 @@ fn replay_is_deterministic_and_writes_alerts() {
 
 #[test]
 fn out_of_order_input_is_decided_in_event_time_order() {
-    // Reverse small blocks of the sample where the whole block lies within a
-    // minute: every event then stays well within the allowed lateness (5
-    // minutes), so the decisions must equal those of the sorted stream. (A
-    // block spanning a quiet night gap would make its first event later than
-    // the lateness, which is decided as late, by design.)
+    // Reverse small blocks of the sample, but only blocks that span no more
+    // than the allowed lateness (a block across a quiet night would make its
+    // first event late, and a late event is rightly decided as it comes): so
+    // every event stays within the allowed lateness, and the decisions must
+    // equal those of the sorted stream.
     let good = sample();
     let lines: Vec<&[u8]> = good.split(|b| *b == b'\n').filter(|l| !l.is_empty()).take(1500).collect();
     let sorted: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
-    let ts = |l: &[u8]| haechi_features::Event::parse(l, 1 << 16).unwrap().ts_ms;
+    let lateness_ms = haechi_detector::Config::default().features.allowed_lateness.as_millis() as i64;
+    let ts = |l: &[u8]| haechi_features::Event::parse(l, 1 << 16).expect("sample event").ts_ms;
     let mut shuffled = Vec::new();
-    let mut reversed_blocks = 0;
+    let mut reversed = 0;
     for chunk in lines.chunks(3) {
-        let within_a_minute = ts(chunk[chunk.len() - 1]) - ts(chunk[0]) < 60_000;
-        reversed_blocks += usize::from(within_a_minute);
-        let order: Vec<&&[u8]> = if within_a_minute { chunk.iter().rev().collect() } else { chunk.iter().collect() };
+        let within = ts(chunk[chunk.len() - 1]) - ts(chunk[0]) <= lateness_ms;
+        let order: Vec<&&[u8]> = if within { chunk.iter().rev().collect() } else { chunk.iter().collect() };
+        reversed += usize::from(within && chunk.len() > 1);
         for l in order {
             shuffled.extend_from_slice(l);
             shuffled.push(b'\n');
         }
     }
-    assert!(reversed_blocks > 100, "the test must actually reorder: {reversed_blocks} blocks");
-    assert_ne!(sorted, shuffled);
+    assert!(reversed > 400, "too few blocks reversed to test anything: {reversed}");
     let a = run_haechi(&["replay", "-"], &sorted);
     let b = run_haechi(&["replay", "-"], &shuffled);
+    assert!(a.status.success() && b.status.success());
+    let late = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).contains("late (beyond allowed lateness): 0");
+    assert!(late(&a) && late(&b), "no event may be late:\n{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(ndjson(&a.stdout).len(), lines.len());
     let key = |o: &std::process::Output| {
         let mut v: Vec<String> = ndjson(&o.stdout).iter().map(|d| d.to_string()).collect();
         v.sort();
         v
     };
-    assert_eq!(key(&a), key(&b));
+    assert!(key(&a) == key(&b), "reordering within the allowed lateness changed decisions");
 }
 
 #[test]

@@ -6,8 +6,8 @@ use haechi_training::{read_csv, IsolationForestParams, LabelColumn};
 use linfa::prelude::*;
 
 fn bench(c: &mut Criterion) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/odds/mammography.csv");
-    let table = read_csv(&path, &LabelColumn::Last).expect("mammography.csv beside the repository");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/odds/mammography.csv");
+    let table = read_csv(&path, &LabelColumn::Last).expect("training/data/odds/mammography.csv");
     let model = IsolationForestParams::new().seed(0).fit(&Dataset::from(table.features.clone())).unwrap();
     let rows: Vec<Vec<f64>> = table.features.rows().into_iter().map(|r| r.to_vec()).collect();
     let mut g = c.benchmark_group("isolation_forest");

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAECHI = os.path.join(ROOT, "target", "release", "haechi")
-DEFAULT_CSV = os.path.join(ROOT, "..", "shared", "datasets", "odds", "mammography.csv")
+DEFAULT_CSV = os.path.join(ROOT, "training", "data", "odds", "mammography.csv")
 
 
 def load(path):

@@ -219,49 +219,169 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             }
         });
     }
-    // File changes reload too.
+    // File changes reload too. The watch is set up here, before the server
+    // accepts its first request, so an edit made right after start is seen.
     if state.server.watch_files {
         let paths: Vec<PathBuf> = [state.pipeline.rules().source().map(PathBuf::from), state.pipeline.model().and_then(|m| m.path().map(PathBuf::from))]
             .into_iter()
             .flatten()
             .collect();
         if !paths.is_empty() {
+            let watch = FileWatch::start(&paths);
             let (s, stop) = (state.clone(), shutdown.clone());
-            tracker.spawn(watch_files(paths, s, stop));
+            tracker.spawn(watch_files(watch, s, stop));
         }
     }
 }
 
-async fn watch_files(paths: Vec<PathBuf>, state: Arc<AppState>, stop: CancellationToken) {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| e.kind.is_modify() || e.kind.is_create() || e.kind.is_remove()) {
-            let _ = tx.try_send(());
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch rule and model files; SIGHUP and POST /v1/reload still reload");
-            return;
-        }
-    };
-    for p in &paths {
-        // Watch the directory: editors replace files rather than write them in place.
-        let target = if p.is_dir() { p.clone() } else { p.parent().map(PathBuf::from).unwrap_or_else(|| p.clone()) };
-        if let Err(e) = watcher.watch(&target, RecursiveMode::NonRecursive) {
-            tracing::warn!(error = %e, path = %target.display(), "cannot watch");
-        }
+/// How often rule and model files are polled when they cannot be watched.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Change notification for rule and model files: the OS watcher when one can
+/// be had, else polling modification times.
+enum FileWatch {
+    Notify {
+        // Kept alive for as long as the watch runs.
+        _watcher: notify::RecommendedWatcher,
+        rx: tokio::sync::mpsc::Receiver<()>,
+    },
+    Poll { paths: Vec<PathBuf>, seen: FileStamps },
+}
+
+impl FileWatch {
+    /// Set up the watch synchronously; fall back to polling when the OS
+    /// watcher (inotify and the like) cannot be created or refuses a path.
+    fn start(paths: &[PathBuf]) -> FileWatch {
+        use notify::{RecursiveMode, Watcher};
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(16);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok_and(|e| e.kind.is_modify() || e.kind.is_create() || e.kind.is_remove()) {
+                let _ = tx.try_send(());
+            }
+        });
+        let problem = match watcher {
+            Ok(mut w) => {
+                let mut refused = None;
+                for p in paths {
+                    // Watch the directory: editors replace files rather than write them in place.
+                    let target = if p.is_dir() { p.clone() } else { p.parent().map(PathBuf::from).unwrap_or_else(|| p.clone()) };
+                    if let Err(e) = w.watch(&target, RecursiveMode::NonRecursive) {
+                        refused = Some(format!("{}: {e}", target.display()));
+                        break;
+                    }
+                }
+                match refused {
+                    None => return FileWatch::Notify { _watcher: w, rx },
+                    Some(e) => e,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            error = %problem,
+            "cannot watch rule and model files; polling their modification times every {}s instead (SIGHUP and POST /v1/reload also reload)",
+            POLL_INTERVAL.as_secs()
+        );
+        FileWatch::Poll { paths: paths.to_vec(), seen: FileStamps::take(paths) }
     }
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            Some(()) = rx.recv() => {
-                // Let a burst of writes settle, then reload once.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while rx.try_recv().is_ok() {}
-                reload_all(&state);
+}
+
+/// Modification time and length of each watched file, and of each file in a
+/// watched directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamps(Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>);
+
+impl FileStamps {
+    fn take(paths: &[PathBuf]) -> FileStamps {
+        fn stamp(p: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        }
+        let mut out = Vec::new();
+        for p in paths {
+            out.push((p.clone(), stamp(p)));
+            if p.is_dir() {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(p).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                out.extend(entries.into_iter().map(|e| {
+                    let s = stamp(&e);
+                    (e, s)
+                }));
             }
         }
+        FileStamps(out)
+    }
+}
+
+async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationToken) {
+    match watch {
+        FileWatch::Notify { _watcher, mut rx } => loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                Some(()) = rx.recv() => {
+                    // Let a burst of writes settle, then reload once.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while rx.try_recv().is_ok() {}
+                    reload_all(&state);
+                }
+            }
+        },
+        FileWatch::Poll { paths, mut seen } => {
+            let mut tick = tokio::time::interval(POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let now = FileStamps::take(&paths);
+                if now != seen {
+                    seen = now;
+                    reload_all(&state);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_sees_an_edit_a_new_file_and_a_removal_in_a_watched_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        let file = rules.join("a.yaml");
+        std::fs::write(&file, "rules: []\n").unwrap();
+        let paths = vec![rules.clone()];
+        let first = FileStamps::take(&paths);
+        assert_eq!(first, FileStamps::take(&paths), "nothing changed");
+
+        // A longer file: seen even where modification times are coarse.
+        std::fs::write(&file, "rules: []\n# edited\n").unwrap();
+        let edited = FileStamps::take(&paths);
+        assert_ne!(first, edited);
+
+        std::fs::write(rules.join("b.yaml"), "rules: []\n").unwrap();
+        let added = FileStamps::take(&paths);
+        assert_ne!(edited, added);
+
+        std::fs::remove_file(rules.join("b.yaml")).unwrap();
+        assert_ne!(added, FileStamps::take(&paths));
+    }
+
+    #[test]
+    fn polling_a_single_file_sees_it_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.json");
+        std::fs::write(&file, "{}").unwrap();
+        let paths = vec![file.clone()];
+        let before = FileStamps::take(&paths);
+        let tmp = dir.path().join("model.json.new");
+        std::fs::write(&tmp, "{\"v\": 2}").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_ne!(before, FileStamps::take(&paths));
     }
 }
