@@ -38,6 +38,12 @@ pub struct PipelineConfig {
     /// The clock block TTLs and rate quotas run on: `event` (replay and
     /// backtests) or `wall` (what `haechi serve` uses whatever this says).
     pub enforcement_clock: crate::enforce::EnforcementClock,
+    /// How far ahead of the clock an event's `ts` may be. Live: the server's
+    /// wall clock; a replay: the stream's own confirmed time. Further ahead is
+    /// rejected (`future_ts`), so one forged timestamp cannot make every
+    /// later event "late" and blind detection.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -46,6 +52,7 @@ impl Default for PipelineConfig {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             dedup_window: Duration::from_secs(600),
             enforcement_clock: crate::enforce::EnforcementClock::Event,
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }
@@ -107,6 +114,9 @@ impl Config {
             if !(t > 0.0 && t <= 1.0) {
                 return Err(format!("model.threshold = {t}: must be in (0, 1]"));
             }
+        }
+        if self.pipeline.max_clock_skew.as_secs() == 0 {
+            return Err("pipeline.max_clock_skew must be at least one second".into());
         }
         if self.alerts.fold_window.as_secs() == 0 {
             return Err("alerts.fold_window must be at least one second".into());

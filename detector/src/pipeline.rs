@@ -156,8 +156,19 @@ impl Pipeline {
     /// findings are left in `scratch.findings` for the alert sinks.
     ///
     /// # Errors
-    /// [`EventError::Duplicate`] if the event id was already processed.
+    /// [`EventError::Duplicate`] if the event id was already processed;
+    /// [`EventError::FutureTimestamp`] live, if `ts` is ahead of the wall
+    /// clock by more than `pipeline.max_clock_skew`.
     pub fn process(&self, event: &Event, scratch: &mut Scratch) -> Result<Processed, EventError> {
+        // Live, the wall clock bounds event time. (A replay has no wall clock;
+        // its driver holds far-future outliers back instead, see replay.rs.)
+        if self.config.pipeline.enforcement_clock == crate::enforce::EnforcementClock::Wall {
+            let skew_ms = self.config.pipeline.max_clock_skew.as_millis() as i64;
+            let ahead_ms = event.ts_ms - crate::enforce::now_ms();
+            if ahead_ms > skew_ms {
+                return Err(EventError::FutureTimestamp { ahead_s: ahead_ms / 1000, skew_s: skew_ms / 1000, clock: "server" });
+            }
+        }
         if !self.dedup.first_time(&event.event_id, event.ts_ms) {
             return Err(EventError::Duplicate);
         }

@@ -141,6 +141,68 @@ impl ReorderBuffer {
     }
 }
 
+/// A replay has no wall clock to bound event time, so the stream's own clock
+/// does: an event further ahead of it than the allowed skew is held back. If
+/// [`CONFIRMATIONS`] held events agree on the new time (within the skew of one
+/// another), the stream really jumped (a quiet night, a gap in the export)
+/// and they are let through in order; if [`CONFIRM_WITHIN`] ordinary events
+/// pass first, the jump was one forged or broken timestamp, and it is
+/// rejected as `future_ts` instead of making every later event "late".
+struct FutureGuard {
+    skew_ms: i64,
+    clock: Option<i64>,
+    held: Vec<(u64, Event)>,
+    since_held: u32,
+}
+
+/// Held events that must agree before a jump of the stream's clock is believed.
+const CONFIRMATIONS: usize = 3;
+/// Ordinary events after which a held jump counts as an outlier.
+const CONFIRM_WITHIN: u32 = 100;
+
+impl FutureGuard {
+    fn new(skew_ms: i64) -> FutureGuard {
+        FutureGuard { skew_ms, clock: None, held: Vec::new(), since_held: 0 }
+    }
+
+    /// Admit an event: what may go on now (in arrival order), and what is refused.
+    #[allow(clippy::type_complexity)]
+    fn admit(&mut self, seq: u64, event: Event) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
+        let clock = *self.clock.get_or_insert(event.ts_ms);
+        if event.ts_ms <= clock + self.skew_ms {
+            self.clock = Some(clock.max(event.ts_ms));
+            let mut refused = Vec::new();
+            if !self.held.is_empty() {
+                self.since_held += 1;
+                if self.since_held >= CONFIRM_WITHIN {
+                    refused = std::mem::take(&mut self.held);
+                }
+            }
+            return (vec![(seq, event)], refused);
+        }
+        self.held.push((seq, event));
+        // Do enough held events agree on one new time?
+        let mut times: Vec<i64> = self.held.iter().map(|(_, e)| e.ts_ms).collect();
+        times.sort_unstable();
+        let agreeing = times.windows(CONFIRMATIONS).find(|w| w[CONFIRMATIONS - 1] - w[0] <= self.skew_ms).map(|w| (w[0], w[CONFIRMATIONS - 1]));
+        let Some((lo, hi)) = agreeing else { return (Vec::new(), Vec::new()) };
+        self.clock = Some(hi);
+        self.since_held = 0;
+        let (admitted, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(_, e)| e.ts_ms >= lo - self.skew_ms && e.ts_ms <= hi + self.skew_ms);
+        (admitted, refused)
+    }
+
+    /// Events still held when the input ends.
+    fn finish(&mut self) -> Vec<(u64, Event)> {
+        std::mem::take(&mut self.held)
+    }
+
+    fn refusal(&self, ts_ms: i64) -> EventError {
+        let ahead = ts_ms - self.clock.unwrap_or(ts_ms);
+        EventError::FutureTimestamp { ahead_s: ahead / 1000, skew_s: self.skew_ms / 1000, clock: "stream" }
+    }
+}
+
 struct Runner<'p, 'o> {
     pipeline: &'p Pipeline,
     /// Warm the store only (history before a live start); decide nothing.
@@ -235,6 +297,7 @@ fn run_stream(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
         line_buf: Vec::with_capacity(256),
     };
     let mut buffer = ReorderBuffer::default();
+    let mut guard = FutureGuard::new(config.pipeline.max_clock_skew.as_millis() as i64);
     let mut newest = i64::MIN;
     let mut released_upto = i64::MIN;
     let mut line = Vec::with_capacity(1024);
@@ -257,17 +320,27 @@ fn run_stream(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
                 continue;
             }
         };
-        if event.ts_ms < released_upto {
-            // Too late for the buffer's order: decide it now, as it is.
-            runner.run(n, &event)?;
-            continue;
+        let (admitted, refused) = guard.admit(n, event);
+        for (seq, e) in refused {
+            runner.reject(seq, &guard.refusal(e.ts_ms))?;
         }
-        newest = newest.max(event.ts_ms);
-        buffer.push(n, event);
-        while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
-            released_upto = released_upto.max(event.ts_ms);
-            runner.run(seq, &event)?;
+        for (seq, event) in admitted {
+            if event.ts_ms < released_upto {
+                // Too late for the buffer's order: decide it now, as it is.
+                runner.run(seq, &event)?;
+                continue;
+            }
+            newest = newest.max(event.ts_ms);
+            buffer.push(seq, event);
+            while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
+                released_upto = released_upto.max(event.ts_ms);
+                runner.run(seq, &event)?;
+            }
         }
+    }
+    // A jump nothing confirmed by the end of the stream was an outlier.
+    for (seq, e) in guard.finish() {
+        runner.reject(seq, &guard.refusal(e.ts_ms))?;
     }
     while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
         runner.run(seq, &event)?;
@@ -325,6 +398,50 @@ pub fn read_bounded_line(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize)
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn line(i: u32, ts: &str, step: &str, result: &str) -> String {
+        format!(r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"c1","ip":"45.1.2.3"}}"#)
+    }
+
+    fn run(input: &str) -> (ReplaySummary, Vec<serde_json::Value>) {
+        let mut config = crate::Config::default();
+        config.model.enabled = false;
+        let p = Pipeline::new(config).unwrap();
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        let summary = replay(&p, &mut input.as_bytes(), ReplayOutputs { decisions: &mut out, alerts: None, errors: &mut errors }).unwrap();
+        let decisions = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        (summary, decisions)
+    }
+
+    #[test]
+    fn one_far_future_event_cannot_blind_a_replay() {
+        let mut text = line(0, "2026-11-02T10:00:00+09:00", "login", "success") + "\n";
+        text += &(line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n");
+        for i in 0..30 {
+            text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
+        }
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
+        assert_eq!(summary.late, 0, "nothing became late");
+        let blocked = decisions.iter().filter(|d| d["decision"] == "block").count();
+        assert!(blocked >= 26, "the burst is still blocked: {blocked} of 30");
+    }
+
+    #[test]
+    fn a_real_jump_in_the_stream_is_believed_once_confirmed() {
+        let mut text = String::new();
+        for i in 0..5 {
+            text += &(line(i, &format!("2026-11-02T10:00:0{i}+09:00"), "login", "success") + "\n");
+        }
+        // Eight quiet hours, then traffic again.
+        for i in 0..5 {
+            text += &(line(10 + i, &format!("2026-11-02T18:00:0{i}+09:00"), "login", "success") + "\n");
+        }
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected_total(), 0, "{summary}");
+        assert_eq!(decisions.len(), 10);
+    }
 
     proptest! {
         /// The bounded reader splits lines exactly like `lines()` and never

@@ -36,6 +36,11 @@ pub enum Error {
     /// The event id was already processed.
     #[error("duplicate event_id (already processed)")]
     Duplicate,
+    /// The event claims a time further ahead of the clock (the server's, or a
+    /// replayed stream's own) than the allowed skew: one forged timestamp
+    /// must not move the clock that every window and expiry runs on.
+    #[error("event time is {ahead_s} s ahead of the {clock} clock (allowed skew {skew_s} s)")]
+    FutureTimestamp { ahead_s: i64, skew_s: i64, clock: &'static str },
     /// A configuration value that cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -54,6 +59,7 @@ impl Error {
             Error::InvalidValue { .. } => "invalid_value",
             Error::ResidentNumber { .. } => "resident_number",
             Error::Duplicate => "duplicate",
+            Error::FutureTimestamp { .. } => "future_ts",
             Error::Config(_) => "config",
         }
     }

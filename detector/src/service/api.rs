@@ -132,24 +132,16 @@ async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRe
             s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
             r
         };
-        let result = parsed.and_then(|e| {
-            let r = s.decide(&e, &mut scratch);
-            if let Err(err) = &r {
-                return Err(err.clone());
-            }
-            r
-        });
+        // Parse errors are counted here; `decide` counts its own (duplicates, future times).
+        let result = parsed
+            .inspect_err(|e| s.metrics.rejected.with_label_values(&[e.reason()]).inc())
+            .and_then(|e| s.decide(&e, &mut scratch));
         match result {
             Ok(d) => {
                 out.accepted += 1;
                 out.decisions.push(d);
             }
-            Err(e) => {
-                if e.reason() != "duplicate" {
-                    s.metrics.rejected.with_label_values(&[e.reason()]).inc();
-                }
-                out.rejected.push(Rejected { line: i + 1, error: e.to_string() });
-            }
+            Err(e) => out.rejected.push(Rejected { line: i + 1, error: e.to_string() }),
         }
     }
     s.metrics.batch_size.observe(n as f64);
@@ -165,7 +157,10 @@ async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     })?;
     s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
     let mut scratch = s.pipeline.scratch();
-    let d = s.decide(&event, &mut scratch).map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
+    let d = s.decide(&event, &mut scratch).map_err(|e| {
+        let status = if matches!(e, haechi_features::Error::Duplicate) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+        ApiError(status, e.to_string())
+    })?;
     Ok(Json(d))
 }
 

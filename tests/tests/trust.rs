@@ -1,0 +1,65 @@
+//! Trust boundaries on the real binary: input that must not switch detection off.
+
+use haechi_tests::{http, send, Server};
+use serde_json::Value;
+
+fn event(id: &str, ts: &str, step: &str, result: &str, extra: &str) -> String {
+    format!(r#"{{"event_id":"{id}","ts":"{ts}","step":"{step}","result":"{result}"{extra}}}"#)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Thirty wrong OTP codes for one customer from one address, a second apart.
+fn otp_burst(s: &Server, a: &ureq::Agent) -> usize {
+    (0..30)
+        .filter(|i| {
+            let ts = format!("2026-11-02T10:01:{i:02}+09:00");
+            let body = event(&format!("otp{i}"), &ts, "otp", "failure", r#","customer_id":"victim","ip":"45.1.2.3","device_id":"dx""#);
+            let (st, text) = send(a, "POST", &s.url("/v1/check"), Some(body.as_bytes()));
+            assert_eq!(st, 200, "{text}");
+            json(&text)["decision"] == "block"
+        })
+        .count()
+}
+
+#[test]
+fn a_forged_far_future_timestamp_is_refused_and_the_burst_is_still_blocked() {
+    let s = Server::start(&[]);
+    let a = http();
+    let (st, body) = send(&a, "POST", &s.url("/v1/check"), Some(event("future", "2099-01-01T00:00:00+09:00", "login", "success", r#","customer_id":"x""#).as_bytes()));
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("ahead of the server clock"), "{body}");
+    // In a batch too: the line is named, the rest accepted.
+    let batch = format!(
+        "{}\n{}\n",
+        event("future2", "2099-01-01T00:00:00+09:00", "login", "success", ""),
+        event("fine", "2026-11-02T10:00:00+09:00", "login", "success", r#","customer_id":"y""#)
+    );
+    let r = json(&send(&a, "POST", &s.url("/v1/events"), Some(batch.as_bytes())).1);
+    assert_eq!(r["accepted"], 1);
+    assert_eq!(r["rejected"][0]["line"], 1);
+    let blocked = otp_burst(&s, &a);
+    assert!(blocked >= 26, "only {blocked} of 30 blocked after a forged timestamp");
+    let metrics = send(&a, "GET", &s.url("/metrics"), None).1;
+    let line = metrics.lines().find(|l| l.starts_with("haechi_events_rejected_total") && l.contains("future_ts")).expect("future_ts is counted");
+    assert!(line.ends_with(" 2"), "{line}");
+    assert!(s.stop().success());
+}
+
+#[test]
+fn a_client_chosen_device_id_does_not_lift_an_analysts_block() {
+    let s = Server::start(&[]);
+    let a = http();
+    let (st, body) = send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"customer","key":"mule-7","ttl_s":3600,"reason":"confirmed mule"}"#));
+    assert_eq!(st, 201, "{body}");
+    // The QA device id the old pack allowlisted, from the bank's own egress range.
+    for (i, extra) in [r#","device_id":"qa-device-0001""#, r#","device_id":"qa-device-0001","ip":"192.0.2.10""#].iter().enumerate() {
+        let e = event(&format!("qa{i}"), "2026-11-02T11:00:00+09:00", "login", "success", &format!(r#","customer_id":"mule-7"{extra}"#));
+        let d = json(&send(&a, "POST", &s.url("/v1/check"), Some(e.as_bytes())).1);
+        assert_eq!(d["decision"], "block", "{d}");
+        assert_eq!(d["blocked_by"]["scope"], "customer");
+    }
+    assert!(s.stop().success());
+}
