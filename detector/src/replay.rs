@@ -142,30 +142,32 @@ impl ReorderBuffer {
 }
 
 /// A replay has no wall clock to bound event time, so the stream's own clock
-/// does: an event further ahead of it than the allowed skew is held back. If
-/// [`CONFIRMATIONS`] held events agree on the new time (within the skew of one
-/// another), the stream really jumped (a quiet night, a gap in the export)
-/// and they are let through in order; if [`CONFIRM_WITHIN`] ordinary events
-/// pass first, the jump was one forged or broken timestamp, and it is
-/// rejected as `future_ts` instead of making every later event "late".
+/// does. An event further ahead of it than the allowed skew is held back, and
+/// the events after it decide what it was:
+/// - another event also ahead of the clock, with nothing ordinary between: the
+///   stream really moved on (a quiet night, a sparse history file), and the
+///   held events go through in order;
+/// - [`OUTLIER_AFTER`] ordinary events instead: the stream carries on at its
+///   old time, so the jump was one forged or broken timestamp. It is rejected
+///   as `future_ts` rather than making every later event "late";
+/// - the end of the input: nothing contradicts it, and it goes through (after
+///   everything else, where it can blind nothing).
 struct FutureGuard {
     skew_ms: i64,
     clock: Option<i64>,
     held: Vec<(u64, Event)>,
-    since_held: u32,
+    ordinary_since_held: u32,
 }
 
-/// Held events that must agree before a jump of the stream's clock is believed.
-const CONFIRMATIONS: usize = 3;
-/// Ordinary events after which a held jump counts as an outlier.
-const CONFIRM_WITHIN: u32 = 100;
+/// Ordinary events after a held jump that make it an outlier.
+const OUTLIER_AFTER: u32 = 2;
 
 impl FutureGuard {
     fn new(skew_ms: i64) -> FutureGuard {
-        FutureGuard { skew_ms, clock: None, held: Vec::new(), since_held: 0 }
+        FutureGuard { skew_ms, clock: None, held: Vec::new(), ordinary_since_held: 0 }
     }
 
-    /// Admit an event: what may go on now (in arrival order), and what is refused.
+    /// Admit an event: what may go on now (in order), and what is refused.
     #[allow(clippy::type_complexity)]
     fn admit(&mut self, seq: u64, event: Event) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
         let clock = *self.clock.get_or_insert(event.ts_ms);
@@ -173,28 +175,49 @@ impl FutureGuard {
             self.clock = Some(clock.max(event.ts_ms));
             let mut refused = Vec::new();
             if !self.held.is_empty() {
-                self.since_held += 1;
-                if self.since_held >= CONFIRM_WITHIN {
+                self.ordinary_since_held += 1;
+                if self.ordinary_since_held >= OUTLIER_AFTER {
                     refused = std::mem::take(&mut self.held);
+                    self.ordinary_since_held = 0;
                 }
             }
             return (vec![(seq, event)], refused);
         }
+        let moved_on = !self.held.is_empty() && self.ordinary_since_held == 0;
         self.held.push((seq, event));
-        // Do enough held events agree on one new time?
-        let mut times: Vec<i64> = self.held.iter().map(|(_, e)| e.ts_ms).collect();
-        times.sort_unstable();
-        let agreeing = times.windows(CONFIRMATIONS).find(|w| w[CONFIRMATIONS - 1] - w[0] <= self.skew_ms).map(|w| (w[0], w[CONFIRMATIONS - 1]));
-        let Some((lo, hi)) = agreeing else { return (Vec::new(), Vec::new()) };
-        self.clock = Some(hi);
-        self.since_held = 0;
-        let (admitted, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(_, e)| e.ts_ms >= lo - self.skew_ms && e.ts_ms <= hi + self.skew_ms);
-        (admitted, refused)
+        self.ordinary_since_held = 0;
+        if !moved_on {
+            return (Vec::new(), Vec::new());
+        }
+        // Believe the earliest held time, then let through whatever fits the new clock.
+        self.held.sort_by_key(|(s, e)| (e.ts_ms, *s));
+        let first = self.held[0].1.ts_ms;
+        self.clock = Some(first);
+        let mut admitted = Vec::new();
+        let mut keep = Vec::new();
+        for (s, e) in std::mem::take(&mut self.held) {
+            let clock = self.clock.unwrap_or(first);
+            if e.ts_ms <= clock + self.skew_ms {
+                self.clock = Some(clock.max(e.ts_ms));
+                admitted.push((s, e));
+            } else {
+                keep.push((s, e));
+            }
+        }
+        self.held = keep;
+        (admitted, Vec::new())
     }
 
-    /// Events still held when the input ends.
-    fn finish(&mut self) -> Vec<(u64, Event)> {
-        std::mem::take(&mut self.held)
+    /// At the end of the input: held events nothing contradicted go through;
+    /// the rest are refused.
+    #[allow(clippy::type_complexity)]
+    fn finish(&mut self) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
+        let held = std::mem::take(&mut self.held);
+        if self.ordinary_since_held == 0 {
+            (held, Vec::new())
+        } else {
+            (Vec::new(), held)
+        }
     }
 
     fn refusal(&self, ts_ms: i64) -> EventError {
@@ -338,11 +361,14 @@ fn run_stream(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
             }
         }
     }
-    // A jump nothing confirmed by the end of the stream was an outlier.
-    for (seq, e) in guard.finish() {
+    let (admitted, refused) = guard.finish();
+    for (seq, e) in refused {
         runner.reject(seq, &guard.refusal(e.ts_ms))?;
     }
     while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
+        runner.run(seq, &event)?;
+    }
+    for (seq, event) in admitted {
         runner.run(seq, &event)?;
     }
     if let Some(sink) = runner.out.alerts.as_deref_mut() {
@@ -426,6 +452,15 @@ mod tests {
         assert_eq!(summary.late, 0, "nothing became late");
         let blocked = decisions.iter().filter(|d| d["decision"] == "block").count();
         assert!(blocked >= 26, "the burst is still blocked: {blocked} of 30");
+    }
+
+    #[test]
+    fn a_sparse_history_goes_through_whole() {
+        // One event a day, as a single customer's history file has.
+        let text: String = (2..9).map(|d| line(d, &format!("2026-11-0{d}T11:00:00+09:00"), "login", "success") + "\n").collect();
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected_total(), 0, "{summary}");
+        assert_eq!(decisions.len(), 7);
     }
 
     #[test]
