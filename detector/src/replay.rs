@@ -147,9 +147,12 @@ impl ReorderBuffer {
 /// - another event also ahead of the clock, with nothing ordinary between: the
 ///   stream really moved on (a quiet night, a sparse history file), and the
 ///   held events go through in order;
-/// - [`OUTLIER_AFTER`] ordinary events instead: the stream carries on at its
-///   old time, so the jump was one forged or broken timestamp. It is rejected
-///   as `future_ts` rather than making every later event "late";
+/// - ordinary events that bring the clock within the skew of it: it was only
+///   a little early, and goes through;
+/// - [`OUTLIER_AFTER`] ordinary events that leave it far ahead: the stream
+///   carries on at its old time, so the jump was one forged or broken
+///   timestamp. It is rejected as `future_ts` rather than making every later
+///   event "late";
 /// - the end of the input: nothing contradicts it, and it goes through (after
 ///   everything else, where it can blind nothing).
 struct FutureGuard {
@@ -172,16 +175,26 @@ impl FutureGuard {
     fn admit(&mut self, seq: u64, event: Event) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
         let clock = *self.clock.get_or_insert(event.ts_ms);
         if event.ts_ms <= clock + self.skew_ms {
-            self.clock = Some(clock.max(event.ts_ms));
+            let clock = clock.max(event.ts_ms);
+            self.clock = Some(clock);
+            let mut admitted = vec![(seq, event)];
             let mut refused = Vec::new();
             if !self.held.is_empty() {
-                self.ordinary_since_held += 1;
-                if self.ordinary_since_held >= OUTLIER_AFTER {
-                    refused = std::mem::take(&mut self.held);
+                // The clock moved: held events it has caught up with go through.
+                let (near, far): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(_, e)| e.ts_ms <= clock + self.skew_ms);
+                admitted.extend(near);
+                self.held = far;
+                if self.held.is_empty() {
                     self.ordinary_since_held = 0;
+                } else {
+                    self.ordinary_since_held += 1;
+                    if self.ordinary_since_held >= OUTLIER_AFTER {
+                        refused = std::mem::take(&mut self.held);
+                        self.ordinary_since_held = 0;
+                    }
                 }
             }
-            return (vec![(seq, event)], refused);
+            return (admitted, refused);
         }
         let moved_on = !self.held.is_empty() && self.ordinary_since_held == 0;
         self.held.push((seq, event));
