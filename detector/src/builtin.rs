@@ -41,7 +41,7 @@ pub enum FscAction {
 
 impl Default for BuiltinConfig {
     fn default() -> Self {
-        BuiltinConfig { enabled: true, challenge_streak: 5, block_streak: 10, block_ttl_s: 900, fsc_two_methods: true, fsc_action: FscAction::Challenge }
+        BuiltinConfig { enabled: true, challenge_streak: 6, block_streak: 12, block_ttl_s: 900, fsc_two_methods: true, fsc_action: FscAction::Challenge }
     }
 }
 

@@ -239,11 +239,13 @@ mod tests {
 
     #[test]
     fn a_warmed_profile_sees_a_takeover_that_a_cold_one_cannot() {
+        // Three daytime sessions over three days: a login and its OTP each.
         let history: String = (0..6)
             .map(|i| {
                 format!(
-                    "{{\"event_id\":\"h{i}\",\"ts\":\"2026-11-0{}T11:0{i}:00+09:00\",\"step\":\"login\",\"result\":\"success\",\"customer_id\":\"c1\",\"device_id\":\"p1\",\"region\":\"KR-11\"}}\n",
-                    2 + i / 2
+                    "{{\"event_id\":\"h{i}\",\"ts\":\"2026-11-0{}T11:0{i}:00+09:00\",\"step\":\"{}\",\"result\":\"success\",\"customer_id\":\"c1\",\"device_id\":\"p1\",\"region\":\"KR-11\"}}\n",
+                    2 + i / 2,
+                    if i % 2 == 0 { "login" } else { "otp" }
                 )
             })
             .collect();

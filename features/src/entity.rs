@@ -317,11 +317,12 @@ impl Entity {
                     st.methods |= 1 << m;
                 }
             }
-            // Only a success teaches the profile: an attacker's failed
-            // guesses must not make their device, region or hour "known".
+            Extra::Profile(p) if o.login_ok => p.logged_in = true,
+            // Only a success past the password teaches the profile: an
+            // attacker with a stolen password who fails the second factor
+            // must not make their device, region or hour "known".
             Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
-                p.logged_in |= o.login_ok;
                 if let Some(d) = o.device {
                     if !p.devices.contains(&d) {
                         if p.devices.len() == PROFILE_DEVICES {

@@ -83,6 +83,8 @@ pub struct Enforcer {
     /// Per kind: the slot of `<kind>.distinct_returning_<long window>`, for shared scopes.
     carried_slot: [Option<usize>; KIND_COUNT],
     blast_radius_limit: f32,
+    /// Slots of `customer.new_device` and `customer.known_devices`.
+    known_device_slots: Option<(usize, usize)>,
     names: Names,
 }
 
@@ -104,12 +106,14 @@ impl Enforcer {
             }
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
+        let known_device_slots = catalog.slot("customer.new_device").zip(catalog.slot("customer.known_devices"));
         Enforcer {
             blocks,
             limits: Limiters::new(limits),
             clock,
             carried_slot,
             blast_radius_limit,
+            known_device_slots,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
         }
     }
@@ -158,6 +162,18 @@ impl Enforcer {
                     )),
                 );
                 in_force = self.blocks.check(keys, now);
+            }
+        }
+        // A customer blocked automatically (a brute force on their codes) is
+        // still let in from a device their profile knows: the block is meant
+        // for whoever is guessing, not for the owner on their usual phone.
+        if let Some(b) = in_force.as_ref().filter(|b| b.scope == EntityKind::Customer && b.action == BlockAction::Block && !b.is_manual()) {
+            if self.known_device_slots.is_some_and(|(new_device, known)| features[known] >= 1.0 && features[new_device] == 0.0) && event.device_id.is_some() {
+                d.reasons.push(
+                    Reason::new(self.names.blocklist.clone(), Arc::from(b.scope.as_str()), Severity::Low)
+                        .with_detail(format!("customer blocked by {}, let in from a device they have used before", b.set_by)),
+                );
+                in_force = None;
             }
         }
         if let Some(b) = in_force {
