@@ -65,7 +65,9 @@ pub enum Access {
 /// (refused: a new route must be placed here deliberately).
 pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
     use axum::http::Method;
-    Some(match (method.clone(), route) {
+    // HEAD is answered by the GET handler, and needs what GET needs.
+    let method = if method == Method::HEAD { Method::GET } else { method.clone() };
+    Some(match (method, route) {
         (Method::POST, "/v1/check" | "/v1/events") => Access::Ingest,
         (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/blocks" | "/v1/entities/{kind}/{key}") => Access::Investigate,
         (Method::POST, "/v1/blocks") | (Method::DELETE, "/v1/blocks/{scope}/{key}") => Access::ChangeBlocks,
@@ -214,7 +216,12 @@ impl Principals {
         if self.is_empty() {
             return Ok(Principal::anonymous());
         }
-        let token = authorization.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        let token = authorization
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty());
         let p = token.and_then(|t| self.authenticate(t)).ok_or(Denied::Unauthenticated)?;
         match access {
             Some(a) if p.role.allows(a) => Ok(p.clone()),
@@ -250,6 +257,10 @@ mod tests {
         assert_eq!(ps.authorize(Some(&bearer("nope")), Some(Access::Ingest)), Err(Denied::Unauthenticated));
         assert_eq!(ps.authorize(Some("t-ingest"), Some(Access::Ingest)), Err(Denied::Unauthenticated), "not a bearer header");
         assert_eq!(ps.authorize(Some(&bearer("t-ingest")), Some(Access::Ingest)).unwrap().name, "pipe");
+        assert_eq!(ps.authorize(Some("bearer t-ingest"), Some(Access::Ingest)).unwrap().name, "pipe");
+        assert_eq!(ps.authorize(Some("Bearer T-INGEST"), Some(Access::Ingest)), Err(Denied::Unauthenticated));
+        assert_eq!(access_for(&axum::http::Method::HEAD, "/v1/blocks"), Some(Access::Investigate));
+        assert_eq!(access_for(&axum::http::Method::DELETE, "/v1/alerts"), None);
         assert_eq!(ps.authorize(Some(&bearer("t-ingest")), Some(Access::ChangeBlocks)), Err(Denied::Forbidden));
         assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::ChangeBlocks)).unwrap().name, "kim");
         assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::Administer)), Err(Denied::Forbidden));
