@@ -149,5 +149,46 @@ mod tests {
         assert!(e.contains("short_window"), "{e}");
         let e = Config::parse("[pipeline]\nmax_event_bytes = 1\n").unwrap_err();
         assert!(e.contains("max_event_bytes"), "{e}");
+        let e = Config::parse("[[server.principals]]\nname = \"a\"\nrole = \"ingest\"\ntoken = \"x\"\n").unwrap_err();
+        assert!(e.contains("token"), "{e}");
+        let e = Config::parse("[[server.principals]]\nname = \"a\"\nrole = \"root\"\ntoken_sha256 = \"x\"\n").unwrap_err();
+        assert!(e.contains("root"), "{e}");
+        let e = Config::parse("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"x\"\n").unwrap_err();
+        assert!(e.contains("ca"), "{e}");
+    }
+
+    #[test]
+    fn the_removed_api_tokens_setting_is_refused_with_advice() {
+        let e = Config::parse("[server]\napi_tokens = [\"s3cret-token-for-tests\"]\n").unwrap_err();
+        assert!(e.contains("[[server.principals]]") && e.contains("token_sha256") && e.contains("printf %s TOKEN | sha256sum"), "{e}");
+    }
+
+    #[test]
+    fn principals_tls_and_audit_round_trip_through_toml() {
+        let hash = crate::service::auth::token_sha256_hex("t");
+        let text = format!(
+            "[server]\nlisten = \"0.0.0.0:9\"\naudit_log = \"a.jsonl\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[server.principals]]\nname = \"p\"\nrole = \"auditor\"\ntoken_sha256 = \"{hash}\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.server.principals[0].role, crate::service::Role::Auditor);
+        assert_eq!(Config::parse(&toml::to_string(&c).unwrap()).unwrap(), c);
+    }
+
+    #[test]
+    fn an_open_api_is_refused_off_loopback_unless_insecure() {
+        let mut c = Config::default();
+        assert!(c.server.check_exposure(false).unwrap().is_some(), "loopback: open, with a warning");
+        c.server.listen = "0.0.0.0:8080".into();
+        let e = c.server.check_exposure(false).unwrap_err();
+        assert!(e.contains("principals") && e.contains("--insecure"), "{e}");
+        assert!(c.server.check_exposure(true).unwrap().is_some());
+        c.server.principals.push(crate::service::PrincipalConfig {
+            name: "p".into(),
+            role: crate::service::Role::Ingest,
+            token_sha256: Some(crate::service::auth::token_sha256_hex("t")),
+            token_sha256_env: None,
+            token_sha256_file: None,
+        });
+        assert_eq!(c.server.check_exposure(false), Ok(None));
     }
 }

@@ -51,6 +51,9 @@ enum Command {
         /// Learn from these past events before serving (features only, nothing decided).
         #[arg(long)]
         warm_from: Option<PathBuf>,
+        /// Allow a non-loopback address with no [[server.principals]]: the API open to anyone who can reach it.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
@@ -244,12 +247,15 @@ fn warm_pipeline(pipeline: &Pipeline, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn serve(config: Config, warm_from: Option<PathBuf>) -> Result<()> {
+fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<String>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    if let Some(w) = exposure_warning {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = haechi_detector::service::build_state(config.clone())?;
@@ -258,8 +264,16 @@ fn serve(config: Config, warm_from: Option<PathBuf>) -> Result<()> {
             tokio::task::spawn_blocking(move || warm_pipeline(&p, &path)).await??;
         }
         let listener = tokio::net::TcpListener::bind(&config.server.listen).await.with_context(|| format!("binding {}", config.server.listen))?;
-        // Tests and scripts read this line to learn the port.
-        eprintln!("listening on {}", listener.local_addr()?);
+        // Tests and scripts read this line to learn the port (and the scheme, when HTTPS).
+        if state.tls.is_some() {
+            eprintln!("listening on https://{}", listener.local_addr()?);
+        } else {
+            eprintln!("listening on {}", listener.local_addr()?);
+        }
+        match state.audit.path() {
+            Some(p) => tracing::info!(path = %p.display(), "audit log"),
+            None => tracing::warn!("audit log in memory only: set server.audit_log (or blocks.state_file) to keep it"),
+        }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -458,12 +472,13 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
-        Command::Serve { listen, warm_from } => {
+        Command::Serve { listen, warm_from, insecure } => {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
-            return serve(config, warm_from);
+            let warning = config.server.check_exposure(insecure).map_err(|m| anyhow::anyhow!("{m}"))?;
+            return serve(config, warm_from, warning);
         }
         Command::Model { what } => return model_cmd(what),
         Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {

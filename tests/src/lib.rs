@@ -72,10 +72,17 @@ impl Server {
 
     /// Start, or return what it printed if it exited instead.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Server::try_start_serving(args, &["--listen", "127.0.0.1:0"])
+    }
+
+    /// Start `haechi ARGS serve SERVE_ARGS` (give `--listen` yourself), or
+    /// return what it printed if it exited instead.
+    pub fn try_start_serving(args: &[&str], serve_args: &[&str]) -> Result<Server, String> {
         use std::io::BufRead;
         let mut child = Command::new(haechi_bin())
             .args(args)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("serve")
+            .args(serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -96,7 +103,12 @@ impl Server {
             }
         });
         match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(addr) => Ok(Server { child, base: format!("http://{addr}"), log }),
+            Ok(addr) => {
+                // `https://host:port` when serving TLS, else `host:port`; a
+                // wildcard address is reached over loopback.
+                let base = if addr.starts_with("https://") { addr } else { format!("http://{addr}") };
+                Ok(Server { child, base: base.replace("0.0.0.0", "127.0.0.1"), log })
+            }
             Err(_) => {
                 let _ = child.wait();
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -137,17 +149,50 @@ pub fn http() -> ureq::Agent {
         .into()
 }
 
+/// An HTTPS agent trusting only `root` (a DER certificate), with a timeout.
+pub fn https(root: &[u8]) -> ureq::Agent {
+    use ureq::tls::{Certificate, RootCerts, TlsConfig};
+    let roots = RootCerts::Specific(std::sync::Arc::new(vec![Certificate::from_der(root).to_owned()]));
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(20)))
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .into()
+}
+
 /// (status, body) of a request.
 pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
+    send_as(agent, None, method, url, body)
+}
+
+/// (status, body) of a request with `Authorization: Bearer TOKEN` when a token is given.
+pub fn send_as(agent: &ureq::Agent, token: Option<&str>, method: &str, url: &str, body: Option<&[u8]>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let auth = auth.as_deref();
+    macro_rules! with_auth {
+        ($req:expr) => {
+            match auth {
+                Some(a) => $req.header("Authorization", a),
+                None => $req,
+            }
+        };
+    }
     let mut res = match (method, body) {
-        ("GET", _) => agent.get(url).call(),
-        ("DELETE", _) => agent.delete(url).call(),
-        ("POST", Some(b)) => agent.post(url).send(b),
-        ("POST", None) => agent.post(url).send_empty(),
+        ("GET", _) => with_auth!(agent.get(url)).call(),
+        ("DELETE", _) => with_auth!(agent.delete(url)).call(),
+        ("POST", Some(b)) => with_auth!(agent.post(url)).send(b),
+        ("POST", None) => with_auth!(agent.post(url)).send_empty(),
         _ => panic!("unsupported {method}"),
     }
     .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = res.status().as_u16();
     let text = res.body_mut().with_config().limit(64 << 20).read_to_string().unwrap_or_default();
     (status, text)
+}
+
+/// Hex SHA-256 of a token, as `token_sha256` wants it (`printf %s TOKEN | sha256sum`).
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

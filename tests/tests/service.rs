@@ -193,9 +193,14 @@ fn blocks_survive_a_restart() {
     std::fs::write(&cfg, format!("[blocks]\nstate_file = {:?}\n", state.to_str().unwrap())).unwrap();
     let a = http();
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    // Who set it comes from the token's principal, never the body: a name in the body is refused.
     let (st, body) = send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"device","key":"farm-1","ttl_s":3600,"reason":"seen in a device farm","by":"kim"}"#));
+    assert_eq!(st, 400, "{body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("principal"), "{body}");
+    let (st, body) = send(&a, "POST", &s.url("/v1/blocks"), Some(br#"{"scope":"device","key":"farm-1","ttl_s":3600,"reason":"seen in a device farm"}"#));
     assert_eq!(st, 201, "{body}");
-    assert_eq!(json(&body)["set_by"], "analyst:kim");
+    // No principals on loopback: the demo's anonymous caller.
+    assert_eq!(json(&body)["set_by"], "analyst:anonymous");
     assert!(s.stop().success(), "graceful stop");
     assert!(state.exists());
 
@@ -219,18 +224,31 @@ fn a_config_with_a_typo_or_a_bad_value_stops_the_start() {
 }
 
 #[test]
-fn api_tokens_guard_the_api_but_not_health_or_metrics() {
+fn principals_guard_the_api_but_not_health_or_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haechi.toml");
-    std::fs::write(&cfg, "[server]\napi_tokens = [\"s3cret-token-for-tests\"]\n").unwrap();
+    // The file holds the hash (`printf %s TOKEN | sha256sum`), never the token.
+    let hash = haechi_tests::sha256_hex("s3cret-token-for-tests");
+    std::fs::write(&cfg, format!("[server]\n[[server.principals]]\nname = \"ops\"\nrole = \"admin\"\ntoken_sha256 = \"{hash}\"\n")).unwrap();
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     let a = http();
-    assert_eq!(send(&a, "GET", &s.url("/v1/blocks"), None).0, 401);
+    let (st, body) = send(&a, "GET", &s.url("/v1/blocks"), None);
+    assert_eq!(st, 401);
+    assert!(json(&body)["error"].is_string(), "{body}");
     assert_eq!(send(&a, "GET", &s.url("/healthz"), None).0, 200);
     assert_eq!(send(&a, "GET", &s.url("/metrics"), None).0, 200);
     let mut res = a.get(&s.url("/v1/blocks")).header("Authorization", "Bearer s3cret-token-for-tests").call().unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.body_mut().read_to_string().unwrap(), "[]");
+}
+
+#[test]
+fn the_removed_api_tokens_setting_stops_the_start_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    std::fs::write(&cfg, "[server]\napi_tokens = [\"s3cret-token-for-tests\"]\n").unwrap();
+    let log = Server::try_start(&["--config", cfg.to_str().unwrap()]).err().expect("must not start");
+    assert!(log.contains("[[server.principals]]") && log.contains("token_sha256") && log.contains("printf %s TOKEN | sha256sum"), "{log}");
 }
 
 /// The value of a counter or gauge line in a Prometheus exposition; 0 when

@@ -257,18 +257,28 @@ impl BlockList {
 
     /// Set a block by hand (an analyst); no breaker, no repeat multiplier.
     pub fn set_manual(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> Block {
+        self.set_manual_replacing(scope, hash, key, ttl, reason, set_by).0
+    }
+
+    /// [`BlockList::set_manual`], also returning the entry it replaced (for the audit log).
+    pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
         let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None };
-        self.entries.insert((scope, hash), block.clone());
+        let previous = self.entries.insert((scope, hash), block.clone());
         self.dirty.notify_one();
-        block
+        (block, previous)
     }
 
     /// Lift a block. True if there was one.
     pub fn lift(&self, scope: EntityKind, hash: u64) -> bool {
-        let removed = self.entries.remove(&(scope, hash)).is_some();
-        if removed {
+        self.take(scope, hash).is_some()
+    }
+
+    /// Lift a block, returning it (for the audit log).
+    pub fn take(&self, scope: EntityKind, hash: u64) -> Option<Block> {
+        let removed = self.entries.remove(&(scope, hash)).map(|(_, b)| b);
+        if removed.is_some() {
             self.dirty.notify_one();
         }
         removed

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::enforce::Block;
+use super::audit::{Actor, AuditRecord};
+use super::auth::{access_for, Denied, Principal};
 use super::feed::FeedAlert;
 use super::state::{AppState, LiveDecision};
 
@@ -70,7 +72,8 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route("/v1/blocks/{scope}/{key}", delete(delete_block))
         .route("/v1/entities/{kind}/{key}", get(get_entity))
         .route("/v1/reload", post(post_reload))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route("/v1/audit", get(get_audit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .merge(v1)
         .route("/metrics", get(get_metrics))
@@ -91,15 +94,34 @@ async fn time_requests(State(s): State<Arc<AppState>>, req: Request, next: Next)
     res
 }
 
-async fn require_token(State(s): State<Arc<AppState>>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    if s.server.api_tokens.is_empty() {
-        return next.run(req).await;
+/// Authenticate the bearer token and check its role against the route;
+/// the principal goes into the request for handlers that record who acted.
+async fn authorize(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let access = access_for(req.method(), &route);
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match s.principals.authorize(header, access) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(Denied::Unauthenticated) => {
+            let mut res = ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API token".into()).into_response();
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            res
+        }
+        Err(Denied::Forbidden) => ApiError(StatusCode::FORBIDDEN, format!("this token's role may not {} {route}", req.method())).into_response(),
     }
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if s.server.api_tokens.iter().any(|k| k == t) => next.run(req).await,
-        _ => ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API token".into()).into_response(),
-    }
+}
+
+/// Append an audit record off the async runtime (the append fsyncs).
+async fn audit(s: &Arc<AppState>, record: AuditRecord) -> Result<(), ApiError> {
+    let s = s.clone();
+    let r = tokio::task::spawn_blocking(move || s.audit.append(record)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    r.map_err(|e| {
+        tracing::error!(error = %e, "writing the audit log failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the action was applied but the audit log could not be written: {e}"))
+    })
 }
 
 #[derive(Serialize)]
@@ -255,9 +277,11 @@ struct NewBlock {
     key: String,
     ttl_s: u64,
     reason: String,
-    /// Who is setting it (recorded as `analyst:<by>`).
+    /// Refused: who set a block is the token's principal, never the body.
     #[serde(default)]
-    by: Option<String>,
+    by: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    set_by: Option<serde::de::IgnoredAny>,
 }
 
 fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
@@ -267,9 +291,16 @@ fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u
     Ok((kind, hash))
 }
 
-async fn post_block(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<BlockView>), ApiError> {
+async fn post_block(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<BlockView>), ApiError> {
     let body = body?;
     let nb: NewBlock = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("block: {e}")))?;
+    if nb.by.is_some() || nb.set_by.is_some() {
+        return Err(ApiError::bad_request("block: the analyst is the principal of the API token; remove `by`/`set_by` from the body"));
+    }
     if nb.ttl_s == 0 || nb.ttl_s > 366 * 86_400 {
         return Err(ApiError::bad_request("ttl_s must be 1 to 31622400"));
     }
@@ -277,19 +308,40 @@ async fn post_block(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
         return Err(ApiError::bad_request("a block must not carry a resident registration number"));
     }
     let (kind, hash) = scope_and_hash(&s, &nb.scope, &nb.key)?;
-    let by = format!("analyst:{}", nb.by.as_deref().unwrap_or("api"));
-    let b = s.blocks().set_manual(kind, hash, nb.key, Duration::from_secs(nb.ttl_s), nb.reason, by);
+    let by = format!("analyst:{}", who.name);
+    let key = nb.key.clone();
+    let (b, previous) = s.blocks().set_manual_replacing(kind, hash, nb.key, Duration::from_secs(nb.ttl_s), nb.reason, by);
     s.metrics.blocks_set.with_label_values(&[kind.as_str(), "analyst"]).inc();
-    Ok((StatusCode::CREATED, Json(BlockView::from(&b))))
+    let view = BlockView::from(&b);
+    let before = serde_json::to_value(previous.as_ref().map(BlockView::from)).unwrap_or_default();
+    let after = serde_json::to_value(&view).unwrap_or_default();
+    audit(&s, AuditRecord::now(Actor::from(&who), "block_set", Some(kind.as_str()), Some(&key), before, after)).await?;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
-async fn delete_block(State(s): State<Arc<AppState>>, Path((scope, key)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn delete_block(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    Path((scope, key)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let (kind, hash) = scope_and_hash(&s, &scope, &key)?;
-    if s.blocks().lift(kind, hash) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no block on {scope} {key}")))
+    match s.blocks().take(kind, hash) {
+        Some(b) => {
+            let before = serde_json::to_value(BlockView::from(&b)).unwrap_or_default();
+            audit(&s, AuditRecord::now(Actor::from(&who), "block_lifted", Some(kind.as_str()), Some(&key), before, serde_json::Value::Null)).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::not_found(format!("no block on {scope} {key}"))),
     }
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+async fn get_audit(State(s): State<Arc<AppState>>, Query(q): Query<AuditQuery>) -> Json<Vec<AuditRecord>> {
+    Json(s.audit.recent(q.limit.unwrap_or(100).clamp(1, 10_000)))
 }
 
 async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -303,9 +355,14 @@ async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(Str
     Ok(Json(serde_json::json!({ "kind": k, "key": key, "features": map, "block": block })))
 }
 
-async fn post_reload(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let rules = super::reload_all(&s);
-    Ok(Json(serde_json::json!({ "rules": rules.0, "model": rules.1 })))
+async fn post_reload(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>) -> Result<Json<serde_json::Value>, ApiError> {
+    match super::reload_audited(s.clone(), Actor::from(&who)).await {
+        Ok((rules, model)) => Ok(Json(serde_json::json!({ "rules": rules, "model": model }))),
+        Err((rules, model, e)) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reloaded (rules: {rules}; model: {model}) but the audit log could not be written: {e}"),
+        )),
+    }
 }
 
 async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {

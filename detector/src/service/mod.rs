@@ -7,9 +7,12 @@
 //! watching) are tracked and given a deadline at shutdown.
 
 mod api;
+pub mod audit;
+pub mod auth;
 mod feed;
 mod metrics;
 mod state;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use api::router;
+pub use audit::{AuditLog, AuditRecord};
+pub use auth::{PrincipalConfig, Principals, Role};
+pub use tls::TlsConfig;
 pub use state::{AppState, LiveDecision};
 
 use crate::error::DetectorError;
@@ -39,8 +45,6 @@ pub struct ServerConfig {
     pub concurrency_limit: usize,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Bearer tokens accepted on /v1; empty: no authentication (a laptop demo).
-    pub api_tokens: Vec<String>,
     /// How long shutdown may take to drain requests and flush state.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
@@ -48,6 +52,21 @@ pub struct ServerConfig {
     pub alert_ring: usize,
     /// Watch rule and model files and reload on change.
     pub watch_files: bool,
+    /// The append-only audit log (JSON lines); unset: `haechi-audit.jsonl`
+    /// beside the block state file if there is one, else memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
+    /// HTTPS only, with this certificate and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Who may call `/v1`, with which role. Empty: no authentication, allowed
+    /// only on a loopback address (or with `haechi serve --insecure`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<PrincipalConfig>,
+    /// The removed `api_tokens` setting: present only to refuse it with advice.
+    #[doc(hidden)]
+    #[serde(default, rename = "api_tokens", skip_serializing)]
+    pub removed_api_tokens: Option<serde::de::IgnoredAny>,
 }
 
 impl Default for ServerConfig {
@@ -57,10 +76,13 @@ impl Default for ServerConfig {
             max_body_bytes: 8 << 20,
             concurrency_limit: 1024,
             request_timeout: Duration::from_secs(10),
-            api_tokens: Vec::new(),
             shutdown_deadline: Duration::from_secs(10),
             alert_ring: 10_000,
             watch_files: true,
+            audit_log: None,
+            tls: None,
+            principals: Vec::new(),
+            removed_api_tokens: None,
         }
     }
 }
@@ -76,10 +98,40 @@ impl ServerConfig {
         if self.concurrency_limit == 0 || self.alert_ring == 0 {
             return Err("server.concurrency_limit and server.alert_ring must be positive".into());
         }
-        if self.api_tokens.iter().any(|t| t.len() < 16) {
-            return Err("server.api_tokens: every token must be at least 16 characters".into());
+        if self.removed_api_tokens.is_some() {
+            return Err("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
+                        with name, role (ingest, analyst, auditor or admin) and token_sha256, the hex SHA-256 of its token \
+                        (compute it with `printf %s TOKEN | sha256sum`); the token itself stays out of the file"
+                .into());
+        }
+        Principals::from_config(&self.principals)?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         Ok(())
+    }
+
+    /// May the service start on this address with these principals?
+    /// Returns a warning to log when it may but runs open.
+    ///
+    /// # Errors
+    /// A non-loopback address with no principals, unless `insecure`.
+    pub fn check_exposure(&self, insecure: bool) -> Result<Option<String>, String> {
+        if !self.principals.is_empty() {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.listen.parse().map_err(|_| format!("server.listen = `{}`: not an address:port", self.listen))?;
+        if addr.ip().is_loopback() {
+            return Ok(Some(format!("no [[server.principals]] configured: the API on {addr} is open to anyone on this machine (loopback only)")));
+        }
+        if insecure {
+            return Ok(Some(format!("--insecure: no [[server.principals]] configured and listening on {addr}: the API is open to anyone who can reach it")));
+        }
+        Err(format!(
+            "refusing to listen on {addr} with no [[server.principals]] configured: anyone who can reach it could send events, \
+             lift blocks and reload rules. Declare principals (name, role, token_sha256), listen on a loopback address, \
+             or pass `haechi serve --insecure` to run open anyway"
+        ))
     }
 }
 
@@ -120,10 +172,47 @@ pub(crate) fn reload_all(s: &AppState) -> (String, String) {
 /// When the pipeline (rules, model) or the block state cannot be loaded.
 pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let server = config.server.clone();
+    let bad = |message: String| DetectorError::Config { path: "server".into(), message };
+    let principals = Principals::from_config(&server.principals).map_err(bad)?;
+    let tls = server.tls.as_ref().map(TlsConfig::load).transpose().map_err(bad)?;
+    let audit_path = server.audit_log.clone().or_else(|| {
+        config.blocks.state_file.as_ref().map(|f| f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join("haechi-audit.jsonl"))
+    });
+    let audit = AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?;
     // The live service enforces block TTLs and quotas on the wall clock.
     config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Wall;
     let pipeline = Arc::new(Pipeline::new(config)?);
-    Ok(Arc::new(AppState::new(pipeline, server)))
+    Ok(Arc::new(AppState::new(pipeline, server, principals, audit, tls)))
+}
+
+/// Rule and model versions, as the audit log records a reload.
+pub(crate) fn versions(s: &AppState) -> serde_json::Value {
+    serde_json::json!({
+        "rules": s.pipeline.rules().current().version().to_string(),
+        "model": s.pipeline.model().map(|m| m.version().to_string()),
+    })
+}
+
+/// Reload rules and model and audit it as done by `who`.
+///
+/// # Errors
+/// When the audit line cannot be written (the reload has happened).
+pub(crate) async fn reload_audited(s: Arc<AppState>, who: audit::Actor) -> Result<(String, String), (String, String, std::io::Error)> {
+    tokio::task::spawn_blocking(move || {
+        let before = versions(&s);
+        let outcome = reload_all(&s);
+        let mut after = versions(&s);
+        after["outcome"] = serde_json::json!({ "rules": outcome.0, "model": outcome.1 });
+        match s.audit.append(AuditRecord::now(who, "reload", None, None, before, after)) {
+            Ok(()) => Ok(outcome),
+            Err(e) => {
+                tracing::error!(error = %e, "writing the audit log failed");
+                Err((outcome.0, outcome.1, e))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err((String::new(), String::new(), std::io::Error::other(e))))
 }
 
 /// Serve until `shutdown` is cancelled, then drain and flush within the deadline.
@@ -149,12 +238,28 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: Cancella
     state.set_ready(true);
     let token = shutdown.clone();
     let state_for_shutdown = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    if let Some(tls) = state.tls.clone() {
+        // HTTPS only: a plain-HTTP request fails the handshake and is never served.
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        let deadline = state.server.shutdown_deadline;
+        tokio::spawn(async move {
             token.cancelled().await;
             state_for_shutdown.set_ready(false);
-        })
-        .await?;
+            stopper.graceful_shutdown(Some(deadline));
+        });
+        axum_server::from_tcp_rustls(listener.into_std()?, axum_server::tls_rustls::RustlsConfig::from_config(tls))?
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await?;
+    } else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                token.cancelled().await;
+                state_for_shutdown.set_ready(false);
+            })
+            .await?;
+    }
     tracker.close();
     let deadline = state.server.shutdown_deadline;
     if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
@@ -214,7 +319,7 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    Some(()) = hup.recv() => { reload_all(&s); }
+                    Some(()) = hup.recv() => { let _ = reload_audited(s.clone(), audit::Actor { name: "SIGHUP".into(), role: "system".into() }).await; }
                 }
             }
         });
@@ -313,6 +418,10 @@ impl FileStamps {
     }
 }
 
+fn file_watch_actor() -> audit::Actor {
+    audit::Actor { name: "file-watch".into(), role: "system".into() }
+}
+
 async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationToken) {
     match watch {
         FileWatch::Notify { _watcher, mut rx } => loop {
@@ -322,7 +431,7 @@ async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationT
                     // Let a burst of writes settle, then reload once.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     while rx.try_recv().is_ok() {}
-                    reload_all(&state);
+                    let _ = reload_audited(state.clone(), file_watch_actor()).await;
                 }
             }
         },
@@ -337,7 +446,7 @@ async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationT
                 let now = FileStamps::take(&paths);
                 if now != seen {
                     seen = now;
-                    reload_all(&state);
+                    let _ = reload_audited(state.clone(), file_watch_actor()).await;
                 }
             }
         }

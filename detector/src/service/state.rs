@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use haechi_features::{entity_text, Error as EventError, Event};
 
+use super::audit::AuditLog;
+use super::auth::Principals;
 use super::feed::AlertFeed;
 use super::metrics::Metrics;
 use super::ServerConfig;
@@ -25,13 +27,19 @@ pub struct AppState {
     pub metrics: Metrics,
     pub server: ServerConfig,
     pub ready: AtomicBool,
+    /// Who may call `/v1`; empty: anyone (loopback or `--insecure`).
+    pub principals: Principals,
+    /// Analyst and admin actions.
+    pub audit: AuditLog,
+    /// HTTPS only, when set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AppState {
-    pub fn new(pipeline: Arc<Pipeline>, server: ServerConfig) -> AppState {
+    pub fn new(pipeline: Arc<Pipeline>, server: ServerConfig, principals: Principals, audit: AuditLog, tls: Option<Arc<rustls::ServerConfig>>) -> AppState {
         let cfg = pipeline.config();
         let feed = AlertFeed::new(server.alert_ring, cfg.alerts.fold_window.as_millis() as i64, cfg.features.allowed_lateness.as_millis() as i64);
-        AppState { pipeline, feed, metrics: Metrics::new(), server, ready: AtomicBool::new(false) }
+        AppState { pipeline, feed, metrics: Metrics::new(), server, ready: AtomicBool::new(false), principals, audit, tls }
     }
 
     /// The block list the pipeline enforces.
