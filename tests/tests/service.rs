@@ -149,7 +149,7 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
 
     let fail = |i: u32| event(&format!("bf{i}"), 100 + i, "otp", "failure", r#","customer_id":"victim","ip":"45.1.2.3","device_id":"dx""#);
     let mut last = Value::Null;
-    for i in 1..=8 {
+    for i in 1..=9 {
         last = json(&send(&a, "POST", &s.url("/v1/check"), Some(fail(i).as_bytes())).1);
     }
     assert_eq!(last["decision"], "block");
