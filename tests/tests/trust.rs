@@ -67,3 +67,31 @@ fn a_client_chosen_device_id_does_not_lift_an_analysts_block() {
     }
     assert!(s.stop().success());
 }
+
+#[test]
+fn resident_numbers_in_other_shapes_are_refused_and_never_echoed() {
+    let s = Server::start(&[]);
+    let a = http();
+    // 900101-1234567 in four shapes the old check let through.
+    let shapes = [
+        (r#","attrs":{"ref":9001011234567}"#, "as a JSON number"),
+        (r#","failure_reason":"900101 1234567""#, "with a space"),
+        (",\"failure_reason\":\"900101\u{2013}1234567\"", "with an en dash"),
+        (",\"failure_reason\":\"\u{ff19}\u{ff10}\u{ff10}\u{ff11}\u{ff10}\u{ff11}-\u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}\u{ff17}\"", "in full-width digits"),
+    ];
+    for (i, (extra, what)) in shapes.iter().enumerate() {
+        let body = event(&format!("rrn{i}"), "2026-11-02T10:00:00+09:00", "login", "failure", extra);
+        let (st, text) = send(&a, "POST", &s.url("/v1/check"), Some(body.as_bytes()));
+        assert_eq!(st, 400, "{what}: {text}");
+        assert!(text.contains("900101-1******"), "{what}: shown masked: {text}");
+        for raw in ["1234567", "\u{ff11}\u{ff12}\u{ff13}", "9001011234567"] {
+            assert!(!text.contains(raw), "{what}: echoed {raw}: {text}");
+        }
+        // In a batch, the error names the line and is masked too.
+        let r = send(&a, "POST", &s.url("/v1/events"), Some(format!("{body}\n").as_bytes())).1;
+        assert!(!r.contains("1234567") && r.contains("900101-1******"), "{what}: {r}");
+    }
+    let metrics = send(&a, "GET", &s.url("/metrics"), None).1;
+    assert!(metrics.lines().any(|l| l.starts_with("haechi_events_rejected_total") && l.contains("resident_number") && l.ends_with(" 8")), "counted");
+    assert!(s.stop().success());
+}
