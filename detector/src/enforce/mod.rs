@@ -85,6 +85,8 @@ pub struct Enforcer {
     blast_radius_limit: f32,
     /// Slots of `customer.new_device` and `customer.known_devices`.
     known_device_slots: Option<(usize, usize)>,
+    /// Slot of `customer.returning`.
+    returning_slot: Option<usize>,
     names: Names,
 }
 
@@ -107,6 +109,7 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let known_device_slots = catalog.slot("customer.new_device").zip(catalog.slot("customer.known_devices"));
+        let returning_slot = catalog.slot("customer.returning");
         Enforcer {
             blocks,
             limits: Limiters::new(limits),
@@ -114,6 +117,7 @@ impl Enforcer {
             carried_slot,
             blast_radius_limit,
             known_device_slots,
+            returning_slot,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
         }
     }
@@ -150,15 +154,24 @@ impl Enforcer {
         let mut in_force = self.blocks.check(keys, now);
         // The guard holds at enforcement too: a shared scope blocked while it
         // looked private (the first minutes of a new install, an exit at
-        // dawn) is lifted as soon as it is seen carrying returning customers.
+        // dawn) is lifted once it carries more returning customers than the
+        // limit, or than it did when it was blocked and this event is one of
+        // them: a proxy's fresh identities never log in, a carrier exit's
+        // customers do.
         if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
-            if let Some(carried) = self.blast_radius(b.scope, features).filter(|c| *c > self.blast_radius_limit) {
+            let at_set = b.blast_radius.map_or(f32::MAX, |r| r as f32);
+            let returning_now = self.returning_slot.is_some_and(|s| features[s] >= 1.0);
+            let grown = |c: &f32| *c > self.blast_radius_limit || (returning_now && *c >= at_set + 1.0);
+            if let Some(carried) = self.blast_radius(b.scope, features).filter(grown) {
                 self.blocks.lift(b.scope, b.hash);
                 out.guarded += 1;
                 d.reasons.push(
                     Reason::new(self.names.blast_radius.clone(), Arc::from(b.scope.as_str()), Severity::Medium).with_detail(format!(
-                        "lifted the block on this {} set by {}: it now carries {carried:.0} returning customers (limit {:.0})",
-                        b.scope, b.set_by, self.blast_radius_limit
+                        "lifted the block on this {} set by {}: it now carries {carried:.0} returning customers (when blocked: {}, limit {:.0})",
+                        b.scope,
+                        b.set_by,
+                        b.blast_radius.unwrap_or(0),
+                        self.blast_radius_limit
                     )),
                 );
                 in_force = self.blocks.check(keys, now);
