@@ -379,12 +379,30 @@ rules:
         assert!(d[2].reasons.iter().all(|r| &*r.detector != "blast_radius"));
         let b = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Ip).expect("the proxy is listed");
         assert_eq!((b.key.as_str(), b.blast_radius), (proxy, Some(0)));
-        // Event N+1, even a harmless one, meets the block: replay enforces as the service does.
-        let next = run(&p, &[line(10, "2026-11-02T03:01:00+09:00", "login", "success", "someone", proxy, "s9", None)]);
+        // Event N+1, even a harmless step of a fresh identity, meets the
+        // block: replay enforces as the service does.
+        let next = run(&p, &[line(10, "2026-11-02T03:01:00+09:00", "face_match", "success", "fresh9", proxy, "s9", None)]);
         assert_eq!(next[0].verdict, Verdict::Block);
         assert_eq!(next[0].blocked_by.as_ref().unwrap().key, proxy);
         // An hour of event time later the block has expired.
-        let later = run(&p, &[line(11, "2026-11-02T04:01:00+09:00", "login", "success", "someone", proxy, "s10", None)]);
+        let later = run(&p, &[line(11, "2026-11-02T04:01:00+09:00", "face_match", "success", "fresh9", proxy, "s10", None)]);
         assert!(later[0].blocked_by.is_none());
+    }
+
+    #[test]
+    fn a_blocked_address_that_turns_out_to_carry_returning_customers_is_let_go() {
+        let p = pipeline();
+        let exit = "223.38.14.77";
+        // At dawn on the first day, an exit looks private: three fresh identities, nobody else.
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|k| line(k, "2026-11-02T05:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), exit, &format!("s{k}"), Some(&format!("d{k}"))))
+            .collect();
+        assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
+        // Then the morning's customers log in through it: the first one already lifts the block.
+        let d = run(&p, &[line(20, "2026-11-02T05:30:00+09:00", "login", "success", "regular", exit, "s20", None)]);
+        assert_eq!(d[0].verdict, Verdict::Allow, "{d:?}");
+        let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
+        assert!(lifted.detail.as_deref().unwrap().contains("lifted the block"), "{lifted:?}");
+        assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.scope != EntityKind::Ip));
     }
 }
