@@ -156,11 +156,18 @@ impl Detector for FscTwoMethods {
     }
 
     fn detect(&self, event: &Event, f: &FeatureView<'_>, findings: &mut Vec<Finding>) {
-        // Without a session there is no flow to judge.
-        if event.step != Step::AccountOpen || event.session_id.is_none() || f.get(self.count_slot) >= 2.0 {
+        if event.step != Step::AccountOpen {
             return;
         }
-        let mask = (f.get(self.mask_slot) as usize) & (self.notes.len() - 1);
+        // Without a session no method can be shown: that is no method at all,
+        // or leaving the field out would be a way around the rule.
+        let mask = if event.session_id.is_none() {
+            0
+        } else if f.get(self.count_slot) >= 2.0 {
+            return;
+        } else {
+            (f.get(self.mask_slot) as usize) & (self.notes.len() - 1)
+        };
         findings.push(Finding {
             detector: self.name.clone(),
             id: self.id.clone(),
@@ -202,6 +209,18 @@ mod tests {
         assert_eq!(last.verdict, Verdict::Challenge);
         let r = last.reasons.iter().find(|r| &*r.id == "fsc_two_methods").expect("the FSC rule fired");
         assert!(r.detail.as_deref().unwrap().contains("methods seen: otp_or_card"), "{r:?}");
+    }
+
+    #[test]
+    fn an_account_opened_without_a_session_shows_no_method() {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        let p = Pipeline::new(config).unwrap();
+        let mut s = p.scratch();
+        let e = p.parse(br#"{"event_id":"x","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c9"}"#).unwrap();
+        let d = p.process(&e, &mut s).unwrap().decision;
+        let r = d.reasons.iter().find(|r| &*r.id == "fsc_two_methods").expect("no session is no way around the rule");
+        assert!(r.detail.as_deref().unwrap().contains("methods seen: none"), "{r:?}");
     }
 
     #[test]

@@ -148,8 +148,29 @@ impl Pipeline {
     /// Learn from one past event: features and baselines only. No detector
     /// runs and nothing is blocked or alerted: history warms the profiles
     /// (30-day customer habits, shared addresses) that live decisions read.
-    pub fn warm(&self, event: &Event, scratch: &mut Scratch) {
-        self.store.observe(event, &mut scratch.features);
+    ///
+    /// # Errors
+    /// Live, an event further ahead of the wall clock than the allowed skew,
+    /// as in [`Pipeline::process`]: a history file must not move the clock either.
+    pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
+        let cap = self.check_clock(event)?;
+        self.store.observe_capped(event, &mut scratch.features, cap);
+        Ok(())
+    }
+
+    /// Live, refuse an event further ahead of the wall clock than the allowed
+    /// skew, and return the watermark cap (the wall clock); in a replay, no cap.
+    fn check_clock(&self, event: &Event) -> Result<i64, EventError> {
+        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall {
+            return Ok(i64::MAX);
+        }
+        let now = crate::enforce::now_ms();
+        let skew_ms = self.config.pipeline.max_clock_skew.as_millis() as i64;
+        let ahead_ms = event.ts_ms - now;
+        if ahead_ms > skew_ms {
+            return Err(EventError::FutureTimestamp { ahead_s: ahead_ms / 1000, skew_s: skew_ms / 1000, clock: "server" });
+        }
+        Ok(now)
     }
 
     /// Run one event through features, detectors and the decision. Its
@@ -162,17 +183,11 @@ impl Pipeline {
     pub fn process(&self, event: &Event, scratch: &mut Scratch) -> Result<Processed, EventError> {
         // Live, the wall clock bounds event time. (A replay has no wall clock;
         // its driver holds far-future outliers back instead, see replay.rs.)
-        if self.config.pipeline.enforcement_clock == crate::enforce::EnforcementClock::Wall {
-            let skew_ms = self.config.pipeline.max_clock_skew.as_millis() as i64;
-            let ahead_ms = event.ts_ms - crate::enforce::now_ms();
-            if ahead_ms > skew_ms {
-                return Err(EventError::FutureTimestamp { ahead_s: ahead_ms / 1000, skew_s: skew_ms / 1000, clock: "server" });
-            }
-        }
+        let cap = self.check_clock(event)?;
         if !self.dedup.first_time(&event.event_id, event.ts_ms) {
             return Err(EventError::Duplicate);
         }
-        let observation = self.store.observe(event, &mut scratch.features);
+        let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
         scratch.findings.clear();
         for d in &self.detectors {

@@ -157,6 +157,8 @@ impl ReorderBuffer {
 ///   everything else, where it can blind nothing).
 struct FutureGuard {
     skew_ms: i64,
+    /// The very first event, until the second says whether it can set the clock.
+    first: Option<(u64, Event)>,
     clock: Option<i64>,
     held: Vec<(u64, Event)>,
     ordinary_since_held: u32,
@@ -167,13 +169,36 @@ const OUTLIER_AFTER: u32 = 2;
 
 impl FutureGuard {
     fn new(skew_ms: i64) -> FutureGuard {
-        FutureGuard { skew_ms, clock: None, held: Vec::new(), ordinary_since_held: 0 }
+        FutureGuard { skew_ms, first: None, clock: None, held: Vec::new(), ordinary_since_held: 0 }
     }
 
     /// Admit an event: what may go on now (in order), and what is refused.
     #[allow(clippy::type_complexity)]
     fn admit(&mut self, seq: u64, event: Event) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
-        let clock = *self.clock.get_or_insert(event.ts_ms);
+        // The first event cannot set the clock alone: a forged first line
+        // would make the whole stream late.
+        let Some(clock) = self.clock else {
+            let Some((fseq, first)) = self.first.take() else {
+                self.first = Some((seq, event));
+                return (Vec::new(), Vec::new());
+            };
+            if event.ts_ms < first.ts_ms - self.skew_ms {
+                // The first line is far ahead of the second: hold it like any jump.
+                self.clock = Some(event.ts_ms);
+                self.held.push((fseq, first));
+                self.ordinary_since_held = 1;
+                return (vec![(seq, event)], Vec::new());
+            }
+            if event.ts_ms > first.ts_ms + self.skew_ms {
+                // The second is the jump: the first sets the clock, the second waits like any jump.
+                self.clock = Some(first.ts_ms);
+                self.held.push((seq, event));
+                self.ordinary_since_held = 0;
+                return (vec![(fseq, first)], Vec::new());
+            }
+            self.clock = Some(first.ts_ms.max(event.ts_ms));
+            return (vec![(fseq, first), (seq, event)], Vec::new());
+        };
         if event.ts_ms <= clock + self.skew_ms {
             let clock = clock.max(event.ts_ms);
             self.clock = Some(clock);
@@ -225,7 +250,8 @@ impl FutureGuard {
     /// the rest are refused.
     #[allow(clippy::type_complexity)]
     fn finish(&mut self) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
-        let held = std::mem::take(&mut self.held);
+        let mut held = std::mem::take(&mut self.held);
+        held.extend(self.first.take());
         if self.ordinary_since_held == 0 {
             (held, Vec::new())
         } else {
@@ -259,8 +285,10 @@ impl Runner<'_, '_> {
 
     fn run(&mut self, line: u64, event: &Event) -> Result<(), DetectorError> {
         if self.warm_only {
-            self.pipeline.warm(event, &mut self.scratch);
-            self.summary.accepted += 1;
+            match self.pipeline.warm(event, &mut self.scratch) {
+                Ok(()) => self.summary.accepted += 1,
+                Err(e) => self.reject(line, &e)?,
+            }
             return Ok(());
         }
         let processed = match self.pipeline.process(event, &mut self.scratch) {
@@ -472,6 +500,18 @@ mod tests {
         let blocked = |d: &[serde_json::Value]| d.iter().filter(|d| d["decision"] == "block").count();
         assert!(blocked(&clean_decisions) >= 20, "the burst is blocked: {}", blocked(&clean_decisions));
         assert_eq!(blocked(&decisions), blocked(&clean_decisions), "the forged timestamp changed nothing");
+    }
+
+    #[test]
+    fn a_forged_first_line_cannot_blind_a_replay_either() {
+        let mut text = line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n";
+        for i in 0..30 {
+            text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
+        }
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
+        assert_eq!(summary.late, 0);
+        assert!(decisions.iter().filter(|d| d["decision"] == "block").count() >= 20);
     }
 
     #[test]

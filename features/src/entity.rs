@@ -151,6 +151,15 @@ impl StaffProfile {
     }
 }
 
+/// What one observation tells the store beyond the feature vector.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Observe {
+    /// The entity (a customer) was returning before this event.
+    pub returning_before: bool,
+    /// The hours of a staff member's working day this event closed.
+    pub closed_staff_day: Option<u32>,
+}
+
 /// Seconds of history that make a customer "returning" even without a login event.
 const RETURNING_AFTER_S: u32 = 86_400;
 
@@ -199,9 +208,15 @@ impl Entity {
 
     /// Apply one event (unless it is too late) and write this entity's
     /// features, as they stand after the event, into `out`.
-    /// Returns the hours of a staff member's working day that this event closed, if any.
-    pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) -> Option<u32> {
+    /// Returns what the store needs beyond the features: whether the entity
+    /// (a customer) was returning before this event, and the hours of a
+    /// staff member's working day that this event closed, if any.
+    pub(crate) fn observe(&mut self, kind: EntityKind, l: &KindLayout, w: &Windows, o: &Observed, out: &mut [f32]) -> Observe {
         let prior_events = self.total;
+        // Asked of the customer as they were before this event: a fresh id's
+        // first successful login must not make it "returning" on the spot,
+        // or one login would vouch for the address it came through.
+        let returning_before = self.is_returning(o.secs);
         let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
@@ -263,7 +278,7 @@ impl Entity {
                 out[s + 4] = profile_flags[2];
                 out[s + 5] = p.devices.len() as f32;
                 out[s + 6] = history_s as f32 / 86_400.0;
-                out[s + 7] = f32::from(self.is_returning(o.secs));
+                out[s + 7] = f32::from(returning_before);
             }
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
@@ -283,7 +298,7 @@ impl Entity {
             }
             _ => {}
         }
-        closed_day
+        Observe { returning_before, closed_staff_day: closed_day }
     }
 
     fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> Option<u32> {
@@ -347,8 +362,8 @@ impl Entity {
     }
 
     /// A returning customer: has logged in successfully, or has a history
-    /// older than a day. Asked before the current event is applied.
-    pub(crate) fn is_returning(&self, now_s: u32) -> bool {
+    /// older than a day (in the state the entity is in when asked).
+    fn is_returning(&self, now_s: u32) -> bool {
         let logged_in = matches!(&self.extra, Extra::Profile(p) if p.logged_in);
         logged_in || (self.total > 0 && now_s.saturating_sub(self.first_seen) >= RETURNING_AFTER_S)
     }

@@ -114,11 +114,19 @@ impl FeatureStore {
     /// Update every entity `event` names and write the event's features into
     /// `out` (which must be `catalog().len()` long).
     pub fn observe(&self, event: &Event, out: &mut [f32]) -> Observation {
+        self.observe_capped(event, out, i64::MAX)
+    }
+
+    /// Like [`FeatureStore::observe`], but the newest-time watermark never
+    /// moves past `max_watermark_ms`. Live, that is the wall clock: an event
+    /// a few minutes early (within the allowed skew) is learned from, but
+    /// cannot make the honest events that follow it "late".
+    pub fn observe_capped(&self, event: &Event, out: &mut [f32], max_watermark_ms: i64) -> Observation {
         debug_assert_eq!(out.len(), self.catalog.len());
         out.fill(0.0);
         let w = &self.windows;
         let keys = EntityKeys::of(event, w.hash_seed);
-        let previous = self.watermark_ms.fetch_max(event.ts_ms, Ordering::Relaxed);
+        let previous = self.watermark_ms.fetch_max(event.ts_ms.min(max_watermark_ms), Ordering::Relaxed);
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
         if late {
             self.late_events.fetch_add(1, Ordering::Relaxed);
@@ -172,28 +180,23 @@ impl FeatureStore {
             }
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
-            let (returning, closed_staff_day) = if late {
+            let seen = if late {
                 match map.get_mut(&key) {
-                    Some(mut e) => {
-                        let closed = e.observe(kind, layout, w, &observed, out);
-                        (e.is_returning(secs), closed)
-                    }
+                    Some(mut e) => e.observe(kind, layout, w, &observed, out),
                     None => {
                         out[layout.base] = 1.0;
-                        (false, None)
+                        crate::entity::Observe::default()
                     }
                 }
             } else {
-                let mut e = map.entry(key).or_insert_with(|| Box::new(Entity::new(kind, secs)));
-                let closed = e.observe(kind, layout, w, &observed, out);
-                (e.is_returning(secs), closed)
+                map.entry(key).or_insert_with(|| Box::new(Entity::new(kind, secs))).observe(kind, layout, w, &observed, out)
             };
-            if let Some(hours) = closed_staff_day {
+            if let Some(hours) = seen.closed_staff_day {
                 self.baselines.learn_staff_day(hours);
             }
             if kind == EntityKind::Customer {
                 let fragment = related[EntityKind::Customer.index()];
-                if returning {
+                if seen.returning_before {
                     observed.returning = fragment;
                 } else if event.step.is_onboarding() {
                     observed.new_identity = fragment;

@@ -231,7 +231,9 @@ impl BlockList {
         now: i64,
         blast_radius: Option<u32>,
     ) -> Result<Block, Refused> {
-        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now && b.action >= action) {
+        // An analyst's entry is never replaced by an automatic one, nor a
+        // block by a mere challenge.
+        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now && (b.action >= action || b.is_manual())) {
             return Err(Refused::AlreadyBlocked);
         }
         let minute = now / 60_000;
@@ -250,7 +252,17 @@ impl BlockList {
         let factor = u64::from(self.config.repeat_multiplier.max(1)).saturating_pow(offense - 1);
         let ttl = base_ttl.saturating_mul(factor.min(u64::from(u32::MAX)) as u32).min(self.config.max_ttl);
         let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action, blast_radius };
-        self.entries.insert((scope, hash), block.clone());
+        // Checked again under the shard lock: an analyst may have set a block
+        // on this entity since the look above.
+        match self.entries.entry((scope, hash)) {
+            dashmap::Entry::Occupied(e) if e.get().is_manual() && e.get().expires_at_ms > now => return Err(Refused::AlreadyBlocked),
+            dashmap::Entry::Occupied(mut e) => {
+                e.insert(block.clone());
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(block.clone());
+            }
+        }
         self.dirty.notify_one();
         Ok(block)
     }
@@ -268,6 +280,17 @@ impl BlockList {
         let previous = self.entries.insert((scope, hash), block.clone());
         self.dirty.notify_one();
         (block, previous)
+    }
+
+    /// Lift an automatic entry, only if it is still the one set at
+    /// `set_at_ms` (the blast-radius guard; an analyst's block set meanwhile
+    /// stays). True if it was lifted.
+    pub fn lift_automatic(&self, scope: EntityKind, hash: u64, set_at_ms: i64) -> bool {
+        let removed = self.entries.remove_if(&(scope, hash), |_, b| !b.is_manual() && b.set_at_ms == set_at_ms).is_some();
+        if removed {
+            self.dirty.notify_one();
+        }
+        removed
     }
 
     /// Lift a block. True if there was one.

@@ -83,8 +83,6 @@ pub struct Enforcer {
     /// Per kind: the slot of `<kind>.distinct_returning_<long window>`, for shared scopes.
     carried_slot: [Option<usize>; KIND_COUNT],
     blast_radius_limit: f32,
-    /// Slots of `customer.new_device` and `customer.known_devices`.
-    known_device_slots: Option<(usize, usize)>,
     /// Slot of `customer.returning`.
     returning_slot: Option<usize>,
     names: Names,
@@ -108,7 +106,6 @@ impl Enforcer {
             }
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
-        let known_device_slots = catalog.slot("customer.new_device").zip(catalog.slot("customer.known_devices"));
         let returning_slot = catalog.slot("customer.returning");
         Enforcer {
             blocks,
@@ -116,7 +113,6 @@ impl Enforcer {
             clock,
             carried_slot,
             blast_radius_limit,
-            known_device_slots,
             returning_slot,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
         }
@@ -156,14 +152,15 @@ impl Enforcer {
         // looked private (the first minutes of a new install, an exit at
         // dawn) is lifted once it carries more returning customers than the
         // limit, or than it did when it was blocked and this event is one of
-        // them: a proxy's fresh identities never log in, a carrier exit's
-        // customers do.
+        // them, returning before this event: a proxy's fresh identities have
+        // never logged in, a carrier exit's customers have.
         if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
             let at_set = b.blast_radius.map_or(f32::MAX, |r| r as f32);
             let returning_now = self.returning_slot.is_some_and(|s| features[s] >= 1.0);
             let grown = |c: &f32| *c > self.blast_radius_limit || (returning_now && *c >= at_set + 1.0);
             if let Some(carried) = self.blast_radius(b.scope, features).filter(grown) {
-                self.blocks.lift(b.scope, b.hash);
+                // Only the entry that was checked: an analyst's block set meanwhile stays.
+                self.blocks.lift_automatic(b.scope, b.hash, b.set_at_ms);
                 out.guarded += 1;
                 d.reasons.push(
                     Reason::new(self.names.blast_radius.clone(), Arc::from(b.scope.as_str()), Severity::Medium).with_detail(format!(
@@ -175,18 +172,6 @@ impl Enforcer {
                     )),
                 );
                 in_force = self.blocks.check(keys, now);
-            }
-        }
-        // A customer blocked automatically (a brute force on their codes) is
-        // still let in from a device their profile knows: the block is meant
-        // for whoever is guessing, not for the owner on their usual phone.
-        if let Some(b) = in_force.as_ref().filter(|b| b.scope == EntityKind::Customer && b.action == BlockAction::Block && !b.is_manual()) {
-            if self.known_device_slots.is_some_and(|(new_device, known)| features[known] >= 1.0 && features[new_device] == 0.0) && event.device_id.is_some() {
-                d.reasons.push(
-                    Reason::new(self.names.blocklist.clone(), Arc::from(b.scope.as_str()), Severity::Low)
-                        .with_detail(format!("customer blocked by {}, let in from a device they have used before", b.set_by)),
-                );
-                in_force = None;
             }
         }
         if let Some(b) = in_force {
@@ -340,9 +325,11 @@ rules:
         let p = pipeline();
         let nat = "223.38.14.9";
         let mut lines = Vec::new();
-        // Three hundred existing customers log in through the exit.
+        // Three hundred existing customers log in through the exit (and go on
+        // to their code: a customer counts as returning once logged in).
         for c in 0..300 {
             lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
+            lines.push(line(10_000 + c, "2026-11-02T10:00:10+09:00", "otp", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
         }
         // Then three people onboard through it: the rule fires on the address.
         for k in 0..3 {
@@ -398,8 +385,13 @@ rules:
             .map(|k| line(k, "2026-11-02T05:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), exit, &format!("s{k}"), Some(&format!("d{k}"))))
             .collect();
         assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
-        // Then the morning's customers log in through it: the first one already lifts the block.
-        let d = run(&p, &[line(20, "2026-11-02T05:30:00+09:00", "login", "success", "regular", exit, "s20", None)]);
+        // A fresh id's first login there does not vouch for it: still blocked.
+        let d = run(&p, &[line(19, "2026-11-02T05:20:00+09:00", "login", "success", "brand-new", exit, "s19", None)]);
+        assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
+        // Then the morning's customers, who had logged in before, come through it:
+        // the first one already lifts the block.
+        run(&p, &[line(20, "2026-11-02T05:25:00+09:00", "login", "success", "regular", "121.9.9.9", "s-home", None)]);
+        let d = run(&p, &[line(21, "2026-11-02T05:30:00+09:00", "login", "success", "regular", exit, "s20", None)]);
         assert_eq!(d[0].verdict, Verdict::Allow, "{d:?}");
         let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
         assert!(lifted.detail.as_deref().unwrap().contains("lifted the block"), "{lifted:?}");
