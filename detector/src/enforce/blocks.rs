@@ -340,7 +340,7 @@ mod tests {
     use super::*;
 
     fn keys_for(kind: EntityKind, key: &str) -> (u64, EntityKeys) {
-        let seed = haechi_features::FeatureConfig::default().hash_seed;
+        let seed = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
         let h = haechi_features::lookup_hash(seed, kind, key).unwrap();
         let e = haechi_features::Event::parse(format!(r#"{{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","ip":"{key}"}}"#).as_bytes(), 4096).unwrap();
         (h, EntityKeys::of(&e, seed))

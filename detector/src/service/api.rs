@@ -40,6 +40,9 @@ impl ApiError {
     pub(crate) fn overloaded() -> ApiError {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, "overloaded: too many requests in flight".into())
     }
+    fn internal(m: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, m.into())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -115,8 +118,16 @@ struct EventsResponse {
     decisions: Vec<LiveDecision>,
 }
 
+/// Parsing and deciding a body of up to `max_body_bytes` is CPU work of
+/// milliseconds to seconds: it runs on the blocking pool, so the runtime's
+/// threads stay free to accept and answer other requests.
 async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsResponse>, ApiError> {
     let body = body?;
+    let out = tokio::task::spawn_blocking(move || decide_batch(&s, &body)).await.map_err(|e| ApiError::internal(format!("batch failed: {e}")))?;
+    Ok(Json(out))
+}
+
+fn decide_batch(s: &AppState, body: &[u8]) -> EventsResponse {
     let mut scratch = s.pipeline.scratch();
     let mut out = EventsResponse { accepted: 0, rejected: Vec::new(), decisions: Vec::new() };
     let mut n = 0;
@@ -153,7 +164,7 @@ async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRe
         }
     }
     s.metrics.batch_size.observe(n as f64);
-    Ok(Json(out))
+    out
 }
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
@@ -191,19 +202,29 @@ async fn get_alert_stream(
     State(s): State<Arc<AppState>>,
     axum::Extension(shutdown): axum::Extension<CancellationToken>,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Each client holds a broadcast receiver and, when it lags, copies of the
+    // ring: a bounded number of them.
+    let Some(subscription) = s.subscribe() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("alert stream full: {} clients connected (server.max_alert_subscribers); poll GET /v1/alerts?since= instead", s.server.max_alert_subscribers),
+        ));
+    };
     // Subscribe before reading the backlog, so nothing falls between the two.
     let rx = s.feed.subscribe();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let backlog = resume.map(|id| s.feed.since(id, usize::MAX)).unwrap_or_default();
     let last = backlog.last().map_or(resume.unwrap_or(0), |a| a.seq);
     let head = stream::iter(backlog.into_iter().map(|a| Ok(sse(&a))));
-    let live = stream::unfold((rx, last, s.clone()), |(mut rx, mut last, s)| async move {
+    // The subscription lives in the stream's state: dropped with the stream
+    // when the client goes away.
+    let live = stream::unfold((rx, last, s.clone(), subscription), |(mut rx, mut last, s, sub)| async move {
         loop {
             match rx.recv().await {
                 Ok(a) if a.seq > last => {
                     last = a.seq;
-                    return Some((vec![Ok(sse(&a))], (rx, last, s)));
+                    return Some((vec![Ok(sse(&a))], (rx, last, s, sub)));
                 }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -211,7 +232,7 @@ async fn get_alert_stream(
                     s.metrics.feed_lagged.inc();
                     let missed = s.feed.since(last, usize::MAX);
                     last = missed.last().map_or(last, |a| a.seq);
-                    return Some((missed.iter().map(|a| Ok(sse(a))).collect(), (rx, last, s)));
+                    return Some((missed.iter().map(|a| Ok(sse(a))).collect(), (rx, last, s, sub)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
@@ -219,7 +240,7 @@ async fn get_alert_stream(
     })
     .flat_map(stream::iter);
     let stream = head.chain(live).take_until(async move { shutdown.cancelled().await });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Serialize)]
@@ -267,7 +288,7 @@ struct NewBlock {
 
 fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
     let kind = EntityKind::parse(scope).ok_or_else(|| ApiError::bad_request(format!("unknown scope `{scope}`; scopes: ip, subnet, device, customer, id_doc, account, staff, session")))?;
-    let seed = s.pipeline.config().features.hash_seed;
+    let seed = s.pipeline.store().windows().hash_key;
     let hash = lookup_hash(seed, kind, key).ok_or_else(|| ApiError::bad_request(format!("`{key}` is not a valid {scope} key")))?;
     Ok((kind, hash))
 }
@@ -309,11 +330,12 @@ async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(Str
 }
 
 async fn post_reload(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let rules = super::reload_all(&s);
+    let rules = super::reload_blocking(&s).await;
     Ok(Json(serde_json::json!({ "rules": rules.0, "model": rules.1 })))
 }
 
 async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.sync_store_counters();
     let store = s.pipeline.store();
     for kind in EntityKind::ALL {
         s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub alert_ring: usize,
     /// Watch rule and model files and reload on change.
     pub watch_files: bool,
+    /// Most clients on `GET /v1/alerts/stream` at once; more get 503.
+    pub max_alert_subscribers: usize,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             shutdown_deadline: Duration::from_secs(10),
             alert_ring: 10_000,
             watch_files: true,
+            max_alert_subscribers: 64,
         }
     }
 }
@@ -73,8 +76,8 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
-        if self.concurrency_limit == 0 || self.alert_ring == 0 {
-            return Err("server.concurrency_limit and server.alert_ring must be positive".into());
+        if self.concurrency_limit == 0 || self.alert_ring == 0 || self.max_alert_subscribers == 0 {
+            return Err("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive".into());
         }
         if self.api_tokens.iter().any(|t| t.len() < 16) {
             return Err("server.api_tokens: every token must be at least 16 characters".into());
@@ -112,6 +115,19 @@ pub(crate) fn reload_all(s: &AppState) -> (String, String) {
         },
     };
     (rules, model)
+}
+
+/// [`reload_all`] on the blocking pool: reading files and compiling rules
+/// must not hold a runtime thread.
+pub(crate) async fn reload_blocking(s: &Arc<AppState>) -> (String, String) {
+    let st = s.clone();
+    match tokio::task::spawn_blocking(move || reload_all(&st)).await {
+        Ok(r) => r,
+        Err(e) => {
+            let m = format!("reload failed: {e}");
+            (m.clone(), m)
+        }
+    }
 }
 
 /// Build the shared state from a configuration.
@@ -188,21 +204,29 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
     // must never stall a decision); every ten ticks also drop expired blocks
     // and idle limiter keys and refresh the block gauges.
     state.pipeline.sweep_in_background();
+    // The same loop evicts in any entity kind over its cap (the store's
+    // `sweep_due` does both) and reports evictions: a warning the first time a
+    // kind evicts, then at most one line a minute per kind.
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut log = EvictionLog::default();
         for n in 0u64.. {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let p = s.pipeline.clone();
-            let _ = tokio::task::spawn_blocking(move || p.sweep_due()).await;
-            if n % 10 == 0 {
-                for (kind, count) in s.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
-                    s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+            let st = s.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                st.pipeline.sweep_due();
+                if n % 10 == 0 {
+                    for (kind, count) in st.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
+                        st.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+                    }
                 }
-            }
+            })
+            .await;
+            log.report(&s, s.sync_store_counters(), std::time::Instant::now());
         }
     });
     // SIGHUP reloads rules and model.
@@ -214,7 +238,7 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             loop {
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    Some(()) = hup.recv() => { reload_all(&s); }
+                    Some(()) = hup.recv() => { reload_blocking(&s).await; }
                 }
             }
         });
@@ -230,6 +254,44 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             let watch = FileWatch::start(&paths);
             let (s, stop) = (state.clone(), shutdown.clone());
             tracker.spawn(watch_files(watch, s, stop));
+        }
+    }
+}
+
+/// Rate-limited eviction logging: per kind, a warning when evictions start,
+/// then a summary at most once a minute while they go on.
+#[derive(Default)]
+struct EvictionLog {
+    last: [Option<(std::time::Instant, u64)>; haechi_features::KIND_COUNT],
+}
+
+impl EvictionLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn report(&mut self, s: &AppState, delta: [u64; haechi_features::KIND_COUNT], now: std::time::Instant) {
+        let store = s.pipeline.store();
+        for kind in haechi_features::EntityKind::ALL {
+            let i = kind.index();
+            match &mut self.last[i] {
+                None if delta[i] > 0 => {
+                    tracing::warn!(
+                        kind = kind.as_str(),
+                        cap = store.entity_cap(kind),
+                        evicted = delta[i],
+                        "entity cap reached: evicting the least recently seen {kind} entities (features.max_entities.{kind}); a spray of fresh keys, or a cap too small for the traffic"
+                    );
+                    self.last[i] = Some((now, 0));
+                }
+                None => {}
+                Some((at, pending)) => {
+                    *pending += delta[i];
+                    if *pending > 0 && now.duration_since(*at) >= Self::EVERY {
+                        tracing::warn!(kind = kind.as_str(), cap = store.entity_cap(kind), evicted = *pending, "still evicting {kind} entities at the cap");
+                        *at = now;
+                        *pending = 0;
+                    }
+                }
+            }
         }
     }
 }
@@ -322,7 +384,7 @@ async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationT
                     // Let a burst of writes settle, then reload once.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     while rx.try_recv().is_ok() {}
-                    reload_all(&state);
+                    reload_blocking(&state).await;
                 }
             }
         },
@@ -334,10 +396,11 @@ async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationT
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let now = FileStamps::take(&paths);
+                let p = paths.clone();
+                let Ok(now) = tokio::task::spawn_blocking(move || FileStamps::take(&p)).await else { continue };
                 if now != seen {
                     seen = now;
-                    reload_all(&state);
+                    reload_blocking(&state).await;
                 }
             }
         }
