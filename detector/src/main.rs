@@ -51,6 +51,10 @@ enum Command {
         /// Learn from these past events before serving (features only, nothing decided).
         #[arg(long)]
         warm_from: Option<PathBuf>,
+        /// Serve with the built-in, public entity-hash key on a non-loopback
+        /// address (anyone can aim hash collisions at the feature store).
+        #[arg(long)]
+        allow_demo_key: bool,
     },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
@@ -250,6 +254,10 @@ fn serve(config: Config, warm_from: Option<PathBuf>) -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    match config.features.hash_key()?.1 {
+        source if source.is_demo() => tracing::warn!("entity hashes use the built-in demo key, which is public: set {} or features.hash_key_file outside a demo", config.features.hash_key_env),
+        source => tracing::info!(%source, "entity-hash key"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = haechi_detector::service::build_state(config.clone())?;
@@ -282,17 +290,50 @@ fn serve(config: Config, warm_from: Option<PathBuf>) -> Result<()> {
     })
 }
 
-fn model_cmd(what: ModelCommand) -> Result<()> {
+/// The model key from `[model]`, if configured.
+fn model_key(config: &Config) -> Result<Option<haechi_training::ModelKey>> {
+    config.model.mac_key().map_err(|m| anyhow::anyhow!("configuration: {m}"))
+}
+
+/// Sign with the configured key, if any, and save.
+fn save_model(config: &Config, file: &mut ModelFile, out: &Path) -> Result<&'static str> {
+    let signed = match model_key(config)? {
+        Some(key) => {
+            file.sign(&key);
+            "signed"
+        }
+        None => "unsigned: no model key configured",
+    };
+    file.save(out)?;
+    Ok(signed)
+}
+
+/// `haechi serve` on an address others can reach needs a secret hash key.
+fn check_hash_key(config: &Config, allow_demo_key: bool) -> Result<()> {
+    let (_, source) = config.features.hash_key()?;
+    let addr: std::net::SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen = {}", config.server.listen))?;
+    if source.is_demo() && !addr.ip().is_loopback() && !allow_demo_key {
+        anyhow::bail!(
+            "refusing to serve on {addr} with the built-in entity-hash key: it is public, so anyone could aim hash collisions at the feature store. \
+             Set a secret 128-bit key shared by every replica: `export {}=$(openssl rand -hex 16)`, or [features] hash_key_file. \
+             (For a demo, listen on 127.0.0.1 or pass --allow-demo-key.)",
+            if config.features.hash_key_env.is_empty() { "HAECHI_HASH_KEY" } else { config.features.hash_key_env.as_str() }
+        );
+    }
+    Ok(())
+}
+
+fn model_cmd(what: ModelCommand, config: &Config) -> Result<()> {
     match what {
         ModelCommand::Fit { csv, label, trees, sample, seed, contamination, out } => {
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
-            file.save(&out)?;
-            eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {}", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
+            let mut file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
+            let signed = save_model(config, &mut file, &out)?;
+            eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {} ({signed})", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
         }
         ModelCommand::Score { model, csv, label } => {
-            let file = ModelFile::load(&model)?;
+            let file = ModelFile::load_verified(&model, model_key(config)?.as_ref())?;
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             if table.features.ncols() != file.features.len() {
                 anyhow::bail!("{} has {} feature columns, the model was fitted on {}", csv.display(), table.features.ncols(), file.features.len());
@@ -458,14 +499,15 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
-        Command::Serve { listen, warm_from } => {
+        Command::Serve { listen, warm_from, allow_demo_key } => {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            check_hash_key(&config, allow_demo_key)?;
             return serve(config, warm_from);
         }
-        Command::Model { what } => return model_cmd(what),
+        Command::Model { what } => return model_cmd(what, &config),
         Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {
             let started = std::time::Instant::now();
             let only = normalized.then_some(haechi_detector::train::NORMALIZED_FEATURES);
@@ -484,10 +526,10 @@ fn run() -> Result<()> {
                 _ => anyhow::bail!("give either an events file or --worlds FIRST:COUNT"),
             };
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let file = fit_model(&x, names, &source, params)?;
-            file.save(&out)?;
+            let mut file = fit_model(&x, names, &source, params)?;
+            let signed = save_model(&config, &mut file, &out)?;
             eprintln!(
-                "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {}; wrote {} in {:.1}s",
+                "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {} ({signed}); wrote {} in {:.1}s",
                 x.nrows(),
                 x.ncols(),
                 file.threshold,

@@ -350,3 +350,66 @@ async fn get_ready(State(s): State<Arc<AppState>>) -> Response {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, "not ready".into()).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state(max_subscribers: usize) -> Arc<AppState> {
+        let mut config = crate::Config::default();
+        config.server.max_alert_subscribers = max_subscribers;
+        config.server.watch_files = false;
+        super::super::build_state(config).unwrap()
+    }
+
+    fn stream_request() -> Request {
+        Request::builder().uri("/v1/alerts/stream").body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn alert_stream_clients_beyond_the_cap_get_503_and_a_leaving_client_frees_its_place() {
+        let s = state(2);
+        let app = router(s.clone(), CancellationToken::new());
+        let first = app.clone().oneshot(stream_request()).await.unwrap();
+        let second = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+        let third = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(third.headers()[header::CONTENT_TYPE], "application/json");
+        let body = http_body_util::BodyExt::collect(third.into_body()).await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("max_alert_subscribers"), "{v}");
+        assert_eq!(s.metrics.alert_subscribers_refused.get(), 1);
+        assert_eq!(s.metrics.alert_subscribers.get(), 2);
+        drop(first);
+        assert_eq!(s.subscribers.load(Ordering::Relaxed), 1);
+        let again = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        drop((second, again));
+        assert_eq!(s.metrics.alert_subscribers.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_decided_on_the_blocking_pool_answers_as_before() {
+        let s = state(4);
+        let app = router(s.clone(), CancellationToken::new());
+        let body = concat!(
+            r#"{"event_id":"a1","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"failure","customer_id":"c1","ip":"10.0.0.1"}"#,
+            "\n\n",
+            "not json\n",
+            r#"{"event_id":"a1","ts":"2026-11-02T10:00:01+09:00","step":"login","result":"failure","customer_id":"c1","ip":"10.0.0.1"}"#,
+            "\n"
+        );
+        let req = Request::builder().method("POST").uri("/v1/events").body(Body::from(body)).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["accepted"], 1);
+        let lines: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+        assert_eq!(lines, vec![3, 4], "{v}");
+        assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
+    }
+}
