@@ -211,6 +211,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         every: u64,
     },
+    /// Spray the pipeline in real time (event time = wall clock) with fresh
+    /// IPv6 addresses, devices and sessions; print RSS as it goes and fail if
+    /// it passes the budget.
+    SprayLive {
+        /// Events per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds between rows.
+        #[arg(long, default_value_t = 30)]
+        every: u64,
+        /// Cap for ip, subnet, device and session entities (overrides features.max_entities).
+        #[arg(long)]
+        cap: Option<usize>,
+        /// Fail if RSS ever passes this many MiB.
+        #[arg(long)]
+        budget_mib: Option<f64>,
+    },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
     /// Detection over drawn worlds: generate each, decide it with the whole
@@ -543,6 +562,30 @@ fn run() -> Result<()> {
             haechi_detector::bench::spray(keys, days, every, |r| {
                 println!("{:>12} {:>10} {:>12} {:>12} {:>10.1}", r.keys, r.live_ips, r.live_devices, r.capacity, r.rss_bytes as f64 / 1048576.0);
             })?;
+        }
+        Command::Bench { what: BenchCommand::SprayLive { rate, seconds, every, cap, budget_mib } } => {
+            if let Some(c) = cap {
+                let m = &mut config.features.max_entities;
+                (m.ip, m.subnet, m.device, m.session) = (c, c, c, c);
+            }
+            config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            let m = config.features.max_entities;
+            println!("caps: ip {} subnet {} device {} session {}; {rate} events/s for {seconds}s, event time = wall clock", m.ip, m.subnet, m.device, m.session);
+            println!("{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}", "time", "events", "ips", "subnets", "devices", "sessions", "evicted", "RSS MiB");
+            let mut peak = 0u64;
+            haechi_detector::bench::spray_live(config, rate, seconds, every, |r| {
+                peak = peak.max(r.rss_bytes);
+                println!(
+                    "{:>5}s {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9.1}",
+                    r.elapsed_s, r.events, r.live_ips, r.live_subnets, r.live_devices, r.live_sessions, r.evicted, r.rss_bytes as f64 / 1048576.0
+                );
+            })?;
+            let peak_mib = peak as f64 / 1048576.0;
+            match budget_mib {
+                Some(b) if peak_mib > b => anyhow::bail!("peak RSS {peak_mib:.1} MiB is over the budget of {b} MiB"),
+                Some(b) => println!("peak RSS {peak_mib:.1} MiB, within the budget of {b} MiB"),
+                None => println!("peak RSS {peak_mib:.1} MiB"),
+            }
         }
         Command::Bench { what: BenchCommand::Entities { input } } => {
             let pipeline = Pipeline::new(config)?;

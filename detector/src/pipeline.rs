@@ -85,6 +85,10 @@ impl Pipeline {
             crate::enforce::EnforcementClock::Event => BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() }),
         }
         .map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
+        let moved = blocks.rehash(store.windows().hash_key);
+        if moved > 0 {
+            tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
+        }
         let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog());
         Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
     }
