@@ -77,7 +77,7 @@ impl Pipeline {
                 detectors.push(Arc::new(FscTwoMethods::new(&config.builtin, store.catalog())));
             }
         }
-        let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
+        let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64, store.windows().hash_key);
         let blocks = match config.pipeline.enforcement_clock {
             crate::enforce::EnforcementClock::Wall => BlockList::open(config.blocks.clone()),
             // A replay starts at the stream's own time with its own list:

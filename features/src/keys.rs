@@ -129,6 +129,12 @@ pub fn entity_hash(key: HashKey, kind: EntityKind, bytes: &[u8]) -> u64 {
     SipHasher13::new_with_keys(key.k0 ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15), key.k1).hash(bytes)
 }
 
+/// The keyed hash of an event id (for deduplication), apart from every entity kind.
+#[inline]
+pub fn id_hash(key: HashKey, bytes: &[u8]) -> u64 {
+    SipHasher13::new_with_keys(key.k0 ^ 0x6576_656e_742d_6964, key.k1).hash(bytes)
+}
+
 /// The subnet an address belongs to, as bytes: the first three octets of an
 /// IPv4 address, the first eight bytes of an IPv6 one.
 pub fn subnet_bytes(ip: IpAddr) -> ([u8; 8], usize) {
