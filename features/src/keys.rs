@@ -120,8 +120,8 @@ impl fmt::Debug for HashKey {
 
 /// The keyed hash of one entity: SipHash-1-3, a keyed pseudo-random function
 /// made for hash-flooding resistance (it is what Rust's own `HashMap` uses).
-/// Unlike a seeded xxh3, whose seed-independent collisions are known, it
-/// leaves an outsider who lacks the key nothing to aim with.
+/// A seeded xxh3 (what it replaced) is fast but makes no claim against an
+/// outsider aiming collisions; SipHash is a keyed PRF made for exactly that.
 #[inline]
 pub fn entity_hash(key: HashKey, kind: EntityKind, bytes: &[u8]) -> u64 {
     // Mixing the kind into the key keeps a device and a customer with the same
