@@ -224,3 +224,26 @@ pub fn spray_live(mut config: crate::Config, rate: u64, seconds: u64, every_s: u
     let _ = sweeper.join();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short real-time spray: every capped kind stays within its cap plus
+    /// the eighth the sweeper may fall behind.
+    #[test]
+    fn a_short_real_time_spray_stays_within_the_caps() {
+        let mut config = crate::Config::default();
+        config.features.max_entities = haechi_features::EntityCaps::all(2_000);
+        let mut rows = Vec::new();
+        spray_live(config, 4_000, 3, 1, |r| rows.push(r)).unwrap();
+        let last = rows.last().expect("a row a second");
+        assert!(last.events >= 8_000, "{last:?}");
+        assert!(last.evicted > 0, "{last:?}");
+        for r in &rows {
+            for live in [r.live_ips, r.live_subnets, r.live_devices, r.live_sessions] {
+                assert!(live <= 2_000 + 250, "{r:?}");
+            }
+        }
+    }
+}

@@ -314,9 +314,9 @@ fn model_key(config: &Config) -> Result<Option<haechi_training::ModelKey>> {
     config.model.mac_key().map_err(|m| anyhow::anyhow!("configuration: {m}"))
 }
 
-/// Sign with the configured key, if any, and save.
-fn save_model(config: &Config, file: &mut ModelFile, out: &Path) -> Result<&'static str> {
-    let signed = match model_key(config)? {
+/// Sign with the key, if one is configured, and save.
+fn save_model(key: Option<haechi_training::ModelKey>, file: &mut ModelFile, out: &Path) -> Result<&'static str> {
+    let signed = match key {
         Some(key) => {
             file.sign(&key);
             "signed"
@@ -345,10 +345,12 @@ fn check_hash_key(config: &Config, allow_demo_key: bool) -> Result<()> {
 fn model_cmd(what: ModelCommand, config: &Config) -> Result<()> {
     match what {
         ModelCommand::Fit { csv, label, trees, sample, seed, contamination, out } => {
+            // A misconfigured key stops us before the fit, not after.
+            let key = model_key(config)?;
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
             let mut file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
-            let signed = save_model(config, &mut file, &out)?;
+            let signed = save_model(key, &mut file, &out)?;
             eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {} ({signed})", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
         }
         ModelCommand::Score { model, csv, label } => {
@@ -529,6 +531,7 @@ fn run() -> Result<()> {
         Command::Model { what } => return model_cmd(what, &config),
         Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {
             let started = std::time::Instant::now();
+            let key = model_key(&config)?;
             let only = normalized.then_some(haechi_detector::train::NORMALIZED_FEATURES);
             let (x, names, seen, source) = match (&events, &worlds) {
                 (Some(events), None) => {
@@ -546,7 +549,7 @@ fn run() -> Result<()> {
             };
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
             let mut file = fit_model(&x, names, &source, params)?;
-            let signed = save_model(&config, &mut file, &out)?;
+            let signed = save_model(key, &mut file, &out)?;
             eprintln!(
                 "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {} ({signed}); wrote {} in {:.1}s",
                 x.nrows(),
