@@ -401,3 +401,24 @@ fn the_demo_hash_key_is_refused_off_loopback_and_a_configured_key_is_taken() {
     let (running, log) = serve_outcome(&["--listen", "127.0.0.1:0"], None);
     assert!(running && log.contains("demo key"), "{log}");
 }
+
+#[test]
+fn a_spray_past_the_entity_cap_is_evicted_counted_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    std::fs::write(&cfg, "[features.max_entities]\ndevice = 64\n").unwrap();
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let a = http();
+    let batch: String = (0..500).map(|i| event(&format!("sp{i}"), i % 600, "login", "failure", &format!(r#","device_id":"spray-{i}""#)) + "\n").collect();
+    let (st, body) = send(&a, "POST", &s.url("/v1/events"), Some(batch.as_bytes()));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["accepted"], 500);
+    eventually("evictions in the metrics", || {
+        let m = send(&a, "GET", &s.url("/metrics"), None).1;
+        metric(&m, "haechi_entities_evicted_total{kind=\"device\"}") >= 400.0 && metric(&m, "haechi_entities{kind=\"device\"}") <= 72.0
+    });
+    eventually("the eviction warning", || s.log.lock().unwrap().contains("entity cap reached"));
+    let log = s.log.lock().unwrap().clone();
+    assert_eq!(log.matches("entity cap reached").count(), 1, "{log}");
+    assert!(log.contains("device"), "{log}");
+}
