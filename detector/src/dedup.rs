@@ -4,12 +4,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use nohash_hasher::BuildNoHashHasher;
-use xxhash_rust::xxh3::xxh3_64;
+use haechi_features::{id_hash, HashKey};
 
 /// Event ids seen within a window of event time. Memory is bounded by the
 /// events of one window: ids older than that are swept.
 pub struct Dedup {
     window_ms: i64,
+    /// Ids are stored under a keyed hash: chosen ids can neither collide
+    /// with another's (dropping it as a repeat) nor pile into one bucket.
+    key: HashKey,
     seen: DashMap<u64, i64, BuildNoHashHasher<u64>>,
     next_sweep_ms: AtomicI64,
     newest_ms: AtomicI64,
@@ -20,8 +23,8 @@ pub struct Dedup {
 
 impl Dedup {
     /// Remember ids for `window_ms` of event time.
-    pub fn new(window_ms: i64) -> Dedup {
-        Dedup { window_ms, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN), newest_ms: AtomicI64::new(i64::MIN), inline_sweeps: AtomicBool::new(true) }
+    pub fn new(window_ms: i64, key: HashKey) -> Dedup {
+        Dedup { window_ms, key, seen: DashMap::with_hasher(BuildNoHashHasher::default()), next_sweep_ms: AtomicI64::new(i64::MIN), newest_ms: AtomicI64::new(i64::MIN), inline_sweeps: AtomicBool::new(true) }
     }
 
     /// True if `event_id` is new (and remember it); false for a repeat.
@@ -29,7 +32,7 @@ impl Dedup {
     /// a late event is stamped with the newest time seen, not its own, so it
     /// too is remembered for a whole window.
     pub fn first_time(&self, event_id: &str, ts_ms: i64) -> bool {
-        let key = xxh3_64(event_id.as_bytes());
+        let key = id_hash(self.key, event_id.as_bytes());
         let ts_ms = self.newest_ms.fetch_max(ts_ms, Ordering::Relaxed).max(ts_ms);
         let fresh = match self.seen.entry(key) {
             dashmap::Entry::Occupied(_) => false,
@@ -74,7 +77,7 @@ mod tests {
 
     #[test]
     fn repeats_are_caught_and_old_ids_forgotten() {
-        let d = Dedup::new(1000);
+        let d = Dedup::new(1000, HashKey::from_seed(5));
         assert!(d.first_time("a", 0));
         assert!(!d.first_time("a", 10));
         assert!(d.first_time("b", 10));
@@ -86,7 +89,7 @@ mod tests {
 
     #[test]
     fn in_the_background_only_an_explicit_sweep_forgets() {
-        let d = Dedup::new(1000);
+        let d = Dedup::new(1000, HashKey::from_seed(5));
         d.sweep_in_background();
         assert!(d.first_time("a", 0));
         for i in 0..100 {

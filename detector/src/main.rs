@@ -54,6 +54,10 @@ enum Command {
         /// Allow a non-loopback address with no [[server.principals]]: the API open to anyone who can reach it.
         #[arg(long)]
         insecure: bool,
+        /// Serve with the built-in, public entity-hash key on a non-loopback
+        /// address (anyone can aim hash collisions at the feature store).
+        #[arg(long)]
+        allow_demo_key: bool,
     },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
@@ -210,6 +214,25 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         every: u64,
     },
+    /// Spray the pipeline in real time (event time = wall clock) with fresh
+    /// IPv6 addresses, devices and sessions; print RSS as it goes and fail if
+    /// it passes the budget.
+    SprayLive {
+        /// Events per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds between rows.
+        #[arg(long, default_value_t = 30)]
+        every: u64,
+        /// Cap for ip, subnet, device and session entities (overrides features.max_entities).
+        #[arg(long)]
+        cap: Option<usize>,
+        /// Fail if RSS ever passes this many MiB.
+        #[arg(long)]
+        budget_mib: Option<f64>,
+    },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
     /// Detection over drawn worlds: generate each, decide it with the whole
@@ -256,6 +279,10 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
     if let Some(w) = exposure_warning {
         tracing::warn!("{w}");
     }
+    match config.features.hash_key()?.1 {
+        source if source.is_demo() => tracing::warn!("entity hashes use the built-in demo key, which is public: set {} or features.hash_key_file outside a demo", config.features.hash_key_env),
+        source => tracing::info!(%source, "entity-hash key"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = haechi_detector::service::build_state(config.clone())?;
@@ -296,17 +323,52 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
     })
 }
 
-fn model_cmd(what: ModelCommand) -> Result<()> {
+/// The model key from `[model]`, if configured.
+fn model_key(config: &Config) -> Result<Option<haechi_training::ModelKey>> {
+    config.model.mac_key().map_err(|m| anyhow::anyhow!("configuration: {m}"))
+}
+
+/// Sign with the key, if one is configured, and save.
+fn save_model(key: Option<haechi_training::ModelKey>, file: &mut ModelFile, out: &Path) -> Result<&'static str> {
+    let signed = match key {
+        Some(key) => {
+            file.sign(&key);
+            "signed"
+        }
+        None => "unsigned: no model key configured",
+    };
+    file.save(out)?;
+    Ok(signed)
+}
+
+/// `haechi serve` on an address others can reach needs a secret hash key.
+fn check_hash_key(config: &Config, allow_demo_key: bool) -> Result<()> {
+    let (_, source) = config.features.hash_key()?;
+    let addr: std::net::SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen = {}", config.server.listen))?;
+    if source.is_demo() && !addr.ip().is_loopback() && !allow_demo_key {
+        anyhow::bail!(
+            "refusing to serve on {addr} with the built-in entity-hash key: it is public, so anyone could aim hash collisions at the feature store. \
+             Set a secret 128-bit key shared by every replica: `export {}=$(openssl rand -hex 16)`, or [features] hash_key_file. \
+             (For a demo, listen on 127.0.0.1 or pass --allow-demo-key.)",
+            if config.features.hash_key_env.is_empty() { "HAECHI_HASH_KEY" } else { config.features.hash_key_env.as_str() }
+        );
+    }
+    Ok(())
+}
+
+fn model_cmd(what: ModelCommand, config: &Config) -> Result<()> {
     match what {
         ModelCommand::Fit { csv, label, trees, sample, seed, contamination, out } => {
+            // A misconfigured key stops us before the fit, not after.
+            let key = model_key(config)?;
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
-            file.save(&out)?;
-            eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {}", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
+            let mut file = fit_model(&table.features, table.names, &csv.display().to_string(), params)?;
+            let signed = save_model(key, &mut file, &out)?;
+            eprintln!("fitted {} trees on {} rows × {} features; threshold {:.4}; wrote {} ({signed})", trees, table.features.nrows(), table.features.ncols(), file.threshold, out.display());
         }
         ModelCommand::Score { model, csv, label } => {
-            let file = ModelFile::load(&model)?;
+            let file = ModelFile::load_verified(&model, model_key(config)?.as_ref())?;
             let table = read_csv(&csv, &label.unwrap_or(LabelColumn::None))?;
             if table.features.ncols() != file.features.len() {
                 anyhow::bail!("{} has {} feature columns, the model was fitted on {}", csv.display(), table.features.ncols(), file.features.len());
@@ -472,17 +534,19 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
-        Command::Serve { listen, warm_from, insecure } => {
+        Command::Serve { listen, warm_from, insecure, allow_demo_key } => {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
             let warning = config.server.check_exposure(insecure).map_err(|m| anyhow::anyhow!("{m}"))?;
+            check_hash_key(&config, allow_demo_key)?;
             return serve(config, warm_from, warning);
         }
-        Command::Model { what } => return model_cmd(what),
+        Command::Model { what } => return model_cmd(what, &config),
         Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {
             let started = std::time::Instant::now();
+            let key = model_key(&config)?;
             let only = normalized.then_some(haechi_detector::train::NORMALIZED_FEATURES);
             let (x, names, seen, source) = match (&events, &worlds) {
                 (Some(events), None) => {
@@ -499,10 +563,10 @@ fn run() -> Result<()> {
                 _ => anyhow::bail!("give either an events file or --worlds FIRST:COUNT"),
             };
             let params = IsolationForestParams::new().n_trees(trees).sample_size(sample).seed(seed).threshold(Threshold::Contamination(contamination));
-            let file = fit_model(&x, names, &source, params)?;
-            file.save(&out)?;
+            let mut file = fit_model(&x, names, &source, params)?;
+            let signed = save_model(key, &mut file, &out)?;
             eprintln!(
-                "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {}; wrote {} in {:.1}s",
+                "trained on {} of {seen} events, {} features; threshold {:.4}; fingerprint {} ({signed}); wrote {} in {:.1}s",
                 x.nrows(),
                 x.ncols(),
                 file.threshold,
@@ -516,6 +580,30 @@ fn run() -> Result<()> {
             haechi_detector::bench::spray(keys, days, every, |r| {
                 println!("{:>12} {:>10} {:>12} {:>12} {:>10.1}", r.keys, r.live_ips, r.live_devices, r.capacity, r.rss_bytes as f64 / 1048576.0);
             })?;
+        }
+        Command::Bench { what: BenchCommand::SprayLive { rate, seconds, every, cap, budget_mib } } => {
+            if let Some(c) = cap {
+                let m = &mut config.features.max_entities;
+                (m.ip, m.subnet, m.device, m.session) = (c, c, c, c);
+            }
+            config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            let m = config.features.max_entities;
+            println!("caps: ip {} subnet {} device {} session {}; {rate} events/s for {seconds}s, event time = wall clock", m.ip, m.subnet, m.device, m.session);
+            println!("{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}", "time", "events", "ips", "subnets", "devices", "sessions", "evicted", "RSS MiB");
+            let mut peak = 0u64;
+            haechi_detector::bench::spray_live(config, rate, seconds, every, |r| {
+                peak = peak.max(r.rss_bytes);
+                println!(
+                    "{:>5}s {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9.1}",
+                    r.elapsed_s, r.events, r.live_ips, r.live_subnets, r.live_devices, r.live_sessions, r.evicted, r.rss_bytes as f64 / 1048576.0
+                );
+            })?;
+            let peak_mib = peak as f64 / 1048576.0;
+            match budget_mib {
+                Some(b) if peak_mib > b => anyhow::bail!("peak RSS {peak_mib:.1} MiB is over the budget of {b} MiB"),
+                Some(b) => println!("peak RSS {peak_mib:.1} MiB, within the budget of {b} MiB"),
+                None => println!("peak RSS {peak_mib:.1} MiB"),
+            }
         }
         Command::Bench { what: BenchCommand::Entities { input } } => {
             let pipeline = Pipeline::new(config)?;

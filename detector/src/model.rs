@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use haechi_features::{Action, Detector, EntityKind, Event, Evidence, FeatureCatalog, FeatureView, Finding, Mode, Severity};
-use haechi_training::{IsolationForest, ModelFile, TrainingError};
+use haechi_training::{IsolationForest, ModelFile, ModelKey, TrainingError};
 use serde::{Deserialize, Serialize};
 
 /// The default model, trained by `haechi train` on generated traffic.
@@ -30,6 +30,38 @@ pub struct ModelConfig {
     pub severity: Severity,
     /// Overrides the threshold stored in the model file.
     pub threshold: Option<f64>,
+    /// Environment variable holding the model key (at least 16 bytes). With a
+    /// key, `haechi train` and `haechi model fit` sign what they write, and a
+    /// model file that is unsigned or does not verify is refused at load and
+    /// at reload. Set but empty or missing: an error, never a silent
+    /// downgrade to unsigned. The model built into the binary is part of
+    /// the binary and is not checked.
+    pub mac_key_env: Option<String>,
+    /// File holding the model key; wins over `mac_key_env`.
+    pub mac_key_file: Option<PathBuf>,
+}
+
+impl ModelConfig {
+    /// The configured model key, if any. Surrounding whitespace (a trailing
+    /// newline) is not part of the key.
+    ///
+    /// # Errors
+    /// A message naming the setting when the file or variable cannot be read
+    /// or the key is too short.
+    pub fn mac_key(&self) -> Result<Option<ModelKey>, String> {
+        let text = if let Some(p) = &self.mac_key_file {
+            std::fs::read(p).map_err(|e| format!("model.mac_key_file = {}: {e}", p.display()))?
+        } else if let Some(var) = &self.mac_key_env {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("model.mac_key_env = {var}: the variable is not set"))?
+                .into_encoded_bytes()
+        } else {
+            return Ok(None);
+        };
+        let trimmed = text.trim_ascii();
+        ModelKey::new(trimmed).map(Some).map_err(|e| format!("model key: {e}"))
+    }
 }
 
 /// The actions a model finding may take.
@@ -42,7 +74,7 @@ pub enum ModelAction {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { enabled: true, path: None, action: ModelAction::Alert, severity: Severity::Medium, threshold: None }
+        ModelConfig { enabled: true, path: None, action: ModelAction::Alert, severity: Severity::Medium, threshold: None, mac_key_env: None, mac_key_file: None }
     }
 }
 
@@ -66,7 +98,11 @@ pub struct ModelDetector {
 
 fn load(config: &ModelConfig, catalog: &FeatureCatalog) -> Result<Loaded, TrainingError> {
     let file = match &config.path {
-        Some(p) => ModelFile::load(p)?,
+        Some(p) => {
+            // Read the key at every load: a rotated key file takes effect on reload.
+            let key = config.mac_key().map_err(|message| TrainingError::Model { path: p.display().to_string(), message })?;
+            ModelFile::load_verified(p, key.as_ref())?
+        }
         None => ModelFile::parse(DEFAULT_MODEL).map_err(|message| TrainingError::Model { path: "(default model)".into(), message })?,
     };
     let slots = file.resolve(catalog.names())?;
@@ -230,5 +266,41 @@ mod tests {
         assert!(det.reload().is_err());
         assert_eq!(det.version(), v1);
         assert_eq!(det.reload_counts(), (0, 1));
+    }
+
+    #[test]
+    fn with_a_key_configured_only_a_signed_model_loads_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, keyfile) = (dir.path().join("m.json"), dir.path().join("model.key"));
+        std::fs::write(&keyfile, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let cfg = ModelConfig { path: Some(p.clone()), mac_key_file: Some(keyfile.clone()), ..Default::default() };
+        let key = cfg.mac_key().unwrap().unwrap();
+        write_model(&["ip.events_10m", "device.distinct_customers_24h"], &p);
+        let e = ModelDetector::new(cfg.clone(), catalog()).err().unwrap().to_string();
+        assert!(e.contains("unsigned"), "{e}");
+
+        let mut file = ModelFile::load(&p).unwrap();
+        file.sign(&key);
+        file.save(&p).unwrap();
+        let det = ModelDetector::new(cfg.clone(), catalog()).unwrap();
+        let v1 = det.version();
+
+        // Altered, fingerprint recomputed by re-wrapping: the reload is refused, the model keeps running.
+        // Altered: another forest with a fingerprint of its own (anyone can
+        // compute one), carrying the signed model's MAC.
+        write_model(&["ip.events_10m", "device.distinct_customers_24h", "event.hour"], &p);
+        let mut altered = ModelFile::load(&p).unwrap();
+        altered.mac = file.mac.clone();
+        altered.save(&p).unwrap();
+        assert!(ModelFile::load(&p).is_ok(), "fingerprint recomputed: only the MAC can tell");
+        let e = det.reload().unwrap_err().to_string();
+        assert!(e.contains("does not verify"), "{e}");
+        assert_eq!(det.version(), v1);
+
+        // No key configured: as before, the unsigned or re-fingerprinted file loads.
+        assert!(ModelDetector::new(ModelConfig { path: Some(p.clone()), ..Default::default() }, catalog()).is_ok());
+        // A key variable that is configured but not set is an error, not a downgrade.
+        let e = ModelConfig { mac_key_env: Some("HAECHI_TEST_NO_SUCH_VAR_9".into()), ..Default::default() }.mac_key().unwrap_err();
+        assert!(e.contains("not set"), "{e}");
     }
 }

@@ -77,7 +77,7 @@ impl Pipeline {
                 detectors.push(Arc::new(FscTwoMethods::new(&config.builtin, store.catalog())));
             }
         }
-        let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64);
+        let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64, store.windows().hash_key);
         let blocks = match config.pipeline.enforcement_clock {
             crate::enforce::EnforcementClock::Wall => BlockList::open(config.blocks.clone()),
             // A replay starts at the stream's own time with its own list:
@@ -85,6 +85,10 @@ impl Pipeline {
             crate::enforce::EnforcementClock::Event => BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() }),
         }
         .map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
+        let moved = blocks.rehash(store.windows().hash_key);
+        if moved > 0 {
+            tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
+        }
         let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog());
         Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
     }

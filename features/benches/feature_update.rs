@@ -57,6 +57,31 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // The keyed entity hash alone, over the eight keys of a typical event:
+    // SipHash-1-3 (what the store uses) against the seeded xxh3 it replaced.
+    let keys: [&[u8]; 8] = [b"c12345", b"doc12345", &[223, 38, 14, 2], &[223, 38, 14], b"dev12345", b"acct12345", b"KR-11", b"s123456"];
+    let key = haechi_features::HashKey::from_seed(7);
+    let mut g = c.benchmark_group("entity_hash_8_keys");
+    g.bench_function("siphash13_keyed", |b| {
+        b.iter(|| {
+            let mut x = 0u64;
+            for (i, k) in keys.iter().enumerate() {
+                x ^= haechi_features::entity_hash(key, haechi_features::EntityKind::ALL[i], black_box(k));
+            }
+            x
+        })
+    });
+    g.bench_function("xxh3_seeded_before", |b| {
+        b.iter(|| {
+            let mut x = 0u64;
+            for (i, k) in keys.iter().enumerate() {
+                x ^= xxhash_rust::xxh3::xxh3_64_with_seed(black_box(k), 7 ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            }
+            x
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

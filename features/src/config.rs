@@ -37,8 +37,20 @@ pub struct FeatureConfig {
     /// remember a customer who comes back next month.
     #[serde(with = "humantime_serde")]
     pub customer_profile_ttl: Duration,
-    /// Seed of the keyed entity hash. Replicas must share it.
+    /// Seed of the keyed entity hash, when neither `hash_key_file` nor the
+    /// variable `hash_key_env` names gives a key. Replicas must share it. The
+    /// default is public, a demo key: `haechi serve` refuses it on any
+    /// address but loopback.
     pub hash_seed: u64,
+    /// Environment variable holding the entity-hash key (32 hex digits);
+    /// used when set and not empty.
+    pub hash_key_env: String,
+    /// File holding the entity-hash key (32 hex digits); wins over the variable.
+    pub hash_key_file: Option<std::path::PathBuf>,
+    /// Most live entities kept per kind. Past it, the least recently seen go
+    /// first (entities otherwise live until idle for their TTL of event
+    /// time, which a real-time spray of fresh keys never reaches).
+    pub max_entities: EntityCaps,
     /// Offset of the bank's local time from UTC, for hour-of-day features (KST = 9).
     pub utc_offset_hours: i8,
     /// A step whose duration ranks at or below this share of its population's
@@ -61,11 +73,108 @@ impl Default for FeatureConfig {
             long_window: Duration::from_secs(86_400),
             allowed_lateness: Duration::from_secs(300),
             customer_profile_ttl: Duration::from_secs(30 * 86_400),
-            hash_seed: 0x6861_6563_6869_2d31,
+            hash_seed: DEMO_HASH_SEED,
+            hash_key_env: "HAECHI_HASH_KEY".into(),
+            hash_key_file: None,
+            max_entities: EntityCaps::default(),
             utc_offset_hours: 9,
             fast_step_rank: 0.01,
             quick_step_rank: 0.05,
             staff_office_hours: [8, 20],
+        }
+    }
+}
+
+/// The built-in, public hash seed: for demos and tests.
+pub const DEMO_HASH_SEED: u64 = 0x6861_6563_6869_2d31;
+
+/// Where the entity-hash key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKeySource {
+    /// `hash_key_file`.
+    File(std::path::PathBuf),
+    /// The variable `hash_key_env` names.
+    Env(String),
+    /// A `hash_seed` other than the built-in one.
+    Seed,
+    /// The built-in public key.
+    Demo,
+}
+
+impl HashKeySource {
+    /// True for the built-in public key.
+    pub fn is_demo(&self) -> bool {
+        matches!(self, HashKeySource::Demo)
+    }
+}
+
+impl std::fmt::Display for HashKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashKeySource::File(p) => write!(f, "file {}", p.display()),
+            HashKeySource::Env(v) => write!(f, "environment variable {v}"),
+            HashKeySource::Seed => f.write_str("features.hash_seed"),
+            HashKeySource::Demo => f.write_str("the built-in demo key"),
+        }
+    }
+}
+
+/// Per-kind caps on live entities.
+///
+/// Defaults, at the bytes per entity measured in BENCHMARKS.md (plus ~40
+/// bytes of map slots under churn): identities an attacker cannot mint
+/// freely — customers, ID documents, accounts — get room for a large bank's
+/// 30-day active base (8 M customers ≈ 4.3 GiB, 4 M documents or accounts ≈
+/// 0.9 GiB each); what a spray mints for free — addresses, subnets,
+/// devices, sessions — 2 M each (IPs ≈ 0.5 GiB, devices ≈ 0.9 GiB), far above
+/// a day of honest traffic (the 4,000-customer drawn worlds keep under 30 k
+/// of each), so the cap binds only under a spray.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EntityCaps {
+    pub customer: usize,
+    pub id_doc: usize,
+    pub ip: usize,
+    pub subnet: usize,
+    pub device: usize,
+    pub account: usize,
+    pub staff: usize,
+    pub session: usize,
+}
+
+impl Default for EntityCaps {
+    fn default() -> Self {
+        EntityCaps {
+            customer: 8_000_000,
+            id_doc: 4_000_000,
+            ip: 2_000_000,
+            subnet: 2_000_000,
+            device: 2_000_000,
+            account: 4_000_000,
+            staff: 100_000,
+            session: 2_000_000,
+        }
+    }
+}
+
+impl EntityCaps {
+    /// The same cap for every kind (tests and benchmarks).
+    pub fn all(cap: usize) -> EntityCaps {
+        EntityCaps { customer: cap, id_doc: cap, ip: cap, subnet: cap, device: cap, account: cap, staff: cap, session: cap }
+    }
+
+    /// The cap of one kind.
+    pub fn get(&self, kind: crate::keys::EntityKind) -> usize {
+        use crate::keys::EntityKind as K;
+        match kind {
+            K::Customer => self.customer,
+            K::IdDoc => self.id_doc,
+            K::Ip => self.ip,
+            K::Subnet => self.subnet,
+            K::Device => self.device,
+            K::Account => self.account,
+            K::Staff => self.staff,
+            K::Session => self.session,
         }
     }
 }
@@ -149,7 +258,7 @@ pub struct Windows {
     pub long: WindowSpec,
     pub lateness_s: u32,
     pub customer_ttl_s: u32,
-    pub hash_seed: u64,
+    pub hash_key: crate::keys::HashKey,
     pub utc_offset_s: i32,
     /// Local `[start, end)` office hours.
     pub staff_office_hours: [u8; 2],
@@ -168,6 +277,29 @@ impl Windows {
 }
 
 impl FeatureConfig {
+    /// The entity-hash key and where it came from: `hash_key_file`, else the
+    /// variable `hash_key_env` names when set, else `hash_seed`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the key file cannot be read or a key is malformed.
+    pub fn hash_key(&self) -> Result<(crate::keys::HashKey, HashKeySource)> {
+        use crate::keys::HashKey;
+        if let Some(path) = &self.hash_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("features.hash_key_file = {}: {e}", path.display())))?;
+            let key = HashKey::parse_hex(&text).map_err(|e| Error::Config(format!("features.hash_key_file = {}: {e}", path.display())))?;
+            return Ok((key, HashKeySource::File(path.clone())));
+        }
+        if !self.hash_key_env.is_empty() {
+            if let Some(text) = std::env::var_os(&self.hash_key_env).filter(|v| !v.is_empty()) {
+                let text = text.into_string().map_err(|_| Error::Config(format!("{}: not UTF-8", self.hash_key_env)))?;
+                let key = HashKey::parse_hex(&text).map_err(|e| Error::Config(format!("environment variable {}: {e}", self.hash_key_env)))?;
+                return Ok((key, HashKeySource::Env(self.hash_key_env.clone())));
+            }
+        }
+        let source = if self.hash_seed == DEMO_HASH_SEED { HashKeySource::Demo } else { HashKeySource::Seed };
+        Ok((HashKey::from_seed(self.hash_seed), source))
+    }
+
     /// Check the configuration and build the runtime windows.
     ///
     /// # Errors
@@ -218,13 +350,19 @@ impl FeatureConfig {
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return Err(Error::Config(format!("utc_offset_hours = {}: must be -12 to 14", self.utc_offset_hours)));
         }
+        for kind in crate::keys::EntityKind::ALL {
+            if self.max_entities.get(kind) < 16 {
+                return Err(Error::Config(format!("max_entities.{kind} = {}: must be at least 16", self.max_entities.get(kind))));
+            }
+        }
+        let (hash_key, _) = self.hash_key()?;
         Ok(Windows {
             short,
             mid,
             long,
             lateness_s,
             customer_ttl_s,
-            hash_seed: self.hash_seed,
+            hash_key,
             utc_offset_s: i32::from(self.utc_offset_hours) * 3600,
             staff_office_hours: self.staff_office_hours,
         })

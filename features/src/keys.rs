@@ -1,15 +1,17 @@
 //! Entity kinds and the keyed hashes that name entities in the store.
 //!
 //! An event names up to eight entities. Each is stored under a 64-bit keyed
-//! hash of its kind and key, computed once per event. The hash seed is
-//! configuration, the same on every replica, so that replicas agree on keys
-//! while an outsider who does not know the seed cannot aim collisions.
+//! hash of its kind and key, computed once per event: SipHash-1-3 under a
+//! 128-bit key. The key is configuration (`[features] hash_key_file`, the
+//! variable `hash_key_env` names, or `hash_seed`), the same on every replica,
+//! so that replicas agree on keys while an outsider who does not know the key
+//! cannot aim collisions. The built-in key is public: for demos only.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use siphasher::sip::SipHasher13;
 
 use crate::event::Event;
 
@@ -75,11 +77,62 @@ impl fmt::Display for EntityKind {
     }
 }
 
-/// The keyed hash of one entity.
-pub fn entity_hash(seed: u64, kind: EntityKind, key: &[u8]) -> u64 {
-    // Mixing the kind into the seed keeps a device and a customer with the same
-    // text apart without copying the key.
-    xxh3_64_with_seed(key, seed ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+/// The secret key of the entity hash: 128 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl HashKey {
+    /// A key from its two halves.
+    pub const fn new(k0: u64, k1: u64) -> HashKey {
+        HashKey { k0, k1 }
+    }
+
+    /// A key from a 64-bit seed (the `hash_seed` setting): the second half is
+    /// derived, so the key is only as secret as the seed.
+    pub const fn from_seed(seed: u64) -> HashKey {
+        HashKey { k0: seed, k1: seed.rotate_left(29) ^ 0x2d35_8dcc_aa6c_78a5 }
+    }
+
+    /// Parse key text: 32 hex digits (128 bits), surrounding whitespace ignored.
+    ///
+    /// # Errors
+    /// A message saying what a key must look like (never echoing the text).
+    pub fn parse_hex(text: &str) -> Result<HashKey, String> {
+        let t = text.trim();
+        if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("a hash key must be 32 hex digits (128 bits; e.g. `openssl rand -hex 16`), got {} characters", t.len()));
+        }
+        let k0 = u64::from_str_radix(&t[..16], 16).map_err(|e| e.to_string())?;
+        let k1 = u64::from_str_radix(&t[16..], 16).map_err(|e| e.to_string())?;
+        Ok(HashKey { k0, k1 })
+    }
+}
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A key never reaches a log.
+        f.write_str("HashKey(..)")
+    }
+}
+
+/// The keyed hash of one entity: SipHash-1-3, a keyed pseudo-random function
+/// made for hash-flooding resistance (it is what Rust's own `HashMap` uses).
+/// A seeded xxh3 (what it replaced) is fast but makes no claim against an
+/// outsider aiming collisions; SipHash is a keyed PRF made for exactly that.
+#[inline]
+pub fn entity_hash(key: HashKey, kind: EntityKind, bytes: &[u8]) -> u64 {
+    // Mixing the kind into the key keeps a device and a customer with the same
+    // text apart without copying the bytes.
+    SipHasher13::new_with_keys(key.k0 ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15), key.k1).hash(bytes)
+}
+
+/// The keyed hash of an event id (for deduplication), apart from every entity kind.
+#[inline]
+pub fn id_hash(key: HashKey, bytes: &[u8]) -> u64 {
+    SipHasher13::new_with_keys(key.k0 ^ 0x6576_656e_742d_6964, key.k1).hash(bytes)
 }
 
 /// The subnet an address belongs to, as bytes: the first three octets of an
@@ -120,7 +173,7 @@ pub struct EntityKeys {
 
 impl EntityKeys {
     /// Hash the entities `event` names.
-    pub fn of(event: &Event, seed: u64) -> EntityKeys {
+    pub fn of(event: &Event, seed: HashKey) -> EntityKeys {
         let mut keys = [None; KIND_COUNT];
         let mut set = |kind: EntityKind, key: Option<&str>| {
             keys[kind.index()] = key.map(|k| entity_hash(seed, kind, k.as_bytes()));
@@ -156,7 +209,7 @@ impl EntityKeys {
 
 /// The hash under which the entity API finds `key` of `kind`. IPs and subnets
 /// are given as text (`10.0.0.1`, `10.0.0.0/24` or any address inside it).
-pub fn lookup_hash(seed: u64, kind: EntityKind, key: &str) -> Option<u64> {
+pub fn lookup_hash(seed: HashKey, kind: EntityKind, key: &str) -> Option<u64> {
     match kind {
         EntityKind::Ip => {
             let ip: IpAddr = key.parse().ok()?;
@@ -197,15 +250,28 @@ mod tests {
         for k in EntityKind::ALL {
             assert_eq!(EntityKind::parse(k.as_str()), Some(k));
         }
-        assert_ne!(entity_hash(1, EntityKind::Customer, b"x"), entity_hash(1, EntityKind::Device, b"x"));
-        assert_ne!(entity_hash(1, EntityKind::Customer, b"x"), entity_hash(2, EntityKind::Customer, b"x"));
+        let (k1, k2) = (HashKey::from_seed(1), HashKey::from_seed(2));
+        assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(k1, EntityKind::Device, b"x"));
+        assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(k2, EntityKind::Customer, b"x"));
+        assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(HashKey::new(1, 0), EntityKind::Customer, b"x"));
     }
 
     #[test]
     fn subnet_lookup_matches_any_address_inside() {
-        let a = lookup_hash(7, EntityKind::Subnet, "10.1.2.0/24");
-        assert_eq!(a, lookup_hash(7, EntityKind::Subnet, "10.1.2.77"));
-        assert_ne!(a, lookup_hash(7, EntityKind::Subnet, "10.1.3.77"));
+        let k = HashKey::from_seed(7);
+        let a = lookup_hash(k, EntityKind::Subnet, "10.1.2.0/24");
+        assert_eq!(a, lookup_hash(k, EntityKind::Subnet, "10.1.2.77"));
+        assert_ne!(a, lookup_hash(k, EntityKind::Subnet, "10.1.3.77"));
         assert_eq!(subnet_text("2001:db8:1:2:3::9".parse().unwrap()), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn hex_keys_parse_and_bad_ones_are_refused_without_echo() {
+        let k = HashKey::parse_hex(" 00112233445566778899aabbccddeeff\n").unwrap();
+        assert_eq!(k, HashKey::new(0x0011_2233_4455_6677, 0x8899_aabb_ccdd_eeff));
+        let e = HashKey::parse_hex("secret-but-not-hex-secret-but-no").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(HashKey::parse_hex("0011").is_err());
+        assert_eq!(format!("{k:?}"), "HashKey(..)");
     }
 }

@@ -40,13 +40,13 @@ mod window;
 pub use baseline::{BaselineReading, Baselines, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::METHOD_NAMES;
-pub use config::{FeatureConfig, WindowLabel, WindowSpec, Windows};
+pub use config::{EntityCaps, FeatureConfig, HashKeySource, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};
 pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, Severity};
 pub use error::{Error, Result};
 pub use event::{
     format_rfc3339_ms, parse_rfc3339_ms, AttrValue, Channel, Event, Outcome, RawEvent, Step, DEFAULT_MAX_EVENT_BYTES,
 };
-pub use keys::{entity_hash, entity_text, lookup_hash, subnet_text, EntityKeys, EntityKind, KIND_COUNT};
+pub use keys::{entity_hash, entity_text, id_hash, lookup_hash, subnet_text, EntityKeys, EntityKind, HashKey, KIND_COUNT};
 pub use rrn::{find_resident_number, find_resident_number_in_id, mask_resident_numbers};
 pub use store::{is_automation_agent, FeatureStore, Observation, StoreStats};
 pub use window::{Counts, DistinctSet, WindowCounts, EXACT_DISTINCT, SPARSE_EVENTS};

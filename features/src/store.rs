@@ -1,6 +1,6 @@
 //! The sharded feature store: one dashmap per entity kind.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -36,7 +36,17 @@ pub struct StoreStats {
     pub late_events: u64,
     /// Entities removed for being idle.
     pub expired: u64,
+    /// Entities evicted, by kind (index: [`EntityKind::index`]), because the
+    /// kind reached its cap.
+    pub evicted: [u64; KIND_COUNT],
 }
+
+/// Entities read to choose an eviction cutoff. Keys are keyed hashes, so
+/// the first entries of the map are a uniform sample with respect to age.
+const EVICTION_SAMPLE: usize = 4096;
+/// Under a cap the map is brought down to this share of it, so that one
+/// O(n) eviction pass is paid for by a tenth of the cap in new entities.
+const EVICT_TO: f64 = 0.9;
 
 /// Per-entity state over event-time windows, shared by every detector.
 ///
@@ -53,6 +63,15 @@ pub struct FeatureStore {
     next_sweep_s: [AtomicU32; KIND_COUNT],
     late_events: AtomicU64,
     expired: AtomicU64,
+    /// Per kind: the most live entities kept.
+    caps: [usize; KIND_COUNT],
+    /// Per kind: live entities, counted on insert and removal (`DashMap::len`
+    /// locks every shard, too slow to ask per event).
+    live: [AtomicUsize; KIND_COUNT],
+    /// Per kind: entities evicted for the cap.
+    evicted: [AtomicU64; KIND_COUNT],
+    /// Per kind: an eviction pass is running (one at a time).
+    evicting: [AtomicBool; KIND_COUNT],
     /// Sweep inside `observe` (replay: deterministic) or leave it to
     /// [`FeatureStore::sweep_due`] on another thread (the service: no request
     /// ever waits for a sweep).
@@ -88,6 +107,10 @@ impl FeatureStore {
             next_sweep_s: std::array::from_fn(|_| AtomicU32::new(0)),
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            caps: std::array::from_fn(|i| config.max_entities.get(EntityKind::ALL[i])),
+            live: std::array::from_fn(|_| AtomicUsize::new(0)),
+            evicted: std::array::from_fn(|_| AtomicU64::new(0)),
+            evicting: std::array::from_fn(|_| AtomicBool::new(false)),
             inline_sweeps: AtomicBool::new(true),
             baselines: Baselines::new(windows.staff_office_hours),
             fast_rank: config.fast_step_rank,
@@ -125,7 +148,7 @@ impl FeatureStore {
         debug_assert_eq!(out.len(), self.catalog.len());
         out.fill(0.0);
         let w = &self.windows;
-        let keys = EntityKeys::of(event, w.hash_seed);
+        let keys = EntityKeys::of(event, w.hash_key);
         let previous = self.watermark_ms.fetch_max(event.ts_ms.min(max_watermark_ms), Ordering::Relaxed);
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
         if late {
@@ -158,7 +181,7 @@ impl FeatureStore {
             apply: !late,
             related,
             hour,
-            region: event.region.as_deref().map(|r| entity_hash(w.hash_seed, EntityKind::Customer, r.as_bytes()) as u16),
+            region: event.region.as_deref().map(|r| entity_hash(w.hash_key, EntityKind::Customer, r.as_bytes()) as u16),
             device: related[EntityKind::Device.index()],
             duration_ms: event.duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
             records: event.records.map_or(0, |r| r.min(u64::from(u32::MAX)) as u32),
@@ -189,7 +212,18 @@ impl FeatureStore {
                     }
                 }
             } else {
-                map.entry(key).or_insert_with(|| Box::new(Entity::new(kind, secs))).observe(kind, layout, w, &observed, out)
+                let mut inserted = false;
+                let mut e = map.entry(key).or_insert_with(|| {
+                    inserted = true;
+                    Box::new(Entity::new(kind, secs))
+                });
+                let seen = e.observe(kind, layout, w, &observed, out);
+                // Release the shard lock before any eviction pass takes them all.
+                drop(e);
+                if inserted {
+                    self.note_insert(kind);
+                }
+                seen
             };
             if let Some(hours) = seen.closed_staff_day {
                 self.baselines.learn_staff_day(hours);
@@ -237,11 +271,86 @@ impl FeatureStore {
         let now = event_secs(wm);
         let ttl = self.ttl_s(kind);
         let map = &self.maps[kind.index()];
-        let before = map.len();
-        map.retain(|_, e| e.last_seen().saturating_add(ttl) >= now);
-        let removed = before - map.len();
+        let mut removed = 0usize;
+        map.retain(|_, e| {
+            let keep = e.last_seen().saturating_add(ttl) >= now;
+            removed += usize::from(!keep);
+            keep
+        });
+        self.live[kind.index()].fetch_sub(removed, Ordering::Relaxed);
         self.expired.fetch_add(removed as u64, Ordering::Relaxed);
         removed
+    }
+
+    /// Count a new entity; past the cap, evict. With inline sweeps (replay)
+    /// the pass runs here as soon as the cap is passed; with background sweeps
+    /// (the service) [`FeatureStore::sweep_due`] runs it, and a request pays
+    /// for one only if the sweeper fell an eighth of the cap behind.
+    #[inline]
+    fn note_insert(&self, kind: EntityKind) {
+        let i = kind.index();
+        let live = self.live[i].fetch_add(1, Ordering::Relaxed) + 1;
+        let cap = self.caps[i];
+        if live > cap && (self.inline_sweeps.load(Ordering::Relaxed) || live > cap + cap / 8) {
+            self.evict_kind(kind);
+        }
+    }
+
+    /// Bring a kind over its cap down to [`EVICT_TO`] of it, least recently
+    /// seen first: choose a last-seen cutoff from a sample of the map, then
+    /// remove every entity seen before it in one pass (ties at the cutoff
+    /// second are broken by key, at the rate the sample calls for). Returns
+    /// the entities evicted.
+    fn evict_kind(&self, kind: EntityKind) -> usize {
+        let i = kind.index();
+        let (cap, map) = (self.caps[i], &self.maps[i]);
+        if self.live[i].load(Ordering::Relaxed) <= cap || self.evicting[i].swap(true, Ordering::Acquire) {
+            return 0;
+        }
+        let len = map.len();
+        let target = ((cap as f64) * EVICT_TO) as usize;
+        let mut removed = 0usize;
+        if len > target {
+            let share = (len - target) as f64 / len as f64;
+            let mut sample: Vec<u32> = map.iter().take(EVICTION_SAMPLE).map(|e| e.value().last_seen()).collect();
+            sample.sort_unstable();
+            let want = ((share * sample.len() as f64).ceil() as usize).min(sample.len());
+            if want > 0 {
+                let cutoff = sample[want - 1];
+                let below = sample.partition_point(|&t| t < cutoff);
+                let at = sample.partition_point(|&t| t <= cutoff) - below;
+                // Share of the entities seen in the cutoff second to evict, as a
+                // threshold on the key's top bits (keys are uniform).
+                let tie = ((want - below) as f64 / at.max(1) as f64).min(1.0);
+                let tie_below = if tie >= 1.0 { u64::MAX } else { (tie * u64::MAX as f64) as u64 };
+                // A fresh draw per pass: a fixed order would spare the same
+                // survivors of one pass in the next and evict only newcomers.
+                let salt = self.evicted[i].load(Ordering::Relaxed).wrapping_add(len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                map.retain(|&k, e| {
+                    let t = e.last_seen();
+                    let evict = t < cutoff || (t == cutoff && mix64(k ^ salt) <= tie_below);
+                    removed += usize::from(evict);
+                    !evict
+                });
+            }
+        }
+        // Resynchronize the count with the map (a few inserts may race; the
+        // next pass corrects them).
+        self.live[i].store(map.len(), Ordering::Relaxed);
+        self.evicted[i].fetch_add(removed as u64, Ordering::Relaxed);
+        self.evicting[i].store(false, Ordering::Release);
+        removed
+    }
+
+    /// Evict, in every kind over its cap, the least recently seen entities.
+    /// Returns how many were evicted.
+    pub fn evict_over_cap(&self) -> usize {
+        EntityKind::ALL.into_iter().map(|k| self.evict_kind(k)).sum()
+    }
+
+    /// The most live entities kept of one kind.
+    pub fn entity_cap(&self, kind: EntityKind) -> usize {
+        self.caps[kind.index()]
     }
 
     /// Sweep each kind about eight times per its TTL of event time, so that
@@ -274,7 +383,10 @@ impl FeatureStore {
 
     /// Sweep every kind whose sweep is due at the current watermark. Cheap
     /// when nothing is due. Returns the entities removed.
+    ///
+    /// Also evicts in every kind over its cap (see [`FeatureStore::evict_over_cap`]).
     pub fn sweep_due(&self) -> usize {
+        self.evict_over_cap();
         let Some(wm) = self.watermark_ms() else { return 0 };
         let before = self.stats().expired;
         self.maybe_sweep(event_secs(wm), true);
@@ -302,7 +414,7 @@ impl FeatureStore {
     /// The current features of one entity, read at the watermark, as
     /// (name, value) pairs; `None` if the store has no such entity.
     pub fn entity_features(&self, kind: EntityKind, key: &str) -> Option<Vec<(String, f32)>> {
-        let hash = lookup_hash(self.windows.hash_seed, kind, key)?;
+        let hash = lookup_hash(self.windows.hash_key, kind, key)?;
         let mut entity = (**self.maps[kind.index()].get(&hash)?.value()).clone();
         let layout = *self.catalog.layout(kind);
         let mut out = vec![0.0; self.catalog.len()];
@@ -336,8 +448,19 @@ impl FeatureStore {
 
     /// Counters about the store itself.
     pub fn stats(&self) -> StoreStats {
-        StoreStats { late_events: self.late_events.load(Ordering::Relaxed), expired: self.expired.load(Ordering::Relaxed) }
+        StoreStats {
+            late_events: self.late_events.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            evicted: std::array::from_fn(|i| self.evicted[i].load(Ordering::Relaxed)),
+        }
     }
+}
+
+/// The splitmix64 finalizer: a key's tie-break draw, given a pass's salt.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 fn event_secs(ms: i64) -> u32 {
@@ -553,6 +676,69 @@ mod tests {
         let f = store.entity_features(EntityKind::Subnet, "10.0.0.0/24").unwrap();
         assert!(f.contains(&("subnet.failures_10m".to_owned(), 1.0)));
         assert!(store.entity_features(EntityKind::Ip, "10.0.0.2").is_none());
+    }
+
+    fn capped(cap: usize) -> FeatureStore {
+        FeatureStore::new(&FeatureConfig { max_entities: crate::config::EntityCaps::all(cap), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn a_spray_with_event_time_standing_still_stays_under_the_cap() {
+        let store = capped(1000);
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        for i in 0..20_000u32 {
+            let ip = std::net::Ipv6Addr::from(u128::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+            store.observe(&event(i as usize, t0, &format!("c{i}"), &ip.to_string(), &format!("d{i}"), false), &mut out);
+            for kind in [EntityKind::Ip, EntityKind::Subnet, EntityKind::Device, EntityKind::Customer, EntityKind::Session] {
+                assert!(store.entity_count(kind) <= 1000, "{kind}: {} live after {i} events", store.entity_count(kind));
+            }
+        }
+        let stats = store.stats();
+        assert!(store.entity_count(EntityKind::Device) >= 850, "falls to about 90%, not far below: {}", store.entity_count(EntityKind::Device));
+        assert_eq!(stats.evicted[EntityKind::Device.index()] as usize + store.entity_count(EntityKind::Device), 20_000);
+        assert_eq!(stats.expired, 0);
+    }
+
+    #[test]
+    fn the_least_recently_seen_go_first_and_hot_entities_survive() {
+        let store = capped(1000);
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        // Ten hot devices, seen every second; a stream of fresh ones, each once.
+        for i in 0..5_000i64 {
+            let ts = t0 + i * 1000;
+            store.observe(&event(i as usize, ts, "hot", "10.0.0.1", &format!("hot-{}", i % 10), false), &mut out);
+            store.observe(&event(i as usize, ts, "cold", "10.0.0.2", &format!("cold-{i}"), false), &mut out);
+        }
+        for d in 0..10 {
+            assert!(store.entity_features(EntityKind::Device, &format!("hot-{d}")).is_some(), "hot device {d} was evicted");
+        }
+        // The survivors among the fresh devices are the most recent ones.
+        assert!(store.entity_features(EntityKind::Device, "cold-4999").is_some());
+        assert!(store.entity_features(EntityKind::Device, "cold-4200").is_some());
+        let oldest_alive = (0..5000).find(|i| store.entity_features(EntityKind::Device, &format!("cold-{i}")).is_some()).unwrap();
+        assert!(oldest_alive >= 4000 - 10, "device cold-{oldest_alive} outlived newer ones");
+        assert!(store.stats().evicted[EntityKind::Device.index()] >= 3_900);
+        assert_eq!(store.stats().evicted[EntityKind::Ip.index()], 0);
+    }
+
+    #[test]
+    fn background_mode_leaves_eviction_to_the_sweeper_until_it_falls_behind() {
+        let store = capped(800);
+        store.sweep_in_background();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        for i in 0..850 {
+            store.observe(&event(i, t0, "c", "10.0.0.1", &format!("d{i}"), false), &mut out);
+        }
+        assert_eq!(store.entity_count(EntityKind::Device), 850, "within an eighth over the cap: left to the sweeper");
+        store.sweep_due();
+        assert!(store.entity_count(EntityKind::Device) <= 720 + 8);
+        for i in 0..2_000 {
+            store.observe(&event(i, t0, "c", "10.0.0.1", &format!("e{i}"), false), &mut out);
+            assert!(store.entity_count(EntityKind::Device) <= 900, "hard bound: cap plus an eighth");
+        }
     }
 
     #[test]

@@ -221,7 +221,7 @@ fn an_open_api_off_loopback_refuses_to_start_unless_insecure() {
     assert!(err.contains("refusing to listen on 0.0.0.0:0") && err.contains("[[server.principals]]") && err.contains("--insecure"), "{err}");
 
     // With --insecure it starts, and says so.
-    let s = Server::try_start_serving(&[], &["--listen", "0.0.0.0:0", "--insecure"]).unwrap_or_else(|log| panic!("did not start:\n{log}"));
+    let s = Server::try_start_serving(&[], &["--listen", "0.0.0.0:0", "--insecure", "--allow-demo-key"]).unwrap_or_else(|log| panic!("did not start:\n{log}"));
     assert_eq!(send(&http(), "GET", &s.url("/healthz"), None).0, 200);
     assert!(s.log.lock().unwrap().contains("--insecure"), "{}", s.log.lock().unwrap());
     assert!(s.stop().success());
@@ -229,7 +229,7 @@ fn an_open_api_off_loopback_refuses_to_start_unless_insecure() {
     // With principals the same address needs no flag.
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let s = Server::try_start_serving(&["--config", &cfg], &["--listen", "0.0.0.0:0"]).unwrap_or_else(|log| panic!("did not start:\n{log}"));
+    let s = Server::try_start_serving(&["--config", &cfg], &["--listen", "0.0.0.0:0", "--allow-demo-key"]).unwrap_or_else(|log| panic!("did not start:\n{log}"));
     assert_eq!(send_as(&http(), Some(INGEST), "POST", &s.url("/v1/check"), Some(event("w1").as_bytes())).0, 200);
     assert!(s.stop().success());
 

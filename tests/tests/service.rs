@@ -359,3 +359,85 @@ fn the_file_watcher_reloads_an_edited_rule_file() {
     assert_eq!(json(&send(&a, "POST", &s.url("/v1/check"), Some(jeju("j2", 2).as_bytes())).1)["decision"], "allow");
     assert!(s.stop().success());
 }
+
+/// Start `haechi serve` with `args` and an environment; (still running after
+/// a few seconds, stderr). A server that runs is stopped.
+fn serve_outcome(args: &[&str], key: Option<&str>) -> (bool, String) {
+    use std::io::Read;
+    let mut cmd = std::process::Command::new(haechi_tests::haechi_bin());
+    cmd.arg("serve").args(args).env_remove("HAECHI_HASH_KEY").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    if let Some(k) = key {
+        cmd.env("HAECHI_HASH_KEY", k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut seen = String::new();
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(seen.clone());
+        }
+    });
+    let mut log = String::new();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            while let Ok(l) = rx.try_recv() {
+                log = l;
+            }
+            return (false, log);
+        }
+        while let Ok(l) = rx.try_recv() {
+            log = l;
+        }
+        if log.contains("listening on ") || std::time::Instant::now() > deadline {
+            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+            return (true, log);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_demo_hash_key_is_refused_off_loopback_and_a_configured_key_is_taken() {
+    // `--insecure` answers the open-API check (no principals here), so what is tested is the key.
+    let (running, log) = serve_outcome(&["--listen", "0.0.0.0:0", "--insecure"], None);
+    assert!(!running, "serve must refuse the demo key on 0.0.0.0:\n{log}");
+    assert!(log.contains("built-in entity-hash key") && log.contains("HAECHI_HASH_KEY"), "{log}");
+    let (running, log) = serve_outcome(&["--listen", "0.0.0.0:0", "--insecure"], Some("not-a-key"));
+    assert!(!running && log.contains("32 hex digits") && !log.contains("not-a-key"), "a malformed key stops the start without being echoed:\n{log}");
+    let (running, log) = serve_outcome(&["--listen", "0.0.0.0:0", "--insecure"], Some("00112233445566778899aabbccddeeff"));
+    assert!(running && log.contains("environment variable HAECHI_HASH_KEY"), "{log}");
+    let (running, log) = serve_outcome(&["--listen", "0.0.0.0:0", "--insecure", "--allow-demo-key"], None);
+    assert!(running, "{log}");
+    let (running, log) = serve_outcome(&["--listen", "127.0.0.1:0"], None);
+    assert!(running && log.contains("demo key"), "{log}");
+}
+
+#[test]
+fn a_spray_past_the_entity_cap_is_evicted_counted_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    std::fs::write(&cfg, "[features.max_entities]\ndevice = 64\n").unwrap();
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let a = http();
+    let batch: String = (0..500).map(|i| event(&format!("sp{i}"), i % 600, "login", "failure", &format!(r#","device_id":"spray-{i}""#)) + "\n").collect();
+    let (st, body) = send(&a, "POST", &s.url("/v1/events"), Some(batch.as_bytes()));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(json(&body)["accepted"], 500);
+    eventually("evictions in the metrics", || {
+        let m = send(&a, "GET", &s.url("/metrics"), None).1;
+        metric(&m, "haechi_entities_evicted_total{kind=\"device\"}") >= 400.0 && metric(&m, "haechi_entities{kind=\"device\"}") <= 72.0
+    });
+    eventually("the eviction warning", || s.log.lock().unwrap().contains("entity cap reached"));
+    let log = s.log.lock().unwrap().clone();
+    assert_eq!(log.matches("entity cap reached").count(), 1, "{log}");
+    assert!(log.contains("device"), "{log}");
+}

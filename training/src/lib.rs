@@ -30,7 +30,7 @@ pub use algorithm::{anomaly_score, average_path_length, Forest, IsolationForest,
 pub use csv_data::{read_csv, LabelColumn, Table};
 pub use errors::TrainingError;
 pub use hyperparams::{IsolationForestParams, IsolationForestValidParams, Threshold};
-pub use model_file::{ColumnSummary, ModelFile, TrainingSummary};
+pub use model_file::{ColumnSummary, ModelFile, ModelKey, TrainingSummary};
 
 /// Area under the ROC curve of `scores` against 0/1 `labels` (ties averaged).
 pub fn roc_auc(scores: &[f64], labels: &[f64]) -> f64 {

@@ -195,6 +195,34 @@ impl BlockList {
         Ok(list)
     }
 
+    /// File the entries under the hash `key` gives their text keys. A state
+    /// file written under another entity-hash key (a rotated key, or a build
+    /// that hashed differently) would otherwise hold blocks no event can
+    /// reach. Offense counts carry no text key and are dropped when stale.
+    /// Returns the entries moved.
+    pub fn rehash(&self, key: haechi_features::HashKey) -> usize {
+        let stale: Vec<(EntityKind, u64)> = self
+            .entries
+            .iter()
+            .filter(|e| haechi_features::lookup_hash(key, e.scope, &e.key).is_some_and(|h| h != e.hash))
+            .map(|e| *e.key())
+            .collect();
+        let moved = stale.len();
+        for k in stale {
+            if let Some((_, mut b)) = self.entries.remove(&k) {
+                if let Some(h) = haechi_features::lookup_hash(key, b.scope, &b.key) {
+                    b.hash = h;
+                    self.entries.insert((b.scope, h), b);
+                }
+            }
+        }
+        if moved > 0 {
+            self.offenses.clear();
+            self.dirty.notify_one();
+        }
+        moved
+    }
+
     /// The strongest entry in force on any entity the event names: an
     /// analyst's block first, then any block, then a challenge.
     pub fn check(&self, keys: &EntityKeys, now: i64) -> Option<Block> {
@@ -373,10 +401,24 @@ mod tests {
     use super::*;
 
     fn keys_for(kind: EntityKind, key: &str) -> (u64, EntityKeys) {
-        let seed = haechi_features::FeatureConfig::default().hash_seed;
+        let seed = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
         let h = haechi_features::lookup_hash(seed, kind, key).unwrap();
         let e = haechi_features::Event::parse(format!(r#"{{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","ip":"{key}"}}"#).as_bytes(), 4096).unwrap();
         (h, EntityKeys::of(&e, seed))
+    }
+
+    #[test]
+    fn blocks_written_under_another_hash_key_are_refiled_under_this_one() {
+        let list = BlockList::open(BlockConfig::default()).unwrap();
+        let old = haechi_features::HashKey::from_seed(1);
+        let h = haechi_features::lookup_hash(old, EntityKind::Ip, "10.0.0.7").unwrap();
+        list.set_manual(EntityKind::Ip, h, "10.0.0.7".into(), Duration::from_secs(60), "x".into(), "analyst:t".into());
+        let (new_hash, keys) = keys_for(EntityKind::Ip, "10.0.0.7");
+        assert!(list.check(&keys, now_ms()).is_none());
+        let current = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
+        assert_eq!(list.rehash(current), 1);
+        assert_eq!(list.check(&keys, now_ms()).unwrap().hash, new_hash);
+        assert_eq!(list.rehash(current), 0);
     }
 
     #[test]

@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn excess_attempts_are_caught_per_key() {
         let l = Limiters::new(LimitConfig { customer_per_minute: 3, ..Default::default() });
-        let seed = haechi_features::FeatureConfig::default().hash_seed;
+        let seed = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
         let ev = |c: &str| haechi_features::Event::parse(format!(r#"{{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"failure","customer_id":"{c}"}}"#).as_bytes(), 4096).unwrap();
         let a = EntityKeys::of(&ev("a"), seed);
         let b = EntityKeys::of(&ev("b"), seed);

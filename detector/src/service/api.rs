@@ -42,6 +42,9 @@ impl ApiError {
     pub(crate) fn overloaded() -> ApiError {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, "overloaded: too many requests in flight".into())
     }
+    fn internal(m: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, m.into())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -137,8 +140,16 @@ struct EventsResponse {
     decisions: Vec<LiveDecision>,
 }
 
+/// Parsing and deciding a body of up to `max_body_bytes` is CPU work of
+/// milliseconds to seconds: it runs on the blocking pool, so the runtime's
+/// threads stay free to accept and answer other requests.
 async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsResponse>, ApiError> {
     let body = body?;
+    let out = tokio::task::spawn_blocking(move || decide_batch(&s, &body)).await.map_err(|e| ApiError::internal(format!("batch failed: {e}")))?;
+    Ok(Json(out))
+}
+
+fn decide_batch(s: &AppState, body: &[u8]) -> EventsResponse {
     let mut scratch = s.pipeline.scratch();
     let mut out = EventsResponse { accepted: 0, rejected: Vec::new(), decisions: Vec::new() };
     let mut n = 0;
@@ -167,7 +178,7 @@ async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRe
         }
     }
     s.metrics.batch_size.observe(n as f64);
-    Ok(Json(out))
+    out
 }
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
@@ -208,19 +219,29 @@ async fn get_alert_stream(
     State(s): State<Arc<AppState>>,
     axum::Extension(shutdown): axum::Extension<CancellationToken>,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Each client holds a broadcast receiver and, when it lags, copies of the
+    // ring: a bounded number of them.
+    let Some(subscription) = s.subscribe() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("alert stream full: {} clients connected (server.max_alert_subscribers); poll GET /v1/alerts?since= instead", s.server.max_alert_subscribers),
+        ));
+    };
     // Subscribe before reading the backlog, so nothing falls between the two.
     let rx = s.feed.subscribe();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let backlog = resume.map(|id| s.feed.since(id, usize::MAX)).unwrap_or_default();
     let last = backlog.last().map_or(resume.unwrap_or(0), |a| a.seq);
     let head = stream::iter(backlog.into_iter().map(|a| Ok(sse(&a))));
-    let live = stream::unfold((rx, last, s.clone()), |(mut rx, mut last, s)| async move {
+    // The subscription lives in the stream's state: dropped with the stream
+    // when the client goes away.
+    let live = stream::unfold((rx, last, s.clone(), subscription), |(mut rx, mut last, s, sub)| async move {
         loop {
             match rx.recv().await {
                 Ok(a) if a.seq > last => {
                     last = a.seq;
-                    return Some((vec![Ok(sse(&a))], (rx, last, s)));
+                    return Some((vec![Ok(sse(&a))], (rx, last, s, sub)));
                 }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -228,7 +249,7 @@ async fn get_alert_stream(
                     s.metrics.feed_lagged.inc();
                     let missed = s.feed.since(last, usize::MAX);
                     last = missed.last().map_or(last, |a| a.seq);
-                    return Some((missed.iter().map(|a| Ok(sse(a))).collect(), (rx, last, s)));
+                    return Some((missed.iter().map(|a| Ok(sse(a))).collect(), (rx, last, s, sub)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
@@ -236,7 +257,7 @@ async fn get_alert_stream(
     })
     .flat_map(stream::iter);
     let stream = head.chain(live).take_until(async move { shutdown.cancelled().await });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 #[derive(Serialize)]
@@ -286,7 +307,7 @@ struct NewBlock {
 
 fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
     let kind = EntityKind::parse(scope).ok_or_else(|| ApiError::bad_request(format!("unknown scope `{scope}`; scopes: ip, subnet, device, customer, id_doc, account, staff, session")))?;
-    let seed = s.pipeline.config().features.hash_seed;
+    let seed = s.pipeline.store().windows().hash_key;
     let hash = lookup_hash(seed, kind, key).ok_or_else(|| ApiError::bad_request(format!("`{key}` is not a valid {scope} key")))?;
     Ok((kind, hash))
 }
@@ -366,6 +387,7 @@ async fn post_reload(State(s): State<Arc<AppState>>, axum::Extension(who): axum:
 }
 
 async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.sync_store_counters();
     let store = s.pipeline.store();
     for kind in EntityKind::ALL {
         s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);
@@ -378,5 +400,68 @@ async fn get_ready(State(s): State<Arc<AppState>>) -> Response {
         "ready".into_response()
     } else {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, "not ready".into()).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state(max_subscribers: usize) -> Arc<AppState> {
+        let mut config = crate::Config::default();
+        config.server.max_alert_subscribers = max_subscribers;
+        config.server.watch_files = false;
+        super::super::build_state(config).unwrap()
+    }
+
+    fn stream_request() -> Request {
+        Request::builder().uri("/v1/alerts/stream").body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn alert_stream_clients_beyond_the_cap_get_503_and_a_leaving_client_frees_its_place() {
+        let s = state(2);
+        let app = router(s.clone(), CancellationToken::new());
+        let first = app.clone().oneshot(stream_request()).await.unwrap();
+        let second = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+        let third = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(third.headers()[header::CONTENT_TYPE], "application/json");
+        let body = http_body_util::BodyExt::collect(third.into_body()).await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("max_alert_subscribers"), "{v}");
+        assert_eq!(s.metrics.alert_subscribers_refused.get(), 1);
+        assert_eq!(s.metrics.alert_subscribers.get(), 2);
+        drop(first);
+        assert_eq!(s.subscribers.load(Ordering::Relaxed), 1);
+        let again = app.clone().oneshot(stream_request()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        drop((second, again));
+        assert_eq!(s.metrics.alert_subscribers.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_decided_on_the_blocking_pool_answers_as_before() {
+        let s = state(4);
+        let app = router(s.clone(), CancellationToken::new());
+        let body = concat!(
+            r#"{"event_id":"a1","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"failure","customer_id":"c1","ip":"10.0.0.1"}"#,
+            "\n\n",
+            "not json\n",
+            r#"{"event_id":"a1","ts":"2026-11-02T10:00:01+09:00","step":"login","result":"failure","customer_id":"c1","ip":"10.0.0.1"}"#,
+            "\n"
+        );
+        let req = Request::builder().method("POST").uri("/v1/events").body(Body::from(body)).unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["accepted"], 1);
+        let lines: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+        assert_eq!(lines, vec![3, 4], "{v}");
+        assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
     }
 }

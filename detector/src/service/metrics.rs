@@ -1,7 +1,7 @@
 //! Every metric the service exports, defined once. Components call these
 //! methods; none touches the registry.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The service's metrics.
 pub struct Metrics {
@@ -19,6 +19,9 @@ pub struct Metrics {
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
     pub entities: IntGaugeVec,
+    pub entities_evicted: IntCounterVec,
+    pub alert_subscribers: IntGauge,
+    pub alert_subscribers_refused: IntCounter,
     pub reloads: IntCounterVec,
     pub late_events: IntCounter,
     pub feed_lagged: IntCounter,
@@ -58,6 +61,11 @@ impl Metrics {
         r.register(Box::new(late_events.clone())).expect("registered once");
         let feed_lagged = IntCounter::new("haechi_alert_feed_resyncs_total", "Times a slow alert-stream client was caught up from the ring.").expect("valid");
         r.register(Box::new(feed_lagged.clone())).expect("registered once");
+        let alert_subscribers = IntGauge::new("haechi_alert_subscribers", "Clients connected to the alert stream.").expect("valid");
+        r.register(Box::new(alert_subscribers.clone())).expect("registered once");
+        let alert_subscribers_refused =
+            IntCounter::new("haechi_alert_subscribers_refused_total", "Alert-stream connections refused (503) because server.max_alert_subscribers were connected.").expect("valid");
+        r.register(Box::new(alert_subscribers_refused.clone())).expect("registered once");
         let batch_size = Histogram::with_opts(HistogramOpts::new("haechi_batch_events", "Events per POST /v1/events body.").buckets(vec![1.0, 10.0, 100.0, 1000.0, 10000.0])).expect("valid");
         r.register(Box::new(batch_size.clone())).expect("registered once");
         Metrics {
@@ -68,6 +76,12 @@ impl Metrics {
             alerts: counter(&r, "haechi_alerts_total", "New alerts (after folding) by severity.", &["severity"]),
             blocks_set: counter(&r, "haechi_blocks_set_total", "Blocks set, by scope and by whom (rule, analyst, rate_limit).", &["scope", "by"]),
             rate_limited: counter(&r, "haechi_rate_limited_total", "Events over a rate limit, by scope.", &["scope"]),
+            entities_evicted: counter(
+                &r,
+                "haechi_entities_evicted_total",
+                "Entities evicted from the feature store, least recently seen first, because their kind reached features.max_entities.",
+                &["kind"],
+            ),
             reloads: counter(&r, "haechi_reloads_total", "Rule and model reloads, by what and outcome.", &["what", "outcome"]),
             registry: r,
             blocks_active,
@@ -76,6 +90,8 @@ impl Metrics {
             stage_seconds,
             request_seconds,
             entities,
+            alert_subscribers,
+            alert_subscribers_refused,
             late_events,
             feed_lagged,
             batch_size,

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     #[doc(hidden)]
     #[serde(default, rename = "api_tokens", skip_serializing)]
     pub removed_api_tokens: Option<serde::de::IgnoredAny>,
+    /// Most clients on `GET /v1/alerts/stream` at once; more get 503.
+    pub max_alert_subscribers: usize,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             tls: None,
             principals: Vec::new(),
             removed_api_tokens: None,
+            max_alert_subscribers: 64,
         }
     }
 }
@@ -95,8 +98,8 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
-        if self.concurrency_limit == 0 || self.alert_ring == 0 {
-            return Err("server.concurrency_limit and server.alert_ring must be positive".into());
+        if self.concurrency_limit == 0 || self.alert_ring == 0 || self.max_alert_subscribers == 0 {
+            return Err("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive".into());
         }
         if self.removed_api_tokens.is_some() {
             return Err("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
@@ -293,21 +296,29 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
     // must never stall a decision); every ten ticks also drop expired blocks
     // and idle limiter keys and refresh the block gauges.
     state.pipeline.sweep_in_background();
+    // The same loop evicts in any entity kind over its cap (the store's
+    // `sweep_due` does both) and reports evictions: a warning the first time a
+    // kind evicts, then at most one line a minute per kind.
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut log = EvictionLog::default();
         for n in 0u64.. {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let p = s.pipeline.clone();
-            let _ = tokio::task::spawn_blocking(move || p.sweep_due()).await;
-            if n % 10 == 0 {
-                for (kind, count) in s.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
-                    s.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+            let st = s.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                st.pipeline.sweep_due();
+                if n % 10 == 0 {
+                    for (kind, count) in st.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
+                        st.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+                    }
                 }
-            }
+            })
+            .await;
+            log.report(&s, s.sync_store_counters(), std::time::Instant::now());
         }
     });
     // SIGHUP reloads rules and model.
@@ -335,6 +346,44 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             let watch = FileWatch::start(&paths);
             let (s, stop) = (state.clone(), shutdown.clone());
             tracker.spawn(watch_files(watch, s, stop));
+        }
+    }
+}
+
+/// Rate-limited eviction logging: per kind, a warning when evictions start,
+/// then a summary at most once a minute while they go on.
+#[derive(Default)]
+struct EvictionLog {
+    last: [Option<(std::time::Instant, u64)>; haechi_features::KIND_COUNT],
+}
+
+impl EvictionLog {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    fn report(&mut self, s: &AppState, delta: [u64; haechi_features::KIND_COUNT], now: std::time::Instant) {
+        let store = s.pipeline.store();
+        for kind in haechi_features::EntityKind::ALL {
+            let i = kind.index();
+            match &mut self.last[i] {
+                None if delta[i] > 0 => {
+                    tracing::warn!(
+                        kind = kind.as_str(),
+                        cap = store.entity_cap(kind),
+                        evicted = delta[i],
+                        "entity cap reached: evicting the least recently seen {kind} entities (features.max_entities.{kind}); a spray of fresh keys, or a cap too small for the traffic"
+                    );
+                    self.last[i] = Some((now, 0));
+                }
+                None => {}
+                Some((at, pending)) => {
+                    *pending += delta[i];
+                    if *pending > 0 && now.duration_since(*at) >= Self::EVERY {
+                        tracing::warn!(kind = kind.as_str(), cap = store.entity_cap(kind), evicted = *pending, "still evicting {kind} entities at the cap");
+                        *at = now;
+                        *pending = 0;
+                    }
+                }
+            }
         }
     }
 }
@@ -443,7 +492,8 @@ async fn watch_files(watch: FileWatch, state: Arc<AppState>, stop: CancellationT
                     () = stop.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let now = FileStamps::take(&paths);
+                let p = paths.clone();
+                let Ok(now) = tokio::task::spawn_blocking(move || FileStamps::take(&p)).await else { continue };
                 if now != seen {
                     seen = now;
                     let _ = reload_audited(state.clone(), file_watch_actor()).await;

@@ -1,11 +1,11 @@
 //! The live decision: the pipeline's decision (enforcement included), plus
 //! what only the service has: the alert feed and metrics.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use haechi_features::{entity_text, Error as EventError, Event};
+use haechi_features::{entity_text, EntityKind, Error as EventError, Event, KIND_COUNT};
 
 use super::audit::AuditLog;
 use super::auth::Principals;
@@ -33,13 +33,68 @@ pub struct AppState {
     pub audit: AuditLog,
     /// HTTPS only, when set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients on the alert stream now.
+    pub(crate) subscribers: AtomicUsize,
+    /// Store eviction counts already added to the metric.
+    evicted_reported: Mutex<[u64; KIND_COUNT]>,
+}
+
+/// One alert-stream client, counted while it is connected.
+pub(crate) struct Subscription(Arc<AppState>);
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.alert_subscribers.dec();
+    }
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, server: ServerConfig, principals: Principals, audit: AuditLog, tls: Option<Arc<rustls::ServerConfig>>) -> AppState {
         let cfg = pipeline.config();
         let feed = AlertFeed::new(server.alert_ring, cfg.alerts.fold_window.as_millis() as i64, cfg.features.allowed_lateness.as_millis() as i64);
-        AppState { pipeline, feed, metrics: Metrics::new(), server, ready: AtomicBool::new(false), principals, audit, tls }
+        AppState {
+            pipeline,
+            feed,
+            metrics: Metrics::new(),
+            server,
+            ready: AtomicBool::new(false),
+            principals,
+            audit,
+            tls,
+            subscribers: AtomicUsize::new(0),
+            evicted_reported: Mutex::new([0; KIND_COUNT]),
+        }
+    }
+
+    /// Admit one more alert-stream client, or `None` when
+    /// `server.max_alert_subscribers` are connected (counted as refused).
+    pub(crate) fn subscribe(self: &Arc<Self>) -> Option<Subscription> {
+        let max = self.server.max_alert_subscribers;
+        if self.subscribers.fetch_add(1, Ordering::Relaxed) >= max {
+            self.subscribers.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.alert_subscribers_refused.inc();
+            return None;
+        }
+        self.metrics.alert_subscribers.inc();
+        Some(Subscription(self.clone()))
+    }
+
+    /// Bring `haechi_entities_evicted_total` up to the store's counts; returns
+    /// what each kind evicted since the last call.
+    pub(crate) fn sync_store_counters(&self) -> [u64; KIND_COUNT] {
+        let now = self.pipeline.store().stats().evicted;
+        let mut seen = self.evicted_reported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut delta = [0; KIND_COUNT];
+        for kind in EntityKind::ALL {
+            let i = kind.index();
+            delta[i] = now[i].saturating_sub(seen[i]);
+            if delta[i] > 0 {
+                self.metrics.entities_evicted.with_label_values(&[kind.as_str()]).inc_by(delta[i]);
+            }
+        }
+        *seen = now;
+        delta
     }
 
     /// The block list the pipeline enforces.
