@@ -150,14 +150,7 @@ pub fn world_feature_rows(
     let mut names = Vec::new();
     let mut bytes = Vec::with_capacity(512);
     for &w in world_seeds {
-        let data = haechi_datasets::generate(&haechi_datasets::GenConfig {
-            seed: w,
-            days,
-            customers,
-            world: haechi_datasets::WorldSpec::random(w),
-            ..haechi_datasets::GenConfig::default()
-        })
-        .map_err(|e| DetectorError::Input { path: format!("world {w}"), message: e.to_string() })?;
+        let data = crate::worlds::generate_world(w, customers, days)?;
         let store = FeatureStore::new(features)?;
         let (cols, n) = columns(&store, only)?;
         names = n;

@@ -88,9 +88,17 @@ pub struct WorldsReport {
 /// # Errors
 /// When the generator refuses the size or the pipeline does not build.
 pub fn run_world(config: &Config, world_seed: u64, customers: usize, days: u32) -> Result<WorldResult, DetectorError> {
-    let data = generate(&GenConfig { seed: world_seed, days, customers, world: WorldSpec::random(world_seed), ..GenConfig::default() })
-        .map_err(|e| DetectorError::Input { path: format!("world {world_seed}"), message: e.to_string() })?;
-    decide_dataset(config, world_seed, &data)
+    decide_dataset(config, world_seed, &generate_world(world_seed, customers, days)?)
+}
+
+/// The drawn world `world_seed` (its structure and its events both from that
+/// seed) at the given size: what `bench worlds` scores and `train --worlds` learns from.
+///
+/// # Errors
+/// When the generator refuses the size.
+pub fn generate_world(world_seed: u64, customers: usize, days: u32) -> Result<Dataset, DetectorError> {
+    generate(&GenConfig { seed: world_seed, days, customers, world: WorldSpec::random(world_seed), ..GenConfig::default() })
+        .map_err(|e| DetectorError::Input { path: format!("world {world_seed}"), message: e.to_string() })
 }
 
 /// Score the pipeline on a generated dataset.

@@ -291,7 +291,16 @@ impl FeatureStore {
         let i = kind.index();
         let live = self.live[i].fetch_add(1, Ordering::Relaxed) + 1;
         let cap = self.caps[i];
-        if live > cap && (self.inline_sweeps.load(Ordering::Relaxed) || live > cap + cap / 8) {
+        if live > cap && (self.inline_sweeps.load(Ordering::Relaxed) || live > cap + cap / 8) && self.evict_kind(kind) == 0 && live > cap + cap / 8 {
+            // Another pass (the background sweeper) is running: wait for it
+            // rather than grow past the allowance while it is descheduled.
+            // This thread holds no shard lock here, so the pass can finish.
+            for _ in 0..100_000 {
+                if !self.evicting[i].load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
             self.evict_kind(kind);
         }
     }
