@@ -40,26 +40,7 @@ pub fn spray(keys: u64, days: u64, every: u64, mut report: impl FnMut(SprayRow))
     let mut out = vec![0.0; store.catalog().len()];
     let t0: i64 = 1_793_545_200_000;
     let step_ms = (days * 86_400_000 / keys.max(1)).max(1) as i64;
-    let mut event = Event {
-        event_id: Default::default(),
-        ts_ms: t0,
-        step: Step::Login,
-        result: Outcome::Failure,
-        failure_reason: None,
-        session_id: None,
-        customer_id: None,
-        id_doc_hash: None,
-        ip: None,
-        device_id: None,
-        user_agent: None,
-        channel: None,
-        region: None,
-        duration_ms: None,
-        account_hash: None,
-        staff_id: None,
-        records: None,
-        attrs: Default::default(),
-    };
+    let mut event = failed_login(t0, None, None);
     let mut device = String::with_capacity(24);
     for i in 0..keys {
         // A pseudo-random walk over the whole IPv4 space: fresh /24s too.
@@ -155,26 +136,7 @@ pub fn spray_live(mut config: crate::Config, rate: u64, seconds: u64, every_s: u
         })
     };
     let mut scratch = pipeline.scratch();
-    let mut event = Event {
-        event_id: Default::default(),
-        ts_ms: 0,
-        step: Step::Login,
-        result: Outcome::Failure,
-        failure_reason: None,
-        session_id: None,
-        customer_id: None,
-        id_doc_hash: None,
-        ip: None,
-        device_id: None,
-        user_agent: Some("Mozilla/5.0 (Linux; Android 14) KBank/5.2".into()),
-        channel: None,
-        region: None,
-        duration_ms: Some(1500),
-        account_hash: None,
-        staff_id: None,
-        records: None,
-        attrs: Default::default(),
-    };
+    let mut event = failed_login(0, Some("Mozilla/5.0 (Linux; Android 14) KBank/5.2".into()), Some(1500));
     let started = Instant::now();
     let tick = Duration::from_millis(100);
     let per_tick = (rate / 10).max(1);
@@ -223,6 +185,30 @@ pub fn spray_live(mut config: crate::Config, rate: u64, seconds: u64, every_s: u
     stop.store(true, Ordering::Relaxed);
     let _ = sweeper.join();
     Ok(())
+}
+
+/// A failed login naming nothing yet: the sprays fill in the keys they spray.
+fn failed_login(ts_ms: i64, user_agent: Option<String>, duration_ms: Option<u64>) -> Event {
+    Event {
+        event_id: Default::default(),
+        ts_ms,
+        step: Step::Login,
+        result: Outcome::Failure,
+        failure_reason: None,
+        session_id: None,
+        customer_id: None,
+        id_doc_hash: None,
+        ip: None,
+        device_id: None,
+        user_agent,
+        channel: None,
+        region: None,
+        duration_ms,
+        account_hash: None,
+        staff_id: None,
+        records: None,
+        attrs: Default::default(),
+    }
 }
 
 #[cfg(test)]

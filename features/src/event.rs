@@ -645,14 +645,6 @@ mod tests {
         }
     }
 
-    /// `digits` with digit `k` full-width when `wide[k % wide.len()]`.
-    fn render(digits: &str, wide: &[bool]) -> String {
-        digits
-            .bytes()
-            .enumerate()
-            .map(|(k, d)| if wide[k % wide.len()] { char::from_u32(0xFF10 + u32::from(d - b'0')).unwrap() } else { char::from(d) })
-            .collect()
-    }
 
     /// Every non-ASCII character as a JSON `\uXXXX` escape.
     fn escape_non_ascii(s: &str) -> String {
@@ -678,7 +670,7 @@ mod tests {
             place in 0u8..9,
         ) {
             let digits = format!("{y:02}{m:02}{d:02}{sex}{rest:06}");
-            let wide_digits = render(&digits, &wide);
+            let wide_digits = crate::rrn::render_digits(&digits, &wide);
             let half = wide_digits.char_indices().nth(6).unwrap().0;
             let shape = format!("{}{sep}{}", &wide_digits[..half], &wide_digits[half..]);
             let masked = format!("{}-{sex}******", &digits[..6]);

@@ -284,6 +284,17 @@ pub(crate) fn masked_form(number: &str) -> String {
     s
 }
 
+/// Writes digit `k` of `digits` ASCII or full-width as `wide[k % wide.len()]`
+/// says: the shapes the resident-number tests here and in `event.rs` generate.
+#[cfg(test)]
+pub(crate) fn render_digits(digits: &str, wide: &[bool]) -> String {
+    digits
+        .bytes()
+        .enumerate()
+        .map(|(k, d)| if wide[k % wide.len()] { char::from_u32(0xFF10 + u32::from(d - b'0')).unwrap() } else { char::from(d) })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,14 +386,6 @@ mod tests {
         (0u8..100, 1u8..=12).prop_flat_map(|(y, m)| (Just(y), Just(m), 1..=DAYS_IN_MONTH[usize::from(m)]))
     }
 
-    /// Writes digit `k` of `digits` ASCII or full-width as `wide` says.
-    fn render(digits: &str, wide: &[bool]) -> String {
-        digits
-            .bytes()
-            .enumerate()
-            .map(|(k, d)| if wide[k % wide.len()] { char::from_u32(0xFF10 + u32::from(d - b'0')).unwrap() } else { char::from(d) })
-            .collect()
-    }
 
     proptest! {
         #[test]
@@ -396,7 +399,7 @@ mod tests {
             post in "[a-z가-힣 ,]{0,5}",
         ) {
             let digits = format!("{y:02}{m:02}{d:02}{sex}{rest:06}");
-            let wide_digits = render(&digits, &wide);
+            let wide_digits = render_digits(&digits, &wide);
             let half = wide_digits.char_indices().nth(6).unwrap().0;
             let shape = format!("{}{sep}{}", &wide_digits[..half], &wide_digits[half..]);
             let text = format!("{pre}{shape}{post}");
