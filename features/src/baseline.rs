@@ -12,6 +12,9 @@
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
 
 use crate::event::Step;
 
@@ -113,6 +116,7 @@ impl StepBaseline {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct HourBaseline {
     current: [u64; 24],
     previous: [u64; 24],
@@ -315,6 +319,102 @@ impl Baselines {
         let mut both = s.current.clone();
         let _ = both.add(&s.previous);
         Some(quantiles.iter().map(|&q| both.value_at_quantile(q)).collect())
+    }
+}
+
+/// A histogram as a snapshot keeps it: its bounds and each recorded
+/// bucket's value and count. Recording each value again puts it in the same
+/// bucket, so the copy ranks exactly as the original.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HistogramState {
+    high: u64,
+    sigfig: u8,
+    counts: Vec<(u64, u32)>,
+}
+
+impl HistogramState {
+    fn of(h: &Histogram<u32>) -> HistogramState {
+        HistogramState { high: h.high(), sigfig: h.sigfig(), counts: h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect() }
+    }
+
+    fn restore(&self) -> Result<Histogram<u32>, Error> {
+        let bad = |what: String| Error::Snapshot(format!("baseline histogram: {what}"));
+        let mut h = Histogram::new_with_bounds(1, self.high.max(2), self.sigfig).map_err(|e| bad(e.to_string()))?;
+        for &(value, count) in &self.counts {
+            h.record_n(value, count).map_err(|e| bad(format!("value {value}: {e}")))?;
+        }
+        Ok(h)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StepState {
+    current: HistogramState,
+    previous: HistogramState,
+    since_refresh: u64,
+    table: [f64; RANKS.len()],
+    ready: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LevelState {
+    current: HistogramState,
+    previous: HistogramState,
+    since_refresh: u64,
+    level: f32,
+}
+
+/// Everything the population baselines have learnt, for a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselinesState {
+    steps: Vec<StepState>,
+    hours: HourBaseline,
+    staff_hours: HourBaseline,
+    ip_onboarding: LevelState,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Baselines {
+    /// A copy of what the baselines have learnt.
+    pub fn export_state(&self) -> BaselinesState {
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| {
+                let s = locked(s);
+                StepState { current: HistogramState::of(&s.current), previous: HistogramState::of(&s.previous), since_refresh: s.since_refresh, table: s.table, ready: s.ready }
+            })
+            .collect();
+        let ip = locked(&self.ip_onboarding);
+        BaselinesState {
+            steps,
+            hours: locked(&self.hours).clone(),
+            staff_hours: locked(&self.staff_hours).clone(),
+            ip_onboarding: LevelState { current: HistogramState::of(&ip.current), previous: HistogramState::of(&ip.previous), since_refresh: ip.since_refresh, level: ip.level },
+        }
+    }
+
+    /// Take over what a snapshot's baselines had learnt.
+    ///
+    /// # Errors
+    /// [`Error::Snapshot`] when the state does not fit this build (another
+    /// number of steps, a histogram that cannot be rebuilt).
+    pub fn restore_state(&self, state: &BaselinesState) -> Result<(), Error> {
+        if state.steps.len() != self.steps.len() {
+            return Err(Error::Snapshot(format!("baselines for {} steps, this build has {}", state.steps.len(), self.steps.len())));
+        }
+        for (slot, st) in self.steps.iter().zip(&state.steps) {
+            let restored = StepBaseline { current: st.current.restore()?, previous: st.previous.restore()?, since_refresh: st.since_refresh, table: st.table, ready: st.ready };
+            *locked(slot) = restored;
+        }
+        *locked(&self.hours) = state.hours.clone();
+        *locked(&self.staff_hours) = state.staff_hours.clone();
+        let ip = &state.ip_onboarding;
+        *locked(&self.ip_onboarding) = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
+        Ok(())
     }
 }
 

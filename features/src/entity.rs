@@ -1,5 +1,6 @@
 //! The state of one entity and how one event updates and reads it.
 
+use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::catalog::{relations, KindLayout, Relation, DISTINCT_COLUMNS, MAX_RELATIONS};
@@ -50,7 +51,7 @@ pub(crate) struct Observed {
 /// liveness, and anything else the pipeline reports as a method.
 pub const METHOD_NAMES: [&str; 5] = ["id_copy_authenticity", "account_1won", "otp_or_card", "face_liveness", "other"];
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct RunningStats {
     n: u32,
     mean: f32,
@@ -77,7 +78,7 @@ impl RunningStats {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Profile {
     /// Bit h set: the customer has been seen at local hour h.
     hours: u32,
@@ -88,7 +89,7 @@ struct Profile {
 }
 
 /// What a session has shown so far.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct SessionState {
     /// Bits of [`METHOD_NAMES`] that succeeded in this session.
     methods: u8,
@@ -96,7 +97,7 @@ struct SessionState {
 
 /// State only some kinds keep, boxed separately so that a customer does not
 /// pay for a staff member's record rings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Extra {
     None,
     Profile(Box<Profile>),
@@ -107,7 +108,7 @@ enum Extra {
 /// A staff member's record counts and habits: the hours they work and how
 /// many records a working day of theirs usually touches, so that a
 /// batch-export team's normal day is not an insider's bulk pull.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StaffProfile {
     records: Amounts,
     /// Bit h set: worked at local hour h on an earlier day. Today's hours
@@ -164,7 +165,7 @@ pub(crate) struct Observe {
 const RETURNING_AFTER_S: u32 = 86_400;
 
 /// Everything Haechi remembers about one entity.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entity {
     first_seen: u32,
     /// Newest event time seen, ms; the head of every window and the clock of expiry.

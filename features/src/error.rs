@@ -44,6 +44,10 @@ pub enum Error {
     /// A configuration value that cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Saved state that this store cannot take over (another key, other
+    /// windows, a build that keeps other state).
+    #[error("snapshot does not fit this store: {0}")]
+    Snapshot(String),
 }
 
 impl Error {
@@ -61,6 +65,7 @@ impl Error {
             Error::Duplicate => "duplicate",
             Error::FutureTimestamp { .. } => "future_ts",
             Error::Config(_) => "config",
+            Error::Snapshot(_) => "snapshot",
         }
     }
 }

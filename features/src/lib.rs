@@ -37,7 +37,7 @@ mod rrn;
 mod store;
 mod window;
 
-pub use baseline::{BaselineReading, Baselines, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
+pub use baseline::{BaselineReading, Baselines, BaselinesState, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::METHOD_NAMES;
 pub use config::{EntityCaps, FeatureConfig, HashKeySource, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};
@@ -48,5 +48,5 @@ pub use event::{
 };
 pub use keys::{entity_hash, entity_text, id_hash, lookup_hash, subnet_text, EntityKeys, EntityKind, HashKey, KIND_COUNT};
 pub use rrn::{find_resident_number, find_resident_number_in_id, mask_resident_numbers};
-pub use store::{is_automation_agent, FeatureStore, Observation, StoreStats};
+pub use store::{is_automation_agent, FeatureStore, Observation, StoreState, StoreStats};
 pub use window::{Counts, DistinctSet, WindowCounts, EXACT_DISTINCT, SPARSE_EVENTS};

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use nohash_hasher::BuildNoHashHasher;
 
-use crate::baseline::{BaselineReading, Baselines};
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{BaselineReading, Baselines, BaselinesState};
 use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, Windows};
 use crate::entity::{Entity, Observed};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{Event, Step};
 use crate::keys::{entity_hash, lookup_hash, EntityKeys, EntityKind, KIND_COUNT};
 
@@ -465,6 +467,94 @@ impl FeatureStore {
     }
 }
 
+/// Everything the store remembers, for a snapshot: the entities of every
+/// kind, the watermark, the sweep schedule, its counters and the population
+/// baselines. A copy, taken while no event is being observed, so it is
+/// consistent with one position in the stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreState {
+    /// Ties the state to the key and windows it was built under: entity
+    /// keys hashed under another key, or buckets of another width, would be
+    /// silently wrong.
+    fingerprint: u64,
+    watermark_ms: i64,
+    next_sweep_s: [u32; KIND_COUNT],
+    late_events: u64,
+    expired: u64,
+    evicted: [u64; KIND_COUNT],
+    entities: Vec<Vec<(u64, Entity)>>,
+    baselines: BaselinesState,
+}
+
+impl StoreState {
+    /// Entities of all kinds in the copy.
+    pub fn entity_count(&self) -> usize {
+        self.entities.iter().map(Vec::len).sum()
+    }
+}
+
+impl FeatureStore {
+    /// What ties saved state to this store: the entity-hash key (through a
+    /// hash made with it, never the key itself), the windows and the catalog.
+    fn fingerprint(&self) -> u64 {
+        let probe = crate::keys::id_hash(self.windows.hash_key, b"haechi snapshot fingerprint");
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&probe.to_le_bytes());
+        // `Windows`' Debug prints the key as `HashKey(..)`: no secret in here.
+        h.update(format!("{:?}", self.windows).as_bytes());
+        h.update(&(self.catalog.len() as u64).to_le_bytes());
+        h.update(&self.caps.map(|c| c as u64).iter().flat_map(|c| c.to_le_bytes()).collect::<Vec<u8>>());
+        h.digest()
+    }
+
+    /// Copy everything the store remembers. The caller makes sure no event
+    /// is observed meanwhile (the driver's ingest gate), so the copy matches
+    /// one position of the stream.
+    pub fn export_state(&self) -> StoreState {
+        StoreState {
+            fingerprint: self.fingerprint(),
+            watermark_ms: self.watermark_ms.load(Ordering::Relaxed),
+            next_sweep_s: std::array::from_fn(|i| self.next_sweep_s[i].load(Ordering::Relaxed)),
+            late_events: self.late_events.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            evicted: std::array::from_fn(|i| self.evicted[i].load(Ordering::Relaxed)),
+            entities: self.maps.iter().map(|m| m.iter().map(|e| (*e.key(), (**e.value()).clone())).collect()).collect(),
+            baselines: self.baselines.export_state(),
+        }
+    }
+
+    /// Replace everything the store remembers with a snapshot's copy.
+    ///
+    /// # Errors
+    /// [`Error::Snapshot`] when the state was built under another entity-hash
+    /// key, other windows or another build's catalog; the store is unchanged.
+    pub fn restore_state(&self, state: StoreState) -> Result<()> {
+        if state.fingerprint != self.fingerprint() {
+            return Err(Error::Snapshot(
+                "it was written under another entity-hash key, other feature windows or caps, or another feature catalog".into(),
+            ));
+        }
+        if state.entities.len() != KIND_COUNT {
+            return Err(Error::Snapshot(format!("{} entity kinds, this build has {KIND_COUNT}", state.entities.len())));
+        }
+        self.baselines.restore_state(&state.baselines)?;
+        for (i, entities) in state.entities.into_iter().enumerate() {
+            let map = &self.maps[i];
+            map.clear();
+            self.live[i].store(entities.len(), Ordering::Relaxed);
+            for (key, entity) in entities {
+                map.insert(key, Box::new(entity));
+            }
+            self.next_sweep_s[i].store(state.next_sweep_s[i], Ordering::Relaxed);
+            self.evicted[i].store(state.evicted[i], Ordering::Relaxed);
+        }
+        self.watermark_ms.store(state.watermark_ms, Ordering::Relaxed);
+        self.late_events.store(state.late_events, Ordering::Relaxed);
+        self.expired.store(state.expired, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// The splitmix64 finalizer: a key's tie-break draw, given a pass's salt.
 fn mix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -756,4 +846,59 @@ mod tests {
         assert!(is_automation_agent("python-requests/2.31"));
         assert!(!is_automation_agent("Mozilla/5.0 (Linux; Android 14) KBank/5.2 okhttp/4.12"));
     }
+
+    /// Events for the snapshot tests: many customers, shared addresses and
+    /// devices, failures, varied durations and steps (durations feed the baselines).
+    fn snapshot_stream(from: usize, to: usize) -> Vec<Event> {
+        (from..to)
+            .map(|i| {
+                let mut e = event(i, 1_764_000_000_000 + i as i64 * 7_000, &format!("c{}", i % 97), &format!("10.0.{}.{}", i % 5, i % 13), &format!("d{}", i % 41), i % 7 == 0);
+                e.duration_ms = Some(300 + (i as u64 * 37) % 4_000);
+                e.step = [Step::Otp, Step::Login, Step::IdOcr, Step::FaceMatch][i % 4];
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_store_goes_on_exactly_as_the_original() {
+        let config = FeatureConfig::default();
+        let original = FeatureStore::new(&config).unwrap();
+        let mut out = vec![0.0; original.catalog().len()];
+        for e in snapshot_stream(0, 3_000) {
+            original.observe(&e, &mut out);
+        }
+        // Through serde, as a snapshot file carries it.
+        let saved = serde_json::to_vec(&original.export_state()).unwrap();
+        let state: StoreState = serde_json::from_slice(&saved).unwrap();
+        assert_eq!(state.entity_count(), EntityKind::ALL.iter().map(|k| original.entity_count(*k)).sum::<usize>());
+        let restored = FeatureStore::new(&config).unwrap();
+        restored.restore_state(state).unwrap();
+        let mut again = vec![0.0; restored.catalog().len()];
+        for e in snapshot_stream(3_000, 4_000) {
+            original.observe(&e, &mut out);
+            restored.observe(&e, &mut again);
+            for (slot, (a, b)) in out.iter().zip(&again).enumerate() {
+                assert!(a.to_bits() == b.to_bits(), "{}: {a} != {b} after the restore", original.catalog().name(slot));
+            }
+        }
+        assert_eq!(original.stats(), restored.stats());
+        assert_eq!(original.watermark_ms(), restored.watermark_ms());
+    }
+
+    #[test]
+    fn state_saved_under_another_key_or_windows_is_refused() {
+        let original = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; original.catalog().len()];
+        for e in snapshot_stream(0, 50) {
+            original.observe(&e, &mut out);
+        }
+        let other_key = FeatureStore::new(&FeatureConfig { hash_seed: 99, ..FeatureConfig::default() }).unwrap();
+        let err = other_key.restore_state(original.export_state()).unwrap_err();
+        assert!(err.to_string().contains("another entity-hash key"), "{err}");
+        assert_eq!(other_key.entity_count(EntityKind::Customer), 0, "a refused state leaves the store as it was");
+        let other_windows = FeatureStore::new(&FeatureConfig { short_window: std::time::Duration::from_secs(1_200), ..FeatureConfig::default() }).unwrap();
+        assert!(other_windows.restore_state(original.export_state()).is_err());
+    }
+
 }

@@ -11,6 +11,9 @@
 //! [`DistinctSet`] keeps exact (hash, last seen) pairs for small sets and turns
 //! into a timestamped linear-counting sketch past [`EXACT_DISTINCT`].
 
+use serde::{Deserialize, Serialize};
+use serde_big_array::BigArray;
+
 use crate::config::{WindowSpec, Windows, LONG_BUCKETS, MID_BUCKETS, SHORT_BUCKETS};
 
 /// Events an entity keeps as raw timestamps before it grows bucket rings.
@@ -30,9 +33,11 @@ pub fn cutoffs(w: &Windows, now: u32) -> [u32; 3] {
 }
 
 /// A ring of N buckets; `head` is the newest bucket index it has seen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de> + Default + Copy"))]
 pub struct Ring<T, const N: usize> {
     head: u32,
+    #[serde(with = "BigArray")]
     slots: [T; N],
 }
 
@@ -76,7 +81,7 @@ impl<T: Copy + Default + std::ops::AddAssign, const N: usize> Ring<T, N> {
 
 /// Events and failures of one bucket. u16 saturates at 65,535 events per
 /// bucket, far above any threshold a rule would set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     pub events: u16,
     pub failures: u16,
@@ -90,7 +95,8 @@ impl std::ops::AddAssign for Tally {
 }
 
 /// One ring per window (short, mid, long): a windowed quantity in buckets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de> + Default + Copy"))]
 pub struct Rings<T> {
     short: Ring<T, SHORT_BUCKETS>,
     mid: Ring<T, MID_BUCKETS>,
@@ -127,7 +133,7 @@ impl<T: Copy + Default + std::ops::AddAssign> Rings<T> {
 type DenseCounts = Rings<Tally>;
 
 /// Event and failure counts over the three windows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     sparse_ts: [u32; SPARSE_EVENTS],
     sparse_len: u8,
@@ -242,19 +248,19 @@ impl Amounts {
 /// Sixteen bytes inline: most entities relate to one item (an IP to the one
 /// customer behind it), so the first (item, last seen) pair lives in the
 /// struct and only a second item allocates.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DistinctSet {
     /// The first item and when it was last seen; `seen == 0` means empty.
     head: (u32, u32),
     more: Option<Box<More>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum More {
     /// Further (item hash, last time seen) pairs.
     Exact(Vec<(u32, u32)>),
     /// Linear-counting registers holding the last time any item mapped to them was seen.
-    Sketch([u32; SKETCH_REGISTERS]),
+    Sketch(#[serde(with = "BigArray")] [u32; SKETCH_REGISTERS]),
 }
 
 impl DistinctSet {
