@@ -22,6 +22,8 @@
 mod error;
 mod fsutil;
 mod log;
+mod snapshot;
 
 pub use error::StorageError;
 pub use log::{Fsync, IngestLog, LogConfig, LogReader, OpenReport, MAX_RECORD_BYTES};
+pub use snapshot::{LoadedSnapshot, Refused, SnapshotStore};
