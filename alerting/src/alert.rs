@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 
 use haechi_features::{format_rfc3339_ms, Action, EntityKind, FeatureCatalog, Finding, Mode, Severity};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::error::AlertError;
+
 /// One piece of evidence, with the feature named.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvidence {
     pub feature: String,
     pub value: f32,
@@ -16,7 +18,7 @@ pub struct AlertEvidence {
 }
 
 /// A finding on one entity, folded with its repeats inside one window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Derived from (detector, rule, entity, window start): the same on every replica.
     pub id: String,
@@ -66,6 +68,25 @@ pub enum Folded {
     New(Alert),
     /// A repeat: the alert with this id now counts `count`.
     Repeat { id: String, count: u32 },
+}
+
+/// The alerts a folder holds open, as a snapshot keeps them: each alert's
+/// JSON (the form every sink reads) with the two times JSON leaves out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FolderState {
+    open: Vec<(String, i64, i64)>,
+}
+
+impl FolderState {
+    /// Alerts open in the copy.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// No alert open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
 }
 
 /// Folds findings into alerts per (detector, rule, entity, window).
@@ -152,6 +173,32 @@ impl AlertFolder {
         self.drain_closed(i64::MAX)
     }
 
+    /// Copy the open alerts, for a snapshot.
+    pub fn export_state(&self) -> FolderState {
+        let mut open: Vec<(String, i64, i64)> =
+            self.open.values().map(|a| (serde_json::to_string(a).unwrap_or_default(), a.window_end_ms, a.last_ms)).collect();
+        // A stable order: the same state writes the same bytes.
+        open.sort();
+        FolderState { open }
+    }
+
+    /// Hold open exactly the alerts a snapshot held open, so that findings
+    /// after a restart fold into them instead of opening second alerts.
+    ///
+    /// # Errors
+    /// [`AlertError::Json`] when an alert in the state does not parse.
+    pub fn restore_state(&mut self, state: &FolderState) -> Result<(), AlertError> {
+        let mut open = HashMap::with_capacity(state.open.len());
+        for (json, window_end_ms, last_ms) in &state.open {
+            let mut alert: Alert = serde_json::from_str(json)?;
+            alert.window_end_ms = *window_end_ms;
+            alert.last_ms = *last_ms;
+            open.insert(alert.id.clone(), alert);
+        }
+        self.open = open;
+        Ok(())
+    }
+
     /// Alerts still open.
     pub fn open_len(&self) -> usize {
         self.open.len()
@@ -200,4 +247,22 @@ mod tests {
         assert_eq!(f.drain_all().len(), 1);
         assert_eq!(f.open_len(), 0);
     }
+
+    #[test]
+    fn a_restored_folder_folds_into_the_alerts_it_held_open() {
+        let catalog = FeatureCatalog::new(&FeatureConfig::default().validate().unwrap());
+        let mut f = AlertFolder::new(600_000, 300_000);
+        let t0 = 1_764_000_000_000 - 1_764_000_000_000 % 600_000;
+        let Folded::New(a) = f.fold(&finding("r1"), Some("10.0.0.1"), "e1", t0 + 5, &catalog) else { panic!() };
+        let saved = serde_json::to_string(&f.export_state()).unwrap();
+        let mut g = AlertFolder::new(600_000, 300_000);
+        g.restore_state(&serde_json::from_str(&saved).unwrap()).unwrap();
+        assert_eq!(g.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog), Folded::Repeat { id: a.id.clone(), count: 2 });
+        // The window's end came along: the alert closes when it would have.
+        assert!(g.drain_closed(t0 + 600_000).is_empty());
+        let closed = g.drain_closed(t0 + 900_000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].evidence, a.evidence);
+    }
+
 }

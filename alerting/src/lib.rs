@@ -14,6 +14,6 @@ mod alert;
 mod error;
 mod sink;
 
-pub use alert::{alert_id, Alert, AlertEvidence, AlertFolder, Folded};
+pub use alert::{alert_id, Alert, AlertEvidence, AlertFolder, Folded, FolderState};
 pub use error::AlertError;
 pub use sink::{AlertSink, NdjsonSink};

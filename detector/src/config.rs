@@ -22,6 +22,7 @@ pub struct Config {
     pub limits: crate::enforce::LimitConfig,
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
+    pub storage: crate::durable::StorageConfig,
 }
 
 /// How events enter the pipeline.
@@ -122,6 +123,7 @@ impl Config {
             return Err("alerts.fold_window must be at least one second".into());
         }
         self.server.validate()?;
+        self.storage.validate()?;
         if self.blocks.max_new_per_minute == 0 {
             return Err("blocks.max_new_per_minute must be positive".into());
         }

@@ -5,6 +5,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use dashmap::DashMap;
 use nohash_hasher::BuildNoHashHasher;
 use haechi_features::{id_hash, HashKey};
+use serde::{Deserialize, Serialize};
+
+/// The dedup memory as a snapshot keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DedupState {
+    seen: Vec<(u64, i64)>,
+    newest_ms: i64,
+    next_sweep_ms: i64,
+}
 
 /// Event ids seen within a window of event time. Memory is bounded by the
 /// events of one window: ids older than that are swept.
@@ -61,6 +70,27 @@ impl Dedup {
             let cutoff = newest - self.window_ms;
             self.seen.retain(|_, t| *t >= cutoff);
         }
+    }
+
+    /// Copy the ids remembered now, for a snapshot (taken while no event is processed).
+    pub fn export_state(&self) -> DedupState {
+        DedupState {
+            seen: self.seen.iter().map(|e| (*e.key(), *e.value())).collect(),
+            newest_ms: self.newest_ms.load(Ordering::Relaxed),
+            next_sweep_ms: self.next_sweep_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Remember exactly what a snapshot remembered. The ids are keyed hashes:
+    /// the caller checks that the snapshot was made under this key (the
+    /// feature store's fingerprint does).
+    pub fn restore_state(&self, state: DedupState) {
+        self.seen.clear();
+        for (k, t) in state.seen {
+            self.seen.insert(k, t);
+        }
+        self.newest_ms.store(state.newest_ms, Ordering::Relaxed);
+        self.next_sweep_ms.store(state.next_sweep_ms, Ordering::Relaxed);
     }
 
     /// Ids remembered now.

@@ -23,6 +23,12 @@ pub enum DetectorError {
     /// An input file is missing or unreadable.
     #[error("{path}: {message}")]
     Input { path: String, message: String },
+    /// The data dir's log or snapshot files failed.
+    #[error("storage: {0}")]
+    Storage(#[from] haechi_storage::StorageError),
+    /// A snapshot cannot be used, or state cannot be recovered.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// The configuration file is unusable.
     #[error("configuration {path}: {message}")]
     Config { path: String, message: String },

@@ -58,6 +58,13 @@ enum Command {
         /// address (anyone can aim hash collisions at the feature store).
         #[arg(long)]
         allow_demo_key: bool,
+        /// Keep the ingest log, snapshots, alerts, blocks and audit log here
+        /// (overrides storage.data_dir; default ./haechi-data).
+        #[arg(long, conflicts_with = "memory_only")]
+        data_dir: Option<PathBuf>,
+        /// Keep nothing on disk: a restart starts empty (tests, throwaway demos).
+        #[arg(long)]
+        memory_only: bool,
     },
     /// Write labelled synthetic eKYC traffic, sorted by event time.
     Generate {
@@ -286,6 +293,15 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = haechi_detector::service::build_state(config.clone())?;
+        if let (Some(_), Some(data)) = (&warm_from, &state.data) {
+            if state.metrics.recovered_events.get() > 0 || data.log().first_offset() > 0 || state.pipeline.store().watermark_ms().is_some() {
+                anyhow::bail!(
+                    "--warm-from: the data dir {} already holds state; warming it again would count that history twice. \
+                     Warm a new data dir, or start without --warm-from",
+                    data.path().display()
+                );
+            }
+        }
         if let Some(path) = &warm_from {
             let (p, path) = (state.pipeline.clone(), path.clone());
             tokio::task::spawn_blocking(move || warm_pipeline(&p, &path)).await??;
@@ -317,6 +333,10 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
             tracing::info!("shutting down: draining requests and flushing state");
             token.cancel();
         });
+        if warm_from.is_some() && state.data.is_some() {
+            // The warmed profiles are not in the ingest log: keep them in a snapshot.
+            haechi_detector::service::snapshot_now(&state).await;
+        }
         haechi_detector::service::run(listener, state, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
@@ -534,10 +554,11 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
-        Command::Serve { listen, warm_from, insecure, allow_demo_key } => {
+        Command::Serve { listen, warm_from, insecure, allow_demo_key, data_dir, memory_only } => {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
+            config.storage.data_dir = if memory_only { None } else { data_dir.or(config.storage.data_dir).or_else(|| Some(PathBuf::from("haechi-data"))) };
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
             let warning = config.server.check_exposure(insecure).map_err(|m| anyhow::anyhow!("{m}"))?;
             check_hash_key(&config, allow_demo_key)?;

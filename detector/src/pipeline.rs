@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding};
+use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
+use serde::{Deserialize, Serialize};
 
 use haechi_rules::RuleEngine;
 
@@ -11,7 +12,7 @@ use crate::builtin::{FailureStreak, FscTwoMethods};
 use crate::model::ModelDetector;
 use crate::config::Config;
 use crate::decision::{decide, Decision};
-use crate::dedup::Dedup;
+use crate::dedup::{Dedup, DedupState};
 use crate::enforce::{BlockList, Enforced, Enforcer};
 use crate::error::DetectorError;
 
@@ -39,6 +40,15 @@ pub struct Processed {
     pub keys: haechi_features::EntityKeys,
     /// What the block list, the limiters and the guard did.
     pub enforced: Enforced,
+}
+
+/// Everything the pipeline remembers from the events it has seen: the
+/// feature store and the dedup memory. (The block list keeps its own state
+/// file; the alert folder belongs to the sinks.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineState {
+    pub store: StoreState,
+    dedup: DedupState,
 }
 
 /// The pipeline shared by replay, the HTTP service and stream consumers.
@@ -136,6 +146,32 @@ impl Pipeline {
         &self.config
     }
 
+    /// Copy everything the pipeline remembers. The caller makes sure no event
+    /// is processed meanwhile, so the copy matches one position of the stream.
+    pub fn export_state(&self) -> PipelineState {
+        PipelineState { store: self.store.export_state(), dedup: self.dedup.export_state() }
+    }
+
+    /// Take over a snapshot's state.
+    ///
+    /// # Errors
+    /// When the state was built under another entity-hash key, other windows
+    /// or another build's catalog (nothing is changed then).
+    pub fn restore_state(&self, state: PipelineState) -> Result<(), DetectorError> {
+        self.store.restore_state(state.store)?;
+        self.dedup.restore_state(state.dedup);
+        Ok(())
+    }
+
+    /// While on, events are events the service already accepted before a
+    /// restart, read back from its log: block TTLs and rate quotas run on
+    /// their event time (a log tail replayed in a second must not look like
+    /// a burst), and the wall-clock skew bound, already checked once, is not
+    /// applied again.
+    pub fn set_recovering(&self, on: bool) {
+        self.enforcer.set_recovering(on);
+    }
+
     /// Fresh buffers for one worker.
     pub fn scratch(&self) -> Scratch {
         Scratch { features: vec![0.0; self.store.catalog().len()], findings: Vec::new() }
@@ -162,10 +198,20 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Would the event pass the clock check of [`Pipeline::process`]? The
+    /// service asks before it logs an event, so that the log holds only
+    /// events the pipeline will decide.
+    ///
+    /// # Errors
+    /// [`EventError::FutureTimestamp`], live, as in [`Pipeline::process`].
+    pub fn admit(&self, event: &Event) -> Result<(), EventError> {
+        self.check_clock(event).map(|_| ())
+    }
+
     /// Live, refuse an event further ahead of the wall clock than the allowed
     /// skew, and return the watermark cap (the wall clock); in a replay, no cap.
     fn check_clock(&self, event: &Event) -> Result<i64, EventError> {
-        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall {
+        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall || self.enforcer.recovering() {
             return Ok(i64::MAX);
         }
         let now = crate::enforce::now_ms();

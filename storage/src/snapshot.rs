@@ -105,8 +105,15 @@ impl SnapshotStore {
     /// The newest snapshot valid for `format_version`, and every newer file refused on the way with
     /// the reason. `Ok((None, refused))` when there is no valid one.
     pub fn load_newest(&self, format_version: u32) -> Result<(Option<LoadedSnapshot>, Vec<Refused>), StorageError> {
+        self.load_newest_excluding(format_version, &[])
+    }
+
+    /// [`SnapshotStore::load_newest`], passing over the files in `skip`: the
+    /// caller found them unusable after their checks passed (state that does
+    /// not fit its store), and wants the next older one.
+    pub fn load_newest_excluding(&self, format_version: u32, skip: &[PathBuf]) -> Result<(Option<LoadedSnapshot>, Vec<Refused>), StorageError> {
         let mut refused = Vec::new();
-        for named in list_named(&self.dir)? {
+        for named in list_named(&self.dir)?.into_iter().filter(|n| !skip.contains(&n.path)) {
             match check(&named, format_version) {
                 Ok(payload) => {
                     let loaded = LoadedSnapshot { path: named.path, covers_offset: named.covers_offset, payload };

@@ -62,6 +62,9 @@ pub struct Server {
     pub child: std::process::Child,
     pub base: String,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The data dir made for a server started without `--data-dir` or
+    /// `--memory-only`: tests run in parallel, each on its own.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -79,10 +82,12 @@ impl Server {
     /// return what it printed if it exited instead.
     pub fn try_start_serving(args: &[&str], serve_args: &[&str]) -> Result<Server, String> {
         use std::io::BufRead;
+        let data = (!serve_args.iter().any(|a| *a == "--data-dir" || *a == "--memory-only")).then(|| tempfile::tempdir().expect("a temporary data dir"));
         let mut child = Command::new(haechi_bin())
             .args(args)
             .arg("serve")
             .args(serve_args)
+            .args(data.iter().flat_map(|d| [std::ffi::OsStr::new("--data-dir"), d.path().as_os_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -107,7 +112,7 @@ impl Server {
                 // `https://host:port` when serving TLS, else `host:port`; a
                 // wildcard address is reached over loopback.
                 let base = if addr.starts_with("https://") { addr } else { format!("http://{addr}") };
-                Ok(Server { child, base: base.replace("0.0.0.0", "127.0.0.1"), log })
+                Ok(Server { child, base: base.replace("0.0.0.0", "127.0.0.1"), log, _data: data })
             }
             Err(_) => {
                 let _ = child.wait();

@@ -372,7 +372,7 @@ fn the_file_watcher_reloads_an_edited_rule_file() {
 fn serve_outcome(args: &[&str], key: Option<&str>) -> (bool, String) {
     use std::io::Read;
     let mut cmd = std::process::Command::new(haechi_tests::haechi_bin());
-    cmd.arg("serve").args(args).env_remove("HAECHI_HASH_KEY").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    cmd.arg("serve").args(args).arg("--memory-only").env_remove("HAECHI_HASH_KEY").stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     if let Some(k) = key {
         cmd.env("HAECHI_HASH_KEY", k);
     }

@@ -86,6 +86,8 @@ pub struct Enforcer {
     /// Slot of `customer.returning`.
     returning_slot: Option<usize>,
     names: Names,
+    /// Replaying the ingest log after a restart: event time, whatever `clock` says.
+    recovering: std::sync::atomic::AtomicBool,
 }
 
 struct Names {
@@ -115,6 +117,7 @@ impl Enforcer {
             blast_radius_limit,
             returning_slot,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
+            recovering: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -128,8 +131,21 @@ impl Enforcer {
         &self.limits
     }
 
+    /// Run on event time while the ingest log is replayed after a restart.
+    pub fn set_recovering(&self, on: bool) {
+        self.recovering.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Replaying the ingest log now.
+    pub fn recovering(&self) -> bool {
+        self.recovering.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// "Now" for an event, on the configured clock.
     pub fn now(&self, event: &Event) -> i64 {
+        if self.recovering() {
+            return event.ts_ms;
+        }
         match self.clock {
             EnforcementClock::Event => event.ts_ms,
             EnforcementClock::Wall => now_ms(),

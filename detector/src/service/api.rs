@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use haechi_features::{lookup_hash, mask_resident_numbers, EntityKind};
+use haechi_features::{lookup_hash, mask_resident_numbers, EntityKind, Event};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,11 @@ impl ApiError {
     }
     fn internal(m: impl Into<String>) -> ApiError {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, m.into())
+    }
+    /// The ingest log refused the write: nothing was accepted, retry later.
+    fn log_unavailable(e: crate::error::DetectorError) -> ApiError {
+        tracing::error!(error = %e, "appending to the ingest log failed; events refused");
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the ingest log cannot be written, nothing was accepted; retry: {e}"))
     }
 }
 
@@ -145,40 +150,46 @@ struct EventsResponse {
 /// threads stay free to accept and answer other requests.
 async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsResponse>, ApiError> {
     let body = body?;
-    let out = tokio::task::spawn_blocking(move || decide_batch(&s, &body)).await.map_err(|e| ApiError::internal(format!("batch failed: {e}")))?;
+    let out = tokio::task::spawn_blocking(move || decide_batch(&s, &body)).await.map_err(|e| ApiError::internal(format!("batch failed: {e}")))??;
     Ok(Json(out))
 }
 
-fn decide_batch(s: &AppState, body: &[u8]) -> EventsResponse {
+fn decide_batch(s: &AppState, body: &[u8]) -> Result<EventsResponse, ApiError> {
     let mut scratch = s.pipeline.scratch();
     let mut out = EventsResponse { accepted: 0, rejected: Vec::new(), decisions: Vec::new() };
-    let mut n = 0;
+    // Parse every line first, so that the valid ones go to the ingest log in one append.
+    let mut valid: Vec<(&[u8], Event)> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
     for (i, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        n += 1;
-        let parsed = {
-            let t = Instant::now();
-            let r = s.pipeline.parse(line);
-            s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
-            r
-        };
-        // Parse errors are counted here; `decide` counts its own (duplicates, future times).
-        let result = parsed
-            .inspect_err(|e| s.metrics.rejected.with_label_values(&[e.reason()]).inc())
-            .and_then(|e| s.decide(&e, &mut scratch));
-        match result {
-            Ok(d) => {
-                out.accepted += 1;
-                out.decisions.push(d);
+        let t = Instant::now();
+        let parsed = s.pipeline.parse(line);
+        s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
+        match parsed {
+            Ok(e) => {
+                valid.push((line, e));
+                lines.push(i + 1);
             }
-            Err(e) => out.rejected.push(Rejected { line: i + 1, error: e.to_string() }),
+            Err(e) => {
+                s.metrics.rejected.with_label_values(&[e.reason()]).inc();
+                out.rejected.push(Rejected { line: i + 1, error: e.to_string() });
+            }
         }
     }
-    s.metrics.batch_size.observe(n as f64);
-    out
+    s.metrics.batch_size.observe((valid.len() + out.rejected.len()) as f64);
+    s.accept(&valid, &mut scratch, |i, result| match result {
+        Ok(d) => {
+            out.accepted += 1;
+            out.decisions.push(d);
+        }
+        Err(e) => out.rejected.push(Rejected { line: lines[i], error: e.to_string() }),
+    })
+    .map_err(ApiError::log_unavailable)?;
+    out.rejected.sort_by_key(|r| r.line);
+    Ok(out)
 }
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
@@ -190,7 +201,9 @@ async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
     })?;
     s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
     let mut scratch = s.pipeline.scratch();
-    let d = s.decide(&event, &mut scratch).map_err(|e| {
+    let mut outcome = None;
+    s.accept(&[(body.trim_ascii(), event)], &mut scratch, |_, r| outcome = Some(r)).map_err(ApiError::log_unavailable)?;
+    let d = outcome.ok_or_else(|| ApiError::internal("no decision"))?.map_err(|e| {
         let status = if matches!(e, haechi_features::Error::Duplicate) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
         ApiError(status, e.to_string())
     })?;

@@ -4,17 +4,28 @@
 //! A stream client that falls behind, or reconnects with `Last-Event-ID`, is
 //! caught up from the ring, so an alert is lost to a client only if it stayed
 //! away for longer than the ring holds.
+//!
+//! With a data dir, every new alert is appended to the alert log first and
+//! its `seq` is its offset there plus one: numbering goes on across restarts,
+//! `since=` and `Last-Event-ID` resume after one, and the ring is refilled
+//! from the log's tail at start. An alert raised again while the ingest log
+//! is replayed after a crash (same events, so the same id) is recognised and
+//! not delivered a second time.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use haechi_alerting::{Alert, AlertFolder, Folded};
-use haechi_features::{FeatureCatalog, Finding};
-use serde::Serialize;
+use haechi_alerting::{Alert, AlertFolder, Folded, FolderState};
+use haechi_features::{entity_text, Event, FeatureCatalog, Finding};
+use haechi_storage::IngestLog;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::error::DetectorError;
+use crate::pipeline::Pipeline;
+
 /// An alert with its place in the feed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeedAlert {
     pub seq: u64,
     #[serde(flatten)]
@@ -27,6 +38,9 @@ struct Inner {
     by_id: HashMap<String, u64>,
     next_seq: u64,
     folds: u64,
+    /// While the ingest log is replayed: ids of alerts the log already holds
+    /// from before the restart, not to be delivered again.
+    replayed: HashSet<String>,
 }
 
 /// The feed.
@@ -34,6 +48,7 @@ pub struct AlertFeed {
     inner: Mutex<Inner>,
     capacity: usize,
     tx: broadcast::Sender<FeedAlert>,
+    log: Option<Arc<IngestLog>>,
 }
 
 impl AlertFeed {
@@ -41,16 +56,103 @@ impl AlertFeed {
     pub fn new(capacity: usize, fold_window_ms: i64, lateness_ms: i64) -> AlertFeed {
         let (tx, _) = broadcast::channel(1024);
         AlertFeed {
-            inner: Mutex::new(Inner { folder: AlertFolder::new(fold_window_ms, lateness_ms), ring: VecDeque::new(), by_id: HashMap::new(), next_seq: 1, folds: 0 }),
+            inner: Mutex::new(Inner {
+                folder: AlertFolder::new(fold_window_ms, lateness_ms),
+                ring: VecDeque::new(),
+                by_id: HashMap::new(),
+                next_seq: 1,
+                folds: 0,
+                replayed: HashSet::new(),
+            }),
             capacity: capacity.max(16),
             tx,
+            log: None,
+        }
+    }
+
+    /// A feed whose alerts are appended to `log`, with the ring refilled from its tail.
+    ///
+    /// # Errors
+    /// When the log cannot be read or holds a record that is not an alert.
+    pub fn with_log(capacity: usize, fold_window_ms: i64, lateness_ms: i64, log: Arc<IngestLog>) -> Result<AlertFeed, DetectorError> {
+        let mut feed = AlertFeed::new(capacity, fold_window_ms, lateness_ms);
+        {
+            let g = feed.inner.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let from = log.next_offset().saturating_sub(feed.capacity as u64).max(log.first_offset());
+            for record in log.read_from(from)? {
+                let (offset, bytes) = record?;
+                let item: FeedAlert = serde_json::from_slice(&bytes).map_err(|e| DetectorError::Snapshot(format!("alert log record {offset}: {e}")))?;
+                g.by_id.insert(item.alert.id.clone(), item.seq);
+                g.ring.push_back(item);
+            }
+            g.next_seq = log.next_offset() + 1;
+        }
+        feed.log = Some(log);
+        Ok(feed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fold every finding of one event; returns the alerts that are new.
+    pub fn fold_findings(&self, pipeline: &Pipeline, event: &Event, findings: &[Finding]) -> Vec<FeedAlert> {
+        let catalog = pipeline.store().catalog();
+        let watermark = pipeline.store().watermark_ms().unwrap_or(event.ts_ms);
+        let mut new = Vec::new();
+        for f in findings {
+            let entity = f.entity.and_then(|k| entity_text(event, k));
+            if let Some(a) = self.fold(f, entity.as_deref(), &event.event_id, event.ts_ms, catalog, watermark) {
+                new.push(a);
+            }
+        }
+        new
+    }
+
+    /// Copy the open alert windows, for a snapshot.
+    pub fn export_folder(&self) -> FolderState {
+        self.lock().folder.export_state()
+    }
+
+    /// Take over a snapshot's open alert windows.
+    ///
+    /// # Errors
+    /// When an alert in the state does not parse.
+    pub fn restore_folder(&self, state: &FolderState) -> Result<(), DetectorError> {
+        Ok(self.lock().folder.restore_state(state)?)
+    }
+
+    /// Before the ingest log is replayed from a snapshot: alerts the alert
+    /// log holds from `offset` on were raised by events about to be replayed.
+    ///
+    /// # Errors
+    /// When the alert log cannot be read.
+    pub fn expect_replayed_from(&self, offset: u64) -> Result<(), DetectorError> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let mut ids = HashSet::new();
+        for record in log.read_from(offset.max(log.first_offset()))? {
+            let (offset, bytes) = record?;
+            let item: FeedAlert = serde_json::from_slice(&bytes).map_err(|e| DetectorError::Snapshot(format!("alert log record {offset}: {e}")))?;
+            ids.insert(item.alert.id);
+        }
+        self.lock().replayed = ids;
+        Ok(())
+    }
+
+    /// The replay is over: from now on every new alert is new.
+    pub fn done_replaying(&self) {
+        let left = std::mem::take(&mut self.lock().replayed);
+        if !left.is_empty() {
+            // Alerts whose events were logged but whose alert was not raised
+            // again (a rule changed between the two runs): they stay in the log.
+            tracing::info!(alerts = left.len(), "alerts from before the restart were not raised again by the replay");
         }
     }
 
     /// Fold one finding; returns the alert if it is new.
     pub fn fold(&self, finding: &Finding, entity: Option<&str>, event_id: &str, ts_ms: i64, catalog: &FeatureCatalog, watermark_ms: i64) -> Option<FeedAlert> {
         // A std mutex: the critical section is short and never awaits.
-        let mut g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self.lock();
         g.folds += 1;
         if g.folds % 1024 == 0 {
             // Closed windows need no folding state; the ring keeps the alerts.
@@ -58,9 +160,22 @@ impl AlertFeed {
         }
         match g.folder.fold(finding, entity, event_id, ts_ms, catalog) {
             Folded::New(alert) => {
+                if g.replayed.remove(&alert.id) {
+                    return None;
+                }
                 let seq = g.next_seq;
-                g.next_seq += 1;
                 let item = FeedAlert { seq, alert };
+                if let Some(log) = &self.log {
+                    // Under the feed's lock: the log's order is the feed's order.
+                    // An alert always encodes: strings, numbers and enums.
+                    let bytes = serde_json::to_vec(&item).unwrap_or_default();
+                    if let Err(e) = log.append_one(&bytes) {
+                        // The alert still reaches the ring and live clients; it
+                        // would be missing from the feed after a restart.
+                        tracing::error!(error = %e, alert = %item.alert.id, "writing the alert log failed");
+                    }
+                }
+                g.next_seq += 1;
                 g.by_id.insert(item.alert.id.clone(), seq);
                 g.ring.push_back(item.clone());
                 while g.ring.len() > self.capacity {
@@ -87,13 +202,13 @@ impl AlertFeed {
 
     /// Alerts after `since`, oldest first, at most `limit`.
     pub fn since(&self, since: u64, limit: usize) -> Vec<FeedAlert> {
-        let g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self.lock();
         g.ring.iter().filter(|a| a.seq > since).take(limit).cloned().collect()
     }
 
     /// The newest alerts, oldest first.
     pub fn recent(&self, limit: usize) -> Vec<FeedAlert> {
-        let g = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let g = self.lock();
         let skip = g.ring.len().saturating_sub(limit);
         g.ring.iter().skip(skip).cloned().collect()
     }

@@ -26,6 +26,16 @@ pub struct Metrics {
     pub late_events: IntCounter,
     pub feed_lagged: IntCounter,
     pub batch_size: Histogram,
+    /// Appends to the ingest log that failed (their events were refused with 503).
+    pub ingest_log_errors: IntCounter,
+    /// Snapshots written or failed.
+    pub snapshots: IntCounterVec,
+    /// Time ingestion waited while a snapshot copied the state.
+    pub snapshot_pause_seconds: Histogram,
+    /// Events replayed from the ingest log at the last start.
+    pub recovered_events: IntGauge,
+    /// Snapshots refused at the last start (corrupt or incompatible).
+    pub snapshots_refused: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -68,7 +78,23 @@ impl Metrics {
         r.register(Box::new(alert_subscribers_refused.clone())).expect("registered once");
         let batch_size = Histogram::with_opts(HistogramOpts::new("haechi_batch_events", "Events per POST /v1/events body.").buckets(vec![1.0, 10.0, 100.0, 1000.0, 10000.0])).expect("valid");
         r.register(Box::new(batch_size.clone())).expect("registered once");
+        let ingest_log_errors = IntCounter::new("haechi_ingest_log_errors_total", "Appends to the ingest log that failed; their events were refused with 503.").expect("valid");
+        r.register(Box::new(ingest_log_errors.clone())).expect("registered once");
+        let snapshot_pause_seconds = Histogram::with_opts(
+            HistogramOpts::new("haechi_snapshot_pause_seconds", "Time ingestion waited while a snapshot copied the state.").buckets(vec![1e-3, 1e-2, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("valid");
+        r.register(Box::new(snapshot_pause_seconds.clone())).expect("registered once");
+        let recovered_events = IntGauge::new("haechi_recovered_events", "Events replayed from the ingest log at the last start.").expect("valid");
+        r.register(Box::new(recovered_events.clone())).expect("registered once");
+        let snapshots_refused = IntGauge::new("haechi_snapshots_refused", "Snapshots refused at the last start (corrupt or incompatible).").expect("valid");
+        r.register(Box::new(snapshots_refused.clone())).expect("registered once");
         Metrics {
+            snapshots: counter(&r, "haechi_snapshots_total", "Snapshots written, by outcome.", &["outcome"]),
+            ingest_log_errors,
+            snapshot_pause_seconds,
+            recovered_events,
+            snapshots_refused,
             events: counter(&r, "haechi_events_total", "Accepted events by step and result.", &["step", "result"]),
             rejected: counter(&r, "haechi_events_rejected_total", "Rejected events by reason.", &["reason"]),
             decisions: counter(&r, "haechi_decisions_total", "Decisions by kind.", &["decision"]),

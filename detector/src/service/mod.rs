@@ -9,7 +9,7 @@
 mod api;
 pub mod audit;
 pub mod auth;
-mod feed;
+pub(crate) mod feed;
 mod metrics;
 mod state;
 pub mod tls;
@@ -169,23 +169,96 @@ pub(crate) fn reload_all(s: &AppState) -> (String, String) {
     (rules, model)
 }
 
-/// Build the shared state from a configuration.
+/// Build the shared state from a configuration. With `storage.data_dir`
+/// set, the data dir is opened and locked, and state is recovered from its
+/// newest valid snapshot and the ingest log after it before this returns.
 ///
 /// # Errors
-/// When the pipeline (rules, model) or the block state cannot be loaded.
+/// When the pipeline (rules, model), the block state or the data dir cannot
+/// be loaded.
 pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let server = config.server.clone();
     let bad = |message: String| DetectorError::Config { path: "server".into(), message };
     let principals = Principals::from_config(&server.principals).map_err(bad)?;
     let tls = server.tls.as_ref().map(TlsConfig::load).transpose().map_err(bad)?;
+    let data = match &config.storage.data_dir {
+        Some(dir) => Some(Arc::new(crate::durable::DataDir::open(dir, config.storage.clone())?)),
+        None => None,
+    };
+    if let Some(d) = &data {
+        // Everything durable lives in the data dir unless configured elsewhere.
+        if config.blocks.state_file.is_none() {
+            config.blocks.state_file = Some(d.path().join("blocks.json"));
+        }
+    }
     let audit_path = server.audit_log.clone().or_else(|| {
         config.blocks.state_file.as_ref().map(|f| f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join("haechi-audit.jsonl"))
     });
     let audit = AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?;
     // The live service enforces block TTLs and quotas on the wall clock.
     config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Wall;
+    let (ring, fold_ms, lateness_ms) = (server.alert_ring, config.alerts.fold_window.as_millis() as i64, config.features.allowed_lateness.as_millis() as i64);
     let pipeline = Arc::new(Pipeline::new(config)?);
-    Ok(Arc::new(AppState::new(pipeline, server, principals, audit, tls)))
+    let feed = match &data {
+        Some(d) => feed::AlertFeed::with_log(ring, fold_ms, lateness_ms, d.alert_log().clone())?,
+        None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),
+    };
+    let state = Arc::new(AppState::new(pipeline, feed, server, principals, audit, tls, data));
+    if let Some(d) = &state.data {
+        let report = d.recover(&state.pipeline, &state.feed)?;
+        state.metrics.recovered_events.set(report.replayed as i64);
+        state.metrics.snapshots_refused.set(report.refused.len() as i64);
+        match &report.snapshot {
+            Some((path, offset)) => tracing::info!(
+                snapshot = %path.display(),
+                covers = offset,
+                replayed = report.replayed,
+                refused = report.refused.len(),
+                seconds = report.elapsed.as_secs_f64(),
+                "state recovered from the snapshot and the ingest log after it"
+            ),
+            None if report.replayed > 0 => tracing::info!(replayed = report.replayed, seconds = report.elapsed.as_secs_f64(), "state rebuilt from the whole ingest log"),
+            None => tracing::info!(dir = %d.path().display(), "new data dir"),
+        }
+        if report.unreadable > 0 {
+            tracing::warn!(records = report.unreadable, "ingest log records that this configuration no longer accepts were skipped");
+        }
+    }
+    Ok(state)
+}
+
+/// Write a snapshot now, off the async runtime; logs and counts the outcome.
+pub async fn snapshot_now(state: &Arc<AppState>) -> Option<crate::durable::SnapshotReport> {
+    let data = state.data.clone()?;
+    let s = state.clone();
+    let outcome = tokio::task::spawn_blocking(move || data.write_snapshot(&s.pipeline, &s.feed)).await;
+    match outcome {
+        Ok(Ok(r)) => {
+            state.metrics.snapshots.with_label_values(&["ok"]).inc();
+            state.metrics.snapshot_pause_seconds.observe(r.paused.as_secs_f64());
+            tracing::info!(
+                path = %r.path.display(),
+                bytes = r.bytes,
+                entities = r.entities,
+                covers = r.covers_offset,
+                paused_ms = r.paused.as_millis() as u64,
+                written_ms = r.written.as_millis() as u64,
+                pruned_segments = r.segments_pruned,
+                "snapshot written"
+            );
+            Some(r)
+        }
+        Ok(Err(e)) => {
+            state.metrics.snapshots.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "writing a snapshot failed; the previous ones and the log still hold the state");
+            None
+        }
+        Err(e) => {
+            state.metrics.snapshots.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "the snapshot task failed");
+            None
+        }
+    }
 }
 
 /// Rule and model versions, as the audit log records a reload.
@@ -271,10 +344,32 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: Cancella
     // Whatever the tasks did, the block list reaches the disk.
     let blocks = state.blocks().clone();
     tokio::task::spawn_blocking(move || blocks.persist()).await.map_err(std::io::Error::other)??;
+    // And a final snapshot, so that the next start replays nothing.
+    if state.data.is_some() && tokio::time::timeout(deadline, snapshot_now(&state)).await.is_err() {
+        tracing::warn!("the final snapshot did not finish within {deadline:?}; the next start replays the log from the previous one");
+    }
     Ok(())
 }
 
 fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &CancellationToken) {
+    // Snapshots by time and by events; the final one is written by `run` after the drain.
+    if state.data.is_some() {
+        let (s, stop) = (state.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let mut last = std::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if s.data.as_ref().is_some_and(|d| d.snapshot_due(last)) {
+                    snapshot_now(&s).await;
+                    last = std::time::Instant::now();
+                }
+            }
+        });
+    }
     // Persist the block list when it changes (at most every 200 ms).
     let (s, stop) = (state.clone(), shutdown.clone());
     tracker.spawn(async move {
@@ -310,6 +405,8 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
             }
             let st = s.clone();
             let _ = tokio::task::spawn_blocking(move || {
+                // Sweeps change the store: not while a snapshot copies it.
+                let _gate = st.data.as_ref().map(|d| d.ingest_gate());
                 st.pipeline.sweep_due();
                 if n % 10 == 0 {
                     for (kind, count) in st.pipeline.enforcer().sweep(crate::enforce::now_ms()) {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use haechi_features::{entity_text, EntityKind, Error as EventError, Event, KIND_COUNT};
+use haechi_features::{EntityKind, Error as EventError, Event, KIND_COUNT};
 
 use super::audit::AuditLog;
 use super::auth::Principals;
@@ -13,6 +13,8 @@ use super::feed::AlertFeed;
 use super::metrics::Metrics;
 use super::ServerConfig;
 use crate::decision::Decision;
+use crate::durable::DataDir;
+use crate::error::DetectorError;
 use crate::enforce::{BlockList, Refused};
 use crate::pipeline::{Pipeline, Scratch};
 
@@ -37,6 +39,9 @@ pub struct AppState {
     pub(crate) subscribers: AtomicUsize,
     /// Store eviction counts already added to the metric.
     evicted_reported: Mutex<[u64; KIND_COUNT]>,
+    /// The data dir: the ingest log every accepted event is appended to, and
+    /// snapshots. `None`: memory only (tests, `--memory-only`).
+    pub data: Option<Arc<DataDir>>,
 }
 
 /// One alert-stream client, counted while it is connected.
@@ -50,10 +55,10 @@ impl Drop for Subscription {
 }
 
 impl AppState {
-    pub fn new(pipeline: Arc<Pipeline>, server: ServerConfig, principals: Principals, audit: AuditLog, tls: Option<Arc<rustls::ServerConfig>>) -> AppState {
-        let cfg = pipeline.config();
-        let feed = AlertFeed::new(server.alert_ring, cfg.alerts.fold_window.as_millis() as i64, cfg.features.allowed_lateness.as_millis() as i64);
+    /// State on a feed built by the caller (in memory, or on a data dir's alert log).
+    pub fn new(pipeline: Arc<Pipeline>, feed: AlertFeed, server: ServerConfig, principals: Principals, audit: AuditLog, tls: Option<Arc<rustls::ServerConfig>>, data: Option<Arc<DataDir>>) -> AppState {
         AppState {
+            data,
             pipeline,
             feed,
             metrics: Metrics::new(),
@@ -102,7 +107,44 @@ impl AppState {
         self.pipeline.enforcer().blocks()
     }
 
-    /// Decide one event as the service does.
+    /// Accept validated events: append them to the ingest log (with a data
+    /// dir), then decide each in order; `each` gets every event's index in
+    /// `batch` and its outcome. An event further ahead of the clock than
+    /// the allowed skew is refused before the log, so that a replay of the
+    /// log never decides what the service refused.
+    ///
+    /// # Errors
+    /// When the ingest log cannot be written: nothing of the batch was
+    /// decided, and the caller must refuse it (the client retries).
+    pub fn accept(&self, batch: &[(&[u8], Event)], scratch: &mut Scratch, mut each: impl FnMut(usize, Result<LiveDecision, EventError>)) -> Result<(), DetectorError> {
+        let mut admitted: Vec<usize> = Vec::with_capacity(batch.len());
+        for (i, (_, event)) in batch.iter().enumerate() {
+            match self.pipeline.admit(event) {
+                Ok(()) => admitted.push(i),
+                Err(e) => {
+                    self.metrics.rejected.with_label_values(&[e.reason()]).inc();
+                    each(i, Err(e));
+                }
+            }
+        }
+        // Held from the append until the last decision: a snapshot copies
+        // state only when every logged event is decided.
+        let _gate = self.data.as_ref().map(|d| d.ingest_gate());
+        if let Some(data) = &self.data {
+            if !admitted.is_empty() {
+                let raws: Vec<&[u8]> = admitted.iter().map(|&i| batch[i].0).collect();
+                let t = Instant::now();
+                data.append(&raws).inspect_err(|_| self.metrics.ingest_log_errors.inc())?;
+                self.metrics.stage_seconds.with_label_values(&["ingest_log"]).observe(t.elapsed().as_secs_f64());
+            }
+        }
+        for i in admitted {
+            each(i, self.decide(&batch[i].1, scratch));
+        }
+        Ok(())
+    }
+
+    /// Decide one event as the service does (after [`AppState::accept`] logged it).
     ///
     /// # Errors
     /// A repeated event id.
@@ -121,14 +163,11 @@ impl AppState {
         if processed.late {
             m.late_events.inc();
         }
-        let catalog = self.pipeline.store().catalog();
-        let watermark = self.pipeline.store().watermark_ms().unwrap_or(event.ts_ms);
         for f in &scratch.findings {
             m.findings.with_label_values(&[&f.detector, &f.id]).inc();
-            let entity = f.entity.and_then(|k| entity_text(event, k));
-            if let Some(a) = self.feed.fold(f, entity.as_deref(), &event.event_id, event.ts_ms, catalog, watermark) {
-                m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
-            }
+        }
+        for a in self.feed.fold_findings(&self.pipeline, event, &scratch.findings) {
+            m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
         }
         let enforced = &processed.enforced;
         if let Some(scope) = enforced.rate_limited {

@@ -1,0 +1,255 @@
+//! Durable by default: the real binary on a data dir, killed with SIGKILL or
+//! stopped gracefully, restarted on the same dir. Nothing here waits on
+//! timing: the kill lands wherever the stream happens to be, and every
+//! assertion holds wherever that is.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use haechi_tests::{http, send, Server};
+use serde_json::Value;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn rfc3339(ms: i64) -> String {
+    haechi_features::format_rfc3339_ms(ms)
+}
+
+/// `n` events of a few thousand customers over the last eight minutes of
+/// wall time (within the service's dedup window and clock bound), in time order.
+fn stream(n: usize, tag: &str) -> Vec<(String, String)> {
+    let end = now_ms() - 30_000;
+    let start = end - 8 * 60_000;
+    let steps = ["login", "otp", "id_ocr", "face_match", "account_verify", "phone_auth"];
+    (0..n)
+        .map(|i| {
+            let customer = format!("{tag}c{}", (i * 7919) % 2_000);
+            let ts = start + (i as i64 * (end - start)) / n as i64;
+            let line = format!(
+                r#"{{"event_id":"{tag}e{i}","ts":"{}","step":"{}","result":"{}","customer_id":"{customer}","session_id":"{tag}s{}","device_id":"{tag}d{}","ip":"203.0.{}.{}","region":"KR-11","duration_ms":{}}}"#,
+                rfc3339(ts),
+                steps[i % steps.len()],
+                if i % 11 == 0 { "failure" } else { "success" },
+                i / 3,
+                (i * 7919) % 2_000,
+                (i / 7) % 200,
+                i % 250 + 1,
+                800 + (i * 131) % 9_000
+            );
+            (customer, line)
+        })
+        .collect()
+}
+
+fn post_batch(base: &str, lines: &[String]) -> Result<Value, String> {
+    let body = lines.join("\n");
+    let agent = http();
+    match agent.post(&format!("{base}/v1/events")).send(body.as_bytes()) {
+        Ok(mut r) if r.status() == 200 => Ok(json(&r.body_mut().read_to_string().map_err(|e| e.to_string())?)),
+        Ok(r) => Err(format!("status {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A customer's counts: events, failures and distinct items per window,
+/// history depth. (Ages and gaps are read against the newest event time the
+/// service has seen, which an unacknowledged batch may have moved.)
+fn customer_features(s: &Server, customer: &str) -> Value {
+    let (code, body) = send(&http(), "GET", &s.url(&format!("/v1/entities/customer/{customer}")), None);
+    assert_eq!(code, 200, "{customer}: {body}");
+    let mut features = json(&body)["features"].clone();
+    features.as_object_mut().unwrap().retain(|k, _| !(k.ends_with("age_s") || k.ends_with("gap_s") || k.ends_with("history_days")));
+    assert!(features["customer.events_24h"].as_f64().unwrap() > 0.0);
+    features
+}
+
+fn alert_ids(s: &Server) -> Vec<String> {
+    let (code, body) = send(&http(), "GET", &s.url("/v1/alerts?since=0&limit=10000"), None);
+    assert_eq!(code, 200, "{body}");
+    json(&body).as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn sigkill(s: Server) {
+    let _ = std::process::Command::new("kill").args(["-KILL", &s.child.id().to_string()]).status();
+    let mut s = s;
+    let _ = s.child.wait();
+    // The Drop's SIGTERM finds no process: harmless.
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_acknowledged_event_and_doubles_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let events = stream(30_000, "k");
+    let batches: Vec<Vec<(String, String)>> = events.chunks(500).map(<[_]>::to_vec).collect();
+    let server = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    let base = server.base.clone();
+
+    // A client posts batch after batch and records which were acknowledged,
+    // and which one was in flight when the server died.
+    let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let in_flight = Arc::new(AtomicUsize::new(usize::MAX));
+    let client = {
+        let (acked, in_flight, batches) = (acked.clone(), in_flight.clone(), batches.clone());
+        std::thread::spawn(move || {
+            for (i, b) in batches.iter().enumerate() {
+                in_flight.store(i, Ordering::SeqCst);
+                let lines: Vec<String> = b.iter().map(|(_, l)| l.clone()).collect();
+                match post_batch(&base, &lines) {
+                    Ok(v) => {
+                        assert_eq!(v["accepted"], 500, "{}", v["rejected"][0]);
+                        acked.lock().unwrap().push(i);
+                    }
+                    Err(_) => return,
+                }
+            }
+            in_flight.store(usize::MAX, Ordering::SeqCst);
+        })
+    };
+    // Mid-stream: once a third of the batches are acknowledged.
+    while acked.lock().unwrap().len() < batches.len() / 3 {
+        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sigkill(server);
+    client.join().unwrap();
+    let acked: Vec<usize> = acked.lock().unwrap().clone();
+    let in_flight = in_flight.load(Ordering::SeqCst);
+    assert!(acked.len() >= batches.len() / 3 && acked.len() < batches.len(), "killed mid-stream: {} of {} acknowledged", acked.len(), batches.len());
+
+    let restarted = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap_or_else(|log| panic!("restart failed:\n{log}"));
+    // Every acknowledged event is known: sending it again is a duplicate.
+    for &i in &acked {
+        let lines: Vec<String> = batches[i].iter().map(|(_, l)| l.clone()).collect();
+        let v = post_batch(&restarted.base, &lines).unwrap();
+        assert_eq!(v["accepted"], 0, "batch {i} was acknowledged before the crash, but {} of its events are unknown after it", v["accepted"]);
+        assert!(v["rejected"].as_array().unwrap().iter().all(|r| r["error"].as_str().unwrap().contains("duplicate")), "{}", v["rejected"][0]);
+    }
+    // The batch in flight may be partly or wholly known: after sending it
+    // again, it is known exactly once (a third send is all duplicates).
+    let mut flight_customers = HashSet::new();
+    if in_flight < batches.len() {
+        let lines: Vec<String> = batches[in_flight].iter().map(|(_, l)| l.clone()).collect();
+        let first = post_batch(&restarted.base, &lines).unwrap();
+        let again = post_batch(&restarted.base, &lines).unwrap();
+        assert_eq!(again["accepted"], 0, "{} events of the unacknowledged batch were counted twice", again["accepted"]);
+        assert!(first["accepted"].as_u64().unwrap() <= 500);
+        flight_customers.extend(batches[in_flight].iter().map(|(c, _)| c.clone()));
+    }
+    let ids = alert_ids(&restarted);
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an alert id appears twice in the feed across the restart");
+
+    // A clean run of exactly the acknowledged events gives the same entity
+    // counts, for customers the in-flight batch did not touch.
+    let clean = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap();
+    for &i in &acked {
+        let lines: Vec<String> = batches[i].iter().map(|(_, l)| l.clone()).collect();
+        post_batch(&clean.base, &lines).unwrap();
+    }
+    let sample: BTreeSet<String> = acked.iter().flat_map(|&i| batches[i].iter().step_by(13).map(|(c, _)| c.clone())).filter(|c| !flight_customers.contains(c)).take(40).collect();
+    assert!(sample.len() >= 20, "{} customers sampled", sample.len());
+    for c in &sample {
+        assert_eq!(customer_features(&restarted, c), customer_features(&clean, c), "customer {c} differs from a clean replay of the acknowledged events");
+    }
+    assert!(restarted.stop().success());
+}
+
+/// The most recent instant before `before` at ten past `hour` in Seoul, as ms.
+fn last_seoul_hour(before: i64, hour: i64) -> i64 {
+    let kst = before + 9 * 3_600_000;
+    let day = kst.div_euclid(86_400_000) * 86_400_000;
+    let mut t = day + hour * 3_600_000 + 10 * 60_000;
+    if t > kst {
+        t -= 86_400_000;
+    }
+    t - 9 * 3_600_000
+}
+
+fn event(id: &str, ts: i64, step: &str, customer: &str, device: &str, region: &str) -> String {
+    format!(r#"{{"event_id":"{id}","ts":"{}","step":"{step}","result":"success","customer_id":"{customer}","device_id":"{device}","region":"{region}"}}"#, rfc3339(ts))
+}
+
+fn reasons(decision: &Value) -> Vec<String> {
+    decision["reasons"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[test]
+fn a_thirty_day_profile_survives_a_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let takeover_at = last_seoul_hour(now_ms() - 60_000, 3);
+    let takeover = event("t1", takeover_at, "login", "c1", "p2", "KR-26");
+
+    // Three daytime sessions on the customer's own phone, on the three days before.
+    let server = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    for d in (1..=3).rev() {
+        let day_11 = last_seoul_hour(takeover_at - (d - 1) * 86_400_000, 11);
+        for (j, step) in ["login", "otp"].iter().enumerate() {
+            let line = event(&format!("h{d}{j}"), day_11 + j as i64 * 60_000, step, "c1", "p1", "KR-11");
+            let (code, body) = send(&http(), "POST", &server.url("/v1/check"), Some(line.as_bytes()));
+            assert_eq!(code, 200, "{body}");
+        }
+    }
+    assert!(server.stop().success(), "graceful stop");
+
+    let restarted = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    assert!(restarted.log.lock().unwrap().contains("state recovered from the snapshot"), "{}", restarted.log.lock().unwrap());
+    let (code, body) = send(&http(), "POST", &restarted.url("/v1/check"), Some(takeover.as_bytes()));
+    assert_eq!(code, 200, "{body}");
+    let d = json(&body);
+    assert!(reasons(&d).contains(&"takeover_odd_hour_new_device_region".to_owned()), "the old profile must make this a takeover: {d}");
+    assert_ne!(d["decision"], "allow", "{d}");
+
+    // Without the profile (memory only, nothing remembered) the same event is not judged a takeover of a known habit.
+    let blank = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap();
+    let d = json(&send(&http(), "POST", &blank.url("/v1/check"), Some(takeover.as_bytes())).1);
+    assert!(!reasons(&d).contains(&"takeover_odd_hour_new_device_region".to_owned()), "{d}");
+}
+
+#[test]
+fn a_corrupt_snapshot_is_refused_and_the_previous_one_and_the_log_recover_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let events = stream(2_000, "s");
+    let (first, second) = events.split_at(1_000);
+    let lines = |part: &[(String, String)]| part.iter().map(|(_, l)| l.clone()).collect::<Vec<String>>();
+    for part in [first, second] {
+        let s = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+        post_batch(&s.base, &lines(part)).unwrap();
+        assert!(s.stop().success(), "graceful stop writes a snapshot");
+    }
+    let snapshots = dir.path().join("snapshots");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&snapshots).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "snap")).collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let newest = files.last().unwrap().clone();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&newest, &bytes).unwrap();
+
+    let s = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap_or_else(|log| panic!("did not recover:\n{log}"));
+    let log = s.log.lock().unwrap().clone();
+    let name = newest.file_name().unwrap().to_str().unwrap();
+    assert!(log.contains("snapshot refused") && log.contains(name) && log.contains("checksum"), "the refusal must name the file and the reason:\n{log}");
+    assert!(log.contains("state recovered from the snapshot"), "{log}");
+
+    let clean = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap();
+    post_batch(&clean.base, &lines(first)).unwrap();
+    post_batch(&clean.base, &lines(second)).unwrap();
+    let customers: BTreeSet<String> = events.iter().step_by(53).map(|(c, _)| c.clone()).collect();
+    for c in customers.iter().take(30) {
+        assert_eq!(customer_features(&s, c), customer_features(&clean, c), "customer {c}");
+    }
+    // Nothing was counted twice: every event is a duplicate now.
+    let v = post_batch(&s.base, &lines(second)).unwrap();
+    assert_eq!(v["accepted"], 0, "{} events were unknown after the recovery", v["accepted"]);
+}
