@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::decision::Verdict;
 use crate::error::DetectorError;
-use crate::replay::read_bounded_line;
+use crate::driver::read_bounded_line;
 use crate::{Config, Pipeline};
 
 /// What one rule did over the stream.

@@ -7,7 +7,7 @@ use haechi_features::{EntityKind, Event, FeatureConfig, FeatureStore, Outcome, S
 
 use crate::error::DetectorError;
 use crate::pipeline::Pipeline;
-use crate::replay::read_bounded_line;
+use crate::driver::read_bounded_line;
 
 /// Resident set size of this process, from /proc (Linux), in bytes.
 pub fn rss_bytes() -> Option<u64> {

@@ -32,6 +32,7 @@ use haechi_alerting::FolderState;
 use haechi_storage::{Fsync, IngestLog, LogConfig, SnapshotStore};
 use serde::{Deserialize, Serialize};
 
+use crate::driver::{self, FeedSink, LogSource, Mode};
 use crate::error::DetectorError;
 use crate::pipeline::{Pipeline, PipelineState};
 use crate::service::feed::AlertFeed;
@@ -334,19 +335,12 @@ impl DataDir {
     }
 
     fn replay_from(&self, pipeline: &Pipeline, feed: &AlertFeed, from: u64, report: &mut RecoveryReport) -> Result<(), DetectorError> {
-        let mut scratch = pipeline.scratch();
-        for record in self.log.read_from(from)? {
-            let (_, bytes) = record?;
-            let Ok(event) = pipeline.parse(&bytes) else {
-                // Accepted once, refused now: a stricter configuration. Counted, not fatal.
-                report.unreadable += 1;
-                continue;
-            };
-            report.replayed += 1;
-            if pipeline.process(&event, &mut scratch).is_ok() {
-                feed.fold_findings(pipeline, &event, &scratch.findings);
-            }
-        }
+        let mut source = LogSource::new(self.log.read_from(from)?);
+        let summary = driver::run(pipeline, &mut source, &mut FeedSink(feed), Mode::Decide)?;
+        report.replayed = summary.lines;
+        // Events logged and then refused as repeats were refused the same way
+        // the first time; anything else no longer parses or passes.
+        report.unreadable = summary.rejected.iter().filter(|(reason, _)| **reason != "duplicate").map(|(_, n)| n).sum();
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use haechi_training::{IsolationForestParams, ModelFile};
 use linfa::traits::Fit;
 
 use crate::error::DetectorError;
-use crate::replay::read_bounded_line;
+use crate::driver::read_bounded_line;
 
 /// Features that describe an event relative to its own traffic: ranks
 /// against the population, profile novelty, how shared a scope is, history

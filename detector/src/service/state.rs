@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use haechi_features::{EntityKind, Error as EventError, Event, KIND_COUNT};
+use haechi_features::{EntityKind, Error as EventError, Event, Finding, KIND_COUNT};
 
 use super::audit::AuditLog;
 use super::auth::Principals;
@@ -16,7 +16,8 @@ use crate::decision::Decision;
 use crate::durable::DataDir;
 use crate::error::DetectorError;
 use crate::enforce::{BlockList, Refused};
-use crate::pipeline::{Pipeline, Scratch};
+use crate::driver::Sink;
+use crate::pipeline::{Pipeline, Processed, Scratch};
 
 /// The decision the service returns: the pipeline's, which already carries
 /// the block-list entry that refused it, if any.
@@ -149,24 +150,42 @@ impl AppState {
     /// # Errors
     /// A repeated event id.
     pub fn decide(&self, event: &Event, scratch: &mut Scratch) -> Result<LiveDecision, EventError> {
-        let m = &self.metrics;
         let started = Instant::now();
-        let processed = match self.pipeline.process(event, scratch) {
-            Ok(p) => p,
-            Err(e) => {
-                m.rejected.with_label_values(&[e.reason()]).inc();
-                return Err(e);
+        let outcome = crate::driver::decide(&self.pipeline, event, scratch, &mut LiveSink(self));
+        // The live sink never fails: metrics and the in-memory feed.
+        match outcome.unwrap_or_else(|e| unreachable!("the live sink cannot fail: {e}")) {
+            Ok(processed) => {
+                self.metrics.stage_seconds.with_label_values(&["pipeline"]).observe(started.elapsed().as_secs_f64());
+                Ok(processed.decision)
             }
-        };
-        m.stage_seconds.with_label_values(&["pipeline"]).observe(started.elapsed().as_secs_f64());
+            Err(e) => {
+                self.metrics.rejected.with_label_values(&[e.reason()]).inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Mark the service ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+/// The service's sink: metrics, and the live alert feed (and its log).
+struct LiveSink<'a>(&'a AppState);
+
+impl Sink for LiveSink<'_> {
+    fn decided(&mut self, pipeline: &Pipeline, event: &Event, processed: &Processed, findings: &[Finding]) -> Result<(), DetectorError> {
+        let s = self.0;
+        let m = &s.metrics;
         m.events.with_label_values(&[event.step.as_str(), if event.is_failure() { "failure" } else { "success" }]).inc();
         if processed.late {
             m.late_events.inc();
         }
-        for f in &scratch.findings {
+        for f in findings {
             m.findings.with_label_values(&[&f.detector, &f.id]).inc();
         }
-        for a in self.feed.fold_findings(&self.pipeline, event, &scratch.findings) {
+        for a in s.feed.fold_findings(pipeline, event, findings) {
             m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
         }
         let enforced = &processed.enforced;
@@ -184,11 +203,6 @@ impl AppState {
             m.blast_radius_guarded.inc_by(u64::from(enforced.guarded));
         }
         m.decisions.with_label_values(&[processed.decision.verdict.as_str()]).inc();
-        Ok(processed.decision)
-    }
-
-    /// Mark the service ready (or not) for `/readyz`.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -1,0 +1,214 @@
+//! One path for every event:
+//!
+//! ```text
+//!  source ──► validate ──► pipeline ──────────────────────────► sinks
+//!  (file, stdin,   (the event    (features → detectors → decide   (decisions NDJSON, alert folding,
+//!   ingest log,     contract)     → enforce: blocks, limits,        the live feed, metrics; access
+//!   HTTP body)                    blast-radius guard)               records and Fluvio to come)
+//! ```
+//!
+//! [`run`] drives a pull source to its end: `haechi replay`, `--warm-from`
+//! and the recovery of a data dir after a restart all run here. The HTTP
+//! service pushes each request's events through [`decide`], the same step
+//! with the same sinks' trait, after appending them to the ingest log. So a
+//! backtest and a recovery run the production path, not an imitation of it.
+
+mod order;
+pub mod sink;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use haechi_features::{Error as EventError, Event};
+
+use crate::decision::Verdict;
+use crate::error::DetectorError;
+use crate::pipeline::{Pipeline, Processed, Scratch};
+use order::{FutureGuard, ReorderBuffer};
+pub use sink::{AlertFolding, DecisionWriter, Discard, FeedSink, Sink};
+pub use source::{read_bounded_line, LogSource, NdjsonSource, Source};
+
+/// What the driver does with each valid event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Decide it: features, detectors, decision, enforcement, sinks.
+    Decide,
+    /// Only learn from it (history before a live start): features and
+    /// baselines; nothing is decided, blocked or alerted.
+    Warm,
+}
+
+/// What a run did: records read, accepted, refused by reason, decisions by
+/// kind. `haechi replay` prints it to stderr at the end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplaySummary {
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub decisions: BTreeMap<&'static str, u64>,
+    pub late: u64,
+    /// New alerts written; `None` when no alert sink was given.
+    pub alerts: Option<u64>,
+    pub elapsed: Duration,
+}
+
+impl ReplaySummary {
+    /// Events rejected for any reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Lines per second of wall time.
+    pub fn events_per_second(&self) -> f64 {
+        self.lines as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "events read:     {}", self.lines)?;
+        writeln!(f, "accepted:        {}", self.accepted)?;
+        writeln!(f, "rejected:        {}", self.rejected_total())?;
+        for (reason, n) in &self.rejected {
+            writeln!(f, "  {reason:<15}{n}")?;
+        }
+        writeln!(f, "late (beyond allowed lateness): {}", self.late)?;
+        write!(f, "decisions:      ")?;
+        for v in [Verdict::Allow, Verdict::Challenge, Verdict::Block] {
+            write!(f, " {}={}", v.as_str(), self.decisions.get(v.as_str()).copied().unwrap_or(0))?;
+        }
+        writeln!(f)?;
+        match self.alerts {
+            Some(n) => writeln!(f, "alerts:          {n}")?,
+            None => writeln!(f, "alerts:          not written (add --alerts FILE)")?,
+        }
+        write!(f, "events/s:        {:.0} ({:.3}s)", self.events_per_second(), self.elapsed.as_secs_f64())
+    }
+}
+
+/// Decide one event and hand it to the sink. The one step every source
+/// ends in.
+///
+/// # Errors
+/// The pipeline's refusal (a repeated id, a time too far ahead); the sink
+/// has not seen the event then.
+pub fn decide(pipeline: &Pipeline, event: &Event, scratch: &mut Scratch, sink: &mut dyn Sink) -> Result<Result<Processed, EventError>, DetectorError> {
+    let processed = match pipeline.process(event, scratch) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    sink.decided(pipeline, event, &processed, &scratch.findings)?;
+    Ok(Ok(processed))
+}
+
+struct Runner<'p, 's> {
+    pipeline: &'p Pipeline,
+    mode: Mode,
+    scratch: Scratch,
+    sink: &'s mut dyn Sink,
+    summary: ReplaySummary,
+}
+
+impl Runner<'_, '_> {
+    fn reject(&mut self, position: u64, error: &EventError) -> Result<(), DetectorError> {
+        *self.summary.rejected.entry(error.reason()).or_default() += 1;
+        self.sink.refused(position, error)
+    }
+
+    fn run(&mut self, position: u64, event: &Event) -> Result<(), DetectorError> {
+        if self.mode == Mode::Warm {
+            match self.pipeline.warm(event, &mut self.scratch) {
+                Ok(()) => self.summary.accepted += 1,
+                Err(e) => self.reject(position, &e)?,
+            }
+            return Ok(());
+        }
+        match decide(self.pipeline, event, &mut self.scratch, self.sink)? {
+            Ok(processed) => {
+                self.summary.accepted += 1;
+                self.summary.late += u64::from(processed.late);
+                *self.summary.decisions.entry(processed.decision.verdict.as_str()).or_default() += 1;
+                Ok(())
+            }
+            Err(e) => self.reject(position, &e),
+        }
+    }
+}
+
+/// Run `source` to its end through `pipeline` into `sink`.
+///
+/// A source that is not in decision order (a file) goes through a reorder
+/// buffer: events are held until the newest event time has passed them by
+/// the allowed lateness, then decided oldest first, so a slightly shuffled
+/// stream is decided as if it had arrived in order, and an event later than
+/// that is decided at once, as late. A far-future timestamp is held back
+/// until the events after it say whether the stream really moved on (see
+/// `order.rs`). The ingest log is decided as it was logged.
+///
+/// # Errors
+/// Only when the source cannot be read or a sink fails; bad records are
+/// handed to the sink's `refused`, counted and skipped.
+pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mode: Mode) -> Result<ReplaySummary, DetectorError> {
+    let started = Instant::now();
+    let config = pipeline.config();
+    let lateness_ms = config.features.allowed_lateness.as_millis() as i64;
+    let ordered = source.in_decision_order();
+    let mut runner = Runner { pipeline, mode, scratch: pipeline.scratch(), sink, summary: ReplaySummary::default() };
+    let mut buffer = ReorderBuffer::default();
+    let mut guard = FutureGuard::new(config.pipeline.max_clock_skew.as_millis() as i64);
+    let mut newest = i64::MIN;
+    let mut released_upto = i64::MIN;
+    let mut record = Vec::with_capacity(1024);
+    let max = config.pipeline.max_event_bytes;
+    while let Some((position, len)) = source.next_record(&mut record, max)? {
+        runner.summary.lines += 1;
+        let parsed = if len > max { Err(EventError::TooLarge { len, limit: max }) } else { pipeline.parse(&record) };
+        let event = match parsed {
+            Ok(e) => e,
+            Err(EventError::Empty) => {
+                runner.summary.lines -= 1;
+                continue;
+            }
+            Err(e) => {
+                runner.reject(position, &e)?;
+                continue;
+            }
+        };
+        if ordered {
+            runner.run(position, &event)?;
+            continue;
+        }
+        let (admitted, refused) = guard.admit(position, event);
+        for (seq, e) in refused {
+            runner.reject(seq, &guard.refusal(e.ts_ms))?;
+        }
+        for (seq, event) in admitted {
+            if event.ts_ms < released_upto {
+                // Too late for the buffer's order: decide it now, as it is.
+                runner.run(seq, &event)?;
+                continue;
+            }
+            newest = newest.max(event.ts_ms);
+            buffer.push(seq, event);
+            while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
+                released_upto = released_upto.max(event.ts_ms);
+                runner.run(seq, &event)?;
+            }
+        }
+    }
+    let (admitted, refused) = guard.finish();
+    for (seq, e) in refused {
+        runner.reject(seq, &guard.refusal(e.ts_ms))?;
+    }
+    while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
+        runner.run(seq, &event)?;
+    }
+    for (seq, event) in admitted {
+        runner.run(seq, &event)?;
+    }
+    runner.sink.finish(pipeline)?;
+    runner.summary.elapsed = started.elapsed();
+    Ok(runner.summary)
+}
