@@ -253,3 +253,52 @@ fn a_corrupt_snapshot_is_refused_and_the_previous_one_and_the_log_recover_state(
     let v = post_batch(&s.base, &lines(second)).unwrap();
     assert_eq!(v["accepted"], 0, "{} events were unknown after the recovery", v["accepted"]);
 }
+
+/// Thirty failed OTPs for each of three customers, each from an address of
+/// its own, in the last few minutes: enough for several alerts.
+fn brute_force(tag: &str) -> Vec<String> {
+    let start = now_ms() - 4 * 60_000;
+    (0..3)
+        .flat_map(|c| {
+            (0..30).map(move |i| {
+                format!(
+                    r#"{{"event_id":"{tag}{c}-{i}","ts":"{}","step":"otp","result":"failure","failure_reason":"otp_mismatch","customer_id":"{tag}victim{c}","session_id":"{tag}s{c}","device_id":"{tag}d{c}","ip":"45.1.{c}.7"}}"#,
+                    rfc3339(start + c * 60_000 + i * 1_000)
+                )
+            })
+        })
+        .collect()
+}
+
+fn alerts(s: &Server, since: u64) -> Vec<Value> {
+    let (code, body) = send(&http(), "GET", &s.url(&format!("/v1/alerts?since={since}&limit=10000")), None);
+    assert_eq!(code, 200, "{body}");
+    json(&body).as_array().unwrap().clone()
+}
+
+#[test]
+fn alerts_keep_their_ids_and_numbers_across_a_crash_and_resume_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let server = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    post_batch(&server.base, &brute_force("a")).unwrap();
+    let before = alerts(&server, 0);
+    assert!(before.len() >= 3, "the attack raised alerts: {before:?}");
+    // No snapshot was due: the restart replays the whole log and raises every alert again.
+    sigkill(server);
+
+    let restarted = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    let after = alerts(&restarted, 0);
+    let key = |a: &Value| (a["seq"].as_u64().unwrap(), a["id"].as_str().unwrap().to_owned());
+    assert_eq!(after.iter().map(key).collect::<Vec<_>>(), before.iter().map(key).collect::<Vec<_>>(), "the same alerts, with the same numbers, none twice");
+    let last = before.iter().map(|a| a["seq"].as_u64().unwrap()).max().unwrap();
+
+    // New alerts number on from where the old ones stopped, and `since=` resumes.
+    post_batch(&restarted.base, &brute_force("b")).unwrap();
+    let new = alerts(&restarted, last);
+    assert!(!new.is_empty(), "the second attack raised alerts");
+    assert!(new.iter().all(|a| a["seq"].as_u64().unwrap() > last && a["event_id"].as_str().unwrap().starts_with('b')), "{new:?}");
+    let all = alerts(&restarted, 0);
+    let ids: HashSet<&str> = all.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), all.len(), "no alert id twice");
+}
