@@ -361,3 +361,92 @@ fn snapshot_error(message: String) -> DetectorError {
 fn input(path: &Path, message: String) -> DetectorError {
     DetectorError::Input { path: path.display().to_string(), message }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn pipeline(seed: u64) -> Pipeline {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.features.hash_seed = seed;
+        config.features.hash_key_env = String::new();
+        Pipeline::new(config).unwrap()
+    }
+
+    fn feed() -> AlertFeed {
+        AlertFeed::new(100, 600_000, 300_000)
+    }
+
+    /// Append and decide, as the service does.
+    fn ingest(d: &DataDir, p: &Pipeline, n: usize) {
+        let mut scratch = p.scratch();
+        for i in 0..n {
+            let line = format!(r#"{{"event_id":"e{i}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"login","result":"success","customer_id":"c{}"}}"#, i / 60, i % 60, i % 7);
+            let event = p.parse(line.as_bytes()).unwrap();
+            let _gate = d.ingest_gate();
+            d.append(&[line.as_bytes()]).unwrap();
+            p.process(&event, &mut scratch).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path(), StorageConfig::default()).unwrap();
+        let Err(e) = DataDir::open(dir.path(), StorageConfig::default()) else { panic!("a second open must be refused") };
+        assert!(e.to_string().contains("another haechi process"), "{e}");
+        drop(first);
+        DataDir::open(dir.path(), StorageConfig::default()).expect("free again once the first is gone");
+    }
+
+    #[test]
+    fn a_snapshot_made_under_another_key_is_refused_and_the_log_rebuilds_state() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
+            ingest(&d, &p, 300);
+            d.write_snapshot(&p, &f).unwrap();
+        }
+        let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(2), feed());
+        let report = d.recover(&p, &f).unwrap();
+        assert!(report.snapshot.is_none());
+        assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
+        assert!(report.refused[0].contains("another entity-hash key"), "{:?}", report.refused);
+        assert_eq!(report.replayed, 300, "the whole log");
+        assert_eq!(p.store().entity_count(haechi_features::EntityKind::Customer), 7);
+    }
+
+    #[test]
+    fn recovery_from_a_snapshot_replays_only_the_log_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = pipeline(1);
+        {
+            let (d, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), feed());
+            ingest(&d, &original, 200);
+            let r = d.write_snapshot(&original, &f).unwrap();
+            assert_eq!(r.covers_offset, 200);
+            let mut scratch = original.scratch();
+            // Forty more after the snapshot: the log tail.
+            for i in 200..240 {
+                let line = format!(r#"{{"event_id":"e{i}","ts":"2026-11-02T11:{:02}:00+09:00","step":"otp","result":"failure","customer_id":"c{}"}}"#, i - 200, i % 7);
+                let event = original.parse(line.as_bytes()).unwrap();
+                d.append(&[line.as_bytes()]).unwrap();
+                original.process(&event, &mut scratch).unwrap();
+            }
+        }
+        let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
+        let report = d.recover(&p, &f).unwrap();
+        assert_eq!(report.snapshot.as_ref().map(|s| s.1), Some(200));
+        assert_eq!(report.replayed, 40);
+        for c in 0..7 {
+            let key = format!("c{c}");
+            assert_eq!(
+                p.store().entity_features(haechi_features::EntityKind::Customer, &key),
+                original.store().entity_features(haechi_features::EntityKind::Customer, &key),
+                "{key}"
+            );
+        }
+    }
+}

@@ -309,7 +309,7 @@ impl FeatureConfig {
     pub fn validate(&self) -> Result<Windows> {
         let spec = |name: &str, d: Duration, buckets: usize, label: WindowLabel| -> Result<WindowSpec> {
             let secs = d.as_secs();
-            if d.subsec_nanos() != 0 || secs == 0 || secs % buckets as u64 != 0 || secs > u64::from(u32::MAX / 2) {
+            if d.subsec_nanos() != 0 || secs == 0 || !secs.is_multiple_of(buckets as u64) || secs > u64::from(u32::MAX / 2) {
                 return Err(Error::Config(format!(
                     "{name} = {}: must be a whole number of seconds divisible by its {buckets} buckets",
                     humantime::format_duration(d)
@@ -375,11 +375,11 @@ fn label(d: Duration) -> WindowLabel {
     let text = if secs == 86_400 {
         // 24h reads better than 1d in a rule, and is what analysts expect.
         "24h".to_owned()
-    } else if secs % 86_400 == 0 {
+    } else if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -132,7 +132,7 @@ impl Sink for AlertFolding<'_> {
         }
         self.decided += 1;
         // Closing windows is a scan of the open alerts: once per 256 events, not per event.
-        if self.decided % 256 == 0 && self.folder.open_len() > 0 {
+        if self.decided.is_multiple_of(256) && self.folder.open_len() > 0 {
             for alert in self.folder.drain_closed(pipeline.store().watermark_ms().unwrap_or(i64::MIN)) {
                 self.out.send(&alert)?;
             }

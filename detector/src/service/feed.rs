@@ -154,7 +154,7 @@ impl AlertFeed {
         // A std mutex: the critical section is short and never awaits.
         let mut g = self.lock();
         g.folds += 1;
-        if g.folds % 1024 == 0 {
+        if g.folds.is_multiple_of(1024) {
             // Closed windows need no folding state; the ring keeps the alerts.
             let _ = g.folder.drain_closed(watermark_ms);
         }
