@@ -56,6 +56,11 @@ impl Dedup {
         fresh
     }
 
+    /// Is `event_id` remembered? (Remembers nothing.)
+    pub fn seen(&self, event_id: &str) -> bool {
+        self.seen.contains_key(&id_hash(self.key, event_id.as_bytes()))
+    }
+
     /// Stop sweeping inside `first_time`; the caller runs [`Dedup::sweep_due`].
     pub fn sweep_in_background(&self) {
         self.inline_sweeps.store(false, Ordering::Relaxed);

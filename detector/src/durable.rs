@@ -32,7 +32,7 @@ use haechi_alerting::FolderState;
 use haechi_storage::{Fsync, IngestLog, LogConfig, SnapshotStore};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{self, FeedSink, LogSource, Mode};
+use crate::driver::{self, log_record, FeedSink, LogSource, Mode};
 use crate::error::DetectorError;
 use crate::pipeline::{Pipeline, PipelineState};
 use crate::service::feed::AlertFeed;
@@ -170,10 +170,23 @@ impl DataDir {
     /// its log is corrupt beyond a torn last record.
     pub fn open(dir: &Path, config: StorageConfig) -> Result<DataDir, DetectorError> {
         config.validate().map_err(|message| DetectorError::Config { path: "storage".into(), message })?;
-        std::fs::create_dir_all(dir).map_err(|e| input(dir, format!("cannot create the data dir: {e}")))?;
+        let fresh = !dir.join("LOCK").exists();
+        // Owner only: the log and snapshots hold customer ids, addresses and devices.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| input(dir, format!("cannot create the data dir: {e}")))?;
+        }
         let lock_path = dir.join("LOCK");
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| input(&lock_path, e.to_string()))?;
-        lock.try_lock().map_err(|_| input(dir, "another haechi process is using this data dir (its LOCK file is held)".into()))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => input(dir, "another haechi process is using this data dir (its LOCK file is held)".into()),
+            std::fs::TryLockError::Error(e) => input(&lock_path, format!("cannot lock the data dir: {e}")),
+        })?;
+        if fresh {
+            // A relative default lands wherever the service was started: say where.
+            let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            tracing::warn!(dir = %shown.display(), "new, empty data dir: no earlier state is loaded (if the service ran before, check --data-dir)");
+        }
         let (log, report) = IngestLog::open(&dir.join("log"), config.log_config())?;
         if report.torn_tail_bytes > 0 {
             tracing::warn!(bytes = report.torn_tail_bytes, "the ingest log ended in a torn record (a crash mid-append): dropped; that event was never acknowledged");
@@ -215,13 +228,16 @@ impl DataDir {
         self.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Append accepted events (raw, as validated) before they are decided.
+    /// Append accepted events (raw, as validated) before they are decided,
+    /// stamped with the wall clock `wall_ms` they are decided against.
     ///
     /// # Errors
     /// When the log cannot be written: the events must then be refused.
-    pub fn append(&self, records: &[&[u8]]) -> Result<u64, DetectorError> {
-        let first = self.log.append(records)?;
-        self.accepted_since_snapshot.fetch_add(records.len() as u64, Ordering::Relaxed);
+    pub fn append(&self, wall_ms: i64, events: &[&[u8]]) -> Result<u64, DetectorError> {
+        let records: Vec<Vec<u8>> = events.iter().map(|raw| log_record(wall_ms, raw)).collect();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let first = self.log.append(&refs)?;
+        self.accepted_since_snapshot.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(first)
     }
 
@@ -253,9 +269,11 @@ impl DataDir {
         let entities = snapshot.pipeline.store.entity_count();
         let payload = postcard::to_stdvec(&snapshot).map_err(|e| snapshot_error(format!("encoding: {e}")))?;
         drop(snapshot);
-        let (path, bytes) = self.snapshots.write(SNAPSHOT_FORMAT, covers_offset, &payload)?;
+        // The logs first: a snapshot on disk must never cover records that a
+        // power loss could still take from the log after it.
         self.log.sync()?;
         self.alerts.sync()?;
+        let (path, bytes) = self.snapshots.write(SNAPSHOT_FORMAT, covers_offset, &payload)?;
         let mut segments_pruned = 0;
         if self.config.prune_log {
             // Keep what the oldest kept snapshot needs: if the newest turns
@@ -276,24 +294,24 @@ impl DataDir {
     pub fn recover(&self, pipeline: &Pipeline, feed: &AlertFeed) -> Result<RecoveryReport, DetectorError> {
         let started = Instant::now();
         let mut report = RecoveryReport { torn_tail_bytes: self.torn_tail_bytes, ..RecoveryReport::default() };
+        // The state of a pipeline that has seen nothing: what a refused
+        // snapshot's partial restore is undone to.
+        let empty = pipeline.export_state();
         let (mut loaded, refused) = self.snapshots.load_newest(SNAPSHOT_FORMAT)?;
+        let mut skipped: Vec<PathBuf> = refused.iter().map(|r| r.path.clone()).collect();
         report.refused.extend(refused.iter().map(ToString::to_string));
         let mut from = 0;
         // A file that passes its checksum can still not fit this store (another
-        // key, other windows): refused too, then the next older one.
-        let mut skipped: Vec<PathBuf> = Vec::new();
+        // key, other windows) or this log: refused too, then the next older one.
         while let Some(snap) = loaded.take() {
-            match decode(&snap.payload).and_then(|s| {
-                pipeline.restore_state(s.pipeline)?;
-                feed.restore_folder(&s.folder)?;
-                feed.expect_replayed_from(s.alert_log_next)?;
-                Ok(())
-            }) {
+            match self.apply(&snap, pipeline, feed) {
                 Ok(()) => {
                     from = snap.covers_offset;
                     report.snapshot = Some((snap.path, snap.covers_offset));
                 }
                 Err(e) => {
+                    pipeline.restore_state(empty.clone())?;
+                    feed.restore_folder(&FolderState::default())?;
                     report.refused.push(format!("{}: {e}", snap.path.display()));
                     skipped.push(snap.path);
                     loaded = self.older_than(&skipped)?;
@@ -302,6 +320,15 @@ impl DataDir {
         }
         for r in &report.refused {
             tracing::error!("snapshot refused: {r}");
+        }
+        // Out of the way, kept for a look: a refused file must not hold one
+        // of the `keep_snapshots` places that valid ones need.
+        for path in &skipped {
+            let mut aside = path.clone().into_os_string();
+            aside.push(".refused");
+            if let Err(e) = std::fs::rename(path, &aside) {
+                tracing::warn!(path = %path.display(), error = %e, "could not move a refused snapshot aside");
+            }
         }
         if report.snapshot.is_none() {
             if self.log.first_offset() > 0 {
@@ -312,8 +339,6 @@ impl DataDir {
                     self.log.first_offset()
                 )));
             }
-            // Whatever the folder and feed picked up from a refused file, start clean.
-            feed.restore_folder(&FolderState::default())?;
             feed.expect_replayed_from(0)?;
             if self.log.next_offset() > 0 {
                 tracing::warn!("no usable snapshot: rebuilding state from the whole ingest log");
@@ -326,6 +351,26 @@ impl DataDir {
         replay?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Take over one snapshot, or say why it does not fit. On an error the
+    /// caller undoes whatever was restored.
+    fn apply(&self, snap: &haechi_storage::LoadedSnapshot, pipeline: &Pipeline, feed: &AlertFeed) -> Result<(), DetectorError> {
+        let s = decode(&snap.payload)?;
+        // A snapshot made durable before its log (a power loss between the
+        // two) would cover records the log no longer has.
+        if snap.covers_offset > self.log.next_offset() || s.alert_log_next > self.alerts.next_offset() {
+            return Err(snapshot_error(format!(
+                "it covers the ingest log up to {} and the alert log up to {}, but they end at {} and {}",
+                snap.covers_offset,
+                s.alert_log_next,
+                self.log.next_offset(),
+                self.alerts.next_offset()
+            )));
+        }
+        pipeline.restore_state(s.pipeline)?;
+        feed.restore_folder(&s.folder)?;
+        feed.expect_replayed_from(s.alert_log_next)
     }
 
     /// The newest valid snapshot that is not one of `skipped` (refused on
@@ -386,7 +431,7 @@ mod tests {
             let line = format!(r#"{{"event_id":"e{i}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"login","result":"success","customer_id":"c{}"}}"#, i / 60, i % 60, i % 7);
             let event = p.parse(line.as_bytes()).unwrap();
             let _gate = d.ingest_gate();
-            d.append(&[line.as_bytes()]).unwrap();
+            d.append(crate::enforce::now_ms(), &[line.as_bytes()]).unwrap();
             p.process(&event, &mut scratch).unwrap();
         }
     }
@@ -432,7 +477,7 @@ mod tests {
             for i in 200..240 {
                 let line = format!(r#"{{"event_id":"e{i}","ts":"2026-11-02T11:{:02}:00+09:00","step":"otp","result":"failure","customer_id":"c{}"}}"#, i - 200, i % 7);
                 let event = original.parse(line.as_bytes()).unwrap();
-                d.append(&[line.as_bytes()]).unwrap();
+                d.append(crate::enforce::now_ms(), &[line.as_bytes()]).unwrap();
                 original.process(&event, &mut scratch).unwrap();
             }
         }

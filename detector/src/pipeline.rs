@@ -164,10 +164,10 @@ impl Pipeline {
     }
 
     /// While on, events are events the service already accepted before a
-    /// restart, read back from its log: block TTLs and rate quotas run on
-    /// their event time (a log tail replayed in a second must not look like
-    /// a burst), and the wall-clock skew bound, already checked once, is not
-    /// applied again.
+    /// restart, read back from its log: they are decided with the wall
+    /// clock they were logged at (see [`Pipeline::process_logged`]) and
+    /// nothing is enforced again (the block list on disk already holds what
+    /// they did).
     pub fn set_recovering(&self, on: bool) {
         self.enforcer.set_recovering(on);
     }
@@ -205,13 +205,19 @@ impl Pipeline {
     /// # Errors
     /// [`EventError::FutureTimestamp`], live, as in [`Pipeline::process`].
     pub fn admit(&self, event: &Event) -> Result<(), EventError> {
-        self.check_clock(event).map(|_| ())
+        self.check_clock(event)?;
+        // Checked again, inserting, by `process`: this look only keeps
+        // retries of known events out of the log.
+        if self.dedup.seen(&event.event_id) {
+            return Err(EventError::Duplicate);
+        }
+        Ok(())
     }
 
     /// Live, refuse an event further ahead of the wall clock than the allowed
     /// skew, and return the watermark cap (the wall clock); in a replay, no cap.
     fn check_clock(&self, event: &Event) -> Result<i64, EventError> {
-        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall || self.enforcer.recovering() {
+        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall {
             return Ok(i64::MAX);
         }
         let now = crate::enforce::now_ms();
@@ -232,8 +238,22 @@ impl Pipeline {
     /// clock by more than `pipeline.max_clock_skew`.
     pub fn process(&self, event: &Event, scratch: &mut Scratch) -> Result<Processed, EventError> {
         // Live, the wall clock bounds event time. (A replay has no wall clock;
-        // its driver holds far-future outliers back instead, see replay.rs.)
+        // its driver holds far-future outliers back instead, see driver/order.rs.)
         let cap = self.check_clock(event)?;
+        self.process_capped(event, scratch, cap)
+    }
+
+    /// Decide an event read back from the ingest log, as it was decided when
+    /// it arrived: the watermark capped at the wall clock it was logged at
+    /// (its skew was checked then).
+    ///
+    /// # Errors
+    /// [`EventError::Duplicate`], as [`Pipeline::process`].
+    pub fn process_logged(&self, event: &Event, scratch: &mut Scratch, wall_ms: i64) -> Result<Processed, EventError> {
+        self.process_capped(event, scratch, wall_ms)
+    }
+
+    fn process_capped(&self, event: &Event, scratch: &mut Scratch, cap: i64) -> Result<Processed, EventError> {
         if !self.dedup.first_time(&event.event_id, event.ts_ms) {
             return Err(EventError::Duplicate);
         }

@@ -339,6 +339,10 @@ impl HistogramState {
 
     fn restore(&self) -> Result<Histogram<u32>, Error> {
         let bad = |what: String| Error::Snapshot(format!("baseline histogram: {what}"));
+        // The only shapes this crate builds; anything else is not its snapshot.
+        if !matches!((self.high, self.sigfig), (MAX_DURATION_MS | 1_000_000, 2)) {
+            return Err(bad(format!("bounds 1..{} at {} significant figures", self.high, self.sigfig)));
+        }
         let mut h = Histogram::new_with_bounds(1, self.high.max(2), self.sigfig).map_err(|e| bad(e.to_string()))?;
         for &(value, count) in &self.counts {
             h.record_n(value, count).map_err(|e| bad(format!("value {value}: {e}")))?;
@@ -406,14 +410,21 @@ impl Baselines {
         if state.steps.len() != self.steps.len() {
             return Err(Error::Snapshot(format!("baselines for {} steps, this build has {}", state.steps.len(), self.steps.len())));
         }
-        for (slot, st) in self.steps.iter().zip(&state.steps) {
-            let restored = StepBaseline { current: st.current.restore()?, previous: st.previous.restore()?, since_refresh: st.since_refresh, table: st.table, ready: st.ready };
+        // Everything is rebuilt before anything is replaced: a state that
+        // fails half way leaves the baselines as they were.
+        let steps = state
+            .steps
+            .iter()
+            .map(|st| Ok(StepBaseline { current: st.current.restore()?, previous: st.previous.restore()?, since_refresh: st.since_refresh, table: st.table, ready: st.ready }))
+            .collect::<Result<Vec<StepBaseline>, Error>>()?;
+        let ip = &state.ip_onboarding;
+        let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
+        for (slot, restored) in self.steps.iter().zip(steps) {
             *locked(slot) = restored;
         }
         *locked(&self.hours) = state.hours.clone();
         *locked(&self.staff_hours) = state.staff_hours.clone();
-        let ip = &state.ip_onboarding;
-        *locked(&self.ip_onboarding) = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
+        *locked(&self.ip_onboarding) = ip;
         Ok(())
     }
 }

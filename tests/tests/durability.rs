@@ -83,48 +83,74 @@ fn sigkill(s: Server) {
     // The Drop's SIGTERM finds no process: harmless.
 }
 
+/// Snapshots every few thousand events and small log segments, so that a
+/// crash lands between snapshots, after some, with pruned segments behind.
+fn busy_storage(dir: &std::path::Path) -> String {
+    let path = dir.join("haechi.toml");
+    std::fs::write(&path, "[storage]\nsnapshot_every_events = 4000\nsegment_bytes = 262144\n").unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 #[test]
 fn kill_9_mid_stream_loses_no_acknowledged_event_and_doubles_none() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
+    let data = dir.path().join("data").to_str().unwrap().to_owned();
+    let config = busy_storage(dir.path());
     let events = stream(30_000, "k");
     let batches: Vec<Vec<(String, String)>> = events.chunks(500).map(<[_]>::to_vec).collect();
-    let server = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap();
+    let start = |data: &str| Server::try_start_serving(&["--config", &config], &["--listen", "127.0.0.1:0", "--data-dir", data]).unwrap_or_else(|log| panic!("start failed:\n{log}"));
+    let server = start(&data);
     let base = server.base.clone();
 
-    // A client posts batch after batch and records which were acknowledged,
-    // and which one was in flight when the server died.
+    // A client posts batch after batch and records which were acknowledged.
+    // Past the half, it waits for a go-ahead before each batch: the kill is
+    // sent with that batch on its way, whatever the scheduler does.
+    let half = batches.len() / 2;
     let acked = Arc::new(Mutex::new(Vec::<usize>::new()));
     let in_flight = Arc::new(AtomicUsize::new(usize::MAX));
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (reached, at_half) = std::sync::mpsc::channel::<()>();
     let client = {
         let (acked, in_flight, batches) = (acked.clone(), in_flight.clone(), batches.clone());
         std::thread::spawn(move || {
             for (i, b) in batches.iter().enumerate() {
+                if i == half {
+                    let _ = reached.send(());
+                }
+                if i >= half && wait.recv().is_err() {
+                    return;
+                }
                 in_flight.store(i, Ordering::SeqCst);
                 let lines: Vec<String> = b.iter().map(|(_, l)| l.clone()).collect();
                 match post_batch(&base, &lines) {
-                    Ok(v) => {
-                        assert_eq!(v["accepted"], 500, "{}", v["rejected"][0]);
-                        acked.lock().unwrap().push(i);
-                    }
+                    Ok(v) if v["accepted"] == 500 => acked.lock().unwrap().push(i),
+                    Ok(v) => panic!("batch {i}: {} accepted, first refusal {}", v["accepted"], v["rejected"][0]),
                     Err(_) => return,
                 }
             }
-            in_flight.store(usize::MAX, Ordering::SeqCst);
         })
     };
-    // Mid-stream: once a third of the batches are acknowledged.
-    while acked.lock().unwrap().len() < batches.len() / 3 {
-        std::thread::yield_now();
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    at_half.recv_timeout(std::time::Duration::from_secs(120)).expect("the client reached half the stream");
+    // Snapshots are due every 4,000 events (the service looks once a
+    // second): let one land before the crash.
+    let snapshot_dir = std::path::Path::new(&data).join("snapshots");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let has_snapshot = || std::fs::read_dir(&snapshot_dir).unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "snap"));
+    while !has_snapshot() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let snapshots = usize::from(has_snapshot());
+    go.send(()).unwrap();
     sigkill(server);
-    client.join().unwrap();
+    drop(go);
+    client.join().expect("the client thread");
     let acked: Vec<usize> = acked.lock().unwrap().clone();
     let in_flight = in_flight.load(Ordering::SeqCst);
-    assert!(acked.len() >= batches.len() / 3 && acked.len() < batches.len(), "killed mid-stream: {} of {} acknowledged", acked.len(), batches.len());
+    assert!(acked.len() >= half && acked.len() <= half + 1, "killed mid-stream: {} of {} acknowledged", acked.len(), batches.len());
+    assert!(snapshots >= 1, "the crash must land after snapshots were written");
 
-    let restarted = Server::try_start_serving(&[], &["--listen", "127.0.0.1:0", "--data-dir", &data]).unwrap_or_else(|log| panic!("restart failed:\n{log}"));
+    let restarted = start(&data);
+    assert!(restarted.log.lock().unwrap().contains("state recovered from the snapshot"), "{}", restarted.log.lock().unwrap());
     // Every acknowledged event is known: sending it again is a duplicate.
     for &i in &acked {
         let lines: Vec<String> = batches[i].iter().map(|(_, l)| l.clone()).collect();

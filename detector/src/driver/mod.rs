@@ -28,7 +28,7 @@ use crate::error::DetectorError;
 use crate::pipeline::{Pipeline, Processed, Scratch};
 use order::{FutureGuard, ReorderBuffer};
 pub use sink::{AlertFolding, DecisionWriter, Discard, FeedSink, Sink};
-pub use source::{read_bounded_line, LogSource, NdjsonSource, Source};
+pub use source::{log_record, read_bounded_line, LogSource, NdjsonSource, RecordInfo, Source};
 
 /// What the driver does with each valid event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,16 @@ impl fmt::Display for ReplaySummary {
 /// The pipeline's refusal (a repeated id, a time too far ahead); the sink
 /// has not seen the event then.
 pub fn decide(pipeline: &Pipeline, event: &Event, scratch: &mut Scratch, sink: &mut dyn Sink) -> Result<Result<Processed, EventError>, DetectorError> {
-    let processed = match pipeline.process(event, scratch) {
+    decide_at(pipeline, event, None, scratch, sink)
+}
+
+/// [`decide`], for a record the ingest log stamped with the wall clock it was accepted at.
+fn decide_at(pipeline: &Pipeline, event: &Event, wall_ms: Option<i64>, scratch: &mut Scratch, sink: &mut dyn Sink) -> Result<Result<Processed, EventError>, DetectorError> {
+    let outcome = match wall_ms {
+        Some(wall) => pipeline.process_logged(event, scratch, wall),
+        None => pipeline.process(event, scratch),
+    };
+    let processed = match outcome {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
@@ -117,7 +126,7 @@ impl Runner<'_, '_> {
         self.sink.refused(position, error)
     }
 
-    fn run(&mut self, position: u64, event: &Event) -> Result<(), DetectorError> {
+    fn run(&mut self, position: u64, event: &Event, wall_ms: Option<i64>) -> Result<(), DetectorError> {
         if self.mode == Mode::Warm {
             match self.pipeline.warm(event, &mut self.scratch) {
                 Ok(()) => self.summary.accepted += 1,
@@ -125,7 +134,7 @@ impl Runner<'_, '_> {
             }
             return Ok(());
         }
-        match decide(self.pipeline, event, &mut self.scratch, self.sink)? {
+        match decide_at(self.pipeline, event, wall_ms, &mut self.scratch, self.sink)? {
             Ok(processed) => {
                 self.summary.accepted += 1;
                 self.summary.late += u64::from(processed.late);
@@ -162,7 +171,7 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mo
     let mut released_upto = i64::MIN;
     let mut record = Vec::with_capacity(1024);
     let max = config.pipeline.max_event_bytes;
-    while let Some((position, len)) = source.next_record(&mut record, max)? {
+    while let Some(RecordInfo { position, len, wall_ms }) = source.next_record(&mut record, max)? {
         runner.summary.lines += 1;
         let parsed = if len > max { Err(EventError::TooLarge { len, limit: max }) } else { pipeline.parse(&record) };
         let event = match parsed {
@@ -177,7 +186,7 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mo
             }
         };
         if ordered {
-            runner.run(position, &event)?;
+            runner.run(position, &event, wall_ms)?;
             continue;
         }
         let (admitted, refused) = guard.admit(position, event);
@@ -187,14 +196,14 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mo
         for (seq, event) in admitted {
             if event.ts_ms < released_upto {
                 // Too late for the buffer's order: decide it now, as it is.
-                runner.run(seq, &event)?;
+                runner.run(seq, &event, None)?;
                 continue;
             }
             newest = newest.max(event.ts_ms);
             buffer.push(seq, event);
             while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
                 released_upto = released_upto.max(event.ts_ms);
-                runner.run(seq, &event)?;
+                runner.run(seq, &event, None)?;
             }
         }
     }
@@ -203,10 +212,10 @@ pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mo
         runner.reject(seq, &guard.refusal(e.ts_ms))?;
     }
     while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
-        runner.run(seq, &event)?;
+        runner.run(seq, &event, None)?;
     }
     for (seq, event) in admitted {
-        runner.run(seq, &event)?;
+        runner.run(seq, &event, None)?;
     }
     runner.sink.finish(pipeline)?;
     runner.summary.elapsed = started.elapsed();

@@ -13,16 +13,26 @@ use haechi_storage::LogReader;
 
 use crate::error::DetectorError;
 
+/// Where a record was, and what the source knows about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordInfo {
+    /// A line number, a log offset.
+    pub position: u64,
+    /// The record's full length (over the limit: refused as too large).
+    pub len: usize,
+    /// The wall clock (ms) when the service accepted it, for records read
+    /// back from the ingest log.
+    pub wall_ms: Option<i64>,
+}
+
 /// A stream of raw records.
 pub trait Source {
     /// Read the next record into `buf` (cleared first), keeping at most
-    /// `max + 1` bytes of it. Returns its position and its full length (a
-    /// length over `max` is refused by the driver as too large), or `None`
-    /// at the end.
+    /// `max + 1` bytes of it; `None` at the end.
     ///
     /// # Errors
     /// When reading fails.
-    fn next_record(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Option<(u64, usize)>, DetectorError>;
+    fn next_record(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Option<RecordInfo>, DetectorError>;
 
     /// Records arrive in the order the service decided them (the ingest
     /// log): the driver decides them as they come, with no reorder buffer
@@ -46,15 +56,25 @@ impl<'a> NdjsonSource<'a> {
 }
 
 impl Source for NdjsonSource<'_> {
-    fn next_record(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Option<(u64, usize)>, DetectorError> {
-        let Some(len) = read_bounded_line(self.input, buf, max)? else { return Ok(None) };
+    fn next_record(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Option<RecordInfo>, DetectorError> {
+        let Some(mut len) = read_bounded_line(self.input, buf, max)? else { return Ok(None) };
         self.line += 1;
         if buf.last() == Some(&b'\r') {
             buf.pop();
-            return Ok(Some((self.line, len - 1)));
+            len -= 1;
         }
-        Ok(Some((self.line, len)))
+        Ok(Some(RecordInfo { position: self.line, len, wall_ms: None }))
     }
+}
+
+/// An ingest-log record: the wall clock (ms, little-endian) at which the
+/// service accepted the event, then the event as it arrived. Recovery decides
+/// it against that clock, as it was decided live.
+pub fn log_record(wall_ms: i64, raw: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(8 + raw.len());
+    record.extend_from_slice(&wall_ms.to_le_bytes());
+    record.extend_from_slice(raw);
+    record
 }
 
 /// The ingest log from an offset: positions are log offsets.
@@ -69,15 +89,15 @@ impl LogSource {
 }
 
 impl Source for LogSource {
-    fn next_record(&mut self, buf: &mut Vec<u8>, _max: usize) -> Result<Option<(u64, usize)>, DetectorError> {
-        match self.reader.next() {
-            None => Ok(None),
-            Some(record) => {
-                let (offset, bytes) = record?;
-                *buf = bytes;
-                Ok(Some((offset, buf.len())))
-            }
-        }
+    fn next_record(&mut self, buf: &mut Vec<u8>, _max: usize) -> Result<Option<RecordInfo>, DetectorError> {
+        let Some(record) = self.reader.next() else { return Ok(None) };
+        let (offset, mut bytes) = record?;
+        let Some(wall) = bytes.get(..8).map(|w| i64::from_le_bytes(w.try_into().expect("eight bytes"))) else {
+            return Err(DetectorError::Snapshot(format!("ingest log record {offset} is {} bytes, shorter than its wall-clock stamp", bytes.len())));
+        };
+        bytes.drain(..8);
+        *buf = bytes;
+        Ok(Some(RecordInfo { position: offset, len: buf.len(), wall_ms: Some(wall) }))
     }
 
     fn in_decision_order(&self) -> bool {
@@ -145,10 +165,11 @@ mod tests {
         let mut input: &[u8] = b"{\"a\":1}\r\n\n{\"b\":2}";
         let mut source = NdjsonSource::new(&mut input);
         let mut buf = Vec::new();
-        assert_eq!(source.next_record(&mut buf, 100).unwrap(), Some((1, 7)));
+        let at = |position, len| Some(RecordInfo { position, len, wall_ms: None });
+        assert_eq!(source.next_record(&mut buf, 100).unwrap(), at(1, 7));
         assert_eq!(buf, b"{\"a\":1}");
-        assert_eq!(source.next_record(&mut buf, 100).unwrap(), Some((2, 0)));
-        assert_eq!(source.next_record(&mut buf, 100).unwrap(), Some((3, 7)));
+        assert_eq!(source.next_record(&mut buf, 100).unwrap(), at(2, 0));
+        assert_eq!(source.next_record(&mut buf, 100).unwrap(), at(3, 7));
         assert_eq!(source.next_record(&mut buf, 100).unwrap(), None);
     }
 }

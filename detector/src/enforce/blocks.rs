@@ -143,6 +143,8 @@ pub struct BlockList {
     minute: AtomicI64,
     set_this_minute: AtomicU64,
     dirty: Arc<Notify>,
+    /// Bumped on every change: the service persists the list before answering an event that changed it.
+    changes: AtomicU64,
 }
 
 /// Wall-clock time, ms since the epoch.
@@ -171,6 +173,7 @@ impl BlockList {
             minute: AtomicI64::new(0),
             set_this_minute: AtomicU64::new(0),
             dirty: Arc::new(Notify::new()),
+            changes: AtomicU64::new(0),
             config,
         };
         if let Some(path) = &list.config.state_file {
@@ -218,7 +221,7 @@ impl BlockList {
         }
         if moved > 0 {
             self.offenses.clear();
-            self.dirty.notify_one();
+            self.note_change();
         }
         moved
     }
@@ -291,7 +294,7 @@ impl BlockList {
                 e.insert(block.clone());
             }
         }
-        self.dirty.notify_one();
+        self.note_change();
         Ok(block)
     }
 
@@ -306,7 +309,7 @@ impl BlockList {
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
         let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None };
         let previous = self.entries.insert((scope, hash), block.clone());
-        self.dirty.notify_one();
+        self.note_change();
         (block, previous)
     }
 
@@ -316,7 +319,7 @@ impl BlockList {
     pub fn lift_automatic(&self, scope: EntityKind, hash: u64, set_at_ms: i64) -> bool {
         let removed = self.entries.remove_if(&(scope, hash), |_, b| !b.is_manual() && b.set_at_ms == set_at_ms).is_some();
         if removed {
-            self.dirty.notify_one();
+            self.note_change();
         }
         removed
     }
@@ -330,7 +333,7 @@ impl BlockList {
     pub fn take(&self, scope: EntityKind, hash: u64) -> Option<Block> {
         let removed = self.entries.remove(&(scope, hash)).map(|(_, b)| b);
         if removed.is_some() {
-            self.dirty.notify_one();
+            self.note_change();
         }
         removed
     }
@@ -357,7 +360,7 @@ impl BlockList {
         let quiet_ms = self.config.max_ttl.as_millis() as i64;
         self.offenses.retain(|_, o| o.1.saturating_add(quiet_ms) > now);
         if self.entries.len() != before {
-            self.dirty.notify_one();
+            self.note_change();
         }
         EntityKind::ALL.iter().map(|&k| (k, self.entries.iter().filter(|e| e.key().0 == k).count() as i64)).collect()
     }
@@ -368,6 +371,16 @@ impl BlockList {
     }
 
     /// Notified whenever the list changes, for the persister.
+    /// How many changes the list has seen (a counter, for "did this event change it?").
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    fn note_change(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.dirty.notify_one();
+    }
+
     pub fn changed(&self) -> Arc<Notify> {
         self.dirty.clone()
     }

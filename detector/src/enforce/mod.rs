@@ -131,7 +131,8 @@ impl Enforcer {
         &self.limits
     }
 
-    /// Run on event time while the ingest log is replayed after a restart.
+    /// While the ingest log is replayed after a restart, enforce nothing
+    /// (see [`Enforcer::apply`]).
     pub fn set_recovering(&self, on: bool) {
         self.recovering.store(on, std::sync::atomic::Ordering::Relaxed);
     }
@@ -143,9 +144,6 @@ impl Enforcer {
 
     /// "Now" for an event, on the configured clock.
     pub fn now(&self, event: &Event) -> i64 {
-        if self.recovering() {
-            return event.ts_ms;
-        }
         match self.clock {
             EnforcementClock::Event => event.ts_ms,
             EnforcementClock::Wall => now_ms(),
@@ -161,6 +159,13 @@ impl Enforcer {
     /// Apply blocks in force, rate limits and the guard to `d`, and set the
     /// blocks it asks for.
     pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
+        if self.recovering() {
+            // The log tail was enforced when it arrived, and the block list
+            // on disk holds the outcome (it is written before an event that
+            // changed it is answered). Enforcing it again would count
+            // offenses twice and undo an analyst's lift made since.
+            return Enforced::default();
+        }
         let now = self.now(event);
         let mut out = Enforced::default();
         let mut in_force = self.blocks.check(keys, now);

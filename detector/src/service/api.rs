@@ -200,10 +200,16 @@ async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
         ApiError::bad_request(e.to_string())
     })?;
     s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
-    let mut scratch = s.pipeline.scratch();
-    let mut outcome = None;
-    s.accept(&[(body.trim_ascii(), event)], &mut scratch, |_, r| outcome = Some(r)).map_err(ApiError::log_unavailable)?;
-    let d = outcome.ok_or_else(|| ApiError::internal("no decision"))?.map_err(|e| {
+    // Off the async runtime: the append may wait for the disk (fsync =
+    // "always") or for a snapshot's copy to finish.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut scratch = s.pipeline.scratch();
+        let mut outcome = None;
+        s.accept(&[(body.trim_ascii(), event)], &mut scratch, |_, r| outcome = Some(r)).map(|()| outcome)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("check failed: {e}")))?;
+    let d = outcome.map_err(ApiError::log_unavailable)?.ok_or_else(|| ApiError::internal("no decision"))?.map_err(|e| {
         let status = if matches!(e, haechi_features::Error::Duplicate) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
         ApiError(status, e.to_string())
     })?;

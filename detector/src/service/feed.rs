@@ -41,6 +41,38 @@ struct Inner {
     /// While the ingest log is replayed: ids of alerts the log already holds
     /// from before the restart, not to be delivered again.
     replayed: HashSet<String>,
+    /// New alerts the alert log has not taken yet (it failed), oldest first.
+    unwritten: VecDeque<Alert>,
+}
+
+/// Alerts kept waiting for a failing alert log, at most.
+const MAX_UNWRITTEN: usize = 100_000;
+
+/// A [`FeedAlert`] to encode, without copying the alert.
+#[derive(Serialize)]
+struct FeedAlertRef<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    alert: &'a Alert,
+}
+
+/// JSON has no NaN or infinity (serde_json writes `null`, which does not read
+/// back as a number): clamp them before an alert is written.
+fn finite(alert: &mut Alert) {
+    let fix = |x: &mut f32| {
+        if x.is_nan() {
+            *x = 0.0;
+        } else if x.is_infinite() {
+            *x = x.signum() * f32::MAX;
+        }
+    };
+    fix(&mut alert.score);
+    for e in &mut alert.evidence {
+        fix(&mut e.value);
+        if let Some(w) = e.weight.as_mut() {
+            fix(w);
+        }
+    }
 }
 
 /// The feed.
@@ -63,6 +95,7 @@ impl AlertFeed {
                 next_seq: 1,
                 folds: 0,
                 replayed: HashSet::new(),
+                unwritten: VecDeque::new(),
             }),
             capacity: capacity.max(16),
             tx,
@@ -81,9 +114,14 @@ impl AlertFeed {
             let from = log.next_offset().saturating_sub(feed.capacity as u64).max(log.first_offset());
             for record in log.read_from(from)? {
                 let (offset, bytes) = record?;
-                let item: FeedAlert = serde_json::from_slice(&bytes).map_err(|e| DetectorError::Snapshot(format!("alert log record {offset}: {e}")))?;
-                g.by_id.insert(item.alert.id.clone(), item.seq);
-                g.ring.push_back(item);
+                match serde_json::from_slice::<FeedAlert>(&bytes) {
+                    Ok(item) => {
+                        g.by_id.insert(item.alert.id.clone(), item.seq);
+                        g.ring.push_back(item);
+                    }
+                    // One unreadable alert must not keep the service down: the log keeps it for a look.
+                    Err(e) => tracing::error!(offset, error = %e, "an alert log record does not read back; skipped in the feed"),
+                }
             }
             g.next_seq = log.next_offset() + 1;
         }
@@ -102,9 +140,7 @@ impl AlertFeed {
         let mut new = Vec::new();
         for f in findings {
             let entity = f.entity.and_then(|k| entity_text(event, k));
-            if let Some(a) = self.fold(f, entity.as_deref(), &event.event_id, event.ts_ms, catalog, watermark) {
-                new.push(a);
-            }
+            self.fold(f, entity.as_deref(), &event.event_id, event.ts_ms, catalog, watermark, &mut new);
         }
         new
     }
@@ -132,8 +168,12 @@ impl AlertFeed {
         let mut ids = HashSet::new();
         for record in log.read_from(offset.max(log.first_offset()))? {
             let (offset, bytes) = record?;
-            let item: FeedAlert = serde_json::from_slice(&bytes).map_err(|e| DetectorError::Snapshot(format!("alert log record {offset}: {e}")))?;
-            ids.insert(item.alert.id);
+            match serde_json::from_slice::<FeedAlert>(&bytes) {
+                Ok(item) => {
+                    ids.insert(item.alert.id);
+                }
+                Err(e) => tracing::error!(offset, error = %e, "an alert log record does not read back; its alert may be delivered again"),
+            }
         }
         self.lock().replayed = ids;
         Ok(())
@@ -149,8 +189,8 @@ impl AlertFeed {
         }
     }
 
-    /// Fold one finding; returns the alert if it is new.
-    pub fn fold(&self, finding: &Finding, entity: Option<&str>, event_id: &str, ts_ms: i64, catalog: &FeatureCatalog, watermark_ms: i64) -> Option<FeedAlert> {
+    /// Fold one finding; alerts that became visible go to `out`.
+    fn fold(&self, finding: &Finding, entity: Option<&str>, event_id: &str, ts_ms: i64, catalog: &FeatureCatalog, watermark_ms: i64, out: &mut Vec<FeedAlert>) {
         // A std mutex: the critical section is short and never awaits.
         let mut g = self.lock();
         g.folds += 1;
@@ -161,42 +201,71 @@ impl AlertFeed {
         match g.folder.fold(finding, entity, event_id, ts_ms, catalog) {
             Folded::New(alert) => {
                 if g.replayed.remove(&alert.id) {
-                    return None;
+                    return;
                 }
-                let seq = g.next_seq;
-                let item = FeedAlert { seq, alert };
-                if let Some(log) = &self.log {
-                    // Under the feed's lock: the log's order is the feed's order.
-                    // An alert always encodes: strings, numbers and enums.
-                    let bytes = serde_json::to_vec(&item).unwrap_or_default();
-                    if let Err(e) = log.append_one(&bytes) {
-                        // The alert still reaches the ring and live clients; it
-                        // would be missing from the feed after a restart.
-                        tracing::error!(error = %e, alert = %item.alert.id, "writing the alert log failed");
+                if g.unwritten.len() >= MAX_UNWRITTEN {
+                    if let Some(lost) = g.unwritten.pop_front() {
+                        tracing::error!(alert = %lost.id, "the alert log has failed for {MAX_UNWRITTEN} alerts: the oldest unwritten one is dropped");
                     }
                 }
-                g.next_seq += 1;
-                g.by_id.insert(item.alert.id.clone(), seq);
-                g.ring.push_back(item.clone());
-                while g.ring.len() > self.capacity {
-                    if let Some(old) = g.ring.pop_front() {
-                        g.by_id.remove(&old.alert.id);
-                    }
-                }
+                g.unwritten.push_back(alert);
+                let first = out.len();
+                self.publish(&mut g, out);
                 drop(g);
-                // No receiver is fine: the ring still has it.
-                let _ = self.tx.send(item.clone());
-                Some(item)
+                // No receiver is fine: the ring still has them.
+                for item in &out[first..] {
+                    let _ = self.tx.send(item.clone());
+                }
             }
             Folded::Repeat { id, count } => {
                 if let Some(&seq) = g.by_id.get(&id) {
+                    // Seqs in the ring are consecutive: each is the one before plus one.
                     let first = g.ring.front().map_or(seq, |a| a.seq);
-                    if let Some(a) = g.ring.get_mut((seq - first) as usize) {
+                    if let Some(a) = g.ring.get_mut((seq - first) as usize).filter(|a| a.alert.id == id) {
                         a.alert.count = count;
                     }
                 }
-                None
             }
+        }
+    }
+
+    /// Number and show the alerts waiting, oldest first. With a log, an
+    /// alert is numbered by its place there and shown only once written:
+    /// if the log fails, alerts wait (and are retried with the next one)
+    /// rather than get a number the log does not have.
+    fn publish(&self, g: &mut Inner, out: &mut Vec<FeedAlert>) {
+        while let Some(mut alert) = g.unwritten.pop_front() {
+            finite(&mut alert);
+            let seq = match &self.log {
+                None => g.next_seq,
+                Some(log) => {
+                    // Under the feed's lock, the only writer: the next offset is this alert's.
+                    let seq = log.next_offset() + 1;
+                    let bytes = serde_json::to_vec(&FeedAlertRef { seq, alert: &alert }).expect("an alert of finite numbers encodes");
+                    match log.append_one(&bytes) {
+                        Ok(offset) if offset + 1 == seq => seq,
+                        Ok(offset) => {
+                            tracing::error!(offset, seq, "the alert log numbered an alert unexpectedly");
+                            offset + 1
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, alert = %alert.id, waiting = g.unwritten.len() + 1, "writing the alert log failed; the alert waits for the next try");
+                            g.unwritten.push_front(alert);
+                            return;
+                        }
+                    }
+                }
+            };
+            g.next_seq = seq + 1;
+            let item = FeedAlert { seq, alert };
+            g.by_id.insert(item.alert.id.clone(), seq);
+            g.ring.push_back(item.clone());
+            while g.ring.len() > self.capacity {
+                if let Some(old) = g.ring.pop_front() {
+                    g.by_id.remove(&old.alert.id);
+                }
+            }
+            out.push(item);
         }
     }
 

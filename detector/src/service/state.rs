@@ -131,16 +131,31 @@ impl AppState {
         // Held from the append until the last decision: a snapshot copies
         // state only when every logged event is decided.
         let _gate = self.data.as_ref().map(|d| d.ingest_gate());
+        let blocks_before = self.blocks().changes();
         if let Some(data) = &self.data {
             if !admitted.is_empty() {
                 let raws: Vec<&[u8]> = admitted.iter().map(|&i| batch[i].0).collect();
                 let t = Instant::now();
-                data.append(&raws).inspect_err(|_| self.metrics.ingest_log_errors.inc())?;
+                if let Err(e) = data.append(crate::enforce::now_ms(), &raws) {
+                    self.metrics.ingest_log_errors.inc();
+                    // A log that failed to sync cannot be trusted again
+                    // without a restart: take the service out of rotation.
+                    self.set_ready(false);
+                    return Err(e);
+                }
                 self.metrics.stage_seconds.with_label_values(&["ingest_log"]).observe(t.elapsed().as_secs_f64());
             }
         }
         for i in admitted {
             each(i, self.decide(&batch[i].1, scratch));
+        }
+        // An event that set or lifted a block is answered only once the list
+        // is on disk: a log replay after a crash enforces nothing again (it
+        // would count offenses twice), so the list must already hold it.
+        if self.data.is_some() && self.blocks().changes() != blocks_before {
+            if let Err(e) = self.blocks().persist() {
+                tracing::error!(error = %e, "writing the block state failed; the background task retries");
+            }
         }
         Ok(())
     }
