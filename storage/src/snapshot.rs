@@ -81,10 +81,12 @@ impl SnapshotStore {
         header[20..28].copy_from_slice(&(payload.len() as u64).to_le_bytes());
         header[28..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
 
+        // A leftover of a crashed write is removed first, then the name is
+        // created afresh (`create_new` follows no symlink planted there).
+        let _ = fs::remove_file(&tmp);
         let written = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&tmp)
             .map_err(io_err(&tmp, "create"))
             .and_then(|mut file| {
