@@ -23,6 +23,9 @@ pub struct Config {
     pub builtin: BuiltinConfig,
     pub alerts: AlertConfig,
     pub storage: crate::durable::StorageConfig,
+    pub source: crate::fluvio::SourceConfig,
+    pub sinks: crate::fluvio::SinksConfig,
+    pub replica: crate::fluvio::ReplicaConfig,
 }
 
 /// How events enter the pipeline.
@@ -45,6 +48,10 @@ pub struct PipelineConfig {
     /// later event "late" and blind detection.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Set by `haechi serve`, never by a file: event times are bounded by the
+    /// wall clock (`max_clock_skew`) whatever clock enforcement runs on.
+    #[serde(skip)]
+    pub live: bool,
 }
 
 impl Default for PipelineConfig {
@@ -54,6 +61,7 @@ impl Default for PipelineConfig {
             dedup_window: Duration::from_secs(600),
             enforcement_clock: crate::enforce::EnforcementClock::Event,
             max_clock_skew: Duration::from_secs(300),
+            live: false,
         }
     }
 }

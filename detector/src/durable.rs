@@ -103,7 +103,7 @@ impl StorageConfig {
 /// The snapshot layout this build writes and reads. Bump it whenever a type
 /// inside [`Snapshot`] changes shape: an older file is then refused with a
 /// message (and the log replayed) instead of being misread.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -112,6 +112,8 @@ struct Snapshot {
     /// The alert log's next offset when the copy was taken: alerts after it
     /// were raised by events the snapshot does not cover.
     alert_log_next: u64,
+    /// Source-topic positions decided when the copy was taken.
+    topic_offsets: crate::fluvio::TopicOffsets,
 }
 
 /// What writing one snapshot took.
@@ -144,6 +146,8 @@ pub struct RecoveryReport {
     /// that event was never acknowledged).
     pub torn_tail_bytes: u64,
     pub elapsed: Duration,
+    /// Topic positions to resume at (from the snapshot).
+    pub topic_offsets: crate::fluvio::TopicOffsets,
 }
 
 /// An open data dir.
@@ -241,6 +245,12 @@ impl DataDir {
         Ok(first)
     }
 
+    /// Count events accepted from a source that is its own log (a topic):
+    /// they make a snapshot due like logged ones.
+    pub fn note_accepted(&self, n: u64) {
+        self.accepted_since_snapshot.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Is a snapshot due, `since` the last one?
     pub fn snapshot_due(&self, since: Instant) -> bool {
         let pending = self.accepted_since_snapshot.load(Ordering::Relaxed);
@@ -257,12 +267,13 @@ impl DataDir {
     ///
     /// # Errors
     /// When the snapshot cannot be encoded or written (the previous ones stay).
-    pub fn write_snapshot(&self, pipeline: &Pipeline, feed: &AlertFeed) -> Result<SnapshotReport, DetectorError> {
+    pub fn write_snapshot(&self, pipeline: &Pipeline, feed: &AlertFeed, offsets: &std::sync::Mutex<crate::fluvio::TopicOffsets>) -> Result<SnapshotReport, DetectorError> {
         let started = Instant::now();
         let (snapshot, covers_offset) = {
             let _quiet = self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.accepted_since_snapshot.store(0, Ordering::Relaxed);
-            let snapshot = Snapshot { pipeline: pipeline.export_state(), folder: feed.export_folder(), alert_log_next: self.alerts.next_offset() };
+            let topic_offsets = offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let snapshot = Snapshot { pipeline: pipeline.export_state(), folder: feed.export_folder(), alert_log_next: self.alerts.next_offset(), topic_offsets };
             (snapshot, self.log.next_offset())
         };
         let paused = started.elapsed();
@@ -305,7 +316,8 @@ impl DataDir {
         // key, other windows) or this log: refused too, then the next older one.
         while let Some(snap) = loaded.take() {
             match self.apply(&snap, pipeline, feed) {
-                Ok(()) => {
+                Ok(offsets) => {
+                    report.topic_offsets = offsets;
                     from = snap.covers_offset;
                     report.snapshot = Some((snap.path, snap.covers_offset));
                 }
@@ -355,7 +367,7 @@ impl DataDir {
 
     /// Take over one snapshot, or say why it does not fit. On an error the
     /// caller undoes whatever was restored.
-    fn apply(&self, snap: &haechi_storage::LoadedSnapshot, pipeline: &Pipeline, feed: &AlertFeed) -> Result<(), DetectorError> {
+    fn apply(&self, snap: &haechi_storage::LoadedSnapshot, pipeline: &Pipeline, feed: &AlertFeed) -> Result<crate::fluvio::TopicOffsets, DetectorError> {
         let s = decode(&snap.payload)?;
         // A snapshot made durable before its log (a power loss between the
         // two) would cover records the log no longer has.
@@ -370,7 +382,8 @@ impl DataDir {
         }
         pipeline.restore_state(s.pipeline)?;
         feed.restore_folder(&s.folder)?;
-        feed.expect_replayed_from(s.alert_log_next)
+        feed.expect_replayed_from(s.alert_log_next)?;
+        Ok(s.topic_offsets)
     }
 
     /// The newest valid snapshot that is not one of `skipped` (refused on
@@ -452,7 +465,7 @@ mod tests {
         {
             let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
             ingest(&d, &p, 300);
-            d.write_snapshot(&p, &f).unwrap();
+            d.write_snapshot(&p, &f, &Default::default()).unwrap();
         }
         let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(2), feed());
         let report = d.recover(&p, &f).unwrap();
@@ -470,7 +483,7 @@ mod tests {
         {
             let (d, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), feed());
             ingest(&d, &original, 200);
-            let r = d.write_snapshot(&original, &f).unwrap();
+            let r = d.write_snapshot(&original, &f, &Default::default()).unwrap();
             assert_eq!(r.covers_offset, 200);
             let mut scratch = original.scratch();
             // Forty more after the snapshot: the log tail.

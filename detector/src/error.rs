@@ -26,6 +26,9 @@ pub enum DetectorError {
     /// The data dir's log or snapshot files failed.
     #[error("storage: {0}")]
     Storage(#[from] haechi_storage::StorageError),
+    /// A streaming platform (Fluvio) failed.
+    #[error("stream: {0}")]
+    Stream(#[from] haechi_streams::StreamError),
     /// A snapshot cannot be used, or state cannot be recovered.
     #[error("snapshot: {0}")]
     Snapshot(String),

@@ -26,6 +26,7 @@ pub mod durable;
 pub mod enforce;
 mod error;
 pub mod evaluate;
+pub mod fluvio;
 pub mod fuzzing;
 pub mod model;
 pub mod train;

@@ -217,7 +217,7 @@ impl Pipeline {
     /// Live, refuse an event further ahead of the wall clock than the allowed
     /// skew, and return the watermark cap (the wall clock); in a replay, no cap.
     fn check_clock(&self, event: &Event) -> Result<i64, EventError> {
-        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall {
+        if self.config.pipeline.enforcement_clock != crate::enforce::EnforcementClock::Wall && !self.config.pipeline.live {
             return Ok(i64::MAX);
         }
         let now = crate::enforce::now_ms();

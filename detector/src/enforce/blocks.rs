@@ -145,7 +145,13 @@ pub struct BlockList {
     dirty: Arc<Notify>,
     /// Bumped on every change: the service persists the list before answering an event that changed it.
     changes: AtomicU64,
+    /// Told of every block set or lifted here (not of those applied from
+    /// another replica): the block topic.
+    listener: std::sync::OnceLock<ChangeListener>,
 }
+
+/// Called with `"set"` or `"lift"` and the block.
+pub type ChangeListener = Box<dyn Fn(&str, &Block) + Send + Sync>;
 
 /// Wall-clock time, ms since the epoch.
 pub fn now_ms() -> i64 {
@@ -174,6 +180,7 @@ impl BlockList {
             set_this_minute: AtomicU64::new(0),
             dirty: Arc::new(Notify::new()),
             changes: AtomicU64::new(0),
+            listener: std::sync::OnceLock::new(),
             config,
         };
         if let Some(path) = &list.config.state_file {
@@ -295,6 +302,7 @@ impl BlockList {
             }
         }
         self.note_change();
+        self.tell("set", &block);
         Ok(block)
     }
 
@@ -310,6 +318,7 @@ impl BlockList {
         let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None };
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
+        self.tell("set", &block);
         (block, previous)
     }
 
@@ -317,11 +326,12 @@ impl BlockList {
     /// `set_at_ms` (the blast-radius guard; an analyst's block set meanwhile
     /// stays). True if it was lifted.
     pub fn lift_automatic(&self, scope: EntityKind, hash: u64, set_at_ms: i64) -> bool {
-        let removed = self.entries.remove_if(&(scope, hash), |_, b| !b.is_manual() && b.set_at_ms == set_at_ms).is_some();
-        if removed {
+        let removed = self.entries.remove_if(&(scope, hash), |_, b| !b.is_manual() && b.set_at_ms == set_at_ms);
+        if let Some((_, b)) = &removed {
             self.note_change();
+            self.tell("lift", b);
         }
-        removed
+        removed.is_some()
     }
 
     /// Lift a block. True if there was one.
@@ -332,10 +342,44 @@ impl BlockList {
     /// Lift a block, returning it (for the audit log).
     pub fn take(&self, scope: EntityKind, hash: u64) -> Option<Block> {
         let removed = self.entries.remove(&(scope, hash)).map(|(_, b)| b);
-        if removed.is_some() {
+        if let Some(b) = &removed {
             self.note_change();
+            self.tell("lift", b);
         }
         removed
+    }
+
+    /// Be told of every change made here from now on (one listener).
+    pub fn on_change(&self, listener: ChangeListener) {
+        let _ = self.listener.set(listener);
+    }
+
+    fn tell(&self, change: &str, block: &Block) {
+        if let Some(l) = self.listener.get() {
+            l(change, block);
+        }
+    }
+
+    /// Apply an analyst's block, or its lift, made on another replica: as it
+    /// was set there (its times, its reason), and without telling the
+    /// listener, so it is not sent back.
+    pub fn apply_replicated(&self, block: &Block, lift: bool) {
+        let key = (block.scope, block.hash);
+        let changed = if lift {
+            self.entries.remove_if(&key, |_, b| b.is_manual() && b.set_at_ms <= block.set_at_ms).is_some()
+        } else {
+            // An older copy never replaces a newer entry.
+            match self.entries.get(&key).map(|b| b.set_at_ms) {
+                Some(at) if at >= block.set_at_ms => false,
+                _ => {
+                    self.entries.insert(key, block.clone());
+                    true
+                }
+            }
+        };
+        if changed {
+            self.note_change();
+        }
     }
 
     /// Blocks in force (wall clock), newest first.

@@ -24,7 +24,7 @@ use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, Refused};
+pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused};
 pub use limits::{LimitConfig, Limiters, OverLimit};
 
 use crate::decision::{BlockRequest, Decision, Reason, Verdict};

@@ -36,6 +36,17 @@ pub struct Metrics {
     pub recovered_events: IntGauge,
     /// Snapshots refused at the last start (corrupt or incompatible).
     pub snapshots_refused: IntGauge,
+    /// Fluvio: records consumed, written to the dead-letter topic, failures by operation.
+    pub consumed: IntCounter,
+    pub dead_letters: IntCounter,
+    pub stream_errors: IntCounterVec,
+    /// Fluvio: consumer lag by topic and partition; records spooled for the sinks.
+    pub consumer_lag: IntGaugeVec,
+    pub spool_depth: IntGauge,
+    /// Times the consumer paused because the spool was full.
+    pub consumer_paused: IntCounter,
+    /// Analyst blocks applied from another replica.
+    pub blocks_replicated: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -89,7 +100,31 @@ impl Metrics {
         r.register(Box::new(recovered_events.clone())).expect("registered once");
         let snapshots_refused = IntGauge::new("haechi_snapshots_refused", "Snapshots refused at the last start (corrupt or incompatible).").expect("valid");
         r.register(Box::new(snapshots_refused.clone())).expect("registered once");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid");
+            r.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let consumer_lag = IntGaugeVec::new(Opts::new("haechi_consumer_lag", "Records of the source topic not decided yet, by topic and partition."), &["topic", "partition"]).expect("valid");
+        r.register(Box::new(consumer_lag.clone())).expect("registered once");
+        let consumed = plain("haechi_consumed_total", "Records consumed from the source topic.");
+        let dead_letters = plain("haechi_dead_letters_total", "Source records that were not valid events, sent to the dead-letter topic.");
+        let consumer_paused = plain("haechi_consumer_paused_total", "Times the consumer paused because the sink spool was over its limit.");
+        let blocks_replicated = plain("haechi_blocks_replicated_total", "Analyst blocks and lifts applied from another replica through the block topic.");
+        let spool_depth = gauge("haechi_spool_depth", "Records spooled for the Fluvio sinks, not yet acknowledged.");
         Metrics {
+            stream_errors: counter(&r, "haechi_stream_errors_total", "Fluvio failures, by operation (consume, produce).", &["op"]),
+            consumed,
+            dead_letters,
+            consumer_lag,
+            spool_depth,
+            consumer_paused,
+            blocks_replicated,
             snapshots: counter(&r, "haechi_snapshots_total", "Snapshots written, by outcome.", &["outcome"]),
             ingest_log_errors,
             snapshot_pause_seconds,

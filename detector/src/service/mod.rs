@@ -195,17 +195,36 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         config.blocks.state_file.as_ref().map(|f| f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join("haechi-audit.jsonl"))
     });
     let audit = AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?;
-    // The live service enforces block TTLs and quotas on the wall clock.
-    config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Wall;
+    // Event times are bounded by the wall clock. Block TTLs and quotas run on
+    // it too, unless a topic is consumed: replicas reading the same topic
+    // then enforce on event time, so that they decide alike.
+    config.pipeline.live = true;
+    if config.source.fluvio.is_none() {
+        config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Wall;
+    }
+    let outbox = match (&data, &config.sinks.fluvio, &config.source.fluvio) {
+        (None, Some(_), _) => return Err(bad("[sinks.fluvio] needs a data dir for its spool: run without --memory-only".into())),
+        (Some(d), Some(sinks), source) => Some(Arc::new(crate::fluvio::Outbox::open(
+            &d.path().join("spool"),
+            sinks.clone(),
+            source.as_ref().and_then(|s| s.dead_letter_topic.clone()),
+            config.replica.id.clone(),
+        )?)),
+        _ => None,
+    };
     let (ring, fold_ms, lateness_ms) = (server.alert_ring, config.alerts.fold_window.as_millis() as i64, config.features.allowed_lateness.as_millis() as i64);
     let pipeline = Arc::new(Pipeline::new(config)?);
     let feed = match &data {
         Some(d) => feed::AlertFeed::with_log(ring, fold_ms, lateness_ms, d.alert_log().clone())?,
         None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),
     };
-    let state = Arc::new(AppState::new(pipeline, feed, server, principals, audit, tls, data));
+    let state = Arc::new(AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox));
+    if let Some(out) = state.outbox.clone() {
+        state.blocks().on_change(Box::new(move |change, block| out.block(change, block)));
+    }
     if let Some(d) = &state.data {
         let report = d.recover(&state.pipeline, &state.feed)?;
+        *state.topic_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = report.topic_offsets.clone();
         state.metrics.recovered_events.set(report.replayed as i64);
         state.metrics.snapshots_refused.set(report.refused.len() as i64);
         match &report.snapshot {
@@ -231,7 +250,7 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
 pub async fn snapshot_now(state: &Arc<AppState>) -> Option<crate::durable::SnapshotReport> {
     let data = state.data.clone()?;
     let s = state.clone();
-    let outcome = tokio::task::spawn_blocking(move || data.write_snapshot(&s.pipeline, &s.feed)).await;
+    let outcome = tokio::task::spawn_blocking(move || data.write_snapshot(&s.pipeline, &s.feed, &s.topic_offsets)).await;
     match outcome {
         Ok(Ok(r)) => {
             state.metrics.snapshots.with_label_values(&["ok"]).inc();
@@ -351,7 +370,57 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: Cancella
     Ok(())
 }
 
+/// Run the Fluvio side against `broker` until `shutdown`: the source-topic
+/// consumer, the other replicas' blocks, lag reports and the sinks' drain,
+/// as configured. `haechi serve` calls it with a Fluvio cluster; tests with
+/// an in-memory broker.
+pub fn spawn_stream_tasks<B: haechi_streams::Broker>(tracker: &TaskTracker, state: &Arc<AppState>, broker: Arc<B>, shutdown: &CancellationToken) {
+    let cfg = state.pipeline.config();
+    if let Some(source) = cfg.source.fluvio.clone() {
+        tracker.spawn(crate::fluvio::consume(state.clone(), broker.clone(), source.clone(), shutdown.clone()));
+        tracker.spawn(crate::fluvio::report_lag(state.clone(), broker.clone(), source.topic, shutdown.clone()));
+    }
+    if state.outbox.is_some() {
+        tracker.spawn(crate::fluvio::drain_outbox(state.clone(), broker.clone(), shutdown.clone()));
+    }
+    if let Some(topic) = cfg.sinks.fluvio.as_ref().and_then(|s| s.blocks_topic.clone()) {
+        tracker.spawn(crate::fluvio::follow_blocks(state.clone(), broker, topic, shutdown.clone()));
+    }
+}
+
+/// Connect to the configured Fluvio cluster (retrying until it answers) and
+/// run [`spawn_stream_tasks`] on it.
+fn spawn_fluvio(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &CancellationToken) {
+    let cfg = state.pipeline.config();
+    let endpoint = match (&cfg.source.fluvio, &cfg.sinks.fluvio) {
+        (Some(s), _) => s.endpoint.clone(),
+        (None, Some(k)) => k.endpoint.clone().unwrap_or_else(|| crate::fluvio::FluvioSourceConfig::default().endpoint),
+        (None, None) => return,
+    };
+    let (tracker2, s, stop) = (tracker.clone(), state.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        let mut wait = Duration::from_millis(200);
+        let broker = loop {
+            match haechi_streams::FluvioBroker::connect(&endpoint).await {
+                Ok(b) => break Arc::new(b),
+                Err(e) => {
+                    s.metrics.stream_errors.with_label_values(&["connect"]).inc();
+                    tracing::warn!(error = %e, endpoint, "Fluvio is not reachable yet; retrying (sinks keep spooling)");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        tracing::info!(endpoint, "connected to Fluvio");
+        spawn_stream_tasks(&tracker2, &s, broker, &stop);
+    });
+}
+
 fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &CancellationToken) {
+    spawn_fluvio(tracker, state, shutdown);
     // Snapshots by time and by events; the final one is written by `run` after the drain.
     if state.data.is_some() {
         let (s, stop) = (state.clone(), shutdown.clone());

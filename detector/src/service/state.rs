@@ -43,6 +43,12 @@ pub struct AppState {
     /// The data dir: the ingest log every accepted event is appended to, and
     /// snapshots. `None`: memory only (tests, `--memory-only`).
     pub data: Option<Arc<DataDir>>,
+    /// Records for Fluvio topics, spooled in the data dir.
+    pub outbox: Option<Arc<crate::fluvio::Outbox>>,
+    /// Topic positions decided so far (saved in snapshots).
+    pub topic_offsets: Mutex<crate::fluvio::TopicOffsets>,
+    /// This replica's name (in the block topic).
+    pub replica: String,
 }
 
 /// One alert-stream client, counted while it is connected.
@@ -57,9 +63,23 @@ impl Drop for Subscription {
 
 impl AppState {
     /// State on a feed built by the caller (in memory, or on a data dir's alert log).
-    pub fn new(pipeline: Arc<Pipeline>, feed: AlertFeed, server: ServerConfig, principals: Principals, audit: AuditLog, tls: Option<Arc<rustls::ServerConfig>>, data: Option<Arc<DataDir>>) -> AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        feed: AlertFeed,
+        server: ServerConfig,
+        principals: Principals,
+        audit: AuditLog,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        data: Option<Arc<DataDir>>,
+        outbox: Option<Arc<crate::fluvio::Outbox>>,
+    ) -> AppState {
+        let replica = pipeline.config().replica.id.clone();
         AppState {
             data,
+            outbox,
+            topic_offsets: Mutex::new(crate::fluvio::TopicOffsets::new()),
+            replica,
             pipeline,
             feed,
             metrics: Metrics::new(),
@@ -202,6 +222,12 @@ impl Sink for LiveSink<'_> {
         }
         for a in s.feed.fold_findings(pipeline, event, findings) {
             m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
+            if let Some(out) = &s.outbox {
+                out.alert(&a);
+            }
+        }
+        if let Some(out) = &s.outbox {
+            out.decision(&processed.decision);
         }
         let enforced = &processed.enforced;
         if let Some(scope) = enforced.rate_limited {
