@@ -140,6 +140,14 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// Fluvio topics: create them, fill one from a file, read one out.
+    Fluvio {
+        /// The cluster's SC, host:port.
+        #[arg(long, default_value = "127.0.0.1:9003")]
+        endpoint: String,
+        #[command(subcommand)]
+        what: FluvioCommand,
+    },
     /// Score decisions against labels: per attack type and overall.
     Eval {
         /// Events file (NDJSON).
@@ -154,6 +162,29 @@ enum Command {
         /// Print the scoreboard as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FluvioCommand {
+    /// Create topics (NAME or NAME:PARTITIONS) that do not exist yet.
+    CreateTopic { topics: Vec<String> },
+    /// Produce an NDJSON file (or - for stdin) into a topic, one record per
+    /// line, keyed by the event's customer (else its event id), so that one
+    /// customer's events keep their order in one partition.
+    Produce {
+        #[arg(long)]
+        topic: String,
+        input: String,
+    },
+    /// Write a topic's records as NDJSON, deduplicated by key (the last
+    /// record of each key), sorted by key; prints how many copies were read.
+    Dump {
+        #[arg(long)]
+        topic: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -554,6 +585,7 @@ fn run() -> Result<()> {
             );
         }
         Command::Rules { what } => return rules_cmd(what, &config),
+        Command::Fluvio { endpoint, what } => return fluvio_cmd(&endpoint, what),
         Command::Serve { listen, warm_from, insecure, allow_demo_key, data_dir, memory_only } => {
             if let Some(l) = listen {
                 config.server.listen = l;
@@ -666,4 +698,75 @@ fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn fluvio_cmd(endpoint: &str, what: FluvioCommand) -> Result<()> {
+    use haechi_streams::{Broker, FluvioBroker};
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let broker = FluvioBroker::connect(endpoint).await?;
+        match what {
+            FluvioCommand::CreateTopic { topics } => {
+                for t in topics {
+                    let (name, partitions) = match t.split_once(':') {
+                        Some((n, p)) => (n.to_owned(), p.parse::<u32>().with_context(|| format!("{t}: partitions must be a number"))?),
+                        None => (t.clone(), 1),
+                    };
+                    broker.create_topic(&name, partitions).await?;
+                    eprintln!("topic {name}: {partitions} partition(s)");
+                }
+            }
+            FluvioCommand::Produce { topic, input } => {
+                let mut input = open_input(&input)?;
+                let started = std::time::Instant::now();
+                let (mut batch, mut line, mut n) = (Vec::new(), Vec::new(), 0u64);
+                while haechi_detector::read_bounded_line(&mut input, &mut line, 1 << 20)?.is_some() {
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let value: serde_json::Value = serde_json::from_slice(&line).unwrap_or(serde_json::Value::Null);
+                    let key = value.get("customer_id").or_else(|| value.get("event_id")).and_then(|v| v.as_str()).unwrap_or("").as_bytes().to_vec();
+                    batch.push((key, line.clone()));
+                    if batch.len() == 5_000 {
+                        broker.produce(&topic, &batch).await?;
+                        n += batch.len() as u64;
+                        batch.clear();
+                    }
+                }
+                broker.produce(&topic, &batch).await?;
+                n += batch.len() as u64;
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!("produced {n} records to {topic} in {secs:.1}s ({:.0}/s)", n as f64 / secs.max(1e-9));
+            }
+            FluvioCommand::Dump { topic, out } => {
+                let partitions = broker.partitions(&topic).await?;
+                let mut last: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
+                let mut copies = 0u64;
+                for p in 0..partitions {
+                    let end = broker.end_offset(&topic, p).await?;
+                    let mut at = 0;
+                    while at < end {
+                        let got = broker.fetch(&topic, p, at, 10_000, std::time::Duration::from_secs(5)).await?;
+                        let Some(tail) = got.last() else { break };
+                        at = tail.offset + 1;
+                        for r in got {
+                            copies += 1;
+                            last.insert(r.key.unwrap_or_default(), r.value);
+                        }
+                    }
+                }
+                let mut w: Box<dyn io::Write> = match out {
+                    Some(path) => Box::new(io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?)),
+                    None => Box::new(io::BufWriter::new(io::stdout().lock())),
+                };
+                for value in last.values() {
+                    w.write_all(value)?;
+                    w.write_all(b"\n")?;
+                }
+                w.flush()?;
+                eprintln!("{topic}: {copies} records read, {} distinct keys", last.len());
+            }
+        }
+        Ok(())
+    })
 }
