@@ -304,6 +304,9 @@ pub async fn start_offsets<B: Broker>(broker: &B, state: &AppState, topic: &str,
     Ok(from)
 }
 
+/// Records handed to the blocking pool at once, at most.
+const BATCH: usize = 256;
+
 /// Consume the source topic until `stop`: the consumer loop. Decisions run
 /// on a blocking thread, one record at a time, in merged order.
 pub async fn consume<B: Broker>(state: Arc<AppState>, broker: Arc<B>, config: FluvioSourceConfig, stop: CancellationToken) {
@@ -347,13 +350,25 @@ pub async fn consume<B: Broker>(state: Arc<AppState>, broker: Arc<B>, config: Fl
         match next {
             Ok(Some(record)) => {
                 backoff = Duration::from_millis(100);
+                // What is already fetched goes to the blocking pool in one
+                // batch, in merged order: one hand-off per batch, not per record.
+                let mut batch = vec![record];
+                while batch.len() < BATCH && reader.buffered() > 0 {
+                    match reader.next(record_time).await {
+                        Ok(Some(r)) => batch.push(r),
+                        _ => break,
+                    }
+                }
+                let n = batch.len() as u64;
                 let (s, scratch, topic) = (state.clone(), scratch.clone(), config.topic.clone());
                 let _ = tokio::task::spawn_blocking(move || {
                     let mut scratch = scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    decide_record(&s, &topic, &record, &mut scratch);
+                    for record in &batch {
+                        decide_record(&s, &topic, record, &mut scratch);
+                    }
                 })
                 .await;
-                state.metrics.consumed.inc();
+                state.metrics.consumed.inc_by(n);
             }
             Ok(None) => {}
             Err(e) => {

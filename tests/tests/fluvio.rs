@@ -188,7 +188,8 @@ async fn while_the_sinks_are_down_the_consumer_pauses_and_nothing_is_lost() {
     until("the consumer to pause on a full spool", || run.state.metrics.consumer_paused.get() > 0).await;
     let spooled = run.state.outbox.as_ref().unwrap().spool().depth();
     assert!(decided(&run.state) < 600, "paused before the end");
-    assert!((100..=200).contains(&spooled), "the spool stops near its limit, not at the end of the topic: {spooled}");
+    // Checked before each batch (at most 256 records, and their alerts): within a batch of the limit.
+    assert!((100..=450).contains(&spooled), "the spool stops near its limit, not at the end of the topic: {spooled}");
     assert!(broker.refused.load(std::sync::atomic::Ordering::SeqCst) > 0, "the drain kept trying");
     broker.set_produce_down(false);
     until("everything decided", || decided(&run.state) == 600).await;
