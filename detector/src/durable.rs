@@ -100,6 +100,10 @@ impl StorageConfig {
     }
 }
 
+/// Alerts the alert log keeps behind its head whatever the snapshots say:
+/// the feed's ring is refilled from them at start.
+const ALERTS_SHOWN: u64 = 100_000;
+
 /// The snapshot layout this build writes and reads. Bump it whenever a type
 /// inside [`Snapshot`] changes shape: an older file is then refused with a
 /// message (and the log replayed) instead of being misread.
@@ -162,6 +166,9 @@ pub struct DataDir {
     /// Read: one event's append and decision. Write: a snapshot's copy.
     gate: RwLock<()>,
     accepted_since_snapshot: AtomicU64,
+    /// The alert log's position at each snapshot this process wrote, oldest
+    /// first: alerts before the oldest kept one's are needed by no recovery.
+    alert_marks: std::sync::Mutex<std::collections::VecDeque<u64>>,
     config: StorageConfig,
     torn_tail_bytes: u64,
 }
@@ -206,6 +213,7 @@ impl DataDir {
             snapshots,
             gate: RwLock::new(()),
             accepted_since_snapshot: AtomicU64::new(0),
+            alert_marks: std::sync::Mutex::new(std::collections::VecDeque::new()),
             config,
             torn_tail_bytes: report.torn_tail_bytes,
         })
@@ -278,6 +286,7 @@ impl DataDir {
         };
         let paused = started.elapsed();
         let entities = snapshot.pipeline.store.entity_count();
+        let alert_mark = snapshot.alert_log_next;
         let payload = postcard::to_stdvec(&snapshot).map_err(|e| snapshot_error(format!("encoding: {e}")))?;
         drop(snapshot);
         // The logs first: a snapshot on disk must never cover records that a
@@ -291,6 +300,18 @@ impl DataDir {
             // out corrupt, the one before it replays from its own offset.
             let oldest = self.snapshots.list()?.last().and_then(|p| covered_offset(p)).unwrap_or(0);
             segments_pruned = self.log.remove_before(oldest)?;
+            // The alert log likewise, once this process has written as many
+            // snapshots as are kept (before that it does not know the oldest
+            // one's mark), and never into the alerts the feed shows.
+            let mut marks = self.alert_marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            marks.push_back(alert_mark);
+            while marks.len() > self.config.keep_snapshots {
+                marks.pop_front();
+            }
+            if marks.len() == self.config.keep_snapshots {
+                let shown = self.alerts.next_offset().saturating_sub(ALERTS_SHOWN);
+                segments_pruned += self.alerts.remove_before(marks[0].min(shown))?;
+            }
         }
         Ok(SnapshotReport { path, bytes, entities, covers_offset, paused, written: started.elapsed() - paused, segments_pruned })
     }
