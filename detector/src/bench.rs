@@ -1,4 +1,9 @@
-//! `haechi bench`: memory figures that need a whole store, printed as they go.
+//! `haechi bench`: memory figures that need a whole store, printed as they
+//! go; and the durable service's costs ([`ingest`], [`restart`]).
+
+pub mod http;
+pub mod ingest;
+pub mod restart;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -13,6 +18,14 @@ use crate::replay::read_bounded_line;
 pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
