@@ -30,6 +30,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time this process has used, user and system, in seconds (Linux;
+/// 100 ticks a second, the kernel's `USER_HZ` everywhere in practice).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let (user, system): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some((user + system) as f64 / 100.0)
+}
+
 /// One progress row of the spray benchmark.
 #[derive(Debug, Clone, Copy)]
 pub struct SprayRow {
@@ -227,6 +238,17 @@ fn failed_login(ts_ms: i64, user_agent: Option<String>, duration_ms: Option<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_and_grows() {
+        let before = cpu_seconds().expect("Linux");
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_seconds().unwrap() >= before + 0.05, "{x}");
+    }
 
     /// A short real-time spray: every capped kind stays within its cap plus
     /// the eighth the sweeper may fall behind.

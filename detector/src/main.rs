@@ -262,6 +262,12 @@ enum BenchCommand {
         /// Seconds of /v1/check load at the same rate before measuring.
         #[arg(long, default_value_t = 1)]
         warmup: u64,
+        /// Only these modes, in this order: memory, never, interval, always (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        modes: Vec<String>,
+        /// Rounds of all modes, interleaved; the summary gives each mode's median.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Snapshot cost and restart-to-ready on a data dir: fill it to ENTITIES
     /// live entities, snapshot, add TAIL events after the snapshot, stop
@@ -804,22 +810,28 @@ fn run() -> Result<()> {
                 println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
             }
         }
-        Command::Bench { what: BenchCommand::Ingest { rate, seconds, batch, connections, warmup } } => {
+        Command::Bench { what: BenchCommand::Ingest { rate, seconds, batch, connections, warmup, modes, rounds } } => {
+            use haechi_detector::bench::ingest::{median, Durability, IngestOptions};
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
-            let opts = haechi_detector::bench::ingest::IngestOptions { rate, seconds, batch, connections, warmup };
+            let modes = modes.iter().map(|m| Durability::parse(m).with_context(|| format!("--modes {m}: memory, never, interval or always"))).collect::<Result<Vec<_>>>()?;
+            let opts = IngestOptions { rate, seconds, batch, connections, warmup, modes, rounds };
             println!(
                 "/v1/check: {rate} requests/s open loop over {connections} connections, {warmup}s warm-up + {seconds}s measured, latency from each request's due time; \
-                 /v1/events: 2 connections, batches of {batch}, {:.1}s. Server and load generator share this machine ({} cores).",
+                 /v1/events: 2 connections, batches of {batch}, {:.1}s. {rounds} round(s) of every mode, interleaved. \
+                 Server and load generator share this machine ({} cores).",
                 seconds as f64 / 2.0,
                 std::thread::available_parallelism().map_or(0, |n| n.get())
             );
-            println!("| mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest |");
-            println!("|---|---|---|---|---|---|---|---|");
+            println!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             let rows = haechi_detector::bench::ingest::ingest(&config, &opts, |r| {
                 let errors = if r.unfinished > 0 { format!("{} ({} unanswered)", r.errors, r.unfinished) } else { r.errors.to_string() };
                 let events_errors = if r.event_errors > 0 { format!(" ({} failed batches)", r.event_errors) } else { String::new() };
+                let under = |d: Option<std::time::Duration>| d.map_or("> 100 ms".to_owned(), |d| format!("≤ {}", fmt_latency(d)));
+                let log = if r.log_append.count == 0 { ("-".to_owned(), "-".to_owned()) } else { (fmt_latency(r.log_append.mean), r.log_append.over_1ms.to_string()) };
                 println!(
-                    "| {} | {:.0}/s | {} | {} | {} | {} | {} of {} | {:.0}{} |",
+                    "| {} | {} | {:.0}/s | {} | {} | {} | {} | {} of {} | {:.0}{} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                    r.round,
                     r.mode.name(),
                     r.check_rate,
                     fmt_latency(r.p50),
@@ -829,17 +841,41 @@ fn run() -> Result<()> {
                     errors,
                     r.scheduled,
                     r.events_per_s,
-                    events_errors
+                    events_errors,
+                    r.check_cpu,
+                    fmt_latency(r.p99_from_send),
+                    fmt_latency(r.p99_send_late),
+                    under(r.served.p99_under),
+                    r.served.over_1ms,
+                    log.0,
+                    log.1
                 );
             })?;
-            if let (Some(mem), Some(interval)) = (rows.first(), rows.iter().find(|r| r.mode.name() == "fsync=interval")) {
+            println!();
+            println!("Median of {rounds} round(s):");
+            println!("| mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest |");
+            println!("|---|---|---|---|---|---|---|---|");
+            let mut seen = Vec::new();
+            for mode in rows.iter().map(|r| r.mode) {
+                if seen.contains(&mode) {
+                    continue;
+                }
+                seen.push(mode);
+                let of: Vec<_> = rows.iter().filter(|r| r.mode == mode).collect();
+                let m = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> f64| median(&of.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
+                let d = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> std::time::Duration| fmt_latency(std::time::Duration::from_secs_f64(m(&|r| f(r).as_secs_f64())));
+                let errors: Vec<String> = of.iter().map(|r| r.errors.to_string()).collect();
                 println!(
-                    "fsync=interval against memory-only: p99 {} vs {}, ingest {:.0} vs {:.0} events/s ({:+.1}%)",
-                    fmt_latency(interval.p99),
-                    fmt_latency(mem.p99),
-                    interval.events_per_s,
-                    mem.events_per_s,
-                    (interval.events_per_s / mem.events_per_s - 1.0) * 100.0
+                    "| {} | {:.0}/s | {} | {} | {} | {} | {} of {} each | {:.0} |",
+                    mode.name(),
+                    m(&|r| r.check_rate),
+                    d(&|r| r.p50),
+                    d(&|r| r.p99),
+                    d(&|r| r.p999),
+                    d(&|r| r.max),
+                    errors.join(", "),
+                    of[0].scheduled,
+                    m(&|r| r.events_per_s)
                 );
             }
         }

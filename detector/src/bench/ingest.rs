@@ -31,7 +31,7 @@ use crate::service::{self, build_state};
 use crate::Config;
 
 /// How hard to push.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// `/v1/check` requests per second, all connections together.
     pub rate: u64,
@@ -43,6 +43,11 @@ pub struct IngestOptions {
     pub connections: usize,
     /// Seconds of `/v1/check` load at the same rate before measuring.
     pub warmup: u64,
+    /// The modes to run, in order (default: [`Durability::ALL`]).
+    pub modes: Vec<Durability>,
+    /// Rounds: every mode once per round, interleaved, so that drifting
+    /// noise on a shared machine touches every mode alike.
+    pub rounds: usize,
 }
 
 /// Where accepted events go.
@@ -65,6 +70,11 @@ impl Durability {
         }
     }
 
+    /// The mode named `name` (as [`Durability::name`] prints it, or just `memory`, `never`, `interval`, `always`).
+    pub fn parse(name: &str) -> Option<Durability> {
+        Durability::ALL.into_iter().find(|m| m.name() == name || m.name().strip_prefix("fsync=") == Some(name) || (name == "memory" && *m == Durability::MemoryOnly))
+    }
+
     fn tag(self) -> char {
         match self {
             Durability::MemoryOnly => 'm',
@@ -75,10 +85,39 @@ impl Durability {
     }
 }
 
+/// One of the service's own latency histograms (Prometheus buckets).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Served {
+    pub count: u64,
+    pub mean: Duration,
+    /// The bucket bound under which 99% fall (`None`: above the last bound).
+    pub p99_under: Option<Duration>,
+    /// How many took more than 1 ms.
+    pub over_1ms: u64,
+}
+
+impl Served {
+    fn of(h: &prometheus::Histogram) -> Served {
+        use prometheus::core::Metric;
+        let m = h.metric();
+        let h = m.get_histogram();
+        let count = h.get_sample_count();
+        let buckets = h.get_bucket();
+        let under = |bound: f64| buckets.iter().find(|b| b.upper_bound() >= bound - 1e-12).map_or(count, |b| b.cumulative_count());
+        Served {
+            count,
+            mean: Duration::from_secs_f64(if count == 0 { 0.0 } else { h.get_sample_sum() / count as f64 }),
+            p99_under: buckets.iter().find(|b| b.cumulative_count() as f64 >= 0.99 * count as f64).map(|b| Duration::from_secs_f64(b.upper_bound())),
+            over_1ms: count - under(1e-3),
+        }
+    }
+}
+
 /// One mode's figures.
 #[derive(Debug, Clone)]
 pub struct IngestRow {
     pub mode: Durability,
+    pub round: usize,
     /// `/v1/check` requests due in the measured window.
     pub scheduled: u64,
     /// ... answered 200.
@@ -94,11 +133,25 @@ pub struct IngestRow {
     pub p99: Duration,
     pub p999: Duration,
     pub max: Duration,
+    /// p99 from the moment each request was written instead (the service
+    /// and the socket, without the load generator's lateness; blind to
+    /// queueing, so not the figure to judge by).
+    pub p99_from_send: Duration,
+    /// p99 of how late requests were written after their due time.
+    pub p99_send_late: Duration,
     /// Events `/v1/events` accepted, and per second.
     pub events: u64,
     pub events_per_s: f64,
     /// `/v1/events` requests not answered 200.
     pub event_errors: u64,
+    /// Process CPU time (server and load generator) per second of the
+    /// `/v1/check` phase: 2.0 would be both cores busy.
+    pub check_cpu: f64,
+    /// The service's own timing of `/v1/check` (from the router's first
+    /// look at the request to its response; warm-up included).
+    pub served: Served,
+    /// The ingest log append inside each `/v1/check` (none: memory only).
+    pub log_append: Served,
 }
 
 /// How long unanswered `/v1/check` requests are waited for after the last one is due.
@@ -110,10 +163,14 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// When the service cannot be built or served, or a data dir cannot be made.
 pub fn ingest(config: &Config, opts: &IngestOptions, mut report: impl FnMut(&IngestRow)) -> Result<Vec<IngestRow>, DetectorError> {
     let mut rows = Vec::new();
-    for mode in Durability::ALL {
-        let row = run_mode(config, opts, mode)?;
-        report(&row);
-        rows.push(row);
+    let modes = if opts.modes.is_empty() { Durability::ALL.to_vec() } else { opts.modes.clone() };
+    for round in 1..=opts.rounds.max(1) {
+        for &mode in &modes {
+            let mut row = run_mode(config, opts, mode)?;
+            row.round = round;
+            report(&row);
+            rows.push(row);
+        }
     }
     Ok(rows)
 }
@@ -145,11 +202,15 @@ fn run_mode(config: &Config, opts: &IngestOptions, mode: Durability) -> Result<I
     let server = server_rt.spawn(service::run(listener, state.clone(), shutdown.clone()));
 
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = client_rt.block_on(async {
-        let check = check_load(addr, opts, mode.tag()).await?;
-        let events = events_load(addr, opts, mode.tag()).await?;
-        Ok::<_, std::io::Error>((check, events))
-    });
+    let outcome = (|| {
+        let (cpu0, t0) = (super::cpu_seconds().unwrap_or(0.0), Instant::now());
+        let check = client_rt.block_on(check_load(addr, opts, mode.tag()))?;
+        let cpu = (super::cpu_seconds().unwrap_or(0.0) - cpu0) / t0.elapsed().as_secs_f64();
+        let served = Served::of(&state.metrics.request_seconds.with_label_values(&["/v1/check"]));
+        let log_append = Served::of(&state.metrics.stage_seconds.with_label_values(&["ingest_log"]));
+        let events = client_rt.block_on(events_load(addr, opts, mode.tag()))?;
+        Ok::<_, std::io::Error>((check, cpu, served, log_append, events))
+    })();
     drop(client_rt);
     shutdown.cancel();
     let served = server_rt.block_on(server);
@@ -157,23 +218,37 @@ fn run_mode(config: &Config, opts: &IngestOptions, mode: Durability) -> Result<I
     drop(server_rt);
     drop(dir);
     served.map_err(std::io::Error::other)??;
-    let (check, (events, event_errors, events_elapsed)) = outcome?;
-    let q = |q: f64| Duration::from_nanos(check.hist.value_at_quantile(q));
+    let (check, check_cpu, served, log_append, (events, event_errors, events_elapsed)) = outcome?;
+    let t = &check.tally;
+    let q = |q: f64| Duration::from_nanos(t.from_due.value_at_quantile(q));
     Ok(IngestRow {
         mode,
+        round: 1,
         scheduled: check.scheduled,
-        ok: check.ok,
-        errors: check.errors + check.unfinished,
+        ok: t.ok,
+        errors: t.errors + check.unfinished,
         unfinished: check.unfinished,
-        check_rate: (check.ok + check.errors) as f64 / check.window.as_secs_f64(),
+        check_rate: (t.ok + t.errors) as f64 / check.window.as_secs_f64(),
         p50: q(0.5),
         p99: q(0.99),
         p999: q(0.999),
-        max: Duration::from_nanos(check.hist.max()),
+        max: Duration::from_nanos(t.from_due.max()),
+        p99_from_send: Duration::from_nanos(t.from_send.value_at_quantile(0.99)),
+        p99_send_late: Duration::from_nanos(t.send_late.value_at_quantile(0.99)),
         events,
         events_per_s: events as f64 / events_elapsed.as_secs_f64(),
         event_errors,
+        check_cpu,
+        served,
+        log_append,
     })
+}
+
+/// The median of `values` (the lower middle one for an even count).
+pub fn median<T: PartialOrd + Copy>(values: &[T]) -> Option<T> {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len().saturating_sub(1) / 2).copied()
 }
 
 /// One request for a connection: its number and when it is due.
@@ -183,18 +258,31 @@ struct Due {
     measured: bool,
 }
 
-#[derive(Default)]
 struct Tally {
     ok: u64,
     errors: u64,
     last_answer: Option<Instant>,
+    /// Latency of the 200 answers from each request's due time.
+    from_due: Histogram<u64>,
+    /// ... from the moment it was written (the service and the socket only).
+    from_send: Histogram<u64>,
+    /// How late each request was written: the load generator's own share.
+    send_late: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally { ok: 0, errors: 0, last_answer: None, from_due: histogram(), from_send: histogram(), send_late: histogram() }
+    }
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    h.saturating_record((d.as_nanos() as u64).max(1_000));
 }
 
 struct CheckOutcome {
-    hist: Histogram<u64>,
+    tally: Tally,
     scheduled: u64,
-    ok: u64,
-    errors: u64,
     unfinished: u64,
     /// From the first measured request's due time to the last measured answer.
     window: Duration,
@@ -239,16 +327,16 @@ async fn check_load(addr: SocketAddr, opts: &IngestOptions, tag: char) -> std::i
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Due>();
     // Whichever connection is free takes the next due request.
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let hist = Arc::new(Mutex::new(histogram()));
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = Arc::new(Mutex::new(Tally::new()));
     let mut tasks = tokio::task::JoinSet::new();
     for mut conn in conns {
-        let (rx, hist, tally) = (rx.clone(), hist.clone(), tally.clone());
+        let (rx, tally) = (rx.clone(), tally.clone());
         tasks.spawn(async move {
             let mut body = Vec::with_capacity(512);
             loop {
                 let Some(due) = rx.lock().await.recv().await else { break };
                 check_body(&mut body, tag, due.n, crate::enforce::now_ms());
+                let sent = Instant::now();
                 let answer = conn.post("/v1/check", "application/json", &body).await.map(|(status, _)| status);
                 let done = Instant::now();
                 if due.measured {
@@ -256,8 +344,9 @@ async fn check_load(addr: SocketAddr, opts: &IngestOptions, tag: char) -> std::i
                     t.last_answer = Some(done);
                     if let Ok(200) = answer {
                         t.ok += 1;
-                        let ns = done.saturating_duration_since(due.at).as_nanos() as u64;
-                        hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).saturating_record(ns.max(1_000));
+                        record(&mut t.from_due, done.saturating_duration_since(due.at));
+                        record(&mut t.from_send, done.saturating_duration_since(sent));
+                        record(&mut t.send_late, sent.saturating_duration_since(due.at));
                     } else {
                         t.errors += 1;
                     }
@@ -299,16 +388,13 @@ async fn check_load(addr: SocketAddr, opts: &IngestOptions, tag: char) -> std::i
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    let t = std::mem::take(&mut *tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let t = std::mem::replace(&mut *tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner), Tally::new());
     let scheduled = total - warm;
-    let hist = std::mem::replace(&mut *hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner), histogram());
     Ok(CheckOutcome {
-        hist,
         scheduled,
-        ok: t.ok,
-        errors: t.errors,
         unfinished: scheduled - t.ok - t.errors,
         window: t.last_answer.unwrap_or(last_due).saturating_duration_since(measured_from).max(Duration::from_millis(1)),
+        tally: t,
     })
 }
 
@@ -400,5 +486,35 @@ mod tests {
         assert_eq!(accepted_count(br#"{"accepted":1000,"rejected":[],"decisions":[]}"#), Some(1000));
         assert_eq!(accepted_count(br#"{"accepted":0,"rejected":[{"line":1}]}"#), Some(0));
         assert_eq!(accepted_count(br#"{"error":"overloaded"}"#), None);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(2));
+        assert_eq!(median::<u32>(&[]), None);
+    }
+
+    #[test]
+    fn served_reads_the_buckets() {
+        let h = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t").buckets(vec![1e-4, 1e-3, 1e-2])).unwrap();
+        for _ in 0..98 {
+            h.observe(5e-5);
+        }
+        h.observe(5e-4);
+        h.observe(5e-3);
+        let s = Served::of(&h);
+        assert_eq!((s.count, s.over_1ms), (100, 1));
+        assert_eq!(s.p99_under, Some(Duration::from_secs_f64(1e-3)));
+    }
+
+    #[test]
+    fn modes_parse_by_name() {
+        for m in Durability::ALL {
+            assert_eq!(Durability::parse(m.name()), Some(m));
+        }
+        assert_eq!(Durability::parse("interval"), Some(Durability::Log(Fsync::Interval)));
+        assert_eq!(Durability::parse("memory"), Some(Durability::MemoryOnly));
+        assert_eq!(Durability::parse("sometimes"), None);
     }
 }
