@@ -203,6 +203,12 @@ impl DataDir {
         &self.alerts
     }
 
+    /// Does every append wait for the disk (`fsync = "always"`)? Then
+    /// callers append off the async runtime's threads.
+    pub fn appends_wait_for_disk(&self) -> bool {
+        self.config.fsync == Fsync::Always
+    }
+
     /// The ingest log.
     pub fn log(&self) -> &IngestLog {
         &self.log

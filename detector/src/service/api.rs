@@ -194,6 +194,16 @@ fn decide_batch(s: &AppState, body: &[u8]) -> Result<EventsResponse, ApiError> {
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
     let body = body?;
+    // With fsync = "always" the log append waits for the disk: on the
+    // blocking pool, so that the runtime's threads go on serving meanwhile
+    // and the appends waiting together share one fdatasync.
+    if s.data.as_ref().is_some_and(|d| d.appends_wait_for_disk()) {
+        return tokio::task::spawn_blocking(move || check(&s, &body)).await.map_err(|e| ApiError::internal(format!("check failed: {e}")))?.map(Json);
+    }
+    check(&s, &body).map(Json)
+}
+
+fn check(s: &AppState, body: &[u8]) -> Result<LiveDecision, ApiError> {
     let t = Instant::now();
     let event = s.pipeline.parse(body.trim_ascii()).map_err(|e| {
         s.metrics.rejected.with_label_values(&[e.reason()]).inc();
@@ -207,7 +217,7 @@ async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRej
         let status = if matches!(e, haechi_features::Error::Duplicate) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
         ApiError(status, e.to_string())
     })?;
-    Ok(Json(d))
+    Ok(d)
 }
 
 #[derive(Deserialize)]
