@@ -309,6 +309,16 @@ impl IngestLog {
     /// with [`Fsync::Always`] they have also been fdatasync'ed, by this call or by a concurrent
     /// one's that started after they were written (concurrent appends share fdatasyncs).
     pub fn append(&self, records: &[&[u8]]) -> Result<u64, StorageError> {
+        let first = self.append_deferred(records)?;
+        self.wait_durable(first + records.len() as u64)?;
+        Ok(first)
+    }
+
+    /// [`IngestLog::append`] without the wait for the disk: the records have reached the kernel
+    /// when this returns; pass `first + records.len()` to [`IngestLog::wait_durable`] before
+    /// reporting them durable. For callers that append under a lock of their own and should not
+    /// hold it through an fdatasync.
+    pub fn append_deferred(&self, records: &[&[u8]]) -> Result<u64, StorageError> {
         let shared = &*self.shared;
         if let Some(big) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
             return Err(StorageError::RecordTooLarge {
@@ -336,13 +346,17 @@ impl IngestLog {
         }
         w.write(&buf)?;
         w.next_offset += records.len() as u64;
-        let end = w.next_offset;
-        drop(w);
-
-        if shared.config.fsync == Fsync::Always {
-            shared.sync_through(end)?;
-        }
         Ok(first)
+    }
+
+    /// With [`Fsync::Always`], return once every record below `end` has been fdatasync'ed (by this
+    /// call, or by a concurrent one's that started after they were written); in the other modes,
+    /// at once.
+    pub fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
+        if self.shared.config.fsync == Fsync::Always {
+            self.shared.sync_through(end)?;
+        }
+        Ok(())
     }
 
     pub fn append_one(&self, record: &[u8]) -> Result<u64, StorageError> {

@@ -165,14 +165,16 @@ impl AlertFeed {
                 }
                 let seq = g.next_seq;
                 let item = FeedAlert { seq, alert };
+                let mut logged = None;
                 if let Some(log) = &self.log {
                     // Under the feed's lock: the log's order is the feed's order.
                     // An alert always encodes: strings, numbers and enums.
                     let bytes = serde_json::to_vec(&item).unwrap_or_default();
-                    if let Err(e) = log.append_one(&bytes) {
+                    match log.append_deferred(&[&bytes]) {
+                        Ok(offset) => logged = Some(offset + 1),
                         // The alert still reaches the ring and live clients; it
                         // would be missing from the feed after a restart.
-                        tracing::error!(error = %e, alert = %item.alert.id, "writing the alert log failed");
+                        Err(e) => tracing::error!(error = %e, alert = %item.alert.id, "writing the alert log failed"),
                     }
                 }
                 g.next_seq += 1;
@@ -184,6 +186,15 @@ impl AlertFeed {
                     }
                 }
                 drop(g);
+                if let (Some(log), Some(end)) = (&self.log, logged) {
+                    // With fsync = "always", on the disk before it is streamed and
+                    // before the event's answer: waited for outside the feed's lock,
+                    // so that one event's fdatasync does not hold up every other
+                    // event's findings, and alerts raised together share one.
+                    if let Err(e) = log.wait_durable(end) {
+                        tracing::error!(error = %e, alert = %item.alert.id, "syncing the alert log failed");
+                    }
+                }
                 // No receiver is fine: the ring still has it.
                 let _ = self.tx.send(item.clone());
                 Some(item)

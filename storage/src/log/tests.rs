@@ -347,6 +347,20 @@ fn concurrent_always_appends_each_return_synced() {
 }
 
 #[test]
+fn a_deferred_append_is_durable_once_waited_for() {
+    let dir = TempDir::new().unwrap();
+    let (log, _) = open(dir.path(), config(Fsync::Always, 1 << 20));
+    let first = log.append_deferred(&[&record(0), &record(1)]).unwrap();
+    assert_eq!((first, log.synced_through()), (0, 0), "not synced yet");
+    log.wait_durable(2).unwrap();
+    assert_eq!(log.synced_through(), 2);
+    let syncs = log.syncs();
+    log.wait_durable(2).unwrap();
+    assert_eq!(log.syncs(), syncs, "already covered: no second fdatasync");
+    assert_eq!(read_all(&log, 0), expected(0..2));
+}
+
+#[test]
 fn the_interval_thread_syncs_unsynced_appends() {
     let dir = TempDir::new().unwrap();
     let (log, _) = open(dir.path(), config(Fsync::Interval, 1 << 20));
