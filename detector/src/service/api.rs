@@ -487,4 +487,25 @@ mod tests {
         assert_eq!(lines, vec![3, 4], "{v}");
         assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_fsync_always_checks_are_logged_before_their_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::default();
+        config.server.watch_files = false;
+        config.storage.data_dir = Some(dir.path().join("data"));
+        config.storage.fsync = haechi_storage::Fsync::Always;
+        let s = super::super::build_state(config).unwrap();
+        let app = router(s.clone(), CancellationToken::new());
+        let check = |id: &str| {
+            let body = format!(r#"{{"event_id":"{id}","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","customer_id":"c1"}}"#);
+            Request::builder().method("POST").uri("/v1/check").body(Body::from(body)).unwrap()
+        };
+        let answers = futures_util::future::join_all((0..16).map(|i| app.clone().oneshot(check(&format!("e{i}"))))).await;
+        assert!(answers.iter().all(|r| r.as_ref().unwrap().status() == StatusCode::OK));
+        let data = s.data.as_ref().unwrap();
+        assert_eq!(data.log().next_offset(), 16, "every answered event is in the log");
+        let repeat = app.clone().oneshot(check("e3")).await.unwrap();
+        assert_eq!(repeat.status(), StatusCode::CONFLICT, "decided on the blocking pool, refused as before");
+    }
 }
