@@ -292,8 +292,11 @@ impl FeatureStore {
     fn note_insert(&self, kind: EntityKind) {
         let i = kind.index();
         let live = self.live[i].fetch_add(1, Ordering::Relaxed) + 1;
-        let cap = self.caps[i];
-        if live > cap && (self.inline_sweeps.load(Ordering::Relaxed) || live > cap + cap / 8) && self.evict_kind(kind) == 0 && live > cap + cap / 8 {
+        let (cap, allowance) = (self.caps[i], self.caps[i] + self.caps[i] / 8);
+        if live <= cap || !(self.inline_sweeps.load(Ordering::Relaxed) || live > allowance) {
+            return;
+        }
+        if self.evict_kind(kind) == 0 && live > allowance {
             // Another pass (the background sweeper) is running: wait for it
             // rather than grow past the allowance while it is descheduled.
             // This thread holds no shard lock here, so the pass can finish.
