@@ -822,15 +822,15 @@ fn run() -> Result<()> {
                 seconds as f64 / 2.0,
                 std::thread::available_parallelism().map_or(0, |n| n.get())
             );
-            println!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |");
-            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            println!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | other CPU | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             let rows = haechi_detector::bench::ingest::ingest(&config, &opts, |r| {
                 let errors = if r.unfinished > 0 { format!("{} ({} unanswered)", r.errors, r.unfinished) } else { r.errors.to_string() };
                 let events_errors = if r.event_errors > 0 { format!(" ({} failed batches)", r.event_errors) } else { String::new() };
                 let under = |d: Option<std::time::Duration>| d.map_or("> 100 ms".to_owned(), |d| format!("≤ {}", fmt_latency(d)));
                 let log = if r.log_append.count == 0 { ("-".to_owned(), "-".to_owned()) } else { (fmt_latency(r.log_append.mean), r.log_append.over_1ms.to_string()) };
                 println!(
-                    "| {} | {} | {:.0}/s | {} | {} | {} | {} | {} of {} | {:.0}{} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {:.0}/s | {} | {} | {} | {} | {} of {} | {:.0}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
                     r.round,
                     r.mode.name(),
                     r.check_rate,
@@ -843,6 +843,7 @@ fn run() -> Result<()> {
                     r.events_per_s,
                     events_errors,
                     r.check_cpu,
+                    r.other_cpu,
                     fmt_latency(r.p99_from_send),
                     fmt_latency(r.p99_send_late),
                     under(r.served.p99_under),

@@ -147,6 +147,10 @@ pub struct IngestRow {
     /// Process CPU time (server and load generator) per second of the
     /// `/v1/check` phase: 2.0 would be both cores busy.
     pub check_cpu: f64,
+    /// CPU the rest of the machine used meanwhile (other processes, the
+    /// kernel's own threads), in cores: above a few hundredths, the row
+    /// was measured on a busy machine.
+    pub other_cpu: f64,
     /// The service's own timing of `/v1/check` (from the router's first
     /// look at the request to its response; warm-up included).
     pub served: Served,
@@ -203,9 +207,10 @@ fn run_mode(config: &Config, opts: &IngestOptions, mode: Durability) -> Result<I
 
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let outcome = (|| {
-        let (cpu0, t0) = (super::cpu_seconds().unwrap_or(0.0), Instant::now());
+        let (cpu0, machine0, t0) = (super::cpu_seconds().unwrap_or(0.0), super::machine_cpu_seconds().unwrap_or(0.0), Instant::now());
         let check = client_rt.block_on(check_load(addr, opts, mode.tag()))?;
-        let cpu = (super::cpu_seconds().unwrap_or(0.0) - cpu0) / t0.elapsed().as_secs_f64();
+        let (own, machine) = (super::cpu_seconds().unwrap_or(0.0) - cpu0, super::machine_cpu_seconds().unwrap_or(0.0) - machine0);
+        let cpu = (own / t0.elapsed().as_secs_f64(), ((machine - own) / t0.elapsed().as_secs_f64()).max(0.0));
         let served = Served::of(&state.metrics.request_seconds.with_label_values(&["/v1/check"]));
         let log_append = Served::of(&state.metrics.stage_seconds.with_label_values(&["ingest_log"]));
         let events = client_rt.block_on(events_load(addr, opts, mode.tag()))?;
@@ -218,7 +223,7 @@ fn run_mode(config: &Config, opts: &IngestOptions, mode: Durability) -> Result<I
     drop(server_rt);
     drop(dir);
     served.map_err(std::io::Error::other)??;
-    let (check, check_cpu, served, log_append, (events, event_errors, events_elapsed)) = outcome?;
+    let (check, (check_cpu, other_cpu), served, log_append, (events, event_errors, events_elapsed)) = outcome?;
     let t = &check.tally;
     let q = |q: f64| Duration::from_nanos(t.from_due.value_at_quantile(q));
     Ok(IngestRow {
@@ -239,6 +244,7 @@ fn run_mode(config: &Config, opts: &IngestOptions, mode: Durability) -> Result<I
         events_per_s: events as f64 / events_elapsed.as_secs_f64(),
         event_errors,
         check_cpu,
+        other_cpu,
         served,
         log_append,
     })
