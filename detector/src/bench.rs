@@ -1,4 +1,9 @@
-//! `haechi bench`: memory figures that need a whole store, printed as they go.
+//! `haechi bench`: memory figures that need a whole store, printed as they
+//! go; and the durable service's costs ([`ingest`], [`restart`]).
+
+pub mod http;
+pub mod ingest;
+pub mod restart;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -15,6 +20,36 @@ pub fn rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time this process has used, user and system, in seconds (Linux;
+/// 100 ticks a second, the kernel's `USER_HZ` everywhere in practice).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let (user, system): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some((user + system) as f64 / 100.0)
+}
+
+/// CPU time the whole machine has used (every state but idle and I/O wait),
+/// in seconds, from /proc/stat (Linux).
+pub fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line.split_whitespace().map(|t| t.parse().unwrap_or(0)).collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Some(busy as f64 / 100.0)
 }
 
 /// One progress row of the spray benchmark.
@@ -214,6 +249,18 @@ fn failed_login(ts_ms: i64, user_agent: Option<String>, duration_ms: Option<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_and_grows() {
+        let before = cpu_seconds().expect("Linux");
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_seconds().unwrap() >= before + 0.05, "{x}");
+        assert!(machine_cpu_seconds().unwrap() >= cpu_seconds().unwrap() - 1.0, "the machine has used at least what this process has");
+    }
 
     /// A short real-time spray: every capped kind stays within its cap plus
     /// the eighth the sweeper may fall behind.

@@ -72,7 +72,8 @@ impl Dedup {
         let newest = self.newest_ms.load(Ordering::Relaxed);
         let next = self.next_sweep_ms.load(Ordering::Relaxed);
         if newest >= next && self.next_sweep_ms.compare_exchange(next, newest + self.window_ms / 4, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            let cutoff = newest - self.window_ms;
+            // Saturating: before the first event `newest` is `i64::MIN`.
+            let cutoff = newest.saturating_sub(self.window_ms);
             self.seen.retain(|_, t| *t >= cutoff);
         }
     }
@@ -134,5 +135,16 @@ mod tests {
         d.sweep_due();
         assert_eq!(d.len(), 100, "the id from five windows ago is forgotten");
         assert!(!d.first_time("x7", 5200), "a recent id is still a repeat");
+    }
+
+    #[test]
+    fn a_sweep_before_the_first_event_is_harmless() {
+        // The service's housekeeping loop can tick before any event arrives.
+        let d = Dedup::new(600_000, HashKey::from_seed(5));
+        d.sweep_in_background();
+        d.sweep_due();
+        assert!(d.first_time("a", 1_000));
+        d.sweep_due();
+        assert!(!d.first_time("a", 2_000));
     }
 }

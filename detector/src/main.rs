@@ -273,6 +273,55 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+    /// What the ingest log costs the live service: the real server on a
+    /// loopback socket, memory-only and on a temporary data dir with each
+    /// fsync mode, in one run. /v1/check latency at a fixed open-loop rate
+    /// (from each request's due time), then /v1/events throughput.
+    Ingest {
+        /// /v1/check requests per second, all connections together.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds of measured /v1/check load per mode; /v1/events runs half as long.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Events per /v1/events request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Connections for /v1/check.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds of /v1/check load at the same rate before measuring.
+        #[arg(long, default_value_t = 1)]
+        warmup: u64,
+        /// Only these modes, in this order: memory, never, interval, always (default: all four).
+        #[arg(long, value_delimiter = ',')]
+        modes: Vec<String>,
+        /// Rounds of all modes, interleaved; the summary gives each mode's median.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Snapshot cost and restart-to-ready on a data dir: fill it to ENTITIES
+    /// live entities, snapshot, add TAIL events after the snapshot, stop
+    /// without a final snapshot, and time a start (in a fresh process).
+    Restart {
+        #[arg(long, default_value_t = 1_000_000)]
+        entities: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        tail: u64,
+        /// Use this (empty or new) data dir and keep it; default: a temporary one, removed.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// One start of `bench restart`, in its own process: prints a JSON line.
+    #[command(hide = true)]
+    RestartProbe {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        entities: usize,
+        #[arg(long)]
+        snapshot_after: bool,
+    },
     /// Detection over drawn worlds: generate each, decide it with the whole
     /// pipeline, score it; per world, per attack type, and the worst world.
     Worlds {
@@ -298,6 +347,130 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A latency for the tables: µs below 10 ms, ms above.
+fn fmt_latency(d: std::time::Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 10_000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.1} ms", us / 1000.0)
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// `haechi bench restart`: prepare the data dir here, then time each start
+/// in a fresh process of this binary (`bench restart-probe`), so that its
+/// time and peak memory are a start's alone.
+fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Path>, entities: usize, tail: u64, data_dir: Option<PathBuf>) -> Result<()> {
+    use haechi_detector::bench::restart;
+    let temp = match &data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("haechi-bench-restart-").tempdir()?),
+    };
+    let dir = match (&data_dir, &temp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().join("data"),
+        (None, None) => unreachable!(),
+    };
+    let (config, raised) = restart::restart_config(config, &dir, entities);
+    let m = config.features.max_entities;
+    println!(
+        "data dir {}{}; fsync {:?}; caps customer {} ip {} subnet {} device {} session {}{}",
+        dir.display(),
+        if temp.is_some() { " (temporary)" } else { "" },
+        config.storage.fsync,
+        m.customer,
+        m.ip,
+        m.subnet,
+        m.device,
+        m.session,
+        if raised.is_empty() { String::new() } else { format!(" (raised for this run: {})", raised.join(", ")) }
+    );
+    let before = restart::prepare(&config, entities, tail, |line| eprintln!("{line}"))?;
+    let total = |e: &[usize]| e.iter().sum::<usize>();
+    let kinds = |e: &[usize; haechi_features::KIND_COUNT]| {
+        haechi_features::EntityKind::ALL.iter().zip(e).filter(|(_, n)| **n > 0).map(|(k, n)| format!("{} {n}", k.as_str())).collect::<Vec<_>>().join(", ")
+    };
+    let s = &before.snapshot;
+    println!(
+        "fill: {} events in {:.1}s ({:.0} events/s), {} live entities ({}), {} evicted, {} refused",
+        before.fill.events,
+        before.fill.busy.as_secs_f64(),
+        before.fill.events as f64 / before.fill.busy.as_secs_f64(),
+        total(&before.entities),
+        kinds(&before.entities),
+        before.evicted,
+        before.fill.refused
+    );
+    println!(
+        "snapshot: {:.1} MiB, {} entities, paused {:.0} ms (ingestion blocked while copied), written {:.0} ms (encode + write, ingestion running)",
+        mib(s.bytes),
+        s.entities,
+        s.paused.as_secs_f64() * 1000.0,
+        s.written.as_secs_f64() * 1000.0
+    );
+    println!(
+        "tail: {} events after the snapshot in {:.1}s ({:.0} events/s through accept), {} refused; {} live entities; log next offset {}; RSS {:.0} MiB",
+        before.tail.events,
+        before.tail.busy.as_secs_f64(),
+        before.tail.events as f64 / before.tail.busy.as_secs_f64().max(1e-9),
+        before.tail.refused,
+        total(&before.entities_after_tail),
+        before.log_next_offset,
+        mib(before.rss_bytes)
+    );
+    println!("stopped without a final snapshot; starting again in a fresh process:");
+    let exe = std::env::current_exe()?;
+    let run_probe = |snapshot_after: bool| -> Result<restart::Probe> {
+        let mut cmd = std::process::Command::new(&exe);
+        if let Some(c) = config_path {
+            cmd.arg("--config").arg(c);
+        }
+        if let Some(r) = rules {
+            cmd.arg("--rules").arg(r);
+        }
+        cmd.args(["bench", "restart-probe", "--data-dir"]).arg(&dir).arg("--entities").arg(entities.to_string());
+        if snapshot_after {
+            cmd.arg("--snapshot-after");
+        }
+        let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
+        if !out.status.success() {
+            anyhow::bail!("the restart probe failed ({})", out.status);
+        }
+        let line = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(line.trim()).with_context(|| format!("the restart probe printed `{}`", line.trim()))
+    };
+    println!("| start | restart-to-ready | events replayed | entities after (before) | RSS when ready | peak RSS |");
+    println!("|---|---|---|---|---|---|");
+    let row = |what: &str, p: &restart::Probe| {
+        let same = if p.entities == before.entities_after_tail { "" } else { " MISMATCH" };
+        println!(
+            "| {what} | {:.2} s | {} | {} ({}){same} | {:.0} MiB | {:.0} MiB |",
+            p.ready_ms / 1000.0,
+            p.replayed,
+            total(&p.entities),
+            total(&before.entities_after_tail),
+            mib(p.rss_bytes),
+            mib(p.peak_rss_bytes)
+        );
+    };
+    let with_tail = run_probe(true)?;
+    row(&format!("snapshot + {} events of log tail", with_tail.replayed), &with_tail);
+    let alone = run_probe(false)?;
+    row("snapshot alone (tail 0)", &alone);
+    if let (Some(b), Some(p), Some(w)) = (with_tail.snapshot_bytes, with_tail.snapshot_paused_ms, with_tail.snapshot_written_ms) {
+        println!("(the tail-0 start loads a snapshot written after the first start: {:.1} MiB, paused {p:.0} ms, written {w:.0} ms)", mib(b));
+    }
+    if with_tail.entities != before.entities_after_tail || alone.entities != before.entities_after_tail {
+        anyhow::bail!("a restart did not find the entities the state held before it");
+    }
+    drop(temp);
+    Ok(())
 }
 
 fn warm_pipeline(pipeline: &Pipeline, path: &Path) -> Result<()> {
@@ -668,6 +841,85 @@ fn run() -> Result<()> {
             if let Some(rss) = haechi_detector::bench::rss_bytes() {
                 println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
             }
+        }
+        Command::Bench { what: BenchCommand::Ingest { rate, seconds, batch, connections, warmup, modes, rounds } } => {
+            use haechi_detector::bench::ingest::{median, Durability, IngestOptions};
+            config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            let modes = modes.iter().map(|m| Durability::parse(m).with_context(|| format!("--modes {m}: memory, never, interval or always"))).collect::<Result<Vec<_>>>()?;
+            let opts = IngestOptions { rate, seconds, batch, connections, warmup, modes, rounds };
+            println!(
+                "/v1/check: {rate} requests/s open loop over {connections} connections, {warmup}s warm-up + {seconds}s measured, latency from each request's due time; \
+                 /v1/events: 2 connections, batches of {batch}, {:.1}s. {rounds} round(s) of every mode, interleaved. \
+                 Server and load generator share this machine ({} cores).",
+                seconds as f64 / 2.0,
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            );
+            println!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | other CPU | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            let rows = haechi_detector::bench::ingest::ingest(&config, &opts, |r| {
+                let errors = if r.unfinished > 0 { format!("{} ({} unanswered)", r.errors, r.unfinished) } else { r.errors.to_string() };
+                let events_errors = if r.event_errors > 0 { format!(" ({} failed batches)", r.event_errors) } else { String::new() };
+                let under = |d: Option<std::time::Duration>| d.map_or("> 100 ms".to_owned(), |d| format!("≤ {}", fmt_latency(d)));
+                let log = if r.log_append.count == 0 { ("-".to_owned(), "-".to_owned()) } else { (fmt_latency(r.log_append.mean), r.log_append.over_1ms.to_string()) };
+                println!(
+                    "| {} | {} | {:.0}/s | {} | {} | {} | {} | {} of {} | {:.0}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+                    r.round,
+                    r.mode.name(),
+                    r.check_rate,
+                    fmt_latency(r.p50),
+                    fmt_latency(r.p99),
+                    fmt_latency(r.p999),
+                    fmt_latency(r.max),
+                    errors,
+                    r.scheduled,
+                    r.events_per_s,
+                    events_errors,
+                    r.check_cpu,
+                    r.other_cpu,
+                    fmt_latency(r.p99_from_send),
+                    fmt_latency(r.p99_send_late),
+                    under(r.served.p99_under),
+                    r.served.over_1ms,
+                    log.0,
+                    log.1
+                );
+            })?;
+            println!();
+            println!("Median of {rounds} round(s):");
+            println!("| mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest |");
+            println!("|---|---|---|---|---|---|---|---|");
+            let mut seen = Vec::new();
+            for mode in rows.iter().map(|r| r.mode) {
+                if seen.contains(&mode) {
+                    continue;
+                }
+                seen.push(mode);
+                let of: Vec<_> = rows.iter().filter(|r| r.mode == mode).collect();
+                let m = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> f64| median(&of.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
+                let d = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> std::time::Duration| fmt_latency(std::time::Duration::from_secs_f64(m(&|r| f(r).as_secs_f64())));
+                let errors: Vec<String> = of.iter().map(|r| r.errors.to_string()).collect();
+                println!(
+                    "| {} | {:.0}/s | {} | {} | {} | {} | {} of {} each | {:.0} |",
+                    mode.name(),
+                    m(&|r| r.check_rate),
+                    d(&|r| r.p50),
+                    d(&|r| r.p99),
+                    d(&|r| r.p999),
+                    d(&|r| r.max),
+                    errors.join(", "),
+                    of[0].scheduled,
+                    m(&|r| r.events_per_s)
+                );
+            }
+        }
+        Command::Bench { what: BenchCommand::Restart { entities, tail, data_dir } } => {
+            config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
+            bench_restart(&config, cli.config.as_deref(), cli.rules.as_deref(), entities, tail, data_dir)?;
+        }
+        Command::Bench { what: BenchCommand::RestartProbe { data_dir, entities, snapshot_after } } => {
+            let (config, _) = haechi_detector::bench::restart::restart_config(&config, &data_dir, entities);
+            let probe = haechi_detector::bench::restart::probe(&config, snapshot_after)?;
+            println!("{}", serde_json::to_string(&probe)?);
         }
         Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json, model, model_action } } => {
             let started = std::time::Instant::now();

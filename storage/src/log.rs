@@ -151,6 +151,9 @@ struct Shared {
     synced_through: AtomicU64,
     /// Completed fdatasyncs, for tests.
     syncs: AtomicU64,
+    /// Taken by each [`Fsync::Always`] append for its fdatasync, one at a time: an appender that
+    /// waited here usually finds its records covered by the sync before it (group commit).
+    sync_turn: Mutex<()>,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -203,6 +206,22 @@ impl Shared {
         }
         self.synced_through.fetch_max(through, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Make every record below `end` durable. The fdatasync runs outside the writer lock, so
+    /// other appends go on while the disk flushes, and every record written before it started
+    /// is covered: appenders that queued behind it return without one of their own.
+    fn sync_through(&self, end: u64) -> Result<(), StorageError> {
+        if self.synced_through.load(Ordering::SeqCst) >= end {
+            return Ok(());
+        }
+        let _turn = self.sync_turn.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.synced_through.load(Ordering::SeqCst) >= end {
+            return Ok(());
+        }
+        // Fails, without syncing, once an earlier fdatasync has failed: records it may not
+        // have covered are never reported durable.
+        self.sync(false)
     }
 
     fn roll(&self, w: &mut Writer) -> Result<(), StorageError> {
@@ -268,6 +287,7 @@ impl IngestLog {
             writer: Mutex::new(writer),
             synced_through: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
+            sync_turn: Mutex::new(()),
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -286,8 +306,19 @@ impl IngestLog {
 
     /// Append records in one write; returns the offset of the first. Offsets are dense, one per record,
     /// never reused. The records have reached the kernel when this returns (they survive kill -9);
-    /// with [`Fsync::Always`] they have also been fdatasync'ed.
+    /// with [`Fsync::Always`] they have also been fdatasync'ed, by this call or by a concurrent
+    /// one's that started after they were written (concurrent appends share fdatasyncs).
     pub fn append(&self, records: &[&[u8]]) -> Result<u64, StorageError> {
+        let first = self.append_deferred(records)?;
+        self.wait_durable(first + records.len() as u64)?;
+        Ok(first)
+    }
+
+    /// [`IngestLog::append`] without the wait for the disk: the records have reached the kernel
+    /// when this returns; pass `first + records.len()` to [`IngestLog::wait_durable`] before
+    /// reporting them durable. For callers that append under a lock of their own and should not
+    /// hold it through an fdatasync.
+    pub fn append_deferred(&self, records: &[&[u8]]) -> Result<u64, StorageError> {
         let shared = &*self.shared;
         if let Some(big) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
             return Err(StorageError::RecordTooLarge {
@@ -315,14 +346,17 @@ impl IngestLog {
         }
         w.write(&buf)?;
         w.next_offset += records.len() as u64;
-
-        if shared.config.fsync == Fsync::Always {
-            let (file, path) = (Arc::clone(&w.file), w.active.path.clone());
-            shared.fdatasync(&mut w, &file, &path)?;
-            w.dirty = false;
-            shared.synced_through.fetch_max(w.next_offset, Ordering::SeqCst);
-        }
         Ok(first)
+    }
+
+    /// With [`Fsync::Always`], return once every record below `end` has been fdatasync'ed (by this
+    /// call, or by a concurrent one's that started after they were written); in the other modes,
+    /// at once.
+    pub fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
+        if self.shared.config.fsync == Fsync::Always {
+            self.shared.sync_through(end)?;
+        }
+        Ok(())
     }
 
     pub fn append_one(&self, record: &[u8]) -> Result<u64, StorageError> {

@@ -194,26 +194,31 @@ fn decide_batch(s: &AppState, body: &[u8]) -> Result<EventsResponse, ApiError> {
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
     let body = body?;
+    // With a data dir the append can wait: for the disk (fsync = "always",
+    // where appends waiting together share one fdatasync) or for a
+    // snapshot's copy of the state. On the blocking pool, so that the
+    // runtime's threads go on serving meanwhile (health checks included).
+    if s.data.is_some() {
+        return tokio::task::spawn_blocking(move || check(&s, &body)).await.map_err(|e| ApiError::internal(format!("check failed: {e}")))?.map(Json);
+    }
+    check(&s, &body).map(Json)
+}
+
+fn check(s: &AppState, body: &[u8]) -> Result<LiveDecision, ApiError> {
     let t = Instant::now();
     let event = s.pipeline.parse(body.trim_ascii()).map_err(|e| {
         s.metrics.rejected.with_label_values(&[e.reason()]).inc();
         ApiError::bad_request(e.to_string())
     })?;
     s.metrics.stage_seconds.with_label_values(&["parse"]).observe(t.elapsed().as_secs_f64());
-    // Off the async runtime: the append may wait for the disk (fsync =
-    // "always") or for a snapshot's copy to finish.
-    let outcome = tokio::task::spawn_blocking(move || {
-        let mut scratch = s.pipeline.scratch();
-        let mut outcome = None;
-        s.accept(&[(body.trim_ascii(), event)], &mut scratch, |_, r| outcome = Some(r)).map(|()| outcome)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("check failed: {e}")))?;
-    let d = outcome.map_err(ApiError::log_unavailable)?.ok_or_else(|| ApiError::internal("no decision"))?.map_err(|e| {
+    let mut scratch = s.pipeline.scratch();
+    let mut outcome = None;
+    s.accept(&[(body.trim_ascii(), event)], &mut scratch, |_, r| outcome = Some(r)).map_err(ApiError::log_unavailable)?;
+    let d = outcome.ok_or_else(|| ApiError::internal("no decision"))?.map_err(|e| {
         let status = if matches!(e, haechi_features::Error::Duplicate) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
         ApiError(status, e.to_string())
     })?;
-    Ok(Json(d))
+    Ok(d)
 }
 
 #[derive(Deserialize)]
@@ -482,5 +487,26 @@ mod tests {
         let lines: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
         assert_eq!(lines, vec![3, 4], "{v}");
         assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_fsync_always_checks_are_logged_before_their_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::default();
+        config.server.watch_files = false;
+        config.storage.data_dir = Some(dir.path().join("data"));
+        config.storage.fsync = haechi_storage::Fsync::Always;
+        let s = super::super::build_state(config).unwrap();
+        let app = router(s.clone(), CancellationToken::new());
+        let check = |id: &str| {
+            let body = format!(r#"{{"event_id":"{id}","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","customer_id":"c1"}}"#);
+            Request::builder().method("POST").uri("/v1/check").body(Body::from(body)).unwrap()
+        };
+        let answers = futures_util::future::join_all((0..16).map(|i| app.clone().oneshot(check(&format!("e{i}"))))).await;
+        assert!(answers.iter().all(|r| r.as_ref().unwrap().status() == StatusCode::OK));
+        let data = s.data.as_ref().unwrap();
+        assert_eq!(data.log().next_offset(), 16, "every answered event is in the log");
+        let repeat = app.clone().oneshot(check("e3")).await.unwrap();
+        assert_eq!(repeat.status(), StatusCode::CONFLICT, "decided on the blocking pool, refused as before");
     }
 }

@@ -212,6 +212,15 @@ impl AlertFeed {
                 let first = out.len();
                 self.publish(&mut g, out);
                 drop(g);
+                if let (Some(log), Some(last)) = (&self.log, out[first..].last()) {
+                    // With fsync = "always", on the disk before it is streamed and
+                    // before the event's answer: waited for outside the feed's lock,
+                    // so that one event's fdatasync does not hold up every other
+                    // event's findings, and alerts raised together share one.
+                    if let Err(e) = log.wait_durable(last.seq) {
+                        tracing::error!(error = %e, alert = %last.alert.id, "syncing the alert log failed");
+                    }
+                }
                 // No receiver is fine: the ring still has them.
                 for item in &out[first..] {
                     let _ = self.tx.send(item.clone());
@@ -242,7 +251,7 @@ impl AlertFeed {
                     // Under the feed's lock, the only writer: the next offset is this alert's.
                     let seq = log.next_offset() + 1;
                     let bytes = serde_json::to_vec(&FeedAlertRef { seq, alert: &alert }).expect("an alert of finite numbers encodes");
-                    match log.append_one(&bytes) {
+                    match log.append_deferred(&[&bytes]) {
                         Ok(offset) if offset + 1 == seq => seq,
                         Ok(offset) => {
                             tracing::error!(offset, seq, "the alert log numbered an alert unexpectedly");

@@ -322,6 +322,45 @@ fn always_syncs_before_append_returns() {
 }
 
 #[test]
+fn concurrent_always_appends_each_return_synced() {
+    let dir = TempDir::new().unwrap();
+    let log = Arc::new(open(dir.path(), config(Fsync::Always, 16 << 10)).0);
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let first = log.append(&[&record(t * 1000 + i), &record(i)]).unwrap();
+                    assert!(log.synced_through() >= first + 2, "append of {first} returned before an fdatasync covered it");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.next_offset(), 480);
+    assert_eq!(log.synced_through(), 480);
+    // At most one fdatasync per append, and one per sealed segment.
+    assert!(log.syncs() <= 240 + segment_files(dir.path()).len() as u64, "{} syncs", log.syncs());
+    assert_eq!(read_all(&log, 0).len(), 480);
+}
+
+#[test]
+fn a_deferred_append_is_durable_once_waited_for() {
+    let dir = TempDir::new().unwrap();
+    let (log, _) = open(dir.path(), config(Fsync::Always, 1 << 20));
+    let first = log.append_deferred(&[&record(0), &record(1)]).unwrap();
+    assert_eq!((first, log.synced_through()), (0, 0), "not synced yet");
+    log.wait_durable(2).unwrap();
+    assert_eq!(log.synced_through(), 2);
+    let syncs = log.syncs();
+    log.wait_durable(2).unwrap();
+    assert_eq!(log.syncs(), syncs, "already covered: no second fdatasync");
+    assert_eq!(read_all(&log, 0), expected(0..2));
+}
+
+#[test]
 fn the_interval_thread_syncs_unsynced_appends() {
     let dir = TempDir::new().unwrap();
     let (log, _) = open(dir.path(), config(Fsync::Interval, 1 << 20));
