@@ -57,14 +57,14 @@ start() { # replica -> pid
 }
 port() { # replica
     for _ in $(seq 1 100); do
-        p=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" | tail -1 | sed 's/.*://')
+        p=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" 2>/dev/null | tail -1 | sed 's/.*://' || true)
         [ -n "$p" ] && { echo "$p"; return; }
         sleep 0.1
     done
     echo "replica $1 did not start" >&2; exit 1
 }
 consumed() { # replica -> events decided so far (sum of consumer positions)
-    curl -s "http://127.0.0.1:$(port "$1")/metrics" | awk '/^haechi_consumed_total/ {print $2}' | head -1
+    curl -s "http://127.0.0.1:$(port "$1")/metrics" | awk '/^haechi_consumed_total/ {print $2}' | head -1 || true
 }
 
 A=$(start a); B=$(start b)
