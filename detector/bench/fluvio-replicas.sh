@@ -56,7 +56,7 @@ start() { # replica -> pid
     echo $!
 }
 port() { # replica
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         p=$(grep -o 'listening on [0-9.:]*' "$WORK/$1.log" 2>/dev/null | tail -1 | sed 's/.*://' || true)
         [ -n "$p" ] && { echo "$p"; return; }
         sleep 0.1
@@ -80,6 +80,7 @@ while :; do
     sleep 0.2
 done
 kill -9 "$A"
+wait "$A" 2>/dev/null || true   # gone, its data dir's lock with it
 echo "replica a killed after ~$c events; restarting" >&2
 : > "$WORK/a.log"
 A=$(start a)
