@@ -80,7 +80,9 @@ while :; do
     sleep 0.2
 done
 kill -9 "$A"
-wait "$A" 2>/dev/null || true   # gone, its data dir's lock with it
+# Started in a subshell, so not ours to `wait` for: poll until it is gone
+# (its data dir's lock goes with it).
+while kill -0 "$A" 2>/dev/null; do sleep 0.05; done
 echo "replica a killed after ~$c events; restarting" >&2
 : > "$WORK/a.log"
 A=$(start a)
