@@ -234,6 +234,15 @@ impl DataDir {
         &self.log
     }
 
+    /// Would an append wait more than a write to the page cache: every
+    /// append waits for the disk (`fsync = "always"`), or a snapshot is
+    /// copying the state right now? Then callers append off the async
+    /// runtime's threads; otherwise the hop to another thread costs more
+    /// than the append (see BENCHMARKS.md, "Ingest").
+    pub fn appends_may_wait(&self) -> bool {
+        self.config.fsync == Fsync::Always || self.gate.try_read().is_err()
+    }
+
     /// Hold while appending events and deciding them: a snapshot waits until
     /// every event appended so far is decided.
     pub fn ingest_gate(&self) -> RwLockReadGuard<'_, ()> {

@@ -167,7 +167,7 @@ impl Pipeline {
     /// restart, read back from its log: they are decided with the wall
     /// clock they were logged at (see [`Pipeline::process_logged`]) and
     /// nothing is enforced again (the block list on disk already holds what
-    /// they did).
+    /// they did, but for the last 200 ms before a crash).
     pub fn set_recovering(&self, on: bool) {
         self.enforcer.set_recovering(on);
     }

@@ -161,9 +161,10 @@ impl Enforcer {
     pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
         if self.recovering() {
             // The log tail was enforced when it arrived, and the block list
-            // on disk holds the outcome (it is written before an event that
-            // changed it is answered). Enforcing it again would count
-            // offenses twice and undo an analyst's lift made since.
+            // on disk holds the outcome (written within 200 ms of a change).
+            // Enforcing it again would count offenses twice and undo an
+            // analyst's lift made since. (A block set in the last 200 ms
+            // before a kill -9 is lost; the next offending event sets it again.)
             return Enforced::default();
         }
         let now = self.now(event);

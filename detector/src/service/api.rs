@@ -194,11 +194,12 @@ fn decide_batch(s: &AppState, body: &[u8]) -> Result<EventsResponse, ApiError> {
 
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
     let body = body?;
-    // With a data dir the append can wait: for the disk (fsync = "always",
-    // where appends waiting together share one fdatasync) or for a
-    // snapshot's copy of the state. On the blocking pool, so that the
-    // runtime's threads go on serving meanwhile (health checks included).
-    if s.data.is_some() {
+    // When the append would wait, for the disk (fsync = "always", where
+    // appends waiting together share one fdatasync) or for a snapshot's copy
+    // of the state: on the blocking pool, so that the runtime's threads go
+    // on serving meanwhile (health checks included). Otherwise inline: the
+    // hop costs more than the append.
+    if s.data.as_ref().is_some_and(|d| d.appends_may_wait()) {
         return tokio::task::spawn_blocking(move || check(&s, &body)).await.map_err(|e| ApiError::internal(format!("check failed: {e}")))?.map(Json);
     }
     check(&s, &body).map(Json)

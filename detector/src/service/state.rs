@@ -150,8 +150,7 @@ impl AppState {
         }
         // Held from the append until the last decision: a snapshot copies
         // state only when every logged event is decided.
-        let _gate = self.data.as_ref().map(|d| d.ingest_gate());
-        let blocks_before = self.blocks().changes();
+        let gate = self.data.as_ref().map(|d| d.ingest_gate());
         if let Some(data) = &self.data {
             if !admitted.is_empty() {
                 let raws: Vec<&[u8]> = admitted.iter().map(|&i| batch[i].0).collect();
@@ -169,14 +168,7 @@ impl AppState {
         for i in admitted {
             each(i, self.decide(&batch[i].1, scratch));
         }
-        // An event that set or lifted a block is answered only once the list
-        // is on disk: a log replay after a crash enforces nothing again (it
-        // would count offenses twice), so the list must already hold it.
-        if self.data.is_some() && self.blocks().changes() != blocks_before {
-            if let Err(e) = self.blocks().persist() {
-                tracing::error!(error = %e, "writing the block state failed; the background task retries");
-            }
-        }
+        drop(gate);
         Ok(())
     }
 
