@@ -361,13 +361,25 @@ pub async fn consume<B: Broker>(state: Arc<AppState>, broker: Arc<B>, config: Fl
                 }
                 let n = batch.len() as u64;
                 let (s, scratch, topic) = (state.clone(), scratch.clone(), config.topic.clone());
-                let _ = tokio::task::spawn_blocking(move || {
+                let done = tokio::task::spawn_blocking(move || {
                     let mut scratch = scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     for record in &batch {
                         decide_record(&s, &topic, record, &mut scratch);
                     }
                 })
                 .await;
+                if let Err(e) = done {
+                    // Part of the batch may be undecided: read on from the
+                    // offsets actually decided, never past a record.
+                    state.metrics.stream_errors.with_label_values(&["decide"]).inc();
+                    tracing::error!(error = %e, "deciding a batch of the source topic failed; reading again from the last decided offsets");
+                    let from = match start_offsets(&*broker, &state, &config.topic, &config.partitions, config.start).await {
+                        Ok(f) => f,
+                        Err(_) => continue,
+                    };
+                    reader = TopicReader::new(broker.clone(), &config.topic, from, tuning);
+                    continue;
+                }
                 state.metrics.consumed.inc_by(n);
             }
             Ok(None) => {}
@@ -415,7 +427,15 @@ pub async fn follow_blocks<B: Broker>(state: Arc<AppState>, broker: Arc<B>, topi
                     note_offset(&state, &topic, &record);
                 }
                 Ok(None) => {}
-                Err(_) => break,
+                Err(e) => {
+                    state.metrics.stream_errors.with_label_values(&["blocks"]).inc();
+                    tracing::warn!(error = %e, topic, "reading the block topic failed; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    break;
+                }
             }
         }
     }

@@ -88,11 +88,13 @@ impl Pipeline {
             }
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64, store.windows().hash_key);
-        let blocks = match config.pipeline.enforcement_clock {
-            crate::enforce::EnforcementClock::Wall => BlockList::open(config.blocks.clone()),
-            // A replay starts at the stream's own time with its own list:
-            // the live service's state file is not its to read or write.
-            crate::enforce::EnforcementClock::Event => BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() }),
+        // A replay starts at the stream's own time with its own list: the
+        // live service's state file is not its to read or write. The live
+        // service keeps its list whatever clock it enforces on.
+        let blocks = if config.pipeline.live || config.pipeline.enforcement_clock == crate::enforce::EnforcementClock::Wall {
+            BlockList::open(config.blocks.clone())
+        } else {
+            BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() })
         }
         .map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
         let moved = blocks.rehash(store.windows().hash_key);

@@ -91,14 +91,18 @@ impl Broker for FluvioBroker {
         while out.len() < max {
             match stream.next().await {
                 Some(Ok(rec)) => {
-                    let expected = offset + out.len() as i64;
+                    let expected = out.last().map_or(offset, |r: &TopicRecord| r.offset + 1);
                     if rec.offset != expected {
                         // The client (0.50) can skip a whole record batch after a
                         // fetch response cut at its byte limit. Stop at the gap:
                         // the next read starts a new stream at the missing offset.
                         tracing::debug!(topic, partition, expected, got = rec.offset, "the Fluvio stream skipped records; reading again from the gap");
                         if out.is_empty() {
-                            return Err(StreamError::Platform { what: "fetch", message: format!("{topic}-{partition}: asked for offset {expected}, the stream began at {}", rec.offset) });
+                            // At the start of a read: the records before it are gone
+                            // (retention). Go on from the first one still there.
+                            tracing::warn!(topic, partition, asked = expected, first = rec.offset, "records before this offset are no longer in the topic; reading on from the first one there");
+                            out.push(rec);
+                            continue;
                         }
                         break;
                     }

@@ -44,13 +44,15 @@ pub struct TopicReader<B: Broker> {
     heads: BTreeMap<u32, VecDeque<TopicRecord>>,
     /// Per partition: since when it has had nothing to read.
     empty_since: BTreeMap<u32, Instant>,
+    /// Per partition: when a fetch last found it empty.
+    last_empty: BTreeMap<u32, Instant>,
 }
 
 impl<B: Broker> TopicReader<B> {
     /// Read `topic` from these offsets (partition → first offset to read).
     pub fn new(broker: Arc<B>, topic: &str, from: BTreeMap<u32, i64>, tuning: ReaderTuning) -> TopicReader<B> {
         let heads = from.keys().map(|p| (*p, VecDeque::new())).collect();
-        TopicReader { broker, topic: topic.to_owned(), tuning, fetch_at: from, heads, empty_since: BTreeMap::new() }
+        TopicReader { broker, topic: topic.to_owned(), tuning, fetch_at: from, heads, empty_since: BTreeMap::new(), last_empty: BTreeMap::new() }
     }
 
     /// The topic read.
@@ -71,15 +73,23 @@ impl<B: Broker> TopicReader<B> {
     async fn refill(&mut self) -> Result<(), StreamError> {
         let empty: Vec<u32> = self.heads.iter().filter(|(_, q)| q.is_empty()).map(|(p, _)| *p).collect();
         let wait = if empty.len() == self.heads.len() { self.tuning.fetch_wait } else { Duration::ZERO };
+        let now = Instant::now();
         for p in empty {
+            // A partition found empty is asked again at most once per fetch
+            // wait: one quiet partition must not cost a fetch per record.
+            if wait.is_zero() && self.last_empty.get(&p).is_some_and(|t| now.duration_since(*t) < self.tuning.fetch_wait) {
+                continue;
+            }
             let at = self.fetch_at[&p];
             let got = self.broker.fetch(&self.topic, p, at, self.tuning.batch, wait).await?;
             if let Some(last) = got.last() {
                 self.fetch_at.insert(p, last.offset + 1);
                 self.empty_since.remove(&p);
                 self.heads.get_mut(&p).expect("assigned").extend(got);
+                self.last_empty.remove(&p);
             } else {
                 self.empty_since.entry(p).or_insert_with(Instant::now);
+                self.last_empty.insert(p, Instant::now());
             }
         }
         Ok(())

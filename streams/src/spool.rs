@@ -53,9 +53,11 @@ fn decode(offset: u64, r: &[u8]) -> Result<(&str, &[u8], &[u8]), StreamError> {
 }
 
 impl Spool {
-    /// Open (or create) the spool in `dir`. The spool's log needs no fsync of
-    /// its own: what it holds is derived from input that is itself durable
-    /// (the ingest log, the source topic) and is produced again on replay.
+    /// Open (or create) the spool in `dir`. Its writes reach the kernel
+    /// before `push` returns (a `kill -9` loses nothing) but are not
+    /// fsynced: a power loss can drop the newest records. Decisions for a
+    /// topic source are produced again when the topic is read again after
+    /// a restart; analysts' block changes and decisions for HTTP events are not.
     ///
     /// # Errors
     /// When the directory or its cursor cannot be read.

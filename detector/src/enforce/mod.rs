@@ -292,6 +292,17 @@ impl Enforcer {
     }
 
     /// Drop expired blocks and idle limiter keys; returns blocks in force by scope.
+    /// "Now" for expiry sweeps, on the clock blocks are enforced on: the wall
+    /// clock, or the newest event time (`watermark_ms`) when enforcement runs
+    /// on event time, so that a topic read behind the wall clock keeps
+    /// its blocks as long as its events say.
+    pub fn sweep_now(&self, watermark_ms: Option<i64>) -> Option<i64> {
+        match self.clock {
+            EnforcementClock::Wall => Some(now_ms()),
+            EnforcementClock::Event => watermark_ms,
+        }
+    }
+
     pub fn sweep(&self, now: i64) -> Vec<(EntityKind, i64)> {
         self.limits.sweep();
         self.blocks.sweep(now)

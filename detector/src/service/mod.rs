@@ -478,8 +478,11 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
                 let _gate = st.data.as_ref().map(|d| d.ingest_gate());
                 st.pipeline.sweep_due();
                 if n % 10 == 0 {
-                    for (kind, count) in st.pipeline.enforcer().sweep(crate::enforce::now_ms()) {
-                        st.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+                    let enforcer = st.pipeline.enforcer();
+                    if let Some(now) = enforcer.sweep_now(st.pipeline.store().watermark_ms()) {
+                        for (kind, count) in enforcer.sweep(now) {
+                            st.metrics.blocks_active.with_label_values(&[kind.as_str()]).set(count);
+                        }
                     }
                 }
             })
