@@ -419,9 +419,15 @@ pub async fn follow_blocks<B: Broker>(state: Arc<AppState>, broker: Arc<B>, topi
             match next {
                 Ok(Some(record)) => {
                     if let Ok(change) = serde_json::from_slice::<BlockChange>(&record.value) {
-                        if change.replica != replica && change.block.is_manual() {
+                        // This replica's own analyst changes too: after a
+                        // restart its list comes from the snapshot, and the
+                        // changes made since are read again here. Applying
+                        // one that is already in force changes nothing.
+                        if change.block.is_manual() {
                             state.blocks().apply_replicated(&change.block, change.change == "lift");
-                            state.metrics.blocks_replicated.inc();
+                            if change.replica != replica {
+                                state.metrics.blocks_replicated.inc();
+                            }
                         }
                     }
                     note_offset(&state, &topic, &record);

@@ -49,6 +49,10 @@ pub struct Processed {
 pub struct PipelineState {
     pub store: StoreState,
     dedup: DedupState,
+    /// With a topic source: the block list, whose topic events are decided
+    /// again after a restart and must meet the blocks of that moment, not
+    /// those of the crash.
+    blocks: Option<String>,
 }
 
 /// The pipeline shared by replay, the HTTP service and stream consumers.
@@ -151,7 +155,8 @@ impl Pipeline {
     /// Copy everything the pipeline remembers. The caller makes sure no event
     /// is processed meanwhile, so the copy matches one position of the stream.
     pub fn export_state(&self) -> PipelineState {
-        PipelineState { store: self.store.export_state(), dedup: self.dedup.export_state() }
+        let blocks = self.config.source.fluvio.is_some().then(|| self.enforcer.blocks().export_json());
+        PipelineState { store: self.store.export_state(), dedup: self.dedup.export_state(), blocks }
     }
 
     /// Take over a snapshot's state.
@@ -162,6 +167,9 @@ impl Pipeline {
     pub fn restore_state(&self, state: PipelineState) -> Result<(), DetectorError> {
         self.store.restore_state(state.store)?;
         self.dedup.restore_state(state.dedup);
+        if let (Some(blocks), true) = (&state.blocks, self.config.source.fluvio.is_some()) {
+            self.enforcer.blocks().restore_json(blocks).map_err(|e| DetectorError::Snapshot(format!("block list: {e}")))?;
+        }
         Ok(())
     }
 

@@ -433,6 +433,37 @@ impl BlockList {
     ///
     /// # Errors
     /// When the file cannot be written; the previous file stays intact.
+    /// The whole list and the offense counts, as the state file keeps them
+    /// (expired entries included: a snapshot runs on its own clock).
+    pub fn export_json(&self) -> String {
+        let state = StateFile {
+            version: 1,
+            blocks: self.list_at(i64::MIN),
+            offenses: self.offenses.iter().map(|e| OffenseRecord::Timed(e.key().0, e.key().1, e.value().0, e.value().1)).collect(),
+        };
+        serde_json::to_string(&state).unwrap_or_default()
+    }
+
+    /// Replace the list and the offense counts with an [`BlockList::export_json`] copy.
+    ///
+    /// # Errors
+    /// When the copy does not parse (nothing is changed then).
+    pub fn restore_json(&self, json: &str) -> Result<(), serde_json::Error> {
+        let state: StateFile = serde_json::from_str(json)?;
+        self.entries.clear();
+        self.offenses.clear();
+        for b in state.blocks {
+            self.entries.insert((b.scope, b.hash), b);
+        }
+        for o in state.offenses {
+            if let OffenseRecord::Timed(k, h, n, at) = o {
+                self.offenses.insert((k, h), (n, at));
+            }
+        }
+        self.note_change();
+        Ok(())
+    }
+
     pub fn persist(&self) -> std::io::Result<()> {
         let Some(path) = &self.config.state_file else { return Ok(()) };
         let state = StateFile {
