@@ -307,7 +307,7 @@ impl DataDir {
         if self.config.prune_log {
             // Keep what the oldest kept snapshot needs: if the newest turns
             // out corrupt, the one before it replays from its own offset.
-            let oldest = self.snapshots.list()?.last().and_then(|p| covered_offset(p)).unwrap_or(0);
+            let oldest = self.snapshots.oldest_covered()?.unwrap_or(0);
             segments_pruned = self.log.remove_before(oldest)?;
             // The alert log likewise, once this process has written as many
             // snapshots as are kept (before that it does not know the oldest
@@ -435,11 +435,6 @@ impl DataDir {
 
 fn decode(payload: &[u8]) -> Result<Snapshot, DetectorError> {
     postcard::from_bytes(payload).map_err(|e| snapshot_error(format!("does not decode as this build's snapshot: {e}")))
-}
-
-/// The log offset a snapshot file's name says it covers.
-fn covered_offset(path: &Path) -> Option<u64> {
-    path.file_name()?.to_str()?.strip_prefix("snapshot-")?.split('-').next()?.parse().ok()
 }
 
 fn snapshot_error(message: String) -> DetectorError {

@@ -127,6 +127,13 @@ impl SnapshotStore {
         Ok((None, refused))
     }
 
+    /// The log offset the oldest snapshot file covers (by its name; `None`
+    /// without any): what log pruning must keep, so that any kept snapshot
+    /// can still be recovered from.
+    pub fn oldest_covered(&self) -> Result<Option<u64>, StorageError> {
+        Ok(list_named(&self.dir)?.last().map(|n| n.covers_offset))
+    }
+
     /// Snapshot files, newest first.
     pub fn list(&self) -> Result<Vec<PathBuf>, StorageError> {
         Ok(list_named(&self.dir)?.into_iter().map(|n| n.path).collect())

@@ -143,8 +143,6 @@ pub struct BlockList {
     minute: AtomicI64,
     set_this_minute: AtomicU64,
     dirty: Arc<Notify>,
-    /// Bumped on every change: the service persists the list before answering an event that changed it.
-    changes: AtomicU64,
     /// Told of every block set or lifted here (not of those applied from
     /// another replica): the block topic.
     listener: std::sync::OnceLock<ChangeListener>,
@@ -179,7 +177,6 @@ impl BlockList {
             minute: AtomicI64::new(0),
             set_this_minute: AtomicU64::new(0),
             dirty: Arc::new(Notify::new()),
-            changes: AtomicU64::new(0),
             listener: std::sync::OnceLock::new(),
             config,
         };
@@ -414,17 +411,11 @@ impl BlockList {
         &self.config
     }
 
-    /// Notified whenever the list changes, for the persister.
-    /// How many changes the list has seen (a counter, for "did this event change it?").
-    pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Relaxed)
-    }
-
     fn note_change(&self) {
-        self.changes.fetch_add(1, Ordering::Relaxed);
         self.dirty.notify_one();
     }
 
+    /// Notified whenever the list changes, for the persister.
     pub fn changed(&self) -> Arc<Notify> {
         self.dirty.clone()
     }
@@ -436,12 +427,16 @@ impl BlockList {
     /// The whole list and the offense counts, as the state file keeps them
     /// (expired entries included: a snapshot runs on its own clock).
     pub fn export_json(&self) -> String {
-        let state = StateFile {
+        serde_json::to_string(&self.state_file()).unwrap_or_default()
+    }
+
+    /// Everything the list holds, expired entries included, as the state file keeps it.
+    fn state_file(&self) -> StateFile {
+        StateFile {
             version: 1,
             blocks: self.list_at(i64::MIN),
             offenses: self.offenses.iter().map(|e| OffenseRecord::Timed(e.key().0, e.key().1, e.value().0, e.value().1)).collect(),
-        };
-        serde_json::to_string(&state).unwrap_or_default()
+        }
     }
 
     /// Replace the list and the offense counts with an [`BlockList::export_json`] copy.
@@ -466,11 +461,7 @@ impl BlockList {
 
     pub fn persist(&self) -> std::io::Result<()> {
         let Some(path) = &self.config.state_file else { return Ok(()) };
-        let state = StateFile {
-            version: 1,
-            blocks: self.list_at(i64::MIN),
-            offenses: self.offenses.iter().map(|e| OffenseRecord::Timed(e.key().0, e.key().1, e.value().0, e.value().1)).collect(),
-        };
+        let state = self.state_file();
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         serde_json::to_writer(&mut tmp, &state)?;
