@@ -27,6 +27,19 @@ pub enum StorageError {
     #[error("{dir}: a record of {size} bytes exceeds the {max}-byte limit")]
     RecordTooLarge { dir: PathBuf, size: usize, max: usize },
 
+    /// A key ring that cannot be used; never carries a secret.
+    #[error("data key ring {origin}: {reason}")]
+    Key { origin: String, reason: String },
+
+    /// Sealed bytes that did not open: which file, which part, and why.
+    #[error("{path}: {what}: {source}")]
+    Unseal {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: crate::crypto::SealError,
+    },
+
     #[error("invalid storage config: {reason}")]
     InvalidConfig { reason: String },
 

@@ -19,11 +19,13 @@
 //! assert_eq!(records, vec![(1, b"second".to_vec())]);
 //! ```
 
+mod crypto;
 mod error;
 mod fsutil;
 mod log;
 mod snapshot;
 
+pub use crypto::{KeyRing, SealError, Sealer, DEMO_KEY_ID};
 pub use error::StorageError;
 pub use log::{Fsync, IngestLog, LogConfig, LogReader, OpenReport, MAX_RECORD_BYTES};
 pub use snapshot::{LoadedSnapshot, Refused, SnapshotStore};
