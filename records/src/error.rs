@@ -24,6 +24,6 @@ pub enum RecordsError {
     Encode(#[from] serde_json::Error),
 }
 
-pub(crate) fn io_err(path: &std::path::Path, op: &'static str) -> impl FnOnce(std::io::Error) -> RecordsError + '_ {
+pub(crate) fn io_err<'a>(path: &'a std::path::Path, op: &'static str) -> impl FnOnce(std::io::Error) -> RecordsError + 'a {
     move |source| RecordsError::Io { path: path.to_path_buf(), op, source }
 }
