@@ -26,6 +26,7 @@ pub struct Config {
     pub source: crate::fluvio::SourceConfig,
     pub sinks: crate::fluvio::SinksConfig,
     pub replica: crate::fluvio::ReplicaConfig,
+    pub records: haechi_records::RecordsConfig,
 }
 
 /// How events enter the pipeline.
@@ -132,6 +133,7 @@ impl Config {
         }
         self.server.validate()?;
         self.storage.validate()?;
+        self.records.validate().map_err(|e| e.to_string())?;
         if self.blocks.max_new_per_minute == 0 {
             return Err("blocks.max_new_per_minute must be positive".into());
         }

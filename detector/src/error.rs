@@ -29,6 +29,9 @@ pub enum DetectorError {
     /// A streaming platform (Fluvio) failed.
     #[error("stream: {0}")]
     Stream(#[from] haechi_streams::StreamError),
+    /// The access records failed.
+    #[error("records: {0}")]
+    Records(#[from] haechi_records::RecordsError),
     /// A snapshot cannot be used, or state cannot be recovered.
     #[error("snapshot: {0}")]
     Snapshot(String),

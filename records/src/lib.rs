@@ -4,8 +4,10 @@
 //! action, export step and read of records, kept for their retention period and then destroyed, with
 //! the destruction itself recorded (전자금융거래법 §22, 개인정보 보호법 §29).
 
+mod config;
 mod error;
 mod record;
 
+pub use config::{KeySource, RecordsConfig, Retention};
 pub use error::RecordsError;
 pub use record::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, DestructionRecord, ExportRecord, ReadRecord, Record, RecordBody, RecordClass, RecordKind};
