@@ -6,8 +6,24 @@
 
 mod config;
 mod error;
+mod ledger;
 mod record;
+mod store;
+mod verify;
 
 pub use config::{KeySource, RecordsConfig, Retention};
 pub use error::RecordsError;
+pub use store::{Filter, Maintenance, Recorder, Records};
+pub use verify::{verify, ClassReport, Problem, VerifyReport};
 pub use record::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, DestructionRecord, ExportRecord, ReadRecord, Record, RecordBody, RecordClass, RecordKind};
+
+/// RFC 3339 in UTC, for messages.
+pub(crate) fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -96,6 +96,10 @@ pub struct Record {
     /// The data subject, when there is one: what subject access and `customer_id=` filter on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
+    /// The ingest-log offset of the event an access or decision record comes from: after a
+    /// crash, the log tail already recorded is not recorded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_offset: Option<u64>,
     #[serde(flatten)]
     pub body: RecordBody,
 }
@@ -283,6 +287,7 @@ mod tests {
             recorded_ms: 2,
             node: "node-1".into(),
             customer_id: Some("c-1".into()),
+            log_offset: Some(3),
             body: RecordBody::Access(AccessRecord { event_id: "e1".into(), step: "otp".into(), method: "phone".into(), result: "success".into(), ..AccessRecord::default() }),
         };
         let text = serde_json::to_string(&r).unwrap();
