@@ -31,6 +31,7 @@ pub mod fuzzing;
 pub mod model;
 pub mod train;
 mod pipeline;
+pub mod recording;
 mod replay;
 pub mod service;
 pub mod worlds;

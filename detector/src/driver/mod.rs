@@ -134,6 +134,7 @@ impl Runner<'_, '_> {
             }
             return Ok(());
         }
+        self.sink.at(position);
         match decide_at(self.pipeline, event, wall_ms, &mut self.scratch, self.sink)? {
             Ok(processed) => {
                 self.summary.accepted += 1;

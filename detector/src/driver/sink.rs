@@ -19,6 +19,10 @@ use crate::service::feed::AlertFeed;
 
 /// A destination for what the pipeline decided.
 pub trait Sink {
+    /// The source position (a line number, an ingest-log offset) of the event about to be
+    /// decided; sinks that record where an event came from keep it.
+    fn at(&mut self, _position: u64) {}
+
     /// One decided event, with the findings behind its decision.
     ///
     /// # Errors
@@ -43,6 +47,11 @@ pub trait Sink {
 }
 
 impl<A: Sink, B: Sink> Sink for (A, B) {
+    fn at(&mut self, position: u64) {
+        self.0.at(position);
+        self.1.at(position);
+    }
+
     fn decided(&mut self, pipeline: &Pipeline, event: &Event, processed: &Processed, findings: &[Finding]) -> Result<(), DetectorError> {
         self.0.decided(pipeline, event, processed, findings)?;
         self.1.decided(pipeline, event, processed, findings)
@@ -56,6 +65,24 @@ impl<A: Sink, B: Sink> Sink for (A, B) {
     fn finish(&mut self, pipeline: &Pipeline) -> Result<(), DetectorError> {
         self.0.finish(pipeline)?;
         self.1.finish(pipeline)
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn at(&mut self, position: u64) {
+        (**self).at(position);
+    }
+
+    fn decided(&mut self, pipeline: &Pipeline, event: &Event, processed: &Processed, findings: &[Finding]) -> Result<(), DetectorError> {
+        (**self).decided(pipeline, event, processed, findings)
+    }
+
+    fn refused(&mut self, position: u64, error: &EventError) -> Result<(), DetectorError> {
+        (**self).refused(position, error)
+    }
+
+    fn finish(&mut self, pipeline: &Pipeline) -> Result<(), DetectorError> {
+        (**self).finish(pipeline)
     }
 }
 

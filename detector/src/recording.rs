@@ -1,0 +1,251 @@
+//! What the service writes into the access records (`haechi-records`): an access and a decision
+//! record per accepted event, a record per alert, per block set or lifted, per staff action.
+//!
+//! Events and decisions go through the store's background recorder, so recording costs the
+//! decision path a channel send; staff actions are written and synced before the action is
+//! acknowledged. Records are built from validated events, which never hold a raw resident
+//! number; only an attribute already in masked form (`900101-1******`) is carried.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use haechi_alerting::Alert;
+use haechi_features::{AttrValue, Event, Finding, Step};
+use haechi_records::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, Record, RecordBody, Recorder, Records, RecordsConfig};
+use haechi_storage::KeyRing;
+
+use crate::decision::Decision;
+use crate::driver::Sink;
+use crate::enforce::Block;
+use crate::error::DetectorError;
+use crate::pipeline::{Pipeline, Processed};
+
+/// The verification method behind a step, unless the event names its own (`attrs.method`).
+pub fn method_of(step: Step) -> &'static str {
+    match step {
+        Step::IdOcr | Step::IdAuthenticity => "id_card",
+        Step::FaceMatch | Step::Liveness => "face",
+        Step::AccountVerify => "account_transfer",
+        Step::PhoneAuth | Step::Otp => "phone",
+        Step::Login => "login",
+        Step::AccountOpen => "account_open",
+        Step::RecordView | Step::RecordExport => "staff",
+    }
+}
+
+/// `900101-1******`: six digits, a dash, one digit, six stars. Anything else is not carried.
+fn masked_rrn(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 14 && b[..6].iter().all(u8::is_ascii_digit) && b[6] == b'-' && b[7].is_ascii_digit() && b[8..].iter().all(|&c| c == b'*')
+}
+
+/// The operating system and browser a user agent names, as "Name Version".
+fn user_agent_parts(ua: &str) -> (Option<String>, Option<String>) {
+    match woothee::parser::Parser::new().parse(ua) {
+        Some(r) => {
+            // "Windows 10" already names its version ("NT 10.0" adds nothing); "Android" does not.
+            let bare = r.os_version.is_empty() || r.os_version == "UNKNOWN" || r.os.chars().any(|c| c.is_ascii_digit());
+            let os = (r.os != "UNKNOWN").then(|| if bare { r.os.to_owned() } else { format!("{} {}", r.os, r.os_version) });
+            let browser = (r.name != "UNKNOWN").then(|| if r.version.is_empty() || r.version == "UNKNOWN" { r.name.to_owned() } else { format!("{} {}", r.name, r.version) });
+            (os, browser)
+        }
+        None => (None, None),
+    }
+}
+
+fn attr_text<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
+    match event.attrs.get(key) {
+        Some(AttrValue::Text(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// The access record of one event.
+pub fn access_record(event: &Event) -> AccessRecord {
+    let (os, browser) = event.user_agent.as_deref().map_or((None, None), user_agent_parts);
+    AccessRecord {
+        event_id: event.event_id.to_string(),
+        step: event.step.as_str().to_owned(),
+        method: attr_text(event, "method").unwrap_or(method_of(event.step)).to_owned(),
+        result: if event.is_failure() { "failure" } else { "success" }.to_owned(),
+        failure_reason: event.failure_reason.as_ref().map(ToString::to_string),
+        rrn_masked: event.attrs.values().find_map(|v| match v {
+            AttrValue::Text(t) if masked_rrn(t) => Some(t.clone()),
+            _ => None,
+        }),
+        ip: event.ip.map(|ip| ip.to_string()),
+        device_id: event.device_id.as_ref().map(ToString::to_string),
+        os,
+        browser,
+        channel: event.channel.map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+        region: event.region.as_ref().map(ToString::to_string),
+        duration_ms: event.duration_ms,
+        session_id: event.session_id.as_ref().map(ToString::to_string),
+        staff_id: event.staff_id.as_ref().map(ToString::to_string),
+        records: event.records,
+    }
+}
+
+/// The decision record of one event.
+pub fn decision_record(decision: &Decision) -> DecisionRecord {
+    DecisionRecord {
+        event_id: decision.event_id.to_string(),
+        decision: decision.verdict.as_str().to_owned(),
+        score: decision.score,
+        reasons: decision.reasons.iter().map(|r| match &r.detail {
+            Some(d) => format!("{}: {d}", r.id),
+            None => r.id.to_string(),
+        }).collect(),
+    }
+}
+
+/// The service's recording: the store, its background recorder, and how far a crashed run
+/// had recorded the ingest log.
+pub struct Recording {
+    records: Arc<Records>,
+    recorder: Recorder,
+    /// Log offsets up to here were recorded before a restart: replaying them records nothing.
+    recorded_through: AtomicU64,
+}
+
+impl Recording {
+    /// Open the store in `data_dir`, sealed with `ring`.
+    ///
+    /// # Errors
+    /// When the store cannot be opened (damage is named; `haechi records verify` tells more).
+    pub fn open(data_dir: &Path, config: &RecordsConfig, ring: &KeyRing) -> Result<Recording, DetectorError> {
+        let records = Arc::new(Records::open(data_dir, config, ring)?);
+        let recorded_through = records.last_log_offset().map_or(0, |o| o + 1);
+        let recorder = Recorder::start(records.clone(), crate::enforce::now_ms);
+        Ok(Recording { records, recorder, recorded_through: AtomicU64::new(recorded_through) })
+    }
+
+    pub fn records(&self) -> &Arc<Records> {
+        &self.records
+    }
+
+    /// Record one decided event (its access and its decision). `log_offset`: where the ingest
+    /// log holds it; an offset recorded before a restart is not recorded again.
+    pub fn event(&self, log_offset: Option<u64>, event: &Event, decision: &Decision) {
+        if let Some(o) = log_offset {
+            if o < self.recorded_through.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+        let customer = event.customer_id.as_ref().map(ToString::to_string);
+        let mut access = Records::new_record(event.ts_ms, customer.clone(), RecordBody::Access(access_record(event)));
+        access.log_offset = log_offset;
+        let mut decided = Records::new_record(event.ts_ms, customer, RecordBody::Decision(decision_record(decision)));
+        decided.log_offset = log_offset;
+        self.recorder.send(vec![access, decided]);
+    }
+
+    /// Record an alert as the feed raised it.
+    pub fn alert(&self, alert: &Alert) {
+        let event_ms = haechi_features::parse_rfc3339_ms(&alert.time).unwrap_or_else(crate::enforce::now_ms);
+        let customer = (alert.entity_kind == Some(haechi_features::EntityKind::Customer)).then(|| alert.entity.clone()).flatten();
+        let body = AlertRecord {
+            alert_id: alert.id.clone(),
+            detector: alert.detector.clone(),
+            rule: alert.rule.clone(),
+            severity: alert.severity.as_str().to_owned(),
+            entity_kind: alert.entity_kind.map(|k| k.as_str().to_owned()),
+            entity: alert.entity.clone(),
+            action: serde_json::to_value(alert.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            event_id: alert.event_id.clone(),
+            count: alert.count,
+        };
+        self.recorder.send(vec![Records::new_record(event_ms, customer, RecordBody::Alert(body))]);
+    }
+
+    /// Record a block set or lifted.
+    pub fn block(&self, change: &str, block: &Block) {
+        let customer = (block.scope == haechi_features::EntityKind::Customer).then(|| block.key.clone());
+        let body = BlockRecord {
+            change: change.to_owned(),
+            scope: block.scope.as_str().to_owned(),
+            entity: block.key.clone(),
+            by: block.set_by.clone(),
+            reason: block.reason.clone(),
+            until_ms: (change == "set").then_some(block.expires_at_ms),
+        };
+        self.recorder.send(vec![Records::new_record(crate::enforce::now_ms(), customer, RecordBody::Block(body))]);
+    }
+
+    /// Record a staff action and make it durable before returning.
+    ///
+    /// # Errors
+    /// When it cannot be written: the caller must not acknowledge the action as recorded.
+    pub fn action(&self, action: ActionRecord) -> Result<Record, DetectorError> {
+        let now = crate::enforce::now_ms();
+        Ok(self.records.record(now, Records::new_record(now, None, RecordBody::Action(action)))?)
+    }
+
+    /// Wait until everything sent is written, synced and its head signed.
+    ///
+    /// # Errors
+    /// When the writer failed.
+    pub fn flush(&self) -> Result<(), DetectorError> {
+        Ok(self.recorder.flush()?)
+    }
+
+    /// Appends that failed since the start.
+    pub fn failures(&self) -> u64 {
+        self.recorder.failures()
+    }
+
+    pub fn actor(name: &str, role: &str) -> Actor {
+        Actor { name: name.to_owned(), role: role.to_owned() }
+    }
+}
+
+/// Decided events into the records, at the source position the driver reports (an ingest-log
+/// offset when recovering, so that what was recorded before a crash is not recorded twice).
+pub struct RecordsSink<'a> {
+    recording: &'a Recording,
+    position: Option<u64>,
+    /// Positions are ingest-log offsets (recovery), not line numbers.
+    log_positions: bool,
+}
+
+impl<'a> RecordsSink<'a> {
+    /// A sink whose source positions are ingest-log offsets.
+    pub fn for_log(recording: &'a Recording) -> RecordsSink<'a> {
+        RecordsSink { recording, position: None, log_positions: true }
+    }
+}
+
+impl Sink for RecordsSink<'_> {
+    fn at(&mut self, position: u64) {
+        self.position = self.log_positions.then_some(position);
+    }
+
+    fn decided(&mut self, _: &Pipeline, event: &Event, processed: &Processed, _: &[Finding]) -> Result<(), DetectorError> {
+        self.recording.event(self.position, event, &processed.decision);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_masked_form_is_carried_and_the_user_agent_is_named() {
+        assert!(masked_rrn("900101-1******"));
+        for not in ["900101-1234567", "900101-1*****", "9001011******", "900101-1******x"] {
+            assert!(!masked_rrn(not), "{not}");
+        }
+        let line = br#"{"event_id":"e1","ts":"2026-11-02T09:00:00+09:00","step":"face_match","result":"failure","failure_reason":"low_similarity","customer_id":"c1","ip":"203.0.113.7","device_id":"d1","channel":"app","region":"KR-11","duration_ms":812,"user_agent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36","attrs":{"rrn":"900101-1******"}}"#;
+        let event = Event::parse(line, 16 * 1024).unwrap();
+        let a = access_record(&event);
+        assert_eq!(a.method, "face");
+        assert_eq!(a.result, "failure");
+        assert_eq!(a.failure_reason.as_deref(), Some("low_similarity"));
+        assert_eq!(a.rrn_masked.as_deref(), Some("900101-1******"));
+        assert_eq!(a.channel.as_deref(), Some("app"));
+        assert_eq!(a.os.as_deref(), Some("Windows 10"));
+        assert!(a.browser.as_deref().is_some_and(|b| b.starts_with("Chrome")), "{:?}", a.browser);
+    }
+}
