@@ -332,7 +332,7 @@ impl DataDir {
     /// # Errors
     /// When no snapshot is valid and the log no longer starts at offset 0
     /// (state before it would be silently missing), or the log cannot be read.
-    pub fn recover(&self, pipeline: &Pipeline, feed: &AlertFeed) -> Result<RecoveryReport, DetectorError> {
+    pub fn recover(&self, pipeline: &Pipeline, feed: &AlertFeed, also: &mut dyn driver::Sink) -> Result<RecoveryReport, DetectorError> {
         let started = Instant::now();
         let mut report = RecoveryReport { torn_tail_bytes: self.torn_tail_bytes, ..RecoveryReport::default() };
         // The state of a pipeline that has seen nothing: what a refused
@@ -387,7 +387,7 @@ impl DataDir {
             }
         }
         pipeline.set_recovering(true);
-        let replay = self.replay_from(pipeline, feed, from, &mut report);
+        let replay = self.replay_from(pipeline, feed, &mut *also, from, &mut report);
         pipeline.set_recovering(false);
         feed.done_replaying();
         replay?;
@@ -422,9 +422,9 @@ impl DataDir {
         Ok(self.snapshots.load_newest_excluding(SNAPSHOT_FORMAT, skipped)?.0)
     }
 
-    fn replay_from(&self, pipeline: &Pipeline, feed: &AlertFeed, from: u64, report: &mut RecoveryReport) -> Result<(), DetectorError> {
+    fn replay_from(&self, pipeline: &Pipeline, feed: &AlertFeed, also: &mut dyn driver::Sink, from: u64, report: &mut RecoveryReport) -> Result<(), DetectorError> {
         let mut source = LogSource::new(self.log.read_from(from)?);
-        let summary = driver::run(pipeline, &mut source, &mut FeedSink(feed), Mode::Decide)?;
+        let summary = driver::run(pipeline, &mut source, &mut (FeedSink(feed), also), Mode::Decide)?;
         report.replayed = summary.lines;
         // Events logged and then refused as repeats were refused the same way
         // the first time; anything else no longer parses or passes.
@@ -493,7 +493,7 @@ mod tests {
             d.write_snapshot(&p, &f, &Default::default()).unwrap();
         }
         let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(2), feed());
-        let report = d.recover(&p, &f).unwrap();
+        let report = d.recover(&p, &f, &mut crate::driver::Discard).unwrap();
         assert!(report.snapshot.is_none());
         assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
         assert!(report.refused[0].contains("another entity-hash key"), "{:?}", report.refused);
@@ -520,7 +520,7 @@ mod tests {
             }
         }
         let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
-        let report = d.recover(&p, &f).unwrap();
+        let report = d.recover(&p, &f, &mut crate::driver::Discard).unwrap();
         assert_eq!(report.snapshot.as_ref().map(|s| s.1), Some(200));
         assert_eq!(report.replayed, 40);
         for c in 0..7 {

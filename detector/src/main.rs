@@ -140,6 +140,11 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// The access records: verify the chain, or read (the read is recorded).
+    Records {
+        #[command(subcommand)]
+        what: RecordsCommand,
+    },
     /// Fluvio topics: create them, fill one from a file, read one out.
     Fluvio {
         /// The cluster's SC, host:port.
@@ -162,6 +167,33 @@ enum Command {
         /// Print the scoreboard as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Walk every segment and archive; exit 0 when intact, else name the first bad record.
+    Verify {
+        /// The data dir (default: storage.data_dir, else ./haechi-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print matching records as NDJSON; the read is recorded under your login name.
+    /// Needs the data dir to itself: while the service runs, use `GET /v1/records`.
+    Query {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        customer_id: Option<String>,
+        /// Event time from, RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// Event time to (exclusive), RFC 3339.
+        #[arg(long)]
+        to: Option<String>,
+        /// Record kinds, comma-separated (access, decision, alert, block, action, read, export, destruction).
+        #[arg(long)]
+        kind: Option<String>,
     },
 }
 
@@ -689,6 +721,60 @@ fn create_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
+fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
+    use haechi_records::{Filter, RecordKind, Records};
+    let dir_of = |d: Option<PathBuf>| d.or_else(|| config.storage.data_dir.clone()).unwrap_or_else(|| PathBuf::from("haechi-data"));
+    match what {
+        RecordsCommand::Verify { data_dir } => {
+            let dir = dir_of(data_dir);
+            let (ring, _) = config.records.key_ring(Some(&dir))?;
+            let checkpoints = config.records.checkpoint_dir.clone().unwrap_or_else(|| dir.join("records-checkpoints"));
+            let started = std::time::Instant::now();
+            let report = haechi_records::verify(&dir.join("records"), &checkpoints, &ring)?;
+            let seconds = started.elapsed().as_secs_f64();
+            for (class, c) in &report.classes {
+                let range = c.range.map_or("empty".to_owned(), |(a, b)| format!("records {a}..={b}"));
+                println!("{:<11} {range}: {} records, {} live segments, {} archives, checkpoint {:?}", class.as_str(), c.records, c.segments, c.archives, c.checkpoint);
+                for note in &c.notes {
+                    println!("  note: {note}");
+                }
+            }
+            eprintln!("verified {} records in {seconds:.3}s ({:.0} records/s)", report.records(), report.records() as f64 / seconds.max(1e-9));
+            if report.intact() {
+                println!("intact");
+                Ok(())
+            } else {
+                for p in &report.problems {
+                    println!("TAMPERED: {p}");
+                }
+                anyhow::bail!("{} problem(s); the first: {}", report.problems.len(), report.problems[0])
+            }
+        }
+        RecordsCommand::Query { data_dir, customer_id, from, to, kind } => {
+            let dir = dir_of(data_dir);
+            // The service appends to these chains: one writer at a time.
+            let lock = File::options().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK")).with_context(|| format!("{}: not a data dir", dir.display()))?;
+            lock.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by a running service: read through GET /v1/records", dir.display()))?;
+            let (ring, _) = config.records.key_ring(Some(&dir))?;
+            let records = Records::open(&dir, &config.records, &ring)?;
+            let time = |name: &str, t: Option<String>| t.map(|t| haechi_features::parse_rfc3339_ms(&t).with_context(|| format!("--{name}: not an RFC 3339 time"))).transpose();
+            let kinds = kind.map(|k| k.split(',').map(|k| RecordKind::parse(k.trim()).with_context(|| format!("--kind: unknown kind {k:?}"))).collect::<Result<Vec<_>>>()).transpose()?.unwrap_or_default();
+            let filter = Filter { customer_id, from_ms: time("from", from)?, to_ms: time("to", to)?, kinds, limit: 0 };
+            let who = haechi_records::Actor { name: std::env::var("USER").unwrap_or_else(|_| "unknown".into()), role: "cli".into() };
+            let found = records.read(haechi_detector::enforce::now_ms(), who, "haechi records query", &filter)?;
+            records.checkpoint(haechi_detector::enforce::now_ms())?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            for r in &found {
+                serde_json::to_writer(&mut out, r)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            eprintln!("{} records (this read is recorded)", found.len());
+            Ok(())
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -759,6 +845,7 @@ fn run() -> Result<()> {
         }
         Command::Rules { what } => return rules_cmd(what, &config),
         Command::Fluvio { endpoint, what } => return fluvio_cmd(&endpoint, what),
+        Command::Records { what } => return records_cmd(what, &config),
         Command::Serve { listen, warm_from, insecure, allow_demo_key, data_dir, memory_only } => {
             if let Some(l) = listen {
                 config.server.listen = l;

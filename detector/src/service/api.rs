@@ -23,6 +23,7 @@ use crate::enforce::Block;
 use super::audit::{Actor, AuditRecord};
 use super::auth::{access_for, Denied, Principal};
 use super::feed::FeedAlert;
+use super::records_api;
 use super::state::{AppState, LiveDecision};
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.
@@ -30,10 +31,13 @@ use super::state::{AppState, LiveDecision};
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
-    fn bad_request(m: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, m: impl Into<String>) -> ApiError {
+        ApiError(status, m.into())
+    }
+    pub(crate) fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError(StatusCode::BAD_REQUEST, m.into())
     }
-    fn not_found(m: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(m: impl Into<String>) -> ApiError {
         ApiError(StatusCode::NOT_FOUND, m.into())
     }
     pub(crate) fn timeout() -> ApiError {
@@ -81,6 +85,12 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route("/v1/entities/{kind}/{key}", get(get_entity))
         .route("/v1/reload", post(post_reload))
         .route("/v1/audit", get(get_audit))
+        .route("/v1/records", get(records_api::get_records))
+        .route("/v1/subjects/{customer_id}/records", get(records_api::get_subject_records))
+        .route("/v1/exports", post(records_api::post_export))
+        .route("/v1/exports/{id}", get(records_api::get_export))
+        .route("/v1/exports/{id}/approve", post(records_api::approve_export))
+        .route("/v1/exports/{id}/refuse", post(records_api::refuse_export))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .merge(v1)
@@ -386,8 +396,12 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn get_audit(State(s): State<Arc<AppState>>, Query(q): Query<AuditQuery>) -> Json<Vec<AuditRecord>> {
-    Json(s.audit.recent(q.limit.unwrap_or(100).clamp(1, 10_000)))
+async fn get_audit(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<AuditQuery>) -> Result<Json<Vec<AuditRecord>>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    if s.audit.recording().is_some() {
+        return records_api::audit_actions(&s, who, limit).await.map(Json);
+    }
+    Ok(Json(s.audit.recent(limit)))
 }
 
 async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -1,10 +1,10 @@
 //! The audit log: every analyst or admin action (a block set or lifted, a
 //! reload), who did it, when, and the state before and after.
 //!
-//! Append-only JSON lines, fsynced after each append; without a file, kept in
-//! memory only. The interface is small on purpose ([`AuditLog::open`],
-//! [`AuditLog::append`], [`AuditLog::recent`]): a hash-chained record store
-//! is to replace it.
+//! With a data dir, every action is an access record (`haechi-records`:
+//! hash-chained, sealed, synced before the action is acknowledged) and
+//! `GET /v1/audit` is a recorded read of them. Without one: append-only JSON
+//! lines, fsynced after each append, or memory only.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -13,7 +13,12 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use haechi_records::ActionRecord;
+
 use super::auth::Principal;
+use crate::recording::Recording;
 
 /// Entries kept in memory for `GET /v1/audit`.
 const RECENT: usize = 10_000;
@@ -71,6 +76,8 @@ struct Inner {
 pub struct AuditLog {
     path: Option<PathBuf>,
     inner: Mutex<Inner>,
+    /// With a data dir, actions are access records (hash-chained, sealed) instead of lines.
+    recording: Option<Arc<Recording>>,
 }
 
 impl AuditLog {
@@ -100,7 +107,17 @@ impl AuditLog {
                 Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?)
             }
         };
-        Ok(AuditLog { path: path.map(Path::to_path_buf), inner: Mutex::new(Inner { file, recent }) })
+        Ok(AuditLog { path: path.map(Path::to_path_buf), inner: Mutex::new(Inner { file, recent }), recording: None })
+    }
+
+    /// Actions written as access records: the records store replaces the log file.
+    pub fn on_records(recording: Arc<Recording>) -> AuditLog {
+        AuditLog { path: None, inner: Mutex::new(Inner { file: None, recent: VecDeque::new() }), recording: Some(recording) }
+    }
+
+    /// The records store actions go to, if any.
+    pub fn recording(&self) -> Option<&Arc<Recording>> {
+        self.recording.as_ref()
     }
 
     /// Where the log is written; `None`: memory only.
@@ -114,6 +131,17 @@ impl AuditLog {
     /// When the line cannot be written or synced; the record is kept in
     /// memory all the same.
     pub fn append(&self, record: AuditRecord) -> std::io::Result<()> {
+        if let Some(r) = &self.recording {
+            let action = ActionRecord {
+                who: haechi_records::Actor { name: record.who.name.clone(), role: record.who.role.clone() },
+                action: record.action.clone(),
+                scope: record.scope.clone(),
+                key: record.key.clone(),
+                before: record.before.clone(),
+                after: record.after.clone(),
+            };
+            return r.action(action).map(drop).map_err(std::io::Error::other);
+        }
         let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

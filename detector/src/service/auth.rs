@@ -18,10 +18,15 @@ pub enum Role {
     Ingest,
     /// Ingest, plus alerts, entities, and setting and lifting blocks.
     Analyst,
-    /// Read everything (alerts, blocks, entities, the audit log); change nothing.
+    /// Read everything (alerts, blocks, entities, the audit log, access records, reports),
+    /// request exports; change nothing.
     Auditor,
-    /// Everything, reload included.
+    /// Everything but a data subject's portal view, reload and export approval included
+    /// (never of one's own export request: a second person approves).
     Admin,
+    /// The bank's customer-facing app, which has verified the customer: that customer's own
+    /// access records, masked, and nothing else.
+    SubjectPortal,
 }
 
 impl Role {
@@ -31,6 +36,7 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::SubjectPortal => "subject_portal",
         }
     }
 
@@ -38,10 +44,11 @@ impl Role {
     pub fn allows(self, access: Access) -> bool {
         use Access::*;
         match self {
-            Role::Admin => true,
+            Role::Admin => !matches!(access, SubjectAccess),
             Role::Ingest => matches!(access, Ingest),
             Role::Analyst => matches!(access, Ingest | Investigate | ChangeBlocks),
-            Role::Auditor => matches!(access, Investigate | Audit),
+            Role::Auditor => matches!(access, Investigate | Audit | ReadRecords | RequestExport | Reports),
+            Role::SubjectPortal => matches!(access, SubjectAccess),
         }
     }
 }
@@ -59,6 +66,16 @@ pub enum Access {
     Audit,
     /// Reload rules and model.
     Administer,
+    /// Read access records (every read recorded).
+    ReadRecords,
+    /// Ask for an export of records, and fetch it once approved.
+    RequestExport,
+    /// Approve (or refuse) another principal's export.
+    ApproveExport,
+    /// Management reports over the records.
+    Reports,
+    /// A data subject's own records, through the customer-facing app.
+    SubjectAccess,
 }
 
 /// What a `/v1` route needs; `None` for a route this table does not know
@@ -73,6 +90,11 @@ pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
         (Method::POST, "/v1/blocks") | (Method::DELETE, "/v1/blocks/{scope}/{key}") => Access::ChangeBlocks,
         (Method::GET, "/v1/audit") => Access::Audit,
         (Method::POST, "/v1/reload") => Access::Administer,
+        (Method::GET, "/v1/records") => Access::ReadRecords,
+        (Method::GET, "/v1/subjects/{customer_id}/records") => Access::SubjectAccess,
+        (Method::POST, "/v1/exports") | (Method::GET, "/v1/exports/{id}") => Access::RequestExport,
+        (Method::POST, "/v1/exports/{id}/approve" | "/v1/exports/{id}/refuse") => Access::ApproveExport,
+        (Method::GET, "/v1/reports/summary") => Access::Reports,
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@
 
 mod api;
 pub mod audit;
+mod records_api;
 pub mod auth;
 pub(crate) mod feed;
 mod metrics;
@@ -194,7 +195,19 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let audit_path = server.audit_log.clone().or_else(|| {
         config.blocks.state_file.as_ref().map(|f| f.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).join("haechi-audit.jsonl"))
     });
-    let audit = AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?;
+    // With a data dir, staff actions are access records; the log file is for memory-only runs.
+    let recording = match &data {
+        Some(d) if config.records.enabled => {
+            let (ring, _) = config.records.key_ring(Some(d.path()))?;
+            Some(Arc::new(crate::recording::Recording::open(d.path(), &config.records, &ring)?))
+        }
+        _ => None,
+    };
+    let audit = match &recording {
+        Some(r) => AuditLog::on_records(r.clone()),
+        None => AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?,
+    };
+    let exports = recording.as_ref().map(|r| records_api::Exports::from_records(r.records())).transpose()?;
     // Event times are bounded by the wall clock. Block TTLs and quotas run on
     // it too, unless a topic is consumed: replicas reading the same topic
     // then enforce on event time, so that they decide alike.
@@ -218,12 +231,25 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         Some(d) => feed::AlertFeed::with_log(ring, fold_ms, lateness_ms, d.alert_log().clone())?,
         None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),
     };
-    let state = Arc::new(AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox));
-    if let Some(out) = state.outbox.clone() {
-        state.blocks().on_change(Box::new(move |change, block| out.block(change, block)));
+    let mut state = AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox);
+    state.exports = exports;
+    let state = Arc::new(state);
+    let (out, rec) = (state.outbox.clone(), recording.clone());
+    if out.is_some() || rec.is_some() {
+        state.blocks().on_change(Box::new(move |change, block| {
+            if let Some(out) = &out {
+                out.block(change, block);
+            }
+            if let Some(rec) = &rec {
+                rec.block(change, block);
+            }
+        }));
     }
     if let Some(d) = &state.data {
-        let report = d.recover(&state.pipeline, &state.feed)?;
+        let report = match &recording {
+            Some(r) => d.recover(&state.pipeline, &state.feed, &mut crate::recording::RecordsSink::for_log(r))?,
+            None => d.recover(&state.pipeline, &state.feed, &mut crate::driver::Discard)?,
+        };
         *state.topic_offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = report.topic_offsets.clone();
         state.metrics.recovered_events.set(report.replayed as i64);
         state.metrics.snapshots_refused.set(report.refused.len() as i64);
@@ -363,6 +389,15 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: Cancella
     // Whatever the tasks did, the block list reaches the disk.
     let blocks = state.blocks().clone();
     tokio::task::spawn_blocking(move || blocks.persist()).await.map_err(std::io::Error::other)??;
+    // The access records written and their heads signed, before the snapshot that says the
+    // log up to here is done.
+    if let Some(r) = state.audit.recording().cloned() {
+        match tokio::task::spawn_blocking(move || r.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing the access records failed"),
+            Err(e) => tracing::error!(error = %e, "flushing the access records failed"),
+        }
+    }
     // And a final snapshot, so that the next start replays nothing.
     if state.data.is_some() && tokio::time::timeout(deadline, snapshot_now(&state)).await.is_err() {
         tracing::warn!("the final snapshot did not finish within {deadline:?}; the next start replays the log from the previous one");
@@ -435,6 +470,26 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
                 if s.data.as_ref().is_some_and(|d| d.snapshot_due(last)) {
                     snapshot_now(&s).await;
                     last = std::time::Instant::now();
+                }
+            }
+        });
+    }
+    // Records: archive what is old enough and destroy what is past retention, at start and hourly.
+    if let Some(rec) = state.audit.recording().cloned() {
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let r = rec.clone();
+                match tokio::task::spawn_blocking(move || r.records().maintain(crate::enforce::now_ms())).await {
+                    Ok(Ok(done)) if done.archived > 0 || !done.destroyed.is_empty() => tracing::info!(archived = done.archived, destroyed = ?done.destroyed, "records maintenance"),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "records maintenance failed"),
+                    Err(e) => tracing::error!(error = %e, "records maintenance failed"),
                 }
             }
         });

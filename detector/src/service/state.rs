@@ -49,6 +49,8 @@ pub struct AppState {
     pub topic_offsets: Mutex<crate::fluvio::TopicOffsets>,
     /// This replica's name (in the block topic).
     pub replica: String,
+    /// Export requests and their approvals (with the access records).
+    pub exports: Option<super::records_api::Exports>,
 }
 
 /// One alert-stream client, counted while it is connected.
@@ -90,6 +92,7 @@ impl AppState {
             tls,
             subscribers: AtomicUsize::new(0),
             evicted_reported: Mutex::new([0; KIND_COUNT]),
+            exports: None,
         }
     }
 
@@ -151,22 +154,27 @@ impl AppState {
         // Held from the append until the last decision: a snapshot copies
         // state only when every logged event is decided.
         let gate = self.data.as_ref().map(|d| d.ingest_gate());
+        let mut first_offset = None;
         if let Some(data) = &self.data {
             if !admitted.is_empty() {
                 let raws: Vec<&[u8]> = admitted.iter().map(|&i| batch[i].0).collect();
                 let t = Instant::now();
-                if let Err(e) = data.append(crate::enforce::now_ms(), &raws) {
-                    self.metrics.ingest_log_errors.inc();
-                    // A log that failed to sync cannot be trusted again
-                    // without a restart: take the service out of rotation.
-                    self.set_ready(false);
-                    return Err(e);
+                match data.append(crate::enforce::now_ms(), &raws) {
+                    Ok(first) => first_offset = Some(first),
+                    Err(e) => {
+                        self.metrics.ingest_log_errors.inc();
+                        // A log that failed to sync cannot be trusted again
+                        // without a restart: take the service out of rotation.
+                        self.set_ready(false);
+                        return Err(e);
+                    }
                 }
                 self.metrics.stage_seconds.with_label_values(&["ingest_log"]).observe(t.elapsed().as_secs_f64());
             }
         }
-        for i in admitted {
-            each(i, self.decide(&batch[i].1, scratch));
+        for (n, i) in admitted.into_iter().enumerate() {
+            let offset = first_offset.map(|o| o + n as u64);
+            each(i, self.decide_logged(&batch[i].1, offset, scratch));
         }
         drop(gate);
         Ok(())
@@ -177,8 +185,13 @@ impl AppState {
     /// # Errors
     /// A repeated event id.
     pub fn decide(&self, event: &Event, scratch: &mut Scratch) -> Result<LiveDecision, EventError> {
+        self.decide_logged(event, None, scratch)
+    }
+
+    /// [`AppState::decide`] for an event the ingest log holds at `log_offset`.
+    fn decide_logged(&self, event: &Event, log_offset: Option<u64>, scratch: &mut Scratch) -> Result<LiveDecision, EventError> {
         let started = Instant::now();
-        let outcome = crate::driver::decide(&self.pipeline, event, scratch, &mut LiveSink(self));
+        let outcome = crate::driver::decide(&self.pipeline, event, scratch, &mut LiveSink(self, log_offset));
         // The live sink never fails: metrics and the in-memory feed.
         match outcome.unwrap_or_else(|e| unreachable!("the live sink cannot fail: {e}")) {
             Ok(processed) => {
@@ -198,8 +211,9 @@ impl AppState {
     }
 }
 
-/// The service's sink: metrics, and the live alert feed (and its log).
-struct LiveSink<'a>(&'a AppState);
+/// The service's sink: metrics, the live alert feed (and its log), the access records; with
+/// the event's ingest-log offset.
+struct LiveSink<'a>(&'a AppState, Option<u64>);
 
 impl Sink for LiveSink<'_> {
     fn decided(&mut self, pipeline: &Pipeline, event: &Event, processed: &Processed, findings: &[Finding]) -> Result<(), DetectorError> {
@@ -212,8 +226,15 @@ impl Sink for LiveSink<'_> {
         for f in findings {
             m.findings.with_label_values(&[&f.detector, &f.id]).inc();
         }
+        let recording = s.audit.recording();
+        if let Some(r) = recording {
+            r.event(self.1, event, &processed.decision);
+        }
         for a in s.feed.fold_findings(pipeline, event, findings) {
             m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
+            if let Some(r) = recording {
+                r.alert(&a.alert);
+            }
             if let Some(out) = &s.outbox {
                 out.alert(&a);
             }
