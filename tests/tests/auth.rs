@@ -112,17 +112,22 @@ fn roles_decide_who_may_do_what() {
 #[test]
 fn lifting_a_block_is_audited_with_the_analyst_from_the_token_and_before_after() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(&["--config", &config(dir.path())]);
+    let data = dir.path().join("data");
+    let start = || Server::try_start_serving(&["--config", &config(dir.path())], &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]).unwrap_or_else(|l| panic!("{l}"));
+    let s = start();
     let a = http();
     let call = |token: &str, method: &str, path: &str, body: Option<&[u8]>| send_as(&a, Some(token), method, &s.url(path), body);
     assert_eq!(call(ANALYST, "POST", "/v1/blocks", Some(BLOCK)).0, 201);
     assert_eq!(call(ANALYST, "DELETE", "/v1/blocks/device/farm-1", None).0, 204);
     assert_eq!(call(ADMIN, "POST", "/v1/reload", None).0, 200);
 
-    // The default place: beside the block state file; one fsynced line per action.
-    let path = dir.path().join("haechi-audit.jsonl");
-    let lines: Vec<Value> = std::fs::read_to_string(&path).unwrap().lines().map(json).collect();
+    // With a data dir, every action is an access record (synced before the answer), read back
+    // by the auditor over the API; no separate log file.
+    let (st, body) = call(AUDITOR, "GET", "/v1/audit?limit=10", None);
+    assert_eq!(st, 200, "{body}");
+    let lines: Vec<Value> = json(&body).as_array().unwrap().clone();
     assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(!dir.path().join("haechi-audit.jsonl").exists() && !data.join("haechi-audit.jsonl").exists());
     let (set, lifted, reload) = (&lines[0], &lines[1], &lines[2]);
 
     assert_eq!(set["action"], "block_set");
@@ -145,20 +150,26 @@ fn lifting_a_block_is_audited_with_the_analyst_from_the_token_and_before_after()
     assert_eq!(reload["who"]["role"], "admin");
     assert!(reload["before"]["rules"].is_string() && reload["after"]["rules"].is_string(), "{reload}");
 
-    // The auditor reads the same over the API.
-    let (st, body) = call(AUDITOR, "GET", "/v1/audit?limit=2", None);
-    assert_eq!(st, 200, "{body}");
+    let (_, body) = call(AUDITOR, "GET", "/v1/audit?limit=2", None);
     let recent = json(&body);
     assert_eq!(recent.as_array().unwrap().len(), 2);
     assert_eq!(recent[0], *lifted);
     assert!(s.stop().success());
 
-    // Appended across a restart, never rewritten.
-    let s2 = Server::start(&["--config", &config(dir.path())]);
+    // Kept across a restart.
+    let s2 = start();
     assert_eq!(send_as(&a, Some(ANALYST), "POST", &s2.url("/v1/blocks"), Some(BLOCK)).0, 201);
     let audit = send_as(&a, Some(AUDITOR), "GET", &s2.url("/v1/audit"), None).1;
     assert_eq!(json(&audit).as_array().unwrap().len(), 4, "{audit}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+    assert!(s2.stop().success());
+
+    // Memory only: one fsynced line per action beside the block state file.
+    let s3 = Server::try_start_serving(&["--config", &config(dir.path())], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap_or_else(|l| panic!("{l}"));
+    assert_eq!(send_as(&a, Some(ANALYST), "DELETE", &s3.url("/v1/blocks/device/farm-1"), None).0, 204);
+    let path = dir.path().join("haechi-audit.jsonl");
+    let lines: Vec<Value> = std::fs::read_to_string(&path).unwrap().lines().map(json).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["action"], "block_lifted");
 }
 
 /// A test CA and a certificate for localhost / 127.0.0.1 signed by it:
