@@ -167,21 +167,14 @@ fn keep(file: &Path) {
     }
 }
 
-#[test]
-fn the_report_page_draws_its_charts_in_chromium() {
-    let (from, to) = (1_764_514_800_000_i64, 1_765_119_600_000_i64); // one week, KST midnights
-    let current = records(from, 2);
-    let previous = records(from - (to - from), 1);
-    let report = Report::build((from, to), &current, &previous).unwrap();
-
-    // Steps come out in the funnel order `haechi_features::Step::ALL` defines.
-    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, Step::ALL.map(|s| s.as_str()));
-
-    // The probe records where each chart container sits, for the screenshot check; it runs after
-    // the page's own scripts, which draw synchronously.
-    let probe = "<script>document.querySelectorAll('.chart').forEach(function (el) { var r = el.getBoundingClientRect(); \
-                 el.setAttribute('data-rect', [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(',')); });</script>";
+/// Writes the report's page (with the test's probe) to a fresh temp dir and has Chromium load it;
+/// returns the dir, the page and the DOM as Chromium left it.
+fn render(report: &Report) -> (tempfile::TempDir, PathBuf, String) {
+    // The probe records where each chart container sits, for the screenshot check, and that the
+    // page's own scripts (which draw synchronously, before it) got to their end.
+    let probe = "<script>var drawn = 0; document.querySelectorAll('.chart').forEach(function (el) { var r = el.getBoundingClientRect(); \
+                 el.setAttribute('data-rect', [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(',')); \
+                 if (el.querySelector('svg')) { drawn++; } }); document.body.setAttribute('data-drawn', drawn);</script>";
     let mut html = report.to_html().unwrap();
     // The page's own `</body>`: the last one (ECharts' code has one in a string).
     let end = html.rfind("</body>").unwrap();
@@ -195,10 +188,27 @@ fn the_report_page_draws_its_charts_in_chromium() {
     let stderr = chromium(work.path(), "dom", &page, &["--dump-dom".into()], &dom_path);
     let dom = std::fs::read_to_string(&dom_path).unwrap();
     assert!(dom.contains("id=\"report-data\""), "no page in the DOM dump:\n{stderr}");
+    (work, page, dom)
+}
+
+#[test]
+fn the_report_page_draws_its_charts_in_chromium() {
+    let (from, to) = (1_764_514_800_000_i64, 1_765_119_600_000_i64); // one week, KST midnights
+    let current = records(from, 2);
+    let previous = records(from - (to - from), 1);
+    let report = Report::build((from, to), &current, &previous).unwrap();
+
+    // Steps come out in the funnel order `haechi_features::Step::ALL` defines.
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, Step::ALL.map(|s| s.as_str()));
+
+    let (work, page, dom) = render(&report);
+    let markup = outside_scripts(&dom);
+    // Every chart got drawn: no chart's code threw and stopped the ones after it.
+    assert!(markup.contains("data-drawn=\"5\""), "the page's script stopped before the end");
 
     let ids: Vec<&str> = chart_ids().collect();
     assert_eq!(ids.len(), 5);
-    let markup = outside_scripts(&dom);
     assert_eq!(markup.matches("<svg").count(), ids.len(), "one <svg> per chart and none else");
     for id in &ids {
         let svg = chart_svg(&dom, id);
@@ -268,4 +278,20 @@ fn the_report_page_draws_its_charts_in_chromium() {
         assert!(colour * 200 >= area, "#{id}: only {colour} of {area} pixels are coloured: no bars or slices were painted");
     }
 
+}
+
+#[test]
+fn an_empty_period_still_makes_a_page_that_says_so() {
+    let report = Report::build((1_764_514_800_000, 1_765_119_600_000), [], []).unwrap();
+    let (_work, _page, dom) = render(&report);
+    let markup = outside_scripts(&dom);
+    assert!(markup.contains("data-drawn=\"5\""), "the page's script stopped before the end on an empty report");
+    for id in chart_ids() {
+        let svg = chart_svg(&dom, id);
+        // The comparison still shows its (zero) figures; the others say there is nothing.
+        if id != "chart-comparison" {
+            assert!(texts(svg).iter().any(|t| t.contains("None in this period")), "#{id} does not say it is empty: {:?}", texts(svg));
+        }
+    }
+    assert!(markup.contains("None in this period</td>"), "the tables do not say they are empty");
 }
