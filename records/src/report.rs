@@ -558,10 +558,9 @@ impl Report {
         );
         for c in &self.comparison {
             let (ko, en) = c.figure.label();
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                r#"<div class="card"><div class="label">{ko} <span class="en">{en}</span></div><div class="value">{value}</div><div class="change">{change}</div><div class="prev">이전 Previous: {prev}</div></div>
-"#,
+                r#"<div class="card"><div class="label">{ko} <span class="en">{en}</span></div><div class="value">{value}</div><div class="change">{change}</div><div class="prev">이전 Previous: {prev}</div></div>"#,
                 value = headline_value(c.figure, c.current),
                 change = change_text(c),
                 prev = headline_value(c.figure, c.previous),
@@ -576,10 +575,9 @@ impl Report {
 "#,
         );
         for (id, ko, en, table) in CHARTS {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                r##"<figure class="{wide}"><figcaption>{ko} <span class="en">{en}</span></figcaption><div class="chart" id="{id}" role="img" aria-label="{en}: see the table {table}"></div></figure>
-"##,
+                r##"<figure class="{wide}"><figcaption>{ko} <span class="en">{en}</span></figcaption><div class="chart" id="{id}" role="img" aria-label="{en}: see the table {table}"></div></figure>"##,
                 wide = if id == "chart-comparison" { "wide" } else { "" },
                 table = table,
             );
@@ -741,7 +739,7 @@ impl<'a, 'b> Table<'a, 'b> {
     fn end(mut self) {
         if self.rows == 0 {
             self.head();
-            let _ = write!(self.h, "<tr><td class=\"empty\" colspan=\"{}\">이 기간에 없음 · None in this period</td></tr>\n", self.columns);
+            let _ = writeln!(self.h, "<tr><td class=\"empty\" colspan=\"{}\">이 기간에 없음 · None in this period</td></tr>", self.columns);
         }
         self.h.push_str("</tbody>\n</table>\n</section>\n");
     }
@@ -833,7 +831,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
