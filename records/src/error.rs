@@ -22,6 +22,12 @@ pub enum RecordsError {
 
     #[error("record could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+
+    #[error("report: {0}")]
+    Report(String),
+
+    #[error("report could not be written as CSV: {0}")]
+    Csv(#[from] csv::Error),
 }
 
 pub(crate) fn io_err<'a>(path: &'a std::path::Path, op: &'static str) -> impl FnOnce(std::io::Error) -> RecordsError + 'a {
