@@ -140,6 +140,25 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+    /// The management report of a period, from the access records, beside the period before it
+    /// (the read is recorded). Needs the data dir to itself: while the service runs, use
+    /// `GET /v1/reports/summary`.
+    Report {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Event time from, RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// Event time to (exclusive), RFC 3339.
+        #[arg(long)]
+        to: String,
+        /// json, csv or html (one self-contained page with charts).
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The access records: verify the chain, or read (the read is recorded).
     Records {
         #[command(subcommand)]
@@ -721,8 +740,22 @@ fn create_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
+/// Who reads records from the command line: the login name.
+fn cli_actor() -> haechi_records::Actor {
+    haechi_records::Actor { name: std::env::var("USER").unwrap_or_else(|_| "unknown".into()), role: "cli".into() }
+}
+
+/// Open a data dir's records for this process alone: the service appends to the same chains,
+/// and one writer at a time keeps them whole.
+fn open_records_alone(dir: &Path, config: &Config) -> Result<(haechi_records::Records, File)> {
+    let lock = File::options().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK")).with_context(|| format!("{}: not a data dir", dir.display()))?;
+    lock.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by a running service: read through the API (GET /v1/records, /v1/reports/summary)", dir.display()))?;
+    let (ring, _) = config.records.key_ring(Some(dir))?;
+    Ok((haechi_records::Records::open(dir, &config.records, &ring)?, lock))
+}
+
 fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
-    use haechi_records::{Filter, RecordKind, Records};
+    use haechi_records::{Filter, RecordKind};
     let dir_of = |d: Option<PathBuf>| d.or_else(|| config.storage.data_dir.clone()).unwrap_or_else(|| PathBuf::from("haechi-data"));
     match what {
         RecordsCommand::Verify { data_dir } => {
@@ -752,16 +785,11 @@ fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
         }
         RecordsCommand::Query { data_dir, customer_id, from, to, kind } => {
             let dir = dir_of(data_dir);
-            // The service appends to these chains: one writer at a time.
-            let lock = File::options().read(true).write(true).create(true).truncate(false).open(dir.join("LOCK")).with_context(|| format!("{}: not a data dir", dir.display()))?;
-            lock.try_lock().map_err(|_| anyhow::anyhow!("{} is in use by a running service: read through GET /v1/records", dir.display()))?;
-            let (ring, _) = config.records.key_ring(Some(&dir))?;
-            let records = Records::open(&dir, &config.records, &ring)?;
+            let (records, _lock) = open_records_alone(&dir, config)?;
             let time = |name: &str, t: Option<String>| t.map(|t| haechi_features::parse_rfc3339_ms(&t).with_context(|| format!("--{name}: not an RFC 3339 time"))).transpose();
             let kinds = kind.map(|k| k.split(',').map(|k| RecordKind::parse(k.trim()).with_context(|| format!("--kind: unknown kind {k:?}"))).collect::<Result<Vec<_>>>()).transpose()?.unwrap_or_default();
             let filter = Filter { customer_id, from_ms: time("from", from)?, to_ms: time("to", to)?, kinds, limit: 0 };
-            let who = haechi_records::Actor { name: std::env::var("USER").unwrap_or_else(|_| "unknown".into()), role: "cli".into() };
-            let found = records.read(haechi_detector::enforce::now_ms(), who, "haechi records query", &filter)?;
+            let found = records.read(haechi_detector::enforce::now_ms(), cli_actor(), "haechi records query", &filter)?;
             records.checkpoint(haechi_detector::enforce::now_ms())?;
             let mut out = BufWriter::new(io::stdout().lock());
             for r in &found {
@@ -846,6 +874,25 @@ fn run() -> Result<()> {
         Command::Rules { what } => return rules_cmd(what, &config),
         Command::Fluvio { endpoint, what } => return fluvio_cmd(&endpoint, what),
         Command::Records { what } => return records_cmd(what, &config),
+        Command::Report { data_dir, from, to, format, out } => {
+            let dir = data_dir.or_else(|| config.storage.data_dir.clone()).unwrap_or_else(|| PathBuf::from("haechi-data"));
+            let (records, _lock) = open_records_alone(&dir, &config)?;
+            let time = |name: &str, t: &str| haechi_features::parse_rfc3339_ms(t).with_context(|| format!("--{name}: not an RFC 3339 time: {t}"));
+            let (from, to) = (time("from", &from)?, time("to", &to)?);
+            let report = records.report(haechi_detector::enforce::now_ms(), cli_actor(), "haechi report", from, to)?;
+            records.checkpoint(haechi_detector::enforce::now_ms())?;
+            let text = match format.as_str() {
+                "json" => report.to_json()?,
+                "csv" => report.to_csv()?,
+                "html" => report.to_html()?,
+                other => anyhow::bail!("--format {other}: json, csv or html"),
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+                None => io::stdout().write_all(text.as_bytes())?,
+            }
+            return Ok(());
+        }
         Command::Serve { listen, warm_from, insecure, allow_demo_key, data_dir, memory_only } => {
             if let Some(l) = listen {
                 config.server.listen = l;

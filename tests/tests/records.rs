@@ -124,7 +124,25 @@ fn reads_are_recorded_subjects_see_their_own_and_exports_need_a_second_admin() {
     assert!(json(&text).as_array().unwrap().iter().any(|r| r["action"] == "block_set" && r["who"]["name"] == "kim"), "{text}");
     let (_, text) = call(AUDITOR, "GET", "/v1/records?kind=block", None);
     assert!(json(&text).as_array().unwrap().iter().any(|r| r["change"] == "set" && r["entity"] == "farm-9" && r["by"] == "analyst:kim"), "{text}");
+    // The management report of the day: the failed OTP and the step times, a recorded read.
+    let (status, text) = call(AUDITOR, "GET", "/v1/reports/summary?from=2026-11-02T00:00:00%2B09:00&to=2026-11-03T00:00:00%2B09:00", None);
+    assert_eq!(status, 200, "{text}");
+    let report = json(&text);
+    let otp = report["steps"].as_array().unwrap().iter().find(|s| s["name"] == "otp").unwrap();
+    assert_eq!((otp["attempts"].as_u64(), otp["successes"].as_u64()), (Some(1), Some(0)), "{otp}");
+    assert_eq!(report["failure_reasons"][0]["name"], "otp_mismatch");
+    assert_eq!(report["records"]["access"], 5);
+    assert_eq!(call(ANALYST, "GET", "/v1/reports/summary?from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z", None).0, 403);
+    let (_, text) = call(AUDITOR, "GET", "/v1/records?kind=read", None);
+    assert!(json(&text).as_array().unwrap().iter().any(|r| r["via"] == "GET /v1/reports/summary"), "{text}");
     assert!(s.stop().success());
+
+    // The same report offline, as one HTML page with its charts' data.
+    let html = dir.path().join("report.html");
+    let out = run_haechi(&["report", "--data-dir", data.to_str().unwrap(), "--from", "2026-11-02T00:00:00+09:00", "--to", "2026-11-03T00:00:00+09:00", "--format", "html", "--out", html.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("report-data") && page.contains("otp_mismatch") && page.contains("echarts"), "a page with its data and chart library");
 
     // Offline: the chain verifies, and a byte changed in a segment is named.
     let out = run_haechi(&["records", "verify", "--data-dir", data.to_str().unwrap()], b"");

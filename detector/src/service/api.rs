@@ -91,6 +91,7 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route("/v1/exports/{id}", get(records_api::get_export))
         .route("/v1/exports/{id}/approve", post(records_api::approve_export))
         .route("/v1/exports/{id}/refuse", post(records_api::refuse_export))
+        .route("/v1/reports/summary", get(records_api::get_report))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .merge(v1)

@@ -369,3 +369,37 @@ pub(crate) async fn audit_actions(s: &Arc<AppState>, who: Principal, limit: usiz
         })
         .collect())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    from: String,
+    to: String,
+    format: Option<String>,
+}
+
+/// `GET /v1/reports/summary?from=&to=[&format=json|csv|html]`: the management report of the
+/// period beside the one before it; a recorded read.
+pub(crate) async fn get_report(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+    let from = parse_time("from", Some(&q.from))?.unwrap_or_default();
+    let to = parse_time("to", Some(&q.to))?.unwrap_or_default();
+    if from >= to {
+        return Err(ApiError::bad_request("the period is empty: `from` must be before `to`"));
+    }
+    let format = q.format.unwrap_or_else(|| "json".into());
+    if !["json", "csv", "html"].contains(&format.as_str()) {
+        return Err(ApiError::bad_request(format!("format: {format:?} is not json, csv or html")));
+    }
+    let rec = recording(&s)?;
+    let report = blocking(move || {
+        rec.flush().map_err(store_error)?;
+        rec.records().report(crate::enforce::now_ms(), actor(&who), "GET /v1/reports/summary", from, to).map_err(store_error)
+    })
+    .await?;
+    let (content_type, body) = match format.as_str() {
+        "csv" => ("text/csv", report.to_csv()),
+        "html" => ("text/html; charset=utf-8", report.to_html()),
+        _ => ("application/json", report.to_json()),
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body.map_err(store_error)?).into_response())
+}
