@@ -280,3 +280,96 @@ mod tests {
         }
     }
 }
+
+/// One round of `haechi bench records`: the same stream replayed without and with the access
+/// records, back to back.
+#[derive(Debug, Clone)]
+pub struct RecordsRound {
+    pub events: u64,
+    pub plain_seconds: f64,
+    /// Including the wait for the recorder to write, sync and sign everything.
+    pub recorded_seconds: f64,
+    pub records: u64,
+}
+
+/// What the records cost and take: the rounds, then verification and storage of the last store.
+#[derive(Debug, Clone)]
+pub struct RecordsBench {
+    pub rounds: Vec<RecordsRound>,
+    pub verified: u64,
+    pub verify_seconds: f64,
+    pub live_bytes: u64,
+    pub archived_bytes: u64,
+    pub archived_records: u64,
+    pub live_records_archived: u64,
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
+/// Replay `stream` `rounds` times without, then with, the access records (a fresh pipeline and
+/// store each time; the recorder runs on its own thread, as in the service); then verify the
+/// last store and archive it, to measure bytes per event.
+pub fn records(config: &crate::Config, stream: &[u8], rounds: usize, dir: &std::path::Path) -> Result<RecordsBench, DetectorError> {
+    use crate::driver::{self, DecisionWriter, Mode, NdjsonSource};
+    use crate::recording::{Recording, RecordsSink};
+    let ring = haechi_storage::KeyRing::parse(&haechi_storage::KeyRing::generate_line("bench"), "bench")?;
+    let mut out = Vec::new();
+    let mut last = None;
+    for round in 0..rounds {
+        let pipeline = Pipeline::new(config.clone())?;
+        let (mut decisions, mut errors) = (std::io::sink(), std::io::sink());
+        let t = std::time::Instant::now();
+        let summary = driver::run(&pipeline, &mut NdjsonSource::new(&mut &stream[..]), &mut DecisionWriter::new(&mut decisions, &mut errors), Mode::Decide)?;
+        let plain = t.elapsed().as_secs_f64();
+
+        let pipeline = Pipeline::new(config.clone())?;
+        let store_dir = dir.join(format!("round-{round}"));
+        let recording = Recording::open(&store_dir, &config.records, &ring)?;
+        let t = std::time::Instant::now();
+        let mut sink = (DecisionWriter::new(&mut decisions, &mut errors), RecordsSink::new(&recording));
+        driver::run(&pipeline, &mut NdjsonSource::new(&mut &stream[..]), &mut sink, Mode::Decide)?;
+        drop(sink);
+        recording.flush()?;
+        let recorded = t.elapsed().as_secs_f64();
+        out.push(RecordsRound { events: summary.accepted, plain_seconds: plain, recorded_seconds: recorded, records: 2 * summary.accepted });
+        if let Some(previous) = last.replace((store_dir, recording)) {
+            drop(previous.1);
+            let _ = std::fs::remove_dir_all(previous.0);
+        }
+    }
+    let (store_dir, recording) = last.ok_or_else(|| DetectorError::Input { path: "bench".into(), message: "no rounds".into() })?;
+    drop(recording);
+    let t = std::time::Instant::now();
+    let report = haechi_records::verify(&store_dir.join("records"), &store_dir.join("records-checkpoints"), &ring)?;
+    let verify_seconds = t.elapsed().as_secs_f64();
+    if !report.intact() {
+        return Err(DetectorError::Input { path: store_dir.display().to_string(), message: format!("the bench store does not verify: {}", report.problems[0]) });
+    }
+    let live_bytes = dir_bytes(&store_dir.join("records"));
+    // Archive every closed segment (as if a month had passed) and weigh the archives.
+    let records = haechi_records::Records::open(&store_dir, &config.records, &ring)?;
+    records.maintain(crate::enforce::now_ms() + 31 * 86_400_000)?;
+    let archive = store_dir.join("records/transaction/archive");
+    let (mut archived_records, mut archived_bytes) = (0, 0);
+    for e in std::fs::read_dir(&archive).into_iter().flatten().filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((a, b)) = name.strip_prefix("seg-").and_then(|n| n.strip_suffix(".hra")).and_then(|n| n.split_once('-')) {
+            if let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                archived_records += b - a + 1;
+                archived_bytes += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    Ok(RecordsBench { rounds: out, verified: report.records(), verify_seconds, live_bytes, archived_bytes, archived_records, live_records_archived: archived_records })
+}

@@ -324,6 +324,15 @@ enum BenchCommand {
     },
     /// Replay a stream and print bytes per live entity, by kind.
     Entities { input: String },
+    /// What the access records cost alongside the full pipeline: the same stream replayed
+    /// without and with recording, in alternating rounds; then verify speed, and bytes per
+    /// event live and archived.
+    Records {
+        /// NDJSON events (e.g. from `haechi generate`).
+        input: String,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// What the ingest log costs the live service: the real server on a
     /// loopback socket, memory-only and on a temporary data dir with each
     /// fsync mode, in one run. /v1/check latency at a fixed open-loop rate
@@ -963,6 +972,23 @@ fn run() -> Result<()> {
                 Some(b) if peak_mib > b => anyhow::bail!("peak RSS {peak_mib:.1} MiB is over the budget of {b} MiB"),
                 Some(b) => println!("peak RSS {peak_mib:.1} MiB, within the budget of {b} MiB"),
                 None => println!("peak RSS {peak_mib:.1} MiB"),
+            }
+        }
+        Command::Bench { what: BenchCommand::Records { input, rounds } } => {
+            let mut stream = Vec::new();
+            open_input(&input)?.read_to_end(&mut stream)?;
+            let dir = tempfile::tempdir()?;
+            let b = haechi_detector::bench::records(&config, &stream, rounds.max(1), dir.path())?;
+            println!("{:<6} {:>9} {:>14} {:>14} {:>9} {:>16}", "round", "events", "plain ev/s", "recorded ev/s", "cost", "records/s");
+            for (i, r) in b.rounds.iter().enumerate() {
+                let (plain, recorded) = (r.events as f64 / r.plain_seconds, r.events as f64 / r.recorded_seconds);
+                println!("{:<6} {:>9} {:>14.0} {:>14.0} {:>8.1}% {:>16.0}", i + 1, r.events, plain, recorded, 100.0 * (1.0 - recorded / plain), r.records as f64 / r.recorded_seconds);
+            }
+            let events = b.rounds.last().map_or(1, |r| r.events).max(1);
+            println!("verify: {} records in {:.3}s = {:.0} records/s", b.verified, b.verify_seconds, b.verified as f64 / b.verify_seconds.max(1e-9));
+            println!("live:     {} bytes for {} events = {:.1} bytes/event ({:.1} bytes/record)", b.live_bytes, events, b.live_bytes as f64 / events as f64, b.live_bytes as f64 / b.verified.max(1) as f64);
+            if b.archived_records > 0 {
+                println!("archived: {} bytes for {} records = {:.1} bytes/record, {:.1} bytes/event (2 records per event)", b.archived_bytes, b.archived_records, b.archived_bytes as f64 / b.archived_records as f64, 2.0 * b.archived_bytes as f64 / b.archived_records as f64);
             }
         }
         Command::Bench { what: BenchCommand::Entities { input } } => {

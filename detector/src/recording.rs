@@ -63,7 +63,33 @@ fn attr_text<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
 
 /// The access record of one event.
 pub fn access_record(event: &Event) -> AccessRecord {
-    let (os, browser) = event.user_agent.as_deref().map_or((None, None), user_agent_parts);
+    access_record_with(event, event.user_agent.as_deref().map_or((None, None), user_agent_parts))
+}
+
+/// Parsed user agents, by their text: a service sees few distinct ones, and parsing is the
+/// dearest part of building an access record.
+#[derive(Default)]
+struct UserAgents(std::collections::HashMap<String, (Option<String>, Option<String>)>);
+
+impl UserAgents {
+    const MAX: usize = 4096;
+
+    fn parts(&mut self, ua: Option<&str>) -> (Option<String>, Option<String>) {
+        let Some(ua) = ua else { return (None, None) };
+        if let Some(p) = self.0.get(ua) {
+            return p.clone();
+        }
+        let p = user_agent_parts(ua);
+        if self.0.len() >= Self::MAX {
+            // A spray of distinct agents must not grow memory: start over.
+            self.0.clear();
+        }
+        self.0.insert(ua.to_owned(), p.clone());
+        p
+    }
+}
+
+fn access_record_with(event: &Event, (os, browser): (Option<String>, Option<String>)) -> AccessRecord {
     AccessRecord {
         event_id: event.event_id.to_string(),
         step: event.step.as_str().to_owned(),
@@ -93,18 +119,51 @@ pub fn decision_record(decision: &Decision) -> DecisionRecord {
         event_id: decision.event_id.to_string(),
         decision: decision.verdict.as_str().to_owned(),
         score: decision.score,
-        reasons: decision.reasons.iter().map(|r| match &r.detail {
-            Some(d) => format!("{}: {d}", r.id),
-            None => r.id.to_string(),
-        }).collect(),
+        reasons: reason_texts(&decision.reasons),
     }
 }
 
 /// The service's recording: the store, its background recorder, and how far a crashed run
 /// had recorded the ingest log.
+/// What the decision path hands the writer thread, which builds the records from it.
+pub enum Recordable {
+    /// A decided event, at its ingest-log offset.
+    Event { event: Box<Event>, verdict: crate::Verdict, score: f32, reasons: Vec<crate::Reason>, log_offset: Option<u64> },
+    /// Records built already (alerts, blocks).
+    Records(Vec<Record>),
+}
+
+fn converter() -> haechi_records::Convert<Recordable> {
+    let mut agents = UserAgents::default();
+    Box::new(move |item, out| match item {
+        Recordable::Event { event, verdict, score, reasons, log_offset } => {
+            let customer = event.customer_id.as_ref().map(ToString::to_string);
+            let access = access_record_with(&event, agents.parts(event.user_agent.as_deref()));
+            let mut a = Records::new_record(event.ts_ms, customer.clone(), RecordBody::Access(access));
+            a.log_offset = log_offset;
+            let decided = DecisionRecord { event_id: event.event_id.to_string(), decision: verdict.as_str().to_owned(), score, reasons: reason_texts(&reasons) };
+            let mut d = Records::new_record(event.ts_ms, customer, RecordBody::Decision(decided));
+            d.log_offset = log_offset;
+            out.push(a);
+            out.push(d);
+        }
+        Recordable::Records(records) => out.extend(records),
+    })
+}
+
+fn reason_texts(reasons: &[crate::Reason]) -> Vec<String> {
+    reasons
+        .iter()
+        .map(|r| match &r.detail {
+            Some(d) => format!("{}: {d}", r.id),
+            None => r.id.to_string(),
+        })
+        .collect()
+}
+
 pub struct Recording {
     records: Arc<Records>,
-    recorder: Recorder,
+    recorder: Recorder<Recordable>,
     /// Log offsets up to here were recorded before a restart: replaying them records nothing.
     recorded_through: AtomicU64,
 }
@@ -117,7 +176,7 @@ impl Recording {
     pub fn open(data_dir: &Path, config: &RecordsConfig, ring: &KeyRing) -> Result<Recording, DetectorError> {
         let records = Arc::new(Records::open(data_dir, config, ring)?);
         let recorded_through = records.last_log_offset().map_or(0, |o| o + 1);
-        let recorder = Recorder::start(records.clone(), crate::enforce::now_ms);
+        let recorder = Recorder::start(records.clone(), crate::enforce::now_ms, converter());
         Ok(Recording { records, recorder, recorded_through: AtomicU64::new(recorded_through) })
     }
 
@@ -133,12 +192,8 @@ impl Recording {
                 return;
             }
         }
-        let customer = event.customer_id.as_ref().map(ToString::to_string);
-        let mut access = Records::new_record(event.ts_ms, customer.clone(), RecordBody::Access(access_record(event)));
-        access.log_offset = log_offset;
-        let mut decided = Records::new_record(event.ts_ms, customer, RecordBody::Decision(decision_record(decision)));
-        decided.log_offset = log_offset;
-        self.recorder.send(vec![access, decided]);
+        // The records are built on the writer thread: here, only a copy of the event.
+        self.recorder.send(Recordable::Event { event: Box::new(event.clone()), verdict: decision.verdict, score: decision.score, reasons: decision.reasons.clone(), log_offset });
     }
 
     /// Record an alert as the feed raised it.
@@ -156,7 +211,7 @@ impl Recording {
             event_id: alert.event_id.clone(),
             count: alert.count,
         };
-        self.recorder.send(vec![Records::new_record(event_ms, customer, RecordBody::Alert(body))]);
+        self.recorder.send(Recordable::Records(vec![Records::new_record(event_ms, customer, RecordBody::Alert(body))]));
     }
 
     /// Record a block set or lifted.
@@ -170,7 +225,7 @@ impl Recording {
             reason: block.reason.clone(),
             until_ms: (change == "set").then_some(block.expires_at_ms),
         };
-        self.recorder.send(vec![Records::new_record(crate::enforce::now_ms(), customer, RecordBody::Block(body))]);
+        self.recorder.send(Recordable::Records(vec![Records::new_record(crate::enforce::now_ms(), customer, RecordBody::Block(body))]));
     }
 
     /// Record a staff action and make it durable before returning.
@@ -210,6 +265,11 @@ pub struct RecordsSink<'a> {
 }
 
 impl<'a> RecordsSink<'a> {
+    /// A sink for a source whose positions are not log offsets (a file being replayed).
+    pub fn new(recording: &'a Recording) -> RecordsSink<'a> {
+        RecordsSink { recording, position: None, log_positions: false }
+    }
+
     /// A sink whose source positions are ingest-log offsets.
     pub fn for_log(recording: &'a Recording) -> RecordsSink<'a> {
         RecordsSink { recording, position: None, log_positions: true }

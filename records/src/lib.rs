@@ -15,7 +15,7 @@ mod verify;
 
 pub use config::{KeySource, RecordsConfig, Retention};
 pub use error::RecordsError;
-pub use store::{Filter, Maintenance, Recorder, Records};
+pub use store::{Convert, Filter, Maintenance, Recorder, Records};
 pub use verify::{verify, ClassReport, Problem, VerifyReport};
 pub use record::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, DestructionRecord, ExportRecord, ReadRecord, Record, RecordBody, RecordClass, RecordKind};
 pub use report::{chart_ids, Anomalies, BlockChanges, Comparison, DurationFigures, EntityAlerts, Headline, Period, RecordCounts, Report, RuleHits, Share, StepFigures, SuccessRate, ECHARTS_VERSION, TOP_ENTITIES, UNSPECIFIED_REASON};

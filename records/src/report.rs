@@ -886,7 +886,7 @@ mod tests {
     use crate::record::{AccessRecord, AlertRecord, BlockRecord, DecisionRecord};
 
     fn rec(seq: u64, body: RecordBody) -> Record {
-        Record { id: format!("t{seq}@n"), seq, event_ms: 1_000 + seq as i64, recorded_ms: 2_000, node: "n".into(), customer_id: None, body }
+        Record { id: format!("t{seq}@n"), seq, event_ms: 1_000 + seq as i64, recorded_ms: 2_000, node: "n".into(), customer_id: None, log_offset: None, body }
     }
 
     fn access(seq: u64, step: &str, method: &str, ok: bool, reason: Option<&str>, duration_ms: Option<u64>) -> Record {

@@ -2,8 +2,8 @@
 //! destroyed at the end of retention (the destruction recorded).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -221,47 +221,78 @@ impl Records {
     }
 }
 
-enum Message {
-    Records(Vec<Record>),
-    Flush(SyncSender<Result<(), String>>),
+/// Turns what the caller sends into records, on the writer thread.
+pub type Convert<M> = Box<dyn FnMut(M, &mut Vec<Record>) + Send>;
+
+/// What callers have handed over and the writer has not taken yet.
+struct Inbox<M> {
+    items: Vec<M>,
+    flushes: Vec<SyncSender<Result<(), String>>>,
+    closed: bool,
 }
 
-/// Appends records from a background thread, so that recording every event costs the caller
-/// a channel send; signs checkpoints every `checkpoint_every`.
-pub struct Recorder {
-    tx: Option<SyncSender<Message>>,
+struct Shared<M> {
+    inbox: Mutex<Inbox<M>>,
+    /// The writer waits here (with a timeout) for items.
+    wake: Condvar,
+    /// Callers wait here while the inbox is full.
+    space: Condvar,
+}
+
+impl<M> Shared<M> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox<M>> {
+        self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Appends records from a background thread, so that recording an event costs the caller a
+/// push onto a shared inbox: no system call, no wake-up per event. The writer takes the whole
+/// inbox at once, turns it into records and appends them in one write; it is woken when
+/// `WAKE_AT` items wait, and otherwise looks every `LOOK_EVERY`. Signs checkpoints every
+/// `checkpoint_every`.
+pub struct Recorder<M: Send + 'static> {
+    shared: Arc<Shared<M>>,
     thread: Option<JoinHandle<()>>,
     failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Recorder {
+const WAKE_AT: usize = 1024;
+/// A caller waits past this many items: a writer that falls behind slows the pipeline
+/// instead of growing memory.
+const INBOX_MAX: usize = 64 * 1024;
+const LOOK_EVERY: Duration = Duration::from_millis(20);
+
+impl<M: Send + 'static> Recorder<M> {
     /// Start the writer thread over `records`; `clock` gives the record time (ms since the epoch).
-    pub fn start(records: Arc<Records>, clock: fn() -> i64) -> Recorder {
-        // Bounded: a writer that falls behind slows the pipeline instead of growing memory.
-        let (tx, rx) = sync_channel(1024);
+    pub fn start(records: Arc<Records>, clock: fn() -> i64, convert: Convert<M>) -> Recorder<M> {
+        let shared = Arc::new(Shared { inbox: Mutex::new(Inbox { items: Vec::new(), flushes: Vec::new(), closed: false }), wake: Condvar::new(), space: Condvar::new() });
         let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let f = failures.clone();
-        let thread = std::thread::Builder::new().name("haechi-records".into()).spawn(move || write_loop(&records, &rx, clock, &f)).expect("spawn the records writer");
-        Recorder { tx: Some(tx), thread: Some(thread), failures }
+        let (sh, f) = (shared.clone(), failures.clone());
+        let thread = std::thread::Builder::new().name("haechi-records".into()).spawn(move || write_loop(&records, &sh, clock, &f, convert)).expect("spawn the records writer");
+        Recorder { shared, thread: Some(thread), failures }
     }
 
-    /// Queue records (blocks while the writer is 1,024 batches behind).
-    pub fn send(&self, batch: Vec<Record>) {
-        if !batch.is_empty() {
-            if let Some(tx) = &self.tx {
-                let _ = tx.send(Message::Records(batch));
-            }
+    /// Hand over one item (waits only while the inbox is full).
+    pub fn send(&self, item: M) {
+        let mut inbox = self.shared.lock();
+        while inbox.items.len() >= INBOX_MAX && !inbox.closed {
+            inbox = self.shared.space.wait(inbox).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        inbox.items.push(item);
+        if inbox.items.len() == WAKE_AT {
+            self.shared.wake.notify_one();
         }
     }
 
     /// Wait until everything sent so far is written, synced and checkpointed.
     pub fn flush(&self) -> Result<(), RecordsError> {
         let (reply, done) = sync_channel(1);
-        if let Some(tx) = &self.tx {
-            tx.send(Message::Flush(reply)).map_err(|_| RecordsError::Config("the records writer has stopped".into()))?;
-            return done.recv().map_err(|_| RecordsError::Config("the records writer has stopped".into()))?.map_err(RecordsError::Config);
+        {
+            let mut inbox = self.shared.lock();
+            inbox.flushes.push(reply);
+            self.shared.wake.notify_one();
         }
-        Ok(())
+        done.recv().map_err(|_| RecordsError::Config("the records writer has stopped".into()))?.map_err(RecordsError::Config)
     }
 
     /// Appends that failed (each logged); the service reports them as a metric.
@@ -270,48 +301,56 @@ impl Recorder {
     }
 }
 
-impl Drop for Recorder {
+impl<M: Send + 'static> Drop for Recorder<M> {
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn write_loop(records: &Records, rx: &Receiver<Message>, clock: fn() -> i64, failures: &std::sync::atomic::AtomicU64) {
+fn write_loop<M>(records: &Records, shared: &Shared<M>, clock: fn() -> i64, failures: &std::sync::atomic::AtomicU64, mut convert: Convert<M>) {
     let every = records.config.checkpoint_every;
     let mut last_checkpoint = Instant::now();
     let fail = |e: RecordsError| {
         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(error = %e, "writing access records failed");
     };
+    let mut taken: Vec<M> = Vec::new();
+    let mut batch: Vec<Record> = Vec::new();
     loop {
-        let wait = every.saturating_sub(last_checkpoint.elapsed()).max(Duration::from_millis(1));
-        match rx.recv_timeout(wait) {
-            Ok(Message::Records(mut batch)) => {
-                if let Err(e) = records.append(clock(), &mut batch) {
-                    fail(e);
-                }
+        let (flushes, closed) = {
+            let mut inbox = shared.lock();
+            if inbox.items.is_empty() && inbox.flushes.is_empty() && !inbox.closed {
+                inbox = shared.wake.wait_timeout(inbox, LOOK_EVERY).unwrap_or_else(std::sync::PoisonError::into_inner).0;
             }
-            Ok(Message::Flush(reply)) => {
-                let r = records.checkpoint(clock());
-                last_checkpoint = Instant::now();
-                let _ = reply.send(r.map_err(|e| e.to_string()));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                if let Err(e) = records.checkpoint(clock()) {
-                    fail(e);
-                }
-                return;
-            }
+            std::mem::swap(&mut taken, &mut inbox.items);
+            shared.space.notify_all();
+            (std::mem::take(&mut inbox.flushes), inbox.closed)
+        };
+        for item in taken.drain(..) {
+            convert(item, &mut batch);
         }
-        if last_checkpoint.elapsed() >= every {
-            if let Err(e) = records.checkpoint(clock()) {
+        if !batch.is_empty() {
+            if let Err(e) = records.append(clock(), &mut batch) {
                 fail(e);
             }
+            batch.clear();
+        }
+        if !flushes.is_empty() || closed || last_checkpoint.elapsed() >= every {
+            let r = records.checkpoint(clock());
             last_checkpoint = Instant::now();
+            for reply in flushes {
+                let _ = reply.send(r.as_ref().map(|_| ()).map_err(ToString::to_string));
+            }
+            if let Err(e) = r {
+                fail(e);
+            }
+        }
+        if closed && shared.lock().items.is_empty() {
+            return;
         }
     }
 }

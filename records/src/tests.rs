@@ -179,7 +179,7 @@ fn a_truncated_tail_behind_the_last_checkpoint_is_named() {
     let segs = segments(dir.path(), "transaction");
     let last = segs.last().unwrap();
     let f = frames(last);
-    let cut = f[f.len() - 3].0;
+    let cut = f[f.len().saturating_sub(3)].0;
     let bytes = fs::read(last).unwrap();
     fs::write(last, &bytes[..cut]).unwrap();
     let text = first_problem(&check(dir.path(), &r));

@@ -29,7 +29,7 @@ fn records(start_ms: i64, scale: u64) -> Vec<Record> {
     let mut out = Vec::new();
     let mut push = |body: RecordBody| {
         let seq = out.len() as u64;
-        out.push(Record { id: format!("t{seq}@node-1"), seq, event_ms: start_ms + seq as i64, recorded_ms: start_ms + seq as i64, node: "node-1".into(), customer_id: None, body });
+        out.push(Record { id: format!("t{seq}@node-1"), seq, event_ms: start_ms + seq as i64, recorded_ms: start_ms + seq as i64, node: "node-1".into(), customer_id: None, log_offset: None, body });
     };
     for (si, step) in Step::ALL.iter().enumerate() {
         let attempts = (30 + 9 * si as u64) * scale;
