@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::XChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -34,6 +34,9 @@ use crate::error::StorageError;
 
 const SEALED_TAG: u8 = 0xA5;
 const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// The most sealing adds to a plaintext: the longest key id a ring accepts (32).
+pub(crate) const MAX_OVERHEAD: usize = 2 + 32 + NONCE_LEN + TAG_LEN;
 const MAC_LEN: usize = 32;
 /// The id of the key built into the binary for demos on one machine; it protects nothing.
 pub const DEMO_KEY_ID: &str = "demo";
@@ -198,10 +201,11 @@ impl Sealer {
 
     /// How many bytes sealing adds to a plaintext.
     pub fn overhead(&self) -> usize {
-        2 + self.active_id().len() + NONCE_LEN + 16
+        2 + self.active_id().len() + NONCE_LEN + TAG_LEN
     }
 
-    /// Seal `plaintext`, bound to `aad`, appending to `out`.
+    /// Seal `plaintext`, bound to `aad`, appending to `out`. Encrypts in place in `out`, so a
+    /// reused `out` with room to spare costs no allocation.
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
         let (id, cipher) = self.ciphers.last().expect("a ring has a key");
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
@@ -210,9 +214,11 @@ impl Sealer {
         out.push(id.len() as u8);
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
         // Encryption with a valid key and nonce cannot fail for inputs under 256 GiB.
-        let ciphertext = cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).expect("XChaCha20-Poly1305 encryption");
-        out.extend_from_slice(&ciphertext);
+        let tag = cipher.encrypt_in_place_detached(&nonce, aad, &mut out[start..]).expect("XChaCha20-Poly1305 encryption");
+        out.extend_from_slice(&tag);
     }
 
     /// Seal `plaintext`, bound to `aad`.
@@ -237,14 +243,29 @@ impl Sealer {
     /// # Errors
     /// Not sealed, cut short, an unknown key, or altered.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let id = Self::key_id_of(sealed)?;
-        let body = &sealed[2 + id.len()..];
-        if body.len() < NONCE_LEN + 16 {
+        let mut buf = sealed.to_vec();
+        self.open_in_place(aad, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Sealer::open`] in `buf`: on success `buf` holds the plaintext, without a second buffer.
+    ///
+    /// # Errors
+    /// As [`Sealer::open`]; `buf` is left unspecified then.
+    pub fn open_in_place(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), SealError> {
+        let id = Self::key_id_of(buf)?;
+        let prefix = 2 + id.len() + NONCE_LEN;
+        if buf.len() < prefix + TAG_LEN {
             return Err(SealError::Truncated);
         }
         let (_, cipher) = self.ciphers.iter().find(|(k, _)| k == id).ok_or_else(|| SealError::UnknownKey(id.to_owned()))?;
-        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
-        cipher.decrypt(nonce.into(), Payload { msg: ciphertext, aad }).map_err(|_| SealError::Altered)
+        let (head, rest) = buf.split_at_mut(prefix);
+        let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce = &head[prefix - NONCE_LEN..];
+        cipher.decrypt_in_place_detached(nonce.into(), aad, ciphertext, (&*tag).into()).map_err(|_| SealError::Altered)?;
+        buf.truncate(buf.len() - TAG_LEN);
+        buf.drain(..prefix);
+        Ok(())
     }
 }
 
