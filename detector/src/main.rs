@@ -650,8 +650,11 @@ fn keys_cmd(what: KeysCommand) -> Result<()> {
     match what {
         KeysCommand::New { id } => {
             let id = id.unwrap_or_else(|| haechi_features::format_rfc3339_ms(haechi_detector::enforce::now_ms())[..10].to_owned());
+            // Checked as a key file's ids are, so that a bad id fails now rather than at start.
+            if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                anyhow::bail!("--id {id:?}: a key id is 1 to 32 characters of A-Z a-z 0-9 . _ -");
+            }
             let line = haechi_storage::KeyRing::generate_line(&id);
-            // The same checks a key file gets when it is read: a bad id fails now, not at start.
             haechi_storage::KeyRing::parse(&line, "--id")?;
             println!("{line}");
             eprintln!(
