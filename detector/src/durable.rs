@@ -7,8 +7,17 @@
 //!   snapshots/    everything the pipeline remembers, and the log offset it covers
 //!   alerts/       every alert, in feed order (its offset + 1 is the alert's `seq`)
 //!   blocks.json   the block list (unless blocks.state_file says otherwise)
+//!   spool/        records waiting for Fluvio topics (with [sinks.fluvio])
 //!   audit.jsonl   analyst and admin actions (unless server.audit_log says otherwise)
 //! ```
+//!
+//! The log, alerts, snapshots, spool and block list name customers, devices
+//! and addresses: each is sealed with a subkey of the data key ring
+//! (`[records] key_file` or `key_env`, kept outside the data dir; the public
+//! demo key when neither is set), one subkey per purpose ([`purpose`]). A
+//! ring that lacks a key the data dir was sealed with stops the start,
+//! naming the file and the key: the service never starts on empty state
+//! because the key was wrong.
 //!
 //! Start: the newest valid snapshot is loaded, the log is replayed from the
 //! offset it covers, then the service serves, so that state is the same as if
@@ -29,7 +38,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use haechi_alerting::FolderState;
-use haechi_storage::{Fsync, IngestLog, LogConfig, SnapshotStore};
+use haechi_storage::{Fsync, IngestLog, KeyRing, LogConfig, Sealer, SnapshotStore};
 use serde::{Deserialize, Serialize};
 
 use crate::driver::{self, log_record, FeedSink, LogSource, Mode};
@@ -63,6 +72,10 @@ pub struct StorageConfig {
     /// Delete log segments that the oldest kept snapshot covers. Off: the
     /// log is kept whole (an archive for replays and new replicas).
     pub prune_log: bool,
+    /// Set by `haechi bench restart --unsealed` only, never by a file: the
+    /// data dir is written unencrypted, to measure what sealing costs.
+    #[serde(skip)]
+    pub unsealed: bool,
 }
 
 impl Default for StorageConfig {
@@ -77,6 +90,7 @@ impl Default for StorageConfig {
             snapshot_every_events: 1_000_000,
             keep_snapshots: 3,
             prune_log: true,
+            unsealed: false,
         }
     }
 }
@@ -98,6 +112,16 @@ impl StorageConfig {
     fn log_config(&self) -> LogConfig {
         LogConfig { fsync: self.fsync, fsync_interval: self.fsync_interval, segment_bytes: self.segment_bytes }
     }
+}
+
+/// What each sealed file of the data dir is sealed for: a subkey each, so
+/// bytes of one never open as another.
+pub mod purpose {
+    pub const INGEST_LOG: &str = "ingest-log";
+    pub const ALERT_LOG: &str = "alert-log";
+    pub const SNAPSHOT: &str = "snapshot";
+    pub const SPOOL: &str = "spool";
+    pub const BLOCKS: &str = "blocks";
 }
 
 /// Alerts the alert log keeps behind its head whatever the snapshots say:
@@ -171,15 +195,20 @@ pub struct DataDir {
     alert_marks: std::sync::Mutex<std::collections::VecDeque<u64>>,
     config: StorageConfig,
     torn_tail_bytes: u64,
+    keys: Option<KeyRing>,
 }
 
 impl DataDir {
-    /// Open (or create) a data dir and lock it.
+    /// Open (or create) a data dir and lock it; its files are sealed with
+    /// subkeys of `keys` (`None` only to measure what sealing costs: see
+    /// [`StorageConfig::unsealed`]).
     ///
     /// # Errors
-    /// When the directory cannot be created, another process holds it, or
-    /// its log is corrupt beyond a torn last record.
-    pub fn open(dir: &Path, config: StorageConfig) -> Result<DataDir, DetectorError> {
+    /// When the directory cannot be created, another process holds it, its
+    /// log is corrupt beyond a torn last record, or its logs were sealed
+    /// with a key `keys` lacks (the message names the file and the key).
+    pub fn open(dir: &Path, config: StorageConfig, keys: Option<&KeyRing>) -> Result<DataDir, DetectorError> {
+        let sealer = |purpose| keys.map(|k| k.sealer(purpose));
         config.validate().map_err(|message| DetectorError::Config { path: "storage".into(), message })?;
         let fresh = !dir.join("LOCK").exists();
         // Owner only: the log and snapshots hold customer ids, addresses and devices.
@@ -198,13 +227,13 @@ impl DataDir {
             let shown = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
             tracing::warn!(dir = %shown.display(), "new, empty data dir: no earlier state is loaded (if the service ran before, check --data-dir)");
         }
-        let (log, report) = IngestLog::open(&dir.join("log"), config.log_config())?;
+        let (log, report) = IngestLog::open_sealed(&dir.join("log"), config.log_config(), sealer(purpose::INGEST_LOG))?;
         if report.torn_tail_bytes > 0 {
             tracing::warn!(bytes = report.torn_tail_bytes, "the ingest log ended in a torn record (a crash mid-append): dropped; that event was never acknowledged");
         }
         let alert_config = LogConfig { segment_bytes: config.segment_bytes.min(16 << 20), ..config.log_config() };
-        let (alerts, _) = IngestLog::open(&dir.join("alerts"), alert_config)?;
-        let snapshots = SnapshotStore::open(&dir.join("snapshots"), config.keep_snapshots)?;
+        let (alerts, _) = IngestLog::open_sealed(&dir.join("alerts"), alert_config, sealer(purpose::ALERT_LOG))?;
+        let snapshots = SnapshotStore::open_sealed(&dir.join("snapshots"), config.keep_snapshots, sealer(purpose::SNAPSHOT))?;
         Ok(DataDir {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -216,12 +245,19 @@ impl DataDir {
             alert_marks: std::sync::Mutex::new(std::collections::VecDeque::new()),
             config,
             torn_tail_bytes: report.torn_tail_bytes,
+            keys: keys.cloned(),
         })
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// A sealer for one of the data dir's files (see [`purpose`]); `None`
+    /// when the data dir is not sealed.
+    pub fn sealer(&self, purpose: &str) -> Option<Sealer> {
+        self.keys.as_ref().map(|k| k.sealer(purpose))
     }
 
     /// The alert log, for the alert feed.
@@ -339,6 +375,15 @@ impl DataDir {
         // snapshot's partial restore is undone to.
         let empty = pipeline.export_state();
         let (mut loaded, refused) = self.snapshots.load_newest(SNAPSHOT_FORMAT)?;
+        // Sealed with a key the ring lacks: the file is likely sound and the
+        // ring wrong. Stop before anything is moved aside or rebuilt without it.
+        if let Some((r, key)) = refused.iter().find_map(|r| Some((r, r.unknown_key.as_ref()?))) {
+            return Err(snapshot_error(format!(
+                "{} is sealed with data key {key:?}, which the key ring (keys {}) does not hold: start with the key ring this data dir was written with ([records] key_file or key_env)",
+                r.path.display(),
+                self.keys.iter().flat_map(KeyRing::ids).map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", ")
+            )));
+        }
         let mut skipped: Vec<PathBuf> = refused.iter().map(|r| r.path.clone()).collect();
         report.refused.extend(refused.iter().map(ToString::to_string));
         let mut from = 0;
@@ -376,9 +421,10 @@ impl DataDir {
             if self.log.first_offset() > 0 {
                 return Err(snapshot_error(format!(
                     "no usable snapshot in {}, and the ingest log starts at offset {} (older segments were pruned): starting would silently lose the state before it. \
-                     Restore a snapshot from backup, or move the data dir aside to start empty",
+                     Restore a snapshot from backup, or move the data dir aside to start empty{}",
                     self.dir.join("snapshots").display(),
-                    self.log.first_offset()
+                    self.log.first_offset(),
+                    if report.refused.is_empty() { String::new() } else { format!(" (refused: {})", report.refused.join("; ")) }
                 )));
             }
             feed.expect_replayed_from(0)?;
@@ -458,6 +504,44 @@ mod tests {
         Pipeline::new(config).unwrap()
     }
 
+    fn open(dir: &Path) -> Result<DataDir, DetectorError> {
+        DataDir::open(dir, StorageConfig::default(), Some(&KeyRing::demo()))
+    }
+
+    fn ring(lines: &[&str]) -> KeyRing {
+        KeyRing::parse(&lines.join("\n"), "test").unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_sealed_with_a_key_the_ring_lacks_stops_recovery_and_is_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (KeyRing::generate_line("a"), KeyRing::generate_line("b"));
+        let path = {
+            let d = DataDir::open(dir.path(), StorageConfig::default(), Some(&ring(&[&a, &b]))).unwrap();
+            d.write_snapshot(&pipeline(1), &feed(), &Default::default()).unwrap().path
+        };
+        let d = DataDir::open(dir.path(), StorageConfig::default(), Some(&ring(&[&a]))).unwrap();
+        let Err(e) = d.recover(&pipeline(1), &feed(), &mut crate::driver::Discard) else { panic!("recovered without the snapshot's key") };
+        let e = e.to_string();
+        assert!(e.contains(path.file_name().unwrap().to_str().unwrap()) && e.contains("\"b\""), "{e}");
+        assert!(path.exists(), "not moved aside: the right ring still needs it");
+        drop(d);
+        let d = DataDir::open(dir.path(), StorageConfig::default(), Some(&ring(&[&a, &b]))).unwrap();
+        assert_eq!(d.recover(&pipeline(1), &feed(), &mut crate::driver::Discard).unwrap().snapshot.map(|s| s.0), Some(path));
+    }
+
+    #[test]
+    fn logs_sealed_with_another_key_stop_the_open_naming_the_segment_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (d, p) = (DataDir::open(dir.path(), StorageConfig::default(), Some(&ring(&[&KeyRing::generate_line("k1")]))).unwrap(), pipeline(1));
+            ingest(&d, &p, 20);
+        }
+        let Err(e) = DataDir::open(dir.path(), StorageConfig::default(), Some(&ring(&[&KeyRing::generate_line("k2")]))) else { panic!("opened with another key") };
+        let e = e.to_string();
+        assert!(e.contains("log-00000000000000000000.seg") && e.contains("\"k1\""), "{e}");
+    }
+
     fn feed() -> AlertFeed {
         AlertFeed::new(100, 600_000, 300_000)
     }
@@ -477,22 +561,22 @@ mod tests {
     #[test]
     fn a_second_process_on_the_same_data_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DataDir::open(dir.path(), StorageConfig::default()).unwrap();
-        let Err(e) = DataDir::open(dir.path(), StorageConfig::default()) else { panic!("a second open must be refused") };
+        let first = open(dir.path()).unwrap();
+        let Err(e) = open(dir.path()) else { panic!("a second open must be refused") };
         assert!(e.to_string().contains("another haechi process"), "{e}");
         drop(first);
-        DataDir::open(dir.path(), StorageConfig::default()).expect("free again once the first is gone");
+        open(dir.path()).expect("free again once the first is gone");
     }
 
     #[test]
     fn a_snapshot_made_under_another_key_is_refused_and_the_log_rebuilds_state() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
+            let (d, p, f) = (open(dir.path()).unwrap(), pipeline(1), feed());
             ingest(&d, &p, 300);
             d.write_snapshot(&p, &f, &Default::default()).unwrap();
         }
-        let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(2), feed());
+        let (d, p, f) = (open(dir.path()).unwrap(), pipeline(2), feed());
         let report = d.recover(&p, &f, &mut crate::driver::Discard).unwrap();
         assert!(report.snapshot.is_none());
         assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
@@ -506,7 +590,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let original = pipeline(1);
         {
-            let (d, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), feed());
+            let (d, f) = (open(dir.path()).unwrap(), feed());
             ingest(&d, &original, 200);
             let r = d.write_snapshot(&original, &f, &Default::default()).unwrap();
             assert_eq!(r.covers_offset, 200);
@@ -519,7 +603,7 @@ mod tests {
                 original.process(&event, &mut scratch).unwrap();
             }
         }
-        let (d, p, f) = (DataDir::open(dir.path(), StorageConfig::default()).unwrap(), pipeline(1), feed());
+        let (d, p, f) = (open(dir.path()).unwrap(), pipeline(1), feed());
         let report = d.recover(&p, &f, &mut crate::driver::Discard).unwrap();
         assert_eq!(report.snapshot.as_ref().map(|s| s.1), Some(200));
         assert_eq!(report.replayed, 40);

@@ -157,12 +157,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The spool in `dir`.
+    /// The spool in `dir`, sealed with `sealer` when one is given.
     ///
     /// # Errors
     /// When the spool cannot be opened.
-    pub fn open(dir: &std::path::Path, sinks: FluvioSinkConfig, dead_letter: Option<String>, replica: String) -> Result<Outbox, DetectorError> {
-        Ok(Outbox { spool: Spool::open(dir).map_err(stream_error)?, sinks, dead_letter, replica })
+    pub fn open(dir: &std::path::Path, sealer: Option<haechi_storage::Sealer>, sinks: FluvioSinkConfig, dead_letter: Option<String>, replica: String) -> Result<Outbox, DetectorError> {
+        Ok(Outbox { spool: Spool::open_sealed(dir, sealer).map_err(stream_error)?, sinks, dead_letter, replica })
     }
 
     /// The spool, for its drain task and depth.

@@ -54,8 +54,9 @@ enum Command {
         /// Allow a non-loopback address with no [[server.principals]]: the API open to anyone who can reach it.
         #[arg(long)]
         insecure: bool,
-        /// Serve with the built-in, public entity-hash key on a non-loopback
-        /// address (anyone can aim hash collisions at the feature store).
+        /// Serve with the built-in, public entity-hash key or data key on a
+        /// non-loopback address (anyone can aim hash collisions at the
+        /// feature store, or read a copy of the data dir).
         #[arg(long)]
         allow_demo_key: bool,
         /// Keep the ingest log, snapshots, alerts, blocks and audit log here
@@ -172,6 +173,11 @@ enum Command {
         #[command(subcommand)]
         what: FluvioCommand,
     },
+    /// The data key ring that seals the data dir.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
     /// Score decisions against labels: per attack type and overall.
     Eval {
         /// Events file (NDJSON).
@@ -213,6 +219,18 @@ enum RecordsCommand {
         /// Record kinds, comma-separated (access, decision, alert, block, action, read, export, destruction).
         #[arg(long)]
         kind: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key as a key ring line, `ID HEX`: the whole ring
+    /// of a new key file, or a line to append to one to rotate (the last
+    /// line seals new data; older lines keep what they sealed readable).
+    New {
+        /// The key's id, 1 to 32 characters of A-Z a-z 0-9 . _ - (default: today's date).
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -371,6 +389,9 @@ enum BenchCommand {
         /// Use this (empty or new) data dir and keep it; default: a temporary one, removed.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the data dir unencrypted, to compare with a sealed run.
+        #[arg(long)]
+        unsealed: bool,
     },
     /// One start of `bench restart`, in its own process: prints a JSON line.
     #[command(hide = true)]
@@ -381,6 +402,8 @@ enum BenchCommand {
         entities: usize,
         #[arg(long)]
         snapshot_after: bool,
+        #[arg(long)]
+        unsealed: bool,
     },
     /// Detection over drawn worlds: generate each, decide it with the whole
     /// pipeline, score it; per world, per attack type, and the worst world.
@@ -426,7 +449,7 @@ fn mib(bytes: u64) -> f64 {
 /// `haechi bench restart`: prepare the data dir here, then time each start
 /// in a fresh process of this binary (`bench restart-probe`), so that its
 /// time and peak memory are a start's alone.
-fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Path>, entities: usize, tail: u64, data_dir: Option<PathBuf>) -> Result<()> {
+fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Path>, entities: usize, tail: u64, data_dir: Option<PathBuf>, unsealed: bool) -> Result<()> {
     use haechi_detector::bench::restart;
     let temp = match &data_dir {
         Some(_) => None,
@@ -437,10 +460,16 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         (None, Some(t)) => t.path().join("data"),
         (None, None) => unreachable!(),
     };
-    let (config, raised) = restart::restart_config(config, &dir, entities);
+    let (mut config, raised) = restart::restart_config(config, &dir, entities);
+    config.storage.unsealed = unsealed;
+    let sealing = match haechi_detector::service::data_keys(&config)? {
+        _ if unsealed => "unsealed".to_owned(),
+        Some((ring, source)) => format!("sealed with key {:?} ({source:?})", ring.active_id()),
+        None => "unsealed".to_owned(),
+    };
     let m = config.features.max_entities;
     println!(
-        "data dir {}{}; fsync {:?}; caps customer {} ip {} subnet {} device {} session {}{}",
+        "data dir {}{}, {sealing}; fsync {:?}; caps customer {} ip {} subnet {} device {} session {}{}",
         dir.display(),
         if temp.is_some() { " (temporary)" } else { "" },
         config.storage.fsync,
@@ -498,6 +527,9 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         if snapshot_after {
             cmd.arg("--snapshot-after");
         }
+        if unsealed {
+            cmd.arg("--unsealed");
+        }
         let out = cmd.stderr(std::process::Stdio::inherit()).output()?;
         if !out.status.success() {
             anyhow::bail!("the restart probe failed ({})", out.status);
@@ -553,6 +585,22 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
     match config.features.hash_key()?.1 {
         source if source.is_demo() => tracing::warn!("entity hashes use the built-in demo key, which is public: set {} or features.hash_key_file outside a demo", config.features.hash_key_env),
         source => tracing::info!(%source, "entity-hash key"),
+    }
+    match haechi_detector::service::data_keys(&config)? {
+        Some((_, haechi_records::KeySource::Demo)) => tracing::warn!(
+            "the data dir is encrypted with the built-in demo data key, which is public: anyone with a copy of it can read it. \
+             Outside a demo, create a key with `haechi keys new` and set [records] key_file (or key_env), outside the data dir"
+        ),
+        Some((ring, source)) => tracing::info!(
+            from = %match source {
+                haechi_records::KeySource::Env => format!("${}", config.records.key_env.as_deref().unwrap_or_default()),
+                _ => config.records.key_file.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+            },
+            active = ring.active_id(),
+            keys = ring.ids().count(),
+            "data key ring: the data dir is sealed"
+        ),
+        None => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -638,6 +686,44 @@ fn check_hash_key(config: &Config, allow_demo_key: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `haechi serve` on an address others can reach must not seal its data dir
+/// with the built-in data key: a copy of the data dir would then reveal
+/// every customer, device and address in it.
+fn check_data_key(config: &Config, allow_demo_key: bool) -> Result<()> {
+    let Some((_, source)) = haechi_detector::service::data_keys(config)? else { return Ok(()) };
+    let addr: std::net::SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen = {}", config.server.listen))?;
+    if source == haechi_records::KeySource::Demo && !addr.ip().is_loopback() && !allow_demo_key {
+        anyhow::bail!(
+            "refusing to serve on {addr} with the data dir encrypted with the built-in data key: it is public, so a copy of the data dir would reveal \
+             every customer id, address and device in it. Create a key ring outside the data dir: `haechi keys new > /etc/haechi/data.key` \
+             (mode 0600) and set [records] key_file = \"/etc/haechi/data.key\" (or key_env). \
+             (For a demo, listen on 127.0.0.1 or pass --allow-demo-key.)"
+        );
+    }
+    Ok(())
+}
+
+/// `haechi keys new`: one key ring line on stdout, advice on stderr.
+fn keys_cmd(what: KeysCommand) -> Result<()> {
+    match what {
+        KeysCommand::New { id } => {
+            let id = id.unwrap_or_else(|| haechi_features::format_rfc3339_ms(haechi_detector::enforce::now_ms())[..10].to_owned());
+            // Checked as a key file's ids are, so that a bad id fails now rather than at start.
+            if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                anyhow::bail!("--id {id:?}: a key id is 1 to 32 characters of A-Z a-z 0-9 . _ -");
+            }
+            let line = haechi_storage::KeyRing::generate_line(&id);
+            haechi_storage::KeyRing::parse(&line, "--id")?;
+            println!("{line}");
+            eprintln!(
+                "a new data key {id:?}: write it to a key file outside the data dir (mode 0600), or append it to the ring to rotate; \
+                 then [records] key_file = \"/etc/haechi/data.key\". Keep every older line while data sealed with it is kept."
+            );
+            Ok(())
+        }
+    }
 }
 
 fn model_cmd(what: ModelCommand, config: &Config) -> Result<()> {
@@ -902,6 +988,7 @@ fn run() -> Result<()> {
             }
             return Ok(());
         }
+        Command::Keys { what } => return keys_cmd(what),
         Command::Serve { listen, warm_from, insecure, allow_demo_key, data_dir, memory_only } => {
             if let Some(l) = listen {
                 config.server.listen = l;
@@ -910,6 +997,7 @@ fn run() -> Result<()> {
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
             let warning = config.server.check_exposure(insecure).map_err(|m| anyhow::anyhow!("{m}"))?;
             check_hash_key(&config, allow_demo_key)?;
+            check_data_key(&config, allow_demo_key)?;
             return serve(config, warm_from, warning);
         }
         Command::Model { what } => return model_cmd(what, &config),
@@ -1072,12 +1160,13 @@ fn run() -> Result<()> {
                 );
             }
         }
-        Command::Bench { what: BenchCommand::Restart { entities, tail, data_dir } } => {
+        Command::Bench { what: BenchCommand::Restart { entities, tail, data_dir, unsealed } } => {
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
-            bench_restart(&config, cli.config.as_deref(), cli.rules.as_deref(), entities, tail, data_dir)?;
+            bench_restart(&config, cli.config.as_deref(), cli.rules.as_deref(), entities, tail, data_dir, unsealed)?;
         }
-        Command::Bench { what: BenchCommand::RestartProbe { data_dir, entities, snapshot_after } } => {
-            let (config, _) = haechi_detector::bench::restart::restart_config(&config, &data_dir, entities);
+        Command::Bench { what: BenchCommand::RestartProbe { data_dir, entities, snapshot_after, unsealed } } => {
+            let (mut config, _) = haechi_detector::bench::restart::restart_config(&config, &data_dir, entities);
+            config.storage.unsealed = unsealed;
             let probe = haechi_detector::bench::restart::probe(&config, snapshot_after)?;
             println!("{}", serde_json::to_string(&probe)?);
         }

@@ -74,6 +74,15 @@ impl Pipeline {
     /// # Errors
     /// When the configuration does not validate or the rules do not load.
     pub fn new(config: Config) -> Result<Pipeline, DetectorError> {
+        Self::with_sealed_blocks(config, None)
+    }
+
+    /// [`Pipeline::new`], with the block list's state file sealed by
+    /// `blocks` when one is given (the service, with its data key).
+    ///
+    /// # Errors
+    /// As [`Pipeline::new`]; also a block state file that does not open.
+    pub fn with_sealed_blocks(config: Config, blocks: Option<haechi_storage::Sealer>) -> Result<Pipeline, DetectorError> {
         config.validate().map_err(|message| DetectorError::Config { path: "(in memory)".into(), message })?;
         let store = FeatureStore::new(&config.features)?;
         let rules = Arc::new(RuleEngine::new(config.rules.path.clone(), store.catalog().clone())?);
@@ -95,8 +104,9 @@ impl Pipeline {
         // A replay starts at the stream's own time with its own list: the
         // live service's state file is not its to read or write. The live
         // service keeps its list whatever clock it enforces on.
+        let now = crate::enforce::now_ms();
         let blocks = if config.pipeline.live || config.pipeline.enforcement_clock == crate::enforce::EnforcementClock::Wall {
-            BlockList::open(config.blocks.clone())
+            BlockList::open_sealed(config.blocks.clone(), now, blocks)
         } else {
             BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() })
         }

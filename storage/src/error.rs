@@ -40,6 +40,10 @@ pub enum StorageError {
         source: crate::crypto::SealError,
     },
 
+    /// Sealed files opened without a key: what the caller should have given is named.
+    #[error("{path}: sealed, and no data key was given to open it")]
+    NoKey { path: PathBuf },
+
     #[error("invalid storage config: {reason}")]
     InvalidConfig { reason: String },
 

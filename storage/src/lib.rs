@@ -9,6 +9,10 @@
 //! tail is cut and reported in [`OpenReport`], damage anywhere else is a [`StorageError::Corrupt`],
 //! and a snapshot that fails its checks is passed over with a [`Refused`] saying why.
 //!
+//! Both can seal what they write with a [`Sealer`] from the data [`KeyRing`]
+//! ([`IngestLog::open_sealed`], [`SnapshotStore::open_sealed`]): then nothing of a record or a
+//! snapshot is readable on disk without the key, and bytes moved to another place do not open.
+//!
 //! ```
 //! use haechi_storage::{IngestLog, LogConfig};
 //! let dir = tempfile::tempdir().unwrap();

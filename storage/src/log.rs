@@ -11,6 +11,14 @@
 //! `len: u32 LE | crc32c(offset LE ++ payload): u32 LE | payload`. The offset is implicit by position
 //! but covered by the checksum, so a record moved, reordered or spliced from elsewhere fails.
 //!
+//! # Sealed
+//! Opened with a [`Sealer`] ([`IngestLog::open_sealed`]), every payload is the record sealed with
+//! the offset (LE) as associated data, and segments carry format version 2. The checksum still
+//! covers what is on disk, so a torn tail is found without the key; the seal is what a forger
+//! cannot recompute, so a record moved to another offset, or altered with its checksum fixed, fails
+//! to open and is reported ([`StorageError::Unseal`]), never skipped. A log is sealed or not as a
+//! whole: a segment of the other kind is refused when the log is opened.
+//!
 //! # Durability
 //! Every append reaches the kernel with `write_all` before it returns, so it survives `kill -9` in
 //! every [`Fsync`] mode; the mode only decides what a power loss can cost. A segment is fdatasync'ed
@@ -30,15 +38,28 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::{Sealer, MAX_OVERHEAD};
 use crate::error::{io_err, StorageError};
 use crate::fsutil::{read_full, sync_dir};
 
 const SEGMENT_MAGIC: &[u8; 8] = b"HCHILOG1";
-const SEGMENT_VERSION: u32 = 1;
+const SEGMENT_VERSION_PLAIN: u32 = 1;
+const SEGMENT_VERSION_SEALED: u32 = 2;
 const SEGMENT_HEADER_LEN: u64 = 20;
 const FRAME_HEADER_LEN: u64 = 8;
-/// The largest record `append` accepts.
+/// The largest record `append` accepts (before sealing).
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// A scratch buffer grown past this by a large batch is not kept for the next one.
+const KEEP_SCRATCH_BYTES: usize = 1 << 20;
+
+/// The largest frame payload a segment of this kind can hold.
+fn max_payload(sealed: bool) -> usize {
+    if sealed {
+        MAX_RECORD_BYTES + MAX_OVERHEAD
+    } else {
+        MAX_RECORD_BYTES
+    }
+}
 
 /// When appended records are fdatasync'ed: what a power loss (not a process crash) can cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -115,6 +136,8 @@ struct Writer {
     dir_dirty: bool,
     /// Set when a write or fdatasync failed and the file's state is unknown.
     failed: Option<(PathBuf, String)>,
+    /// The frames of the batch being appended, kept between appends.
+    scratch: Vec<u8>,
 }
 
 impl Writer {
@@ -146,6 +169,7 @@ impl Writer {
 struct Shared {
     dir: PathBuf,
     config: LogConfig,
+    sealer: Option<Sealer>,
     writer: Mutex<Writer>,
     /// Every record below this is known to be on stable storage.
     synced_through: AtomicU64,
@@ -228,7 +252,7 @@ impl Shared {
         let (file, path) = (Arc::clone(&w.file), w.active.path.clone());
         self.fdatasync(w, &file, &path)?;
         self.synced_through.fetch_max(w.next_offset, Ordering::SeqCst);
-        let (segment, file) = create_segment(&self.dir, w.next_offset, self.config.fsync)?;
+        let (segment, file) = create_segment(&self.dir, w.next_offset, self.config.fsync, self.sealer.is_some())?;
         w.dir_dirty |= self.config.fsync == Fsync::Never;
         let sealed = std::mem::replace(&mut w.active, segment);
         w.sealed.push_back(sealed);
@@ -251,24 +275,45 @@ impl IngestLog {
     /// record, or a damaged header, is returned as [`StorageError::Corrupt`]; sealed segments are checked
     /// record by record when read.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(IngestLog, OpenReport), StorageError> {
+        Self::open_sealed(dir, config, None)
+    }
+
+    /// [`IngestLog::open`], sealing every record with `sealer` when one is given (see the module
+    /// docs). The first retained record and the newest one are opened here, so a key ring that
+    /// lacks the log's keys is refused now, naming the file, rather than at the first read.
+    ///
+    /// # Errors
+    /// As [`IngestLog::open`]; and [`StorageError::Unseal`] for a segment written unsealed, or a
+    /// record that does not open; [`StorageError::NoKey`] for a sealed segment without a sealer.
+    pub fn open_sealed(dir: &Path, config: LogConfig, sealer: Option<Sealer>) -> Result<(IngestLog, OpenReport), StorageError> {
         config.validate()?;
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let mut found = list_segments(dir)?;
         let sync = config.fsync != Fsync::Never;
+        let is_sealed = sealer.is_some();
 
-        let (active, file, next_offset, torn) = match found.pop() {
-            Some((first, path)) => recover_newest(path, first, sync)?,
+        let (active, file, next_offset, torn, newest_at) = match found.pop() {
+            Some((first, path)) => recover_newest(path, first, sync, is_sealed)?,
             None => {
-                let (segment, file) = create_segment(dir, 0, config.fsync)?;
-                (segment, file, 0, 0)
+                let (segment, file) = create_segment(dir, 0, config.fsync, is_sealed)?;
+                (segment, file, 0, 0, None)
             }
         };
         let mut sealed = VecDeque::with_capacity(found.len());
         for (first, path) in found {
             let mut file = File::open(&path).map_err(io_err(&path, "open"))?;
-            check_header(&path, &mut file, first)?;
+            check_header(&path, &mut file, first, is_sealed)?;
             let bytes = file.metadata().map_err(io_err(&path, "stat"))?.len();
             sealed.push_back(Segment { first, path, bytes });
+        }
+        if let Some(sealer) = &sealer {
+            let oldest = sealed.front().unwrap_or(&active);
+            if next_offset > oldest.first {
+                open_record_at(&oldest.path, SEGMENT_HEADER_LEN, oldest.first, sealer)?;
+            }
+            if let Some(at) = newest_at {
+                open_record_at(&active.path, at, next_offset - 1, sealer)?;
+            }
         }
 
         let report = OpenReport { segments: sealed.len() + 1, next_offset, torn_tail_bytes: torn };
@@ -280,10 +325,12 @@ impl IngestLog {
             dirty: false,
             dir_dirty: !sync,
             failed: None,
+            scratch: Vec::new(),
         };
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
+            sealer,
             writer: Mutex::new(writer),
             synced_through: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -327,7 +374,8 @@ impl IngestLog {
                 max: MAX_RECORD_BYTES,
             });
         }
-        let frames_len: usize = records.iter().map(|r| r.len() + FRAME_HEADER_LEN as usize).sum();
+        let per_record = FRAME_HEADER_LEN as usize + shared.sealer.as_ref().map_or(0, Sealer::overhead);
+        let frames_len: usize = records.iter().map(|r| r.len() + per_record).sum();
         let mut w = shared.writer()?;
         let first = w.next_offset;
         if records.is_empty() {
@@ -338,13 +386,27 @@ impl IngestLog {
             shared.roll(&mut w)?;
         }
 
-        let mut buf = Vec::with_capacity(frames_len);
+        // Sealed under the lock: the associated data is the offset, known only here.
+        let mut buf = std::mem::take(&mut w.scratch);
+        buf.clear();
+        buf.reserve(frames_len);
         for (offset, record) in (first..).zip(records) {
-            buf.extend_from_slice(&(record.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&checksum(offset, record).to_le_bytes());
-            buf.extend_from_slice(record);
+            let at = buf.len();
+            buf.extend_from_slice(&[0; FRAME_HEADER_LEN as usize]);
+            match &shared.sealer {
+                Some(sealer) => sealer.seal_into(&offset.to_le_bytes(), record, &mut buf),
+                None => buf.extend_from_slice(record),
+            }
+            let payload = &buf[at + FRAME_HEADER_LEN as usize..];
+            let (len, crc) = (payload.len() as u32, checksum(offset, payload));
+            buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
         }
-        w.write(&buf)?;
+        let written = w.write(&buf);
+        if buf.capacity() <= KEEP_SCRATCH_BYTES {
+            w.scratch = buf;
+        }
+        written?;
         w.next_offset += records.len() as u64;
         Ok(first)
     }
@@ -411,7 +473,7 @@ impl IngestLog {
                 pos: 0,
             });
         }
-        Ok(LogReader { cursors, from: offset, done: false })
+        Ok(LogReader { cursors, from: offset, done: false, sealer: self.shared.sealer.clone() })
     }
 
     /// Delete whole sealed segments all of whose records are below `offset` (never the active segment).
@@ -491,6 +553,7 @@ pub struct LogReader {
     cursors: VecDeque<Cursor>,
     from: u64,
     done: bool,
+    sealer: Option<Sealer>,
 }
 
 struct Cursor {
@@ -526,27 +589,31 @@ impl LogReader {
                 self.cursors.pop_front();
                 continue;
             }
+            let sealed = self.sealer.is_some();
             if c.pos == 0 {
-                check_header(&c.path, &mut c.file, c.next)?;
+                check_header(&c.path, &mut c.file, c.next, sealed)?;
                 c.pos = SEGMENT_HEADER_LEN;
             }
             let mut payload = Vec::new();
-            let frame = read_frame(&mut c.file, c.next, &mut payload).map_err(io_err(&c.path, "read"))?;
+            let frame = read_frame(&mut c.file, c.next, &mut payload, max_payload(sealed)).map_err(io_err(&c.path, "read"))?;
             let reason = match frame {
                 Frame::Record => {
-                    let offset = c.next;
+                    let (offset, at) = (c.next, c.pos);
                     c.next += 1;
                     c.pos += FRAME_HEADER_LEN + payload.len() as u64;
-                    if offset >= self.from {
-                        return Ok(Some((offset, payload)));
+                    if offset < self.from {
+                        continue;
                     }
-                    continue;
+                    if let Some(sealer) = &self.sealer {
+                        unseal(&c.path, at, offset, sealer, &mut payload)?;
+                    }
+                    return Ok(Some((offset, payload)));
                 }
                 Frame::End | Frame::Partial => {
                     format!("segment ends inside record {}; it should hold records up to {}", c.next, c.end)
                 }
                 Frame::TooLong(len) => {
-                    format!("record {} claims {len} bytes, over the {MAX_RECORD_BYTES}-byte limit", c.next)
+                    format!("record {} claims {len} bytes, over the {}-byte limit", c.next, max_payload(sealed))
                 }
                 Frame::BadChecksum => format!("record {} fails its checksum", c.next),
             };
@@ -557,6 +624,30 @@ impl LogReader {
 
 fn checksum(offset: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&offset.to_le_bytes()), payload)
+}
+
+/// Open record `offset`'s sealed payload (its frame at byte `at` of `path`) in place.
+fn unseal(path: &Path, at: u64, offset: u64, sealer: &Sealer, payload: &mut Vec<u8>) -> Result<(), StorageError> {
+    let key = Sealer::key_id_of(payload).map(str::to_owned);
+    sealer.open_in_place(&offset.to_le_bytes(), payload).map_err(|source| StorageError::Unseal {
+        path: path.to_path_buf(),
+        what: match key {
+            Ok(key) => format!("record {offset} (byte {at}, sealed with key {key:?})"),
+            Err(_) => format!("record {offset} (byte {at})"),
+        },
+        source,
+    })
+}
+
+/// Read and open the record `offset` whose frame starts at byte `at` of `path`.
+fn open_record_at(path: &Path, at: u64, offset: u64, sealer: &Sealer) -> Result<(), StorageError> {
+    let mut file = File::open(path).map_err(io_err(path, "open"))?;
+    file.seek(SeekFrom::Start(at)).map_err(io_err(path, "seek"))?;
+    let mut payload = Vec::new();
+    match read_frame(&mut file, offset, &mut payload, max_payload(true)).map_err(io_err(path, "read"))? {
+        Frame::Record => unseal(path, at, offset, sealer, &mut payload),
+        _ => Err(StorageError::Corrupt { path: path.to_path_buf(), offset: at, reason: format!("record {offset} does not read back") }),
+    }
 }
 
 enum Frame {
@@ -571,7 +662,7 @@ enum Frame {
 }
 
 /// Reads the frame of record `offset`. Consumes the whole frame unless it is `Partial` or `TooLong`.
-fn read_frame(r: &mut impl Read, offset: u64, payload: &mut Vec<u8>) -> std::io::Result<Frame> {
+fn read_frame(r: &mut impl Read, offset: u64, payload: &mut Vec<u8>, max: usize) -> std::io::Result<Frame> {
     let mut head = [0u8; FRAME_HEADER_LEN as usize];
     match read_full(r, &mut head)? {
         0 => return Ok(Frame::End),
@@ -580,7 +671,7 @@ fn read_frame(r: &mut impl Read, offset: u64, payload: &mut Vec<u8>) -> std::io:
     }
     let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-    if len as usize > MAX_RECORD_BYTES {
+    if len as usize > max {
         return Ok(Frame::TooLong(len));
     }
     payload.resize(len as usize, 0);
@@ -594,15 +685,16 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("log-{first:020}.seg"))
 }
 
-fn segment_header(first: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
+fn segment_header(first: u64, sealed: bool) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
     h[..8].copy_from_slice(SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    let version = if sealed { SEGMENT_VERSION_SEALED } else { SEGMENT_VERSION_PLAIN };
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..].copy_from_slice(&first.to_le_bytes());
     h
 }
 
-fn check_header(path: &Path, r: &mut impl Read, first: u64) -> Result<(), StorageError> {
+fn check_header(path: &Path, r: &mut impl Read, first: u64, sealed: bool) -> Result<(), StorageError> {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
     let n = read_full(r, &mut h).map_err(io_err(path, "read"))?;
     let corrupt = |reason: String| Err(StorageError::Corrupt { path: path.to_path_buf(), offset: 0, reason });
@@ -613,8 +705,17 @@ fn check_header(path: &Path, r: &mut impl Read, first: u64) -> Result<(), Storag
         return corrupt("bad magic: not a Haechi log segment".into());
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != SEGMENT_VERSION {
-        return corrupt(format!("format version {version}, this build reads {SEGMENT_VERSION}"));
+    match (version, sealed) {
+        (SEGMENT_VERSION_PLAIN, false) | (SEGMENT_VERSION_SEALED, true) => {}
+        (SEGMENT_VERSION_PLAIN, true) => {
+            return Err(StorageError::Unseal {
+                path: path.to_path_buf(),
+                what: "segment written unencrypted (format 1, an older build or a log opened without a key), in a log opened with one".into(),
+                source: crate::crypto::SealError::NotSealed,
+            });
+        }
+        (SEGMENT_VERSION_SEALED, false) => return Err(StorageError::NoKey { path: path.to_path_buf() }),
+        _ => return corrupt(format!("format version {version}, this build reads {SEGMENT_VERSION_PLAIN} and {SEGMENT_VERSION_SEALED} (sealed)")),
     }
     let in_header = u64::from_le_bytes(h[12..].try_into().expect("8 bytes"));
     if in_header != first {
@@ -642,7 +743,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     Ok(found)
 }
 
-fn create_segment(dir: &Path, first: u64, fsync: Fsync) -> Result<(Segment, File), StorageError> {
+fn create_segment(dir: &Path, first: u64, fsync: Fsync, sealed: bool) -> Result<(Segment, File), StorageError> {
     let path = segment_path(dir, first);
     let mut file = OpenOptions::new()
         .read(true)
@@ -650,7 +751,7 @@ fn create_segment(dir: &Path, first: u64, fsync: Fsync) -> Result<(Segment, File
         .create_new(true)
         .open(&path)
         .map_err(io_err(&path, "create"))?;
-    file.write_all(&segment_header(first)).map_err(io_err(&path, "write"))?;
+    file.write_all(&segment_header(first, sealed)).map_err(io_err(&path, "write"))?;
     // The header's data rides on the first fdatasync of the segment; the directory entry needs its own.
     if fsync != Fsync::Never {
         sync_dir(dir)?;
@@ -659,26 +760,29 @@ fn create_segment(dir: &Path, first: u64, fsync: Fsync) -> Result<(Segment, File
 }
 
 /// Opens the newest segment for appending, cutting a torn tail. Returns the segment, its file
-/// positioned at the end, the next offset and how many bytes were cut.
-fn recover_newest(path: PathBuf, first: u64, sync: bool) -> Result<(Segment, File, u64, u64), StorageError> {
+/// positioned at the end, the next offset, how many bytes were cut, and where its last record starts.
+fn recover_newest(path: PathBuf, first: u64, sync: bool, sealed: bool) -> Result<(Segment, File, u64, u64, Option<u64>), StorageError> {
     let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path, "open"))?;
     let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
 
     let mut end = SEGMENT_HEADER_LEN;
     let mut next = first;
+    let mut last_at = None;
     let torn;
     if len < SEGMENT_HEADER_LEN {
         // A crash between creating the file and its header reaching the disk.
         torn = len;
         file.set_len(0).map_err(io_err(&path, "truncate"))?;
-        file.write_all(&segment_header(first)).map_err(io_err(&path, "write"))?;
+        file.write_all(&segment_header(first, sealed)).map_err(io_err(&path, "write"))?;
     } else {
-        check_header(&path, &mut file, first)?;
+        check_header(&path, &mut file, first, sealed)?;
         let mut r = BufReader::new(&file);
         let mut payload = Vec::new();
+        let max = max_payload(sealed);
         loop {
-            match read_frame(&mut r, next, &mut payload).map_err(io_err(&path, "read"))? {
+            match read_frame(&mut r, next, &mut payload, max).map_err(io_err(&path, "read"))? {
                 Frame::Record => {
+                    last_at = Some(end);
                     end += FRAME_HEADER_LEN + payload.len() as u64;
                     next += 1;
                 }
@@ -687,7 +791,7 @@ fn recover_newest(path: PathBuf, first: u64, sync: bool) -> Result<(Segment, Fil
                 Frame::BadChecksum => {
                     // A torn write leaves garbage only at the end: an intact record after the bad one
                     // means damage in the middle, and cutting there would throw away good records.
-                    if let Frame::Record = read_frame(&mut r, next + 1, &mut payload).map_err(io_err(&path, "read"))? {
+                    if let Frame::Record = read_frame(&mut r, next + 1, &mut payload, max).map_err(io_err(&path, "read"))? {
                         return Err(StorageError::Corrupt {
                             path,
                             offset: end,
@@ -711,7 +815,7 @@ fn recover_newest(path: PathBuf, first: u64, sync: bool) -> Result<(Segment, Fil
         file.sync_data().map_err(io_err(&path, "fdatasync"))?;
     }
     file.seek(SeekFrom::Start(end)).map_err(io_err(&path, "seek"))?;
-    Ok((Segment { first, path, bytes: end }, file, next, torn))
+    Ok((Segment { first, path, bytes: end }, file, next, torn, last_at))
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 //! format version `u32` LE, covers_offset `u64` LE, payload length `u64` LE, crc32c of the payload
 //! `u32` LE) and the payload. A file only gets that name by a rename after its data was fsynced, so a
 //! crash leaves either the whole snapshot or a `.snap-*.tmp` that loading ignores.
+//!
+//! A store opened with a [`Sealer`] ([`SnapshotStore::open_sealed`]) writes `HCHISNPS` files whose
+//! payload is sealed with the format version and covers_offset (both LE) as associated data: a
+//! payload put under another header, or altered with its checksum fixed, does not open. Such a file,
+//! one sealed with a key the ring lacks, or one of the other kind (sealed or not) is refused like a
+//! damaged one, with the reason.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -11,15 +17,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use crate::crypto::{SealError, Sealer};
 use crate::error::{io_err, StorageError};
 use crate::fsutil::sync_dir;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"HCHISNAP";
+const SEALED_MAGIC: &[u8; 8] = b"HCHISNPS";
 const SNAPSHOT_HEADER_LEN: usize = 32;
 
 pub struct SnapshotStore {
     dir: PathBuf,
     keep: usize,
+    sealer: Option<Sealer>,
     /// The next file's sequence number; the lock also keeps two writes from interleaving their pruning.
     next_seq: Mutex<u64>,
 }
@@ -36,6 +45,9 @@ pub struct LoadedSnapshot {
 pub struct Refused {
     pub path: PathBuf,
     pub reason: String,
+    /// The key the file was sealed with, when the key ring lacks it: the file may be sound, and
+    /// the ring wrong.
+    pub unknown_key: Option<String>,
 }
 
 impl fmt::Display for Refused {
@@ -54,6 +66,12 @@ impl SnapshotStore {
     /// `dir` is created if missing. `keep` is how many snapshots to keep, at least 2 so a damaged
     /// newest one can fall back to the one before.
     pub fn open(dir: &Path, keep: usize) -> Result<SnapshotStore, StorageError> {
+        Self::open_sealed(dir, keep, None)
+    }
+
+    /// [`SnapshotStore::open`], sealing what it writes with `sealer` when one is given, and
+    /// reading only sealed files then (see the module docs).
+    pub fn open_sealed(dir: &Path, keep: usize, sealer: Option<Sealer>) -> Result<SnapshotStore, StorageError> {
         if keep < 2 {
             return Err(StorageError::InvalidConfig {
                 reason: format!("snapshot keep is {keep}, must be at least 2 so a damaged newest snapshot can fall back"),
@@ -61,7 +79,7 @@ impl SnapshotStore {
         }
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         let next_seq = list_named(dir)?.iter().map(|n| n.seq + 1).max().unwrap_or(0);
-        Ok(SnapshotStore { dir: dir.to_path_buf(), keep, next_seq: Mutex::new(next_seq) })
+        Ok(SnapshotStore { dir: dir.to_path_buf(), keep, sealer, next_seq: Mutex::new(next_seq) })
     }
 
     /// Writes atomically (temp file, fsync, rename, fsync the directory), then deletes snapshots beyond
@@ -74,8 +92,16 @@ impl SnapshotStore {
 
         let tmp = self.dir.join(format!(".snap-{}-{seq:06}.tmp", std::process::id()));
         let path = self.dir.join(format!("snapshot-{covers_offset:020}-{seq:06}.snap"));
+        let sealed;
+        let (magic, payload) = match &self.sealer {
+            Some(sealer) => {
+                sealed = sealer.seal(&sealed_aad(format_version, covers_offset), payload);
+                (SEALED_MAGIC, sealed.as_slice())
+            }
+            None => (SNAPSHOT_MAGIC, payload),
+        };
         let mut header = [0u8; SNAPSHOT_HEADER_LEN];
-        header[..8].copy_from_slice(SNAPSHOT_MAGIC);
+        header[..8].copy_from_slice(magic);
         header[8..12].copy_from_slice(&format_version.to_le_bytes());
         header[12..20].copy_from_slice(&covers_offset.to_le_bytes());
         header[20..28].copy_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -116,12 +142,12 @@ impl SnapshotStore {
     pub fn load_newest_excluding(&self, format_version: u32, skip: &[PathBuf]) -> Result<(Option<LoadedSnapshot>, Vec<Refused>), StorageError> {
         let mut refused = Vec::new();
         for named in list_named(&self.dir)?.into_iter().filter(|n| !skip.contains(&n.path)) {
-            match check(&named, format_version) {
+            match check(&named, format_version, self.sealer.as_ref()) {
                 Ok(payload) => {
                     let loaded = LoadedSnapshot { path: named.path, covers_offset: named.covers_offset, payload };
                     return Ok((Some(loaded), refused));
                 }
-                Err(reason) => refused.push(Refused { path: named.path, reason }),
+                Err((reason, unknown_key)) => refused.push(Refused { path: named.path, reason, unknown_key }),
             }
         }
         Ok((None, refused))
@@ -161,14 +187,42 @@ impl SnapshotStore {
     }
 }
 
-/// The payload, or why this file is not a usable snapshot for `format_version`.
-fn check(named: &Named, format_version: u32) -> Result<Vec<u8>, String> {
+/// The associated data a sealed payload is bound to.
+fn sealed_aad(format_version: u32, covers_offset: u64) -> [u8; 12] {
+    let mut aad = [0u8; 12];
+    aad[..4].copy_from_slice(&format_version.to_le_bytes());
+    aad[4..].copy_from_slice(&covers_offset.to_le_bytes());
+    aad
+}
+
+/// The payload, or why this file is not a usable snapshot for `format_version` (and the key it
+/// names when the ring lacks it).
+fn check(named: &Named, format_version: u32, sealer: Option<&Sealer>) -> Result<Vec<u8>, (String, Option<String>)> {
+    let mut payload = check_plain(named, format_version, sealer.is_some()).map_err(|reason| (reason, None))?;
+    if let Some(sealer) = sealer {
+        let aad = sealed_aad(format_version, named.covers_offset);
+        if let Err(e) = sealer.open_in_place(&aad, &mut payload) {
+            return Err(match e {
+                SealError::UnknownKey(key) => (format!("sealed with key {key:?}, which the key ring does not hold"), Some(key)),
+                e => (format!("does not open: {e}"), None),
+            });
+        }
+    }
+    Ok(payload)
+}
+
+/// The payload as stored (sealed or not), or why the file fails its checks.
+fn check_plain(named: &Named, format_version: u32, sealed: bool) -> Result<Vec<u8>, String> {
     let mut bytes = fs::read(&named.path).map_err(|e| format!("unreadable: {e}"))?;
     if bytes.len() < SNAPSHOT_HEADER_LEN {
         return Err(format!("truncated: {} bytes, shorter than the {SNAPSHOT_HEADER_LEN}-byte header", bytes.len()));
     }
-    if &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err("bad magic: not a Haechi snapshot".into());
+    match (&bytes[..8], sealed) {
+        (m, false) if m == SNAPSHOT_MAGIC => {}
+        (m, true) if m == SEALED_MAGIC => {}
+        (m, true) if m == SNAPSHOT_MAGIC => return Err("written unencrypted (an older build, or a store opened without a key), and this store is sealed".into()),
+        (m, false) if m == SEALED_MAGIC => return Err("sealed, and no data key was given to open it".into()),
+        _ => return Err("bad magic: not a Haechi snapshot".into()),
     }
     let field = |range: std::ops::Range<usize>| -> u64 {
         bytes[range].iter().rev().fold(0, |acc, &b| (acc << 8) | u64::from(b))

@@ -4,13 +4,17 @@
 //! or this process restarts; a record may be sent twice around a crash
 //! (the cursor is saved after the send), so every record carries a key a
 //! consumer can dedupe by (an event id, an alert id, a block's scope and key).
+//!
+//! Records name customers, devices and addresses, so a spool opened with a
+//! [`Sealer`] ([`Spool::open_sealed`]) seals each one; the cursor file holds
+//! only an offset and stays plain.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use haechi_storage::{Fsync, IngestLog, LogConfig};
+use haechi_storage::{Fsync, IngestLog, LogConfig, Sealer};
 use tokio::sync::Notify;
 
 use crate::broker::Broker;
@@ -62,7 +66,16 @@ impl Spool {
     /// # Errors
     /// When the directory or its cursor cannot be read.
     pub fn open(dir: &Path) -> Result<Spool, StreamError> {
-        let (log, _) = IngestLog::open(dir, LogConfig { fsync: Fsync::Never, segment_bytes: 16 << 20, ..LogConfig::default() })?;
+        Self::open_sealed(dir, None)
+    }
+
+    /// [`Spool::open`], sealing every record with `sealer` when one is given.
+    ///
+    /// # Errors
+    /// As [`Spool::open`], and when the spool's records do not open with `sealer`.
+    pub fn open_sealed(dir: &Path, sealer: Option<Sealer>) -> Result<Spool, StreamError> {
+        let config = LogConfig { fsync: Fsync::Never, segment_bytes: 16 << 20, ..LogConfig::default() };
+        let (log, _) = IngestLog::open_sealed(dir, config, sealer)?;
         let cursor_path = dir.join("cursor");
         let cursor = match std::fs::read_to_string(&cursor_path) {
             Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
@@ -208,5 +221,31 @@ mod tests {
         drop(spool);
         let spool = Spool::open(dir.path()).unwrap();
         assert_eq!(spool.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sealed_spool_keeps_nothing_readable_and_sends_the_records_as_pushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = haechi_storage::KeyRing::parse(&haechi_storage::KeyRing::generate_line("k1"), "test").unwrap();
+        let broker = MemoryBroker::new();
+        broker.create_topic("decisions", 1);
+        let spool = Spool::open_sealed(dir.path(), Some(keys.sealer("spool"))).unwrap();
+        broker.set_down(true);
+        spool.push("decisions", b"e-1", br#"{"customer_id":"c-secret-42"}"#).unwrap();
+        assert!(spool.drain(&broker, 10).await.is_err());
+        drop(spool);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(9).any(|w| w == b"c-secret-"), "a spool file shows the record");
+        }
+        let other = haechi_storage::KeyRing::parse(&haechi_storage::KeyRing::generate_line("k2"), "test").unwrap();
+        let err = Spool::open_sealed(dir.path(), Some(other.sealer("spool"))).err().expect("another key must not open the spool");
+        assert!(err.to_string().contains("\"k1\""), "{err}");
+
+        let spool = Spool::open_sealed(dir.path(), Some(keys.sealer("spool"))).unwrap();
+        broker.set_down(false);
+        assert_eq!(spool.drain(&broker, 10).await.unwrap(), Drained { sent: 1, left: 0 });
+        let sent = broker.records("decisions");
+        assert_eq!((sent[0].key.as_deref(), sent[0].value.as_slice()), (Some(&b"e-1"[..]), &br#"{"customer_id":"c-secret-42"}"#[..]));
     }
 }

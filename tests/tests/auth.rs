@@ -163,13 +163,15 @@ fn lifting_a_block_is_audited_with_the_analyst_from_the_token_and_before_after()
     assert_eq!(json(&audit).as_array().unwrap().len(), 4, "{audit}");
     assert!(s2.stop().success());
 
-    // Memory only: one fsynced line per action beside the block state file.
-    let s3 = Server::try_start_serving(&["--config", &config(dir.path())], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap_or_else(|l| panic!("{l}"));
+    // Memory only (no data key, so its own block file): one fsynced line per action beside it.
+    let plain = tempfile::tempdir().unwrap();
+    let s3 = Server::try_start_serving(&["--config", &config(plain.path())], &["--listen", "127.0.0.1:0", "--memory-only"]).unwrap_or_else(|l| panic!("{l}"));
+    assert_eq!(send_as(&a, Some(ANALYST), "POST", &s3.url("/v1/blocks"), Some(BLOCK)).0, 201);
     assert_eq!(send_as(&a, Some(ANALYST), "DELETE", &s3.url("/v1/blocks/device/farm-1"), None).0, 204);
-    let path = dir.path().join("haechi-audit.jsonl");
+    let path = plain.path().join("haechi-audit.jsonl");
     let lines: Vec<Value> = std::fs::read_to_string(&path).unwrap().lines().map(json).collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["action"], "block_lifted");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1]["action"], "block_lifted");
 }
 
 /// A test CA and a certificate for localhost / 127.0.0.1 signed by it:

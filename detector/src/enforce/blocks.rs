@@ -6,6 +6,10 @@
 //! call takes "now" from the caller: the service passes the wall clock (a
 //! block is enforced live, whatever the events' own times), a replay passes
 //! event time, so that a backtest blocks exactly what the service would.
+//!
+//! The state file names blocked customers, devices and addresses: opened
+//! with a [`Sealer`] ([`BlockList::open_sealed`]), the list writes it sealed
+//! as a whole, and reads a plain one (an older build's) once, rewriting it sealed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use haechi_features::{EntityKeys, EntityKind};
+use haechi_storage::Sealer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -146,7 +151,12 @@ pub struct BlockList {
     /// Told of every block set or lifted here (not of those applied from
     /// another replica): the block topic.
     listener: std::sync::OnceLock<ChangeListener>,
+    /// Seals the state file; `None`: it is written plain.
+    sealer: Option<Sealer>,
 }
+
+/// What the sealed state file is bound to: it opens as nothing else.
+const BLOCKS_AAD: &[u8] = b"blocks";
 
 /// Called with `"set"` or `"lift"` and the block.
 pub type ChangeListener = Box<dyn Fn(&str, &Block) + Send + Sync>;
@@ -171,6 +181,18 @@ impl BlockList {
     /// # Errors
     /// See [`BlockList::open`].
     pub fn open_at(config: BlockConfig, now: i64) -> Result<BlockList, String> {
+        Self::open_sealed(config, now, None)
+    }
+
+    /// Like [`BlockList::open_at`], the state file sealed with `sealer` when
+    /// one is given. A plain state file found then is read, and rewritten
+    /// sealed before this returns.
+    ///
+    /// # Errors
+    /// See [`BlockList::open`]; also a sealed file that does not open (the
+    /// message names the file and the key it was sealed with), or one found
+    /// without a sealer.
+    pub fn open_sealed(config: BlockConfig, now: i64, sealer: Option<Sealer>) -> Result<BlockList, String> {
         let list = BlockList {
             entries: DashMap::new(),
             offenses: DashMap::new(),
@@ -178,12 +200,14 @@ impl BlockList {
             set_this_minute: AtomicU64::new(0),
             dirty: Arc::new(Notify::new()),
             listener: std::sync::OnceLock::new(),
+            sealer,
             config,
         };
         if let Some(path) = &list.config.state_file {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    let state: StateFile = serde_json::from_str(&text).map_err(|e| format!("block state {}: {e}", path.display()))?;
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let (text, was_plain) = list.unseal(path, bytes)?;
+                    let state: StateFile = serde_json::from_slice(&text).map_err(|e| format!("block state {}: {e}", path.display()))?;
                     for b in state.blocks.into_iter().filter(|b| b.expires_at_ms > now) {
                         list.entries.insert((b.scope, b.hash), b);
                     }
@@ -194,12 +218,30 @@ impl BlockList {
                         };
                         list.offenses.insert((k, h), (n, at));
                     }
+                    if was_plain && list.sealer.is_some() {
+                        tracing::warn!(path = %path.display(), "the block state file was written unencrypted (by an older build): read once, rewritten sealed");
+                        list.persist().map_err(|e| format!("block state {}: rewriting it sealed: {e}", path.display()))?;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("block state {}: {e}", path.display())),
             }
         }
         Ok(list)
+    }
+
+    /// The state file's JSON, and whether it was stored plain.
+    fn unseal(&self, path: &std::path::Path, bytes: Vec<u8>) -> Result<(Vec<u8>, bool), String> {
+        // JSON never starts with the seal's tag byte (it is not UTF-8 at the start of a text).
+        let Ok(key) = Sealer::key_id_of(&bytes) else { return Ok((bytes, true)) };
+        let Some(sealer) = &self.sealer else {
+            return Err(format!("block state {}: sealed with key {key:?}, and no data key was given to open it", path.display()));
+        };
+        match sealer.open(BLOCKS_AAD, &bytes) {
+            Ok(text) => Ok((text, false)),
+            Err(e @ haechi_storage::SealError::UnknownKey(_)) => Err(format!("block state {}: {e}", path.display())),
+            Err(e) => Err(format!("block state {} (sealed with key {key:?}): {e}", path.display())),
+        }
     }
 
     /// File the entries under the hash `key` gives their text keys. A state
@@ -460,11 +502,15 @@ impl BlockList {
     }
 
     pub fn persist(&self) -> std::io::Result<()> {
+        use std::io::Write;
         let Some(path) = &self.config.state_file else { return Ok(()) };
         let state = self.state_file();
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, &state)?;
+        match &self.sealer {
+            Some(sealer) => tmp.write_all(&sealer.seal(BLOCKS_AAD, &serde_json::to_vec(&state)?))?,
+            None => serde_json::to_writer(&mut tmp, &state)?,
+        }
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
@@ -549,6 +595,43 @@ mod tests {
         list.set_manual(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "seen".into(), "analyst:kim".into());
         let b = list.check(&keys, now).unwrap();
         assert!(b.is_manual() && b.action == BlockAction::Block);
+    }
+
+    #[test]
+    fn a_sealed_state_file_hides_the_keys_opens_only_with_its_key_and_a_plain_one_is_resealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.json");
+        let cfg = BlockConfig { state_file: Some(path.clone()), ..Default::default() };
+        let ring = |line: &str| haechi_storage::KeyRing::parse(line, "test").unwrap();
+        let keys = ring(&haechi_storage::KeyRing::generate_line("k1"));
+        let now = now_ms();
+        let (h, probe) = keys_for(EntityKind::Ip, "10.9.8.7");
+
+        // An older build's plain file: read, then rewritten sealed at once.
+        let plain = BlockList::open(cfg.clone()).unwrap();
+        plain.set_automatic(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "test".into(), "rule:x".into(), BlockAction::Block, now, None).unwrap();
+        plain.persist().unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("10.9.8.7"));
+        let sealed = BlockList::open_sealed(cfg.clone(), now, Some(keys.sealer("blocks"))).unwrap();
+        assert_eq!(sealed.check(&probe, now).unwrap().key, "10.9.8.7");
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"10.9.8.7"), "rewritten sealed");
+        assert_eq!(haechi_storage::Sealer::key_id_of(&bytes).unwrap(), "k1");
+
+        // Sealed from then on, and read back with the key...
+        sealed.lift(EntityKind::Ip, h);
+        sealed.set_manual(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "seen".into(), "analyst:kim".into());
+        sealed.persist().unwrap();
+        assert!(!std::fs::read(&path).unwrap().windows(8).any(|w| w == b"10.9.8.7"));
+        let again = BlockList::open_sealed(cfg.clone(), now, Some(keys.sealer("blocks"))).unwrap();
+        assert_eq!(again.check(&probe, now).unwrap().set_by, "analyst:kim");
+        // ...but not without it, with another key, or as another purpose's bytes.
+        let e = BlockList::open(cfg.clone()).err().unwrap();
+        assert!(e.contains("blocks.json") && e.contains("\"k1\"") && e.contains("no data key"), "{e}");
+        let e = BlockList::open_sealed(cfg.clone(), now, Some(ring(&haechi_storage::KeyRing::generate_line("k2")).sealer("blocks"))).err().unwrap();
+        assert!(e.contains("blocks.json") && e.contains("\"k1\""), "{e}");
+        let e = BlockList::open_sealed(cfg, now, Some(keys.sealer("snapshot"))).err().unwrap();
+        assert!(e.contains("blocks.json") && e.contains("authentication failed"), "{e}");
     }
 
     #[test]

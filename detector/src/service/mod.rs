@@ -170,20 +170,38 @@ pub(crate) fn reload_all(s: &AppState) -> (String, String) {
     (rules, model)
 }
 
+/// The data key ring the service seals its files with, and where it came
+/// from: with a data dir always (the public demo key when `[records]`
+/// configures none); without one only when a key is configured, for a block
+/// state file kept elsewhere. `--memory-only` needs no key.
+///
+/// # Errors
+/// An unreadable or malformed key, an unset variable, or a key file inside
+/// the data dir.
+pub fn data_keys(config: &Config) -> Result<Option<(haechi_storage::KeyRing, haechi_records::KeySource)>, DetectorError> {
+    let records = &config.records;
+    match &config.storage.data_dir {
+        Some(dir) => Ok(Some(records.key_ring(Some(dir))?)),
+        None if records.key_file.is_some() || records.key_env.is_some() => Ok(Some(records.key_ring(None)?)),
+        None => Ok(None),
+    }
+}
+
 /// Build the shared state from a configuration. With `storage.data_dir`
 /// set, the data dir is opened and locked, and state is recovered from its
 /// newest valid snapshot and the ingest log after it before this returns.
 ///
 /// # Errors
-/// When the pipeline (rules, model), the block state or the data dir cannot
-/// be loaded.
+/// When the pipeline (rules, model), the block state, the data key or the
+/// data dir cannot be loaded.
 pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let server = config.server.clone();
     let bad = |message: String| DetectorError::Config { path: "server".into(), message };
     let principals = Principals::from_config(&server.principals).map_err(bad)?;
     let tls = server.tls.as_ref().map(TlsConfig::load).transpose().map_err(bad)?;
+    let keys = if config.storage.unsealed { None } else { data_keys(&config)?.map(|(ring, _)| ring) };
     let data = match &config.storage.data_dir {
-        Some(dir) => Some(Arc::new(crate::durable::DataDir::open(dir, config.storage.clone())?)),
+        Some(dir) => Some(Arc::new(crate::durable::DataDir::open(dir, config.storage.clone(), keys.as_ref())?)),
         None => None,
     };
     if let Some(d) = &data {
@@ -198,7 +216,10 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     // With a data dir, staff actions are access records; the log file is for memory-only runs.
     let recording = match &data {
         Some(d) if config.records.enabled => {
-            let (ring, _) = config.records.key_ring(Some(d.path()))?;
+            let ring = match &keys {
+                Some(ring) => ring.clone(),
+                None => config.records.key_ring(Some(d.path()))?.0,
+            };
             Some(Arc::new(crate::recording::Recording::open(d.path(), &config.records, &ring)?))
         }
         _ => None,
@@ -219,6 +240,7 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         (None, Some(_), _) => return Err(bad("[sinks.fluvio] needs a data dir for its spool: run without --memory-only".into())),
         (Some(d), Some(sinks), source) => Some(Arc::new(crate::fluvio::Outbox::open(
             &d.path().join("spool"),
+            d.sealer(crate::durable::purpose::SPOOL),
             sinks.clone(),
             source.as_ref().and_then(|s| s.dead_letter_topic.clone()),
             config.replica.id.clone(),
@@ -226,7 +248,7 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         _ => None,
     };
     let (ring, fold_ms, lateness_ms) = (server.alert_ring, config.alerts.fold_window.as_millis() as i64, config.features.allowed_lateness.as_millis() as i64);
-    let pipeline = Arc::new(Pipeline::new(config)?);
+    let pipeline = Arc::new(Pipeline::with_sealed_blocks(config, keys.map(|k| k.sealer(crate::durable::purpose::BLOCKS)))?);
     let feed = match &data {
         Some(d) => feed::AlertFeed::with_log(ring, fold_ms, lateness_ms, d.alert_log().clone())?,
         None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),

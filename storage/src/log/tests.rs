@@ -149,7 +149,7 @@ fn a_segment_with_a_torn_header_is_rewritten() {
     append_records(&log, 0..5);
     drop(log);
     // A crash right after creating the next segment, before its header reached the disk.
-    std::fs::write(segment_path(dir.path(), 5), &segment_header(5)[..7]).unwrap();
+    std::fs::write(segment_path(dir.path(), 5), &segment_header(5, false)[..7]).unwrap();
 
     let (log, report) = open(dir.path(), small());
     assert_eq!(report, OpenReport { segments: 2, next_offset: 5, torn_tail_bytes: 7 });
@@ -463,4 +463,178 @@ proptest! {
         prop_assert_eq!(next, report.next_offset);
         prop_assert_eq!(read_all(&log, next), vec![(next, b"after the cut".to_vec())]);
     }
+}
+
+// Sealed logs.
+
+use crate::crypto::{KeyRing, SealError};
+
+fn ring(lines: &[&str]) -> KeyRing {
+    KeyRing::parse(&lines.join("\n"), "test").unwrap()
+}
+
+fn open_sealed(dir: &Path, ring: &KeyRing) -> Result<(IngestLog, OpenReport), StorageError> {
+    IngestLog::open_sealed(dir, small(), Some(ring.sealer("ingest-log")))
+}
+
+/// The frames of a segment file: where each starts and its payload, as on disk.
+fn frames(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN as usize;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, bytes[at + 8..at + 8 + len].to_vec()));
+        at += 8 + len;
+    }
+    out
+}
+
+/// Put `payload` in the frame at `at` as record `offset`, with a checksum that matches.
+fn forge_frame(bytes: &mut [u8], at: usize, offset: u64, payload: &[u8]) {
+    bytes[at + 4..at + 8].copy_from_slice(&checksum(offset, payload).to_le_bytes());
+    bytes[at + 8..at + 8 + payload.len()].copy_from_slice(payload);
+}
+
+/// Key ids of every record in the log, in offset order.
+fn key_ids(dir: &Path) -> Vec<String> {
+    segment_files(dir).iter().flat_map(|(_, p)| frames(&std::fs::read(p).unwrap())).map(|(_, f)| Sealer::key_id_of(&f).unwrap().to_owned()).collect()
+}
+
+#[test]
+fn sealed_records_round_trip_and_nothing_of_them_is_on_disk() {
+    let dir = TempDir::new().unwrap();
+    let keys = ring(&[&KeyRing::generate_line("k1")]);
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    append_records(&log, 0..300);
+    assert_eq!(read_all(&log, 0), expected(0..300));
+    assert_eq!(read_all(&log, 123), expected(123..300));
+    drop(log);
+    assert!(segment_files(dir.path()).len() > 3, "spans segments");
+    for (_, path) in segment_files(dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"record "), "{} shows a plaintext record", path.display());
+    }
+    let (log, report) = open_sealed(dir.path(), &keys).unwrap();
+    assert_eq!((report.next_offset, report.torn_tail_bytes), (300, 0));
+    assert_eq!(read_all(&log, 0), expected(0..300));
+}
+
+#[test]
+fn a_sealed_record_moved_or_altered_with_its_checksum_fixed_does_not_open() {
+    let dir = TempDir::new().unwrap();
+    let keys = ring(&[&KeyRing::generate_line("k1")]);
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    // Records of one length, so one's sealed bytes fit another's frame.
+    for i in 0..10 {
+        log.append_one(format!("customer c-{i:03}").as_bytes()).unwrap();
+    }
+    drop(log);
+    let path = last_segment(dir.path());
+    let original = std::fs::read(&path).unwrap();
+    let f = frames(&original);
+
+    // Record 3's bytes at offset 6: the checksum is fixed, the seal is not.
+    let mut moved = original.clone();
+    forge_frame(&mut moved, f[6].0, 6, &f[3].1);
+    std::fs::write(&path, &moved).unwrap();
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    let read: Vec<_> = log.read_from(0).unwrap().collect();
+    assert_eq!(read.len(), 7, "six records, then the error, then nothing");
+    assert!(read[..6].iter().all(Result::is_ok));
+    match &read[6] {
+        Err(e @ StorageError::Unseal { path: p, what, source: SealError::Altered }) => {
+            assert_eq!(p, &path);
+            assert!(what.contains("record 6") && what.contains("\"k1\""), "{e}");
+        }
+        other => panic!("expected an unseal error, got {other:?}"),
+    }
+    drop(log);
+
+    // One ciphertext byte flipped in record 2, the checksum fixed.
+    let mut altered = original.clone();
+    let mut payload = f[2].1.clone();
+    let near_end = payload.len() - 20;
+    payload[near_end] ^= 1;
+    forge_frame(&mut altered, f[2].0, 2, &payload);
+    std::fs::write(&path, &altered).unwrap();
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    let err = log.read_from(1).unwrap().nth(1).unwrap().unwrap_err();
+    assert!(matches!(&err, StorageError::Unseal { source: SealError::Altered, what, .. } if what.contains("record 2")), "{err}");
+}
+
+#[test]
+fn a_log_sealed_under_one_key_reads_on_after_rotation_and_appends_under_the_new_key() {
+    let dir = TempDir::new().unwrap();
+    let a = KeyRing::generate_line("a");
+    let (log, _) = open_sealed(dir.path(), &ring(&[&a])).unwrap();
+    append_records(&log, 0..50);
+    drop(log);
+
+    let rotated = ring(&[&a, &KeyRing::generate_line("b")]);
+    let (log, _) = open_sealed(dir.path(), &rotated).unwrap();
+    assert_eq!(read_all(&log, 0), expected(0..50));
+    append_records(&log, 50..100);
+    assert_eq!(read_all(&log, 0), expected(0..100));
+    drop(log);
+    let ids = key_ids(dir.path());
+    assert_eq!(ids.len(), 100);
+    assert!(ids[..50].iter().all(|k| k == "a") && ids[50..].iter().all(|k| k == "b"), "{ids:?}");
+
+    // A ring that lost the old key is refused when the log is opened, naming it and the file.
+    let Err(err) = open_sealed(dir.path(), &ring(&[&KeyRing::generate_line("b")])) else { panic!("opened without key a") };
+    let first = segment_files(dir.path())[0].1.clone();
+    assert!(matches!(&err, StorageError::Unseal { path, source: SealError::UnknownKey(k), .. } if *path == first && k == "a"), "{err}");
+    assert!(err.to_string().contains("\"a\""), "{err}");
+    // So is another secret under the same ids.
+    let Err(err) = open_sealed(dir.path(), &ring(&[&KeyRing::generate_line("a"), &KeyRing::generate_line("b")])) else { panic!("opened with other secrets") };
+    assert!(matches!(err, StorageError::Unseal { source: SealError::Altered, .. }), "{err}");
+}
+
+#[test]
+fn sealed_and_plain_segments_do_not_mix() {
+    let keys = ring(&[&KeyRing::generate_line("k1")]);
+    let plain = TempDir::new().unwrap();
+    let (log, _) = open(plain.path(), small());
+    append_records(&log, 0..3);
+    drop(log);
+    let Err(err) = open_sealed(plain.path(), &keys) else { panic!("a plain log opened sealed") };
+    assert!(matches!(&err, StorageError::Unseal { source: SealError::NotSealed, path, .. } if *path == last_segment(plain.path())), "{err}");
+
+    let sealed = TempDir::new().unwrap();
+    let (log, _) = open_sealed(sealed.path(), &keys).unwrap();
+    append_records(&log, 0..3);
+    drop(log);
+    let Err(err) = IngestLog::open(sealed.path(), small()) else { panic!("a sealed log opened without a key") };
+    assert!(matches!(&err, StorageError::NoKey { path } if *path == last_segment(sealed.path())), "{err}");
+}
+
+#[test]
+fn a_torn_sealed_tail_is_cut_without_opening_anything() {
+    let dir = TempDir::new().unwrap();
+    let keys = ring(&[&KeyRing::generate_line("k1")]);
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    append_records(&log, 0..5);
+    drop(log);
+    let path = last_segment(dir.path());
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
+    let (log, report) = open_sealed(dir.path(), &keys).unwrap();
+    assert_eq!(report.next_offset, 4);
+    assert!(report.torn_tail_bytes > 0);
+    append_records(&log, 4..6);
+    assert_eq!(read_all(&log, 0), expected(0..6));
+}
+
+#[test]
+fn the_record_limit_applies_before_sealing() {
+    let dir = TempDir::new().unwrap();
+    let keys = ring(&[&KeyRing::generate_line("a-key-id-of-the-longest-length-x")]);
+    let (log, _) = open_sealed(dir.path(), &keys).unwrap();
+    let big = vec![b'x'; MAX_RECORD_BYTES + 1];
+    assert!(matches!(log.append_one(&big), Err(StorageError::RecordTooLarge { .. })));
+    assert_eq!(log.append_one(&big[1..]).unwrap(), 0);
+    drop(log);
+    let (log, report) = open_sealed(dir.path(), &keys).unwrap();
+    assert_eq!(report.torn_tail_bytes, 0, "a sealed record of the largest size is not mistaken for a torn one");
+    assert_eq!(log.read_from(0).unwrap().next().unwrap().unwrap().1.len(), MAX_RECORD_BYTES);
 }

@@ -62,7 +62,7 @@ fn a_snapshot_of_another_format_version_is_refused_with_both_versions() {
 
     let (loaded, refused) = store.load_newest(4).unwrap();
     assert_eq!(loaded, None);
-    assert_eq!(refused, vec![Refused { path, reason: "format version 3, this build reads 4".into() }]);
+    assert_eq!(refused, vec![Refused { path, reason: "format version 3, this build reads 4".into(), unknown_key: None }]);
 }
 
 #[test]
@@ -166,4 +166,104 @@ fn the_directory_is_created_and_other_files_are_left_alone() {
     }
     assert_eq!(fs::read_to_string(nested.join("notes.txt")).unwrap(), "mine");
     assert_eq!(store.list().unwrap().len(), 2);
+}
+
+// Sealed snapshots.
+
+use crate::crypto::KeyRing;
+
+fn ring(lines: &[&str]) -> KeyRing {
+    KeyRing::parse(&lines.join("\n"), "test").unwrap()
+}
+
+fn sealed_store(dir: &TempDir, keep: usize, keys: &KeyRing) -> SnapshotStore {
+    SnapshotStore::open_sealed(dir.path(), keep, Some(keys.sealer("snapshot"))).unwrap()
+}
+
+/// Rewrite the header's crc32c so that it matches the payload as it now is.
+fn fix_checksum(bytes: &mut [u8]) {
+    let crc = crc32c::crc32c(&bytes[SNAPSHOT_HEADER_LEN..]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn sealed_snapshots_round_trip_and_nothing_of_the_payload_is_on_disk() {
+    let dir = TempDir::new().unwrap();
+    let store = sealed_store(&dir, 2, &ring(&[&KeyRing::generate_line("k1")]));
+    let secret = b"customer c-42 last seen at 203.0.113.9".to_vec();
+    let (path, size) = store.write(V, 10, &secret).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(size, bytes.len() as u64);
+    assert_eq!(&bytes[..8], b"HCHISNPS");
+    assert!(!bytes.windows(4).any(|w| w == b"c-42") && !bytes.windows(11).any(|w| w == b"203.0.113.9"));
+    let (loaded, refused) = store.load_newest(V).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(loaded.unwrap().payload, secret);
+}
+
+#[test]
+fn a_sealed_payload_under_another_header_or_altered_with_its_checksum_fixed_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let store = sealed_store(&dir, 4, &ring(&[&KeyRing::generate_line("k1")]));
+    store.write(V, 10, &payload(10)).unwrap();
+    let (at_20, _) = store.write(V, 20, &payload(20)).unwrap();
+    let original = fs::read(&at_20).unwrap();
+
+    // The state of offset 20, claimed to cover 30: name and header agree, the checksum holds.
+    let mut moved = original.clone();
+    moved[12..20].copy_from_slice(&30u64.to_le_bytes());
+    let at_30 = dir.path().join("snapshot-00000000000000000030-000009.snap");
+    fs::write(&at_30, &moved).unwrap();
+    let (loaded, refused) = store.load_newest(V).unwrap();
+    assert_eq!(loaded.unwrap().covers_offset, 20);
+    assert_eq!((refused.len(), &refused[0].path), (1, &at_30));
+    assert!(refused[0].reason.contains("does not open") && refused[0].unknown_key.is_none(), "{}", refused[0]);
+    fs::remove_file(&at_30).unwrap();
+
+    // One byte of the sealed payload flipped, the checksum fixed: the one before loads.
+    let mut altered = original;
+    let near_end = altered.len() - 3;
+    altered[near_end] ^= 1;
+    fix_checksum(&mut altered);
+    fs::write(&at_20, &altered).unwrap();
+    let (loaded, refused) = store.load_newest(V).unwrap();
+    assert_eq!(loaded.unwrap().payload, payload(10));
+    assert!(refused[0].reason.contains("does not open"), "{}", refused[0]);
+}
+
+#[test]
+fn a_snapshot_sealed_with_a_key_the_ring_lacks_is_refused_naming_the_key() {
+    let dir = TempDir::new().unwrap();
+    let a = KeyRing::generate_line("a");
+    sealed_store(&dir, 3, &ring(&[&a])).write(V, 10, &payload(10)).unwrap();
+
+    // Rotated: the old snapshot reads, the new one is sealed with the new key.
+    let rotated = sealed_store(&dir, 3, &ring(&[&a, &KeyRing::generate_line("b")]));
+    assert_eq!(rotated.load_newest(V).unwrap().0.unwrap().payload, payload(10));
+    let (at_20, _) = rotated.write(V, 20, &payload(20)).unwrap();
+    let sealed = fs::read(&at_20).unwrap();
+    assert_eq!(Sealer::key_id_of(&sealed[SNAPSHOT_HEADER_LEN..]).unwrap(), "b");
+
+    // Back on the old ring: the newest is refused with the key it needs, the one before loads.
+    let (loaded, refused) = sealed_store(&dir, 3, &ring(&[&a])).load_newest(V).unwrap();
+    assert_eq!(loaded.unwrap().covers_offset, 10);
+    assert_eq!(refused.len(), 1);
+    assert_eq!((&refused[0].path, refused[0].unknown_key.as_deref()), (&at_20, Some("b")));
+    assert!(refused[0].to_string().contains("\"b\""), "{}", refused[0]);
+}
+
+#[test]
+fn sealed_and_plain_snapshots_are_each_refused_by_the_other_kind_of_store() {
+    let keys = ring(&[&KeyRing::generate_line("k1")]);
+    let dir = TempDir::new().unwrap();
+    store(&dir, 2).write(V, 10, &payload(10)).unwrap();
+    let (loaded, refused) = sealed_store(&dir, 2, &keys).load_newest(V).unwrap();
+    assert_eq!(loaded, None);
+    assert!(refused[0].reason.contains("unencrypted"), "{}", refused[0]);
+
+    let dir = TempDir::new().unwrap();
+    sealed_store(&dir, 2, &keys).write(V, 10, &payload(10)).unwrap();
+    let (loaded, refused) = store(&dir, 2).load_newest(V).unwrap();
+    assert_eq!(loaded, None);
+    assert!(refused[0].reason.contains("no data key"), "{}", refused[0]);
 }
