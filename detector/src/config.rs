@@ -204,3 +204,18 @@ mod tests {
         assert_eq!(c.server.check_exposure(false), Ok(None));
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The configuration the README shows is one the service takes: every key it names exists.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let at = readme.find("A configuration file looks like this").expect("the README shows a configuration");
+        let start = readme[at..].find("```toml\n").expect("a toml block") + at + 8;
+        let end = readme[start..].find("```").expect("the block ends") + start;
+        let config: super::Config = toml::from_str(&readme[start..end]).unwrap_or_else(|e| panic!("the README's configuration does not parse: {e}"));
+        assert_eq!(config.records.retention.transaction, std::time::Duration::from_secs(5 * 31_557_600));
+        assert_eq!(config.records.node.as_deref(), Some("haechi-01"));
+    }
+}

@@ -1072,6 +1072,13 @@ fn run() -> Result<()> {
                 let (plain, recorded) = (r.events as f64 / r.plain_seconds, r.events as f64 / r.recorded_seconds);
                 println!("{:<6} {:>9} {:>14.0} {:>14.0} {:>8.1}% {:>16.0}", i + 1, r.events, plain, recorded, 100.0 * (1.0 - recorded / plain), r.records as f64 / r.recorded_seconds);
             }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let plain = median(b.rounds.iter().map(|r| r.events as f64 / r.plain_seconds).collect());
+            let recorded = median(b.rounds.iter().map(|r| r.events as f64 / r.recorded_seconds).collect());
+            println!("median: plain {plain:.0} ev/s, recorded {recorded:.0} ev/s: recording costs {:.1}% of replay throughput", 100.0 * (1.0 - recorded / plain));
             let events = b.rounds.last().map_or(1, |r| r.events).max(1);
             println!("verify: {} records in {:.3}s = {:.0} records/s", b.verified, b.verify_seconds, b.verified as f64 / b.verify_seconds.max(1e-9));
             println!("live:     {} bytes for {} events = {:.1} bytes/event ({:.1} bytes/record)", b.live_bytes, events, b.live_bytes as f64 / events as f64, b.live_bytes as f64 / b.verified.max(1) as f64);
