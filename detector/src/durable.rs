@@ -196,9 +196,21 @@ pub struct DataDir {
     config: StorageConfig,
     torn_tail_bytes: u64,
     keys: Option<KeyRing>,
+    /// Run after a snapshot's copy and before its file is written: the access records of every
+    /// event the snapshot covers are written and synced first, or a crash after the snapshot
+    /// would leave them unrecorded (recovery replays only what comes after it).
+    before_snapshot_write: std::sync::OnceLock<SnapshotHook>,
 }
 
+/// See [`DataDir::before_snapshot_write`].
+pub type SnapshotHook = Box<dyn Fn() -> Result<(), DetectorError> + Send + Sync>;
+
 impl DataDir {
+    /// Set what must be durable before a snapshot file is written (once).
+    pub fn before_snapshot_write(&self, hook: SnapshotHook) {
+        let _ = self.before_snapshot_write.set(hook);
+    }
+
     /// Open (or create) a data dir and lock it; its files are sealed with
     /// subkeys of `keys` (`None` only to measure what sealing costs: see
     /// [`StorageConfig::unsealed`]).
@@ -246,6 +258,7 @@ impl DataDir {
             config,
             torn_tail_bytes: report.torn_tail_bytes,
             keys: keys.cloned(),
+            before_snapshot_write: std::sync::OnceLock::new(),
         })
     }
 
@@ -334,6 +347,9 @@ impl DataDir {
         let alert_mark = snapshot.alert_log_next;
         let payload = postcard::to_stdvec(&snapshot).map_err(|e| snapshot_error(format!("encoding: {e}")))?;
         drop(snapshot);
+        if let Some(hook) = self.before_snapshot_write.get() {
+            hook()?;
+        }
         // The logs first: a snapshot on disk must never cover records that a
         // power loss could still take from the log after it.
         self.log.sync()?;

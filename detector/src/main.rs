@@ -883,6 +883,9 @@ fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
             let (records, _lock) = open_records_alone(&dir, config)?;
             let time = |name: &str, t: Option<String>| t.map(|t| haechi_features::parse_rfc3339_ms(&t).with_context(|| format!("--{name}: not an RFC 3339 time"))).transpose();
             let kinds = kind.map(|k| k.split(',').map(|k| RecordKind::parse(k.trim()).with_context(|| format!("--kind: unknown kind {k:?}"))).collect::<Result<Vec<_>>>()).transpose()?.unwrap_or_default();
+            if customer_id.as_deref().is_some_and(|c| haechi_features::find_resident_number(c).is_some()) {
+                anyhow::bail!("--customer-id must be the bank's customer id, never a resident registration number");
+            }
             let filter = Filter { customer_id, from_ms: time("from", from)?, to_ms: time("to", to)?, kinds, limit: 0 };
             let found = records.read(haechi_detector::enforce::now_ms(), cli_actor(), "haechi records query", &filter)?;
             records.checkpoint(haechi_detector::enforce::now_ms())?;

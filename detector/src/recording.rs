@@ -7,7 +7,6 @@
 //! number; only an attribute already in masked form (`900101-1******`) is carried.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use haechi_alerting::Alert;
@@ -96,10 +95,9 @@ fn access_record_with(event: &Event, (os, browser): (Option<String>, Option<Stri
         method: attr_text(event, "method").unwrap_or(method_of(event.step)).to_owned(),
         result: if event.is_failure() { "failure" } else { "success" }.to_owned(),
         failure_reason: event.failure_reason.as_ref().map(ToString::to_string),
-        rrn_masked: event.attrs.values().find_map(|v| match v {
-            AttrValue::Text(t) if masked_rrn(t) => Some(t.clone()),
-            _ => None,
-        }),
+        // Only the subject's own number, under its own key: another attribute may name a
+        // co-applicant or a beneficiary.
+        rrn_masked: ["rrn", "rrn_masked"].iter().find_map(|k| attr_text(event, k).filter(|t| masked_rrn(t)).map(str::to_owned)),
         ip: event.ip.map(|ip| ip.to_string()),
         device_id: event.device_id.as_ref().map(ToString::to_string),
         os,
@@ -164,8 +162,6 @@ fn reason_texts(reasons: &[crate::Reason]) -> Vec<String> {
 pub struct Recording {
     records: Arc<Records>,
     recorder: Recorder<Recordable>,
-    /// Log offsets up to here were recorded before a restart: replaying them records nothing.
-    recorded_through: AtomicU64,
 }
 
 impl Recording {
@@ -175,9 +171,8 @@ impl Recording {
     /// When the store cannot be opened (damage is named; `haechi records verify` tells more).
     pub fn open(data_dir: &Path, config: &RecordsConfig, ring: &KeyRing) -> Result<Recording, DetectorError> {
         let records = Arc::new(Records::open(data_dir, config, ring)?);
-        let recorded_through = records.last_log_offset().map_or(0, |o| o + 1);
         let recorder = Recorder::start(records.clone(), crate::enforce::now_ms, converter());
-        Ok(Recording { records, recorder, recorded_through: AtomicU64::new(recorded_through) })
+        Ok(Recording { records, recorder })
     }
 
     pub fn records(&self) -> &Arc<Records> {
@@ -185,13 +180,8 @@ impl Recording {
     }
 
     /// Record one decided event (its access and its decision). `log_offset`: where the ingest
-    /// log holds it; an offset recorded before a restart is not recorded again.
+    /// log holds it.
     pub fn event(&self, log_offset: Option<u64>, event: &Event, decision: &Decision) {
-        if let Some(o) = log_offset {
-            if o < self.recorded_through.load(Ordering::Relaxed) {
-                return;
-            }
-        }
         // The records are built on the writer thread: here, only a copy of the event.
         self.recorder.send(Recordable::Event { event: Box::new(event.clone()), verdict: decision.verdict, score: decision.score, reasons: decision.reasons.clone(), log_offset });
     }
@@ -262,17 +252,20 @@ pub struct RecordsSink<'a> {
     position: Option<u64>,
     /// Positions are ingest-log offsets (recovery), not line numbers.
     log_positions: bool,
+    /// Recovery: the offsets from the first replayed one on that the records hold already
+    /// (recorded before the crash), found when the first offset is seen.
+    recorded: Option<std::collections::HashSet<u64>>,
 }
 
 impl<'a> RecordsSink<'a> {
     /// A sink for a source whose positions are not log offsets (a file being replayed).
     pub fn new(recording: &'a Recording) -> RecordsSink<'a> {
-        RecordsSink { recording, position: None, log_positions: false }
+        RecordsSink { recording, position: None, log_positions: false, recorded: None }
     }
 
     /// A sink whose source positions are ingest-log offsets.
     pub fn for_log(recording: &'a Recording) -> RecordsSink<'a> {
-        RecordsSink { recording, position: None, log_positions: true }
+        RecordsSink { recording, position: None, log_positions: true, recorded: None }
     }
 }
 
@@ -282,6 +275,14 @@ impl Sink for RecordsSink<'_> {
     }
 
     fn decided(&mut self, _: &Pipeline, event: &Event, processed: &Processed, _: &[Finding]) -> Result<(), DetectorError> {
+        if let Some(offset) = self.position {
+            if self.recorded.is_none() {
+                self.recorded = Some(self.recording.records.recorded_log_offsets_from(offset)?);
+            }
+            if self.recorded.as_ref().is_some_and(|r| r.contains(&offset)) {
+                return Ok(());
+            }
+        }
         self.recording.event(self.position, event, &processed.decision);
         Ok(())
     }

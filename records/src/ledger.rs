@@ -112,6 +112,10 @@ pub(crate) fn list_files(dir: &Path) -> Result<Vec<ChainFile>, RecordsError> {
         }
     }
     files.sort_by_key(|f| (f.first, f.archived_last.is_none()));
+    // A crash between writing an archive and removing its live segment leaves both: the
+    // archive is whole (it was synced and renamed first), so the live copy is passed over.
+    let archived: Vec<u64> = files.iter().filter(|f| f.archived_last.is_some()).map(|f| f.first).collect();
+    files.retain(|f| f.archived_last.is_some() || !archived.contains(&f.first));
     Ok(files)
 }
 
@@ -295,17 +299,20 @@ pub(crate) struct Checkpoint {
     /// `head`: the last record's hash; `base`: the hash the first kept record must carry.
     pub hash: String,
     pub at_ms: i64,
+    /// The previous line's signature: a line removed from the middle breaks the chain of lines.
+    #[serde(default)]
+    pub prev: String,
     pub key: String,
     pub mac: String,
 }
 
 impl Checkpoint {
     fn signed_text(&self) -> String {
-        format!("{}|{}|{}|{}|{}", self.kind, self.class, self.seq, self.hash, self.at_ms)
+        format!("{}|{}|{}|{}|{}|{}", self.kind, self.class, self.seq, self.hash, self.at_ms, self.prev)
     }
 
-    pub fn new(ring: &KeyRing, kind: &str, class: RecordClass, seq: u64, hash: &Hash, at_ms: i64) -> Checkpoint {
-        let mut c = Checkpoint { kind: kind.into(), class: class.as_str().into(), seq, hash: hex::encode(hash), at_ms, key: String::new(), mac: String::new() };
+    pub fn new(ring: &KeyRing, kind: &str, class: RecordClass, seq: u64, hash: &Hash, at_ms: i64, prev: &str) -> Checkpoint {
+        let mut c = Checkpoint { kind: kind.into(), class: class.as_str().into(), seq, hash: hex::encode(hash), at_ms, prev: prev.to_owned(), key: String::new(), mac: String::new() };
         let (key, mac) = ring.sign(CHECKPOINT_PURPOSE, c.signed_text().as_bytes());
         c.key = key;
         c.mac = hex::encode(mac);
@@ -344,6 +351,19 @@ pub(crate) fn read_checkpoints(path: &Path) -> Result<Option<Vec<CheckpointLine>
     Ok(Some(out))
 }
 
+/// A checkpoint line cut by a crash mid-write is dropped, so the next line starts on its own.
+fn cut_torn_line(path: &Path) -> Result<(), RecordsError> {
+    let Ok(bytes) = fs::read(path) else { return Ok(()) };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(path = %path.display(), bytes = bytes.len() - keep, "a torn last checkpoint line (a crash mid-write) is cut");
+    let f = OpenOptions::new().write(true).open(path).map_err(io_err(path, "open"))?;
+    f.set_len(keep as u64).map_err(io_err(path, "truncate"))?;
+    f.sync_all().map_err(io_err(path, "fsync"))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), RecordsError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "fsync dir"))
 }
@@ -361,7 +381,8 @@ struct Writer {
     next_seq: u64,
     head: Hash,
     checkpointed: Option<u64>,
-    last_log_offset: Option<u64>,
+    /// The signature of the checkpoint file's last line, which the next line carries.
+    last_mac: String,
     dirty: bool,
     /// Sealed frames not yet written.
     frame: Vec<u8>,
@@ -408,14 +429,20 @@ impl Ledger {
         } else if !checkpoint_path.exists() {
             tracing::error!(path = %checkpoint_path.display(), "the records checkpoint file is missing while segments exist; run `haechi records verify`");
         }
+        cut_torn_line(&checkpoint_path)?;
         let (mut next_seq, mut head) = (0, [0u8; 32]);
+        let mut signed_head: Option<Checkpoint> = None;
+        let mut last_mac = String::new();
         if let Some(checkpoints) = read_checkpoints(&checkpoint_path)? {
-            if let Some(base) = checkpoints.iter().rev().filter_map(|(_, c)| c.as_ref().ok()).find(|c| c.kind == "base" && c.verify(ring) == Ok(true)) {
+            let good: Vec<&Checkpoint> = checkpoints.iter().filter_map(|(_, c)| c.as_ref().ok()).filter(|c| c.class == class.as_str() && c.verify(ring) == Ok(true)).collect();
+            if let Some(base) = good.iter().rev().find(|c| c.kind == "base") {
                 next_seq = base.seq;
                 head = base.hash_bytes().unwrap_or_default();
             }
+            signed_head = good.iter().rev().find(|c| c.kind == "head").map(|c| (*c).clone());
+            last_mac = good.last().map(|c| c.mac.clone()).unwrap_or_default();
         }
-        let mut writer = Writer { file: None, seg_path: PathBuf::new(), seg_len: 0, next_seq, head, checkpointed: None, last_log_offset: None, dirty: false, frame: Vec::new(), entry: Vec::new() };
+        let mut writer = Writer { file: None, seg_path: PathBuf::new(), seg_len: 0, next_seq, head, checkpointed: None, last_mac, dirty: false, frame: Vec::new(), entry: Vec::new() };
         match files.last() {
             Some(f) if f.archived_last.is_none() => {
                 let (header, entries, problem) = read_segment(&f.path, class, &sealer, None)?;
@@ -431,7 +458,6 @@ impl Ledger {
                     }
                     Some(FrameProblem::Malformed { at }) => return Err(RecordsError::Damaged { path: f.path.clone(), reason: format!("malformed record at byte {at}; run `haechi records verify`") }),
                 }
-                writer.last_log_offset = entries.iter().filter_map(|e| e.record().ok()?.log_offset).max();
                 if let Some(last) = entries.last() {
                     if problem.is_none() {
                         end = fs::metadata(&f.path).map_err(io_err(&f.path, "stat"))?.len();
@@ -461,6 +487,23 @@ impl Ledger {
             }
             None => {}
         }
+        // A chain that ends before what was signed was cut while the service was down: refuse,
+        // rather than sign a new head over the cut and hide it.
+        if let Some(h) = &signed_head {
+            if h.seq >= writer.next_seq {
+                return Err(RecordsError::Damaged {
+                    path: dir.clone(),
+                    reason: format!(
+                        "the {} chain ends before record {} but a checkpoint signed at {} covers record {}: records were removed; run `haechi records verify`",
+                        class.as_str(),
+                        writer.next_seq,
+                        crate::format_ms(h.at_ms),
+                        h.seq
+                    ),
+                });
+            }
+            writer.checkpointed = Some(h.seq).filter(|&s| s + 1 == writer.next_seq);
+        }
         Ok(Ledger { class, dir, checkpoint_path, ring: ring.clone(), sealer, segment_bytes, node: node.to_owned(), aad: entry_aad(class), w: Mutex::new(writer) })
     }
 
@@ -472,9 +515,35 @@ impl Ledger {
         self.class
     }
 
-    /// The highest ingest-log offset recorded in this chain's newest segment and since.
-    pub fn last_log_offset(&self) -> Option<u64> {
-        self.writer().last_log_offset
+    /// The ingest-log offsets recorded at or after `from`, newest files first until one
+    /// begins before `from`: what a recovery replaying the log from `from` must not record again.
+    pub fn log_offsets_from(&self, from: u64) -> Result<std::collections::HashSet<u64>, RecordsError> {
+        let (current, len) = {
+            let w = self.writer();
+            (w.seg_path.clone(), w.seg_len)
+        };
+        let mut found = std::collections::HashSet::new();
+        for f in list_files(&self.dir)?.into_iter().rev() {
+            let entries = if f.archived_last.is_some() {
+                read_archive(&f.path, self.class, &self.sealer)?.1
+            } else {
+                read_segment(&f.path, self.class, &self.sealer, (f.path == current).then_some(len))?.1
+            };
+            let mut older = false;
+            for e in &entries {
+                match e.record().ok().and_then(|r| r.log_offset) {
+                    Some(o) if o >= from => {
+                        found.insert(o);
+                    }
+                    Some(_) => older = true,
+                    None => {}
+                }
+            }
+            if older {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Give each record its sequence number and id, chain it, seal it and write it. The bytes
@@ -487,9 +556,6 @@ impl Ledger {
             r.seq = seq;
             r.id = format!("{}{seq}@{}", &self.class.as_str()[..1], self.node);
             r.node.clone_from(&self.node);
-            if r.log_offset > w.last_log_offset {
-                w.last_log_offset = r.log_offset;
-            }
             let json = serde_json::to_vec(r)?;
             w.entry.clear();
             w.entry.extend_from_slice(&seq.to_le_bytes());
@@ -521,7 +587,15 @@ impl Ledger {
             return Ok(());
         }
         let file = w.file.as_mut().expect("a segment is open once a record is pending");
-        file.write_all(&w.frame).map_err(io_err(&w.seg_path, "write"))?;
+        if let Err(e) = file.write_all(&w.frame) {
+            // Part of the frames may be on disk: cut back to the last whole record, so that
+            // the segment stays readable and the next append follows it.
+            let _ = file.set_len(w.seg_len);
+            use std::io::Seek;
+            let _ = file.seek(std::io::SeekFrom::Start(w.seg_len));
+            w.frame.clear();
+            return Err(io_err(&w.seg_path, "write")(e));
+        }
         w.seg_len += w.frame.len() as u64;
         w.frame.clear();
         w.dirty = true;
@@ -535,6 +609,11 @@ impl Ledger {
             f.sync_data().map_err(io_err(&w.seg_path, "fdatasync"))?;
         }
         let path = self.dir.join(segment_name(first));
+        // A segment begun and left empty (a crash right after a roll, then a key rotation)
+        // holds no record: it is replaced.
+        if fs::metadata(&path).is_ok_and(|m| m.len() <= SEGMENT_HEADER_LEN as u64) {
+            fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+        }
         let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path, "create"))?;
         let header = segment_header(self.class, self.sealer.active_id(), first, &w.head);
         file.write_all(&header).map_err(io_err(&path, "write"))?;
@@ -568,7 +647,8 @@ impl Ledger {
         if next == 0 || done == Some(next - 1) {
             return Ok(());
         }
-        self.append_checkpoint(&Checkpoint::new(&self.ring, "head", self.class, next - 1, &head, now_ms))?;
+        let prev = self.writer().last_mac.clone();
+        self.append_checkpoint(&Checkpoint::new(&self.ring, "head", self.class, next - 1, &head, now_ms, &prev))?;
         self.writer().checkpointed = Some(next - 1);
         Ok(())
     }
@@ -579,7 +659,9 @@ impl Ledger {
         let path = &self.checkpoint_path;
         let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path, "open"))?;
         f.write_all(&line).map_err(io_err(path, "write"))?;
-        f.sync_data().map_err(io_err(path, "fdatasync"))
+        f.sync_data().map_err(io_err(path, "fdatasync"))?;
+        self.writer().last_mac.clone_from(&c.mac);
+        Ok(())
     }
 
     /// Every record in order, archives first, up to what was written when the call began.
@@ -700,7 +782,8 @@ impl Ledger {
 
     /// Sign the new base (where the chain now begins), then delete the planned files.
     pub fn destroy(&self, plan: &DestructionPlan, now_ms: i64) -> Result<(), RecordsError> {
-        self.append_checkpoint(&Checkpoint::new(&self.ring, "base", self.class, plan.last_seq + 1, &plan.last_hash, now_ms))?;
+        let prev = self.writer().last_mac.clone();
+        self.append_checkpoint(&Checkpoint::new(&self.ring, "base", self.class, plan.last_seq + 1, &plan.last_hash, now_ms, &prev))?;
         for f in &plan.files {
             fs::remove_file(&f.path).map_err(io_err(&f.path, "remove"))?;
         }

@@ -75,7 +75,12 @@ impl Records {
         let checkpoint_dir = config.checkpoint_dir.clone().unwrap_or_else(|| data_dir.join("records-checkpoints"));
         let node = config.node_name();
         let ledgers = RecordClass::ALL.into_iter().map(|c| Ledger::open(&records_dir, &checkpoint_dir, c, ring, config.segment_bytes, &node)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Records { ledgers, config: config.clone(), records_dir, checkpoint_dir, node })
+        let records = Records { ledgers, config: config.clone(), records_dir, checkpoint_dir, node };
+        // What a crash left unsigned (written after the last checkpoint) is signed now, so that
+        // from here on a cut of it shows.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        records.checkpoint(now)?;
+        Ok(records)
     }
 
     pub fn records_dir(&self) -> &Path {
@@ -129,7 +134,8 @@ impl Records {
     /// actions, reads and exports, which must not be acknowledged unrecorded.
     pub fn record(&self, now_ms: i64, mut record: Record) -> Result<Record, RecordsError> {
         self.append(now_ms, std::slice::from_mut(&mut record))?;
-        self.ledger(record.kind().class()).sync()?;
+        // Synced and signed: a staff record cannot be cut off the end unseen, even for a moment.
+        self.ledger(record.kind().class()).checkpoint(now_ms)?;
         Ok(record)
     }
 
@@ -142,10 +148,11 @@ impl Records {
         self.ledgers.iter().try_for_each(|l| l.checkpoint(now_ms))
     }
 
-    /// The highest ingest-log offset the transaction chain has recorded: after a crash, the log
-    /// tail before it was recorded already and is not recorded twice.
-    pub fn last_log_offset(&self) -> Option<u64> {
-        self.ledger(RecordClass::Transaction).last_log_offset()
+
+    /// The ingest-log offsets the transaction chain holds at or after `from` (see
+    /// `Ledger::log_offsets_from`).
+    pub fn recorded_log_offsets_from(&self, from: u64) -> Result<std::collections::HashSet<u64>, RecordsError> {
+        self.ledger(RecordClass::Transaction).log_offsets_from(from)
     }
 
     /// Records matching `filter`, oldest first, without recording the read: for reports built

@@ -187,6 +187,9 @@ fn a_truncated_tail_behind_the_last_checkpoint_is_named() {
     // Deleting whole newest segments is the same cut.
     fs::remove_file(last).unwrap();
     assert!(first_problem(&check(dir.path(), &r)).contains("covers record 299"));
+    // A restart does not sign over the cut: the store refuses to open.
+    let err = Records::open(dir.path(), &config(), &r).err().expect("a cut chain must not reopen").to_string();
+    assert!(err.contains("records were removed"), "{err}");
     // And a forged checkpoint (without the key) is refused, not trusted.
     let cp = dir.path().join("records-checkpoints/transaction.jsonl");
     let text = fs::read_to_string(&cp).unwrap().replace("\"seq\":299", "\"seq\":100");
@@ -317,4 +320,43 @@ fn the_files_hold_no_customer_id_in_the_clear() {
             assert!(!b.windows(4).any(|w| w == b"c-3\"" || w == b"198."), "{}", seg.display());
         }
     }
+}
+
+#[test]
+fn checkpoint_files_emptied_thinned_or_borrowed_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ring(&[&key("k1")]);
+    let store = store_with(dir.path(), &r, 100);
+    let mut more: Vec<_> = (100..120).map(access).collect();
+    store.append(T0, &mut more).unwrap();
+    store.checkpoint(T0 + 1).unwrap();
+    let mut more: Vec<_> = (120..130).map(access).collect();
+    store.append(T0, &mut more).unwrap();
+    store.checkpoint(T0 + 2).unwrap();
+    let read = Records::new_record(T0, None, RecordBody::Read(crate::record::ReadRecord { via: "test".into(), ..Default::default() }));
+    store.record(T0, read).unwrap();
+    drop(store);
+    assert!(check(dir.path(), &r).intact());
+    let cp = dir.path().join("records-checkpoints/transaction.jsonl");
+    let original = fs::read_to_string(&cp).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= 3, "{original}");
+
+    // A line removed from the middle.
+    let thinned: String = lines.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
+    fs::write(&cp, thinned).unwrap();
+    assert!(first_problem(&check(dir.path(), &r)).contains("checkpoint lines were removed"));
+
+    // Emptied: records that no signature covers.
+    fs::write(&cp, "").unwrap();
+    assert!(first_problem(&check(dir.path(), &r)).contains("no signed checkpoint covers"));
+
+    // A line borrowed from another class's file.
+    fs::write(&cp, &original).unwrap();
+    let read_cp = dir.path().join("records-checkpoints/read.jsonl");
+    let mut text = fs::read_to_string(&read_cp).unwrap();
+    text.push_str(lines[0]);
+    text.push('\n');
+    fs::write(&read_cp, text).unwrap();
+    assert!(check(dir.path(), &r).problems.iter().any(|p| p.to_string().contains("belongs to the transaction chain")));
 }

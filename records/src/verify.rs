@@ -95,16 +95,34 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
     let cp_path = checkpoint_dir.join(format!("{}.jsonl", class.as_str()));
     let mut head: Option<Checkpoint> = None;
     let mut base: Option<Checkpoint> = None;
+    // Every good head is checked against the chain, not only the newest: a later head signed
+    // over a cut does not hide the older one that covers the records cut.
+    let mut heads: Vec<Checkpoint> = Vec::new();
+    let mut last_mac: Option<String> = None;
     match read_checkpoints(&cp_path)? {
         None => {}
         Some(lines) => {
             for (n, line) in lines {
                 match line {
                     Err(_) => problems.push(problem(None, Some(&cp_path), format!("checkpoint line {n} is not a checkpoint"))),
+                    Ok(c) if c.class != class.as_str() => {
+                        problems.push(problem(Some(c.seq), Some(&cp_path), format!("checkpoint line {n} belongs to the {} chain: copied here", c.class)));
+                    }
                     Ok(c) => match c.verify(ring) {
-                        Ok(true) if c.kind == "head" => head = Some(c),
-                        Ok(true) if c.kind == "base" => base = Some(c),
-                        Ok(true) => problems.push(problem(None, Some(&cp_path), format!("checkpoint line {n} has an unknown type {:?}", c.kind))),
+                        Ok(true) => {
+                            if last_mac.as_ref().is_some_and(|m| *m != c.prev) || (last_mac.is_none() && !c.prev.is_empty()) {
+                                problems.push(problem(Some(c.seq), Some(&cp_path), format!("checkpoint line {n} does not follow the line before it: checkpoint lines were removed")));
+                            }
+                            last_mac = Some(c.mac.clone());
+                            match c.kind.as_str() {
+                                "head" => {
+                                    heads.push(c.clone());
+                                    head = Some(c);
+                                }
+                                "base" => base = Some(c),
+                                other => problems.push(problem(None, Some(&cp_path), format!("checkpoint line {n} has an unknown type {other:?}"))),
+                            }
+                        }
                         Ok(false) => problems.push(problem(Some(c.seq), Some(&cp_path), format!("checkpoint line {n} does not carry a valid signature: it was altered"))),
                         Err(e) => problems.push(problem(Some(c.seq), Some(&cp_path), format!("checkpoint line {n}: {e}"))),
                     },
@@ -123,8 +141,8 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
         None => (0, [0; 32]),
     };
     let start = expected;
-    // The hash of the record the newest head checkpoint names, once walked past.
-    let mut head_hash_seen: Option<Hash> = None;
+    // The hashes of the records the heads name, once walked past.
+    let mut head_hash_seen: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
     let newest_live = files.iter().rev().find(|f| f.archived_last.is_none()).map(|f| f.path.clone());
     let last_file = files.last().map(|f| f.path.clone());
 
@@ -170,7 +188,7 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
                             problems.push(problem(Some(seq), Some(&f.path), format!("the segment ends inside this record (byte {at}): it was truncated")));
                         }
                         Some(FrameProblem::Sealed { at, error }) => {
-                            check_entries(&entries, &mut expected, &mut prev, start, head.as_ref(), &mut head_hash_seen, &mut report, &mut problems, class, &f.path);
+                            check_entries(&entries, &mut expected, &mut prev, start, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path);
                             if problems.is_empty() || problems.iter().all(|p| p.file.as_deref() == Some(&cp_path)) {
                                 problems.push(problem(Some(expected), Some(&f.path), format!("the record at byte {at} does not open ({error}): its bytes were altered")));
                             }
@@ -201,7 +219,7 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
                 break;
             }
         }
-        if !check_entries(&entries, &mut expected, &mut prev, start, head.as_ref(), &mut head_hash_seen, &mut report, &mut problems, class, &f.path) {
+        if !check_entries(&entries, &mut expected, &mut prev, start, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path) {
             break;
         }
     }
@@ -209,8 +227,11 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
     if expected > start {
         report.range = Some((start, expected - 1));
     }
-    if let Some(h) = &head {
-        if problems.iter().all(|p| p.file.as_deref() == Some(&cp_path)) {
+    if problems.iter().all(|p| p.file.as_deref() == Some(&cp_path)) {
+        if head.is_none() && expected > start {
+            problems.push(problem(None, Some(&cp_path), format!("no signed checkpoint covers records {start} to {}: a cut tail could not be seen", expected - 1)));
+        }
+        for h in &heads {
             if h.seq >= expected {
                 let end = if expected == 0 { "no records".to_owned() } else { format!("record {}", expected - 1) };
                 problems.push(problem(
@@ -218,8 +239,10 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
                     None,
                     format!("the chain ends at {end} but a checkpoint signed at {} covers record {}: the tail was truncated", crate::format_ms(h.at_ms), h.seq),
                 ));
-            } else if h.seq >= start && head_hash_seen != h.hash_bytes() {
+                break;
+            } else if h.seq >= start && head_hash_seen.get(&h.seq).copied() != h.hash_bytes() {
                 problems.push(problem(Some(h.seq), None, format!("differs from the checkpoint signed at {}: rewritten", crate::format_ms(h.at_ms))));
+                break;
             }
         }
     }
@@ -233,8 +256,8 @@ fn check_entries(
     expected: &mut u64,
     prev: &mut Hash,
     _start: u64,
-    head: Option<&Checkpoint>,
-    head_hash_seen: &mut Option<Hash>,
+    heads: &[Checkpoint],
+    head_hash_seen: &mut std::collections::HashMap<u64, Hash>,
     report: &mut ClassReport,
     problems: &mut Vec<Problem>,
     class: RecordClass,
@@ -260,8 +283,8 @@ fn check_entries(
             return false;
         }
         *prev = e.hash();
-        if head.is_some_and(|h| h.seq == e.seq) {
-            *head_hash_seen = Some(*prev);
+        if heads.iter().any(|h| h.seq == e.seq) {
+            head_hash_seen.insert(e.seq, *prev);
         }
         *expected += 1;
         report.records += 1;

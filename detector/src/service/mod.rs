@@ -229,6 +229,10 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         None => AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?,
     };
     let exports = recording.as_ref().map(|r| records_api::Exports::from_records(r.records())).transpose()?;
+    if let (Some(d), Some(r)) = (&data, &recording) {
+        let r = r.clone();
+        d.before_snapshot_write(Box::new(move || r.flush()));
+    }
     // Event times are bounded by the wall clock. Block TTLs and quotas run on
     // it too, unless a topic is consumed: replicas reading the same topic
     // then enforce on event time, so that they decide alike.

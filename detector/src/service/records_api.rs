@@ -167,7 +167,7 @@ pub(crate) struct ExportState {
     requested_by: String,
     filter: Filter,
     format: ExportFormat,
-    /// `pending`, `approved` or `refused`.
+    /// `pending`, `deciding` (an admin's decision being recorded), `approved` or `refused`.
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     decided_by: Option<String>,
@@ -239,7 +239,9 @@ pub(crate) struct NewExport {
 /// `POST /v1/exports`: a pending request, recorded; nothing is exported yet.
 pub(crate) async fn post_export(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, body: axum::body::Bytes) -> Result<(StatusCode, Json<ExportState>), ApiError> {
     let req: NewExport = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("export: {e}")))?;
-    let filter = RecordsQuery { customer_id: req.customer_id, from: req.from, to: req.to, kind: req.kind, limit: Some(100_000) }.filter()?;
+    let mut filter = RecordsQuery { customer_id: req.customer_id, from: req.from, to: req.to, kind: req.kind, limit: Some(100_000) }.filter()?;
+    // What the approver approves is fixed now: an open-ended period would grow after approval.
+    filter.to_ms.get_or_insert_with(crate::enforce::now_ms);
     let rec = recording(&s)?;
     exports(&s)?;
     let id = {
@@ -263,14 +265,24 @@ async fn decide_export(s: Arc<AppState>, who: Principal, id: String, approve: bo
         blocking(move || rec.records().record(crate::enforce::now_ms(), record).map_err(store_error)).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "an export is approved by a second person, not by the one who requested it"));
     }
-    if current.status != "pending" {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("export {id} is already {}", current.status)));
+    // Claimed under the lock: of two admins deciding at once, one decides and the other is told.
+    {
+        let mut all = exports(&s)?.lock();
+        let x = all.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no export {id}")))?;
+        if x.status != "pending" {
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("export {id} is already {}", x.status)));
+        }
+        x.status = "deciding";
     }
     let step = if approve { "approved" } else { "refused" };
     let record = export_record(&id, step, &who, &current.filter, None);
-    blocking(move || rec.records().record(crate::enforce::now_ms(), record).map_err(store_error)).await?;
+    let written = blocking(move || rec.records().record(crate::enforce::now_ms(), record).map_err(store_error)).await;
     let mut all = exports(&s)?.lock();
     let x = all.get_mut(&id).ok_or_else(|| ApiError::not_found(format!("no export {id}")))?;
+    if let Err(e) = written {
+        x.status = "pending";
+        return Err(e);
+    }
     x.status = step;
     x.decided_by = Some(who.name.clone());
     Ok(Json(x.clone()))
@@ -296,7 +308,7 @@ pub(crate) async fn get_export(State(s): State<Arc<AppState>>, axum::Extension(w
     }
     match x.status {
         "approved" => {}
-        "pending" => return Ok((StatusCode::ACCEPTED, Json(x)).into_response()),
+        "pending" | "deciding" => return Ok((StatusCode::ACCEPTED, Json(x)).into_response()),
         _ => return Err(ApiError::new(StatusCode::CONFLICT, format!("export {id} was {}", x.status))),
     }
     let filter = x.filter.clone();
