@@ -204,9 +204,12 @@ impl Recording {
         self.recorder.send(Recordable::Records(vec![Records::new_record(event_ms, customer, RecordBody::Alert(body))]));
     }
 
-    /// Record a block set or lifted.
+    /// Record a block set or lifted. A block that runs out is not recorded again: its set
+    /// record carries the time it ends.
     pub fn block(&self, change: &str, block: &Block) {
         let customer = (block.scope == haechi_features::EntityKind::Customer).then(|| block.key.clone());
+        // The block list says "lift"; the record says what happened to the block.
+        let change = if change == "lift" { "lifted" } else { change };
         let body = BlockRecord {
             change: change.to_owned(),
             scope: block.scope.as_str().to_owned(),
