@@ -82,11 +82,13 @@ pub struct AlertConfig {
     /// Repeats of one finding on one entity inside this window are one alert.
     #[serde(with = "humantime_serde")]
     pub fold_window: Duration,
+    /// Where alerts are delivered besides the feed (webhook, file), each spooled in the data dir.
+    pub sinks: Vec<crate::alert_sinks::AlertSinkConfig>,
 }
 
 impl Default for AlertConfig {
     fn default() -> Self {
-        AlertConfig { fold_window: Duration::from_secs(600) }
+        AlertConfig { fold_window: Duration::from_secs(600), sinks: Vec::new() }
     }
 }
 
@@ -130,6 +132,9 @@ impl Config {
         }
         if self.alerts.fold_window.as_secs() == 0 {
             return Err("alerts.fold_window must be at least one second".into());
+        }
+        for (n, sink) in self.alerts.sinks.iter().enumerate() {
+            sink.validate(n)?;
         }
         self.server.validate()?;
         self.storage.validate()?;

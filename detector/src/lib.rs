@@ -15,6 +15,7 @@
 //! assert_eq!(processed.decision.verdict, Verdict::Allow);
 //! ```
 
+pub mod alert_sinks;
 pub mod backtest;
 pub mod bench;
 mod builtin;

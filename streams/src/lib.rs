@@ -21,4 +21,4 @@ pub use error::StreamError;
 pub use fluvio::FluvioBroker;
 pub use memory::MemoryBroker;
 pub use reader::{ReaderTuning, TopicReader};
-pub use spool::{Drained, Spool};
+pub use spool::{Deliver, Drained, Spool};

@@ -107,7 +107,7 @@ impl Spool {
     ///
     /// # Errors
     /// The platform's failure; the records stay spooled.
-    pub async fn drain<B: Broker>(&self, broker: &B, max: usize) -> Result<Drained, StreamError> {
+    pub async fn drain<B: Deliver>(&self, broker: &B, max: usize) -> Result<Drained, StreamError> {
         let start = self.cursor.load(Ordering::Acquire);
         let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
         for r in self.log.read_from(start)?.take(max) {
@@ -127,7 +127,7 @@ impl Spool {
                 run.push((k.to_vec(), v.to_vec()));
                 i += 1;
             }
-            broker.produce(&topic, &run).await?;
+            broker.deliver(&topic, &run).await?;
             sent += run.len();
             self.advance(start + sent as u64)?;
         }
@@ -148,7 +148,7 @@ impl Spool {
     /// Drain until `stop` resolves: as records arrive, and with exponential
     /// backoff (100 ms to 30 s, with jitter) while the platform fails.
     /// `on_error` sees each failure (for metrics and logs).
-    pub async fn run<B: Broker>(&self, broker: &B, stop: impl std::future::Future<Output = ()>, mut on_error: impl FnMut(&StreamError)) {
+    pub async fn run<B: Deliver>(&self, broker: &B, stop: impl std::future::Future<Output = ()>, mut on_error: impl FnMut(&StreamError)) {
         tokio::pin!(stop);
         let backoff = backon::ExponentialBuilder::default().with_min_delay(Duration::from_millis(100)).with_max_delay(Duration::from_secs(30)).with_jitter().without_max_times();
         let mut delays = backoff.build();
@@ -178,6 +178,19 @@ impl Spool {
                 }
             }
         }
+    }
+}
+
+/// Where a spool drains to: a streaming platform's topics, or any receiver that takes records
+/// in order and says when it has them (an alert webhook, a file).
+pub trait Deliver: Send + Sync {
+    /// Deliver `records` (key, value) for `topic`, in order; `Ok` only once all are accepted.
+    fn deliver(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
+}
+
+impl<B: Broker> Deliver for B {
+    fn deliver(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> impl std::future::Future<Output = Result<(), StreamError>> + Send {
+        self.produce(topic, records)
     }
 }
 

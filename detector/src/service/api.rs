@@ -428,6 +428,13 @@ async fn post_reload(State(s): State<Arc<AppState>>, axum::Extension(who): axum:
 
 async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     s.sync_store_counters();
+    for sink in &s.alert_sinks {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &sink.counts;
+        for (state, n) in [("delivered", c.delivered.load(Relaxed)), ("retried", c.retried.load(Relaxed)), ("dropped", c.dropped.load(Relaxed)), ("spooled", sink.depth())] {
+            s.metrics.alert_sinks.with_label_values(&[&sink.name, state]).set(n as i64);
+        }
+    }
     let store = s.pipeline.store();
     for kind in EntityKind::ALL {
         s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);

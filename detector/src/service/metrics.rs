@@ -47,6 +47,8 @@ pub struct Metrics {
     pub consumer_paused: IntCounter,
     /// Analyst blocks applied from another replica.
     pub blocks_replicated: IntCounter,
+    /// Alert sinks: alerts delivered, retried deliveries, dropped (spool full), spooled now.
+    pub alert_sinks: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -117,7 +119,14 @@ impl Metrics {
         let consumer_paused = plain("haechi_consumer_paused_total", "Times the consumer paused because the sink spool was over its limit.");
         let blocks_replicated = plain("haechi_blocks_replicated_total", "Analyst blocks and lifts applied from another replica through the block topic.");
         let spool_depth = gauge("haechi_spool_depth", "Records spooled for the Fluvio sinks, not yet acknowledged.");
+        let alert_sinks = IntGaugeVec::new(
+            Opts::new("haechi_alert_sink_alerts", "Alert sinks, by sink and state: delivered, retried (failed attempts), dropped (spool full; 0 unless max_spool was hit), spooled (waiting now)."),
+            &["sink", "state"],
+        )
+        .expect("valid");
+        r.register(Box::new(alert_sinks.clone())).expect("registered once");
         Metrics {
+            alert_sinks,
             stream_errors: counter(&r, "haechi_stream_errors_total", "Fluvio failures, by operation (consume, produce).", &["op"]),
             consumed,
             dead_letters,

@@ -251,14 +251,21 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         )?)),
         _ => None,
     };
+    let config_sinks = config.alerts.sinks.clone();
     let (ring, fold_ms, lateness_ms) = (server.alert_ring, config.alerts.fold_window.as_millis() as i64, config.features.allowed_lateness.as_millis() as i64);
-    let pipeline = Arc::new(Pipeline::with_sealed_blocks(config, keys.map(|k| k.sealer(crate::durable::purpose::BLOCKS)))?);
+    let pipeline = Arc::new(Pipeline::with_sealed_blocks(config, keys.as_ref().map(|k| k.sealer(crate::durable::purpose::BLOCKS)))?);
     let feed = match &data {
         Some(d) => feed::AlertFeed::with_log(ring, fold_ms, lateness_ms, d.alert_log().clone())?,
         None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),
     };
+    let alert_sinks = match &data {
+        Some(d) => config_sinks.iter().enumerate().map(|(n, c)| crate::alert_sinks::AlertSink::open(&d.path().join("alert-sinks"), n, c, keys.as_ref()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?,
+        None if !config_sinks.is_empty() => return Err(bad("[[alerts.sinks]] spool alerts in the data dir: run without --memory-only".into())),
+        None => Vec::new(),
+    };
     let mut state = AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox);
     state.exports = exports;
+    state.alert_sinks = alert_sinks;
     let state = Arc::new(state);
     let (out, rec) = (state.outbox.clone(), recording.clone());
     if out.is_some() || rec.is_some() {
@@ -499,6 +506,11 @@ fn spawn_background(tracker: &TaskTracker, state: &Arc<AppState>, shutdown: &Can
                 }
             }
         });
+    }
+    // Alert sinks: each delivers its spool in order, retrying while its receiver is down.
+    for sink in &state.alert_sinks {
+        let (sink, stop) = (sink.clone(), shutdown.clone());
+        tracker.spawn(async move { sink.run(stop.cancelled()).await });
     }
     // Records: archive what is old enough and destroy what is past retention, at start and hourly.
     if let Some(rec) = state.audit.recording().cloned() {

@@ -51,6 +51,8 @@ pub struct AppState {
     pub replica: String,
     /// Export requests and their approvals (with the access records).
     pub exports: Option<super::records_api::Exports>,
+    /// `[[alerts.sinks]]`, each with its spool (with a data dir).
+    pub alert_sinks: Vec<Arc<crate::alert_sinks::AlertSink>>,
 }
 
 /// One alert-stream client, counted while it is connected.
@@ -93,6 +95,7 @@ impl AppState {
             subscribers: AtomicUsize::new(0),
             evicted_reported: Mutex::new([0; KIND_COUNT]),
             exports: None,
+            alert_sinks: Vec::new(),
         }
     }
 
@@ -234,6 +237,13 @@ impl Sink for LiveSink<'_> {
             m.alerts.with_label_values(&[a.alert.severity.as_str()]).inc();
             if let Some(r) = recording {
                 r.alert(&a.alert);
+            }
+            if !s.alert_sinks.is_empty() {
+                if let Ok(body) = serde_json::to_vec(&a) {
+                    for sink in &s.alert_sinks {
+                        sink.offer(&a, &body);
+                    }
+                }
             }
             if let Some(out) = &s.outbox {
                 out.alert(&a);
