@@ -9,6 +9,10 @@
 //!
 //! - `webhook`: `POST url`, the alert as JSON, `Idempotency-Key: <alert id>`, and
 //!   `X-Haechi-Signature: sha256=<hex HMAC-SHA-256 of the body>` under the secret in `secret_env`.
+//! - `alertmanager`: `POST url/api/v2/alerts` (Alertmanager API v2): labels `alertname` (the
+//!   rule), `severity`, `detector`, `entity_kind`, `entity`, `service="haechi"`, `alert_id`;
+//!   annotations `summary` and `description`; `startsAt` the first finding, `endsAt` the end of
+//!   its fold window, so Alertmanager resolves the alert when the window closes.
 //! - `file`: one alert per line, appended and synced.
 
 use std::io::Write;
@@ -31,6 +35,7 @@ use crate::service::feed::FeedAlert;
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     Webhook,
+    Alertmanager,
     File,
 }
 
@@ -96,6 +101,15 @@ impl AlertSinkConfig {
                     return Err(format!("{at}: path is for file sinks"));
                 }
             }
+            SinkKind::Alertmanager => {
+                let url = self.url.as_deref().ok_or_else(|| format!("{at}: needs url, Alertmanager's base address"))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(format!("{at}: url must be http:// or https://"));
+                }
+                if self.path.is_some() || self.secret_env.is_some() {
+                    return Err(format!("{at}: path and secret_env are not for Alertmanager"));
+                }
+            }
             SinkKind::File => {
                 if self.path.is_none() {
                     return Err(format!("{at}: needs path"));
@@ -131,6 +145,7 @@ pub struct AlertSink {
 
 enum Receiver {
     Webhook(Arc<Webhook>),
+    Alertmanager(Arc<Alertmanager>),
     File(Arc<FileOut>),
 }
 
@@ -139,8 +154,13 @@ impl AlertSink {
     ///
     /// # Errors
     /// An unset secret variable, or a spool that cannot be opened.
-    pub fn open(dir: &Path, n: usize, config: &AlertSinkConfig, keys: Option<&KeyRing>) -> Result<AlertSink, DetectorError> {
-        let kind = if config.kind == SinkKind::Webhook { "webhook" } else { "file" };
+    /// `fold_window`: how long an alert's window stays open (Alertmanager's `endsAt`).
+    pub fn open(dir: &Path, n: usize, config: &AlertSinkConfig, keys: Option<&KeyRing>, fold_window: Duration) -> Result<AlertSink, DetectorError> {
+        let kind = match config.kind {
+            SinkKind::Webhook => "webhook",
+            SinkKind::Alertmanager => "alertmanager",
+            SinkKind::File => "file",
+        };
         let name = format!("{n}-{kind}");
         let bad = |message: String| DetectorError::Config { path: format!("alerts.sinks[{n}]"), message };
         let receiver = match config.kind {
@@ -152,6 +172,11 @@ impl AlertSink {
                 }
                 let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(config.timeout)).http_status_as_error(false).build().into();
                 Receiver::Webhook(Arc::new(Webhook { url: config.url.clone().unwrap_or_default(), secret: secret.into_bytes(), agent }))
+            }
+            SinkKind::Alertmanager => {
+                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(config.timeout)).http_status_as_error(false).build().into();
+                let base = config.url.clone().unwrap_or_default();
+                Receiver::Alertmanager(Arc::new(Alertmanager { url: format!("{}/api/v2/alerts", base.trim_end_matches('/')), fold_ms: fold_window.as_millis() as i64, agent }))
             }
             SinkKind::File => Receiver::File(Arc::new(FileOut { path: config.path.clone().unwrap_or_default() })),
         };
@@ -208,6 +233,13 @@ impl Deliver for Counting<'_> {
                     self.counts.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
+            Receiver::Alertmanager(am) => {
+                // One request for the run: Alertmanager takes a list.
+                let (am, bodies) = (am.clone(), records.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+                let n = bodies.len() as u64;
+                tokio::task::spawn_blocking(move || am.post(&bodies)).await.map_err(|e| StreamError::Platform { what: "alertmanager", message: e.to_string() })??;
+                self.counts.delivered.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
             Receiver::File(f) => {
                 let (f, lines) = (f.clone(), records.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
                 let n = lines.len() as u64;
@@ -248,6 +280,63 @@ impl Webhook {
             Ok(())
         } else {
             Err(StreamError::Platform { what: "webhook", message: format!("{} answered {status}", self.url) })
+        }
+    }
+}
+
+struct Alertmanager {
+    url: String,
+    fold_ms: i64,
+    agent: ureq::Agent,
+}
+
+/// One alert as Alertmanager API v2 takes it.
+pub fn alertmanager_alert(alert: &FeedAlert, fold_ms: i64) -> serde_json::Value {
+    let a = &alert.alert;
+    let starts = haechi_features::parse_rfc3339_ms(&a.time).unwrap_or_else(crate::enforce::now_ms);
+    let iso = haechi_features::format_rfc3339_ms;
+    let mut labels = serde_json::json!({
+        "alertname": a.rule,
+        "severity": a.severity.as_str(),
+        "detector": a.detector,
+        "service": "haechi",
+        "alert_id": a.id,
+    });
+    if let (Some(kind), Some(entity)) = (a.entity_kind, &a.entity) {
+        labels["entity_kind"] = kind.as_str().into();
+        labels["entity"] = entity.as_str().into();
+    }
+    let what = a.entity.as_deref().map_or(String::new(), |e| format!(" on {} {e}", a.entity_kind.map_or("", |k| k.as_str())));
+    serde_json::json!({
+        "labels": labels,
+        "annotations": {
+            "summary": format!("{}{what}", a.rule),
+            "description": format!("{} finding(s) of {} ({}), first at {}; event {}", a.count, a.rule, a.detector, a.time, a.event_id),
+        },
+        "startsAt": iso(starts),
+        "endsAt": iso(starts + fold_ms),
+    })
+}
+
+impl Alertmanager {
+    fn post(&self, bodies: &[Vec<u8>]) -> Result<(), StreamError> {
+        let alerts: Vec<serde_json::Value> = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<FeedAlert>(b).ok())
+            .map(|a| alertmanager_alert(&a, self.fold_ms))
+            .collect();
+        let body = serde_json::to_vec(&alerts).map_err(|e| StreamError::Platform { what: "alertmanager", message: e.to_string() })?;
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .map_err(|e| StreamError::Unreachable { what: "alertmanager", message: e.to_string() })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(StreamError::Platform { what: "alertmanager", message: format!("{} answered {status}", self.url) })
         }
     }
 }

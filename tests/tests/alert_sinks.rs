@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -140,5 +141,114 @@ fn a_webhook_down_for_half_a_burst_gets_every_alert_once_in_order_signed() {
     }
     let lines: Vec<String> = std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(lines, feed);
+    assert!(s.stop().success());
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`, installed by `.ci/run`), started
+/// on a free port with its own storage; killed when dropped.
+struct Alertmanager {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn alertmanager() -> Alertmanager {
+    let bin = "/usr/bin/prometheus-alertmanager";
+    assert!(Path::new(bin).exists(), "{bin} is missing: .ci/run installs Debian's prometheus-alertmanager");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(&cfg, "route:\n  receiver: none\nreceivers:\n  - name: none\n").unwrap();
+    let port = free_port();
+    let child = std::process::Command::new(bin)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting Alertmanager");
+    let am = Alertmanager { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let a = http();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || send(&a, "GET", &format!("{}/-/ready", am.base), None).0 != 200 {
+        assert!(Instant::now() < deadline, "Alertmanager did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    am
+}
+
+#[test]
+fn alertmanager_gets_the_alerts_with_their_labels_and_resolves_them_when_the_window_closes() {
+    let am = alertmanager();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haechi.toml");
+    std::fs::write(&cfg, format!("[server]\nwatch_files = false\n[alerts]\nfold_window = \"10m\"\n[[alerts.sinks]]\nkind = \"alertmanager\"\nurl = \"{}\"\nmin_severity = \"low\"\n", am.base)).unwrap();
+    let s = Server::try_start(&["--config", cfg.to_str().unwrap()]).unwrap_or_else(|l| panic!("{l}"));
+    let a = http();
+    assert_eq!(send(&a, "POST", &s.url("/v1/events"), Some(burst(40, 3).as_bytes())).0, 200);
+    let (_, text) = send(&a, "GET", &s.url("/v1/alerts?limit=1000"), None);
+    let feed: Vec<Value> = serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone();
+    assert!(feed.len() >= 3, "{text}");
+
+    // Alertmanager holds every one, labelled by rule, severity and entity.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (_, text) = send(&a, "GET", &format!("{}/api/v2/alerts?filter=service%3D%22haechi%22", am.base), None);
+        let held: Vec<Value> = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null).as_array().cloned().unwrap_or_default();
+        if held.len() >= feed.len() {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "Alertmanager holds {} of {} alerts: {text}", held.len(), feed.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for f in &feed {
+        let id = f["id"].as_str().unwrap();
+        let h = held.iter().find(|h| h["labels"]["alert_id"] == id).unwrap_or_else(|| panic!("alert {id} not in Alertmanager"));
+        assert_eq!(h["labels"]["alertname"], f["rule"]);
+        assert_eq!(h["labels"]["severity"], f["severity"]);
+        assert_eq!(h["labels"]["entity"], f["entity"]);
+        assert!(h["annotations"]["summary"].as_str().is_some_and(|s| s.contains(f["rule"].as_str().unwrap())));
+        assert_eq!(h["status"]["state"], "active", "the window is open: firing");
+        // It resolves when its fold window closes: endsAt is the window's end.
+        let starts = haechi_features::parse_rfc3339_ms(f["time"].as_str().unwrap()).unwrap();
+        let ends = haechi_features::parse_rfc3339_ms(h["endsAt"].as_str().unwrap()).unwrap();
+        assert_eq!(ends - starts, 600_000, "{h}");
+    }
+    assert!(s.stop().success());
+
+    // An alert whose window has closed already arrives resolved: Alertmanager does not show it active.
+    let cfg2 = dir.path().join("closed.toml");
+    std::fs::write(&cfg2, format!("[server]\nwatch_files = false\n[alerts]\nfold_window = \"1m\"\n[[alerts.sinks]]\nkind = \"alertmanager\"\nurl = \"{}\"\n", am.base)).unwrap();
+    let s = Server::try_start(&["--config", cfg2.to_str().unwrap()]).unwrap_or_else(|l| panic!("{l}"));
+    assert_eq!(send(&a, "POST", &s.url("/v1/events"), Some(burst(60, 1).as_bytes())).0, 200);
+    let (_, text) = send(&a, "GET", &s.url("/v1/alerts?limit=1000"), None);
+    let closed: Vec<String> = serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    assert!(!closed.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics_delivered = |s: &Server| {
+        let (_, m) = send(&a, "GET", &s.url("/metrics"), None);
+        m.lines().find(|l| l.starts_with("haechi_alert_sink_alerts{sink=\"0-alertmanager\",state=\"delivered\"}")).and_then(|l| l.rsplit(' ').next()?.parse::<usize>().ok()).unwrap_or(0)
+    };
+    while metrics_delivered(&s) < closed.len() {
+        assert!(Instant::now() < deadline, "not delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, text) = send(&a, "GET", &format!("{}/api/v2/alerts?active=true&filter=service%3D%22haechi%22", am.base), None);
+    let active: Vec<Value> = serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap().clone();
+    for id in &closed {
+        assert!(!active.iter().any(|h| h["labels"]["alert_id"] == id.as_str() && h["status"]["state"] == "active"), "alert {id} should be resolved: {text}");
+    }
     assert!(s.stop().success());
 }

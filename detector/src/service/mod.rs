@@ -259,7 +259,7 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         None => feed::AlertFeed::new(ring, fold_ms, lateness_ms),
     };
     let alert_sinks = match &data {
-        Some(d) => config_sinks.iter().enumerate().map(|(n, c)| crate::alert_sinks::AlertSink::open(&d.path().join("alert-sinks"), n, c, keys.as_ref()).map(Arc::new)).collect::<Result<Vec<_>, _>>()?,
+        Some(d) => config_sinks.iter().enumerate().map(|(n, c)| crate::alert_sinks::AlertSink::open(&d.path().join("alert-sinks"), n, c, keys.as_ref(), Duration::from_millis(fold_ms as u64)).map(Arc::new)).collect::<Result<Vec<_>, _>>()?,
         None if !config_sinks.is_empty() => return Err(bad("[[alerts.sinks]] spool alerts in the data dir: run without --memory-only".into())),
         None => Vec::new(),
     };
