@@ -80,6 +80,7 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route("/v1/check", post(post_check))
         .route("/v1/alerts", get(get_alerts))
         .route("/v1/alerts/stream", get(get_alert_stream))
+        .route("/v1/alerts/{id}/triage", post(post_triage))
         .route("/v1/blocks", get(get_blocks).post(post_block))
         .route("/v1/blocks/{scope}/{key}", delete(delete_block))
         .route("/v1/entities/{kind}/{key}", get(get_entity))
@@ -239,12 +240,56 @@ struct AlertQuery {
     limit: Option<usize>,
 }
 
-async fn get_alerts(State(s): State<Arc<AppState>>, Query(q): Query<AlertQuery>) -> Json<Vec<FeedAlert>> {
+async fn get_alerts(State(s): State<Arc<AppState>>, Query(q): Query<AlertQuery>) -> Json<Vec<serde_json::Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    Json(match q.since {
+    let alerts = match q.since {
         Some(since) => s.feed.since(since, limit),
         None => s.feed.recent(limit),
-    })
+    };
+    Json(
+        alerts
+            .iter()
+            .map(|a| {
+                let mut v = serde_json::to_value(a).unwrap_or_default();
+                if let Some(t) = s.triage.get(&a.alert.id) {
+                    v["triage"] = serde_json::to_value(t).unwrap_or_default();
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// `POST /v1/alerts/{id}/triage`: acknowledge, resolve, or label an alert true or false
+/// positive, with a note; recorded as the token's principal's action.
+async fn post_triage(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<super::triage::Triage>, ApiError> {
+    let body = body?;
+    let change: super::triage::TriageChange = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("triage: {e}")))?;
+    if change.state.is_none() && change.label.is_none() && change.note.is_none() {
+        return Err(ApiError::bad_request("triage: give state (open, acknowledged, resolved), label (true_positive, false_positive) or note"));
+    }
+    if let Some(note) = &change.note {
+        if note.len() > 2_000 {
+            return Err(ApiError::bad_request("triage: a note is at most 2,000 bytes"));
+        }
+        if haechi_features::find_resident_number(note).is_some() {
+            return Err(ApiError::bad_request("triage: a note must not carry a resident registration number"));
+        }
+    }
+    if !s.feed.recent(usize::MAX).iter().any(|a| a.alert.id == id) {
+        return Err(ApiError::not_found(format!("no alert {id} among the recent alerts")));
+    }
+    let before = s.triage.get(&id);
+    let after = super::triage::Triage::apply(before.as_ref(), &change, &who.name, haechi_features::format_rfc3339_ms(crate::enforce::now_ms()));
+    let (b, a) = (serde_json::to_value(&before).unwrap_or_default(), serde_json::to_value(&after).unwrap_or_default());
+    audit(&s, AuditRecord::now(Actor::from(&who), "alert_triage", Some("alert"), Some(&id), b, a)).await?;
+    s.triage.set(&id, after.clone());
+    Ok(Json(after))
 }
 
 fn sse(a: &FeedAlert) -> SseEvent {

@@ -46,7 +46,7 @@ impl Role {
         match self {
             Role::Admin => !matches!(access, SubjectAccess),
             Role::Ingest => matches!(access, Ingest),
-            Role::Analyst => matches!(access, Ingest | Investigate | ChangeBlocks),
+            Role::Analyst => matches!(access, Ingest | Investigate | ChangeBlocks | Triage),
             Role::Auditor => matches!(access, Investigate | Audit | ReadRecords | RequestExport | Reports),
             Role::SubjectPortal => matches!(access, SubjectAccess),
         }
@@ -62,6 +62,8 @@ pub enum Access {
     Investigate,
     /// Set and lift blocks.
     ChangeBlocks,
+    /// Acknowledge, resolve and label alerts.
+    Triage,
     /// Read the audit log.
     Audit,
     /// Reload rules and model.
@@ -89,6 +91,7 @@ pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
         (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/blocks" | "/v1/entities/{kind}/{key}") => Access::Investigate,
         (Method::POST, "/v1/blocks") | (Method::DELETE, "/v1/blocks/{scope}/{key}") => Access::ChangeBlocks,
         (Method::GET, "/v1/audit") => Access::Audit,
+        (Method::POST, "/v1/alerts/{id}/triage") => Access::Triage,
         (Method::POST, "/v1/reload") => Access::Administer,
         (Method::GET, "/v1/records") => Access::ReadRecords,
         (Method::GET, "/v1/subjects/{customer_id}/records") => Access::SubjectAccess,

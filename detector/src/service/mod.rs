@@ -9,6 +9,7 @@
 mod api;
 pub mod audit;
 mod records_api;
+pub mod triage;
 pub mod auth;
 pub(crate) mod feed;
 mod metrics;
@@ -266,6 +267,13 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let mut state = AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox);
     state.exports = exports;
     state.alert_sinks = alert_sinks;
+    if let Some(r) = &recording {
+        let actions = r.records().query(&haechi_records::Filter { kinds: vec![haechi_records::RecordKind::Action], ..haechi_records::Filter::default() })?;
+        state.triage = triage::TriageBook::from_actions(actions.iter().filter_map(|r| match &r.body {
+            haechi_records::RecordBody::Action(a) => Some(a),
+            _ => None,
+        }));
+    }
     let state = Arc::new(state);
     let (out, rec) = (state.outbox.clone(), recording.clone());
     if out.is_some() || rec.is_some() {

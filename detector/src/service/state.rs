@@ -51,6 +51,8 @@ pub struct AppState {
     pub replica: String,
     /// Export requests and their approvals (with the access records).
     pub exports: Option<super::records_api::Exports>,
+    /// Analysts' judgements of alerts.
+    pub triage: super::triage::TriageBook,
     /// `[[alerts.sinks]]`, each with its spool (with a data dir).
     pub alert_sinks: Vec<Arc<crate::alert_sinks::AlertSink>>,
 }
@@ -96,6 +98,7 @@ impl AppState {
             evicted_reported: Mutex::new([0; KIND_COUNT]),
             exports: None,
             alert_sinks: Vec::new(),
+            triage: super::triage::TriageBook::default(),
         }
     }
 
