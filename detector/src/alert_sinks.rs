@@ -223,10 +223,19 @@ struct Counting<'a> {
 }
 
 impl Deliver for Counting<'_> {
+    fn max_batch(&self) -> usize {
+        // A webhook takes one alert per request: each is acknowledged on its own.
+        if matches!(self.receiver, Receiver::Webhook(_)) {
+            1
+        } else {
+            usize::MAX
+        }
+    }
+
     async fn deliver(&self, _topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StreamError> {
         match self.receiver {
             Receiver::Webhook(w) => {
-                // One request at a time, in order: the next waits until the receiver took this one.
+                // One request at a time (one record, see `max_batch`), in order.
                 for (key, body) in records {
                     let (w, key, body) = (w.clone(), key.clone(), body.clone());
                     tokio::task::spawn_blocking(move || w.post(&key, &body)).await.map_err(|e| StreamError::Platform { what: "webhook", message: e.to_string() })??;

@@ -127,9 +127,13 @@ impl Spool {
                 run.push((k.to_vec(), v.to_vec()));
                 i += 1;
             }
-            broker.deliver(&topic, &run).await?;
-            sent += run.len();
-            self.advance(start + sent as u64)?;
+            // A receiver that takes records one request at a time gets chunks, and the cursor
+            // moves after each: a failure part-way never sends what it took again.
+            for chunk in run.chunks(broker.max_batch().max(1)) {
+                broker.deliver(&topic, chunk).await?;
+                sent += chunk.len();
+                self.advance(start + sent as u64)?;
+            }
         }
         Ok(Drained { sent, left: self.depth() })
     }
@@ -186,6 +190,12 @@ impl Spool {
 pub trait Deliver: Send + Sync {
     /// Deliver `records` (key, value) for `topic`, in order; `Ok` only once all are accepted.
     fn deliver(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> impl std::future::Future<Output = Result<(), StreamError>> + Send;
+
+    /// The most records one `deliver` may take: a receiver that acknowledges records one by one
+    /// says 1, so that a failure after some of them does not deliver those again.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 }
 
 impl<B: Broker> Deliver for B {
@@ -204,6 +214,42 @@ mod tests {
         let r = encode("alerts", b"id-1", b"{\"x\":1}");
         assert_eq!(decode(0, &r).unwrap(), ("alerts", &b"id-1"[..], &b"{\"x\":1}"[..]));
         assert!(decode(3, &r[..5]).is_err());
+    }
+
+    /// Takes one record per call and fails every third call, remembering what it took.
+    struct Flaky {
+        calls: std::sync::atomic::AtomicUsize,
+        taken: std::sync::Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Deliver for Flaky {
+        async fn deliver(&self, _topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StreamError> {
+            assert_eq!(records.len(), 1, "max_batch is respected");
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 3 == 2 {
+                return Err(StreamError::Unreachable { what: "test", message: "flaky".into() });
+            }
+            self.taken.lock().unwrap().push(records[0].0.clone());
+            Ok(())
+        }
+
+        fn max_batch(&self) -> usize {
+            1
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_fails_part_way_gets_each_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        for i in 0..10 {
+            spool.push("alert", format!("k{i}").as_bytes(), b"v").unwrap();
+        }
+        let flaky = Flaky { calls: 0.into(), taken: Default::default() };
+        while spool.depth() > 0 {
+            let _ = spool.drain(&flaky, 100).await;
+        }
+        let taken: Vec<String> = flaky.taken.lock().unwrap().iter().map(|k| String::from_utf8(k.clone()).unwrap()).collect();
+        assert_eq!(taken, (0..10).map(|i| format!("k{i}")).collect::<Vec<_>>(), "in order, none twice");
     }
 
     #[tokio::test]
