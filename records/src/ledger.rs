@@ -351,6 +351,11 @@ pub(crate) fn read_checkpoints(path: &Path) -> Result<Option<Vec<CheckpointLine>
     Ok(Some(out))
 }
 
+/// A file a read found damaged: where, and what to run.
+fn damaged(f: &ChainFile, problem: &FrameProblem) -> RecordsError {
+    RecordsError::Damaged { path: f.path.clone(), reason: format!("{problem:?}; run `haechi records verify`") }
+}
+
 /// A checkpoint line cut by a crash mid-write is dropped, so the next line starts on its own.
 fn cut_torn_line(path: &Path) -> Result<(), RecordsError> {
     let Ok(bytes) = fs::read(path) else { return Ok(()) };
@@ -515,20 +520,28 @@ impl Ledger {
         self.class
     }
 
+    /// The segment being written and how far, so a read stops at what was whole when it began.
+    fn current_end(&self) -> (PathBuf, u64) {
+        let w = self.writer();
+        (w.seg_path.clone(), w.seg_len)
+    }
+
+    /// A file's entries (a live segment read up to `limit`), and what stopped its read early.
+    fn entries(&self, f: &ChainFile, limit: Option<u64>) -> Result<(Vec<Entry>, Option<FrameProblem>), RecordsError> {
+        if f.archived_last.is_some() {
+            return Ok((read_archive(&f.path, self.class, &self.sealer)?.1, None));
+        }
+        let (_, entries, problem) = read_segment(&f.path, self.class, &self.sealer, limit)?;
+        Ok((entries, problem))
+    }
+
     /// The ingest-log offsets recorded at or after `from`, newest files first until one
     /// begins before `from`: what a recovery replaying the log from `from` must not record again.
     pub fn log_offsets_from(&self, from: u64) -> Result<std::collections::HashSet<u64>, RecordsError> {
-        let (current, len) = {
-            let w = self.writer();
-            (w.seg_path.clone(), w.seg_len)
-        };
+        let (current, len) = self.current_end();
         let mut found = std::collections::HashSet::new();
         for f in list_files(&self.dir)?.into_iter().rev() {
-            let entries = if f.archived_last.is_some() {
-                read_archive(&f.path, self.class, &self.sealer)?.1
-            } else {
-                read_segment(&f.path, self.class, &self.sealer, (f.path == current).then_some(len))?.1
-            };
+            let (entries, _) = self.entries(&f, (f.path == current).then_some(len))?;
             let mut older = false;
             for e in &entries {
                 match e.record().ok().and_then(|r| r.log_offset) {
@@ -666,21 +679,12 @@ impl Ledger {
 
     /// Every record in order, archives first, up to what was written when the call began.
     pub fn scan(&self, mut visit: impl FnMut(Record) -> bool) -> Result<(), RecordsError> {
-        let (current, len) = {
-            let w = self.writer();
-            (w.seg_path.clone(), w.seg_len)
-        };
+        let (current, len) = self.current_end();
         for f in list_files(&self.dir)? {
-            let entries = if f.archived_last.is_some() {
-                read_archive(&f.path, self.class, &self.sealer)?.1
-            } else {
-                let limit = (f.path == current).then_some(len);
-                let (_, entries, problem) = read_segment(&f.path, self.class, &self.sealer, limit)?;
-                if let Some(p) = problem {
-                    return Err(RecordsError::Damaged { path: f.path, reason: format!("{p:?}; run `haechi records verify`") });
-                }
-                entries
-            };
+            let (entries, problem) = self.entries(&f, (f.path == current).then_some(len))?;
+            if let Some(p) = problem {
+                return Err(damaged(&f, &p));
+            }
             for e in entries {
                 let record = e.record().map_err(|err| RecordsError::Damaged { path: f.path.clone(), reason: format!("record {} is not a record: {err}", e.seq) })?;
                 if !visit(record) {
@@ -701,7 +705,7 @@ impl Ledger {
             }
             let (header, entries, problem) = read_segment(&f.path, self.class, &self.sealer, None)?;
             if let Some(p) = problem {
-                return Err(RecordsError::Damaged { path: f.path, reason: format!("{p:?}; run `haechi records verify`") });
+                return Err(damaged(&f, &p));
             }
             out.push((f, header, entries));
         }
@@ -762,8 +766,8 @@ impl Ledger {
                 (h.first, h.last, h.last_recorded_ms, h.last_hash)
             } else {
                 let (h, entries, problem) = read_segment(&f.path, self.class, &self.sealer, None)?;
-                if problem.is_some() {
-                    return Err(RecordsError::Damaged { path: f.path, reason: "damaged; run `haechi records verify` before retention runs".into() });
+                if let Some(p) = problem {
+                    return Err(damaged(&f, &p));
                 }
                 let Some(last) = entries.last() else { break };
                 let ms = last.record().map(|r| r.recorded_ms).unwrap_or(i64::MAX);

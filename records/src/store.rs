@@ -189,11 +189,10 @@ impl Records {
     /// it, as a recorded read: reports are built from personal data too.
     pub fn report(&self, now_ms: i64, who: Actor, via: &str, from_ms: i64, to_ms: i64) -> Result<crate::Report, RecordsError> {
         let previous_from = from_ms.saturating_sub(to_ms.saturating_sub(from_ms));
-        let kinds = vec![RecordKind::Access, RecordKind::Decision, RecordKind::Alert, RecordKind::Block];
-        let all = self.query(&Filter { from_ms: Some(previous_from), to_ms: Some(to_ms), kinds: kinds.clone(), ..Filter::default() })?;
+        let filter = Filter { from_ms: Some(previous_from), to_ms: Some(to_ms), kinds: vec![RecordKind::Access, RecordKind::Decision, RecordKind::Alert, RecordKind::Block], ..Filter::default() };
+        let all = self.query(&filter)?;
         let (current, previous): (Vec<&Record>, Vec<&Record>) = all.iter().partition(|r| r.event_ms >= from_ms);
         let report = crate::Report::build((from_ms, to_ms), current.iter().copied(), previous.iter().copied())?;
-        let filter = Filter { from_ms: Some(previous_from), to_ms: Some(to_ms), kinds, ..Filter::default() };
         let read = ReadRecord { who, via: via.to_owned(), filter: serde_json::to_value(&filter)?, returned: all.len() as u64 };
         self.record(now_ms, Records::new_record(now_ms, None, RecordBody::Read(read)))?;
         Ok(report)

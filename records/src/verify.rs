@@ -133,9 +133,6 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
     report.checkpoint = head.as_ref().map(|h| h.seq);
 
     let files = list_files(&dir)?;
-    if head.is_none() && !files.is_empty() && !cp_path.exists() {
-        problems.push(problem(None, Some(&cp_path), "the checkpoint file is missing while segments exist: a cut tail could not be seen".into()));
-    }
     let (mut expected, mut prev): (u64, Hash) = match &base {
         Some(b) => (b.seq, b.hash_bytes().unwrap_or_default()),
         None => (0, [0; 32]),
@@ -188,7 +185,7 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
                             problems.push(problem(Some(seq), Some(&f.path), format!("the segment ends inside this record (byte {at}): it was truncated")));
                         }
                         Some(FrameProblem::Sealed { at, error }) => {
-                            check_entries(&entries, &mut expected, &mut prev, start, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path);
+                            check_entries(&entries, &mut expected, &mut prev, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path);
                             if problems.is_empty() || problems.iter().all(|p| p.file.as_deref() == Some(&cp_path)) {
                                 problems.push(problem(Some(expected), Some(&f.path), format!("the record at byte {at} does not open ({error}): its bytes were altered")));
                             }
@@ -219,7 +216,7 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
                 break;
             }
         }
-        if !check_entries(&entries, &mut expected, &mut prev, start, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path) {
+        if !check_entries(&entries, &mut expected, &mut prev, &heads, &mut head_hash_seen, &mut report, &mut problems, class, &f.path) {
             break;
         }
     }
@@ -229,7 +226,8 @@ fn verify_class(records_dir: &Path, checkpoint_dir: &Path, class: RecordClass, r
     }
     if problems.iter().all(|p| p.file.as_deref() == Some(&cp_path)) {
         if head.is_none() && expected > start {
-            problems.push(problem(None, Some(&cp_path), format!("no signed checkpoint covers records {start} to {}: a cut tail could not be seen", expected - 1)));
+            let why = if cp_path.exists() { "" } else { "the checkpoint file is missing: " };
+            problems.push(problem(None, Some(&cp_path), format!("{why}no signed checkpoint covers records {start} to {}: a cut tail could not be seen", expected - 1)));
         }
         for h in &heads {
             if h.seq >= expected {
@@ -255,7 +253,6 @@ fn check_entries(
     entries: &[crate::ledger::Entry],
     expected: &mut u64,
     prev: &mut Hash,
-    _start: u64,
     heads: &[Checkpoint],
     head_hash_seen: &mut std::collections::HashMap<u64, Hash>,
     report: &mut ClassReport,
