@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use haechi_alerting::Alert;
 use haechi_features::{AttrValue, Event, Finding, Step};
-use haechi_records::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, Record, RecordBody, Recorder, Records, RecordsConfig};
+use haechi_records::{AccessRecord, ActionRecord, AlertRecord, BlockRecord, DecisionRecord, Record, RecordBody, Recorder, Records, RecordsConfig};
 use haechi_storage::KeyRing;
 
 use crate::decision::Decision;
@@ -243,9 +243,6 @@ impl Recording {
         self.recorder.failures()
     }
 
-    pub fn actor(name: &str, role: &str) -> Actor {
-        Actor { name: name.to_owned(), role: role.to_owned() }
-    }
 }
 
 /// Decided events into the records, at the source position the driver reports (an ingest-log

@@ -23,12 +23,8 @@ use crate::recording::Recording;
 /// Entries kept in memory for `GET /v1/audit`.
 const RECENT: usize = 10_000;
 
-/// Who did it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    pub name: String,
-    pub role: String,
-}
+/// Who did it: the same shape the access records keep.
+pub use haechi_records::Actor;
 
 impl From<&Principal> for Actor {
     fn from(p: &Principal) -> Self {
@@ -133,7 +129,7 @@ impl AuditLog {
     pub fn append(&self, record: AuditRecord) -> std::io::Result<()> {
         if let Some(r) = &self.recording {
             let action = ActionRecord {
-                who: haechi_records::Actor { name: record.who.name.clone(), role: record.who.role.clone() },
+                who: record.who.clone(),
                 action: record.action.clone(),
                 scope: record.scope.clone(),
                 key: record.key.clone(),

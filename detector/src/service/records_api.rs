@@ -19,10 +19,6 @@ use super::auth::Principal;
 use super::state::AppState;
 use crate::recording::Recording;
 
-fn actor(p: &Principal) -> Actor {
-    Recording::actor(&p.name, p.role.as_str())
-}
-
 fn recording(s: &AppState) -> Result<Arc<Recording>, ApiError> {
     s.audit.recording().cloned().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "access records need a data dir (the service runs --memory-only)"))
 }
@@ -86,7 +82,7 @@ impl RecordsQuery {
 pub(crate) async fn get_records(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<RecordsQuery>) -> Result<Json<Vec<Record>>, ApiError> {
     let filter = q.filter()?;
     let rec = recording(&s)?;
-    blocking(move || read_recorded(&rec, actor(&who), "GET /v1/records", &filter).map(Json)).await
+    blocking(move || read_recorded(&rec, Actor::from(&who), "GET /v1/records", &filter).map(Json)).await
 }
 
 /// What a data subject sees of one access to their data: no staff ids, no other customers, no
@@ -155,7 +151,7 @@ pub(crate) async fn get_subject_records(
     }
     let filter = Filter { customer_id: Some(customer_id.clone()), from_ms: parse_time("from", q.from.as_deref())?, to_ms: parse_time("to", q.to.as_deref())?, kinds: vec![RecordKind::Access], limit: 0 };
     let rec = recording(&s)?;
-    let found = blocking(move || read_recorded(&rec, actor(&who), "subject access", &filter)).await?;
+    let found = blocking(move || read_recorded(&rec, Actor::from(&who), "subject access", &filter)).await?;
     let views: Vec<SubjectAccessView> = found.iter().filter(|r| r.customer_id.as_deref() == Some(&customer_id)).filter_map(subject_view).collect();
     Ok(Json(serde_json::json!({ "customer_id": customer_id, "records": views })))
 }
@@ -221,7 +217,7 @@ fn exports(s: &AppState) -> Result<&Exports, ApiError> {
 
 fn export_record(id: &str, step: &str, who: &Principal, filter: &Filter, note: Option<String>) -> Record {
     let now = crate::enforce::now_ms();
-    let body = ExportRecord { export_id: id.to_owned(), step: step.to_owned(), who: actor(who), filter: serde_json::to_value(filter).unwrap_or_default(), note };
+    let body = ExportRecord { export_id: id.to_owned(), step: step.to_owned(), who: Actor::from(who), filter: serde_json::to_value(filter).unwrap_or_default(), note };
     Records::new_record(now, filter.customer_id.clone(), RecordBody::Export(body))
 }
 
@@ -316,7 +312,7 @@ pub(crate) async fn get_export(State(s): State<Arc<AppState>>, axum::Extension(w
     let via = format!("export {id}");
     let found = blocking(move || {
         rec.records().record(crate::enforce::now_ms(), downloaded).map_err(store_error)?;
-        read_recorded(&rec, actor(&who), &via, &filter)
+        read_recorded(&rec, Actor::from(&who), &via, &filter)
     })
     .await?;
     let (content_type, body) = match x.format {
@@ -362,7 +358,7 @@ fn records_csv(records: &[Record]) -> Result<Vec<u8>, csv::Error> {
 pub(crate) async fn audit_actions(s: &Arc<AppState>, who: Principal, limit: usize) -> Result<Vec<super::audit::AuditRecord>, ApiError> {
     let rec = recording(s)?;
     let filter = Filter { kinds: vec![RecordKind::Action], ..Filter::default() };
-    let found = blocking(move || read_recorded(&rec, actor(&who), "GET /v1/audit", &filter)).await?;
+    let found = blocking(move || read_recorded(&rec, Actor::from(&who), "GET /v1/audit", &filter)).await?;
     let skip = found.len().saturating_sub(limit);
     Ok(found
         .into_iter()
@@ -370,7 +366,7 @@ pub(crate) async fn audit_actions(s: &Arc<AppState>, who: Principal, limit: usiz
         .filter_map(|r| match r.body {
             RecordBody::Action(a) => Some(super::audit::AuditRecord {
                 at: haechi_features::format_rfc3339_ms(r.recorded_ms),
-                who: super::audit::Actor { name: a.who.name, role: a.who.role },
+                who: a.who,
                 action: a.action,
                 scope: a.scope,
                 key: a.key,
@@ -405,7 +401,7 @@ pub(crate) async fn get_report(State(s): State<Arc<AppState>>, axum::Extension(w
     let rec = recording(&s)?;
     let report = blocking(move || {
         rec.flush().map_err(store_error)?;
-        rec.records().report(crate::enforce::now_ms(), actor(&who), "GET /v1/reports/summary", from, to).map_err(store_error)
+        rec.records().report(crate::enforce::now_ms(), Actor::from(&who), "GET /v1/reports/summary", from, to).map_err(store_error)
     })
     .await?;
     let (content_type, body) = match format.as_str() {
