@@ -170,13 +170,11 @@ impl AlertSink {
                 if secret.len() < 16 {
                     return Err(bad(format!("${var}: a signing secret of at least 16 characters")));
                 }
-                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(config.timeout)).http_status_as_error(false).build().into();
-                Receiver::Webhook(Arc::new(Webhook { url: config.url.clone().unwrap_or_default(), secret: secret.into_bytes(), agent }))
+                Receiver::Webhook(Arc::new(Webhook { url: config.url.clone().unwrap_or_default(), secret: secret.into_bytes(), agent: agent(config.timeout) }))
             }
             SinkKind::Alertmanager => {
-                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(config.timeout)).http_status_as_error(false).build().into();
                 let base = config.url.clone().unwrap_or_default();
-                Receiver::Alertmanager(Arc::new(Alertmanager { url: format!("{}/api/v2/alerts", base.trim_end_matches('/')), fold_ms: fold_window.as_millis() as i64, agent }))
+                Receiver::Alertmanager(Arc::new(Alertmanager { url: format!("{}/api/v2/alerts", base.trim_end_matches('/')), fold_ms: fold_window.as_millis() as i64, agent: agent(config.timeout) }))
             }
             SinkKind::File => Receiver::File(Arc::new(FileOut { path: config.path.clone().unwrap_or_default() })),
         };
@@ -260,6 +258,21 @@ impl Deliver for Counting<'_> {
     }
 }
 
+/// An HTTP client for one receiver: its timeout, and every status returned as a response.
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into()
+}
+
+/// Did the receiver take it? A 2xx only; no answer is `Unreachable`, another status `Platform`.
+fn accepted(what: &'static str, url: &str, response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<(), StreamError> {
+    let status = response.map_err(|e| StreamError::Unreachable { what, message: e.to_string() })?.status().as_u16();
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(StreamError::Platform { what, message: format!("{url} answered {status}") })
+    }
+}
+
 struct Webhook {
     url: String,
     secret: Vec<u8>,
@@ -282,14 +295,8 @@ impl Webhook {
             .header("content-type", "application/json")
             .header("idempotency-key", id.as_ref())
             .header("x-haechi-signature", signature(&self.secret, body))
-            .send(body)
-            .map_err(|e| StreamError::Unreachable { what: "webhook", message: e.to_string() })?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(StreamError::Platform { what: "webhook", message: format!("{} answered {status}", self.url) })
-        }
+            .send(body);
+        accepted("webhook", &self.url, response)
     }
 }
 
@@ -339,14 +346,8 @@ impl Alertmanager {
             .agent
             .post(&self.url)
             .header("content-type", "application/json")
-            .send(&body[..])
-            .map_err(|e| StreamError::Unreachable { what: "alertmanager", message: e.to_string() })?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(StreamError::Platform { what: "alertmanager", message: format!("{} answered {status}", self.url) })
-        }
+            .send(&body[..]);
+        accepted("alertmanager", &self.url, response)
     }
 }
 
