@@ -229,7 +229,12 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         Some(r) => AuditLog::on_records(r.clone()),
         None => AuditLog::open(audit_path.as_deref()).map_err(|e| bad(format!("audit log {}: {e}", audit_path.as_deref().unwrap_or(std::path::Path::new("-")).display())))?,
     };
-    let exports = recording.as_ref().map(|r| records_api::Exports::from_records(r.records())).transpose()?;
+    // Exports pending and analysts' judgements, as the processing records left them: read once.
+    let processing = match &recording {
+        Some(r) => r.records().query(&haechi_records::Filter { kinds: vec![haechi_records::RecordKind::Export, haechi_records::RecordKind::Action], ..haechi_records::Filter::default() })?,
+        None => Vec::new(),
+    };
+    let exports = recording.as_ref().map(|_| records_api::Exports::from_records(&processing));
     if let (Some(d), Some(r)) = (&data, &recording) {
         let r = r.clone();
         d.before_snapshot_write(Box::new(move || r.flush()));
@@ -267,13 +272,10 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let mut state = AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox);
     state.exports = exports;
     state.alert_sinks = alert_sinks;
-    if let Some(r) = &recording {
-        let actions = r.records().query(&haechi_records::Filter { kinds: vec![haechi_records::RecordKind::Action], ..haechi_records::Filter::default() })?;
-        state.triage = triage::TriageBook::from_actions(actions.iter().filter_map(|r| match &r.body {
-            haechi_records::RecordBody::Action(a) => Some(a),
-            _ => None,
-        }));
-    }
+    state.triage = triage::TriageBook::from_actions(processing.iter().filter_map(|r| match &r.body {
+        haechi_records::RecordBody::Action(a) => Some(a),
+        _ => None,
+    }));
     let state = Arc::new(state);
     let (out, rec) = (state.outbox.clone(), recording.clone());
     if out.is_some() || rec.is_some() {

@@ -183,11 +183,12 @@ pub(crate) enum ExportFormat {
 pub struct Exports(Mutex<HashMap<String, ExportState>>);
 
 impl Exports {
-    /// The exports the records tell of.
-    pub fn from_records(records: &Records) -> Result<Exports, haechi_records::RecordsError> {
+    /// The exports the records tell of (any records given; the export steps are picked out).
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Exports {
         let mut map: HashMap<String, ExportState> = HashMap::new();
-        for r in records.query(&Filter { kinds: vec![RecordKind::Export], ..Filter::default() })? {
-            let RecordBody::Export(e) = r.body else { continue };
+        for r in records {
+            let RecordBody::Export(e) = &r.body else { continue };
+            let e = e.clone();
             match e.step.as_str() {
                 "requested" => {
                     let format = e.note.as_deref().and_then(|n| serde_json::from_value(serde_json::Value::String(n.to_owned())).ok()).unwrap_or_default();
@@ -203,7 +204,7 @@ impl Exports {
                 _ => {}
             }
         }
-        Ok(Exports(Mutex::new(map)))
+        Exports(Mutex::new(map))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ExportState>> {
