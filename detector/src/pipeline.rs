@@ -40,6 +40,8 @@ pub struct Processed {
     pub keys: haechi_features::EntityKeys,
     /// What the block list, the limiters and the guard did.
     pub enforced: Enforced,
+    /// Findings an analyst's suppression dropped.
+    pub suppressed: usize,
 }
 
 /// Everything the pipeline remembers from the events it has seen: the
@@ -283,9 +285,10 @@ impl Pipeline {
         for d in &self.detectors {
             d.detect(event, &view, &mut scratch.findings);
         }
+        let suppressed = self.enforcer.suppress(event, &observation.keys, &mut scratch.findings);
         let mut decision = decide(&event.event_id, &scratch.findings);
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, &mut decision);
-        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced })
+        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod blocks;
 mod limits;
+mod suppress;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use smallvec::SmallVec;
 
 pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused};
 pub use limits::{LimitConfig, Limiters, OverLimit};
+pub use suppress::{Listed as ListedSuppression, Suppression, Suppressions};
 
 use crate::decision::{BlockRequest, Decision, Reason, Verdict};
 
@@ -78,6 +80,7 @@ pub const SHARED_SCOPES: [EntityKind; 4] = [EntityKind::Ip, EntityKind::Subnet, 
 /// The block list, limiters and guard, with their names resolved once.
 pub struct Enforcer {
     blocks: Arc<BlockList>,
+    suppressions: Suppressions,
     limits: Limiters,
     clock: EnforcementClock,
     /// Per kind: the slot of `<kind>.distinct_returning_<long window>`, for shared scopes.
@@ -111,6 +114,7 @@ impl Enforcer {
         let returning_slot = catalog.slot("customer.returning");
         Enforcer {
             blocks,
+            suppressions: Suppressions::default(),
             limits: Limiters::new(limits),
             clock,
             carried_slot,
@@ -124,6 +128,16 @@ impl Enforcer {
     /// The block list.
     pub fn blocks(&self) -> &Arc<BlockList> {
         &self.blocks
+    }
+
+    /// The analysts' suppressions.
+    pub fn suppressions(&self) -> &Suppressions {
+        &self.suppressions
+    }
+
+    /// Drop the findings a suppression covers, before they are decided on.
+    pub fn suppress(&self, event: &Event, keys: &EntityKeys, findings: &mut Vec<haechi_features::Finding>) -> usize {
+        self.suppressions.filter(keys, findings, self.now(event))
     }
 
     /// The rate limiters.

@@ -23,7 +23,7 @@ use crate::enforce::Block;
 use super::audit::{Actor, AuditRecord};
 use super::auth::{access_for, Denied, Principal};
 use super::feed::FeedAlert;
-use super::records_api;
+use super::{records_api, suppress_api};
 use super::state::{AppState, LiveDecision};
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.
@@ -83,6 +83,8 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route("/v1/alerts/{id}/triage", post(post_triage))
         .route("/v1/blocks", get(get_blocks).post(post_block))
         .route("/v1/blocks/{scope}/{key}", delete(delete_block))
+        .route("/v1/suppressions", get(suppress_api::get_suppressions).post(suppress_api::post_suppression))
+        .route("/v1/suppressions/{id}", delete(suppress_api::delete_suppression))
         .route("/v1/entities/{kind}/{key}", get(get_entity))
         .route("/v1/reload", post(post_reload))
         .route("/v1/audit", get(get_audit))
@@ -135,7 +137,7 @@ async fn authorize(State(s): State<Arc<AppState>>, mut req: Request, next: Next)
 }
 
 /// Append an audit record off the async runtime (the append fsyncs).
-async fn audit(s: &Arc<AppState>, record: AuditRecord) -> Result<(), ApiError> {
+pub(crate) async fn audit(s: &Arc<AppState>, record: AuditRecord) -> Result<(), ApiError> {
     let s = s.clone();
     let r = tokio::task::spawn_blocking(move || s.audit.append(record)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
     r.map_err(|e| {
@@ -341,8 +343,8 @@ async fn get_alert_stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-#[derive(Serialize)]
-struct BlockView {
+#[derive(Debug, Serialize)]
+pub(crate) struct BlockView {
     scope: EntityKind,
     key: String,
     reason: String,
@@ -386,7 +388,7 @@ struct NewBlock {
     set_by: Option<serde::de::IgnoredAny>,
 }
 
-fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
+pub(crate) fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(EntityKind, u64), ApiError> {
     let kind = EntityKind::parse(scope).ok_or_else(|| ApiError::bad_request(format!("unknown scope `{scope}`; scopes: ip, subnet, device, customer, id_doc, account, staff, session")))?;
     let seed = s.pipeline.store().windows().hash_key;
     let hash = lookup_hash(seed, kind, key).ok_or_else(|| ApiError::bad_request(format!("`{key}` is not a valid {scope} key")))?;

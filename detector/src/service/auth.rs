@@ -88,8 +88,8 @@ pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
     let method = if method == Method::HEAD { Method::GET } else { method.clone() };
     Some(match (method, route) {
         (Method::POST, "/v1/check" | "/v1/events") => Access::Ingest,
-        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/blocks" | "/v1/entities/{kind}/{key}") => Access::Investigate,
-        (Method::POST, "/v1/blocks") | (Method::DELETE, "/v1/blocks/{scope}/{key}") => Access::ChangeBlocks,
+        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/blocks" | "/v1/suppressions" | "/v1/entities/{kind}/{key}") => Access::Investigate,
+        (Method::POST, "/v1/blocks" | "/v1/suppressions") | (Method::DELETE, "/v1/blocks/{scope}/{key}" | "/v1/suppressions/{id}") => Access::ChangeBlocks,
         (Method::GET, "/v1/audit") => Access::Audit,
         (Method::POST, "/v1/alerts/{id}/triage") => Access::Triage,
         (Method::POST, "/v1/reload") => Access::Administer,

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub alert_subscribers: IntGauge,
     pub alert_subscribers_refused: IntCounter,
     pub reloads: IntCounterVec,
+    pub suppressed_findings: IntCounter,
     pub late_events: IntCounter,
     pub feed_lagged: IntCounter,
     pub batch_size: Histogram,
@@ -153,6 +154,11 @@ impl Metrics {
                 &["kind"],
             ),
             reloads: counter(&r, "haechi_reloads_total", "Rule and model reloads, by what and outcome.", &["what", "outcome"]),
+            suppressed_findings: {
+                let c = IntCounter::new("haechi_suppressed_findings_total", "Findings an analyst's suppression dropped before the decision.").expect("valid");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             registry: r,
             blocks_active,
             breaker_trips,

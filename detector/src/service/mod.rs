@@ -9,6 +9,7 @@
 mod api;
 pub mod audit;
 mod records_api;
+mod suppress_api;
 pub mod triage;
 pub mod auth;
 pub(crate) mod feed;
@@ -272,10 +273,17 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let mut state = AppState::new(pipeline, feed, server, principals, audit, tls, data, outbox);
     state.exports = exports;
     state.alert_sinks = alert_sinks;
-    state.triage = triage::TriageBook::from_actions(processing.iter().filter_map(|r| match &r.body {
-        haechi_records::RecordBody::Action(a) => Some(a),
-        _ => None,
-    }));
+    let actions = || {
+        processing.iter().filter_map(|r| match &r.body {
+            haechi_records::RecordBody::Action(a) => Some(a),
+            _ => None,
+        })
+    };
+    state.triage = triage::TriageBook::from_actions(actions());
+    let suppressions = suppress_api::restore(&state, actions());
+    if suppressions > 0 {
+        tracing::info!(suppressions, "analysts' suppressions in force restored from the records");
+    }
     let state = Arc::new(state);
     let (out, rec) = (state.outbox.clone(), recording.clone());
     if out.is_some() || rec.is_some() {

@@ -266,6 +266,9 @@ impl Sink for LiveSink<'_> {
                 Err(Refused::AlreadyBlocked) => {}
             }
         }
+        if processed.suppressed > 0 {
+            m.suppressed_findings.inc_by(processed.suppressed as u64);
+        }
         if enforced.guarded > 0 {
             m.blast_radius_guarded.inc_by(u64::from(enforced.guarded));
         }
