@@ -19,6 +19,45 @@ use crate::error::DetectorError;
 use crate::driver::read_bounded_line;
 use crate::{Config, Pipeline};
 
+/// An analyst's judgement of an alert, the ground truth the floor gives back
+/// (`GET /v1/labels`). Alert ids are derived from (detector, rule, entity,
+/// window), so a backtest finds the alerts a rule set would raise again.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct FloorLabel {
+    pub alert_id: String,
+    pub label: crate::service::triage::TriageLabel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub entity_kind: Option<haechi_features::EntityKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// The alert's first and newest event times, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// Floor labels from a file: a JSON array (as `GET /v1/labels` answers) or NDJSON.
+///
+/// # Errors
+/// When the file cannot be read or a label does not parse.
+pub fn read_floor_labels(path: &std::path::Path) -> Result<Vec<FloorLabel>, DetectorError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| DetectorError::Input { path: name.clone(), message: e.to_string() })?;
+    let bad = |e: serde_json::Error| DetectorError::Input { path: name.clone(), message: format!("floor labels: {e}") };
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(&text).map_err(bad);
+    }
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(bad)).collect()
+}
+
 /// What one rule did over the stream.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RuleReport {
@@ -36,6 +75,12 @@ pub struct RuleReport {
     pub entities_blocked: usize,
     /// Per attack type: share of its incidents in which the rule fired at least once.
     pub recall: BTreeMap<Attack, f64>,
+    /// Its alerts that analysts marked true positive (with floor labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_true_positives: Option<u64>,
+    /// Its alerts that analysts marked false positive (with floor labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_false_positives: Option<u64>,
 }
 
 /// Differences from the baseline.
@@ -46,6 +91,12 @@ pub struct BaselineDiff {
     /// Entities the new set blocks that the baseline did not.
     pub entities_newly_blocked: Vec<String>,
     pub entities_no_longer_blocked: usize,
+    /// Alerts analysts marked false positive that the new set no longer raises (with floor labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub false_positives_removed: Option<usize>,
+    /// Alerts analysts marked true positive that the new set no longer raises (with floor labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub true_positives_lost: Option<usize>,
 }
 
 /// The set as a whole, decided the way the service decides.
@@ -68,6 +119,8 @@ pub struct BacktestReport {
 
 struct Tally {
     hits: Vec<u64>,
+    /// Per rule: the alert ids it raised.
+    rule_alerts: Vec<HashSet<String>>,
     attack_hits: Vec<u64>,
     blocked: Vec<HashSet<String>>,
     incidents: Vec<HashSet<String>>,
@@ -82,6 +135,7 @@ impl Tally {
     fn new(n: usize) -> Tally {
         Tally {
             hits: vec![0; n],
+            rule_alerts: vec![HashSet::new(); n],
             attack_hits: vec![0; n],
             blocked: vec![HashSet::new(); n],
             incidents: vec![HashSet::new(); n],
@@ -100,6 +154,21 @@ impl Tally {
 /// # Errors
 /// When a rule set does not load or the input cannot be read.
 pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut dyn BufRead, labels: Option<&[Label]>) -> Result<BacktestReport, DetectorError> {
+    backtest_with_floor(config, baseline, input, labels, None)
+}
+
+/// [`backtest`], also scoring each rule, and the difference from the
+/// baseline, against the analysts' judgements of past alerts.
+///
+/// # Errors
+/// As [`backtest`].
+pub fn backtest_with_floor(
+    config: &Config,
+    baseline: Option<&std::path::Path>,
+    input: &mut dyn BufRead,
+    labels: Option<&[Label]>,
+    floor: Option<&[FloorLabel]>,
+) -> Result<BacktestReport, DetectorError> {
     let fold_window_ms = config.alerts.fold_window.as_millis() as i64;
     let max_event_bytes = config.pipeline.max_event_bytes;
     let mut pipelines = vec![Pipeline::new(config.clone())?];
@@ -148,7 +217,11 @@ pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut
                     }
                 }
                 let window = event.ts_ms.div_euclid(fold_window_ms) * fold_window_ms;
-                tally.alerts.insert(alert_id("rules", &rule.id, rule.scope, entity.as_deref(), window));
+                let id = alert_id("rules", &rule.id, rule.scope, entity.as_deref(), window);
+                if floor.is_some() {
+                    tally.rule_alerts[i].insert(id.clone());
+                }
+                tally.alerts.insert(id);
             }
             if processed.decision.verdict != Verdict::Allow {
                 tally.flagged += 1;
@@ -163,6 +236,9 @@ pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut
     }
     let main = &tallies[0];
     let have_labels = labels.is_some();
+    let judged: HashMap<&str, crate::service::triage::TriageLabel> = floor.unwrap_or(&[]).iter().map(|l| (l.alert_id.as_str(), l.label)).collect();
+    let judged_as = |ids: &HashSet<String>, want: crate::service::triage::TriageLabel| floor.map(|_| ids.iter().filter(|id| judged.get(id.as_str()) == Some(&want)).count() as u64);
+    use crate::service::triage::TriageLabel::{FalsePositive, TruePositive};
     let all_incidents: usize = incidents_by_attack.values().map(BTreeSet::len).sum();
     let report_rules = rules
         .rules()
@@ -187,6 +263,8 @@ pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut
                 .map(|(a, incs)| (*a, incs.iter().filter(|x| main.incidents[i].contains(**x)).count() as f64 / incs.len() as f64))
                 .filter(|(_, r)| *r > 0.0)
                 .collect(),
+            floor_true_positives: judged_as(&main.rule_alerts[i], TruePositive),
+            floor_false_positives: judged_as(&main.rule_alerts[i], FalsePositive),
         })
         .collect();
     let summary = SetSummary {
@@ -204,6 +282,8 @@ pub fn backtest(config: &Config, baseline: Option<&std::path::Path>, input: &mut
             v
         },
         entities_no_longer_blocked: old.blocked_all.difference(&main.blocked_all).count(),
+        false_positives_removed: judged_as(&old.alerts.difference(&main.alerts).cloned().collect(), FalsePositive).map(|n| n as usize),
+        true_positives_lost: judged_as(&old.alerts.difference(&main.alerts).cloned().collect(), TruePositive).map(|n| n as usize),
     });
     Ok(BacktestReport { version: rules.version().to_string(), rules: report_rules, summary, baseline })
 }
@@ -215,7 +295,11 @@ impl std::fmt::Display for BacktestReport {
         for r in &self.rules {
             let p = r.precision.map_or("-".to_owned(), |p| format!("{p:.3}"));
             let rec: Vec<String> = r.recall.iter().map(|(a, x)| format!("{a}={x:.2}")).collect();
-            writeln!(f, "{:<36} {:<14} {:>8} {:>8} {:>8} {:>9} {:>8}  {}", r.rule, r.action, r.hits, r.attack_hits, r.benign_hits, p, r.entities_blocked, rec.join(" "))?;
+            let floor = match (r.floor_true_positives, r.floor_false_positives) {
+                (Some(tp), Some(fp)) if tp + fp > 0 => format!("  floor: {tp} true, {fp} false positives"),
+                _ => String::new(),
+            };
+            writeln!(f, "{:<36} {:<14} {:>8} {:>8} {:>8} {:>9} {:>8}  {}{floor}", r.rule, r.action, r.hits, r.attack_hits, r.benign_hits, p, r.entities_blocked, rec.join(" "))?;
         }
         write!(f, "events {}, flagged {}", self.summary.events, self.summary.flagged)?;
         if let (Some(r), Some(fp)) = (self.summary.incident_recall, self.summary.false_positive_rate) {
@@ -230,6 +314,9 @@ impl std::fmt::Display for BacktestReport {
                 b.entities_newly_blocked.len(),
                 b.entities_no_longer_blocked
             )?;
+            if let (Some(fp), Some(tp)) = (b.false_positives_removed, b.true_positives_lost) {
+                write!(f, "\nagainst the analysts' labels: false positives removed {fp}, true positives lost {tp}")?;
+            }
             for e in b.entities_newly_blocked.iter().take(20) {
                 write!(f, "\n  + {e}")?;
             }

@@ -18,7 +18,7 @@ pub use error::RecordsError;
 pub use store::{Convert, Filter, Maintenance, Recorder, Records};
 pub use verify::{verify, ClassReport, Problem, VerifyReport};
 pub use record::{AccessRecord, ActionRecord, Actor, AlertRecord, BlockRecord, DecisionRecord, DestructionRecord, ExportRecord, ReadRecord, Record, RecordBody, RecordClass, RecordKind};
-pub use report::{chart_ids, Anomalies, BlockChanges, Comparison, DurationFigures, EntityAlerts, Headline, Period, RecordCounts, Report, RuleHits, Share, StepFigures, SuccessRate, ECHARTS_VERSION, TOP_ENTITIES, UNSPECIFIED_REASON};
+pub use report::{chart_ids, Anomalies, BlockChanges, Comparison, DurationFigures, EntityAlerts, Headline, Period, RecordCounts, Report, RuleHits, Share, StepFigures, SuccessRate, ECHARTS_JS, ECHARTS_VERSION, TOP_ENTITIES, UNSPECIFIED_REASON};
 
 /// RFC 3339 in UTC, for messages.
 pub(crate) fn format_ms(ms: i64) -> String {

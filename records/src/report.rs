@@ -687,7 +687,7 @@ pub fn chart_ids() -> impl Iterator<Item = &'static str> {
 }
 
 /// Apache ECharts, vendored (see `assets/README.md`).
-const ECHARTS_JS: &str = include_str!("../assets/echarts.min.js");
+pub const ECHARTS_JS: &str = include_str!("../assets/echarts.min.js");
 pub const ECHARTS_VERSION: &str = "5.6.0";
 const REPORT_JS: &str = include_str!("../assets/report.js");
 const REPORT_CSS: &str = include_str!("../assets/report.css");

@@ -23,8 +23,15 @@ use crate::enforce::Block;
 use super::audit::{Actor, AuditRecord};
 use super::auth::{access_for, Denied, Principal};
 use super::feed::FeedAlert;
-use super::{records_api, suppress_api};
+use super::{console, records_api, rules_api, suppress_api};
 use super::state::{AppState, LiveDecision};
+
+/// What every error answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, naming the problem; never a raw resident registration number.
+    pub error: String,
+}
 
 /// An API error: a status and a message, sent as `{"error": "..."}`.
 #[derive(Debug)]
@@ -76,11 +83,16 @@ impl From<BytesRejection> for ApiError {
 pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
     let limit = state.server.max_body_bytes;
     let v1 = Router::new()
+        .route("/v1/me", get(console::me))
         .route("/v1/events", post(post_events))
         .route("/v1/check", post(post_check))
         .route("/v1/alerts", get(get_alerts))
         .route("/v1/alerts/stream", get(get_alert_stream))
         .route("/v1/alerts/{id}/triage", post(post_triage))
+        .route("/v1/labels", get(get_labels))
+        .route("/v1/rules/stats", get(rules_api::get_stats))
+        .route("/v1/rules/preview", post(rules_api::post_preview))
+        .route("/v1/entities/{kind}/{key}/events", get(get_entity_events))
         .route("/v1/blocks", get(get_blocks).post(post_block))
         .route("/v1/blocks/{scope}/{key}", delete(delete_block))
         .route("/v1/suppressions", get(suppress_api::get_suppressions).post(suppress_api::post_suppression))
@@ -98,8 +110,12 @@ pub fn router(state: Arc<AppState>, shutdown: CancellationToken) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .merge(v1)
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/{file}", get(console::file))
+        .route("/openapi.json", get(super::openapi::get_spec))
         .route("/metrics", get(get_metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(get_health))
         .route("/readyz", get(get_ready))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), time_requests))
@@ -113,7 +129,22 @@ async fn time_requests(State(s): State<Arc<AppState>>, req: Request, next: Next)
     let started = Instant::now();
     let res = next.run(req).await;
     s.metrics.request_seconds.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
-    res
+    json_rejection(res).await
+}
+
+/// axum's own rejections (a query string or path that does not parse, a
+/// wrong content type) answer in plain text; every error of this API is
+/// `{"error": ...}`, so they are rewritten into one.
+async fn json_rejection(res: Response) -> Response {
+    let plain = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"));
+    if !res.status().is_client_error() || !plain {
+        return res;
+    }
+    let status = res.status();
+    match axum::body::to_bytes(res.into_body(), 64 * 1024).await {
+        Ok(text) => ApiError(status, String::from_utf8_lossy(&text).into_owned()).into_response(),
+        Err(_) => ApiError(status, status.canonical_reason().unwrap_or("bad request").to_owned()).into_response(),
+    }
 }
 
 /// Authenticate the bearer token and check its role against the route;
@@ -146,22 +177,27 @@ pub(crate) async fn audit(s: &Arc<AppState>, record: AuditRecord) -> Result<(), 
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Rejected {
     line: usize,
     error: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventsResponse {
     accepted: usize,
     rejected: Vec<Rejected>,
+    /// One per accepted line: `{event_id, decision, score, reasons, blocked_by}`.
+    #[schema(value_type = Vec<Object>)]
     decisions: Vec<LiveDecision>,
 }
 
 /// Parsing and deciding a body of up to `max_body_bytes` is CPU work of
 /// milliseconds to seconds: it runs on the blocking pool, so the runtime's
 /// threads stay free to accept and answer other requests.
+#[utoipa::path(post, path = "/v1/events", tag = "ingest",
+    request_body(description = "One event (the contract of features/src/event.rs) per line: NDJSON.", content((String = "application/x-ndjson"), (String = "text/plain"))),
+    responses((status = 200, description = "Each line accepted and decided, or rejected with its reason.", body = EventsResponse)))]
 async fn post_events(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<EventsResponse>, ApiError> {
     let body = body?;
     let out = tokio::task::spawn_blocking(move || decide_batch(&s, &body)).await.map_err(|e| ApiError::internal(format!("batch failed: {e}")))??;
@@ -206,6 +242,9 @@ fn decide_batch(s: &AppState, body: &[u8]) -> Result<EventsResponse, ApiError> {
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/v1/check", tag = "ingest",
+    request_body(content = Object, description = "One event (the contract of features/src/event.rs)."),
+    responses((status = 200, description = "The decision: allow, challenge or block, with reasons.", body = Object), (status = 409, description = "The event id was already decided.", body = ErrorBody)))]
 async fn post_check(State(s): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Json<LiveDecision>, ApiError> {
     let body = body?;
     // When the append would wait, for the disk (fsync = "always", where
@@ -236,12 +275,15 @@ fn check(s: &AppState, body: &[u8]) -> Result<LiveDecision, ApiError> {
     Ok(d)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AlertQuery {
     since: Option<u64>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/alerts", tag = "alerts", params(AlertQuery),
+    responses((status = 200, description = "Recent alerts, oldest first, with evidence and the analysts' judgement.", body = [Object])))]
 async fn get_alerts(State(s): State<Arc<AppState>>, Query(q): Query<AlertQuery>) -> Json<Vec<serde_json::Value>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let alerts = match q.since {
@@ -264,6 +306,9 @@ async fn get_alerts(State(s): State<Arc<AppState>>, Query(q): Query<AlertQuery>)
 
 /// `POST /v1/alerts/{id}/triage`: acknowledge, resolve, or label an alert true or false
 /// positive, with a note; recorded as the token's principal's action.
+#[utoipa::path(post, path = "/v1/alerts/{id}/triage", tag = "alerts", params(("id" = String, Path, description = "The alert id.")),
+    request_body = super::triage::TriageChange,
+    responses((status = 200, description = "The judgement now.", body = super::triage::Triage)))]
 async fn post_triage(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -294,10 +339,20 @@ async fn post_triage(
     Ok(Json(after))
 }
 
+/// `GET /v1/labels`: every alert an analyst labelled, the ground truth for
+/// `haechi rules backtest --floor-labels` and `haechi train --floor-labels`.
+#[utoipa::path(get, path = "/v1/labels", tag = "alerts",
+    responses((status = 200, description = "Every alert an analyst labelled.", body = [crate::backtest::FloorLabel])))]
+async fn get_labels(State(s): State<Arc<AppState>>) -> Json<Vec<crate::backtest::FloorLabel>> {
+    Json(s.floor_labels())
+}
+
 fn sse(a: &FeedAlert) -> SseEvent {
     SseEvent::default().id(a.seq.to_string()).data(serde_json::to_string(a).unwrap_or_default())
 }
 
+#[utoipa::path(get, path = "/v1/alerts/stream", tag = "alerts", params(("Last-Event-ID" = Option<u64>, Header, description = "Resume after this alert's seq.")),
+    responses((status = 200, description = "Server-Sent Events: `id` is the alert's seq, `data` the alert.", content_type = "text/event-stream", body = String)))]
 async fn get_alert_stream(
     State(s): State<Arc<AppState>>,
     axum::Extension(shutdown): axum::Extension<CancellationToken>,
@@ -343,8 +398,9 @@ async fn get_alert_stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct BlockView {
+    #[schema(value_type = String)]
     scope: EntityKind,
     key: String,
     reason: String,
@@ -370,11 +426,12 @@ impl From<&Block> for BlockView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/blocks", tag = "blocks", responses((status = 200, description = "Blocks in force.", body = [BlockView])))]
 async fn get_blocks(State(s): State<Arc<AppState>>) -> Json<Vec<BlockView>> {
     Json(s.blocks().list().iter().map(BlockView::from).collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewBlock {
     scope: String,
@@ -383,8 +440,10 @@ struct NewBlock {
     reason: String,
     /// Refused: who set a block is the token's principal, never the body.
     #[serde(default)]
+    #[schema(ignore)]
     by: Option<serde::de::IgnoredAny>,
     #[serde(default)]
+    #[schema(ignore)]
     set_by: Option<serde::de::IgnoredAny>,
 }
 
@@ -395,6 +454,8 @@ pub(crate) fn scope_and_hash(s: &AppState, scope: &str, key: &str) -> Result<(En
     Ok((kind, hash))
 }
 
+#[utoipa::path(post, path = "/v1/blocks", tag = "blocks", request_body = NewBlock,
+    responses((status = 201, description = "The block set (the analyst is the token's principal).", body = BlockView)))]
 async fn post_block(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -423,6 +484,9 @@ async fn post_block(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(delete, path = "/v1/blocks/{scope}/{key}", tag = "blocks",
+    params(("scope" = String, Path, description = "ip, subnet, device, customer, id_doc, account, staff or session."), ("key" = String, Path)),
+    responses((status = 204, description = "Lifted.")))]
 async fn delete_block(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -439,11 +503,14 @@ async fn delete_block(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/audit", tag = "records", params(AuditQuery),
+    responses((status = 200, description = "The latest staff actions, oldest first.", body = [Object])))]
 async fn get_audit(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<AuditQuery>) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     if s.audit.recording().is_some() {
@@ -452,6 +519,8 @@ async fn get_audit(State(s): State<Arc<AppState>>, axum::Extension(who): axum::E
     Ok(Json(s.audit.recent(limit)))
 }
 
+#[utoipa::path(get, path = "/v1/entities/{kind}/{key}", tag = "entities", params(("kind" = String, Path), ("key" = String, Path)),
+    responses((status = 200, description = "The entity's features now, and its block.", body = Object)))]
 async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
     let k = EntityKind::parse(&kind).ok_or_else(|| ApiError::bad_request(format!("unknown kind `{kind}`")))?;
     let features = s.pipeline.store().entity_features(k, &key).ok_or_else(|| ApiError::not_found(format!("no state for {kind} {key}")))?;
@@ -463,6 +532,50 @@ async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(Str
     Ok(Json(serde_json::json!({ "kind": k, "key": key, "features": map, "block": block })))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EntityEventsQuery {
+    limit: Option<usize>,
+}
+
+/// How far back in the ingest log an entity's recent events are looked for.
+const ENTITY_EVENTS_SCAN: u64 = 200_000;
+
+/// `GET /v1/entities/{kind}/{key}/events`: the entity's newest events, as
+/// received (they passed validation, so no raw resident number), newest
+/// first, from the last events of the ingest log.
+#[utoipa::path(get, path = "/v1/entities/{kind}/{key}/events", tag = "entities", params(("kind" = String, Path), ("key" = String, Path), EntityEventsQuery),
+    responses((status = 200, description = "The entity's newest events as received, newest first.", body = [Object])))]
+async fn get_entity_events(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>, Query(q): Query<EntityEventsQuery>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let k = EntityKind::parse(&kind).ok_or_else(|| ApiError::bad_request(format!("unknown kind `{kind}`")))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1_000);
+    if s.data.is_none() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "an entity's events are read from the ingest log: run with a data dir"));
+    }
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, ApiError> {
+        let log = s.data.as_ref().map(|d| d.log()).ok_or_else(|| ApiError::internal("no data dir"))?;
+        let from = log.next_offset().saturating_sub(ENTITY_EVENTS_SCAN).max(log.first_offset());
+        let max = s.pipeline.config().pipeline.max_event_bytes;
+        let mut found = std::collections::VecDeque::with_capacity(limit);
+        for item in log.read_from(from).map_err(|e| ApiError::internal(format!("reading the ingest log: {e}")))? {
+            let (_, record) = item.map_err(|e| ApiError::internal(format!("reading the ingest log: {e}")))?;
+            let Some(raw) = record.get(8..) else { continue };
+            let Ok(event) = Event::parse(raw, max) else { continue };
+            if haechi_features::entity_text(&event, k).as_deref() == Some(key.as_str()) {
+                if found.len() == limit {
+                    found.pop_front();
+                }
+                found.push_back(raw.to_vec());
+            }
+        }
+        Ok(found.iter().rev().filter_map(|raw| serde_json::from_slice(raw).ok()).collect())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("entity events: {e}")))??;
+    Ok(Json(found))
+}
+
+#[utoipa::path(post, path = "/v1/reload", tag = "admin", responses((status = 200, description = "What was reloaded.", body = Object)))]
 async fn post_reload(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>) -> Result<Json<serde_json::Value>, ApiError> {
     match super::reload_audited(s.clone(), Actor::from(&who)).await {
         Ok((rules, model)) => Ok(Json(serde_json::json!({ "rules": rules, "model": model }))),
@@ -473,6 +586,7 @@ async fn post_reload(State(s): State<Arc<AppState>>, axum::Extension(who): axum:
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text format.", content_type = "text/plain", body = String)))]
 async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     s.sync_store_counters();
     for sink in &s.alert_sinks {
@@ -489,6 +603,12 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Alive.", content_type = "text/plain", body = String)))]
+async fn get_health() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, description = "Ready.", content_type = "text/plain", body = String)))]
 async fn get_ready(State(s): State<Arc<AppState>>) -> Response {
     if s.ready.load(Ordering::Relaxed) {
         "ready".into_response()

@@ -45,10 +45,10 @@ impl Role {
         use Access::*;
         match self {
             Role::Admin => !matches!(access, SubjectAccess),
-            Role::Ingest => matches!(access, Ingest),
-            Role::Analyst => matches!(access, Ingest | Investigate | ChangeBlocks | Triage),
-            Role::Auditor => matches!(access, Investigate | Audit | ReadRecords | RequestExport | Reports),
-            Role::SubjectPortal => matches!(access, SubjectAccess),
+            Role::Ingest => matches!(access, Identify | Ingest),
+            Role::Analyst => matches!(access, Identify | Ingest | Investigate | ChangeBlocks | Triage),
+            Role::Auditor => matches!(access, Identify | Investigate | Audit | ReadRecords | RequestExport | Reports),
+            Role::SubjectPortal => matches!(access, Identify | SubjectAccess),
         }
     }
 }
@@ -56,6 +56,8 @@ impl Role {
 /// The kinds of access the API's routes need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// Who am I, and what may I do (the console asks at login).
+    Identify,
     /// Send events.
     Ingest,
     /// Read alerts, blocks and entities.
@@ -87,8 +89,10 @@ pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
     // HEAD is answered by the GET handler, and needs what GET needs.
     let method = if method == Method::HEAD { Method::GET } else { method.clone() };
     Some(match (method, route) {
+        (Method::GET, "/v1/me") => Access::Identify,
         (Method::POST, "/v1/check" | "/v1/events") => Access::Ingest,
-        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/blocks" | "/v1/suppressions" | "/v1/entities/{kind}/{key}") => Access::Investigate,
+        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/labels" | "/v1/blocks" | "/v1/suppressions" | "/v1/entities/{kind}/{key}" | "/v1/entities/{kind}/{key}/events" | "/v1/rules/stats")
+        | (Method::POST, "/v1/rules/preview") => Access::Investigate,
         (Method::POST, "/v1/blocks" | "/v1/suppressions") | (Method::DELETE, "/v1/blocks/{scope}/{key}" | "/v1/suppressions/{id}") => Access::ChangeBlocks,
         (Method::GET, "/v1/audit") => Access::Audit,
         (Method::POST, "/v1/alerts/{id}/triage") => Access::Triage,

@@ -9,6 +9,9 @@
 mod api;
 pub mod audit;
 mod records_api;
+mod console;
+mod openapi;
+mod rules_api;
 mod suppress_api;
 pub mod triage;
 pub mod auth;

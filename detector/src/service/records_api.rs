@@ -40,7 +40,8 @@ fn store_error(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `?customer_id=&from=&to=&kind=&limit=`: times RFC 3339, `kind` comma-separated.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecordsQuery {
     customer_id: Option<String>,
@@ -79,6 +80,7 @@ impl RecordsQuery {
 }
 
 /// `GET /v1/records`: an auditor's read, recorded with who, the filter and the count.
+#[utoipa::path(get, path = "/v1/records", tag = "records", params(RecordsQuery), responses((status = 200, description = "Access records; the read is itself recorded.", body = [Object])))]
 pub(crate) async fn get_records(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<RecordsQuery>) -> Result<Json<Vec<Record>>, ApiError> {
     let filter = q.filter()?;
     let rec = recording(&s)?;
@@ -131,7 +133,8 @@ fn subject_view(r: &Record) -> Option<SubjectAccessView> {
     })
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubjectQuery {
     from: Option<String>,
@@ -140,6 +143,8 @@ pub(crate) struct SubjectQuery {
 
 /// `GET /v1/subjects/{customer_id}/records`: the customer's own access records, masked; the
 /// request is recorded as a read.
+#[utoipa::path(get, path = "/v1/subjects/{customer_id}/records", tag = "records", params(("customer_id" = String, Path), SubjectQuery),
+    responses((status = 200, description = "`{customer_id, records}`: the customer's own access records, masked.", body = Object)))]
 pub(crate) async fn get_subject_records(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -234,6 +239,8 @@ pub(crate) struct NewExport {
 }
 
 /// `POST /v1/exports`: a pending request, recorded; nothing is exported yet.
+#[utoipa::path(post, path = "/v1/exports", tag = "records", request_body(content = Object, description = "`{customer_id, from, to, kind, format: csv|ndjson}`"),
+    responses((status = 201, description = "The pending export request.", body = Object)))]
 pub(crate) async fn post_export(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, body: axum::body::Bytes) -> Result<(StatusCode, Json<ExportState>), ApiError> {
     let req: NewExport = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("export: {e}")))?;
     let mut filter = RecordsQuery { customer_id: req.customer_id, from: req.from, to: req.to, kind: req.kind, limit: Some(100_000) }.filter()?;
@@ -286,17 +293,22 @@ async fn decide_export(s: Arc<AppState>, who: Principal, id: String, approve: bo
 }
 
 /// `POST /v1/exports/{id}/approve`: an admin other than the requester.
+#[utoipa::path(post, path = "/v1/exports/{id}/approve", tag = "records", params(("id" = String, Path)), responses((status = 200, description = "Approved by a second admin.", body = Object)))]
 pub(crate) async fn approve_export(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Path(id): Path<String>) -> Result<Json<ExportState>, ApiError> {
     decide_export(s, who, id, true).await
 }
 
 /// `POST /v1/exports/{id}/refuse`.
+#[utoipa::path(post, path = "/v1/exports/{id}/refuse", tag = "records", params(("id" = String, Path)), responses((status = 200, description = "Refused.", body = Object)))]
 pub(crate) async fn refuse_export(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Path(id): Path<String>) -> Result<Json<ExportState>, ApiError> {
     decide_export(s, who, id, false).await
 }
 
 /// `GET /v1/exports/{id}`: the file, once approved, to the one who asked for it; the download
 /// and the read are recorded.
+#[utoipa::path(get, path = "/v1/exports/{id}", tag = "records", params(("id" = String, Path)),
+    responses((status = 200, description = "Approved: its records (CSV or NDJSON), for the requester; refused: its state.", content((Object = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 202, description = "Pending a second admin's decision: its state.", body = Object)))]
 pub(crate) async fn get_export(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let rec = recording(&s)?;
     let x = exports(&s)?.lock().get(&id).cloned().ok_or_else(|| ApiError::not_found(format!("no export {id}")))?;
@@ -379,7 +391,8 @@ pub(crate) async fn audit_actions(s: &Arc<AppState>, who: Principal, limit: usiz
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReportQuery {
     from: String,
@@ -389,6 +402,8 @@ pub(crate) struct ReportQuery {
 
 /// `GET /v1/reports/summary?from=&to=[&format=json|csv|html]`: the management report of the
 /// period beside the one before it; a recorded read.
+#[utoipa::path(get, path = "/v1/reports/summary", tag = "records", params(ReportQuery),
+    responses((status = 200, description = "The management report of the period beside the one before it.", content((Object = "application/json"), (String = "text/csv"), (String = "text/html")))))]
 pub(crate) async fn get_report(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Extension<Principal>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
     let from = parse_time("from", Some(&q.from))?.unwrap_or_default();
     let to = parse_time("to", Some(&q.to))?.unwrap_or_default();

@@ -53,6 +53,8 @@ pub struct AppState {
     pub exports: Option<super::records_api::Exports>,
     /// Analysts' judgements of alerts.
     pub triage: super::triage::TriageBook,
+    /// Findings per rule and minute, for the console's rule statistics.
+    pub rule_hits: super::rules_api::RuleHits,
     /// `[[alerts.sinks]]`, each with its spool (with a data dir).
     pub alert_sinks: Vec<Arc<crate::alert_sinks::AlertSink>>,
 }
@@ -99,6 +101,7 @@ impl AppState {
             exports: None,
             alert_sinks: Vec::new(),
             triage: super::triage::TriageBook::default(),
+            rule_hits: super::rules_api::RuleHits::default(),
         }
     }
 
@@ -211,6 +214,29 @@ impl AppState {
         }
     }
 
+    /// The analysts' labels, with what the feed still knows of each alert.
+    pub fn floor_labels(&self) -> Vec<crate::backtest::FloorLabel> {
+        let recent: std::collections::HashMap<String, super::feed::FeedAlert> = self.feed.recent(usize::MAX).into_iter().map(|a| (a.alert.id.clone(), a)).collect();
+        self.triage
+            .labels()
+            .into_iter()
+            .map(|(id, label)| {
+                let a = recent.get(&id).map(|a| &a.alert);
+                crate::backtest::FloorLabel {
+                    label,
+                    detector: a.map(|a| a.detector.clone()),
+                    rule: a.map(|a| a.rule.clone()),
+                    entity_kind: a.and_then(|a| a.entity_kind),
+                    entity: a.and_then(|a| a.entity.clone()),
+                    time: a.map(|a| a.time.clone()),
+                    last_time: a.map(|a| a.last_time.clone()),
+                    by: self.triage.get(&id).map(|t| t.by),
+                    alert_id: id,
+                }
+            })
+            .collect()
+    }
+
     /// Mark the service ready (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -232,6 +258,7 @@ impl Sink for LiveSink<'_> {
         for f in findings {
             m.findings.with_label_values(&[&f.detector, &f.id]).inc();
         }
+        s.rule_hits.count(event.ts_ms, findings);
         let recording = s.audit.recording();
         if let Some(r) = recording {
             r.event(self.1, event, &processed.decision);

@@ -22,7 +22,7 @@ use crate::enforce::{now_ms, ListedSuppression, Suppression};
 const MAX_TTL_S: u64 = 366 * 86_400;
 
 /// `POST /v1/suppressions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSuppression {
     /// ip, subnet, device, customer, id_doc, account, staff or session.
@@ -36,8 +36,9 @@ pub struct NewSuppression {
 }
 
 /// A suppression set, and the blocks it lifted.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SetSuppression {
+    #[schema(value_type = Object)]
     pub suppression: Suppression,
     pub lifted: Vec<BlockView>,
 }
@@ -47,6 +48,8 @@ fn known_rule(s: &AppState, rule: &str) -> bool {
     matches!(rule, "isolation_forest" | "failure_streak" | "fsc_two_methods") || s.pipeline.rules().current().rules().iter().any(|r| &*r.id == rule)
 }
 
+#[utoipa::path(post, path = "/v1/suppressions", tag = "blocks", request_body = NewSuppression,
+    responses((status = 201, description = "The suppression, and the blocks in force it lifted.", body = SetSuppression)))]
 pub async fn post_suppression(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,
@@ -98,10 +101,12 @@ pub async fn post_suppression(
     Ok((StatusCode::CREATED, Json(SetSuppression { suppression, lifted })))
 }
 
+#[utoipa::path(get, path = "/v1/suppressions", tag = "blocks", responses((status = 200, description = "Suppressions in force, newest first, with the findings each swallowed (`hits`).", body = [Object])))]
 pub async fn get_suppressions(State(s): State<Arc<AppState>>) -> Json<Vec<ListedSuppression>> {
     Json(s.pipeline.enforcer().suppressions().list(now_ms()))
 }
 
+#[utoipa::path(delete, path = "/v1/suppressions/{id}", tag = "blocks", params(("id" = String, Path)), responses((status = 204, description = "Ended.")))]
 pub async fn delete_suppression(
     State(s): State<Arc<AppState>>,
     axum::Extension(who): axum::Extension<Principal>,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// Where an alert stands with the analysts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriageState {
     Open,
@@ -17,7 +17,7 @@ pub enum TriageState {
 }
 
 /// Was the alert right?
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriageLabel {
     TruePositive,
@@ -25,7 +25,7 @@ pub enum TriageLabel {
 }
 
 /// A judgement as `POST /v1/alerts/{id}/triage` takes it: any of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriageChange {
     pub state: Option<TriageState>,
@@ -34,7 +34,7 @@ pub struct TriageChange {
 }
 
 /// An alert's judgement now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Triage {
     pub state: TriageState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
