@@ -66,8 +66,8 @@ pub fn alert_id(detector: &str, rule: &str, kind: Option<EntityKind>, entity: Op
 pub enum Folded {
     /// The first finding of its kind on this entity in this window.
     New(Alert),
-    /// A repeat: the alert with this id now counts `count`.
-    Repeat { id: String, count: u32 },
+    /// A repeat: the alert with this id as it stands now (the fields a repeat can change).
+    Repeat { id: String, count: u32, last_time: String, score: f32, action: Action, severity: Severity },
 }
 
 /// The alerts a folder holds open, as a snapshot keeps them: each alert's
@@ -130,7 +130,7 @@ impl AlertFolder {
                 a.last_ms = ts_ms;
                 a.last_time = format_rfc3339_ms(ts_ms);
             }
-            return Folded::Repeat { id, count: a.count };
+            return Folded::Repeat { id, count: a.count, last_time: a.last_time.clone(), score: a.score, action: a.action, severity: a.severity };
         }
         let alert = Alert {
             id: id.clone(),
@@ -233,7 +233,8 @@ mod tests {
         let t0 = 1_764_000_000_000 - 1_764_000_000_000 % 600_000;
         let Folded::New(a) = f.fold(&finding("r1"), Some("10.0.0.1"), "e1", t0 + 5, &catalog) else { panic!() };
         assert_eq!(a.evidence[0].feature, "event.hour");
-        assert_eq!(f.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog), Folded::Repeat { id: a.id.clone(), count: 2 });
+        let Folded::Repeat { id, count: 2, last_time, .. } = f.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog) else { panic!("a repeat") };
+        assert_eq!((id.as_str(), last_time), (a.id.as_str(), format_rfc3339_ms(t0 + 9)), "the repeat carries the newest time");
         // Another entity, another rule, another window: three more alerts.
         assert!(matches!(f.fold(&finding("r1"), Some("10.0.0.2"), "e3", t0 + 9, &catalog), Folded::New(_)));
         assert!(matches!(f.fold(&finding("r2"), Some("10.0.0.1"), "e4", t0 + 9, &catalog), Folded::New(_)));
@@ -257,7 +258,7 @@ mod tests {
         let saved = serde_json::to_string(&f.export_state()).unwrap();
         let mut g = AlertFolder::new(600_000, 300_000);
         g.restore_state(&serde_json::from_str(&saved).unwrap()).unwrap();
-        assert_eq!(g.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog), Folded::Repeat { id: a.id.clone(), count: 2 });
+        assert!(matches!(g.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog), Folded::Repeat { ref id, count: 2, .. } if *id == a.id));
         // The window's end came along: the alert closes when it would have.
         assert!(g.drain_closed(t0 + 600_000).is_empty());
         let closed = g.drain_closed(t0 + 900_000);

@@ -135,6 +135,10 @@ enum Command {
         /// Feature vectors kept for fitting (uniform sample of the stream).
         #[arg(long, default_value_t = 200_000)]
         max_rows: usize,
+        /// The analysts' judgements (`GET /v1/labels`): events behind confirmed alerts are left
+        /// out of what the forest learns as normal, those behind refuted ones kept in it.
+        #[arg(long)]
+        floor_labels: Option<PathBuf>,
     },
     /// Benchmarks that need a whole store: memory under a key spray, bytes per entity.
     Bench {
@@ -264,15 +268,17 @@ enum RulesCommand {
     /// Run the tests written in the rule files.
     Test { path: Option<PathBuf> },
     /// Replay EVENTS in event time and report what each rule would have done.
+    /// The rules to measure are the global `--rules` (default: the shipped pack).
     Backtest {
-        /// The rules to measure (default: the shipped pack).
-        #[arg(long = "rules", id = "new_rules")]
-        new: Option<PathBuf>,
         /// Rules to compare against.
         #[arg(long)]
         baseline: Option<PathBuf>,
         events: PathBuf,
         labels: Option<PathBuf>,
+        /// The analysts' judgements (`GET /v1/labels`, JSON or NDJSON): each rule, and the
+        /// difference from the baseline, is scored against the alerts they confirmed or refuted.
+        #[arg(long)]
+        floor_labels: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -795,14 +801,12 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
             }
             Ok(())
         }
-        RulesCommand::Backtest { new, baseline, events, labels, json } => {
-            let mut config = config.clone();
-            if let Some(n) = new {
-                config.rules.path = Some(n);
-            }
+        RulesCommand::Backtest { baseline, events, labels, floor_labels, json } => {
+            let config = config.clone();
             let labels: Option<Vec<haechi_datasets::Label>> = labels.as_deref().map(haechi_detector::evaluate::read_labels).transpose()?;
             let mut input = open_input(&events.to_string_lossy())?;
-            let report = haechi_detector::backtest::backtest(&config, baseline.as_deref(), &mut input, labels.as_deref())?;
+            let floor = floor_labels.as_deref().map(haechi_detector::backtest::read_floor_labels).transpose()?;
+            let report = haechi_detector::backtest::backtest_with_floor(&config, baseline.as_deref(), &mut input, labels.as_deref(), floor.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -1004,16 +1008,25 @@ fn run() -> Result<()> {
             return serve(config, warm_from, warning);
         }
         Command::Model { what } => return model_cmd(what, &config),
-        Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows } => {
+        Command::Train { events, worlds, customers, normalized, out, trees, sample, seed, contamination, max_rows, floor_labels } => {
             let started = std::time::Instant::now();
             let key = model_key(&config)?;
             let only = normalized.then_some(haechi_detector::train::NORMALIZED_FEATURES);
             let (x, names, seen, source) = match (&events, &worlds) {
                 (Some(events), None) => {
                     let mut input = open_input(&events.to_string_lossy())?;
-                    let (x, n, seen) = haechi_detector::train::feature_rows(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes, only)?;
+                    let labels = floor_labels.as_deref().map(haechi_detector::backtest::read_floor_labels).transpose()?.unwrap_or_default();
+                    let (truth, unusable) = haechi_detector::train::FloorTruth::from_labels(&labels);
+                    let (x, n, seen, effect) = haechi_detector::train::feature_rows_judged(&config.features, &mut input, max_rows, seed, config.pipeline.max_event_bytes, only, &truth)?;
+                    if floor_labels.is_some() {
+                        eprintln!(
+                            "floor labels: {} events behind confirmed alerts left out, {} behind refuted alerts kept; {unusable} labels without entity or time unused",
+                            effect.attacks_left_out, effect.honest_kept
+                        );
+                    }
                     (x, n, seen, format!("haechi train {} ({seen} events)", events.display()))
                 }
+                (None, Some(_)) if floor_labels.is_some() => anyhow::bail!("--floor-labels judge the events of a file: give the events, not --worlds"),
                 (None, Some(spec)) => {
                     let (first, count) = spec.split_once(':').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))).context("--worlds FIRST:COUNT, e.g. 1:20")?;
                     let seeds: Vec<u64> = (first..first + count).collect();

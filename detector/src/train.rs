@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use haechi_features::{FeatureConfig, FeatureStore};
+use haechi_features::{entity_text, EntityKind, FeatureConfig, FeatureStore};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -118,18 +118,109 @@ pub fn feature_rows(
     max_event_bytes: usize,
     only: Option<&[&str]>,
 ) -> Result<(Array2<f64>, Vec<String>, u64), DetectorError> {
+    let (x, names, seen, _) = feature_rows_judged(features, input, max_rows, seed, max_event_bytes, only, &FloorTruth::default())?;
+    Ok((x, names, seen))
+}
+
+/// One judged alert's entity and time span.
+#[derive(Debug, Clone)]
+struct Span {
+    kind: EntityKind,
+    entity: String,
+    from_ms: i64,
+    to_ms: i64,
+}
+
+/// What the analysts' labels say of past events: those behind an alert they
+/// confirmed are attacks, not the normal a forest should learn; those behind
+/// one they refuted are honest, and kept in the sample whatever the draw.
+#[derive(Debug, Clone, Default)]
+pub struct FloorTruth {
+    attacks: Vec<Span>,
+    honest: Vec<Span>,
+}
+
+/// How the floor's labels changed the training rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FloorEffect {
+    /// Events behind confirmed alerts, left out.
+    pub attacks_left_out: u64,
+    /// Events behind refuted alerts, kept beside the sample.
+    pub honest_kept: u64,
+    /// Labels that name no entity or time (the alert was no longer in the feed): unused.
+    pub unusable: usize,
+}
+
+impl FloorTruth {
+    /// From `GET /v1/labels`.
+    pub fn from_labels(labels: &[crate::backtest::FloorLabel]) -> (FloorTruth, usize) {
+        let mut truth = FloorTruth::default();
+        let mut unusable = 0;
+        for l in labels {
+            let span = (|| {
+                Some(Span {
+                    kind: l.entity_kind?,
+                    entity: l.entity.clone()?,
+                    from_ms: haechi_features::parse_rfc3339_ms(l.time.as_deref()?)?,
+                    to_ms: haechi_features::parse_rfc3339_ms(l.last_time.as_deref().or(l.time.as_deref())?)?,
+                })
+            })();
+            match (span, l.label) {
+                (Some(s), crate::service::triage::TriageLabel::TruePositive) => truth.attacks.push(s),
+                (Some(s), crate::service::triage::TriageLabel::FalsePositive) => truth.honest.push(s),
+                (None, _) => unusable += 1,
+            }
+        }
+        (truth, unusable)
+    }
+
+    fn covers(spans: &[Span], event: &haechi_features::Event) -> bool {
+        spans.iter().any(|s| event.ts_ms >= s.from_ms && event.ts_ms <= s.to_ms && entity_text(event, s.kind).as_deref() == Some(s.entity.as_str()))
+    }
+}
+
+/// [`feature_rows`], with the analysts' judgements applied (see [`FloorTruth`]).
+/// Every event still feeds the store (the features of later events depend on
+/// it); only which rows are learned from changes.
+///
+/// # Errors
+/// As [`feature_rows`].
+pub fn feature_rows_judged(
+    features: &FeatureConfig,
+    input: &mut dyn BufRead,
+    max_rows: usize,
+    seed: u64,
+    max_event_bytes: usize,
+    only: Option<&[&str]>,
+    truth: &FloorTruth,
+) -> Result<(Array2<f64>, Vec<String>, u64, FloorEffect), DetectorError> {
     let store = FeatureStore::new(features)?;
     let (cols, names) = columns(&store, only)?;
     let mut values = vec![0.0f32; store.catalog().len()];
     let mut sample = Reservoir::new(max_rows, seed);
+    // Refuted alerts' rows, beside the draw: at most a tenth of the sample.
+    let mut honest = Reservoir::new((max_rows / 10).max(1), seed ^ 0x5eed);
+    let mut effect = FloorEffect::default();
+    let judged = !truth.attacks.is_empty() || !truth.honest.is_empty();
     let mut line = Vec::new();
     while read_bounded_line(input, &mut line, max_event_bytes)?.is_some() {
         let Ok(event) = haechi_features::Event::parse(&line, max_event_bytes) else { continue };
         store.observe(&event, &mut values);
+        if judged && FloorTruth::covers(&truth.attacks, &event) {
+            effect.attacks_left_out += 1;
+            continue;
+        }
+        if judged && FloorTruth::covers(&truth.honest, &event) {
+            effect.honest_kept += 1;
+            honest.offer(&values, &cols);
+            continue;
+        }
         sample.offer(&values, &cols);
     }
-    let (x, seen) = sample.into_matrix();
-    Ok((x, names, seen))
+    let seen = sample.seen + honest.seen + effect.attacks_left_out;
+    sample.rows.append(&mut honest.rows);
+    let (x, _) = sample.into_matrix();
+    Ok((x, names, seen, effect))
 }
 
 /// Feature vectors from drawn worlds (`WorldSpec::random` of each seed, each
