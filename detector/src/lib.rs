@@ -43,4 +43,4 @@ pub use decision::{decide, BlockRequest, Decision, Reason, Verdict};
 pub use error::DetectorError;
 pub use pipeline::{Pipeline, PipelineState, Processed, Scratch};
 pub use driver::read_bounded_line;
-pub use replay::{replay, warm, ReplayOutputs, ReplaySummary};
+pub use replay::{replay, warm, ReplayOutputs, ReplaySummary, TopAlerts};

@@ -940,16 +940,10 @@ fn run() -> Result<()> {
                 None => None,
             };
             let mut errors = BufWriter::new(io::stderr().lock());
-            let summary = replay(
-                &pipeline,
-                &mut input,
-                ReplayOutputs {
-                    decisions: &mut decisions,
-                    alerts: alert_sink.as_mut().map(|s| s as &mut dyn AlertSink),
-                    errors: &mut errors,
-                },
-            )?;
+            let mut top = haechi_detector::TopAlerts::new(alert_sink.as_mut().map(|s| s as &mut dyn AlertSink), 50);
+            let summary = replay(&pipeline, &mut input, ReplayOutputs { decisions: &mut decisions, alerts: Some(&mut top), errors: &mut errors })?;
             writeln!(errors, "{summary}")?;
+            write!(errors, "{}", top.describe(&pipeline, 5))?;
             errors.flush()?;
         }
         Command::Generate { seed, days, customers, staff, out, labels, scenarios, incidents, world, world_seed, world_out } => {

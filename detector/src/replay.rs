@@ -133,3 +133,99 @@ mod tests {
         assert_eq!(decisions.len(), 10);
     }
 }
+
+/// The alerts a person should read first, kept while a replay runs: the
+/// strongest (severity, then findings folded in, then score), at most
+/// `keep`, and how many there were. Passes every alert on to `inner`.
+pub struct TopAlerts<'a> {
+    inner: Option<&'a mut dyn AlertSink>,
+    keep: usize,
+    best: Vec<haechi_alerting::Alert>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl<'a> TopAlerts<'a> {
+    pub fn new(inner: Option<&'a mut dyn AlertSink>, keep: usize) -> TopAlerts<'a> {
+        TopAlerts { inner, keep: keep.max(1), best: Vec::new(), seen: std::collections::HashSet::new() }
+    }
+
+    fn rank(a: &haechi_alerting::Alert) -> (haechi_features::Severity, u32, u32) {
+        (a.severity, a.count, (a.score.clamp(0.0, 1.0) * 1e6) as u32)
+    }
+
+    fn prune(&mut self) {
+        self.best.sort_by(|a, b| Self::rank(b).cmp(&Self::rank(a)).then_with(|| a.id.cmp(&b.id)));
+        self.best.truncate(self.keep);
+    }
+
+    /// A few lines for a person: the strongest alerts, each with what fired
+    /// (the rule's description from the loaded pack) and the feature values behind it.
+    pub fn describe(mut self, pipeline: &Pipeline, lines: usize) -> String {
+        use std::fmt::Write as _;
+        self.prune();
+        let pack = pipeline.rules().current();
+        let mut out = String::new();
+        let total = self.seen.len();
+        if total == 0 {
+            return "no alerts\n".to_owned();
+        }
+        // The strongest alert of each rule: a person sees what kinds of trouble there were.
+        let mut rules_seen = std::collections::HashSet::new();
+        let shown: Vec<&haechi_alerting::Alert> = self.best.iter().filter(|a| rules_seen.insert(a.rule.clone())).take(lines).collect();
+        let _ = writeln!(out, "\ntop alerts, the strongest of each rule ({} of {total} alerts; all of them: --alerts FILE, or the console of `haechi serve` at /console):", shown.len());
+        for a in shown {
+            // The description's first sentence: the rest is for the rule's maintainers.
+            let first_sentence = |d: &str| {
+                let d = d.split_whitespace().collect::<Vec<_>>().join(" ");
+                let end = d.find(": ").or_else(|| d.find(". ")).unwrap_or(d.len());
+                d[..end].trim_end_matches('.').to_owned()
+            };
+            let what = pack.rules().iter().find(|r| *r.id == *a.rule).map(|r| first_sentence(&r.description)).unwrap_or_else(|| match a.rule.as_str() {
+                "isolation_forest" => "unusual for this traffic (isolation forest)".to_owned(),
+                "failure_streak" => "failures in a row on one entity".to_owned(),
+                other => other.to_owned(),
+            });
+            let entity = match (&a.entity_kind, &a.entity) {
+                (Some(k), Some(e)) => format!("{k} {e}"),
+                _ => "-".to_owned(),
+            };
+            let action = match a.action {
+                haechi_features::Action::Block { .. } => "block",
+                haechi_features::Action::Challenge => "challenge",
+                haechi_features::Action::Alert => "alert",
+                haechi_features::Action::Allow => "allow",
+            };
+            let _ = writeln!(out, "  {:<8} {} — {entity}, {} finding(s) from {} → {action}", a.severity.as_str().to_uppercase(), a.rule, a.count, a.time);
+            let _ = writeln!(out, "           why: {what}");
+            let evidence: Vec<String> = a.evidence.iter().take(3).map(|e| format!("{} = {}", e.feature, e.value)).collect();
+            if !evidence.is_empty() {
+                let _ = writeln!(out, "           seen: {}", evidence.join(", "));
+            }
+        }
+        out
+    }
+}
+
+impl AlertSink for TopAlerts<'_> {
+    fn send(&mut self, alert: &haechi_alerting::Alert) -> Result<(), haechi_alerting::AlertError> {
+        if let Some(inner) = self.inner.as_mut() {
+            inner.send(alert)?;
+        }
+        if self.seen.insert(alert.id.clone()) {
+            self.best.push(alert.clone());
+        } else if let Some(a) = self.best.iter_mut().find(|a| a.id == alert.id) {
+            *a = alert.clone();
+        }
+        if self.best.len() >= self.keep * 4 {
+            self.prune();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), haechi_alerting::AlertError> {
+        match self.inner.as_mut() {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}

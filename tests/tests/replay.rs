@@ -182,3 +182,20 @@ fn a_reader_that_stops_early_ends_the_replay_quietly() {
     assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Broken pipe"));
 }
+
+/// The demo speaks to a person: after the summary, the strongest alert of each rule, with why
+/// it fired in words and the values behind it.
+#[test]
+fn the_demo_ends_with_the_top_alerts_in_words() {
+    let out = run_haechi(&["replay", repo_root().join("datasets/sample/events.jsonl").to_str().unwrap()], b"");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let top = stderr.split("top alerts").nth(1).unwrap_or_else(|| panic!("no top alerts after the summary:\n{stderr}"));
+    let headlines: Vec<&str> = top.lines().filter(|l| l.contains(" — ") && l.contains(" → ")).collect();
+    assert_eq!(headlines.len(), 5, "{top}");
+    assert_eq!(top.matches("why: ").count(), 5, "{top}");
+    // One per rule, strongest first.
+    let rules: std::collections::HashSet<&str> = headlines.iter().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(rules.len(), 5, "{top}");
+    assert!(headlines[0].trim_start().starts_with("CRITICAL"), "{top}");
+}
