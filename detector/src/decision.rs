@@ -53,11 +53,15 @@ impl Reason {
 
 /// A block the decision asks for: which entity (none: refuse only this
 /// event), for how long, and whether a rate limit asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockRequest {
     pub scope: Option<EntityKind>,
     pub ttl_s: u32,
     pub rate_limit: bool,
+    /// The detector and rule that asked for it (none for a rate limit): the
+    /// block's `set_by`, which suppressions and analysts go by.
+    #[serde(skip)]
+    pub by: Option<(Arc<str>, Arc<str>)>,
 }
 
 /// The decision on one event.
@@ -119,7 +123,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
             Action::Allow | Action::Alert => Verdict::Allow,
             Action::Challenge => Verdict::Challenge,
             Action::Block { ttl_s } => {
-                blocks.push(BlockRequest { scope: f.entity, ttl_s, rate_limit: false });
+                blocks.push(BlockRequest { scope: f.entity, ttl_s, rate_limit: false, by: Some((f.detector.clone(), f.id.clone())) });
                 Verdict::Block
             }
         };
@@ -166,7 +170,7 @@ mod tests {
         assert_eq!(d.score, 0.5);
         let d = decide("e", &[f(Action::Block { ttl_s: 60 }, Mode::Enforce, Severity::High), f(Action::Challenge, Mode::Enforce, Severity::Critical)]);
         assert_eq!(d.verdict, Verdict::Block);
-        assert_eq!(d.blocks, vec![BlockRequest { scope: Some(EntityKind::Ip), ttl_s: 60, rate_limit: false }]);
+        assert_eq!(d.blocks, vec![BlockRequest { scope: Some(EntityKind::Ip), ttl_s: 60, rate_limit: false, by: Some((Arc::from("t"), Arc::from("Block { ttl_s: 60 }"))) }]);
         assert_eq!(decide("e", &[f(Action::Alert, Mode::Enforce, Severity::Low)]).verdict, Verdict::Allow);
         assert_eq!(decide("e", &[]).verdict, Verdict::Allow);
     }

@@ -285,8 +285,20 @@ impl Pipeline {
         for d in &self.detectors {
             d.detect(event, &view, &mut scratch.findings);
         }
-        let suppressed = self.enforcer.suppress(event, &observation.keys, &mut scratch.findings);
+        // Empty, it does not allocate: the common case costs nothing.
+        let mut swallowed = Vec::new();
+        self.enforcer.suppress(event, cap, &observation.keys, &mut scratch.findings, &mut swallowed);
         let mut decision = decide(&event.event_id, &scratch.findings);
+        // What a suppression swallowed stays on record as a shadow reason: never acted on, never hidden.
+        for w in &swallowed {
+            decision.shadow.push(crate::decision::Reason {
+                detector: w.detector.clone(),
+                id: w.rule.clone(),
+                severity: w.severity,
+                detail: Some(std::sync::Arc::from(format!("suppressed by {}", w.suppression))),
+            });
+        }
+        let suppressed = swallowed.len();
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, &mut decision);
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }

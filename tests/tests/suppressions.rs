@@ -91,6 +91,10 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     assert_eq!(call(&s, ANALYST, "POST", "/v1/suppressions", Some(&snooze.replace("many_new_identities_on_one_address", "no_such_rule"))).0, 400);
     assert_eq!(call(&s, ANALYST, "POST", "/v1/suppressions", Some(&snooze.replace("604800", "0"))).0, 400);
     assert_eq!(call(&s, ANALYST, "POST", "/v1/suppressions", Some(&snooze.replace("carrier NAT exit", "900101-1234567"))).0, 400);
+    // One analyst alone may not mute every rule for long, nor anything on a staff member.
+    let every_rule_month = format!(r#"{{"scope":"ip","key":"{nat}","ttl_s":2592000,"reason":"carrier NAT exit"}}"#);
+    assert_eq!(call(&s, ANALYST, "POST", "/v1/suppressions", Some(&every_rule_month)).0, 403);
+    assert_eq!(call(&s, ANALYST, "POST", "/v1/suppressions", Some(r#"{"scope":"staff","key":"st-1","ttl_s":3600,"reason":"me"}"#)).0, 403);
 
     let (st, body) = call(&s, ANALYST, "POST", "/v1/suppressions", Some(&snooze));
     assert_eq!(st, 201, "{body}");
@@ -104,6 +108,11 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     // Quiet on the snoozed address; the same rule still blocks another.
     let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(nat, 4, 3)));
     assert_eq!(verdicts(&body), ["allow", "allow", "allow"], "{body}");
+    // Not hidden: each decision names what was suppressed, and by which suppression.
+    for d in json(&body)["decisions"].as_array().unwrap() {
+        assert_eq!(d["shadow"][0]["id"], "many_new_identities_on_one_address", "{d}");
+        assert_eq!(d["shadow"][0]["detail"], format!("suppressed by {id}").as_str(), "{d}");
+    }
     let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(other, 100, 3)));
     assert_eq!(verdicts(&body), ["allow", "allow", "block"], "{body}");
     assert_eq!(findings_on(&s, nat), on_nat, "no new finding on the snoozed address");

@@ -27,7 +27,7 @@ use smallvec::SmallVec;
 
 pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused};
 pub use limits::{LimitConfig, Limiters, OverLimit};
-pub use suppress::{Listed as ListedSuppression, Suppression, Suppressions};
+pub use suppress::{Listed as ListedSuppression, Suppression, Suppressions, Swallowed, MAX_SUPPRESSIONS};
 
 use crate::decision::{BlockRequest, Decision, Reason, Verdict};
 
@@ -135,9 +135,14 @@ impl Enforcer {
         &self.suppressions
     }
 
-    /// Drop the findings a suppression covers, before they are decided on.
-    pub fn suppress(&self, event: &Event, keys: &EntityKeys, findings: &mut Vec<haechi_features::Finding>) -> usize {
-        self.suppressions.filter(keys, findings, self.now(event))
+    /// Take out the findings a suppression covers, before they are decided
+    /// on. Suppressions run on the wall clock the event is decided against
+    /// (`wall_ms`: now, or for an event read back from the ingest log the
+    /// time it was logged at); a replay has none (`i64::MAX`) and uses the
+    /// enforcement clock.
+    pub fn suppress(&self, event: &Event, wall_ms: i64, keys: &EntityKeys, findings: &mut Vec<haechi_features::Finding>, swallowed: &mut Vec<Swallowed>) {
+        let now = if wall_ms == i64::MAX { self.now(event) } else { wall_ms };
+        self.suppressions.filter(keys, findings, now, swallowed);
     }
 
     /// The rate limiters.
@@ -241,7 +246,7 @@ impl Enforcer {
                 OverLimit::Challenge => d.verdict = d.verdict.max(Verdict::Challenge),
                 OverLimit::Block => {
                     d.verdict = Verdict::Block;
-                    d.blocks.push(BlockRequest { scope: Some(scope), ttl_s: self.limits.config.block_ttl_s, rate_limit: true });
+                    d.blocks.push(BlockRequest { scope: Some(scope), ttl_s: self.limits.config.block_ttl_s, rate_limit: true, by: None });
                 }
             }
         }
@@ -257,7 +262,11 @@ impl Enforcer {
                 still_blocks = true;
                 continue;
             };
-            let set_by_text = if req.rate_limit { format!("rate_limit:{scope}") } else { first_rule.clone().unwrap_or_else(|| format!("rule:{scope}")) };
+            let set_by_text = match (&req.by, req.rate_limit) {
+                (_, true) => format!("rate_limit:{scope}"),
+                (Some((detector, rule)), false) => format!("{detector}:{rule}"),
+                (None, false) => first_rule.clone().unwrap_or_else(|| format!("rule:{scope}")),
+            };
             let carried = self.blast_radius(scope, features);
             if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit) {
                 out.guarded += 1;

@@ -283,7 +283,7 @@ pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
         })
     };
     state.triage = triage::TriageBook::from_actions(actions());
-    let suppressions = suppress_api::restore(&state, actions());
+    let suppressions = suppress_api::restore(&state, &processing);
     if suppressions > 0 {
         tracing::info!(suppressions, "analysts' suppressions in force restored from the records");
     }

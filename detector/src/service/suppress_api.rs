@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{audit, scope_and_hash, ApiError, BlockView};
 use super::audit::{Actor, AuditRecord};
-use super::auth::Principal;
+use super::auth::{Principal, Role};
 use super::state::AppState;
-use crate::enforce::{now_ms, ListedSuppression, Suppression};
+use crate::enforce::{now_ms, ListedSuppression, Suppression, MAX_SUPPRESSIONS};
 
 /// Longest suppression: a year, as for blocks. Anything longer is an allowlist entry.
 const MAX_TTL_S: u64 = 366 * 86_400;
+/// What one analyst may silence alone: one rule for a month, every rule for a
+/// week. Longer, and any suppression of a staff member, takes an admin, so
+/// that no analyst can quietly mute the detectors on a colleague or themselves.
+const ANALYST_ONE_RULE_S: u64 = 30 * 86_400;
+const ANALYST_EVERY_RULE_S: u64 = 7 * 86_400;
 
 /// `POST /v1/suppressions`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -70,6 +75,18 @@ pub async fn post_suppression(
         return Err(ApiError::bad_request(format!("suppression: no rule or detector `{rule}` is loaded")));
     }
     let (scope, hash) = scope_and_hash(&s, &new.scope, &new.key)?;
+    if who.role != Role::Admin {
+        if scope == haechi_features::EntityKind::Staff {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "suppression: only an admin may suppress findings on a staff member"));
+        }
+        let limit = if new.rule.is_some() { ANALYST_ONE_RULE_S } else { ANALYST_EVERY_RULE_S };
+        if new.ttl_s > limit {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("suppression: an analyst may suppress one rule for at most {} days and every rule for at most {} days; longer takes an admin", ANALYST_ONE_RULE_S / 86_400, ANALYST_EVERY_RULE_S / 86_400),
+            ));
+        }
+    }
     let now = now_ms();
     let id = {
         use std::hash::{Hash, Hasher};
@@ -89,7 +106,11 @@ pub async fn post_suppression(
     };
     // In force before the blocks are lifted: an event between the two must
     // not set the block again.
-    s.pipeline.enforcer().suppressions().insert(suppression.clone(), hash);
+    s.pipeline
+        .enforcer()
+        .suppressions()
+        .insert(suppression.clone(), hash)
+        .map_err(|kept| ApiError::new(StatusCode::CONFLICT, format!("suppression: {kept} suppressions are kept already (at most {MAX_SUPPRESSIONS}); end some first")))?;
     let mut lifted = Vec::new();
     if let Some(b) = s.blocks().list_at(now).into_iter().find(|b| b.scope == scope && b.hash == hash && suppression.covers_block(&b.set_by)) {
         if s.blocks().lift_automatic(b.scope, b.hash, b.set_at_ms) {
@@ -112,31 +133,37 @@ pub async fn delete_suppression(
     axum::Extension(who): axum::Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let ended = s.pipeline.enforcer().suppressions().remove(&id).ok_or_else(|| ApiError::not_found(format!("no suppression {id}")))?;
+    let ended = s.pipeline.enforcer().suppressions().end(&id, now_ms()).ok_or_else(|| ApiError::not_found(format!("no suppression {id} in force")))?;
     let before = serde_json::to_value(&ended).unwrap_or_default();
     audit(&s, AuditRecord::now(Actor::from(&who), "suppression_ended", Some(ended.scope.as_str()), Some(&id), before, serde_json::Value::Null)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Rebuild the suppressions still in force from the staff actions the records hold, in order.
-pub fn restore<'a>(s: &AppState, actions: impl IntoIterator<Item = &'a haechi_records::ActionRecord>) -> usize {
+/// Rebuild the suppressions from the staff actions the records hold, in
+/// order: those in force, and those ended or expired recently enough to
+/// judge the ingest log's events as they were judged live.
+pub fn restore(s: &AppState, records: &[haechi_records::Record]) -> usize {
     let seed = s.pipeline.store().windows().hash_key;
     let book = s.pipeline.enforcer().suppressions();
-    for a in actions {
+    for r in records {
+        let haechi_records::RecordBody::Action(a) = &r.body else { continue };
         match a.action.as_str() {
             "suppression_set" => {
                 let Ok(sup) = serde_json::from_value::<Suppression>(a.after["suppression"].clone()) else { continue };
                 if let Some(hash) = haechi_features::lookup_hash(seed, sup.scope, &sup.key) {
-                    book.insert(sup, hash);
+                    if let Err(kept) = book.insert(sup, hash) {
+                        tracing::warn!(kept, "suppression not restored: the list is full");
+                    }
                 }
             }
             "suppression_ended" => {
                 if let Some(id) = &a.key {
-                    book.remove(id);
+                    book.end(id, r.recorded_ms);
                 }
             }
             _ => {}
         }
     }
+    book.expire(now_ms());
     book.list(now_ms()).len()
 }
