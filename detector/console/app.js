@@ -2,9 +2,9 @@
 // pages. Served from /console with a CSP that allows only this origin's
 // scripts: no inline scripts or handlers, and no markup built from API data.
 //
-// Login: type the token, or open /console#token=TOKEN (optionally followed by
-// &/alerts/<id> or any other route) — handy for bookmarks; the token is then
-// removed from the address bar and kept in this tab's session storage.
+// Login: type the token; it is kept in this tab's session storage. A token is
+// never taken from a link: a crafted link could sign an analyst in as someone
+// else, and a URL lands in the browser's history.
 
 import { h, clear, $ } from './dom.js';
 import { api, session, storedToken, storeToken, forgetToken, setUnauthorizedHandler, hideStatus } from './api.js';
@@ -23,7 +23,7 @@ const PAGES = {
   entity: { needs: 'investigate', show: showEntity, title: 'Entity explorer' },
   blocks: { needs: 'investigate', show: showBlocks, title: 'Blocks & suppressions' },
   rules: { needs: 'investigate', show: showRules, title: 'Rules' },
-  preview: { needs: 'investigate', show: showPreview, title: 'Rule preview' },
+  preview: { needs: 'preview_rules', show: showPreview, title: 'Rule preview' },
   reports: { needs: null, show: showReports, title: 'Reports' },
 };
 
@@ -41,18 +41,10 @@ function boot() {
     logout();
   });
 
-  // #token=... in the address: log in with it, then go to the route after "&".
-  const frag = location.hash.replace(/^#/, '');
-  if (frag.startsWith('token=')) {
-    const rest = frag.slice(6);
-    const amp = rest.indexOf('&');
-    let token = amp < 0 ? rest : rest.slice(0, amp);
-    try { token = decodeURIComponent(token); } catch { /* keep as typed */ }
-    let route = amp < 0 ? '' : rest.slice(amp + 1);
-    if (route.startsWith('page=')) route = route.slice(5);
-    if (!route.startsWith('/')) route = '/alerts';
-    history.replaceState(null, '', `${location.pathname}${location.search}#${route}`);
-    login(token, { auto: true });
+  // A token in the address is dropped from it and not used (see the top of this file).
+  if (location.hash.replace(/^#/, '').startsWith('token=')) {
+    history.replaceState(null, '', `${location.pathname}${location.search}#/alerts`);
+    showLogin('A token in a link is not used: type it here.');
     return;
   }
   const saved = storedToken();

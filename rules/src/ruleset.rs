@@ -132,6 +132,10 @@ impl RuleSet {
                 if def.id.is_empty() || !def.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
                     problems.push(diag(id_line, id_col, "ids are letters, digits, `_`, `-` and `.`".into()));
                 }
+                // An id goes into decisions, alerts and records verbatim: it must not be able to carry one.
+                if haechi_features::find_resident_number(&def.id).is_some() {
+                    problems.push(diag(id_line, id_col, "an id must not have the shape of a resident registration number".into()));
+                }
                 if let Some(other) = ids.insert(def.id.clone(), f.name.clone()) {
                     problems.push(diag(id_line, id_col, format!("duplicate rule id (also in {other})")));
                 }
@@ -348,6 +352,12 @@ mod tests {
         assert!(d.iter().any(|x| x.message.contains("needs a scope")), "{e}");
         assert!(d.iter().any(|x| x.message.contains("syntax error") && x.line == 8), "{e}");
         assert!(d.iter().any(|x| x.message.contains("duplicate rule id")), "{e}");
+    }
+
+    #[test]
+    fn an_id_shaped_like_a_resident_number_is_refused() {
+        let e = RuleSet::from_text("x.yaml", "rules:\n  - id: 900101-1234567\n    severity: low\n    when: true\n    action: alert\n", &catalog()).unwrap_err();
+        assert!(e.diagnostics().iter().any(|d| d.message.contains("resident registration number")), "{e}");
     }
 
     #[test]

@@ -140,11 +140,19 @@ async fn json_rejection(res: Response) -> Response {
     if !res.status().is_client_error() || !plain {
         return res;
     }
-    let status = res.status();
-    match axum::body::to_bytes(res.into_body(), 64 * 1024).await {
+    let (parts, body) = res.into_parts();
+    let status = parts.status;
+    let mut json = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(text) => ApiError(status, String::from_utf8_lossy(&text).into_owned()).into_response(),
         Err(_) => ApiError(status, status.canonical_reason().unwrap_or("bad request").to_owned()).into_response(),
+    };
+    // The rejection's other headers (Allow, Retry-After, ...) still hold.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
     }
+    json
 }
 
 /// Authenticate the bearer token and check its role against the route;
@@ -541,18 +549,80 @@ struct EntityEventsQuery {
 /// How far back in the ingest log an entity's recent events are looked for.
 const ENTITY_EVENTS_SCAN: u64 = 200_000;
 
-/// `GET /v1/entities/{kind}/{key}/events`: the entity's newest events, as
-/// received (they passed validation, so no raw resident number), newest
-/// first, from the last events of the ingest log.
+/// What an investigator sees of one event: the step and where it came from;
+/// no attributes and no user agent (those stay in the access records, read
+/// through `/v1/records` by a role that may).
+#[derive(Serialize, utoipa::ToSchema)]
+struct EntityEventView {
+    event_id: String,
+    ts: String,
+    step: String,
+    result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staff_id: Option<String>,
+}
+
+impl EntityEventView {
+    fn of(e: &Event) -> EntityEventView {
+        let text = |v: &Option<compact_str::CompactString>| v.as_ref().map(ToString::to_string);
+        EntityEventView {
+            event_id: e.event_id.to_string(),
+            ts: haechi_features::format_rfc3339_ms(e.ts_ms),
+            step: e.step.as_str().to_owned(),
+            result: if e.is_failure() { "failure".to_owned() } else { "success".to_owned() },
+            failure_reason: text(&e.failure_reason),
+            customer_id: text(&e.customer_id),
+            ip: e.ip.map(|ip| ip.to_string()),
+            device_id: text(&e.device_id),
+            session_id: text(&e.session_id),
+            channel: e.channel.map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            region: text(&e.region),
+            staff_id: text(&e.staff_id),
+        }
+    }
+}
+
+/// One scan of the log at a time: it reads up to [`ENTITY_EVENTS_SCAN`] records.
+static ENTITY_EVENT_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// `GET /v1/entities/{kind}/{key}/events`: the entity's newest events,
+/// newest first, from the last events of the ingest log; with records, the
+/// read is itself recorded (who looked at whose events).
 #[utoipa::path(get, path = "/v1/entities/{kind}/{key}/events", tag = "entities", params(("kind" = String, Path), ("key" = String, Path), EntityEventsQuery),
-    responses((status = 200, description = "The entity's newest events as received, newest first.", body = [Object])))]
-async fn get_entity_events(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>, Query(q): Query<EntityEventsQuery>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    responses((status = 200, description = "The entity's newest events, newest first; the read is recorded.", body = [EntityEventView])))]
+async fn get_entity_events(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(who): axum::Extension<Principal>,
+    Path((kind, key)): Path<(String, String)>,
+    Query(q): Query<EntityEventsQuery>,
+) -> Result<Json<Vec<EntityEventView>>, ApiError> {
     let k = EntityKind::parse(&kind).ok_or_else(|| ApiError::bad_request(format!("unknown kind `{kind}`")))?;
+    if haechi_features::find_resident_number(&key).is_some() {
+        return Err(ApiError::bad_request("an entity key must not be a resident registration number"));
+    }
     let limit = q.limit.unwrap_or(50).clamp(1, 1_000);
     if s.data.is_none() {
         return Err(ApiError::new(StatusCode::CONFLICT, "an entity's events are read from the ingest log: run with a data dir"));
     }
-    let found = tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, ApiError> {
+    let Ok(permit) = ENTITY_EVENT_SCANS.try_acquire() else {
+        return Err(ApiError::overloaded());
+    };
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<EntityEventView>, ApiError> {
+        let _permit = permit;
         let log = s.data.as_ref().map(|d| d.log()).ok_or_else(|| ApiError::internal("no data dir"))?;
         let from = log.next_offset().saturating_sub(ENTITY_EVENTS_SCAN).max(log.first_offset());
         let max = s.pipeline.config().pipeline.max_event_bytes;
@@ -565,10 +635,23 @@ async fn get_entity_events(State(s): State<Arc<AppState>>, Path((kind, key)): Pa
                 if found.len() == limit {
                     found.pop_front();
                 }
-                found.push_back(raw.to_vec());
+                found.push_back(EntityEventView::of(&event));
             }
         }
-        Ok(found.iter().rev().filter_map(|raw| serde_json::from_slice(raw).ok()).collect())
+        if let Some(rec) = s.audit.recording() {
+            let now = crate::enforce::now_ms();
+            let customer = (k == EntityKind::Customer).then(|| key.clone());
+            let read = haechi_records::ReadRecord {
+                who: Actor::from(&who),
+                via: "GET /v1/entities/{kind}/{key}/events".to_owned(),
+                filter: serde_json::json!({ "kind": k, "key": key }),
+                returned: found.len() as u64,
+            };
+            rec.records()
+                .record(now, haechi_records::Records::new_record(now, customer, haechi_records::RecordBody::Read(read)))
+                .map_err(|e| ApiError::internal(format!("the read could not be recorded, so nothing is shown: {e}")))?;
+        }
+        Ok(found.into_iter().rev().collect())
     })
     .await
     .map_err(|e| ApiError::internal(format!("entity events: {e}")))??;

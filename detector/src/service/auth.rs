@@ -46,7 +46,7 @@ impl Role {
         match self {
             Role::Admin => !matches!(access, SubjectAccess),
             Role::Ingest => matches!(access, Identify | Ingest),
-            Role::Analyst => matches!(access, Identify | Ingest | Investigate | ChangeBlocks | Triage),
+            Role::Analyst => matches!(access, Identify | Ingest | Investigate | ChangeBlocks | Triage | PreviewRules),
             Role::Auditor => matches!(access, Identify | Investigate | Audit | ReadRecords | RequestExport | Reports),
             Role::SubjectPortal => matches!(access, Identify | SubjectAccess),
         }
@@ -66,6 +66,8 @@ pub enum Access {
     ChangeBlocks,
     /// Acknowledge, resolve and label alerts.
     Triage,
+    /// Backtest a rule change over the ingest log (heavy: analysts and admins).
+    PreviewRules,
     /// Read the audit log.
     Audit,
     /// Reload rules and model.
@@ -91,8 +93,10 @@ pub fn access_for(method: &axum::http::Method, route: &str) -> Option<Access> {
     Some(match (method, route) {
         (Method::GET, "/v1/me") => Access::Identify,
         (Method::POST, "/v1/check" | "/v1/events") => Access::Ingest,
-        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/labels" | "/v1/blocks" | "/v1/suppressions" | "/v1/entities/{kind}/{key}" | "/v1/entities/{kind}/{key}/events" | "/v1/rules/stats")
-        | (Method::POST, "/v1/rules/preview") => Access::Investigate,
+        (Method::GET, "/v1/alerts" | "/v1/alerts/stream" | "/v1/labels" | "/v1/blocks" | "/v1/suppressions" | "/v1/entities/{kind}/{key}" | "/v1/entities/{kind}/{key}/events" | "/v1/rules/stats") => {
+            Access::Investigate
+        }
+        (Method::POST, "/v1/rules/preview") => Access::PreviewRules,
         (Method::POST, "/v1/blocks" | "/v1/suppressions") | (Method::DELETE, "/v1/blocks/{scope}/{key}" | "/v1/suppressions/{id}") => Access::ChangeBlocks,
         (Method::GET, "/v1/audit") => Access::Audit,
         (Method::POST, "/v1/alerts/{id}/triage") => Access::Triage,

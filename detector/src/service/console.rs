@@ -68,7 +68,7 @@ pub async fn file(Path(name): Path<String>) -> Response {
 pub struct Me {
     pub name: String,
     pub role: &'static str,
-    /// What the role may do, by name: investigate, change_blocks, triage, audit, administer, read_records, reports.
+    /// What the role may do, by name: investigate, change_blocks, triage, preview_rules, audit, administer, read_records, reports.
     pub may: Vec<&'static str>,
     /// Whether a data dir keeps records (the reports page needs one).
     pub records: bool,
@@ -81,6 +81,7 @@ pub async fn me(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Exte
         (Access::Investigate, "investigate"),
         (Access::ChangeBlocks, "change_blocks"),
         (Access::Triage, "triage"),
+        (Access::PreviewRules, "preview_rules"),
         (Access::Audit, "audit"),
         (Access::Administer, "administer"),
         (Access::ReadRecords, "read_records"),
@@ -91,4 +92,33 @@ pub async fn me(State(s): State<Arc<AppState>>, axum::Extension(who): axum::Exte
     .map(|(_, n)| n)
     .collect();
     Json(Me { name: who.name.clone(), role: who.role.as_str(), may, records: s.audit.recording().is_some() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bank networks are closed: no file of the console names another origin to load from.
+    #[test]
+    fn the_console_files_name_no_other_origin() {
+        let mut files = 0;
+        for name in Assets::iter() {
+            files += 1;
+            let text = String::from_utf8_lossy(&Assets::get(&name).unwrap().data).to_lowercase();
+            for scheme in ["http://", "https://", "//cdn", "@import url("] {
+                assert!(!text.contains(scheme), "console/{name} names {scheme}");
+            }
+        }
+        assert!(files >= 3, "read {files} console files");
+    }
+
+    #[tokio::test]
+    async fn every_console_file_goes_out_under_the_policy() {
+        for name in ["index.html", "app.js", "app.css", "echarts.min.js"] {
+            let res = asset(name);
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], CSP, "{name}");
+        }
+        assert_eq!(asset("../Cargo.toml").status(), StatusCode::NOT_FOUND);
+    }
 }

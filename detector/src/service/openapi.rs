@@ -32,9 +32,9 @@ use super::{api, console, records_api, rules_api, suppress_api};
 )]
 struct ApiDoc;
 
-/// What holds for every route: the bearer scheme, and that any other status
-/// answers `{"error": ...}` (401 without a known token, 403 for a role that
-/// may not, 400 for a request that does not parse, ...).
+/// What holds for every route: the bearer scheme, and the errors any route
+/// may answer, each as `{"error": ...}`. Named one by one (not as `default`),
+/// so that an undocumented status (a 500, a 422) breaks the contract.
 struct Conventions;
 
 impl utoipa::Modify for Conventions {
@@ -46,9 +46,25 @@ impl utoipa::Modify for Conventions {
             .content("application/json", ContentBuilder::new().schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody")))).build())
             .build()
             .into();
+        let statuses = [
+            ("400", "The request does not parse or names something unknown."),
+            ("401", "No token, or one no principal holds."),
+            ("403", "The token's role may not do this."),
+            ("404", "No such thing (or route)."),
+            ("408", "The request took longer than server.request_timeout."),
+            ("409", "A conflict: a repeated event id, a preview without a data dir, ..."),
+            ("413", "The body is over the configured limit."),
+            ("503", "Overloaded, not ready, or the ingest log cannot be written; retry."),
+        ];
         for item in doc.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.post, &mut item.delete, &mut item.put, &mut item.patch].into_iter().flatten() {
-                op.responses.responses.entry("default".to_owned()).or_insert_with(|| error.clone());
+                for (status, what) in statuses {
+                    op.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        let RefOr::T(mut r) = error.clone() else { return error.clone() };
+                        r.description = what.to_owned();
+                        RefOr::T(r)
+                    });
+                }
             }
         }
     }

@@ -125,42 +125,81 @@ pub async fn get_stats(State(s): State<Arc<AppState>>) -> Json<RuleStats> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PreviewQuery {
-    /// How many of the newest logged events to replay (default 50,000, at most 500,000).
+    /// How many of the newest logged events to replay (default 50,000, at most 200,000).
     pub events: Option<usize>,
 }
+
+/// A rule file to preview is an analyst's file, not a bulk upload.
+const MAX_PREVIEW_BYTES: usize = 1 << 20;
+
+/// One preview at a time: each replays up to 200,000 events through two whole pipelines.
+static PREVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// `POST /v1/rules/preview`: the body is a rule file (YAML); it is backtested
 /// with the live configuration beside the live pack over the newest events
 /// of the ingest log. Nothing is changed.
 #[utoipa::path(post, path = "/v1/rules/preview", tag = "rules", params(PreviewQuery),
-    request_body(content = String, content_type = "text/plain", description = "A rule file (YAML)."),
+    request_body(content = String, content_type = "text/plain", description = "A rule file (YAML), at most 1 MiB."),
     responses((status = 200, description = "The candidate backtested beside the live pack over the newest logged events.", body = Object), (status = 409, description = "No data dir: nothing to replay.", body = super::api::ErrorBody)))]
 pub async fn post_preview(State(s): State<Arc<AppState>>, Query(q): Query<PreviewQuery>, body: Result<Bytes, BytesRejection>) -> Result<Json<crate::backtest::BacktestReport>, ApiError> {
     let body = body?;
+    if body.len() > MAX_PREVIEW_BYTES {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("preview: a rule file is at most {MAX_PREVIEW_BYTES} bytes")));
+    }
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("preview: the rule file is not UTF-8"))?.to_owned();
-    // Compiled first, so that a broken file gets its problems back at once.
-    haechi_rules::RuleSet::from_text("preview.yaml", &text, s.pipeline.store().catalog()).map_err(|e| ApiError::bad_request(format!("preview: {e}")))?;
     if s.data.is_none() {
         return Err(ApiError::new(StatusCode::CONFLICT, "preview replays the ingest log: run with a data dir"));
     }
-    let limit = q.events.unwrap_or(50_000).clamp(1, 500_000);
-    tokio::task::spawn_blocking(move || preview(&s, &text, limit)).await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("preview failed: {e}")))?.map(Json)
+    let Ok(permit) = PREVIEWS.try_acquire() else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "preview: another preview is running; try again when it is done"));
+    };
+    let limit = q.events.unwrap_or(50_000).clamp(1, 200_000);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        preview(&s, &text, limit)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("preview failed: {e}")))?
+    .map(Json)
+}
+
+/// The ingest log's events from an offset, one per line, read as the backtest asks for them.
+struct LogLines {
+    reader: haechi_storage::LogReader,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for LogLines {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.pending.len() {
+            match self.reader.next() {
+                None => return Ok(0),
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                Some(Ok((_, record))) => {
+                    // A log record is the wall clock it was decided at (8 bytes), then the event as received.
+                    self.pending.clear();
+                    self.pending.extend_from_slice(record.get(8..).unwrap_or_default());
+                    self.pending.push(b'\n');
+                    self.at = 0;
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn preview(s: &AppState, text: &str, limit: usize) -> Result<crate::backtest::BacktestReport, ApiError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("preview: {what}: {e}"));
+    // Compiled first, so that a broken file gets its problems back at once (as a 400: they are the file's).
+    haechi_rules::RuleSet::from_text("preview.yaml", text, s.pipeline.store().catalog()).map_err(|e| ApiError::bad_request(format!("preview: {e}")))?;
     let log = s.data.as_ref().ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no data dir"))?.log();
-    let end = log.next_offset();
-    let from = end.saturating_sub(limit as u64).max(log.first_offset());
-    let mut events = Vec::new();
-    for item in log.read_from(from).map_err(|e| fail("reading the ingest log", &e))? {
-        let (_, record) = item.map_err(|e| fail("reading the ingest log", &e))?;
-        // A log record is the wall clock it was decided at (8 bytes), then the event as received.
-        if let Some(raw) = record.get(8..) {
-            events.extend_from_slice(raw);
-            events.push(b'\n');
-        }
-    }
+    let from = log.next_offset().saturating_sub(limit as u64).max(log.first_offset());
+    let reader = log.read_from(from).map_err(|e| fail("reading the ingest log", &e))?;
+    let mut events = std::io::BufReader::new(LogLines { reader, pending: Vec::new(), at: 0 });
     let dir = tempfile::tempdir().map_err(|e| fail("a scratch dir", &e))?;
     let write = |name: &str, text: &str| -> Result<std::path::PathBuf, ApiError> {
         let path = dir.path().join(name);
@@ -178,5 +217,6 @@ fn preview(s: &AppState, text: &str, limit: usize) -> Result<crate::backtest::Ba
     config.pipeline.enforcement_clock = crate::enforce::EnforcementClock::Event;
     config.blocks.state_file = None;
     let labels = s.floor_labels();
-    crate::backtest::backtest_with_floor(&config, Some(&live), &mut std::io::Cursor::new(events), None, Some(&labels)).map_err(|e| ApiError::bad_request(format!("preview: {e}")))
+    // The candidate compiled above: what fails now is not the file's fault.
+    crate::backtest::backtest_with_floor(&config, Some(&live), &mut events, None, Some(&labels)).map_err(|e| fail("backtest", &e))
 }
