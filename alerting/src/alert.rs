@@ -66,8 +66,10 @@ pub fn alert_id(detector: &str, rule: &str, kind: Option<EntityKind>, entity: Op
 pub enum Folded {
     /// The first finding of its kind on this entity in this window.
     New(Alert),
-    /// A repeat: the alert with this id as it stands now (the fields a repeat can change).
-    Repeat { id: String, count: u32, last_time: String, score: f32, action: Action, severity: Severity },
+    /// A repeat: the alert with this id as it stands now (the fields a repeat
+    /// can change, but its severity: sinks got the alert with the severity it
+    /// was raised with, and it is labelled by it there).
+    Repeat { id: String, count: u32, last_time: String, score: f32, action: Action },
 }
 
 /// The alerts a folder holds open, as a snapshot keeps them: each alert's
@@ -130,7 +132,7 @@ impl AlertFolder {
                 a.last_ms = ts_ms;
                 a.last_time = format_rfc3339_ms(ts_ms);
             }
-            return Folded::Repeat { id, count: a.count, last_time: a.last_time.clone(), score: a.score, action: a.action, severity: a.severity };
+            return Folded::Repeat { id, count: a.count, last_time: a.last_time.clone(), score: a.score, action: a.action };
         }
         let alert = Alert {
             id: id.clone(),

@@ -226,12 +226,12 @@ impl AlertFeed {
                     let _ = self.tx.send(item.clone());
                 }
             }
-            Folded::Repeat { id, count, last_time, score, action, severity } => {
+            Folded::Repeat { id, count, last_time, score, action } => {
                 if let Some(&seq) = g.by_id.get(&id) {
                     // Seqs in the ring are consecutive: each is the one before plus one.
                     let first = g.ring.front().map_or(seq, |a| a.seq);
                     if let Some(a) = g.ring.get_mut((seq - first) as usize).filter(|a| a.alert.id == id) {
-                        (a.alert.count, a.alert.last_time, a.alert.score, a.alert.action, a.alert.severity) = (count, last_time, score, action, severity);
+                        (a.alert.count, a.alert.last_time, a.alert.score, a.alert.action) = (count, last_time, score, action);
                     }
                 }
             }
