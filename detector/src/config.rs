@@ -49,6 +49,9 @@ pub struct PipelineConfig {
     /// later event "late" and blind detection.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Replay, backtests and recovery parse events on a second thread while
+    /// this one decides them (the same decisions, in the same order).
+    pub parse_thread: bool,
     /// Set by `haechi serve`, never by a file: event times are bounded by the
     /// wall clock (`max_clock_skew`) whatever clock enforcement runs on.
     #[serde(skip)]
@@ -62,6 +65,7 @@ impl Default for PipelineConfig {
             dedup_window: Duration::from_secs(600),
             enforcement_clock: crate::enforce::EnforcementClock::Event,
             max_clock_skew: Duration::from_secs(300),
+            parse_thread: true,
             live: false,
         }
     }

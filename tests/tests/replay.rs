@@ -199,3 +199,37 @@ fn the_demo_ends_with_the_top_alerts_in_words() {
     assert_eq!(rules.len(), 5, "{top}");
     assert!(headlines[0].trim_start().starts_with("CRITICAL"), "{top}");
 }
+
+/// Parsing on a second thread changes nothing: the same decisions, byte for byte, and the same
+/// refusals in the same places, as one thread gives on a generated stream with bad lines in it.
+#[test]
+fn a_replay_parsed_on_a_second_thread_decides_byte_for_byte_as_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, labels) = (dir.path().join("ev.jsonl"), dir.path().join("lab.jsonl"));
+    let out = run_haechi(
+        &["generate", "--world", "random", "--world-seed", "2003", "--seed", "5", "--days", "2", "--customers", "3000", "--out", events.to_str().unwrap(), "--labels", labels.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Bad lines among the good ones, so that refusals cross batch boundaries too.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut mixed = String::with_capacity(text.len() + 10_000);
+    for (i, line) in text.lines().enumerate() {
+        mixed.push_str(line);
+        mixed.push('\n');
+        if i % 997 == 0 {
+            mixed.push_str("{\"event_id\":\"broken\n\n");
+        }
+    }
+    std::fs::write(&events, mixed).unwrap();
+    let single = dir.path().join("single.toml");
+    std::fs::write(&single, "[pipeline]\nparse_thread = false\n").unwrap();
+    let two = run_haechi(&["replay", events.to_str().unwrap()], b"");
+    let one = run_haechi(&["--config", single.to_str().unwrap(), "replay", events.to_str().unwrap()], b"");
+    assert!(two.status.success() && one.status.success());
+    assert!(two.stdout.len() > 1_000_000, "a stream worth the test: {} bytes of decisions", two.stdout.len());
+    assert!(two.stdout == one.stdout, "decisions differ between one and two threads");
+    let refusals = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).lines().filter(|l| l.starts_with("line ")).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(refusals(&two), refusals(&one));
+    assert!(refusals(&two).len() >= 10, "{:?}", refusals(&two));
+}

@@ -163,62 +163,176 @@ impl Runner<'_, '_> {
 pub fn run(pipeline: &Pipeline, source: &mut dyn Source, sink: &mut dyn Sink, mode: Mode) -> Result<ReplaySummary, DetectorError> {
     let started = Instant::now();
     let config = pipeline.config();
-    let lateness_ms = config.features.allowed_lateness.as_millis() as i64;
-    let ordered = source.in_decision_order();
-    let mut runner = Runner { pipeline, mode, scratch: pipeline.scratch(), sink, summary: ReplaySummary::default() };
-    let mut buffer = ReorderBuffer::default();
-    let mut guard = FutureGuard::new(config.pipeline.max_clock_skew.as_millis() as i64);
-    let mut newest = i64::MIN;
-    let mut released_upto = i64::MIN;
-    let mut record = Vec::with_capacity(1024);
+    let mut steps = Steps {
+        runner: Runner { pipeline, mode, scratch: pipeline.scratch(), sink, summary: ReplaySummary::default() },
+        ordered: source.in_decision_order(),
+        lateness_ms: config.features.allowed_lateness.as_millis() as i64,
+        buffer: ReorderBuffer::default(),
+        guard: FutureGuard::new(config.pipeline.max_clock_skew.as_millis() as i64),
+        newest: i64::MIN,
+        released_upto: i64::MIN,
+    };
     let max = config.pipeline.max_event_bytes;
-    while let Some(RecordInfo { position, len, wall_ms }) = source.next_record(&mut record, max)? {
+    if config.pipeline.parse_thread {
+        parse_ahead(pipeline, source, max, &mut steps)?;
+    } else {
+        let mut record = Vec::with_capacity(1024);
+        while let Some(info) = source.next_record(&mut record, max)? {
+            let parsed = parse(pipeline, &info, &record, max);
+            steps.step(info, parsed)?;
+        }
+    }
+    let mut runner = steps.finish()?;
+    runner.sink.finish(pipeline)?;
+    runner.summary.elapsed = started.elapsed();
+    Ok(runner.summary)
+}
+
+fn parse(pipeline: &Pipeline, info: &RecordInfo, record: &[u8], max: usize) -> Result<Event, EventError> {
+    if info.len > max {
+        Err(EventError::TooLarge { len: info.len, limit: max })
+    } else {
+        pipeline.parse(record)
+    }
+}
+
+/// Records on their way through the parse thread, and back.
+#[derive(Default)]
+struct Batch {
+    records: Vec<(RecordInfo, Vec<u8>)>,
+    len: usize,
+    parsed: Vec<Result<Event, EventError>>,
+}
+
+/// Records per batch: large enough that the hand-over costs nothing per
+/// event, small enough that the second thread starts at once.
+const BATCH: usize = 512;
+
+/// Read on this thread, parse (JSON and the contract's checks) on a second,
+/// decide here again in the order read: the decisions are those of one
+/// thread, byte for byte (a test checks it), with the parsing off the
+/// deciding core. Two batches are in flight, so neither thread waits on
+/// the other while both have work; buffers go round and are reused.
+fn parse_ahead(pipeline: &Pipeline, source: &mut dyn Source, max: usize, steps: &mut Steps<'_, '_>) -> Result<(), DetectorError> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (to_parser, parser_in) = sync_channel::<Batch>(2);
+        let (parser_out, parsed_in) = sync_channel::<Batch>(2);
+        scope.spawn(move || {
+            for mut batch in parser_in {
+                batch.parsed.clear();
+                for (info, raw) in &batch.records[..batch.len] {
+                    batch.parsed.push(parse(pipeline, info, raw, max));
+                }
+                if parser_out.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut spare: Vec<Batch> = vec![Batch::default(), Batch::default()];
+        let mut in_flight = 0usize;
+        let mut done = false;
+        let take_back = |batch: &mut Batch, steps: &mut Steps<'_, '_>| -> Result<(), DetectorError> {
+            for ((info, _), parsed) in batch.records[..batch.len].iter().zip(batch.parsed.drain(..)) {
+                steps.step(*info, parsed)?;
+            }
+            Ok(())
+        };
+        while !done || in_flight > 0 {
+            if !done {
+                if let Some(mut batch) = spare.pop() {
+                    batch.len = 0;
+                    while batch.len < BATCH {
+                        if batch.records.len() == batch.len {
+                            batch.records.push((RecordInfo { position: 0, len: 0, wall_ms: None }, Vec::with_capacity(1024)));
+                        }
+                        let (info, raw) = &mut batch.records[batch.len];
+                        match source.next_record(raw, max)? {
+                            Some(i) => *info = i,
+                            None => {
+                                done = true;
+                                break;
+                            }
+                        }
+                        batch.len += 1;
+                    }
+                    if batch.len > 0 {
+                        to_parser.send(batch).map_err(|_| DetectorError::Snapshot("the parse thread stopped".into()))?;
+                        in_flight += 1;
+                    } else {
+                        spare.push(batch);
+                    }
+                    continue;
+                }
+            }
+            // Both batches out: decide the older one when it is back.
+            let mut batch = parsed_in.recv().map_err(|_| DetectorError::Snapshot("the parse thread stopped".into()))?;
+            in_flight -= 1;
+            take_back(&mut batch, steps)?;
+            spare.push(batch);
+        }
+        drop(to_parser);
+        Ok(())
+    })
+}
+
+/// The driver's state between records: the reorder buffer and the future guard.
+struct Steps<'p, 's> {
+    runner: Runner<'p, 's>,
+    ordered: bool,
+    lateness_ms: i64,
+    buffer: ReorderBuffer,
+    guard: FutureGuard,
+    newest: i64,
+    released_upto: i64,
+}
+
+impl<'p, 's> Steps<'p, 's> {
+    fn step(&mut self, RecordInfo { position, wall_ms, .. }: RecordInfo, parsed: Result<Event, EventError>) -> Result<(), DetectorError> {
+        let runner = &mut self.runner;
         runner.summary.lines += 1;
-        let parsed = if len > max { Err(EventError::TooLarge { len, limit: max }) } else { pipeline.parse(&record) };
         let event = match parsed {
             Ok(e) => e,
             Err(EventError::Empty) => {
                 runner.summary.lines -= 1;
-                continue;
+                return Ok(());
             }
-            Err(e) => {
-                runner.reject(position, &e)?;
-                continue;
-            }
+            Err(e) => return runner.reject(position, &e),
         };
-        if ordered {
-            runner.run(position, &event, wall_ms)?;
-            continue;
+        if self.ordered {
+            return runner.run(position, &event, wall_ms);
         }
-        let (admitted, refused) = guard.admit(position, event);
+        let (admitted, refused) = self.guard.admit(position, event);
         for (seq, e) in refused {
-            runner.reject(seq, &guard.refusal(e.ts_ms))?;
+            runner.reject(seq, &self.guard.refusal(e.ts_ms))?;
         }
         for (seq, event) in admitted {
-            if event.ts_ms < released_upto {
+            if event.ts_ms < self.released_upto {
                 // Too late for the buffer's order: decide it now, as it is.
                 runner.run(seq, &event, None)?;
                 continue;
             }
-            newest = newest.max(event.ts_ms);
-            buffer.push(seq, event);
-            while let Some((seq, event)) = buffer.pop_ready(newest - lateness_ms) {
-                released_upto = released_upto.max(event.ts_ms);
+            self.newest = self.newest.max(event.ts_ms);
+            self.buffer.push(seq, event);
+            while let Some((seq, event)) = self.buffer.pop_ready(self.newest - self.lateness_ms) {
+                self.released_upto = self.released_upto.max(event.ts_ms);
                 runner.run(seq, &event, None)?;
             }
         }
+        Ok(())
     }
-    let (admitted, refused) = guard.finish();
-    for (seq, e) in refused {
-        runner.reject(seq, &guard.refusal(e.ts_ms))?;
+
+    fn finish(mut self) -> Result<Runner<'p, 's>, DetectorError> {
+        let (admitted, refused) = self.guard.finish();
+        for (seq, e) in refused {
+            self.runner.reject(seq, &self.guard.refusal(e.ts_ms))?;
+        }
+        while let Some((seq, event)) = self.buffer.pop_ready(i64::MAX) {
+            self.runner.run(seq, &event, None)?;
+        }
+        for (seq, event) in admitted {
+            self.runner.run(seq, &event, None)?;
+        }
+        Ok(self.runner)
     }
-    while let Some((seq, event)) = buffer.pop_ready(i64::MAX) {
-        runner.run(seq, &event, None)?;
-    }
-    for (seq, event) in admitted {
-        runner.run(seq, &event, None)?;
-    }
-    runner.sink.finish(pipeline)?;
-    runner.summary.elapsed = started.elapsed();
-    Ok(runner.summary)
 }
