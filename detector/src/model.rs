@@ -172,14 +172,28 @@ impl Detector for ModelDetector {
     }
 
     fn detect(&self, _event: &Event, features: &FeatureView<'_>, findings: &mut Vec<Finding>) {
+        thread_local! {
+            /// One row per thread, reused: no allocation per event.
+            static ROW: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
+        }
         let m = self.current.load();
         let values = features.values();
         let slots = &m.slots;
-        let score = m.model.score_by(|f| f64::from(values[slots[f]]));
+        // The model's features gathered once: the walk reads each of them
+        // dozens of times (every tree, every level), through one index, not two.
+        let row = ROW.with(|row| {
+            let mut row = row.take();
+            row.clear();
+            row.extend(slots.iter().map(|&s| f64::from(values[s])));
+            row
+        });
+        let score = m.model.score_by(|f| row[f]);
         if score <= m.threshold {
+            ROW.with(|r| r.set(row));
             return;
         }
-        let top = m.model.forest().contributions(|f| f64::from(values[slots[f]]));
+        let top = m.model.forest().contributions(|f| row[f]);
+        ROW.with(|r| r.set(row));
         let evidence: Vec<Evidence> = top
             .iter()
             .take(3)
