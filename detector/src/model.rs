@@ -187,11 +187,11 @@ impl Detector for ModelDetector {
             row.extend(slots.iter().map(|&s| f64::from(values[s])));
             row
         });
-        let score = m.model.score_by(|f| row[f]);
-        if score <= m.threshold {
+        // Most rows are normal: the walk stops as soon as they cannot be anomalous.
+        let Some(score) = m.model.forest().score_above(|f| row[f], m.threshold) else {
             ROW.with(|r| r.set(row));
             return;
-        }
+        };
         let top = m.model.forest().contributions(|f| row[f]);
         ROW.with(|r| r.set(row));
         let evidence: Vec<Evidence> = top

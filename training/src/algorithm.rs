@@ -65,6 +65,11 @@ pub struct Forest {
     /// The deepest leaf: every walk takes exactly this many steps.
     #[serde(skip)]
     depth: u32,
+    /// Per chunk of [`LANES`] trees: the least path length the trees from
+    /// that chunk on can still add (each tree's shallowest leaf), so that
+    /// [`Forest::score_above`] can stop as soon as the row cannot be anomalous.
+    #[serde(skip)]
+    least_rest: Vec<f64>,
 }
 
 impl PartialEq for Forest {
@@ -118,6 +123,24 @@ impl Forest {
             }
         }
         self.depth = deepest;
+        let shallowest: Vec<f64> = self
+            .roots
+            .iter()
+            .map(|&root| {
+                let (mut least, mut stack) = (f64::INFINITY, vec![root as usize]);
+                while let Some(i) = stack.pop() {
+                    let Node(feature, left, value) = self.nodes[i];
+                    if feature == LEAF {
+                        least = least.min(value);
+                    } else {
+                        stack.extend([left as usize, left as usize + 1]);
+                    }
+                }
+                least
+            })
+            .collect();
+        let chunks = self.roots.len().div_ceil(LANES);
+        self.least_rest = (0..=chunks).map(|c| shallowest[(c * LANES).min(shallowest.len())..].iter().sum()).collect();
     }
 
     /// Mean path length of a row whose feature `f` is `get(f)`. A NaN feature
@@ -144,6 +167,38 @@ impl Forest {
     #[inline]
     pub fn score(&self, get: impl Fn(usize) -> f64) -> f64 {
         anomaly_score(self.mean_path_length(get), self.psi)
+    }
+
+    /// The score, when it is above `threshold`; `None` as soon as the trees
+    /// walked so far, plus the shortest paths the others could still give,
+    /// already make the mean path too long for that. Most rows are normal
+    /// and leave early. Whenever a score is returned, it is [`Forest::score`]'s,
+    /// computed the same way to the last bit.
+    #[inline]
+    pub fn score_above(&self, get: impl Fn(usize) -> f64, threshold: f64) -> Option<f64> {
+        let c = average_path_length(self.psi);
+        // score > threshold  ⟺  mean path < -c·log2(threshold). Stopping waits
+        // for a margin well above rounding, so no row that the whole walk
+        // would score above the threshold is stopped.
+        let longest = if c == 0.0 || threshold <= 0.0 { f64::INFINITY } else { -c * threshold.log2() * self.roots.len() as f64 * (1.0 + 1e-9) + 1e-9 };
+        let mut total = 0.0;
+        for (k, chunk) in self.roots.chunks(LANES).enumerate() {
+            let mut at = [0u32; LANES];
+            let lanes = chunk.len();
+            at[..lanes].copy_from_slice(chunk);
+            for _ in 0..self.depth {
+                for i in at.iter_mut().take(lanes) {
+                    let s = self.steps[*i as usize];
+                    *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
+                }
+            }
+            total += at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>();
+            if total + self.least_rest[k + 1] > longest {
+                return None;
+            }
+        }
+        let score = anomaly_score(total / self.roots.len() as f64, self.psi);
+        (score > threshold).then_some(score)
     }
 
     /// How much each feature set this row apart. Split features are drawn at
@@ -310,6 +365,7 @@ where
             steps: Vec::new(),
             leaf_value: Vec::new(),
             depth: 0,
+            least_rest: Vec::new(),
         };
         for (tree, sizes) in trees {
             let base = forest.nodes.len() as u32;
@@ -418,6 +474,33 @@ mod tests {
         assert!((anomaly_score(c, 256) - 0.5).abs() < 1e-12);
         assert!((anomaly_score(0.0, 256) - 1.0).abs() < 1e-12);
         assert!((anomaly_score(2.0 * c, 256) - 0.25).abs() < 1e-12);
+    }
+
+    /// Stopping early never changes an answer: over normal rows, outliers and the
+    /// rows right at the threshold, `score_above` is `score` where it is above, `None` elsewhere.
+    #[test]
+    fn stopping_early_gives_the_whole_walks_answer() {
+        let x = blob(3);
+        let m = IsolationForestParams::new().n_trees(100).seed(9).check().unwrap().fit(&linfa::Dataset::from(x.clone())).unwrap();
+        let f = m.forest();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let rows: Vec<[f64; 3]> = (0..3000).map(|i| {
+            let spread = if i % 3 == 0 { 8.0 } else { 1.5 };
+            [rng.gen_range(-spread..spread), rng.gen_range(-spread..spread), rng.gen_range(-spread..spread)]
+        }).collect();
+        let mut above = 0;
+        for t in [m.threshold(), 0.45, 0.55, 0.6, 0.7] {
+            for r in &rows {
+                let whole = f.score(|c| r[c]);
+                let early = f.score_above(|c| r[c], t);
+                assert_eq!(early, (whole > t).then_some(whole), "row {r:?} at threshold {t}");
+                above += usize::from(early.is_some());
+                // At the row's own score, on either side of it.
+                assert_eq!(f.score_above(|c| r[c], whole), None);
+                assert_eq!(f.score_above(|c| r[c], whole - 1e-12), Some(whole));
+            }
+        }
+        assert!(above > 100, "outliers were scored: {above}");
     }
 
     fn blob(seed: u64) -> Array2<f64> {
