@@ -5,7 +5,7 @@
 # ratio Haechi/CrowdSec per CPU-second. CPU-seconds are the figure to quote: wall
 # time on a shared 2-core box moves with the neighbours, CPU time much less.
 #
-# Usage: detector/scripts/bench-crowdsec.sh
+# Usage: detector/bench/crowdsec.sh
 #   env HAECHI (default target/release/haechi under the repo root), DAYS (5),
 #   CUSTOMERS (50000), WORLD_SEED (2001), ROUNDS (3), MIN_PARSED_PCT (99).
 # Needs: python3, dpkg-deb, apt-get (only when no cached .deb), GNU time or bash.
@@ -38,7 +38,7 @@ CUSTOMERS=${CUSTOMERS:-50000}
 WORLD_SEED=${WORLD_SEED:-2001}
 ROUNDS=${ROUNDS:-3}
 MIN_PARSED_PCT=${MIN_PARSED_PCT:-99}
-CONVERT=$REPO/detector/scripts/events-to-sshd.py
+CONVERT=$REPO/detector/bench/events-to-sshd.py
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/haechi-bench
 
 [[ -x $HAECHI ]] || die "no haechi binary at $HAECHI (build it, or set HAECHI=path)"
