@@ -762,6 +762,90 @@ mod tests {
         assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
     }
 
+    /// Who may call what, written out: the security contract of every route in the OpenAPI
+    /// document. A permission changes only when both `access_for` and this table say so; and
+    /// the router must enforce what the table says (403 for every role not listed, never
+    /// 401 or 403 for one listed).
+    #[tokio::test]
+    async fn every_route_answers_every_role_as_the_table_says() {
+        use super::super::auth::{token_sha256_hex, PrincipalConfig, Role};
+        const I: &str = "ingest";
+        const AN: &str = "analyst";
+        const AU: &str = "auditor";
+        const AD: &str = "admin";
+        const SP: &str = "subject_portal";
+        let table: &[(&str, &str, &[&str])] = &[
+            ("GET", "/v1/me", &[I, AN, AU, AD, SP]),
+            ("POST", "/v1/events", &[I, AN, AD]),
+            ("POST", "/v1/check", &[I, AN, AD]),
+            ("GET", "/v1/alerts", &[AN, AU, AD]),
+            ("GET", "/v1/alerts/stream", &[AN, AU, AD]),
+            ("POST", "/v1/alerts/{id}/triage", &[AN, AD]),
+            ("GET", "/v1/labels", &[AN, AU, AD]),
+            ("GET", "/v1/blocks", &[AN, AU, AD]),
+            ("POST", "/v1/blocks", &[AN, AD]),
+            ("DELETE", "/v1/blocks/{scope}/{key}", &[AN, AD]),
+            ("GET", "/v1/suppressions", &[AN, AU, AD]),
+            ("POST", "/v1/suppressions", &[AN, AD]),
+            ("DELETE", "/v1/suppressions/{id}", &[AN, AD]),
+            ("GET", "/v1/entities/{kind}/{key}", &[AN, AU, AD]),
+            ("GET", "/v1/entities/{kind}/{key}/events", &[AN, AU, AD]),
+            ("GET", "/v1/rules/stats", &[AN, AU, AD]),
+            ("POST", "/v1/rules/preview", &[AN, AD]),
+            ("POST", "/v1/reload", &[AD]),
+            ("GET", "/v1/audit", &[AU, AD]),
+            ("GET", "/v1/records", &[AU, AD]),
+            ("GET", "/v1/subjects/{customer_id}/records", &[SP]),
+            ("POST", "/v1/exports", &[AU, AD]),
+            ("GET", "/v1/exports/{id}", &[AU, AD]),
+            ("POST", "/v1/exports/{id}/approve", &[AD]),
+            ("POST", "/v1/exports/{id}/refuse", &[AD]),
+            ("GET", "/v1/reports/summary", &[AU, AD]),
+        ];
+        // The table covers every /v1 operation of the contract.
+        let spec: serde_json::Value = serde_json::from_str(&super::super::openapi::spec_json()).unwrap();
+        let mut operations = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in ["get", "post", "delete", "put", "patch"] {
+                if item.get(method).is_some() && path.starts_with("/v1/") {
+                    operations.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        for (m, p) in &operations {
+            assert!(table.iter().any(|(tm, tp, _)| tm == m && tp == p), "{m} {p} is missing from the table");
+        }
+        assert_eq!(operations.len(), table.len(), "the table names an operation the contract does not have");
+
+        let mut config = crate::Config::default();
+        config.server.watch_files = false;
+        config.server.principals = [I, AN, AU, AD, SP]
+            .iter()
+            .map(|r| PrincipalConfig {
+                name: format!("{r}-user"),
+                role: serde_json::from_value::<Role>(serde_json::json!(r)).unwrap(),
+                token_sha256: Some(token_sha256_hex(&format!("token-{r}"))),
+                token_sha256_env: None,
+                token_sha256_file: None,
+            })
+            .collect();
+        let app = router(super::super::build_state(config).unwrap(), CancellationToken::new());
+        for (method, path, allowed) in table {
+            let uri = path.replace("{id}", "x1").replace("{scope}", "ip").replace("{key}", "203.0.113.9").replace("{kind}", "ip").replace("{customer_id}", "c1");
+            for role in [I, AN, AU, AD, SP] {
+                let req = Request::builder().method(*method).uri(&uri).header(header::AUTHORIZATION, format!("Bearer token-{role}")).body(Body::empty()).unwrap();
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                if allowed.contains(&role) {
+                    assert!(status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED, "{role} {method} {path}: {status}, but the table allows it");
+                } else {
+                    assert_eq!(status, StatusCode::FORBIDDEN, "{role} {method} {path}: the table refuses it");
+                }
+            }
+            let anonymous = Request::builder().method(*method).uri(&uri).body(Body::empty()).unwrap();
+            assert_eq!(app.clone().oneshot(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED, "no token: {method} {path}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_fsync_always_checks_are_logged_before_their_answer() {
         let dir = tempfile::tempdir().unwrap();
