@@ -201,3 +201,24 @@ pub fn sha256_hex(token: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A `[[server.principals]]` entry of a test configuration.
+pub fn principal(name: &str, role: &str, token: &str) -> String {
+    format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token))
+}
+
+/// A rule pack of one rule that blocks an address once three new identities onboard through it.
+pub const NEW_IDENTITIES_RULE: &str = "rules:\n  - id: many_new_identities_on_one_address\n    description: several new identities onboarding through one address\n    severity: high\n    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0\n    action: block\n    scope: ip\n    ttl: 1h\n";
+
+/// New identities `ks` onboarding through `ip` in the last minute, 100 ms apart (event ids
+/// `{prefix}{k}`), as NDJSON.
+pub fn onboarding(prefix: &str, ip: &str, ks: std::ops::Range<usize>) -> String {
+    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64 - 60_000;
+    ks.map(|k| {
+        let ts = haechi_features::format_rfc3339_ms(t0 + k as i64 * 100);
+        format!(
+            "{{\"event_id\":\"{prefix}{k}\",\"ts\":\"{ts}\",\"step\":\"id_ocr\",\"result\":\"success\",\"customer_id\":\"new{k}\",\"session_id\":\"s{k}\",\"device_id\":\"d{k}\",\"id_doc_hash\":\"doc{k}\",\"ip\":\"{ip}\"}}\n"
+        )
+    })
+    .collect()
+}

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use haechi_tests::{http, https, run_haechi, send, send_as, sha256_hex, Server};
+use haechi_tests::{http, https, principal, run_haechi, send, send_as, sha256_hex, Server};
 use serde_json::Value;
 
 fn json(text: &str) -> Value {
@@ -22,7 +22,6 @@ fn config(dir: &Path) -> String {
     let hash_file = dir.join("auditor.sha256");
     std::fs::write(&hash_file, format!("{}\n", sha256_hex(AUDITOR))).unwrap();
     let cfg = dir.join("haechi.toml");
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
     let text = format!(
         "[server]\nwatch_files = false\n{}{}{}[[server.principals]]\nname = \"lee\"\nrole = \"auditor\"\ntoken_sha256_file = {:?}\n[blocks]\nstate_file = {:?}\n",
         principal("ekyc-pipeline", "ingest", INGEST),

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use haechi_tests::{http, send_as, sha256_hex, Server};
+use haechi_tests::{http, onboarding, principal, send_as, Server, NEW_IDENTITIES_RULE};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,17 +22,6 @@ const AUDITOR: &str = "auditor-token-of-lee";
 /// How long a condition the page reaches by itself (a fetch, a stream frame) may take. A
 /// deadline for a failure message, not a pace: every wait returns as soon as its condition holds.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-const RULES: &str = r#"
-rules:
-  - id: many_new_identities_on_one_address
-    description: several new identities onboarding through one address
-    severity: high
-    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0
-    action: block
-    scope: ip
-    ttl: 1h
-"#;
 
 struct Driver(Child);
 
@@ -99,24 +88,11 @@ async fn login(c: &Client, base: &str, token: &str, who: &str) {
     until(&format!("#whoami = {who}"), || async { text_of(c, "#whoami").await.filter(|t| t.contains(who)) }).await;
 }
 
-fn onboarding(ip: &str, first: usize, n: usize) -> String {
-    let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 60_000;
-    (first..first + n)
-        .map(|k| {
-            format!(
-                "{{\"event_id\":\"cb{k}\",\"ts\":\"{}\",\"step\":\"id_ocr\",\"result\":\"success\",\"customer_id\":\"new{k}\",\"session_id\":\"s{k}\",\"device_id\":\"d{k}\",\"id_doc_hash\":\"doc{k}\",\"ip\":\"{ip}\"}}\n",
-                haechi_features::format_rfc3339_ms(t0 + k as i64 * 100)
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_sees_an_alert_arrive_opens_it_marks_it_false_positive_and_lifts_the_block() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
+    std::fs::write(&rules, NEW_IDENTITIES_RULE).unwrap();
     let cfg = dir.path().join("haechi.toml");
     std::fs::write(
         &cfg,
@@ -145,7 +121,7 @@ async fn an_analyst_sees_an_alert_arrive_opens_it_marks_it_false_positive_and_li
     // The stream is open (not the polling fallback); then traffic arrives while the page is open.
     until("the live stream open", || async { text_of(&c, "#live").await.filter(|t| t.trim() == "Live") }).await;
     let nat = "203.0.113.9";
-    let (st, body) = send_as(&http(), Some(INGEST), "POST", &s.url("/v1/events"), Some(onboarding(nat, 0, 4).as_bytes()));
+    let (st, body) = send_as(&http(), Some(INGEST), "POST", &s.url("/v1/events"), Some(onboarding("cb", nat, 0..4).as_bytes()));
     assert_eq!(st, 200, "{body}");
     let alerts: Value = serde_json::from_str(&send_as(&http(), Some(ANALYST), "GET", &s.url("/v1/alerts"), None).1).unwrap();
     let id = alerts.as_array().unwrap().iter().find(|a| a["entity"] == nat).expect("an alert on the address")["id"].as_str().unwrap().to_owned();

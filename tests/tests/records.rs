@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use haechi_tests::{http, run_haechi, send_as, sha256_hex, Server};
+use haechi_tests::{http, principal, run_haechi, send_as, Server};
 use serde_json::Value;
 
 const INGEST: &str = "ingest-token";
@@ -18,7 +18,6 @@ fn json(text: &str) -> Value {
 }
 
 fn config(dir: &Path) -> String {
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
     let text = format!(
         "[server]\nwatch_files = false\n{}{}{}{}{}{}",
         principal("pipeline", "ingest", INGEST),

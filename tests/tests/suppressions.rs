@@ -3,43 +3,15 @@
 //! address still is), the suppression is listed with what it swallowed,
 //! recorded, kept across a restart, and ended early on request.
 
-use haechi_tests::{http, send_as, sha256_hex, Server};
+use haechi_tests::{http, onboarding, principal, send_as, Server, NEW_IDENTITIES_RULE};
 use serde_json::Value;
 
 const INGEST: &str = "ingest-token";
 const ANALYST: &str = "analyst-token-of-kim";
 const AUDITOR: &str = "auditor-token-of-lee";
 
-const RULES: &str = r#"
-rules:
-  - id: many_new_identities_on_one_address
-    description: several new identities onboarding through one address
-    severity: high
-    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0
-    action: block
-    scope: ip
-    ttl: 1h
-"#;
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// `n` new identities onboarding through `ip`, named from `first`.
-fn onboarding(ip: &str, first: usize, n: usize) -> String {
-    let t0 = now_ms() - 60_000;
-    (first..first + n)
-        .map(|k| {
-            format!(
-                "{{\"event_id\":\"ob{k}\",\"ts\":\"{}\",\"step\":\"id_ocr\",\"result\":\"success\",\"customer_id\":\"new{k}\",\"session_id\":\"s{k}\",\"device_id\":\"d{k}\",\"id_doc_hash\":\"doc{k}\",\"ip\":\"{ip}\"}}\n",
-                haechi_features::format_rfc3339_ms(t0 + k as i64 * 100)
-            )
-        })
-        .collect()
 }
 
 fn verdicts(body: &str) -> Vec<String> {
@@ -51,8 +23,7 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).unwrap();
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
+    std::fs::write(&rules, NEW_IDENTITIES_RULE).unwrap();
     let cfg = dir.path().join("haechi.toml");
     std::fs::write(
         &cfg,
@@ -72,7 +43,7 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     let (nat, other) = ("203.0.113.9", "198.51.100.20");
 
     // The rule fires on the third new identity and blocks the address.
-    let (st, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(nat, 0, 4)));
+    let (st, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding("ob", nat, 0..4)));
     assert_eq!(st, 200, "{body}");
     assert_eq!(verdicts(&body), ["allow", "allow", "block", "block"], "{body}");
     let (_, blocks) = call(&s, ANALYST, "GET", "/v1/blocks", None);
@@ -106,14 +77,14 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     assert!(!json(&blocks).as_array().unwrap().iter().any(|b| b["key"] == nat), "lifted: {blocks}");
 
     // Quiet on the snoozed address; the same rule still blocks another.
-    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(nat, 4, 3)));
+    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding("ob", nat, 4..7)));
     assert_eq!(verdicts(&body), ["allow", "allow", "allow"], "{body}");
     // Not hidden: each decision names what was suppressed, and by which suppression.
     for d in json(&body)["decisions"].as_array().unwrap() {
         assert_eq!(d["shadow"][0]["id"], "many_new_identities_on_one_address", "{d}");
         assert_eq!(d["shadow"][0]["detail"], format!("suppressed by {id}").as_str(), "{d}");
     }
-    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(other, 100, 3)));
+    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding("ob", other, 100..103)));
     assert_eq!(verdicts(&body), ["allow", "allow", "block"], "{body}");
     assert_eq!(findings_on(&s, nat), on_nat, "no new finding on the snoozed address");
     assert!(findings_on(&s, other) >= 1, "the other address alerts");
@@ -132,13 +103,13 @@ fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a
     let s = start();
     let (_, list) = call(&s, ANALYST, "GET", "/v1/suppressions", None);
     assert_eq!(json(&list)[0]["id"], id.as_str(), "{list}");
-    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(nat, 7, 1)));
+    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding("ob", nat, 7..8)));
     assert_eq!(verdicts(&body), ["allow"], "still quiet after the restart: {body}");
     assert_eq!(call(&s, ANALYST, "DELETE", &format!("/v1/suppressions/{id}"), None).0, 204);
     assert_eq!(call(&s, ANALYST, "DELETE", &format!("/v1/suppressions/{id}"), None).0, 404);
     let (_, list) = call(&s, ANALYST, "GET", "/v1/suppressions", None);
     assert_eq!(json(&list), serde_json::json!([]));
-    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding(nat, 8, 1)));
+    let (_, body) = call(&s, INGEST, "POST", "/v1/events", Some(&onboarding("ob", nat, 8..9)));
     assert_eq!(verdicts(&body), ["block"], "the rule speaks again: {body}");
     assert!(s.stop().success());
 }

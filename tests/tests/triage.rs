@@ -1,7 +1,7 @@
 //! An analyst's judgement of an alert: set with the token's identity, shown with the alert,
 //! recorded as an action, kept across a restart.
 
-use haechi_tests::{http, send_as, sha256_hex, Server};
+use haechi_tests::{http, principal, send_as, Server};
 use serde_json::Value;
 
 const INGEST: &str = "ingest-token";
@@ -20,7 +20,6 @@ fn now_ms() -> i64 {
 fn an_alert_is_judged_by_the_tokens_analyst_recorded_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
     let cfg = dir.path().join("haechi.toml");
     std::fs::write(&cfg, format!("[server]\nwatch_files = false\n{}{}{}", principal("pipe", "ingest", INGEST), principal("kim", "analyst", ANALYST), principal("lee", "auditor", AUDITOR))).unwrap();
     let start = || Server::try_start_serving(&["--config", cfg.to_str().unwrap()], &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]).unwrap_or_else(|l| panic!("{l}"));
@@ -77,7 +76,6 @@ fn labels_from_the_floor_score_a_rule_change_and_shape_training() {
     let candidate = dir.path().join("candidate.yaml");
     std::fs::write(&live, RULE.replace("MIN", "3.0")).unwrap();
     std::fs::write(&candidate, RULE.replace("MIN", "5.0")).unwrap();
-    let principal = |name: &str, role: &str, token: &str| format!("[[server.principals]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n", sha256_hex(token));
     let cfg = dir.path().join("haechi.toml");
     std::fs::write(&cfg, format!("[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n{}{}", live.display(), principal("pipe", "ingest", INGEST), principal("kim", "analyst", ANALYST))).unwrap();
     let s = Server::try_start_serving(&["--config", cfg.to_str().unwrap()], &["--listen", "127.0.0.1:0"]).unwrap_or_else(|l| panic!("{l}"));

@@ -147,20 +147,23 @@ impl Forest {
     /// goes left. Allocation-free.
     #[inline]
     pub fn mean_path_length(&self, get: impl Fn(usize) -> f64) -> f64 {
-        let mut total = 0.0;
-        for chunk in self.roots.chunks(LANES) {
-            let mut at = [0u32; LANES];
-            let lanes = chunk.len();
-            at[..lanes].copy_from_slice(chunk);
-            for _ in 0..self.depth {
-                for i in at.iter_mut().take(lanes) {
-                    let s = self.steps[*i as usize];
-                    *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
-                }
-            }
-            total += at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>();
-        }
+        let total: f64 = self.roots.chunks(LANES).map(|chunk| self.walk(chunk, &get)).fold(0.0, |t, x| t + x);
         total / self.roots.len() as f64
+    }
+
+    /// Walk up to [`LANES`] trees in lockstep; the sum of their path lengths.
+    #[inline]
+    fn walk(&self, roots: &[u32], get: &impl Fn(usize) -> f64) -> f64 {
+        let mut at = [0u32; LANES];
+        let lanes = roots.len();
+        at[..lanes].copy_from_slice(roots);
+        for _ in 0..self.depth {
+            for i in at.iter_mut().take(lanes) {
+                let s = self.steps[*i as usize];
+                *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
+            }
+        }
+        at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>()
     }
 
     /// Anomaly score in (0, 1]; higher is more anomalous.
@@ -183,16 +186,7 @@ impl Forest {
         let longest = if c == 0.0 || threshold <= 0.0 { f64::INFINITY } else { -c * threshold.log2() * self.roots.len() as f64 * (1.0 + 1e-9) + 1e-9 };
         let mut total = 0.0;
         for (k, chunk) in self.roots.chunks(LANES).enumerate() {
-            let mut at = [0u32; LANES];
-            let lanes = chunk.len();
-            at[..lanes].copy_from_slice(chunk);
-            for _ in 0..self.depth {
-                for i in at.iter_mut().take(lanes) {
-                    let s = self.steps[*i as usize];
-                    *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
-                }
-            }
-            total += at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>();
+            total += self.walk(chunk, &get);
             if total + self.least_rest[k + 1] > longest {
                 return None;
             }
