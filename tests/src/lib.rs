@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/tests/`: finding (or building)
 //! the real `haechi` binary and running it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Path of the `haechi` binary of the same build profile as the running test.
@@ -221,4 +221,15 @@ pub fn onboarding(prefix: &str, ip: &str, ks: std::ops::Range<usize>) -> String 
         )
     })
     .collect()
+}
+
+/// Write, in `dir`, a configuration with [`NEW_IDENTITIES_RULE`] as the only rule, no model, no
+/// file watching, and these principals (name, role, token); its path.
+pub fn new_identities_config(dir: &Path, principals: &[(&str, &str, &str)]) -> PathBuf {
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, NEW_IDENTITIES_RULE).expect("writing the rule file");
+    let cfg = dir.join("haechi.toml");
+    let who: String = principals.iter().map(|(name, role, token)| principal(name, role, token)).collect();
+    std::fs::write(&cfg, format!("[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n{who}", rules.display())).expect("writing the configuration");
+    cfg
 }

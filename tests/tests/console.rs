@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use haechi_tests::{http, onboarding, principal, send_as, Server, NEW_IDENTITIES_RULE};
+use haechi_tests::{http, new_identities_config, onboarding, send_as, Server};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -91,20 +91,7 @@ async fn login(c: &Client, base: &str, token: &str, who: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analyst_sees_an_alert_arrive_opens_it_marks_it_false_positive_and_lifts_the_block() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, NEW_IDENTITIES_RULE).unwrap();
-    let cfg = dir.path().join("haechi.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n{}{}{}",
-            rules.display(),
-            principal("pipe", "ingest", INGEST),
-            principal("kim", "analyst", ANALYST),
-            principal("lee", "auditor", AUDITOR)
-        ),
-    )
-    .unwrap();
+    let cfg = new_identities_config(dir.path(), &[("pipe", "ingest", INGEST), ("kim", "analyst", ANALYST), ("lee", "auditor", AUDITOR)]);
     let s = Server::try_start_serving(&["--config", cfg.to_str().unwrap()], &["--listen", "127.0.0.1:0"]).unwrap_or_else(|l| panic!("{l}"));
     let base = s.url("");
     let base = base.trim_end_matches('/');

@@ -3,7 +3,7 @@
 //! address still is), the suppression is listed with what it swallowed,
 //! recorded, kept across a restart, and ended early on request.
 
-use haechi_tests::{http, onboarding, principal, send_as, Server, NEW_IDENTITIES_RULE};
+use haechi_tests::{http, new_identities_config, onboarding, send_as, Server};
 use serde_json::Value;
 
 const INGEST: &str = "ingest-token";
@@ -22,20 +22,7 @@ fn verdicts(body: &str) -> Vec<String> {
 fn a_rule_snoozed_for_one_address_lifts_its_block_and_stays_quiet_there_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, NEW_IDENTITIES_RULE).unwrap();
-    let cfg = dir.path().join("haechi.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n{}{}{}",
-            rules.display(),
-            principal("pipe", "ingest", INGEST),
-            principal("kim", "analyst", ANALYST),
-            principal("lee", "auditor", AUDITOR)
-        ),
-    )
-    .unwrap();
+    let cfg = new_identities_config(dir.path(), &[("pipe", "ingest", INGEST), ("kim", "analyst", ANALYST), ("lee", "auditor", AUDITOR)]);
     let start = || Server::try_start_serving(&["--config", cfg.to_str().unwrap()], &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()]).unwrap_or_else(|l| panic!("{l}"));
     let s = start();
     let a = http();
