@@ -50,7 +50,10 @@ pub struct PipelineConfig {
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
     /// Replay, backtests and recovery parse events on a second thread while
-    /// this one decides them (the same decisions, in the same order).
+    /// this one decides them (the same decisions, in the same order). Lines
+    /// go over in batches (512 lines or 4 MiB, or the end of the input): for
+    /// a slow pipe read line by line, where each line should be decided as
+    /// it comes, turn it off.
     pub parse_thread: bool,
     /// Set by `haechi serve`, never by a file: event times are bounded by the
     /// wall clock (`max_clock_skew`) whatever clock enforcement runs on.

@@ -207,6 +207,11 @@ struct Batch {
 /// Records per batch: large enough that the hand-over costs nothing per
 /// event, small enough that the second thread starts at once.
 const BATCH: usize = 512;
+/// Bytes per batch, at most (one record more): with two batches out, what
+/// the parse thread holds stays small whatever `max_event_bytes` allows.
+const BATCH_BYTES: usize = 4 << 20;
+/// A record buffer that grew past this for one long line is given back.
+const KEEP_BUFFER: usize = 64 << 10;
 
 /// Read on this thread, parse (JSON and the contract's checks) on a second,
 /// decide here again in the order read: the decisions are those of one
@@ -232,6 +237,8 @@ fn parse_ahead(pipeline: &Pipeline, source: &mut dyn Source, max: usize, steps: 
         let mut spare: Vec<Batch> = vec![Batch::default(), Batch::default()];
         let mut in_flight = 0usize;
         let mut done = false;
+        // A read that fails ends the reading; what was read before it is still decided, as on one thread.
+        let mut failed = None;
         let take_back = |batch: &mut Batch, steps: &mut Steps<'_, '_>| -> Result<(), DetectorError> {
             for ((info, _), parsed) in batch.records[..batch.len].iter().zip(batch.parsed.drain(..)) {
                 steps.step(*info, parsed)?;
@@ -242,18 +249,32 @@ fn parse_ahead(pipeline: &Pipeline, source: &mut dyn Source, max: usize, steps: 
             if !done {
                 if let Some(mut batch) = spare.pop() {
                     batch.len = 0;
-                    while batch.len < BATCH {
+                    let mut bytes = 0;
+                    while batch.len < BATCH && bytes < BATCH_BYTES {
                         if batch.records.len() == batch.len {
                             batch.records.push((RecordInfo { position: 0, len: 0, wall_ms: None }, Vec::with_capacity(1024)));
                         }
                         let (info, raw) = &mut batch.records[batch.len];
-                        match source.next_record(raw, max)? {
-                            Some(i) => *info = i,
-                            None => {
+                        if raw.capacity() > KEEP_BUFFER {
+                            *raw = Vec::with_capacity(1024);
+                        }
+                        match source.next_record(raw, max) {
+                            Ok(Some(i)) => *info = i,
+                            Ok(None) => {
+                                done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                failed = Some(e);
                                 done = true;
                                 break;
                             }
                         }
+                        if info.len > max {
+                            // Refused on its length alone: its bytes are not needed.
+                            raw.clear();
+                        }
+                        bytes += raw.len();
                         batch.len += 1;
                     }
                     if batch.len > 0 {
@@ -272,7 +293,7 @@ fn parse_ahead(pipeline: &Pipeline, source: &mut dyn Source, max: usize, steps: 
             spare.push(batch);
         }
         drop(to_parser);
-        Ok(())
+        failed.map_or(Ok(()), Err)
     })
 }
 
@@ -334,5 +355,85 @@ impl<'p, 's> Steps<'p, 's> {
             self.runner.run(seq, &event, None)?;
         }
         Ok(self.runner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NDJSON lines, then a read error after `fail_after` of them (never when `None`).
+    struct Lines {
+        lines: Vec<Vec<u8>>,
+        at: usize,
+        fail_after: Option<usize>,
+    }
+
+    impl Source for Lines {
+        fn next_record(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<Option<RecordInfo>, DetectorError> {
+            if self.fail_after == Some(self.at) {
+                return Err(DetectorError::Io(std::io::Error::other("the disk went away")));
+            }
+            let Some(line) = self.lines.get(self.at) else { return Ok(None) };
+            self.at += 1;
+            buf.clear();
+            buf.extend_from_slice(&line[..line.len().min(max + 1)]);
+            Ok(Some(RecordInfo { position: self.at as u64, len: line.len(), wall_ms: None }))
+        }
+    }
+
+    fn lines() -> Vec<Vec<u8>> {
+        (0..3_000)
+            .map(|i| match i % 701 {
+                // An oversized line, an empty one and a broken one, across batch boundaries.
+                500 => format!("{{\"event_id\":\"big{i}\",\"pad\":\"{}\"}}", "x".repeat(40_000)).into_bytes(),
+                600 => Vec::new(),
+                700 => b"{\"event_id\":".to_vec(),
+                _ => format!(
+                    r#"{{"event_id":"e{i}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"otp","result":"{}","customer_id":"c{}","ip":"10.0.{}.{}"}}"#,
+                    i / 60 % 60,
+                    i % 60,
+                    if i % 5 == 0 { "failure" } else { "success" },
+                    i % 40,
+                    i % 7,
+                    i % 9 + 1
+                )
+                .into_bytes(),
+            })
+            .collect()
+    }
+
+    /// Everything the sink got, the summary, and the error, for one setting of `parse_thread`.
+    fn run_with(parse_thread: bool, fail_after: Option<usize>) -> (Vec<u8>, Vec<u8>, String) {
+        let mut config = crate::Config::default();
+        config.model.enabled = false;
+        config.pipeline.parse_thread = parse_thread;
+        let pipeline = Pipeline::new(config).unwrap();
+        let (mut decisions, mut errors) = (Vec::new(), Vec::new());
+        let outcome = {
+            let mut sink = DecisionWriter::new(&mut decisions, &mut errors);
+            run(&pipeline, &mut Lines { lines: lines(), at: 0, fail_after }, &mut sink, Mode::Decide)
+        };
+        let summary = match outcome {
+            Ok(mut s) => {
+                s.elapsed = Duration::ZERO;
+                format!("{s}")
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        (decisions, errors, summary)
+    }
+
+    #[test]
+    fn two_threads_decide_and_refuse_what_one_thread_does_even_when_reading_fails() {
+        let (one, two) = (run_with(false, None), run_with(true, None));
+        assert!(one.0.len() > 100_000 && one.1.len() > 100, "{}", one.2);
+        assert!(one.2.contains("too_large      4") && one.2.contains("malformed_json 4") && one.2.contains("events read:     2996"), "{}", one.2);
+        assert_eq!(one, two);
+        // A read error at line 1,700: the first 1,700 are decided either way, then the error.
+        let (one, two) = (run_with(false, Some(1_700)), run_with(true, Some(1_700)));
+        assert!(one.2.contains("the disk went away"), "{}", one.2);
+        assert_eq!(one.0.iter().filter(|b| **b == b'\n').count(), two.0.iter().filter(|b| **b == b'\n').count());
+        assert_eq!(one, two);
     }
 }
