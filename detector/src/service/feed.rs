@@ -227,12 +227,8 @@ impl AlertFeed {
                 }
             }
             Folded::Repeat { id, count, last_time, score, action } => {
-                if let Some(&seq) = g.by_id.get(&id) {
-                    // Seqs in the ring are consecutive: each is the one before plus one.
-                    let first = g.ring.front().map_or(seq, |a| a.seq);
-                    if let Some(a) = g.ring.get_mut((seq - first) as usize).filter(|a| a.alert.id == id) {
-                        (a.alert.count, a.alert.last_time, a.alert.score, a.alert.action) = (count, last_time, score, action);
-                    }
+                if let Some(a) = Self::place(&g, &id).and_then(|at| g.ring.get_mut(at)) {
+                    (a.alert.count, a.alert.last_time, a.alert.score, a.alert.action) = (count, last_time, score, action);
                 }
             }
         }
@@ -276,6 +272,20 @@ impl AlertFeed {
             }
             out.push(item);
         }
+    }
+
+    /// Where the alert `id` sits in the ring, if it is still there.
+    fn place(g: &Inner, id: &str) -> Option<usize> {
+        let &seq = g.by_id.get(id)?;
+        // Seqs in the ring are consecutive: each is the one before plus one.
+        let at = (seq - g.ring.front()?.seq) as usize;
+        g.ring.get(at).filter(|a| a.alert.id == id).map(|_| at)
+    }
+
+    /// The alert `id`, while the ring still holds it.
+    pub fn get(&self, id: &str) -> Option<FeedAlert> {
+        let g = self.lock();
+        Self::place(&g, id).map(|at| g.ring[at].clone())
     }
 
     /// Alerts after `since`, oldest first, at most `limit`.

@@ -216,23 +216,23 @@ impl AppState {
 
     /// The analysts' labels, with what the feed still knows of each alert.
     pub fn floor_labels(&self) -> Vec<crate::backtest::FloorLabel> {
-        let recent: std::collections::HashMap<String, super::feed::FeedAlert> = self.feed.recent(usize::MAX).into_iter().map(|a| (a.alert.id.clone(), a)).collect();
         self.triage
-            .labels()
+            .labelled()
             .into_iter()
-            .map(|(id, label)| {
-                let a = recent.get(&id).map(|a| &a.alert);
-                crate::backtest::FloorLabel {
-                    label,
+            .filter_map(|(id, t)| {
+                let fed = self.feed.get(&id);
+                let a = fed.as_ref().map(|a| &a.alert);
+                Some(crate::backtest::FloorLabel {
+                    label: t.label?,
                     detector: a.map(|a| a.detector.clone()),
                     rule: a.map(|a| a.rule.clone()),
                     entity_kind: a.and_then(|a| a.entity_kind),
                     entity: a.and_then(|a| a.entity.clone()),
                     time: a.map(|a| a.time.clone()),
                     last_time: a.map(|a| a.last_time.clone()),
-                    by: self.triage.get(&id).map(|t| t.by),
+                    by: Some(t.by),
                     alert_id: id,
-                }
+                })
             })
             .collect()
     }

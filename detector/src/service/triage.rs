@@ -77,9 +77,9 @@ impl TriageBook {
         self.lock().insert(alert_id.to_owned(), triage);
     }
 
-    /// Every label given, by alert id: the ground truth the floor gives back.
-    pub fn labels(&self) -> Vec<(String, TriageLabel)> {
-        let mut v: Vec<_> = self.lock().iter().filter_map(|(id, t)| t.label.map(|l| (id.clone(), l))).collect();
+    /// Every judgement that gives a label, by alert id: the ground truth the floor gives back.
+    pub fn labelled(&self) -> Vec<(String, Triage)> {
+        let mut v: Vec<_> = self.lock().iter().filter(|(_, t)| t.label.is_some()).map(|(id, t)| (id.clone(), t.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -112,6 +112,6 @@ mod tests {
         let action = haechi_records::ActionRecord { action: "alert_triage".into(), key: Some("a1".into()), after: serde_json::to_value(&second).unwrap(), ..Default::default() };
         let book = TriageBook::from_actions([&action]);
         assert_eq!(book.get("a1"), Some(second));
-        assert_eq!(book.labels(), vec![("a1".to_owned(), TriageLabel::FalsePositive)]);
+        assert_eq!(book.labelled().iter().map(|(id, t)| (id.as_str(), t.label)).collect::<Vec<_>>(), vec![("a1", Some(TriageLabel::FalsePositive))]);
     }
 }
