@@ -255,8 +255,6 @@ impl Enforcer {
         }
         let requests = std::mem::take(&mut d.blocks);
         let mut still_blocks = false;
-        // Who asked for the block: formatted only when there is one to record.
-        let first_rule = d.reasons.iter().find(|r| !Arc::ptr_eq(&r.detector, &self.names.rate_limit) && !Arc::ptr_eq(&r.detector, &self.names.blocklist)).map(|r| format!("{}:{}", r.detector, r.id));
         for req in &requests {
             let Some(scope) = req.scope else {
                 still_blocks = true;
@@ -265,7 +263,8 @@ impl Enforcer {
             let set_by_text = match (&req.by, req.rate_limit) {
                 (_, true) => format!("rate_limit:{scope}"),
                 (Some((detector, rule)), false) => format!("{detector}:{rule}"),
-                (None, false) => first_rule.clone().unwrap_or_else(|| format!("rule:{scope}")),
+                // Every finding's request names its rule; a bare request (tests) names its scope.
+                (None, false) => format!("rule:{scope}"),
             };
             let carried = self.blast_radius(scope, features);
             if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit) {

@@ -71,8 +71,10 @@ impl utoipa::Modify for Conventions {
 }
 
 /// The contract as JSON, pretty-printed (the checked-in file's form).
-pub fn spec_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+pub fn spec_json() -> &'static str {
+    // The same for the life of the process: built once, on the first request.
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")))
 }
 
 /// `GET /openapi.json`.
@@ -104,7 +106,7 @@ mod tests {
     /// new `.route(...)` without an annotation fails here).
     #[test]
     fn every_route_is_in_the_contract() {
-        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(spec_json()).unwrap();
         let paths = spec["paths"].as_object().unwrap();
         let source = include_str!("api.rs");
         let mut routes = 0;
