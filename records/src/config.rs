@@ -34,6 +34,11 @@ pub struct RecordsConfig {
     pub archive_after: Duration,
     /// Where checkpoints are kept; default `DATA_DIR/records-checkpoints`, apart from the segments.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Run the writer thread in the idle scheduling class (Linux `SCHED_IDLE`), so that building,
+    /// sealing and chaining records never delays a request: a request's thread that wakes takes
+    /// the core from it at once. Under full load the writer falls behind until its bounded inbox
+    /// fills and callers wait for it. Off: it competes as an ordinary thread.
+    pub background_writer: bool,
     pub retention: Retention,
 }
 
@@ -48,6 +53,7 @@ impl Default for RecordsConfig {
             checkpoint_every: Duration::from_secs(10),
             archive_after: Duration::from_secs(30 * DAY),
             checkpoint_dir: None,
+            background_writer: true,
             retention: Retention::default(),
         }
     }

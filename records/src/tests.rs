@@ -360,3 +360,38 @@ fn checkpoint_files_emptied_thinned_or_borrowed_are_named() {
     fs::write(&read_cp, text).unwrap();
     assert!(check(dir.path(), &r).problems.iter().any(|p| p.to_string().contains("belongs to the transaction chain")));
 }
+
+/// The scheduling policy (`SCHED_*`) of every thread of this process with that name.
+#[cfg(target_os = "linux")]
+fn thread_policies(name: &str) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        // Field 41 of proc(5)'s stat is the policy; the fields after the name begin at field 3.
+        policies.push(stat[close + 1..].split_whitespace().nth(41 - 3).unwrap().parse().unwrap());
+    }
+    policies
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_writer_thread_yields_to_requests_and_still_writes_everything() {
+    const SCHED_IDLE: u32 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let r = ring(&[&key("k1")]);
+    let records = std::sync::Arc::new(Records::open(dir.path(), &config(), &r).unwrap());
+    let recorder = crate::Recorder::start(records.clone(), || T0, Box::new(|i: usize, out: &mut Vec<crate::Record>| out.push(access(i))));
+    for i in 0..300 {
+        recorder.send(i);
+    }
+    recorder.flush().unwrap();
+    assert!(thread_policies("haechi-records").contains(&SCHED_IDLE), "{:?}", thread_policies("haechi-records"));
+    drop(recorder);
+    let report = check(dir.path(), &r);
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.records(), 300);
+}
