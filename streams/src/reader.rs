@@ -74,25 +74,47 @@ impl<B: Broker> TopicReader<B> {
         let empty: Vec<u32> = self.heads.iter().filter(|(_, q)| q.is_empty()).map(|(p, _)| *p).collect();
         let wait = if empty.len() == self.heads.len() { self.tuning.fetch_wait } else { Duration::ZERO };
         let now = Instant::now();
+        let mut found_empty = Vec::new();
+        let mut arrived = false;
         for p in empty {
             // A partition found empty is asked again at most once per fetch
             // wait: one quiet partition must not cost a fetch per record.
             if wait.is_zero() && self.last_empty.get(&p).is_some_and(|t| now.duration_since(*t) < self.tuning.fetch_wait) {
                 continue;
             }
-            let at = self.fetch_at[&p];
-            let got = self.broker.fetch(&self.topic, p, at, self.tuning.batch, wait).await?;
-            if let Some(last) = got.last() {
-                self.fetch_at.insert(p, last.offset + 1);
-                self.empty_since.remove(&p);
-                self.heads.get_mut(&p).expect("assigned").extend(got);
-                self.last_empty.remove(&p);
+            if self.fetch_into(p, wait).await? {
+                arrived = true;
             } else {
-                self.empty_since.entry(p).or_insert_with(Instant::now);
-                self.last_empty.insert(p, Instant::now());
+                found_empty.push(p);
+            }
+        }
+        // Records that came while an earlier partition's fetch was waiting
+        // may have come to it too (one produce spans partitions): ask those
+        // again, or a long-quiet partition would be passed over and the
+        // order would depend on which fetch happened to be waiting.
+        if arrived {
+            for p in found_empty {
+                self.fetch_into(p, Duration::ZERO).await?;
             }
         }
         Ok(())
+    }
+
+    /// Fetch partition `p` into its head; true when records came.
+    async fn fetch_into(&mut self, p: u32, wait: Duration) -> Result<bool, StreamError> {
+        let at = self.fetch_at[&p];
+        let got = self.broker.fetch(&self.topic, p, at, self.tuning.batch, wait).await?;
+        if let Some(last) = got.last() {
+            self.fetch_at.insert(p, last.offset + 1);
+            self.empty_since.remove(&p);
+            self.heads.get_mut(&p).expect("assigned").extend(got);
+            self.last_empty.remove(&p);
+            Ok(true)
+        } else {
+            self.empty_since.entry(p).or_insert_with(Instant::now);
+            self.last_empty.insert(p, Instant::now());
+            Ok(false)
+        }
     }
 
     /// The next record in merged order, or `None` if no partition had one
@@ -173,5 +195,47 @@ mod tests {
             }
         };
         assert_eq!(order(&rec), 7);
+    }
+
+    /// A broker on which records reach both partitions while a fetch of partition 1 waits.
+    struct ArrivesDuringFetch {
+        inner: MemoryBroker,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Broker for ArrivesDuringFetch {
+        async fn fetch(&self, topic: &str, partition: u32, offset: i64, max: usize, wait: Duration) -> Result<Vec<TopicRecord>, StreamError> {
+            if partition == 1 && !wait.is_zero() && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.inner.append(topic, 0, None, b"10");
+                self.inner.append(topic, 1, None, b"11");
+            }
+            self.inner.fetch(topic, partition, offset, max, wait).await
+        }
+        async fn produce(&self, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StreamError> {
+            self.inner.produce(topic, records).await
+        }
+        async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64, StreamError> {
+            self.inner.end_offset(topic, partition).await
+        }
+        async fn partitions(&self, topic: &str) -> Result<u32, StreamError> {
+            self.inner.partitions(topic).await
+        }
+    }
+
+    #[tokio::test]
+    async fn records_arriving_after_a_quiet_spell_merge_in_order_whichever_fetch_was_waiting() {
+        let b = Arc::new(ArrivesDuringFetch { inner: MemoryBroker::new(), armed: false.into() });
+        b.inner.create_topic("t", 2);
+        let mut r = TopicReader::new(b.clone(), "t", BTreeMap::from([(0, 0), (1, 0)]), ReaderTuning { idle_after: Duration::from_millis(5), ..Default::default() });
+        // Both partitions quiet past their grace.
+        assert!(r.next(order).await.unwrap().is_none());
+        // Partition 0's fetch comes back empty; the records come while partition 1's waits.
+        b.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let first = loop {
+            if let Some(rec) = r.next(order).await.unwrap() {
+                break rec;
+            }
+        };
+        assert_eq!(order(&first), 10, "partition 0's earlier record first, though it came while partition 1 was being read");
     }
 }
