@@ -2,7 +2,7 @@
 //! destroyed at the end of retention (the destruction recorded).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -230,11 +230,18 @@ impl Records {
 /// Turns what the caller sends into records, on the writer thread.
 pub type Convert<M> = Box<dyn FnMut(M, &mut Vec<Record>) + Send>;
 
-/// What callers have handed over and the writer has not taken yet.
+/// What callers have handed over and nobody has taken yet.
 struct Inbox<M> {
-    items: Vec<M>,
-    flushes: Vec<SyncSender<Result<(), String>>>,
+    items: VecDeque<M>,
     closed: bool,
+}
+
+/// The writing itself. Whoever holds it takes items from the front of the inbox and appends
+/// them, so records keep the order they were sent in whichever thread writes them.
+struct Work<M> {
+    convert: Convert<M>,
+    batch: Vec<Record>,
+    last_checkpoint: Instant,
 }
 
 struct Shared<M> {
@@ -243,26 +250,74 @@ struct Shared<M> {
     wake: Condvar,
     /// Callers wait here while the inbox is full.
     space: Condvar,
+    work: Mutex<Work<M>>,
+    failures: std::sync::atomic::AtomicU64,
 }
 
 impl<M> Shared<M> {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox<M>> {
         self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn work(&self) -> std::sync::MutexGuard<'_, Work<M>> {
+        self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fail(&self, e: &RecordsError) {
+        self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(error = %e, "writing access records failed");
+    }
+
+    /// Take up to `TAKE_AT_MOST` items and append their records. False when there were none.
+    fn write_some(&self, records: &Records, work: &mut Work<M>, clock: fn() -> i64) -> bool {
+        let taken: Vec<M> = {
+            let mut inbox = self.lock();
+            let n = inbox.items.len().min(TAKE_AT_MOST);
+            let taken = inbox.items.drain(..n).collect();
+            self.space.notify_all();
+            taken
+        };
+        if taken.is_empty() {
+            return false;
+        }
+        for item in taken {
+            (work.convert)(item, &mut work.batch);
+        }
+        if !work.batch.is_empty() {
+            if let Err(e) = records.append(clock(), &mut work.batch) {
+                self.fail(&e);
+            }
+            work.batch.clear();
+        }
+        true
+    }
+
+    fn checkpoint(&self, records: &Records, work: &mut Work<M>, clock: fn() -> i64) -> Result<(), RecordsError> {
+        work.last_checkpoint = Instant::now();
+        records.checkpoint(clock()).inspect_err(|e| self.fail(e))
+    }
 }
 
 /// Appends records from a background thread, so that recording an event costs the caller a
-/// push onto a shared inbox: no system call, no wake-up per event. The writer takes the whole
-/// inbox at once, turns it into records and appends them in one write; it is woken when
+/// push onto a shared inbox: no system call, no wake-up per event. The writer takes the inbox
+/// in chunks, turns them into records and appends each chunk in one write; it is woken when
 /// `WAKE_AT` items wait, and otherwise looks every `LOOK_EVERY`. Signs checkpoints every
 /// `checkpoint_every`.
+///
+/// The writer may run in the idle scheduling class (`background_writer`), where a busy machine
+/// can hold it back for long. Nobody who waits depends on it: a flush writes what is left on
+/// the flushing thread, and the writer holds the work for one chunk at a time.
 pub struct Recorder<M: Send + 'static> {
     shared: Arc<Shared<M>>,
+    records: Arc<Records>,
+    clock: fn() -> i64,
     thread: Option<JoinHandle<()>>,
-    failures: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const WAKE_AT: usize = 1024;
+/// What one holder of the work takes at a time (about 0.7 ms of work): the longest a flush
+/// can wait behind a writer the scheduler has put aside.
+const TAKE_AT_MOST: usize = 256;
 /// A caller waits past this many items: a writer that falls behind slows the pipeline
 /// instead of growing memory.
 const INBOX_MAX: usize = 64 * 1024;
@@ -271,11 +326,16 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 impl<M: Send + 'static> Recorder<M> {
     /// Start the writer thread over `records`; `clock` gives the record time (ms since the epoch).
     pub fn start(records: Arc<Records>, clock: fn() -> i64, convert: Convert<M>) -> Recorder<M> {
-        let shared = Arc::new(Shared { inbox: Mutex::new(Inbox { items: Vec::new(), flushes: Vec::new(), closed: false }), wake: Condvar::new(), space: Condvar::new() });
-        let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (sh, f) = (shared.clone(), failures.clone());
-        let thread = std::thread::Builder::new().name("haechi-records".into()).spawn(move || write_loop(&records, &sh, clock, &f, convert)).expect("spawn the records writer");
-        Recorder { shared, thread: Some(thread), failures }
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Inbox { items: VecDeque::new(), closed: false }),
+            wake: Condvar::new(),
+            space: Condvar::new(),
+            work: Mutex::new(Work { convert, batch: Vec::new(), last_checkpoint: Instant::now() }),
+            failures: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (sh, rec) = (shared.clone(), records.clone());
+        let thread = std::thread::Builder::new().name("haechi-records".into()).spawn(move || write_loop(&rec, &sh, clock)).expect("spawn the records writer");
+        Recorder { shared, records, clock, thread: Some(thread) }
     }
 
     /// Hand over one item (waits only while the inbox is full).
@@ -284,26 +344,22 @@ impl<M: Send + 'static> Recorder<M> {
         while inbox.items.len() >= INBOX_MAX && !inbox.closed {
             inbox = self.shared.space.wait(inbox).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        inbox.items.push(item);
+        inbox.items.push_back(item);
         if inbox.items.len() == WAKE_AT {
             self.shared.wake.notify_one();
         }
     }
 
-    /// Wait until everything sent so far is written, synced and checkpointed.
+    /// Write everything sent so far, sync it and sign the chain heads, on this thread.
     pub fn flush(&self) -> Result<(), RecordsError> {
-        let (reply, done) = sync_channel(1);
-        {
-            let mut inbox = self.shared.lock();
-            inbox.flushes.push(reply);
-            self.shared.wake.notify_one();
-        }
-        done.recv().map_err(|_| RecordsError::Config("the records writer has stopped".into()))?.map_err(RecordsError::Config)
+        let mut work = self.shared.work();
+        while self.shared.write_some(&self.records, &mut work, self.clock) {}
+        self.shared.checkpoint(&self.records, &mut work, self.clock)
     }
 
     /// Appends that failed (each logged); the service reports them as a metric.
     pub fn failures(&self) -> u64 {
-        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -317,46 +373,24 @@ impl<M: Send + 'static> Drop for Recorder<M> {
     }
 }
 
-fn write_loop<M>(records: &Records, shared: &Shared<M>, clock: fn() -> i64, failures: &std::sync::atomic::AtomicU64, mut convert: Convert<M>) {
+fn write_loop<M>(records: &Records, shared: &Shared<M>, clock: fn() -> i64) {
     if records.config.background_writer {
         background_class();
     }
     let every = records.config.checkpoint_every;
-    let mut last_checkpoint = Instant::now();
-    let fail = |e: RecordsError| {
-        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!(error = %e, "writing access records failed");
-    };
-    let mut taken: Vec<M> = Vec::new();
-    let mut batch: Vec<Record> = Vec::new();
     loop {
-        let (flushes, closed) = {
+        let closed = {
             let mut inbox = shared.lock();
-            if inbox.items.is_empty() && inbox.flushes.is_empty() && !inbox.closed {
+            if inbox.items.is_empty() && !inbox.closed {
                 inbox = shared.wake.wait_timeout(inbox, LOOK_EVERY).unwrap_or_else(std::sync::PoisonError::into_inner).0;
             }
-            std::mem::swap(&mut taken, &mut inbox.items);
-            shared.space.notify_all();
-            (std::mem::take(&mut inbox.flushes), inbox.closed)
+            inbox.closed
         };
-        for item in taken.drain(..) {
-            convert(item, &mut batch);
-        }
-        if !batch.is_empty() {
-            if let Err(e) = records.append(clock(), &mut batch) {
-                fail(e);
-            }
-            batch.clear();
-        }
-        if !flushes.is_empty() || closed || last_checkpoint.elapsed() >= every {
-            let r = records.checkpoint(clock());
-            last_checkpoint = Instant::now();
-            for reply in flushes {
-                let _ = reply.send(r.as_ref().map(|_| ()).map_err(ToString::to_string));
-            }
-            if let Err(e) = r {
-                fail(e);
-            }
+        // The work is let go between chunks, so that a flush never waits behind more than one.
+        while shared.write_some(records, &mut shared.work(), clock) {}
+        let mut work = shared.work();
+        if closed || work.last_checkpoint.elapsed() >= every {
+            let _ = shared.checkpoint(records, &mut work, clock);
         }
         if closed && shared.lock().items.is_empty() {
             return;
