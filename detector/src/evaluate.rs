@@ -16,6 +16,8 @@ use crate::{replay, Config, Pipeline, ReplayOutputs};
 struct EventKey {
     event_id: String,
     customer_id: Option<String>,
+    #[serde(default)]
+    staff_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +75,7 @@ pub fn evaluate(config: Config, events: &Path, labels: &Path, decisions: Option<
         (None, false) => return Err(DetectorError::Input { path: "eval".into(), message: "give a decisions file, or --replay to run the pipeline".into() }),
     };
     let decisions: HashMap<String, String> = decided.into_iter().map(|d| (d.event_id, d.decision)).collect();
-    let events: Vec<(String, Option<String>)> = keys.into_iter().map(|k| (k.event_id, k.customer_id)).collect();
+    // A staff event's customer is the subject of the record looked up, not the person refused.
+    let events: Vec<(String, Option<String>)> = keys.into_iter().map(|k| (k.event_id, k.customer_id.filter(|_| k.staff_id.is_none()))).collect();
     Ok(score(&events, &labels, &decisions))
 }

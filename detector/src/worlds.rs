@@ -22,8 +22,10 @@ pub struct WorldResult {
     pub world_seed: u64,
     pub events: usize,
     pub board: Scoreboard,
-    /// Distinct customers of benign events.
+    /// Distinct customers of benign customer events (staff events name a record's subject).
     pub honest_customers: usize,
+    /// Distinct staff members with a benign event decided block.
+    pub honest_staff_blocked: usize,
     /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
     pub by_variant: BTreeMap<String, (usize, usize)>,
     /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
@@ -75,6 +77,7 @@ pub struct WorldsReport {
     pub benign_flagged: usize,
     pub honest_customers: usize,
     pub honest_customers_blocked: usize,
+    pub honest_staff_blocked: usize,
     /// Median events of an incident decided before its first catch, over all caught incidents' medians.
     pub median_events_before_catch: Option<f64>,
     /// The world with the lowest per-type recall (ties: the highest false-positive rate).
@@ -141,7 +144,16 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
             decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
         }
     }
-    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
+    // A staff event's customer is the subject of the record looked up, not the person refused:
+    // an honest staff member blocked is counted apart.
+    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone().filter(|_| e.staff_id.is_none()))).collect();
+    let honest_staff_blocked = data
+        .events
+        .iter()
+        .filter(|e| !attack_ids.contains(e.event_id.as_str()) && decisions.get(&e.event_id).is_some_and(|d| *d == "block"))
+        .filter_map(|e| e.staff_id.as_deref())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
     model.incidents_caught = model_incidents.len();
@@ -152,7 +164,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let honest_customers = data
         .events
         .iter()
-        .filter(|e| !attack_ids.contains(e.event_id.as_str()))
+        .filter(|e| !attack_ids.contains(e.event_id.as_str()) && e.staff_id.is_none())
         .filter_map(|e| e.customer_id.as_deref())
         .collect::<std::collections::HashSet<_>>()
         .len();
@@ -170,7 +182,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         e.0 += usize::from(caught);
         e.1 += 1;
     }
-    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, by_variant, benign_flags_by_reason, model })
+    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, honest_staff_blocked, by_variant, benign_flags_by_reason, model })
 }
 
 /// Run worlds `seeds` on up to `threads` threads, and add them up.
@@ -197,7 +209,7 @@ pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, t
 fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
     let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
-    let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers) = (0, 0, 0, 0);
+    let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
     let mut medians = Vec::new();
     for w in &worlds {
         for (a, s) in &w.board.attacks {
@@ -215,6 +227,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         benign_flagged += w.board.benign_flagged;
         honest_blocked += w.board.honest_customers_blocked;
         honest_customers += w.honest_customers;
+        staff_blocked += w.honest_staff_blocked;
     }
     let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
     for w in &worlds {
@@ -236,6 +249,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         benign_flagged,
         honest_customers,
         honest_customers_blocked: honest_blocked,
+        honest_staff_blocked: staff_blocked,
         median_events_before_catch,
         worst_world,
         benign_flags_by_reason,
@@ -284,6 +298,7 @@ impl std::fmt::Display for WorldsReport {
             self.honest_customers_blocked,
             self.honest_customers
         )?;
+        writeln!(f, "honest staff members blocked: {}", self.honest_staff_blocked)?;
         let mut reasons: Vec<(&String, &usize)> = self.benign_flags_by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));
         for (r, n) in reasons.iter().take(8) {
