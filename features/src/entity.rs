@@ -43,6 +43,8 @@ pub(crate) struct Observed {
     pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
+    /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
+    pub step_bit: u16,
 }
 
 /// The verification methods of the FSC's non-face-to-face rule, as bits of
@@ -93,6 +95,8 @@ struct Profile {
 struct SessionState {
     /// Bits of [`METHOD_NAMES`] that succeeded in this session.
     methods: u8,
+    /// Steps (`Observed::step_bit`) whose duration this session has counted already.
+    timed: u16,
 }
 
 /// State only some kinds keep, boxed separately so that a customer does not
@@ -312,8 +316,19 @@ impl Entity {
         self.last_ms = self.last_ms.max(o.ms);
         self.first_seen = self.first_seen.min(o.secs);
         if let Some(d) = o.duration_ms {
-            self.fast_steps = self.fast_steps.saturating_add(u8::from(o.fast));
-            self.quick_steps = self.quick_steps.saturating_add(u8::from(o.quick));
+            // A retried step is the same person at the same speed: an app that auto-fills a
+            // code fills the second code as fast as the first. Counting it again made honest
+            // retries look like a session of fast steps.
+            let first_try = match &mut self.extra {
+                Extra::Session(s) => {
+                    let first = s.timed & o.step_bit == 0;
+                    s.timed |= o.step_bit;
+                    first
+                }
+                _ => true,
+            };
+            self.fast_steps = self.fast_steps.saturating_add(u8::from(o.fast && first_try));
+            self.quick_steps = self.quick_steps.saturating_add(u8::from(o.quick && first_try));
             self.steps.push(d as f32);
             self.step_min_ms = self.step_min_ms.min(d);
         }

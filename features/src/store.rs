@@ -193,6 +193,7 @@ impl FeatureStore {
             fast: ranked && baseline.duration_rank <= self.fast_rank,
             quick: ranked && baseline.duration_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
+            step_bit: 1 << event.step as u16,
         };
 
         write_event_features(event, hour, late, &baseline, out);
@@ -451,6 +452,7 @@ impl FeatureStore {
             fast: false,
             quick: false,
             login_ok: false,
+            step_bit: 0,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
         Some((layout.base..layout.end).map(|s| (self.catalog.name(s).to_owned(), out[s])).collect())
