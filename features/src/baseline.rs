@@ -205,6 +205,68 @@ impl LevelBaseline {
     }
 }
 
+/// How busy onboarding is right now against its own recent past: onboarding
+/// events in the last hour of event time, over what the last day's hours
+/// held on average, scaled by the hour's place in the daily rhythm. A
+/// promotion or payday lifts every address's onboardings at once; one
+/// address's burst inside a normal hour does not lift this.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct OnboardingRate {
+    /// Per minute of event time: (minute index, onboarding events), by minute % 60.
+    minutes: Vec<(i64, u32)>,
+    /// Per hour of event time: (hour index, onboarding events), by hour % 24.
+    hours: Vec<(i64, u32)>,
+    /// The first hour seen: how much of the day the average may span.
+    first_hour: Option<i64>,
+}
+
+/// Hours of onboarding history the surge needs before it reads anything but 1.
+const SURGE_MIN_HOURS: i64 = 3;
+/// Onboarding events in the day's history the surge needs.
+const SURGE_MIN_EVENTS: u64 = 100;
+/// An hour the daily rhythm calls quiet is compared with at least this
+/// share of an average hour: a surge at 4 a.m. is not measured against zero.
+const SURGE_QUIET_FLOOR: f32 = 0.25;
+
+impl OnboardingRate {
+    /// The surge as it stands before this event (1 without enough history),
+    /// then count the event if `learn`.
+    fn observe(&mut self, ts_ms: i64, hour_activity: f32, own: f32, learn: bool) -> f32 {
+        if self.minutes.is_empty() {
+            self.minutes = vec![(i64::MIN, 0); 60];
+            self.hours = vec![(i64::MIN, 0); 24];
+        }
+        let minute = ts_ms.div_euclid(60_000);
+        let hour = minute.div_euclid(60);
+        let last_hour: u64 = self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum();
+        // The day before the current hour: the hours that are complete.
+        let (day, day_hours) = self.hours.iter().filter(|(h, _)| *h >= hour - 24 && *h < hour).fold((0u64, 0i64), |(n, k), (_, c)| (n + u64::from(*c), k + 1));
+        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 24));
+        let surge = if span >= SURGE_MIN_HOURS && day >= SURGE_MIN_EVENTS && day_hours > 0 {
+            let average = day as f32 / span as f32;
+            (last_hour as f32 - own).max(0.0) / (average * hour_activity.max(SURGE_QUIET_FLOOR))
+        } else {
+            1.0
+        };
+        if learn {
+            self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
+            let m = &mut self.minutes[minute.rem_euclid(60) as usize];
+            if m.0 == minute {
+                m.1 += 1;
+            } else if m.0 < minute {
+                *m = (minute, 1);
+            }
+            let h = &mut self.hours[hour.rem_euclid(24) as usize];
+            if h.0 == hour {
+                h.1 += 1;
+            } else if h.0 < hour {
+                *h = (hour, 1);
+            }
+        }
+        surge
+    }
+}
+
 /// What the baselines say about one event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BaselineReading {
@@ -228,6 +290,7 @@ pub struct Baselines {
     staff_hours: Mutex<HourBaseline>,
     /// Fresh identities one address onboards in an hour, read at each onboarding event.
     ip_onboarding: Mutex<LevelBaseline>,
+    onboarding_rate: Mutex<OnboardingRate>,
 }
 
 impl Default for Baselines {
@@ -255,6 +318,7 @@ impl Baselines {
             // The prior sits in the previous epoch: the first rotation forgets it.
             staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
             ip_onboarding: Mutex::new(LevelBaseline::new()),
+            onboarding_rate: Mutex::new(OnboardingRate::default()),
         }
     }
 
@@ -288,6 +352,14 @@ impl Baselines {
     /// learn the reading (unless `learn` is false).
     pub fn ip_onboarding_level(&self, reading: f32, learn: bool) -> f32 {
         self.ip_onboarding.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe(reading, learn)
+    }
+
+    /// The population's onboarding surge at an onboarding event at `ts_ms`
+    /// whose hour has `hour_activity` (see [`OnboardingRate`]), leaving out
+    /// `own` events of the last hour (the event's own address), as it stood
+    /// before this event; then count the event (unless `learn` is false).
+    pub fn onboarding_surge(&self, ts_ms: i64, hour_activity: f32, own: f32, learn: bool) -> f32 {
+        locked(&self.onboarding_rate).observe(ts_ms, hour_activity, own, learn)
     }
 
     /// Where a local hour stands among the hours the bank's staff work
@@ -375,6 +447,7 @@ pub struct BaselinesState {
     hours: HourBaseline,
     staff_hours: HourBaseline,
     ip_onboarding: LevelState,
+    onboarding_rate: OnboardingRate,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -398,6 +471,7 @@ impl Baselines {
             hours: locked(&self.hours).clone(),
             staff_hours: locked(&self.staff_hours).clone(),
             ip_onboarding: LevelState { current: HistogramState::of(&ip.current), previous: HistogramState::of(&ip.previous), since_refresh: ip.since_refresh, level: ip.level },
+            onboarding_rate: locked(&self.onboarding_rate).clone(),
         }
     }
 
@@ -425,6 +499,7 @@ impl Baselines {
         *locked(&self.hours) = state.hours.clone();
         *locked(&self.staff_hours) = state.staff_hours.clone();
         *locked(&self.ip_onboarding) = ip;
+        *locked(&self.onboarding_rate) = state.onboarding_rate.clone();
         Ok(())
     }
 }
@@ -537,5 +612,38 @@ mod tests {
         let r = b.observe(Step::FaceMatch, Some(1_000), 10, false).duration_rank;
         assert!(r > 0.3, "1 s is typical now, ranks {r}");
         assert_eq!(b.step_quantiles(Step::FaceMatch, &[0.5]).unwrap()[0] / 10, 100);
+    }
+
+    #[test]
+    fn the_onboarding_surge_follows_the_population_and_leaves_the_own_address_out() {
+        const MIN: i64 = 60_000;
+        let b = Baselines::default();
+        // Twelve quiet-rhythm hours of 60 onboarding events an hour, one a minute.
+        let mut t = 1_700_000_000_000 - 1_700_000_000_000 % (60 * MIN);
+        let first = b.onboarding_surge(t, 1.0, 0.0, true);
+        assert_eq!(first, 1.0, "no history: no opinion");
+        for _ in 1..12 * 60 {
+            t += MIN;
+            b.onboarding_surge(t, 1.0, 0.0, true);
+        }
+        let steady = b.onboarding_surge(t + MIN, 1.0, 0.0, false);
+        assert!((0.9..1.1).contains(&steady), "a steady hour reads about 1: {steady}");
+        // The daily rhythm: the same hour is a surge at a quiet hour, less than one at the peak.
+        assert!(b.onboarding_surge(t + MIN, 0.5, 0.0, false) > 1.8);
+        assert!(b.onboarding_surge(t + MIN, 2.0, 0.0, false) < 0.6);
+        // A promotion: five events a minute for the next hour.
+        for _ in 0..60 {
+            t += MIN;
+            for _ in 0..5 {
+                b.onboarding_surge(t, 1.0, 0.0, true);
+            }
+        }
+        let promotion = b.onboarding_surge(t, 1.0, 0.0, false);
+        assert!((4.0..6.0).contains(&promotion), "five times the usual hour reads about 5: {promotion}");
+        // The same hour, read by an address that brought 240 of those events itself.
+        let own = b.onboarding_surge(t, 1.0, 240.0, false);
+        assert!((0.8..1.3).contains(&own), "without its own events the hour is ordinary: {own}");
+        // A reading that does not learn leaves the counts alone.
+        assert_eq!(b.onboarding_surge(t, 1.0, 0.0, false), promotion);
     }
 }

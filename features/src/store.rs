@@ -86,6 +86,8 @@ pub struct FeatureStore {
     quick_rank: f32,
     /// Slot of `ip.distinct_new_identities_<mid window>`, read into the IP onboarding baseline.
     ip_new_1h_slot: Option<usize>,
+    /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
+    ip_events_1h_slot: usize,
 }
 
 impl FeatureStore {
@@ -100,8 +102,11 @@ impl FeatureStore {
             .iter()
             .position(|r| *r == crate::catalog::Relation::NewIdentity)
             .map(|r| catalog.layout(EntityKind::Ip).distinct + crate::catalog::DISTINCT_COLUMNS * r + 1);
+        // `present`, then the event counts of the three windows: the middle one.
+        let ip_events_1h_slot = catalog.layout(EntityKind::Ip).base + 2;
         Ok(FeatureStore {
             ip_new_1h_slot,
+            ip_events_1h_slot,
             catalog: Arc::new(catalog),
             windows,
             maps: std::array::from_fn(|_| EntityMap::with_hasher(BuildNoHashHasher::default())),
@@ -245,6 +250,15 @@ impl FeatureStore {
         out[13] = match (event.step.is_onboarding(), self.ip_new_1h_slot) {
             (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], !late),
             _ => crate::baseline::LEVEL_UNKNOWN,
+        };
+        // Onboarding events in the last hour against the last day's hours,
+        // read at onboarding events only; 1 elsewhere.
+        // The event's own address is left out, so that a burst cannot lift the surge it is measured by.
+        out[14] = if event.step.is_onboarding() {
+            let own = if keys.get(EntityKind::Ip).is_some() { out[self.ip_events_1h_slot] } else { 0.0 };
+            self.baselines.onboarding_surge(event.ts_ms, out[10], own, !late)
+        } else {
+            1.0
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
