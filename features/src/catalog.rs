@@ -104,8 +104,10 @@ pub struct KindLayout {
     pub distinct: usize,
     /// gap_mean_ms, gap_cv, gap_n.
     pub timing: Option<usize>,
-    /// step_ms_mean, step_ms_min, steps, fast_steps, quick_steps: the last
-    /// two count steps ranked among their population's fastest 1% and 5%.
+    /// step_ms_mean, step_ms_min, steps, fast_steps, quick_steps, timed_steps:
+    /// fast and quick count steps ranked among their population's fastest 1%
+    /// and 5% (in a session, each kind of step once), timed_steps the kinds of
+    /// step a session timed (a device: every timed step).
     pub durations: Option<usize>,
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning.
@@ -158,7 +160,7 @@ impl FeatureCatalog {
             }
             if has_durations(kind) {
                 l.durations = Some(names.len());
-                for n in ["step_ms_mean", "step_ms_min", "steps", "fast_steps", "quick_steps"] {
+                for n in ["step_ms_mean", "step_ms_min", "steps", "fast_steps", "quick_steps", "timed_steps"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

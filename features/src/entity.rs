@@ -95,8 +95,12 @@ struct Profile {
 struct SessionState {
     /// Bits of [`METHOD_NAMES`] that succeeded in this session.
     methods: u8,
-    /// Steps (`Observed::step_bit`) whose duration this session has counted already.
+    /// Steps (`Observed::step_bit`) this session has timed, and those it has
+    /// counted as fast and as quick: each step counts once, at its first fast
+    /// (or quick) try, so a retry adds nothing and a slow first try hides nothing.
     timed: u16,
+    fast: u16,
+    quick: u16,
 }
 
 /// State only some kinds keep, boxed separately so that a customer does not
@@ -273,6 +277,11 @@ impl Entity {
             out[d + 2] = self.steps.n as f32;
             out[d + 3] = f32::from(self.fast_steps);
             out[d + 4] = f32::from(self.quick_steps);
+            // The steps fast and quick are counted against: kinds of step, not attempts.
+            out[d + 5] = match &self.extra {
+                Extra::Session(s) => s.timed.count_ones() as f32,
+                _ => self.steps.n as f32,
+            };
         }
         match (&self.extra, l.profile, l.records) {
             (Extra::Profile(p), Some(s), _) => {
@@ -319,16 +328,19 @@ impl Entity {
             // A retried step is the same person at the same speed: an app that auto-fills a
             // code fills the second code as fast as the first. Counting it again made honest
             // retries look like a session of fast steps.
-            let first_try = match &mut self.extra {
+            let (fast, quick) = match &mut self.extra {
                 Extra::Session(s) => {
-                    let first = s.timed & o.step_bit == 0;
                     s.timed |= o.step_bit;
-                    first
+                    let fast = o.fast && s.fast & o.step_bit == 0;
+                    let quick = o.quick && s.quick & o.step_bit == 0;
+                    s.fast |= if o.fast { o.step_bit } else { 0 };
+                    s.quick |= if o.quick { o.step_bit } else { 0 };
+                    (fast, quick)
                 }
-                _ => true,
+                _ => (o.fast, o.quick),
             };
-            self.fast_steps = self.fast_steps.saturating_add(u8::from(o.fast && first_try));
-            self.quick_steps = self.quick_steps.saturating_add(u8::from(o.quick && first_try));
+            self.fast_steps = self.fast_steps.saturating_add(u8::from(fast));
+            self.quick_steps = self.quick_steps.saturating_add(u8::from(quick));
             self.steps.push(d as f32);
             self.step_min_ms = self.step_min_ms.min(d);
         }

@@ -41,6 +41,9 @@ pub enum Step {
     RecordExport,
 }
 
+// Sessions keep a step per bit of a u16 (`SessionState` in entity.rs).
+const _: () = assert!(Step::ALL.len() <= 16);
+
 impl Step {
     /// Every step, in contract order.
     pub const ALL: [Step; 11] = [
