@@ -24,7 +24,7 @@ pub struct WorldResult {
     pub board: Scoreboard,
     /// Distinct customers of benign customer events (staff events name a record's subject).
     pub honest_customers: usize,
-    /// Distinct staff members with a benign event decided block.
+    /// Distinct staff members with a benign event blocked by a block on the staff member.
     pub honest_staff_blocked: usize,
     /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
     pub by_variant: BTreeMap<String, (usize, usize)>,
@@ -118,6 +118,9 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let mut model = ModelScore::default();
     let mut model_incidents: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut bytes = Vec::with_capacity(512);
+    // Honest staff members refused because they themselves were blocked (not a customer or an
+    // address their lookup named).
+    let mut staff_blocked: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for e in &data.events {
         bytes.clear();
         serde_json::to_writer(&mut bytes, e).map_err(std::io::Error::other)?;
@@ -141,19 +144,22 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
                 };
                 *benign_flags_by_reason.entry(r).or_default() += 1;
             }
+            let staff_scope = p.decision.blocked_by.as_ref().map_or_else(
+                || p.decision.blocks.iter().any(|b| b.scope == Some(haechi_features::EntityKind::Staff)),
+                |b| b.scope == haechi_features::EntityKind::Staff,
+            );
+            if p.decision.verdict == crate::Verdict::Block && staff_scope && !attack_ids.contains(e.event_id.as_str()) {
+                if let Some(staff) = e.staff_id.as_deref() {
+                    staff_blocked.insert(staff);
+                }
+            }
             decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
         }
     }
     // A staff event's customer is the subject of the record looked up, not the person refused:
     // an honest staff member blocked is counted apart.
     let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone().filter(|_| e.staff_id.is_none()))).collect();
-    let honest_staff_blocked = data
-        .events
-        .iter()
-        .filter(|e| !attack_ids.contains(e.event_id.as_str()) && decisions.get(&e.event_id).is_some_and(|d| *d == "block"))
-        .filter_map(|e| e.staff_id.as_deref())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
+    let honest_staff_blocked = staff_blocked.len();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
     model.incidents_caught = model_incidents.len();

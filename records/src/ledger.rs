@@ -405,6 +405,9 @@ pub(crate) struct Ledger {
     node: String,
     aad: Vec<u8>,
     w: Mutex<Writer>,
+    /// One checkpoint at a time: each signs the one before it, so two at once would fork the
+    /// checkpoint chain (a staff action's checkpoint and the writer's periodic one).
+    checkpointing: Mutex<()>,
 }
 
 /// The oldest files of a class that are past retention, ready to go.
@@ -509,7 +512,7 @@ impl Ledger {
             }
             writer.checkpointed = Some(h.seq).filter(|&s| s + 1 == writer.next_seq);
         }
-        Ok(Ledger { class, dir, checkpoint_path, ring: ring.clone(), sealer, segment_bytes, node: node.to_owned(), aad: entry_aad(class), w: Mutex::new(writer) })
+        Ok(Ledger { class, dir, checkpoint_path, ring: ring.clone(), sealer, segment_bytes, node: node.to_owned(), aad: entry_aad(class), w: Mutex::new(writer), checkpointing: Mutex::new(()) })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
@@ -652,6 +655,7 @@ impl Ledger {
 
     /// Sync, then sign the head into the checkpoint file (when it moved since the last one).
     pub fn checkpoint(&self, now_ms: i64) -> Result<(), RecordsError> {
+        let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.sync()?;
         let (next, head, done) = {
             let w = self.writer();

@@ -233,6 +233,8 @@ pub type Convert<M> = Box<dyn FnMut(M, &mut Vec<Record>) + Send>;
 /// What callers have handed over and nobody has taken yet.
 struct Inbox<M> {
     items: VecDeque<M>,
+    /// Items ever sent: a flush writes up to the count it found, not whatever keeps coming.
+    sent: u64,
     closed: bool,
 }
 
@@ -241,7 +243,8 @@ struct Inbox<M> {
 struct Work<M> {
     convert: Convert<M>,
     batch: Vec<Record>,
-    last_checkpoint: Instant,
+    /// Items ever taken from the inbox.
+    taken: u64,
 }
 
 struct Shared<M> {
@@ -273,6 +276,7 @@ impl<M> Shared<M> {
         let taken: Vec<M> = {
             let mut inbox = self.lock();
             let n = inbox.items.len().min(TAKE_AT_MOST);
+            work.taken += n as u64;
             let taken = inbox.items.drain(..n).collect();
             self.space.notify_all();
             taken
@@ -292,9 +296,15 @@ impl<M> Shared<M> {
         true
     }
 
-    fn checkpoint(&self, records: &Records, work: &mut Work<M>, clock: fn() -> i64) -> Result<(), RecordsError> {
-        work.last_checkpoint = Instant::now();
+    fn checkpoint(&self, records: &Records, clock: fn() -> i64) -> Result<(), RecordsError> {
         records.checkpoint(clock()).inspect_err(|e| self.fail(e))
+    }
+
+    /// Write, on this thread, everything sent before the call.
+    fn write_sent(&self, records: &Records, clock: fn() -> i64) {
+        let sent = self.lock().sent;
+        let mut work = self.work();
+        while work.taken < sent && self.write_some(records, &mut work, clock) {}
     }
 }
 
@@ -305,8 +315,9 @@ impl<M> Shared<M> {
 /// `checkpoint_every`.
 ///
 /// The writer may run in the idle scheduling class (`background_writer`), where a busy machine
-/// can hold it back for long. Nobody who waits depends on it: a flush writes what is left on
-/// the flushing thread, and the writer holds the work for one chunk at a time.
+/// can hold it back for long. A flush and the drop write what is left on their own thread;
+/// what they may still wait for is the one chunk the writer holds (and, for a caller that
+/// appends to the same chain, its seal and write), or a full inbox.
 pub struct Recorder<M: Send + 'static> {
     shared: Arc<Shared<M>>,
     records: Arc<Records>,
@@ -327,14 +338,26 @@ impl<M: Send + 'static> Recorder<M> {
     /// Start the writer thread over `records`; `clock` gives the record time (ms since the epoch).
     pub fn start(records: Arc<Records>, clock: fn() -> i64, convert: Convert<M>) -> Recorder<M> {
         let shared = Arc::new(Shared {
-            inbox: Mutex::new(Inbox { items: VecDeque::new(), closed: false }),
+            inbox: Mutex::new(Inbox { items: VecDeque::new(), sent: 0, closed: false }),
             wake: Condvar::new(),
             space: Condvar::new(),
-            work: Mutex::new(Work { convert, batch: Vec::new(), last_checkpoint: Instant::now() }),
+            work: Mutex::new(Work { convert, batch: Vec::new(), taken: 0 }),
             failures: std::sync::atomic::AtomicU64::new(0),
         });
         let (sh, rec) = (shared.clone(), records.clone());
-        let thread = std::thread::Builder::new().name("haechi-records".into()).spawn(move || write_loop(&rec, &sh, clock)).expect("spawn the records writer");
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("haechi-records".into())
+            .spawn(move || {
+                if rec.config.background_writer {
+                    background_class();
+                }
+                let _ = ready.send(());
+                write_loop(&rec, &sh, clock);
+            })
+            .expect("spawn the records writer");
+        // Its scheduling class is settled before anything is sent to it.
+        let _ = started.recv();
         Recorder { shared, records, clock, thread: Some(thread) }
     }
 
@@ -345,16 +368,16 @@ impl<M: Send + 'static> Recorder<M> {
             inbox = self.shared.space.wait(inbox).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         inbox.items.push_back(item);
+        inbox.sent += 1;
         if inbox.items.len() == WAKE_AT {
             self.shared.wake.notify_one();
         }
     }
 
-    /// Write everything sent so far, sync it and sign the chain heads, on this thread.
+    /// Write everything sent before the call, sync it and sign the chain heads, on this thread.
     pub fn flush(&self) -> Result<(), RecordsError> {
-        let mut work = self.shared.work();
-        while self.shared.write_some(&self.records, &mut work, self.clock) {}
-        self.shared.checkpoint(&self.records, &mut work, self.clock)
+        self.shared.write_sent(&self.records, self.clock);
+        self.shared.checkpoint(&self.records, self.clock)
     }
 
     /// Appends that failed (each logged); the service reports them as a metric.
@@ -365,19 +388,25 @@ impl<M: Send + 'static> Recorder<M> {
 
 impl<M: Send + 'static> Drop for Recorder<M> {
     fn drop(&mut self) {
+        // What is left is written here, not left to a writer the scheduler may hold back.
+        self.shared.write_sent(&self.records, self.clock);
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                self.shared.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!("the records writer panicked");
+                // What it left behind, and the chain heads it did not sign.
+                self.shared.write_sent(&self.records, self.clock);
+                let _ = self.shared.checkpoint(&self.records, self.clock);
+            }
         }
     }
 }
 
 fn write_loop<M>(records: &Records, shared: &Shared<M>, clock: fn() -> i64) {
-    if records.config.background_writer {
-        background_class();
-    }
     let every = records.config.checkpoint_every;
+    let mut last_checkpoint = Instant::now();
     loop {
         let closed = {
             let mut inbox = shared.lock();
@@ -388,9 +417,10 @@ fn write_loop<M>(records: &Records, shared: &Shared<M>, clock: fn() -> i64) {
         };
         // The work is let go between chunks, so that a flush never waits behind more than one.
         while shared.write_some(records, &mut shared.work(), clock) {}
-        let mut work = shared.work();
-        if closed || work.last_checkpoint.elapsed() >= every {
-            let _ = shared.checkpoint(records, &mut work, clock);
+        // Signed without holding the work: a flush need not wait for this sync.
+        if closed || last_checkpoint.elapsed() >= every {
+            last_checkpoint = Instant::now();
+            let _ = shared.checkpoint(records, clock);
         }
         if closed && shared.lock().items.is_empty() {
             return;

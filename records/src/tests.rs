@@ -379,19 +379,52 @@ fn thread_policies(name: &str) -> Vec<u32> {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn the_writer_thread_yields_to_requests_and_still_writes_everything() {
+fn the_writer_thread_is_idle_class_and_everything_sent_is_written_in_order() {
     const SCHED_IDLE: u32 = 5;
+    const SENDERS: usize = 4;
+    const EACH: usize = 1_500;
     let dir = tempfile::tempdir().unwrap();
     let r = ring(&[&key("k1")]);
     let records = std::sync::Arc::new(Records::open(dir.path(), &config(), &r).unwrap());
-    let recorder = crate::Recorder::start(records.clone(), || T0, Box::new(|i: usize, out: &mut Vec<crate::Record>| out.push(access(i))));
-    for i in 0..300 {
-        recorder.send(i);
-    }
-    recorder.flush().unwrap();
+    // Each item is (sender, n); its record's event id says so.
+    let convert = |(sender, n): (usize, usize), out: &mut Vec<crate::Record>| {
+        let mut rec = access(n);
+        if let RecordBody::Access(a) = &mut rec.body {
+            a.event_id = format!("{sender}/{n}");
+        }
+        out.push(rec);
+    };
+    let recorder = crate::Recorder::start(records.clone(), || T0, Box::new(convert));
     assert!(thread_policies("haechi-records").contains(&SCHED_IDLE), "{:?}", thread_policies("haechi-records"));
+    // Senders past the writer's wake-up mark, with flushes on other threads at the same time.
+    std::thread::scope(|s| {
+        for sender in 0..SENDERS {
+            let recorder = &recorder;
+            s.spawn(move || {
+                for n in 0..EACH {
+                    recorder.send((sender, n));
+                    if n % 500 == 499 {
+                        recorder.flush().unwrap();
+                    }
+                }
+            });
+        }
+    });
+    recorder.flush().unwrap();
+    let mut next = [0usize; SENDERS];
+    let mut seen = 0;
+    for rec in records.query(&Filter::default()).unwrap() {
+        if let RecordBody::Access(a) = &rec.body {
+            let (sender, n) = a.event_id.split_once('/').unwrap();
+            let (sender, n): (usize, usize) = (sender.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(n, next[sender], "sender {sender}'s items in the order sent");
+            next[sender] += 1;
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, SENDERS * EACH);
     drop(recorder);
     let report = check(dir.path(), &r);
     assert!(report.intact(), "{:?}", report.problems);
-    assert_eq!(report.records(), 300);
+    assert_eq!(report.records(), (SENDERS * EACH) as u64);
 }

@@ -93,8 +93,13 @@ impl<B: Broker> TopicReader<B> {
         // again, or a long-quiet partition would be passed over and the
         // order would depend on which fetch happened to be waiting.
         if arrived {
+            let quiet_round = !wait.is_zero();
             for p in found_empty {
-                self.fetch_into(p, Duration::ZERO).await?;
+                if !self.fetch_into(p, Duration::ZERO).await? && quiet_round {
+                    // Records after a quiet spell: a produce that spans partitions may not be
+                    // visible on all of them at once, so the ones still empty get a fresh grace.
+                    self.empty_since.insert(p, Instant::now());
+                }
             }
         }
         Ok(())
