@@ -227,6 +227,9 @@ const SURGE_MIN_EVENTS: u64 = 100;
 /// An hour the daily rhythm calls quiet is compared with at least this
 /// share of an average hour: a surge at 4 a.m. is not measured against zero.
 const SURGE_QUIET_FLOOR: f32 = 0.25;
+/// The most a surge reads. Rules raise bars with it, and anyone can send
+/// onboarding events from throwaway addresses: past this, a bar stops rising.
+const SURGE_MAX: f32 = 3.0;
 
 impl OnboardingRate {
     /// The surge as it stands before this event (1 without enough history),
@@ -239,12 +242,16 @@ impl OnboardingRate {
         let minute = ts_ms.div_euclid(60_000);
         let hour = minute.div_euclid(60);
         let last_hour: u64 = self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum();
-        // The day before the current hour: the hours that are complete.
-        let (day, day_hours) = self.hours.iter().filter(|(h, _)| *h >= hour - 24 && *h < hour).fold((0u64, 0i64), |(n, k), (_, c)| (n + u64::from(*c), k + 1));
-        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 24));
-        let surge = if span >= SURGE_MIN_HOURS && day >= SURGE_MIN_EVENTS && day_hours > 0 {
+        // The 23 complete hours before the current one (the ring's 24th slot is the current hour).
+        let (day, hours_with_onboarding) =
+            self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h < hour).fold((0u64, 0i64), |(n, k), (_, c)| (n + u64::from(*c), k + 1));
+        // The average is over hours that had onboarding, not over the clock: a gap in the
+        // traffic (a restart from an old snapshot, a warm-up from a file with holes) must not
+        // read as a quiet day. An honest quiet night then reads a little low, never high.
+        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 23)).min(hours_with_onboarding);
+        let surge = if span >= SURGE_MIN_HOURS && day >= SURGE_MIN_EVENTS {
             let average = day as f32 / span as f32;
-            (last_hour as f32 - own).max(0.0) / (average * hour_activity.max(SURGE_QUIET_FLOOR))
+            ((last_hour as f32 - own).max(0.0) / (average * hour_activity.max(SURGE_QUIET_FLOOR))).min(SURGE_MAX)
         } else {
             1.0
         };
@@ -491,6 +498,10 @@ impl Baselines {
             .iter()
             .map(|st| Ok(StepBaseline { current: st.current.restore()?, previous: st.previous.restore()?, since_refresh: st.since_refresh, table: st.table, ready: st.ready }))
             .collect::<Result<Vec<StepBaseline>, Error>>()?;
+        let rate = &state.onboarding_rate;
+        if !(rate.minutes.is_empty() && rate.hours.is_empty()) && (rate.minutes.len() != 60 || rate.hours.len() != 24) {
+            return Err(Error::Snapshot(format!("an onboarding rate of {} minutes and {} hours, not 60 and 24", rate.minutes.len(), rate.hours.len())));
+        }
         let ip = &state.ip_onboarding;
         let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
         for (slot, restored) in self.steps.iter().zip(steps) {
@@ -639,7 +650,9 @@ mod tests {
             }
         }
         let promotion = b.onboarding_surge(t, 1.0, 0.0, false);
-        assert!((4.0..6.0).contains(&promotion), "five times the usual hour reads about 5: {promotion}");
+        assert_eq!(promotion, SURGE_MAX, "five times the usual hour, read at the cap");
+        let two_fold = b.onboarding_surge(t, 1.0, 180.0, false);
+        assert!((1.8..2.2).contains(&two_fold), "twice the usual hour reads about 2: {two_fold}");
         // The same hour, read by an address that brought 240 of those events itself.
         let own = b.onboarding_surge(t, 1.0, 240.0, false);
         assert!((0.8..1.3).contains(&own), "without its own events the hour is ordinary: {own}");

@@ -104,6 +104,7 @@ impl FeatureStore {
             .map(|r| catalog.layout(EntityKind::Ip).distinct + crate::catalog::DISTINCT_COLUMNS * r + 1);
         // `present`, then the event counts of the three windows: the middle one.
         let ip_events_1h_slot = catalog.layout(EntityKind::Ip).base + 2;
+        assert!(catalog.name(ip_events_1h_slot).starts_with("ip.events_"), "the catalog's layout moved: {}", catalog.name(ip_events_1h_slot));
         Ok(FeatureStore {
             ip_new_1h_slot,
             ip_events_1h_slot,
@@ -692,6 +693,51 @@ mod tests {
 
     fn get(store: &FeatureStore, out: &[f32], name: &str) -> f32 {
         out[store.catalog().slot(name).unwrap_or_else(|| panic!("no feature {name}"))]
+    }
+
+    #[test]
+    fn the_onboarding_surge_is_wired_to_onboarding_events_and_leaves_the_own_address_out() {
+        const MIN: i64 = 60_000;
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let onboarding = |id: usize, ts: i64, ip: &str| {
+            let mut e = event(id, ts, &format!("c{id}"), ip, &format!("d{id}"), false);
+            e.step = Step::IdOcr;
+            e
+        };
+        let mut t = 1_764_000_000_000 - 1_764_000_000_000 % (60 * MIN);
+        let mut id = 0;
+        // Two days of two applicants a minute (every hour of the day alike), each from an
+        // address of their own.
+        for _ in 0..48 * 60 {
+            for _ in 0..2 {
+                id += 1;
+                store.observe(&onboarding(id, t, &format!("10.{}.{}.{}", id / 65_536 % 256, id / 256 % 256, id % 256)), &mut out);
+            }
+            t += MIN;
+        }
+        let steady = get(&store, &out, "event.onboarding_surge");
+        assert!((0.7..1.4).contains(&steady), "a steady day reads about 1: {steady}");
+        // A login is not an onboarding event: it reads 1 and counts nothing.
+        store.observe(&event(0, t, "c1", "10.0.0.1", "d1", false), &mut out);
+        assert_eq!(get(&store, &out, "event.onboarding_surge"), 1.0);
+        // An hour in which one address brings as many applicants again as everyone else.
+        for _ in 0..60 {
+            for k in 0..4 {
+                id += 1;
+                let ip = if k < 2 { "203.0.113.9".to_owned() } else { format!("10.{}.{}.{}", id / 65_536 % 256, id / 256 % 256, id % 256) };
+                store.observe(&onboarding(id, t, &ip), &mut out);
+            }
+            t += MIN;
+        }
+        id += 1;
+        store.observe(&onboarding(id, t, "203.0.113.9"), &mut out);
+        let own = get(&store, &out, "event.onboarding_surge");
+        assert!(own < 1.4, "the burst's own address does not lift its own bar: {own}");
+        id += 1;
+        store.observe(&onboarding(id, t, "198.51.100.77"), &mut out);
+        let other = get(&store, &out, "event.onboarding_surge");
+        assert!(other > 1.6, "to every other address the hour is busy: {other}");
     }
 
     #[test]

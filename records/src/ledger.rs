@@ -656,11 +656,14 @@ impl Ledger {
     /// Sync, then sign the head into the checkpoint file (when it moved since the last one).
     pub fn checkpoint(&self, now_ms: i64) -> Result<(), RecordsError> {
         let _one_at_a_time = self.checkpointing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.sync()?;
+        // The head is read before the sync: what the sync makes durable then includes it, even
+        // if another thread appends meanwhile (signing a head not yet on disk would read, after
+        // a crash, as a cut tail).
         let (next, head, done) = {
             let w = self.writer();
             (w.next_seq, w.head, w.checkpointed)
         };
+        self.sync()?;
         if next == 0 || done == Some(next - 1) {
             return Ok(());
         }

@@ -388,8 +388,9 @@ impl<M: Send + 'static> Recorder<M> {
 
 impl<M: Send + 'static> Drop for Recorder<M> {
     fn drop(&mut self) {
-        // What is left is written here, not left to a writer the scheduler may hold back.
+        // What is left is written and signed here, not left to a writer the scheduler may hold back.
         self.shared.write_sent(&self.records, self.clock);
+        let _ = self.shared.checkpoint(&self.records, self.clock);
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {

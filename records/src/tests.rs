@@ -399,12 +399,20 @@ fn the_writer_thread_is_idle_class_and_everything_sent_is_written_in_order() {
     // Senders past the writer's wake-up mark, with flushes on other threads at the same time.
     std::thread::scope(|s| {
         for sender in 0..SENDERS {
-            let recorder = &recorder;
+            let (recorder, records) = (&recorder, &records);
             s.spawn(move || {
                 for n in 0..EACH {
                     recorder.send((sender, n));
                     if n % 500 == 499 {
                         recorder.flush().unwrap();
+                        // A flush writes everything sent before it: this sender's items up to n.
+                        let mine = records
+                            .query(&Filter::default())
+                            .unwrap()
+                            .iter()
+                            .filter(|r| matches!(&r.body, RecordBody::Access(a) if a.event_id.starts_with(&format!("{sender}/"))))
+                            .count();
+                        assert!(mine > n, "sender {sender}: {mine} written after a flush at item {n}");
                     }
                 }
             });
