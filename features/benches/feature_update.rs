@@ -1,38 +1,23 @@
 //! Per-event cost of the feature update alone: parse excluded, every entity
 //! of a typical onboarding event updated and its features written.
 
-use std::collections::BTreeMap;
+mod support;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use haechi_features::{Event, FeatureConfig, FeatureStore, Outcome, Step};
+use haechi_features::{Event, FeatureConfig, FeatureStore};
+use support::{bench_observe, session_event};
 
 /// Sessions of six steps; 70% of customers behind 24 carrier-NAT addresses,
 /// the rest on their own home line; one device per customer.
 fn events(n: usize) -> Vec<Event> {
     (0..n)
-        .map(|i| Event {
-            event_id: format!("e{i}").into(),
-            ts_ms: 1_764_000_000_000 + i as i64 * 50,
-            step: Step::ALL[i % 7],
-            result: if i % 9 == 0 { Outcome::Failure } else { Outcome::Success },
-            failure_reason: None,
-            session_id: Some(format!("s{}", i / 6).into()),
-            customer_id: Some(format!("c{}", (i / 6) % 20_000).into()),
-            id_doc_hash: Some(format!("doc{}", (i / 6) % 20_000).into()),
-            ip: Some(if (i / 6) % 10 < 7 {
+        .map(|i| {
+            let ip = if (i / 6) % 10 < 7 {
                 format!("223.38.{}.{}", 14 + (i / 6) % 3, 2 + (i / 6) % 8).parse().unwrap()
             } else {
                 format!("121.{}.{}.{}", (i / 6) % 250, (i / 1500) % 250, 1 + (i / 6) % 200).parse().unwrap()
-            }),
-            device_id: Some(format!("dev{}", (i / 6) % 15_000).into()),
-            user_agent: Some("Mozilla/5.0 (Linux; Android 14) KBank/5.2".into()),
-            channel: None,
-            region: Some("KR-11".into()),
-            duration_ms: Some(2000 + (i as u64 * 7919) % 9000),
-            account_hash: Some(format!("acct{}", (i / 6) % 20_000).into()),
-            staff_id: None,
-            records: None,
-            attrs: BTreeMap::new(),
+            };
+            session_event(i, 50, (i / 6) % 20_000, (i / 6) % 15_000, ip)
         })
         .collect()
 }
@@ -41,21 +26,9 @@ fn bench(c: &mut Criterion) {
     let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
     let mut evs = events(200_000);
     let span = evs.last().unwrap().ts_ms - evs[0].ts_ms + 50;
-    let mut out = vec![0.0f32; store.catalog().len()];
-    let mut i = 0;
     let mut g = c.benchmark_group("feature_store");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("observe_one_event_8_entities", |b| {
-        b.iter(|| {
-            if i > 0 && i % evs.len() == 0 {
-                // Keep event time moving forward, so every event updates state.
-                evs.iter_mut().for_each(|e| e.ts_ms += span);
-            }
-            let e = &evs[i % evs.len()];
-            i += 1;
-            black_box(store.observe(black_box(e), &mut out));
-        })
-    });
+    bench_observe(&mut g, "observe_one_event_8_entities", &store, &mut evs, span);
     g.finish();
 
     // The keyed entity hash alone, over the eight keys of a typical event:
