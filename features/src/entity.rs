@@ -12,6 +12,9 @@ use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
 const PROFILE_DEVICES: usize = 16;
 /// Regions a customer profile remembers.
 const PROFILE_REGIONS: usize = 8;
+/// Failed codes a customer profile remembers (the long window's); counts
+/// saturate past this, far above any rule's bar.
+pub(crate) const CODE_FAILURES_KEPT: usize = 32;
 /// Inter-arrival averages are exact for the first this-many gaps, then
 /// exponentially weighted, so that an old habit fades.
 const GAP_EXACT: u32 = 16;
@@ -43,6 +46,8 @@ pub(crate) struct Observed {
     pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
+    /// The event is a failed one-time code: OTP, the 1-won transfer's code, a phone check.
+    pub code_failure: bool,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
     pub step_bit: u16,
 }
@@ -87,7 +92,28 @@ struct Profile {
     /// A successful login has been seen: an existing customer, whatever the stream says.
     logged_in: bool,
     regions: SmallVec<[u16; 2]>,
-    devices: SmallVec<[u32; 2]>,
+    /// Devices and when each was first learned (event seconds): a block on
+    /// the customer can spare the devices the owner used before it was set.
+    devices: SmallVec<[(u32, u32); 2]>,
+    /// Times of failed codes, oldest first. Brute force against a second
+    /// factor fails codes; an honest customer's failures are mostly photos,
+    /// faces and liveness, which a count of every failure mixed in.
+    code_failures: Vec<u32>,
+}
+
+impl Profile {
+    fn learned_device(&self, device: u32) -> Option<u32> {
+        self.devices.iter().find(|(d, _)| *d == device).map(|(_, at)| *at)
+    }
+
+    fn add_code_failure(&mut self, w: &Windows, secs: u32) {
+        let first = cutoffs(w, secs)[2];
+        self.code_failures.retain(|t| *t >= first);
+        if self.code_failures.len() == CODE_FAILURES_KEPT {
+            self.code_failures.remove(0);
+        }
+        self.code_failures.push(secs);
+    }
 }
 
 /// What a session has shown so far.
@@ -230,12 +256,17 @@ impl Entity {
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
         let mut profile_flags = [0.0f32; 3];
+        let mut device_known_s = -1.0f32;
         if let Extra::Profile(p) = &self.extra {
             let h = u32::from(o.hour);
             let near = (1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24));
             profile_flags[0] = f32::from(p.hours & near != 0);
             let known = prior_events > 0;
-            profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some_and(|d| !p.devices.contains(&d)));
+            let learned = o.device.and_then(|d| p.learned_device(d));
+            profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some() && learned.is_none());
+            if let Some(at) = learned {
+                device_known_s = o.secs.saturating_sub(at) as f32;
+            }
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
@@ -293,6 +324,10 @@ impl Entity {
                 out[s + 5] = p.devices.len() as f32;
                 out[s + 6] = history_s as f32 / 86_400.0;
                 out[s + 7] = f32::from(returning_before);
+                out[s + 8] = device_known_s;
+                for (j, cut) in [c0, c1, c2].into_iter().enumerate() {
+                    out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
+                }
             }
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
@@ -360,6 +395,7 @@ impl Entity {
                     st.methods |= 1 << m;
                 }
             }
+            Extra::Profile(p) if o.code_failure => p.add_code_failure(w, o.secs),
             Extra::Profile(p) if o.login_ok => p.logged_in = true,
             // Only a success past the password teaches the profile: an
             // attacker with a stolen password who fails the second factor
@@ -367,11 +403,11 @@ impl Entity {
             Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
                 if let Some(d) = o.device {
-                    if !p.devices.contains(&d) {
+                    if p.learned_device(d).is_none() {
                         if p.devices.len() == PROFILE_DEVICES {
                             p.devices.remove(0);
                         }
-                        p.devices.push(d);
+                        p.devices.push((d, o.secs));
                     }
                 }
                 if let Some(r) = o.region {
@@ -412,7 +448,8 @@ impl Entity {
             Extra::Records(_) => std::mem::size_of::<StaffProfile>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()
-                    + if p.devices.spilled() { p.devices.capacity() * 4 } else { 0 }
+                    + if p.devices.spilled() { p.devices.capacity() * 8 } else { 0 }
+                    + p.code_failures.capacity() * 4
                     + if p.regions.spilled() { p.regions.capacity() * 2 } else { 0 }
             }
         };

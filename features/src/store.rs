@@ -199,6 +199,7 @@ impl FeatureStore {
             fast: ranked && baseline.duration_rank <= self.fast_rank,
             quick: ranked && baseline.duration_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
+            code_failure: !success && matches!(event.step, Step::Otp | Step::AccountVerify | Step::PhoneAuth),
             step_bit: 1 << event.step as u16,
         };
 
@@ -467,6 +468,7 @@ impl FeatureStore {
             fast: false,
             quick: false,
             login_ok: false,
+            code_failure: false,
             step_bit: 0,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
@@ -781,6 +783,59 @@ mod tests {
         assert_eq!(get(&store, &out, "customer.new_device"), 1.0);
         assert_eq!(get(&store, &out, "customer.new_region"), 1.0);
         assert_eq!(get(&store, &out, "customer.prior_events"), 5.0);
+    }
+
+    #[test]
+    fn code_failures_count_only_failed_codes() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        // An elderly customer: four failed photos and faces, one failed code.
+        for (i, step) in [Step::IdOcr, Step::IdOcr, Step::FaceMatch, Step::Liveness, Step::AccountVerify].into_iter().enumerate() {
+            let mut e = event(i, t0 + i as i64 * 30_000, "c1", "10.0.0.1", "d1", true);
+            e.step = step;
+            store.observe(&e, &mut out);
+        }
+        assert_eq!(get(&store, &out, "customer.failures_10m"), 5.0);
+        assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
+        // A succeeded code is not a failure; failed codes an hour apart leave the short window.
+        store.observe(&event(10, t0 + 200_000, "c1", "10.0.0.1", "d1", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
+        for i in 0..3 {
+            store.observe(&event(20 + i, t0 + (i as i64 + 1) * 3_600_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        }
+        assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
+        assert_eq!(get(&store, &out, "customer.code_failures_24h"), 4.0);
+        // A day later the old failures are gone; the kept list stays bounded under a flood.
+        for i in 0..100 {
+            store.observe(&event(100 + i, t0 + 2 * 86_400_000 + i as i64 * 1_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        }
+        assert_eq!(get(&store, &out, "customer.code_failures_24h"), crate::entity::CODE_FAILURES_KEPT as f32);
+        assert_eq!(get(&store, &out, "customer.code_failures_10m"), crate::entity::CODE_FAILURES_KEPT as f32);
+    }
+
+    #[test]
+    fn a_device_is_known_from_its_first_success_past_the_password() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        store.observe(&event(1, t0, "c1", "10.0.0.1", "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0, "not known before this event");
+        store.observe(&event(2, t0 + 60_000, "c1", "10.0.0.1", "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_known_s"), 60.0);
+        // A password alone, or failed codes, teach nothing: an attacker's device stays unknown.
+        let mut login = event(3, t0 + 120_000, "c1", "10.9.9.9", "stranger", false);
+        login.step = Step::Login;
+        store.observe(&login, &mut out);
+        store.observe(&event(4, t0 + 130_000, "c1", "10.9.9.9", "stranger", true), &mut out);
+        store.observe(&event(5, t0 + 140_000, "c1", "10.9.9.9", "stranger", true), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0);
+        assert_eq!(get(&store, &out, "customer.new_device"), 1.0);
+        // An event without a device is not on a known device.
+        let mut bare = event(6, t0 + 150_000, "c1", "10.0.0.1", "phone", false);
+        bare.device_id = None;
+        store.observe(&bare, &mut out);
+        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0);
     }
 
     #[test]

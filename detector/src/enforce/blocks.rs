@@ -122,11 +122,24 @@ pub struct BlockConfig {
     /// that carried more returning customers than this in the long window is
     /// never blocked; its sessions are challenged one by one instead.
     pub blast_radius_limit: u32,
+    /// A rule's block on a customer (an account under brute force or a
+    /// takeover) spares the devices the customer's profile had learned from
+    /// a success past the password before the block was set: whoever locks
+    /// an account must not lock its owner out of their own phone. An
+    /// analyst's block spares nothing.
+    pub spare_owner_devices: bool,
 }
 
 impl Default for BlockConfig {
     fn default() -> Self {
-        BlockConfig { state_file: None, max_new_per_minute: 600, repeat_multiplier: 2, max_ttl: Duration::from_secs(7 * 86_400), blast_radius_limit: 5 }
+        BlockConfig {
+            state_file: None,
+            max_new_per_minute: 600,
+            repeat_multiplier: 2,
+            max_ttl: Duration::from_secs(7 * 86_400),
+            blast_radius_limit: 5,
+            spare_owner_devices: true,
+        }
     }
 }
 
@@ -275,6 +288,11 @@ impl BlockList {
     /// The strongest entry in force on any entity the event names: an
     /// analyst's block first, then any block, then a challenge.
     pub fn check(&self, keys: &EntityKeys, now: i64) -> Option<Block> {
+        self.check_sparing(keys, now, |_| false)
+    }
+
+    /// [`BlockList::check`], passing over the entries `spared` says do not apply to this event.
+    pub fn check_sparing(&self, keys: &EntityKeys, now: i64, spared: impl Fn(&Block) -> bool) -> Option<Block> {
         if self.entries.is_empty() {
             return None;
         }
@@ -282,7 +300,7 @@ impl BlockList {
         for kind in EntityKind::ALL {
             let Some(h) = keys.get(kind) else { continue };
             if let Some(b) = self.entries.get(&(kind, h)) {
-                if b.expires_at_ms > now && best.as_ref().is_none_or(|cur| rank(&b) > rank(cur)) {
+                if b.expires_at_ms > now && best.as_ref().is_none_or(|cur| rank(&b) > rank(cur)) && !spared(&b) {
                     best = Some(b.clone());
                 }
             }

@@ -53,6 +53,9 @@ pub struct Enforced {
     pub set: SmallVec<[(EntityKind, SetBy, Result<(), Refused>); 2]>,
     /// Block requests the guard turned into per-session challenges.
     pub guarded: u32,
+    /// A block on the customer was in force and passed over: the event came
+    /// from a device the owner used before it was set.
+    pub spared_owner_device: bool,
 }
 
 /// Who asked for a block.
@@ -88,6 +91,8 @@ pub struct Enforcer {
     blast_radius_limit: f32,
     /// Slot of `customer.returning`.
     returning_slot: Option<usize>,
+    /// Slot of `customer.device_known_s`, when customer blocks spare the owner's devices.
+    owner_device_slot: Option<usize>,
     names: Names,
     /// Replaying the ingest log after a restart: event time, whatever `clock` says.
     recovering: std::sync::atomic::AtomicBool,
@@ -112,6 +117,7 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
+        let owner_device_slot = if blocks.config().spare_owner_devices { catalog.slot("customer.device_known_s") } else { None };
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -120,6 +126,7 @@ impl Enforcer {
             carried_slot,
             blast_radius_limit,
             returning_slot,
+            owner_device_slot,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
         }
@@ -175,6 +182,20 @@ impl Enforcer {
         self.carried_slot[scope.index()].map(|s| features[s])
     }
 
+    /// A rule's block on the customer does not apply to a device the
+    /// customer's profile knew before the block was set. Both ages are read
+    /// back from this event, so the event clock and the enforcement clock
+    /// never meet: the device was learned `device_known_s` ago in event
+    /// time, the block was set `now - set_at` ago on the enforcement clock.
+    fn spares_owner_device(&self, b: &Block, features: &[f32], now: i64) -> bool {
+        let Some(slot) = self.owner_device_slot else { return false };
+        if b.scope != EntityKind::Customer || b.action != BlockAction::Block || b.is_manual() {
+            return false;
+        }
+        let known_for_ms = f64::from(features[slot]) * 1000.0;
+        known_for_ms >= 0.0 && known_for_ms > (now - b.set_at_ms) as f64
+    }
+
     /// Apply blocks in force, rate limits and the guard to `d`, and set the
     /// blocks it asks for.
     pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
@@ -188,7 +209,13 @@ impl Enforcer {
         }
         let now = self.now(event);
         let mut out = Enforced::default();
-        let mut in_force = self.blocks.check(keys, now);
+        let spared_any = std::cell::Cell::new(false);
+        let spared = |b: &Block| {
+            let spare = self.spares_owner_device(b, features, now);
+            spared_any.set(spared_any.get() || spare);
+            spare
+        };
+        let mut in_force = self.blocks.check_sparing(keys, now, spared);
         // The guard holds at enforcement too: a shared scope blocked while it
         // looked private (the first minutes of a new install, an exit at
         // dawn) is lifted once it carries more returning customers than the
@@ -212,9 +239,10 @@ impl Enforcer {
                         self.blast_radius_limit
                     )),
                 );
-                in_force = self.blocks.check(keys, now);
+                in_force = self.blocks.check_sparing(keys, now, spared);
             }
         }
+        out.spared_owner_device = spared_any.get();
         if let Some(b) = in_force {
             // An analyst's block wins even over an allowlist; anything else
             // in force yields to it.
@@ -429,6 +457,82 @@ rules:
         // An hour of event time later the block has expired.
         let later = run(&p, &[line(11, "2026-11-02T04:01:00+09:00", "face_match", "success", "fresh9", proxy, "s10", None)]);
         assert!(later[0].blocked_by.is_none());
+    }
+
+    /// A pack whose one rule blocks a customer after three failed codes in an hour.
+    fn brute_force_pipeline(spare_owner_devices: bool) -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("r.yaml");
+        std::fs::write(
+            &rules,
+            r#"
+rules:
+  - id: codes_guessed
+    description: test
+    severity: high
+    when: event.step == "otp" && event.result == "failure" && features.customer.code_failures_1h >= 3.0
+    action: block
+    scope: customer
+    ttl: 12h
+"#,
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.rules.path = Some(rules);
+        config.model.enabled = false;
+        config.blocks.spare_owner_devices = spare_owner_devices;
+        let p = Pipeline::new(config).unwrap();
+        std::mem::forget(dir);
+        p
+    }
+
+    fn on_device(i: usize, ts: &str, step: &str, result: &str, device: &str) -> Vec<u8> {
+        format!(r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"owner","ip":"10.{i}.0.1","session_id":"s{i}","device_id":"{device}"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_customer_under_brute_force_is_blocked_except_on_the_owners_own_phone() {
+        let p = brute_force_pipeline(true);
+        // Last week the owner passed a code on their phone.
+        run(&p, &[on_device(1, "2026-11-02T09:00:00+09:00", "login", "success", "owners-phone"), on_device(2, "2026-11-02T09:00:20+09:00", "otp", "success", "owners-phone")]);
+        // Today someone with the password guesses codes from a device of their own.
+        let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
+        let d = run(&p, &guesses);
+        assert_eq!(d[2].verdict, Verdict::Block);
+        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.scope == EntityKind::Customer && b.key == "owner"));
+        // The owner's own phone still gets in; the stranger's device does not.
+        let owner = run(&p, &[on_device(20, "2026-11-09T08:00:00+09:00", "login", "success", "owners-phone")]);
+        assert_eq!(owner[0].verdict, Verdict::Allow, "{owner:?}");
+        let owner_code = run(&p, &[on_device(21, "2026-11-09T08:00:20+09:00", "otp", "success", "owners-phone")]);
+        assert_eq!(owner_code[0].verdict, Verdict::Allow, "{owner_code:?}");
+        let stranger = run(&p, &[on_device(22, "2026-11-09T08:01:00+09:00", "login", "success", "stranger")]);
+        assert_eq!(stranger[0].verdict, Verdict::Block);
+        assert_eq!(stranger[0].blocked_by.as_ref().unwrap().scope, EntityKind::Customer);
+        // A device that first passes a code after the block was set (the
+        // attacker finally guessing one) is not the owner's: still blocked,
+        // and so is every later event from it.
+        let lucky = run(&p, &[on_device(23, "2026-11-09T08:02:00+09:00", "otp", "success", "second-stranger")]);
+        assert_eq!(lucky[0].verdict, Verdict::Block);
+        let after = run(&p, &[on_device(24, "2026-11-09T08:03:00+09:00", "login", "success", "second-stranger")]);
+        assert_eq!(after[0].verdict, Verdict::Block, "{after:?}");
+    }
+
+    #[test]
+    fn an_analysts_block_and_a_pack_that_spares_nothing_lock_every_device() {
+        let events = |p: &Pipeline| {
+            run(p, &[on_device(1, "2026-11-02T09:00:00+09:00", "login", "success", "owners-phone"), on_device(2, "2026-11-02T09:00:20+09:00", "otp", "success", "owners-phone")]);
+            let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
+            run(p, &guesses);
+            run(p, &[on_device(20, "2026-11-09T08:00:00+09:00", "login", "success", "owners-phone")])
+        };
+        assert_eq!(events(&brute_force_pipeline(false))[0].verdict, Verdict::Block);
+        // An analyst's block on the customer, with no rule involved.
+        let p = brute_force_pipeline(true);
+        run(&p, &[on_device(1, "2026-11-02T09:00:00+09:00", "otp", "success", "owners-phone")]);
+        let customer = haechi_features::lookup_hash(p.store().windows().hash_key, EntityKind::Customer, "owner").unwrap();
+        p.enforcer().blocks().set_manual(EntityKind::Customer, customer, "owner".into(), Duration::from_secs(3600), "case 7".into(), "analyst:kim".into());
+        let d = run(&p, &[on_device(3, "2026-11-09T08:00:00+09:00", "login", "success", "owners-phone")]);
+        assert_eq!(d[0].verdict, Verdict::Block);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub blocks_set: IntCounterVec,
     pub breaker_trips: IntCounter,
     pub blast_radius_guarded: IntCounter,
+    pub owner_device_spared: IntCounter,
     pub rate_limited: IntCounterVec,
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
@@ -81,6 +82,12 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(blast_radius_guarded.clone())).expect("registered once");
+        let owner_device_spared = IntCounter::new(
+            "haechi_owner_device_spared_total",
+            "Events let past a rule's block on their customer because they came from a device the customer used before the block was set.",
+        )
+        .expect("valid");
+        r.register(Box::new(owner_device_spared.clone())).expect("registered once");
         let late_events = IntCounter::new("haechi_late_events_total", "Events later than the allowed lateness: decided, not stored.").expect("valid");
         r.register(Box::new(late_events.clone())).expect("registered once");
         let feed_lagged = IntCounter::new("haechi_alert_feed_resyncs_total", "Times a slow alert-stream client was caught up from the ring.").expect("valid");
@@ -163,6 +170,7 @@ impl Metrics {
             blocks_active,
             breaker_trips,
             blast_radius_guarded,
+            owner_device_spared,
             stage_seconds,
             request_seconds,
             entities,
