@@ -110,8 +110,8 @@ pub struct KindLayout {
     /// step a session timed (a device: every timed step).
     pub durations: Option<usize>,
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
-    /// history_days, returning, device_known_s (seconds since the event's device
-    /// was learned from a success past the password; -1: not known), code_failures ×3.
+    /// history_days, returning, device_passed_code_s (seconds since the event's
+    /// device first passed a one-time code for this customer; -1: never), code_failures ×3.
     pub profile: Option<usize>,
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
@@ -170,7 +170,7 @@ impl FeatureCatalog {
                 for n in ["prior_events", "hour_seen", "profile_hours", "new_device", "new_region", "known_devices", "history_days", "returning"] {
                     names.push(format!("{k}.{n}"));
                 }
-                names.push(format!("{k}.device_known_s"));
+                names.push(format!("{k}.device_passed_code_s"));
                 for label in labels {
                     names.push(format!("{k}.code_failures_{label}"));
                 }

@@ -46,8 +46,8 @@ pub(crate) struct Observed {
     pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
-    /// The event is a failed one-time code: OTP, the 1-won transfer's code, a phone check.
-    pub code_failure: bool,
+    /// The event is a one-time code: OTP, the 1-won transfer's code, a phone check.
+    pub code_step: bool,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
     pub step_bit: u16,
 }
@@ -92,18 +92,26 @@ struct Profile {
     /// A successful login has been seen: an existing customer, whatever the stream says.
     logged_in: bool,
     regions: SmallVec<[u16; 2]>,
-    /// Devices and when each was first learned (event seconds): a block on
-    /// the customer can spare the devices the owner used before it was set.
+    /// Devices, and when each first passed a one-time code for this
+    /// customer (event seconds; 0: not yet). A block on the customer can
+    /// spare the devices that passed a code well before it was set: a
+    /// password alone, or a photo, never vouches for a device.
     devices: SmallVec<[(u32, u32); 2]>,
-    /// Times of failed codes, oldest first. Brute force against a second
-    /// factor fails codes; an honest customer's failures are mostly photos,
-    /// faces and liveness, which a count of every failure mixed in.
+    /// Times of failed codes, in arrival order (the cap drops the first).
+    /// Brute force against a second factor fails codes; an honest customer's
+    /// failures are mostly photos, faces and liveness, which a count of
+    /// every failure mixed in.
     code_failures: Vec<u32>,
 }
 
 impl Profile {
-    fn learned_device(&self, device: u32) -> Option<u32> {
-        self.devices.iter().find(|(d, _)| *d == device).map(|(_, at)| *at)
+    fn knows_device(&self, device: u32) -> bool {
+        self.devices.iter().any(|(d, _)| *d == device)
+    }
+
+    /// When the device first passed a code for this customer.
+    fn code_passed_at(&self, device: u32) -> Option<u32> {
+        self.devices.iter().find(|(d, at)| *d == device && *at != 0).map(|(_, at)| *at)
     }
 
     fn add_code_failure(&mut self, w: &Windows, secs: u32) {
@@ -256,16 +264,16 @@ impl Entity {
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
         let mut profile_flags = [0.0f32; 3];
-        let mut device_known_s = -1.0f32;
+        let mut device_passed_code_s = -1.0f32;
         if let Extra::Profile(p) = &self.extra {
             let h = u32::from(o.hour);
             let near = (1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24));
             profile_flags[0] = f32::from(p.hours & near != 0);
             let known = prior_events > 0;
-            let learned = o.device.and_then(|d| p.learned_device(d));
-            profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some() && learned.is_none());
-            if let Some(at) = learned {
-                device_known_s = o.secs.saturating_sub(at) as f32;
+            profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some_and(|d| !p.knows_device(d)));
+            if let Some(at) = o.device.and_then(|d| p.code_passed_at(d)) {
+                // A late event reads 0: younger than it is, never older.
+                device_passed_code_s = o.secs.saturating_sub(at) as f32;
             }
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
@@ -324,7 +332,7 @@ impl Entity {
                 out[s + 5] = p.devices.len() as f32;
                 out[s + 6] = history_s as f32 / 86_400.0;
                 out[s + 7] = f32::from(returning_before);
-                out[s + 8] = device_known_s;
+                out[s + 8] = device_passed_code_s;
                 for (j, cut) in [c0, c1, c2].into_iter().enumerate() {
                     out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
                 }
@@ -389,13 +397,14 @@ impl Entity {
                 self.distinct[r].insert(w, item, o.secs);
             }
         }
+        let stamp = self.last_seen().max(1);
         match &mut self.extra {
             Extra::Session(st) => {
                 if let Some(m) = o.method {
                     st.methods |= 1 << m;
                 }
             }
-            Extra::Profile(p) if o.code_failure => p.add_code_failure(w, o.secs),
+            Extra::Profile(p) if o.code_step && o.failure => p.add_code_failure(w, o.secs),
             Extra::Profile(p) if o.login_ok => p.logged_in = true,
             // Only a success past the password teaches the profile: an
             // attacker with a stolen password who fails the second factor
@@ -403,11 +412,18 @@ impl Entity {
             Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
                 if let Some(d) = o.device {
-                    if p.learned_device(d).is_none() {
+                    if !p.knows_device(d) {
                         if p.devices.len() == PROFILE_DEVICES {
                             p.devices.remove(0);
                         }
-                        p.devices.push((d, o.secs));
+                        p.devices.push((d, 0));
+                    }
+                    if o.code_step {
+                        // Stamped with the newest time seen, not the event's
+                        // own: a backdated event cannot make a device older.
+                        if let Some(slot) = p.devices.iter_mut().find(|(x, at)| *x == d && *at == 0) {
+                            slot.1 = stamp;
+                        }
                     }
                 }
                 if let Some(r) = o.region {

@@ -199,7 +199,7 @@ impl FeatureStore {
             fast: ranked && baseline.duration_rank <= self.fast_rank,
             quick: ranked && baseline.duration_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
-            code_failure: !success && matches!(event.step, Step::Otp | Step::AccountVerify | Step::PhoneAuth),
+            code_step: matches!(event.step, Step::Otp | Step::AccountVerify | Step::PhoneAuth),
             step_bit: 1 << event.step as u16,
         };
 
@@ -468,7 +468,7 @@ impl FeatureStore {
             fast: false,
             quick: false,
             login_ok: false,
-            code_failure: false,
+            code_step: false,
             step_bit: 0,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
@@ -798,7 +798,7 @@ mod tests {
         }
         assert_eq!(get(&store, &out, "customer.failures_10m"), 5.0);
         assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
-        // A succeeded code is not a failure; failed codes an hour apart leave the short window.
+        // A passed code is not a failure; failed codes an hour apart leave the short window.
         store.observe(&event(10, t0 + 200_000, "c1", "10.0.0.1", "d1", false), &mut out);
         assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
         for i in 0..3 {
@@ -806,36 +806,54 @@ mod tests {
         }
         assert_eq!(get(&store, &out, "customer.code_failures_10m"), 1.0);
         assert_eq!(get(&store, &out, "customer.code_failures_24h"), 4.0);
-        // A day later the old failures are gone; the kept list stays bounded under a flood.
+        // Two days later the old failures are gone from every window.
+        store.observe(&event(50, t0 + 2 * 86_400_000, "c1", "10.0.0.1", "d1", true), &mut out);
+        assert_eq!(get(&store, &out, "customer.code_failures_24h"), 1.0);
+        // Under a flood the kept list stays bounded; counts saturate at the cap.
         for i in 0..100 {
-            store.observe(&event(100 + i, t0 + 2 * 86_400_000 + i as i64 * 1_000, "c1", "10.0.0.1", "d1", true), &mut out);
+            store.observe(&event(100 + i, t0 + 2 * 86_400_000 + (i as i64 + 1) * 1_000, "c1", "10.0.0.1", "d1", true), &mut out);
         }
         assert_eq!(get(&store, &out, "customer.code_failures_24h"), crate::entity::CODE_FAILURES_KEPT as f32);
         assert_eq!(get(&store, &out, "customer.code_failures_10m"), crate::entity::CODE_FAILURES_KEPT as f32);
     }
 
     #[test]
-    fn a_device_is_known_from_its_first_success_past_the_password() {
+    fn a_device_is_vouched_for_by_its_first_passed_code_only() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
-        store.observe(&event(1, t0, "c1", "10.0.0.1", "phone", false), &mut out);
-        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0, "not known before this event");
-        store.observe(&event(2, t0 + 60_000, "c1", "10.0.0.1", "phone", false), &mut out);
-        assert_eq!(get(&store, &out, "customer.device_known_s"), 60.0);
-        // A password alone, or failed codes, teach nothing: an attacker's device stays unknown.
-        let mut login = event(3, t0 + 120_000, "c1", "10.9.9.9", "stranger", false);
-        login.step = Step::Login;
-        store.observe(&login, &mut out);
-        store.observe(&event(4, t0 + 130_000, "c1", "10.9.9.9", "stranger", true), &mut out);
-        store.observe(&event(5, t0 + 140_000, "c1", "10.9.9.9", "stranger", true), &mut out);
-        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0);
-        assert_eq!(get(&store, &out, "customer.new_device"), 1.0);
-        // An event without a device is not on a known device.
-        let mut bare = event(6, t0 + 150_000, "c1", "10.0.0.1", "phone", false);
+        let on = |id: usize, dt_s: i64, step: Step, device: &str, failure: bool| {
+            let mut e = event(id, t0 + dt_s * 1_000, "c1", "10.0.0.1", device, failure);
+            e.step = step;
+            e
+        };
+        // A password and a good ID photo make the phone known, but vouch for nothing.
+        store.observe(&on(1, 0, Step::Login, "phone", false), &mut out);
+        store.observe(&on(2, 10, Step::IdOcr, "phone", false), &mut out);
+        store.observe(&on(3, 20, Step::Otp, "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0, "asked before this event's code");
+        assert_eq!(get(&store, &out, "customer.new_device"), 0.0);
+        store.observe(&on(4, 80, Step::Login, "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 60.0);
+        // A second passed code does not move the first one's time.
+        store.observe(&on(5, 100, Step::Otp, "phone", false), &mut out);
+        store.observe(&on(6, 140, Step::Login, "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 120.0);
+        // A stranger's device with the password, failed codes and a passed photo stays unvouched.
+        store.observe(&on(7, 150, Step::Login, "stranger", false), &mut out);
+        store.observe(&on(8, 160, Step::Otp, "stranger", true), &mut out);
+        store.observe(&on(9, 170, Step::Liveness, "stranger", false), &mut out);
+        store.observe(&on(10, 180, Step::Login, "stranger", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
+        // A backdated code (within the lateness) is stamped with the newest time seen.
+        store.observe(&on(11, 120, Step::AccountVerify, "stranger", false), &mut out);
+        store.observe(&on(12, 190, Step::Login, "stranger", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 10.0);
+        // An event without a device is on no vouched device.
+        let mut bare = on(13, 200, Step::Login, "phone", false);
         bare.device_id = None;
         store.observe(&bare, &mut out);
-        assert_eq!(get(&store, &out, "customer.device_known_s"), -1.0);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
     }
 
     #[test]

@@ -37,12 +37,15 @@ fn events(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
     let start = haechi_features::parse_rfc3339_ms("2026-11-02T09:00:00+09:00").unwrap();
     (0..n)
         .map(|i| {
-            let c = format!("c{}", (i * 37) % 300);
+            // Every 500 events, eight failed codes for one customer: the
+            // default pack blocks them, so the block list is part of the state.
+            let guessing = i % 500 < 8;
+            let c = if guessing { "guessed".to_owned() } else { format!("c{}", (i * 37) % 300) };
             let line = format!(
                 r#"{{"event_id":"e{i}","ts":"{}","step":"{}","result":"{}","customer_id":"{c}","session_id":"s{}","device_id":"d{}","ip":"198.51.{}.{}","duration_ms":{}}}"#,
                 haechi_features::format_rfc3339_ms(start + i as i64 * 700),
-                ["login", "otp", "id_ocr", "face_match"][i % 4],
-                if i % 9 == 0 { "failure" } else { "success" },
+                if guessing { "otp" } else { ["login", "otp", "id_ocr", "face_match"][i % 4] },
+                if guessing || i % 9 == 0 { "failure" } else { "success" },
                 i / 4,
                 (i * 37) % 300,
                 i % 40,

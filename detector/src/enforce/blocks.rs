@@ -55,6 +55,10 @@ pub struct Block {
     /// scopes only): how many honest people the block may touch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blast_radius: Option<u32>,
+    /// Event time of the event that set it (automatic entries): what a
+    /// device's own history, also in event time, is compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_at_event_ms: Option<i64>,
 }
 
 /// What a decision shows of the entry that refused or challenged it.
@@ -122,12 +126,15 @@ pub struct BlockConfig {
     /// that carried more returning customers than this in the long window is
     /// never blocked; its sessions are challenged one by one instead.
     pub blast_radius_limit: u32,
-    /// A rule's block on a customer (an account under brute force or a
-    /// takeover) spares the devices the customer's profile had learned from
-    /// a success past the password before the block was set: whoever locks
-    /// an account must not lock its owner out of their own phone. An
-    /// analyst's block spares nothing.
+    /// A detector's block on a customer (an account whose codes are being
+    /// guessed) spares a device that passed a one-time code for that
+    /// customer at least `owner_device_min_age` before the block was set:
+    /// whoever locks an account must not lock its owner out of their own
+    /// phone. An analyst's block and a rate limit's spare nothing.
     pub spare_owner_devices: bool,
+    /// How long before the block the device must have passed its first code.
+    #[serde(with = "humantime_serde")]
+    pub owner_device_min_age: Duration,
 }
 
 impl Default for BlockConfig {
@@ -139,6 +146,7 @@ impl Default for BlockConfig {
             max_ttl: Duration::from_secs(7 * 86_400),
             blast_radius_limit: 5,
             spare_owner_devices: true,
+            owner_device_min_age: Duration::from_secs(3600),
         }
     }
 }
@@ -324,6 +332,7 @@ impl BlockList {
         set_by: String,
         action: BlockAction,
         now: i64,
+        event_ms: Option<i64>,
         blast_radius: Option<u32>,
     ) -> Result<Block, Refused> {
         // An analyst's entry is never replaced by an automatic one, nor a
@@ -346,7 +355,19 @@ impl BlockList {
         };
         let factor = u64::from(self.config.repeat_multiplier.max(1)).saturating_pow(offense - 1);
         let ttl = base_ttl.saturating_mul(factor.min(u64::from(u32::MAX)) as u32).min(self.config.max_ttl);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action, blast_radius };
+        let block = Block {
+            scope,
+            key,
+            hash,
+            reason,
+            set_by,
+            set_at_ms: now,
+            expires_at_ms: now + ttl.as_millis() as i64,
+            offense,
+            action,
+            blast_radius,
+            set_at_event_ms: event_ms,
+        };
         // Checked again under the shard lock: an analyst may have set a block
         // on this entity since the look above.
         match self.entries.entry((scope, hash)) {
@@ -372,7 +393,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None };
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None };
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);
@@ -572,7 +593,7 @@ mod tests {
         let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.1");
         let now = now_ms();
         assert!(list.check(&keys, now).is_none());
-        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into(), BlockAction::Block, now, None).unwrap();
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None).unwrap();
         assert_eq!(list.check(&keys, now).unwrap().set_by, "rule:x");
         assert!(list.check(&keys, now + 61_000).is_none(), "expired a minute later");
         list.persist().unwrap();
@@ -586,7 +607,7 @@ mod tests {
     fn repeat_offenders_wait_longer_and_the_breaker_trips() {
         let list = BlockList::open(BlockConfig { max_new_per_minute: 3, ..Default::default() }).unwrap();
         let now = 1_800_000_000_000;
-        let set = |h: u64, by: &str| list.set_automatic(EntityKind::Device, h, "d".into(), Duration::from_secs(60), "r".into(), by.into(), BlockAction::Block, now, None);
+        let set = |h: u64, by: &str| list.set_automatic(EntityKind::Device, h, "d".into(), Duration::from_secs(60), "r".into(), by.into(), BlockAction::Block, now, None, None);
         let a = set(1, "rule:x").unwrap();
         list.lift(EntityKind::Device, 1);
         let b = set(1, "rule:x").unwrap();
@@ -608,7 +629,7 @@ mod tests {
         let list = BlockList::open(BlockConfig::default()).unwrap();
         let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.2");
         let now = now_ms();
-        list.set_automatic(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "r".into(), "guard".into(), BlockAction::Challenge, now, Some(40)).unwrap();
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "r".into(), "guard".into(), BlockAction::Challenge, now, None, Some(40)).unwrap();
         assert_eq!(list.check(&keys, now).unwrap().action, BlockAction::Challenge);
         list.set_manual(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "seen".into(), "analyst:kim".into());
         let b = list.check(&keys, now).unwrap();
@@ -627,7 +648,7 @@ mod tests {
 
         // An older build's plain file: read, then rewritten sealed at once.
         let plain = BlockList::open(cfg.clone()).unwrap();
-        plain.set_automatic(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "test".into(), "rule:x".into(), BlockAction::Block, now, None).unwrap();
+        plain.set_automatic(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None).unwrap();
         plain.persist().unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("10.9.8.7"));
         let sealed = BlockList::open_sealed(cfg.clone(), now, Some(keys.sealer("blocks"))).unwrap();

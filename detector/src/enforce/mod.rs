@@ -91,8 +91,10 @@ pub struct Enforcer {
     blast_radius_limit: f32,
     /// Slot of `customer.returning`.
     returning_slot: Option<usize>,
-    /// Slot of `customer.device_known_s`, when customer blocks spare the owner's devices.
-    owner_device_slot: Option<usize>,
+    /// Slots of `customer.device_passed_code_s` and `customer.present`, when
+    /// customer blocks spare the owner's devices.
+    owner_device_slots: Option<(usize, usize)>,
+    owner_device_min_age_ms: i64,
     names: Names,
     /// Replaying the ingest log after a restart: event time, whatever `clock` says.
     recovering: std::sync::atomic::AtomicBool,
@@ -117,7 +119,11 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
-        let owner_device_slot = if blocks.config().spare_owner_devices { catalog.slot("customer.device_known_s") } else { None };
+        let owner_device_slots = match (blocks.config().spare_owner_devices, catalog.slot("customer.device_passed_code_s"), catalog.slot("customer.present")) {
+            (true, Some(passed), Some(present)) => Some((passed, present)),
+            _ => None,
+        };
+        let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -126,7 +132,8 @@ impl Enforcer {
             carried_slot,
             blast_radius_limit,
             returning_slot,
-            owner_device_slot,
+            owner_device_slots,
+            owner_device_min_age_ms,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
         }
@@ -182,18 +189,23 @@ impl Enforcer {
         self.carried_slot[scope.index()].map(|s| features[s])
     }
 
-    /// A rule's block on the customer does not apply to a device the
-    /// customer's profile knew before the block was set. Both ages are read
-    /// back from this event, so the event clock and the enforcement clock
-    /// never meet: the device was learned `device_known_s` ago in event
-    /// time, the block was set `now - set_at` ago on the enforcement clock.
-    fn spares_owner_device(&self, b: &Block, features: &[f32], now: i64) -> bool {
-        let Some(slot) = self.owner_device_slot else { return false };
-        if b.scope != EntityKind::Customer || b.action != BlockAction::Block || b.is_manual() {
+    /// A detector's block on the customer does not apply to a device that
+    /// passed a code for the customer at least the minimum age before the
+    /// block was set. Both times are event times (the block keeps the time
+    /// of the event that set it), so the wall clock of a live service never
+    /// meets a device's history; a block without that time spares nothing.
+    fn spares_owner_device(&self, b: &Block, event: &Event, features: &[f32]) -> bool {
+        let Some((passed_slot, present_slot)) = self.owner_device_slots else { return false };
+        let Some(set_at_event_ms) = b.set_at_event_ms else { return false };
+        if b.scope != EntityKind::Customer || b.action != BlockAction::Block || b.is_manual() || b.set_by.starts_with("rate_limit:") {
             return false;
         }
-        let known_for_ms = f64::from(features[slot]) * 1000.0;
-        known_for_ms >= 0.0 && known_for_ms > (now - b.set_at_ms) as f64
+        let passed_s = features[passed_slot];
+        if features[present_slot] != 1.0 || passed_s < 0.0 {
+            return false;
+        }
+        let passed_at_ms = event.ts_ms.saturating_sub((f64::from(passed_s) * 1000.0) as i64);
+        passed_at_ms.saturating_add(self.owner_device_min_age_ms) <= set_at_event_ms
     }
 
     /// Apply blocks in force, rate limits and the guard to `d`, and set the
@@ -211,7 +223,7 @@ impl Enforcer {
         let mut out = Enforced::default();
         let spared_any = std::cell::Cell::new(false);
         let spared = |b: &Block| {
-            let spare = self.spares_owner_device(b, features, now);
+            let spare = self.spares_owner_device(b, event, features);
             spared_any.set(spared_any.get() || spare);
             spare
         };
@@ -312,6 +324,7 @@ impl Enforcer {
                         format!("blast_radius:{set_by_text}"),
                         BlockAction::Challenge,
                         now,
+                        Some(event.ts_ms),
                         Some(carried as u32),
                     );
                     out.set.push((EntityKind::Session, SetBy::Guard, r.map(|_| ())));
@@ -330,6 +343,7 @@ impl Enforcer {
                 set_by_text,
                 BlockAction::Block,
                 now,
+                Some(event.ts_ms),
                 carried.map(|c| c as u32),
             );
             out.set.push((scope, by, r.map(|_| ())));
@@ -493,8 +507,11 @@ rules:
     #[test]
     fn a_customer_under_brute_force_is_blocked_except_on_the_owners_own_phone() {
         let p = brute_force_pipeline(true);
-        // Last week the owner passed a code on their phone.
+        // Last week the owner passed a code on their phone. A second device
+        // passed its first code twenty minutes before the attack's block:
+        // too recent to vouch for anything.
         run(&p, &[on_device(1, "2026-11-02T09:00:00+09:00", "login", "success", "owners-phone"), on_device(2, "2026-11-02T09:00:20+09:00", "otp", "success", "owners-phone")]);
+        run(&p, &[on_device(3, "2026-11-09T02:42:00+09:00", "otp", "success", "recent-tablet")]);
         // Today someone with the password guesses codes from a device of their own.
         let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
         let d = run(&p, &guesses);
@@ -515,6 +532,11 @@ rules:
         assert_eq!(lucky[0].verdict, Verdict::Block);
         let after = run(&p, &[on_device(24, "2026-11-09T08:03:00+09:00", "login", "success", "second-stranger")]);
         assert_eq!(after[0].verdict, Verdict::Block, "{after:?}");
+        let recent = run(&p, &[on_device(25, "2026-11-09T08:04:00+09:00", "login", "success", "recent-tablet")]);
+        assert_eq!(recent[0].verdict, Verdict::Block, "{recent:?}");
+        // The same device again: still the owner's.
+        let again = run(&p, &[on_device(26, "2026-11-09T08:05:00+09:00", "login", "success", "owners-phone")]);
+        assert_eq!(again[0].verdict, Verdict::Allow, "{again:?}");
     }
 
     #[test]

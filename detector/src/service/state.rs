@@ -299,7 +299,7 @@ impl Sink for LiveSink<'_> {
         if enforced.guarded > 0 {
             m.blast_radius_guarded.inc_by(u64::from(enforced.guarded));
         }
-        if enforced.spared_owner_device {
+        if enforced.spared_owner_device && processed.decision.verdict != crate::decision::Verdict::Block {
             m.owner_device_spared.inc();
         }
         m.decisions.with_label_values(&[processed.decision.verdict.as_str()]).inc();
