@@ -86,41 +86,41 @@ fn rank(s: Severity) -> u8 {
 impl AlertSinkConfig {
     /// # Errors
     /// A missing or misplaced setting, named.
-    pub fn validate(&self, n: usize) -> Result<(), String> {
+    pub fn validate(&self, n: usize) -> Result<(), crate::DetectorError> {
         let at = format!("alerts.sinks[{n}] ({})", serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
         match self.kind {
             SinkKind::Webhook => {
-                let url = self.url.as_deref().ok_or_else(|| format!("{at}: needs url"))?;
+                let url = self.url.as_deref().ok_or_else(|| setting!("{at}: needs url"))?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(format!("{at}: url must be http:// or https://"));
+                    return Err(setting!("{at}: url must be http:// or https://"));
                 }
                 if self.secret_env.is_none() {
-                    return Err(format!("{at}: needs secret_env, the variable holding the signing secret"));
+                    return Err(setting!("{at}: needs secret_env, the variable holding the signing secret"));
                 }
                 if self.path.is_some() {
-                    return Err(format!("{at}: path is for file sinks"));
+                    return Err(setting!("{at}: path is for file sinks"));
                 }
             }
             SinkKind::Alertmanager => {
-                let url = self.url.as_deref().ok_or_else(|| format!("{at}: needs url, Alertmanager's base address"))?;
+                let url = self.url.as_deref().ok_or_else(|| setting!("{at}: needs url, Alertmanager's base address"))?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(format!("{at}: url must be http:// or https://"));
+                    return Err(setting!("{at}: url must be http:// or https://"));
                 }
                 if self.path.is_some() || self.secret_env.is_some() {
-                    return Err(format!("{at}: path and secret_env are not for Alertmanager"));
+                    return Err(setting!("{at}: path and secret_env are not for Alertmanager"));
                 }
             }
             SinkKind::File => {
                 if self.path.is_none() {
-                    return Err(format!("{at}: needs path"));
+                    return Err(setting!("{at}: needs path"));
                 }
                 if self.url.is_some() || self.secret_env.is_some() {
-                    return Err(format!("{at}: url and secret_env are for webhooks"));
+                    return Err(setting!("{at}: url and secret_env are for webhooks"));
                 }
             }
         }
         if self.max_spool == 0 {
-            return Err(format!("{at}: max_spool must be positive"));
+            return Err(setting!("{at}: max_spool must be positive"));
         }
         Ok(())
     }
@@ -378,9 +378,9 @@ mod tests {
         let ok = AlertSinkConfig { kind: SinkKind::Webhook, url: Some("https://siem.example/h".into()), secret_env: Some("S".into()), path: None, min_severity: Severity::Medium, max_spool: 10, timeout: Duration::from_secs(1) };
         ok.validate(0).unwrap();
         let no_secret = AlertSinkConfig { secret_env: None, ..ok.clone() };
-        assert!(no_secret.validate(0).unwrap_err().contains("secret_env"));
+        assert!(no_secret.validate(0).unwrap_err().to_string().contains("secret_env"));
         let file_with_url = AlertSinkConfig { kind: SinkKind::File, path: Some("a".into()), ..ok.clone() };
-        assert!(file_with_url.validate(1).unwrap_err().contains("for webhooks"));
+        assert!(file_with_url.validate(1).unwrap_err().to_string().contains("for webhooks"));
         // RFC 4231 test case 2.
         assert_eq!(signature(b"Jefe", b"what do ya want for nothing?"), "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }

@@ -48,9 +48,9 @@ impl Default for BuiltinConfig {
 impl BuiltinConfig {
     /// # Errors
     /// A message naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::DetectorError> {
         if self.challenge_streak == 0 || self.block_streak <= self.challenge_streak {
-            return Err(format!(
+            return Err(setting!(
                 "builtin: need 0 < challenge_streak ({}) < block_streak ({})",
                 self.challenge_streak, self.block_streak
             ));

@@ -98,13 +98,13 @@ impl Default for StorageConfig {
 impl StorageConfig {
     /// # Errors
     /// A message naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        self.log_config().validate().map_err(|e| format!("storage: {e}"))?;
+    pub fn validate(&self) -> Result<(), crate::DetectorError> {
+        self.log_config().validate().map_err(|e| setting!("storage: {e}"))?;
         if self.keep_snapshots < 2 {
-            return Err("storage.keep_snapshots must be at least 2, so that a corrupt newest snapshot has one to fall back on".into());
+            return Err(crate::DetectorError::Setting("storage.keep_snapshots must be at least 2, so that a corrupt newest snapshot has one to fall back on".into()));
         }
         if self.snapshot_interval < Duration::from_secs(1) || self.snapshot_every_events == 0 {
-            return Err("storage.snapshot_interval must be at least 1s and storage.snapshot_every_events positive".into());
+            return Err(crate::DetectorError::Setting("storage.snapshot_interval must be at least 1s and storage.snapshot_every_events positive".into()));
         }
         Ok(())
     }
@@ -221,7 +221,7 @@ impl DataDir {
     /// with a key `keys` lacks (the message names the file and the key).
     pub fn open(dir: &Path, config: StorageConfig, keys: Option<&KeyRing>) -> Result<DataDir, DetectorError> {
         let sealer = |purpose| keys.map(|k| k.sealer(purpose));
-        config.validate().map_err(|message| DetectorError::Config { path: "storage".into(), message })?;
+        config.validate().map_err(|e| DetectorError::Config { path: "storage".into(), message: e.to_string() })?;
         let fresh = !dir.join("LOCK").exists();
         // Owner only: the log and snapshots hold customer ids, addresses and devices.
         {

@@ -38,4 +38,10 @@ pub enum DetectorError {
     /// The configuration file is unusable.
     #[error("configuration {path}: {message}")]
     Config { path: String, message: String },
+    /// A setting does not hold (checked at load time), named with its problem.
+    #[error("{0}")]
+    Setting(String),
+    /// The block list's state file cannot be used.
+    #[error("block list: {0}")]
+    BlockList(String),
 }

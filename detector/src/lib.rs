@@ -15,6 +15,17 @@
 //! assert_eq!(processed.decision.verdict, Verdict::Allow);
 //! ```
 
+/// A [`DetectorError::Setting`] with a formatted message: a setting that
+/// does not hold, found at load time.
+macro_rules! setting {
+    ($($t:tt)*) => { $crate::DetectorError::Setting(format!($($t)*)) };
+}
+
+/// A [`DetectorError::BlockList`] with a formatted message.
+macro_rules! block_state {
+    ($($t:tt)*) => { $crate::DetectorError::BlockList(format!($($t)*)) };
+}
+
 pub mod alert_sinks;
 pub mod backtest;
 pub mod bench;

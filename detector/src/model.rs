@@ -48,19 +48,19 @@ impl ModelConfig {
     /// # Errors
     /// A message naming the setting when the file or variable cannot be read
     /// or the key is too short.
-    pub fn mac_key(&self) -> Result<Option<ModelKey>, String> {
+    pub fn mac_key(&self) -> Result<Option<ModelKey>, crate::DetectorError> {
         let text = if let Some(p) = &self.mac_key_file {
-            std::fs::read(p).map_err(|e| format!("model.mac_key_file = {}: {e}", p.display()))?
+            std::fs::read(p).map_err(|e| setting!("model.mac_key_file = {}: {e}", p.display()))?
         } else if let Some(var) = &self.mac_key_env {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("model.mac_key_env = {var}: the variable is not set"))?
+                .ok_or_else(|| setting!("model.mac_key_env = {var}: the variable is not set"))?
                 .into_encoded_bytes()
         } else {
             return Ok(None);
         };
         let trimmed = text.trim_ascii();
-        ModelKey::new(trimmed).map(Some).map_err(|e| format!("model key: {e}"))
+        ModelKey::new(trimmed).map(Some).map_err(|e| setting!("model key: {e}"))
     }
 }
 
@@ -100,10 +100,10 @@ fn load(config: &ModelConfig, catalog: &FeatureCatalog) -> Result<Loaded, Traini
     let file = match &config.path {
         Some(p) => {
             // Read the key at every load: a rotated key file takes effect on reload.
-            let key = config.mac_key().map_err(|message| TrainingError::Model { path: p.display().to_string(), message })?;
+            let key = config.mac_key().map_err(|e| TrainingError::Model { path: p.display().to_string(), message: e.to_string() })?;
             ModelFile::load_verified(p, key.as_ref())?
         }
-        None => ModelFile::parse(DEFAULT_MODEL).map_err(|message| TrainingError::Model { path: "(default model)".into(), message })?,
+        None => ModelFile::parse(DEFAULT_MODEL).map_err(|e| TrainingError::Model { path: "(default model)".into(), message: e.to_string() })?,
     };
     let slots = file.resolve(catalog.names())?;
     Ok(Loaded {
@@ -314,7 +314,7 @@ mod tests {
         // No key configured: as before, the unsigned or re-fingerprinted file loads.
         assert!(ModelDetector::new(ModelConfig { path: Some(p.clone()), ..Default::default() }, catalog()).is_ok());
         // A key variable that is configured but not set is an error, not a downgrade.
-        let e = ModelConfig { mac_key_env: Some("HAECHI_TEST_NO_SUCH_VAR_9".into()), ..Default::default() }.mac_key().unwrap_err();
+        let e = ModelConfig { mac_key_env: Some("HAECHI_TEST_NO_SUCH_VAR_9".into()), ..Default::default() }.mac_key().unwrap_err().to_string();
         assert!(e.contains("not set"), "{e}");
     }
 }

@@ -85,7 +85,7 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::new`]; also a block state file that does not open.
     pub fn with_sealed_blocks(config: Config, blocks: Option<haechi_storage::Sealer>) -> Result<Pipeline, DetectorError> {
-        config.validate().map_err(|message| DetectorError::Config { path: "(in memory)".into(), message })?;
+        config.validate().map_err(|e| DetectorError::Config { path: "(in memory)".into(), message: e.to_string() })?;
         let store = FeatureStore::new(&config.features)?;
         let rules = Arc::new(RuleEngine::new(config.rules.path.clone(), store.catalog().clone())?);
         let mut detectors: Vec<Arc<dyn Detector>> = vec![rules.clone()];
@@ -112,7 +112,7 @@ impl Pipeline {
         } else {
             BlockList::open(crate::enforce::BlockConfig { state_file: None, ..config.blocks.clone() })
         }
-        .map_err(|message| DetectorError::Config { path: "blocks.state_file".into(), message })?;
+        .map_err(|e| DetectorError::Config { path: "blocks.state_file".into(), message: e.to_string() })?;
         let moved = blocks.rehash(store.windows().hash_key);
         if moved > 0 {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");

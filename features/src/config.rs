@@ -286,13 +286,19 @@ impl FeatureConfig {
         use crate::keys::HashKey;
         if let Some(path) = &self.hash_key_file {
             let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("features.hash_key_file = {}: {e}", path.display())))?;
-            let key = HashKey::parse_hex(&text).map_err(|e| Error::Config(format!("features.hash_key_file = {}: {e}", path.display())))?;
+            let key = HashKey::parse_hex(&text).map_err(|e| match e {
+                Error::Config(why) => Error::Config(format!("features.hash_key_file = {}: {why}", path.display())),
+                other => other,
+            })?;
             return Ok((key, HashKeySource::File(path.clone())));
         }
         if !self.hash_key_env.is_empty() {
             if let Some(text) = std::env::var_os(&self.hash_key_env).filter(|v| !v.is_empty()) {
                 let text = text.into_string().map_err(|_| Error::Config(format!("{}: not UTF-8", self.hash_key_env)))?;
-                let key = HashKey::parse_hex(&text).map_err(|e| Error::Config(format!("environment variable {}: {e}", self.hash_key_env)))?;
+                let key = HashKey::parse_hex(&text).map_err(|e| match e {
+                    Error::Config(why) => Error::Config(format!("environment variable {}: {why}", self.hash_key_env)),
+                    other => other,
+                })?;
                 return Ok((key, HashKeySource::Env(self.hash_key_env.clone())));
             }
         }

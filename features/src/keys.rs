@@ -100,13 +100,13 @@ impl HashKey {
     ///
     /// # Errors
     /// A message saying what a key must look like (never echoing the text).
-    pub fn parse_hex(text: &str) -> Result<HashKey, String> {
+    pub fn parse_hex(text: &str) -> Result<HashKey, crate::Error> {
         let t = text.trim();
         if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("a hash key must be 32 hex digits (128 bits; e.g. `openssl rand -hex 16`), got {} characters", t.len()));
+            return Err(crate::Error::Config(format!("a hash key must be 32 hex digits (128 bits; e.g. `openssl rand -hex 16`), got {} characters", t.len())));
         }
-        let k0 = u64::from_str_radix(&t[..16], 16).map_err(|e| e.to_string())?;
-        let k1 = u64::from_str_radix(&t[16..], 16).map_err(|e| e.to_string())?;
+        let k0 = u64::from_str_radix(&t[..16], 16).map_err(|e| crate::Error::Config(e.to_string()))?;
+        let k1 = u64::from_str_radix(&t[16..], 16).map_err(|e| crate::Error::Config(e.to_string()))?;
         Ok(HashKey { k0, k1 })
     }
 }
@@ -269,7 +269,7 @@ mod tests {
     fn hex_keys_parse_and_bad_ones_are_refused_without_echo() {
         let k = HashKey::parse_hex(" 00112233445566778899aabbccddeeff\n").unwrap();
         assert_eq!(k, HashKey::new(0x0011_2233_4455_6677, 0x8899_aabb_ccdd_eeff));
-        let e = HashKey::parse_hex("secret-but-not-hex-secret-but-no").unwrap_err();
+        let e = HashKey::parse_hex("secret-but-not-hex-secret-but-no").unwrap_err().to_string();
         assert!(!e.contains("secret"), "{e}");
         assert!(HashKey::parse_hex("0011").is_err());
         assert_eq!(format!("{k:?}"), "HashKey(..)");

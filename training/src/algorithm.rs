@@ -242,37 +242,37 @@ impl Forest {
     ///
     /// # Errors
     /// A message naming the first problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::TrainingError> {
         if self.roots.is_empty() {
-            return Err("no trees".into());
+            return Err(crate::TrainingError::ModelText("no trees".into()));
         }
         if self.psi < 2 {
-            return Err(format!("psi = {}: must be at least 2", self.psi));
+            return Err(model_text!("psi = {}: must be at least 2", self.psi));
         }
         let n = self.nodes.len();
         if self.sizes.len() != n {
-            return Err(format!("{} node sizes for {n} nodes", self.sizes.len()));
+            return Err(model_text!("{} node sizes for {n} nodes", self.sizes.len()));
         }
         for &r in &self.roots {
             if r as usize >= n {
-                return Err(format!("root {r} out of range ({n} nodes)"));
+                return Err(model_text!("root {r} out of range ({n} nodes)"));
             }
         }
         for (i, Node(feature, left, value)) in self.nodes.iter().enumerate() {
             if *feature == LEAF {
                 if !value.is_finite() || *value < 0.0 {
-                    return Err(format!("node {i}: leaf depth {value} is not a non-negative number"));
+                    return Err(model_text!("node {i}: leaf depth {value} is not a non-negative number"));
                 }
                 continue;
             }
             if *feature as usize >= self.n_features {
-                return Err(format!("node {i}: feature {feature} but the model has {} features", self.n_features));
+                return Err(model_text!("node {i}: feature {feature} but the model has {} features", self.n_features));
             }
             if (*left as usize) <= i || *left as usize + 1 >= n {
-                return Err(format!("node {i}: child {left} out of order or range"));
+                return Err(model_text!("node {i}: child {left} out of order or range"));
             }
             if value.is_nan() {
-                return Err(format!("node {i}: threshold is NaN"));
+                return Err(model_text!("node {i}: threshold is NaN"));
             }
         }
         Ok(())

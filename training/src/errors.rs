@@ -17,6 +17,15 @@ pub enum TrainingError {
     /// A model file that cannot be used.
     #[error("model {path}: {message}")]
     Model { path: String, message: String },
+    /// Model text (a file's contents) that is not a usable model.
+    #[error("{0}")]
+    ModelText(String),
+    /// A model key that is too short to sign with.
+    #[error("model key: {0}")]
+    Key(String),
+    /// A model that is unsigned or whose MAC does not verify.
+    #[error("{0}")]
+    Signature(String),
     /// The model's features are not the pipeline's.
     #[error("model features do not match the pipeline: {0}")]
     FeatureMismatch(String),

@@ -20,6 +20,11 @@
 //! assert!(model.score_row(&[100.0, -100.0]) > model.score_row(&[8.0, 8.0]));
 //! ```
 
+/// A [`TrainingError::ModelText`] with a formatted message.
+macro_rules! model_text {
+    ($($t:tt)*) => { $crate::TrainingError::ModelText(format!($($t)*)) };
+}
+
 mod algorithm;
 mod csv_data;
 mod errors;
@@ -113,8 +118,8 @@ mod tests {
         assert!(ModelFile::parse(&tampered).is_err());
         let mut changed = file.clone();
         changed.forest.nodes[1].2 += 1.0;
-        assert!(ModelFile::parse(&serde_json::to_string(&changed).unwrap()).unwrap_err().contains("fingerprint"));
-        assert!(ModelFile::parse("{}").unwrap_err().contains("not a model file"));
+        assert!(ModelFile::parse(&serde_json::to_string(&changed).unwrap()).unwrap_err().to_string().contains("fingerprint"));
+        assert!(ModelFile::parse("{}").unwrap_err().to_string().contains("not a model file"));
         let pipeline: Vec<String> = ["event.hour", "ip.gap_cv", "ip.events_10m", "other"].map(String::from).to_vec();
         assert_eq!(file.resolve(&pipeline).unwrap(), vec![2, 1, 0]);
         let e = file.resolve(&pipeline[..2]).unwrap_err().to_string();

@@ -69,10 +69,10 @@ impl ModelKey {
     ///
     /// # Errors
     /// A message when the key is shorter than [`ModelKey::MIN_LEN`] bytes.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<ModelKey, String> {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<ModelKey, crate::TrainingError> {
         let bytes = bytes.into();
         if bytes.len() < Self::MIN_LEN {
-            return Err(format!("a model key must be at least {} bytes (e.g. `openssl rand -hex 32`), got {}", Self::MIN_LEN, bytes.len()));
+            return Err(crate::TrainingError::Key(format!("a model key must be at least {} bytes (e.g. `openssl rand -hex 32`), got {}", Self::MIN_LEN, bytes.len())));
         }
         Ok(ModelKey(bytes))
     }
@@ -154,31 +154,31 @@ impl ModelFile {
     /// another format version, a fingerprint that does not match, a broken tree.
     pub fn load(path: &Path) -> Result<ModelFile, TrainingError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainingError::Model { path: path.display().to_string(), message: e.to_string() })?;
-        ModelFile::parse(&text).map_err(|message| TrainingError::Model { path: path.display().to_string(), message })
+        ModelFile::parse(&text).map_err(|e| TrainingError::Model { path: path.display().to_string(), message: e.to_string() })
     }
 
     /// Parse and check model text.
     ///
     /// # Errors
     /// A message naming the problem.
-    pub fn parse(text: &str) -> Result<ModelFile, String> {
-        let mut m: ModelFile = serde_json::from_str(text).map_err(|e| format!("not a model file: {e}"))?;
+    pub fn parse(text: &str) -> Result<ModelFile, crate::TrainingError> {
+        let mut m: ModelFile = serde_json::from_str(text).map_err(|e| model_text!("not a model file: {e}"))?;
         if m.format != FORMAT {
-            return Err(format!("format `{}`, expected `{FORMAT}`", m.format));
+            return Err(model_text!("format `{}`, expected `{FORMAT}`", m.format));
         }
         if m.version != VERSION {
-            return Err(format!("format version {}, this build reads {VERSION}", m.version));
+            return Err(model_text!("format version {}, this build reads {VERSION}", m.version));
         }
         if m.features.len() != m.forest.n_features() {
-            return Err(format!("{} feature names for {} columns", m.features.len(), m.forest.n_features()));
+            return Err(model_text!("{} feature names for {} columns", m.features.len(), m.forest.n_features()));
         }
         m.forest.validate()?;
         if !(m.threshold > 0.0 && m.threshold <= 1.0) {
-            return Err(format!("threshold {} outside (0, 1]", m.threshold));
+            return Err(model_text!("threshold {} outside (0, 1]", m.threshold));
         }
         let want = fingerprint(&m.features, m.threshold, &m.forest);
         if want != m.fingerprint {
-            return Err(format!("fingerprint {} does not match its contents ({want}): the file was changed", m.fingerprint));
+            return Err(model_text!("fingerprint {} does not match its contents ({want}): the file was changed", m.fingerprint));
         }
         m.forest.prepare();
         Ok(m)
@@ -196,18 +196,18 @@ impl ModelFile {
     /// # Errors
     /// A message when the model is unsigned or its MAC does not verify: it
     /// was changed after signing, or signed under another key.
-    pub fn verify(&self, key: &ModelKey) -> Result<(), String> {
+    pub fn verify(&self, key: &ModelKey) -> Result<(), crate::TrainingError> {
         let Some(mac) = &self.mac else {
-            return Err("the model is unsigned and a model key is configured: sign it (`haechi train` or `haechi model fit` with the key configured)".into());
+            return Err(crate::TrainingError::Signature("the model is unsigned and a model key is configured: sign it (`haechi train` or `haechi model fit` with the key configured)".into()));
         };
         let tag = mac
             .strip_prefix(MAC_PREFIX)
             .filter(|h| h.len() == 64)
             .and_then(|h| (0..32).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>())
-            .ok_or_else(|| format!("mac is not `{MAC_PREFIX}` and 64 hex digits"))?;
+            .ok_or_else(|| crate::TrainingError::Signature(format!("mac is not `{MAC_PREFIX}` and 64 hex digits")))?;
         mac_of(key, &self.features, self.threshold, &self.forest)
             .verify_slice(&tag)
-            .map_err(|_| "MAC does not verify: the model was altered after signing, or signed with another key".to_owned())
+            .map_err(|_| crate::TrainingError::Signature("MAC does not verify: the model was altered after signing, or signed with another key".to_owned()))
     }
 
     /// Read and check a model file, and with a key, its MAC.
@@ -218,7 +218,7 @@ impl ModelFile {
     pub fn load_verified(path: &Path, key: Option<&ModelKey>) -> Result<ModelFile, TrainingError> {
         let m = ModelFile::load(path)?;
         if let Some(key) = key {
-            m.verify(key).map_err(|message| TrainingError::Model { path: path.display().to_string(), message })?;
+            m.verify(key).map_err(|e| TrainingError::Model { path: path.display().to_string(), message: e.to_string() })?;
         }
         Ok(m)
     }
@@ -310,7 +310,7 @@ mod tests {
         // A garbled MAC is refused with its shape named.
         let mut bad = signed.clone();
         bad.mac = Some("hmac-sha256:zz".into());
-        assert!(bad.verify(&key).unwrap_err().contains("64 hex digits"));
+        assert!(bad.verify(&key).unwrap_err().to_string().contains("64 hex digits"));
         assert!(ModelKey::new(*b"short").is_err());
         assert_eq!(format!("{key:?}"), "ModelKey(..)");
     }

@@ -24,29 +24,33 @@ pub struct ResponseHead {
 /// # Errors
 /// A malformed status line, a response without `Content-Length` (chunked
 /// bodies are not supported), or a bad length.
-pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, String> {
+pub fn parse_response_head(buf: &[u8]) -> io::Result<Option<ResponseHead>> {
     let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else { return Ok(None) };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "response head is not UTF-8".to_owned())?;
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| malformed("response head is not UTF-8".to_owned()))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     if !version.starts_with("HTTP/1.") || code.len() != 3 {
-        return Err(format!("bad status line `{status_line}`"));
+        return Err(malformed(format!("bad status line `{status_line}`")));
     }
-    let status: u16 = code.parse().map_err(|_| format!("bad status code in `{status_line}`"))?;
+    let status: u16 = code.parse().map_err(|_| malformed(format!("bad status code in `{status_line}`")))?;
     let mut content_length = None;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { return Err(format!("bad header line `{line}`")) };
+        let Some((name, value)) = line.split_once(':') else { return Err(malformed(format!("bad header line `{line}`"))) };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            content_length = Some(value.parse::<usize>().map_err(|_| format!("bad Content-Length `{value}`"))?);
+            content_length = Some(value.parse::<usize>().map_err(|_| malformed(format!("bad Content-Length `{value}`")))?);
         } else if name.eq_ignore_ascii_case("transfer-encoding") && !value.eq_ignore_ascii_case("identity") {
-            return Err(format!("Transfer-Encoding `{value}` is not supported"));
+            return Err(malformed(format!("Transfer-Encoding `{value}` is not supported")));
         }
     }
-    let content_length = content_length.ok_or_else(|| format!("response {status} has no Content-Length"))?;
+    let content_length = content_length.ok_or_else(|| malformed(format!("response {status} has no Content-Length")))?;
     Ok(Some(ResponseHead { status, content_length, head_len: end + 4 }))
+}
+
+fn malformed(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 /// One keep-alive connection.
@@ -85,7 +89,7 @@ impl Conn {
         self.consumed = 0;
         self.stream.write_all(&self.out).await?;
         let head = loop {
-            if let Some(h) = parse_response_head(&self.buf).map_err(io::Error::other)? {
+            if let Some(h) = parse_response_head(&self.buf)? {
                 break h;
             }
             self.fill().await?;
@@ -134,9 +138,9 @@ mod tests {
 
     #[test]
     fn unframed_or_malformed_responses_are_refused() {
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n").unwrap_err().contains("Content-Length"));
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").unwrap_err().contains("chunked"));
-        assert!(parse_response_head(b"SSH-2.0 hello\r\n\r\n").unwrap_err().contains("status line"));
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").unwrap_err().contains("Content-Length"));
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n").unwrap_err().to_string().contains("Content-Length"));
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").unwrap_err().to_string().contains("chunked"));
+        assert!(parse_response_head(b"SSH-2.0 hello\r\n\r\n").unwrap_err().to_string().contains("status line"));
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").unwrap_err().to_string().contains("Content-Length"));
     }
 }

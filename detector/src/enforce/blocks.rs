@@ -193,7 +193,7 @@ impl BlockList {
     /// # Errors
     /// When the state file exists but cannot be read or parsed: better to stop
     /// than to start with every block silently lifted.
-    pub fn open(config: BlockConfig) -> Result<BlockList, String> {
+    pub fn open(config: BlockConfig) -> Result<BlockList, crate::DetectorError> {
         Self::open_at(config, now_ms())
     }
 
@@ -201,7 +201,7 @@ impl BlockList {
     ///
     /// # Errors
     /// See [`BlockList::open`].
-    pub fn open_at(config: BlockConfig, now: i64) -> Result<BlockList, String> {
+    pub fn open_at(config: BlockConfig, now: i64) -> Result<BlockList, crate::DetectorError> {
         Self::open_sealed(config, now, None)
     }
 
@@ -213,7 +213,7 @@ impl BlockList {
     /// See [`BlockList::open`]; also a sealed file that does not open (the
     /// message names the file and the key it was sealed with), or one found
     /// without a sealer.
-    pub fn open_sealed(config: BlockConfig, now: i64, sealer: Option<Sealer>) -> Result<BlockList, String> {
+    pub fn open_sealed(config: BlockConfig, now: i64, sealer: Option<Sealer>) -> Result<BlockList, crate::DetectorError> {
         let list = BlockList {
             entries: DashMap::new(),
             offenses: DashMap::new(),
@@ -228,7 +228,7 @@ impl BlockList {
             match std::fs::read(path) {
                 Ok(bytes) => {
                     let (text, was_plain) = list.unseal(path, bytes)?;
-                    let state: StateFile = serde_json::from_slice(&text).map_err(|e| format!("block state {}: {e}", path.display()))?;
+                    let state: StateFile = serde_json::from_slice(&text).map_err(|e| block_state!("block state {}: {e}", path.display()))?;
                     for b in state.blocks.into_iter().filter(|b| b.expires_at_ms > now) {
                         list.entries.insert((b.scope, b.hash), b);
                     }
@@ -241,27 +241,27 @@ impl BlockList {
                     }
                     if was_plain && list.sealer.is_some() {
                         tracing::warn!(path = %path.display(), "the block state file was written unencrypted (by an older build): read once, rewritten sealed");
-                        list.persist().map_err(|e| format!("block state {}: rewriting it sealed: {e}", path.display()))?;
+                        list.persist().map_err(|e| block_state!("block state {}: rewriting it sealed: {e}", path.display()))?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("block state {}: {e}", path.display())),
+                Err(e) => return Err(block_state!("block state {}: {e}", path.display())),
             }
         }
         Ok(list)
     }
 
     /// The state file's JSON, and whether it was stored plain.
-    fn unseal(&self, path: &std::path::Path, bytes: Vec<u8>) -> Result<(Vec<u8>, bool), String> {
+    fn unseal(&self, path: &std::path::Path, bytes: Vec<u8>) -> Result<(Vec<u8>, bool), crate::DetectorError> {
         // JSON never starts with the seal's tag byte (it is not UTF-8 at the start of a text).
         let Ok(key) = Sealer::key_id_of(&bytes) else { return Ok((bytes, true)) };
         let Some(sealer) = &self.sealer else {
-            return Err(format!("block state {}: sealed with key {key:?}, and no data key was given to open it", path.display()));
+            return Err(block_state!("block state {}: sealed with key {key:?}, and no data key was given to open it", path.display()));
         };
         match sealer.open(BLOCKS_AAD, &bytes) {
             Ok(text) => Ok((text, false)),
-            Err(e @ haechi_storage::SealError::UnknownKey(_)) => Err(format!("block state {}: {e}", path.display())),
-            Err(e) => Err(format!("block state {} (sealed with key {key:?}): {e}", path.display())),
+            Err(e @ haechi_storage::SealError::UnknownKey(_)) => Err(block_state!("block state {}: {e}", path.display())),
+            Err(e) => Err(block_state!("block state {} (sealed with key {key:?}): {e}", path.display())),
         }
     }
 
@@ -665,11 +665,11 @@ mod tests {
         let again = BlockList::open_sealed(cfg.clone(), now, Some(keys.sealer("blocks"))).unwrap();
         assert_eq!(again.check(&probe, now).unwrap().set_by, "analyst:kim");
         // ...but not without it, with another key, or as another purpose's bytes.
-        let e = BlockList::open(cfg.clone()).err().unwrap();
+        let e = BlockList::open(cfg.clone()).err().unwrap().to_string();
         assert!(e.contains("blocks.json") && e.contains("\"k1\"") && e.contains("no data key"), "{e}");
-        let e = BlockList::open_sealed(cfg.clone(), now, Some(ring(&haechi_storage::KeyRing::generate_line("k2")).sealer("blocks"))).err().unwrap();
+        let e = BlockList::open_sealed(cfg.clone(), now, Some(ring(&haechi_storage::KeyRing::generate_line("k2")).sealer("blocks"))).err().unwrap().to_string();
         assert!(e.contains("blocks.json") && e.contains("\"k1\""), "{e}");
-        let e = BlockList::open_sealed(cfg, now, Some(keys.sealer("snapshot"))).err().unwrap();
+        let e = BlockList::open_sealed(cfg, now, Some(keys.sealer("snapshot"))).err().unwrap().to_string();
         assert!(e.contains("blocks.json") && e.contains("authentication failed"), "{e}");
     }
 
@@ -678,6 +678,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("blocks.json");
         std::fs::write(&p, "{ broken").unwrap();
-        assert!(BlockList::open(BlockConfig { state_file: Some(p), ..Default::default() }).err().unwrap().contains("blocks.json"));
+        assert!(BlockList::open(BlockConfig { state_file: Some(p), ..Default::default() }).err().unwrap().to_string().contains("blocks.json"));
     }
 }

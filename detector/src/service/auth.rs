@@ -166,22 +166,22 @@ impl PrincipalConfig {
     ///
     /// # Errors
     /// A message naming the principal and the problem.
-    pub fn resolve(&self) -> Result<Principal, String> {
+    pub fn resolve(&self) -> Result<Principal, crate::DetectorError> {
         let who = format!("server.principals `{}`", self.name);
         let (text, from) = match (&self.token_sha256, &self.token_sha256_env, &self.token_sha256_file) {
             (Some(h), None, None) => (h.clone(), "token_sha256".to_owned()),
             (None, Some(var), None) => {
-                let v = std::env::var(var).map_err(|_| format!("{who}: token_sha256_env: environment variable {var} is not set"))?;
+                let v = std::env::var(var).map_err(|_| setting!("{who}: token_sha256_env: environment variable {var} is not set"))?;
                 (v, format!("token_sha256_env ({var})"))
             }
             (None, None, Some(path)) => {
-                let v = std::fs::read_to_string(path).map_err(|e| format!("{who}: token_sha256_file {}: {e}", path.display()))?;
+                let v = std::fs::read_to_string(path).map_err(|e| setting!("{who}: token_sha256_file {}: {e}", path.display()))?;
                 (v, format!("token_sha256_file ({})", path.display()))
             }
-            (None, None, None) => return Err(format!("{who}: needs one of token_sha256, token_sha256_env, token_sha256_file")),
-            _ => return Err(format!("{who}: give only one of token_sha256, token_sha256_env, token_sha256_file")),
+            (None, None, None) => return Err(setting!("{who}: needs one of token_sha256, token_sha256_env, token_sha256_file")),
+            _ => return Err(setting!("{who}: give only one of token_sha256, token_sha256_env, token_sha256_file")),
         };
-        let hash = parse_hex_sha256(&text).ok_or_else(|| format!("{who}: {from} must be 64 hex digits, the SHA-256 of the token (`printf %s TOKEN | sha256sum`)"))?;
+        let hash = parse_hex_sha256(&text).ok_or_else(|| setting!("{who}: {from} must be 64 hex digits, the SHA-256 of the token (`printf %s TOKEN | sha256sum`)"))?;
         Ok(Principal { name: self.name.clone(), role: self.role, hash })
     }
 }
@@ -205,18 +205,18 @@ impl Principals {
     /// # Errors
     /// A message naming the principal and the problem (bad or missing hash,
     /// a repeated name or token).
-    pub fn from_config(configs: &[PrincipalConfig]) -> Result<Principals, String> {
+    pub fn from_config(configs: &[PrincipalConfig]) -> Result<Principals, crate::DetectorError> {
         let mut out: Vec<Principal> = Vec::with_capacity(configs.len());
         for c in configs {
             if c.name.trim().is_empty() || c.name.len() > 64 || c.name.chars().any(char::is_control) {
-                return Err(format!("server.principals: name `{}` must be 1 to 64 printable characters", c.name));
+                return Err(setting!("server.principals: name `{}` must be 1 to 64 printable characters", c.name));
             }
             let p = c.resolve()?;
             if out.iter().any(|o| o.name == p.name) {
-                return Err(format!("server.principals: the name `{}` is used twice", p.name));
+                return Err(setting!("server.principals: the name `{}` is used twice", p.name));
             }
             if let Some(o) = out.iter().find(|o| o.hash == p.hash) {
-                return Err(format!("server.principals `{}` and `{}` have the same token hash", o.name, p.name));
+                return Err(setting!("server.principals `{}` and `{}` have the same token hash", o.name, p.name));
             }
             out.push(p);
         }
@@ -308,14 +308,14 @@ mod tests {
     fn bad_principals_are_named() {
         let mut bad = principal("x", Role::Admin, "t");
         bad.token_sha256 = Some("abc".into());
-        assert!(Principals::from_config(&[bad.clone()]).unwrap_err().contains("64 hex digits"));
+        assert!(Principals::from_config(&[bad.clone()]).unwrap_err().to_string().contains("64 hex digits"));
         bad.token_sha256 = None;
-        assert!(Principals::from_config(&[bad.clone()]).unwrap_err().contains("needs one of"));
+        assert!(Principals::from_config(&[bad.clone()]).unwrap_err().to_string().contains("needs one of"));
         bad.token_sha256_env = Some("HAECHI_TEST_NO_SUCH_VAR_31337".into());
-        assert!(Principals::from_config(&[bad]).unwrap_err().contains("HAECHI_TEST_NO_SUCH_VAR_31337"));
-        let e = Principals::from_config(&[principal("a", Role::Admin, "t1"), principal("a", Role::Ingest, "t2")]).unwrap_err();
+        assert!(Principals::from_config(&[bad]).unwrap_err().to_string().contains("HAECHI_TEST_NO_SUCH_VAR_31337"));
+        let e = Principals::from_config(&[principal("a", Role::Admin, "t1"), principal("a", Role::Ingest, "t2")]).unwrap_err().to_string();
         assert!(e.contains("used twice"), "{e}");
-        let e = Principals::from_config(&[principal("a", Role::Admin, "t1"), principal("b", Role::Ingest, "t1")]).unwrap_err();
+        let e = Principals::from_config(&[principal("a", Role::Admin, "t1"), principal("b", Role::Ingest, "t1")]).unwrap_err().to_string();
         assert!(e.contains("same token hash"), "{e}");
     }
 

@@ -99,19 +99,19 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// # Errors
     /// A message naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
-        self.listen.parse::<SocketAddr>().map_err(|_| format!("server.listen = `{}`: not an address:port", self.listen))?;
+    pub fn validate(&self) -> Result<(), crate::DetectorError> {
+        self.listen.parse::<SocketAddr>().map_err(|_| setting!("server.listen = `{}`: not an address:port", self.listen))?;
         if self.max_body_bytes < 1024 {
-            return Err("server.max_body_bytes must be at least 1024".into());
+            return Err(crate::DetectorError::Setting("server.max_body_bytes must be at least 1024".into()));
         }
         if self.concurrency_limit == 0 || self.alert_ring == 0 || self.max_alert_subscribers == 0 {
-            return Err("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive".into());
+            return Err(crate::DetectorError::Setting("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive".into()));
         }
         if self.removed_api_tokens.is_some() {
-            return Err("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
+            return Err(crate::DetectorError::Setting("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
                         with name, role (ingest, analyst, auditor or admin) and token_sha256, the hex SHA-256 of its token \
                         (compute it with `printf %s TOKEN | sha256sum`); the token itself stays out of the file"
-                .into());
+                .into()));
         }
         Principals::from_config(&self.principals)?;
         if let Some(tls) = &self.tls {
@@ -125,18 +125,18 @@ impl ServerConfig {
     ///
     /// # Errors
     /// A non-loopback address with no principals, unless `insecure`.
-    pub fn check_exposure(&self, insecure: bool) -> Result<Option<String>, String> {
+    pub fn check_exposure(&self, insecure: bool) -> Result<Option<String>, crate::DetectorError> {
         if !self.principals.is_empty() {
             return Ok(None);
         }
-        let addr: SocketAddr = self.listen.parse().map_err(|_| format!("server.listen = `{}`: not an address:port", self.listen))?;
+        let addr: SocketAddr = self.listen.parse().map_err(|_| setting!("server.listen = `{}`: not an address:port", self.listen))?;
         if addr.ip().is_loopback() {
             return Ok(Some(format!("no [[server.principals]] configured: the API on {addr} is open to anyone on this machine (loopback only)")));
         }
         if insecure {
             return Ok(Some(format!("--insecure: no [[server.principals]] configured and listening on {addr}: the API is open to anyone who can reach it")));
         }
-        Err(format!(
+        Err(setting!(
             "refusing to listen on {addr} with no [[server.principals]] configured: anyone who can reach it could send events, \
              lift blocks and reload rules. Declare principals (name, role, token_sha256), listen on a loopback address, \
              or pass `haechi serve --insecure` to run open anyway"
@@ -202,8 +202,8 @@ pub fn data_keys(config: &Config) -> Result<Option<(haechi_storage::KeyRing, hae
 pub fn build_state(mut config: Config) -> Result<Arc<AppState>, DetectorError> {
     let server = config.server.clone();
     let bad = |message: String| DetectorError::Config { path: "server".into(), message };
-    let principals = Principals::from_config(&server.principals).map_err(bad)?;
-    let tls = server.tls.as_ref().map(TlsConfig::load).transpose().map_err(bad)?;
+    let principals = Principals::from_config(&server.principals).map_err(|e| bad(e.to_string()))?;
+    let tls = server.tls.as_ref().map(TlsConfig::load).transpose().map_err(|e| bad(e.to_string()))?;
     let keys = if config.storage.unsealed { None } else { data_keys(&config)?.map(|(ring, _)| ring) };
     let data = match &config.storage.data_dir {
         Some(dir) => Some(Arc::new(crate::durable::DataDir::open(dir, config.storage.clone(), keys.as_ref())?)),

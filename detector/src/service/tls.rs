@@ -23,9 +23,9 @@ impl TlsConfig {
     ///
     /// # Errors
     /// A message naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::DetectorError> {
         if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
-            return Err("server.tls needs both cert and key (PEM files)".into());
+            return Err(crate::DetectorError::Setting("server.tls needs both cert and key (PEM files)".into()));
         }
         Ok(())
     }
@@ -35,21 +35,21 @@ impl TlsConfig {
     ///
     /// # Errors
     /// A message naming the file and the problem.
-    pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+    pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, crate::DetectorError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
             .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(|e| format!("server.tls.cert {}: {e}", self.cert.display()))?;
+            .map_err(|e| setting!("server.tls.cert {}: {e}", self.cert.display()))?;
         if certs.is_empty() {
-            return Err(format!("server.tls.cert {}: no certificate in the file", self.cert.display()));
+            return Err(setting!("server.tls.cert {}: no certificate in the file", self.cert.display()));
         }
-        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| format!("server.tls.key {}: {e}", self.key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| setting!("server.tls.key {}: {e}", self.key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("server.tls: {e}"))?
+            .map_err(|e| setting!("server.tls: {e}"))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(|e| format!("server.tls: certificate {} and key {} do not make a usable pair: {e}", self.cert.display(), self.key.display()))?;
+            .map_err(|e| setting!("server.tls: certificate {} and key {} do not make a usable pair: {e}", self.cert.display(), self.key.display()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
