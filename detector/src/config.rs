@@ -145,9 +145,19 @@ impl Config {
         }
         self.server.validate()?;
         self.storage.validate()?;
-        self.records.validate()?;
+        self.records.validate().map_err(|e| setting!("{e}"))?;
         if self.blocks.max_new_per_minute == 0 {
             return Err(crate::DetectorError::Setting("blocks.max_new_per_minute must be positive".into()));
+        }
+        // An event may run up to the skew ahead of the clock, and the event
+        // that sets a block dates it: the owner's device must still have
+        // passed its code well before any block it is spared from.
+        if self.blocks.spare_owner_devices && self.blocks.owner_device_min_age < 2 * self.pipeline.max_clock_skew {
+            return Err(setting!(
+                "blocks.owner_device_min_age = {}s: must be at least twice pipeline.max_clock_skew ({}s), or set blocks.spare_owner_devices = false",
+                self.blocks.owner_device_min_age.as_secs(),
+                self.pipeline.max_clock_skew.as_secs()
+            ));
         }
         self.builtin.validate()
     }
@@ -179,6 +189,14 @@ mod tests {
         assert!(e.contains("root"), "{e}");
         let e = Config::parse("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("ca"), "{e}");
+    }
+
+    #[test]
+    fn an_owner_device_age_inside_the_clock_skew_is_refused() {
+        let e = Config::parse("[blocks]\nowner_device_min_age = \"5m\"\n").unwrap_err().to_string();
+        assert!(e.contains("owner_device_min_age") && e.contains("max_clock_skew"), "{e}");
+        assert!(Config::parse("[blocks]\nowner_device_min_age = \"5m\"\nspare_owner_devices = false\n").is_ok());
+        assert!(Config::parse("[blocks]\nowner_device_min_age = \"10m\"\n").is_ok());
     }
 
     #[test]

@@ -42,6 +42,6 @@ pub enum DetectorError {
     #[error("{0}")]
     Setting(String),
     /// The block list's state file cannot be used.
-    #[error("block list: {0}")]
+    #[error("{0}")]
     BlockList(String),
 }

@@ -60,7 +60,7 @@ impl ModelConfig {
             return Ok(None);
         };
         let trimmed = text.trim_ascii();
-        ModelKey::new(trimmed).map(Some).map_err(|e| setting!("model key: {e}"))
+        ModelKey::new(trimmed).map(Some).map_err(|e| setting!("{e}"))
     }
 }
 

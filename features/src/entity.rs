@@ -15,6 +15,9 @@ const PROFILE_REGIONS: usize = 8;
 /// Failed codes a customer profile remembers (the long window's); counts
 /// saturate past this, far above any rule's bar.
 pub(crate) const CODE_FAILURES_KEPT: usize = 32;
+/// A code passed with this many failed codes in the short window before it
+/// does not vouch for its device.
+const VOUCH_AFTER_FAILURES_BELOW: usize = 3;
 /// Inter-arrival averages are exact for the first this-many gaps, then
 /// exponentially weighted, so that an old habit fades.
 const GAP_EXACT: u32 = 16;
@@ -271,9 +274,11 @@ impl Entity {
             profile_flags[0] = f32::from(p.hours & near != 0);
             let known = prior_events > 0;
             profile_flags[1] = f32::from(known && !p.devices.is_empty() && o.device.is_some_and(|d| !p.knows_device(d)));
-            if let Some(at) = o.device.and_then(|d| p.code_passed_at(d)) {
-                // A late event reads 0: younger than it is, never older.
-                device_passed_code_s = o.secs.saturating_sub(at) as f32;
+            // An event older than the device's first passed code was not
+            // on a vouched device: a backdated event must not borrow a
+            // vouch that came later.
+            if let Some(at) = o.device.and_then(|d| p.code_passed_at(d)).filter(|at| *at <= o.secs) {
+                device_passed_code_s = (o.secs - at) as f32;
             }
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
@@ -414,11 +419,17 @@ impl Entity {
                 if let Some(d) = o.device {
                     if !p.knows_device(d) {
                         if p.devices.len() == PROFILE_DEVICES {
-                            p.devices.remove(0);
+                            // Unvouched devices go first: a stream of new
+                            // devices must not push the owner's phone out.
+                            let oldest = p.devices.iter().position(|(_, at)| *at == 0).unwrap_or(0);
+                            p.devices.remove(oldest);
                         }
                         p.devices.push((d, 0));
                     }
-                    if o.code_step {
+                    // A code passed in the middle of a burst of failed ones
+                    // may be the guess that worked: it vouches for nothing.
+                    let guessing = p.code_failures.iter().filter(|t| **t >= cutoffs(w, stamp)[0]).count() >= VOUCH_AFTER_FAILURES_BELOW;
+                    if o.code_step && !guessing {
                         // Stamped with the newest time seen, not the event's
                         // own: a backdated event cannot make a device older.
                         if let Some(slot) = p.devices.iter_mut().find(|(x, at)| *x == d && *at == 0) {

@@ -849,6 +849,22 @@ mod tests {
         store.observe(&on(11, 120, Step::AccountVerify, "stranger", false), &mut out);
         store.observe(&on(12, 190, Step::Login, "stranger", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 10.0);
+        // An event dated before that vouch does not borrow it.
+        store.observe(&on(14, 175, Step::Login, "stranger", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
+        // A code passed right after a burst of failed ones may be the guess that worked.
+        for k in 0..3 {
+            store.observe(&on(20 + k, 200 + k as i64, Step::Otp, "guesser", true), &mut out);
+        }
+        store.observe(&on(30, 210, Step::Otp, "guesser", false), &mut out);
+        store.observe(&on(31, 220, Step::Login, "guesser", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
+        // A stream of new devices pushes out unvouched ones, never the owner's phone.
+        for k in 0..40 {
+            store.observe(&on(100 + k, 300 + k as i64, Step::IdOcr, &format!("new-{k}"), false), &mut out);
+        }
+        store.observe(&on(200, 400, Step::Login, "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 380.0);
         // An event without a device is on no vouched device.
         let mut bare = on(13, 200, Step::Login, "phone", false);
         bare.device_id = None;

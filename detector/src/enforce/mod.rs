@@ -324,7 +324,7 @@ impl Enforcer {
                         format!("blast_radius:{set_by_text}"),
                         BlockAction::Challenge,
                         now,
-                        Some(event.ts_ms),
+                        Some(event.ts_ms.min(now)),
                         Some(carried as u32),
                     );
                     out.set.push((EntityKind::Session, SetBy::Guard, r.map(|_| ())));
@@ -343,7 +343,7 @@ impl Enforcer {
                 set_by_text,
                 BlockAction::Block,
                 now,
-                Some(event.ts_ms),
+                Some(event.ts_ms.min(now)),
                 carried.map(|c| c as u32),
             );
             out.set.push((scope, by, r.map(|_| ())));
