@@ -254,11 +254,6 @@ impl Enforcer {
     /// already: allow, and say when it was asked. Otherwise remember the
     /// reasons (the challenge stands).
     fn step_up_once(&self, map: &DashMap<u64, SteppedUp>, session: u64, event: &Event, d: &mut Decision) {
-        // A rate limit is about volume, not a question a step-up answers:
-        // a session over its quota is asked every time.
-        if d.reasons.iter().any(|r| &*r.detector == "rate_limit") {
-            return;
-        }
         let now = self.now(event);
         // A reason is the detector and rule behind it: the guard's
         // per-session entry for rule X on a later step is the same question
@@ -586,17 +581,6 @@ rules:
         for (i, t) in ["10:06:30", "10:07:00", "10:07:30"].iter().enumerate() {
             let d = run(&p, &[line(2001 + i, &format!("2026-11-02T{t}+09:00"), "face_match", "success", "new2", nat, "o2", None)]);
             assert_eq!(d[0].verdict, Verdict::Challenge, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn a_session_over_its_rate_quota_is_asked_every_time() {
-        let p = pipeline_with(|c| c.limits.customer_per_minute = 3);
-        let lines: Vec<Vec<u8>> = (0..8).map(|k| line(k, "2026-11-02T10:00:00+09:00", "login", "success", "hammer", "121.7.7.7", "s-hammer", None)).collect();
-        let d = run(&p, &lines);
-        assert_eq!(d[2].verdict, Verdict::Allow);
-        for late in &d[3..] {
-            assert_eq!(late.verdict, Verdict::Challenge, "{late:?}");
         }
     }
 
