@@ -135,11 +135,6 @@ pub struct BlockConfig {
     /// How long before the block the device must have passed its first code.
     #[serde(with = "humantime_serde")]
     pub owner_device_min_age: Duration,
-    /// A session is asked to step up once for the same reasons: a later
-    /// event of that session arrives only if the bank let it go on (the
-    /// step-up passed), so asking again at every step asks the same
-    /// question twice. A new reason, or a block, is never passed over.
-    pub step_up_once_per_session: bool,
 }
 
 impl Default for BlockConfig {
@@ -152,7 +147,6 @@ impl Default for BlockConfig {
             blast_radius_limit: 5,
             spare_owner_devices: true,
             owner_device_min_age: Duration::from_secs(3600),
-            step_up_once_per_session: true,
         }
     }
 }

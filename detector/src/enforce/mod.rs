@@ -18,11 +18,8 @@ mod blocks;
 mod limits;
 mod suppress;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-
-use dashmap::DashMap;
 
 use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, Severity, DISTINCT_COLUMNS, KIND_COUNT};
 use serde::{Deserialize, Serialize};
@@ -101,30 +98,12 @@ pub struct Enforcer {
     names: Names,
     /// Replaying the ingest log after a restart: event time, whatever `clock` says.
     recovering: std::sync::atomic::AtomicBool,
-    /// Sessions asked to step up, and for which reasons (see
-    /// [`BlockConfig::step_up_once_per_session`]); `None` when off.
-    stepped_up: Option<DashMap<u64, SteppedUp>>,
 }
-
-/// A session's step-up: the reasons it was asked for, and until when that counts.
-struct SteppedUp {
-    until_ms: i64,
-    at_event: String,
-    reasons: SmallVec<[u64; 4]>,
-}
-
-/// Sessions whose step-ups are remembered at most; past it a session is
-/// asked again (the safe side), until a sweep makes room.
-const MAX_STEPPED_UP: usize = 200_000;
-/// How long a step-up answers for its session after the last challenge.
-const STEP_UP_TTL_MS: i64 = 2 * 3_600_000;
 
 struct Names {
     blocklist: Arc<str>,
     rate_limit: Arc<str>,
     blast_radius: Arc<str>,
-    session: Arc<str>,
-    stepped_up: Arc<str>,
 }
 
 impl Enforcer {
@@ -140,7 +119,6 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
-        let stepped_up = blocks.config().step_up_once_per_session.then(DashMap::new);
         let owner_device_slots = match (blocks.config().spare_owner_devices, catalog.slot("customer.device_passed_code_s"), catalog.slot("customer.present")) {
             (true, Some(passed), Some(present)) => Some((passed, present)),
             _ => None,
@@ -156,15 +134,8 @@ impl Enforcer {
             returning_slot,
             owner_device_slots,
             owner_device_min_age_ms,
-            names: Names {
-                blocklist: Arc::from("blocklist"),
-                rate_limit: Arc::from("rate_limit"),
-                blast_radius: Arc::from("blast_radius"),
-                session: Arc::from("session"),
-                stepped_up: Arc::from("stepped_up"),
-            },
+            names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
-            stepped_up,
         }
     }
 
@@ -238,68 +209,8 @@ impl Enforcer {
     }
 
     /// Apply blocks in force, rate limits and the guard to `d`, and set the
-    /// blocks it asks for; then let through a session's later step that
-    /// would be challenged for reasons it was already asked about.
+    /// blocks it asks for.
     pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
-        let out = self.apply_blocks_and_limits(event, keys, features, d);
-        if d.verdict == Verdict::Challenge && !self.recovering() {
-            if let (Some(map), Some(session)) = (&self.stepped_up, keys.get(EntityKind::Session)) {
-                self.step_up_once(map, session, event, d);
-            }
-        }
-        out
-    }
-
-    /// The session was asked to step up for every reason of this challenge
-    /// already: allow, and say when it was asked. Otherwise remember the
-    /// reasons (the challenge stands).
-    fn step_up_once(&self, map: &DashMap<u64, SteppedUp>, session: u64, event: &Event, d: &mut Decision) {
-        let now = self.now(event);
-        // A reason is the detector and rule behind it: the guard's
-        // per-session entry for rule X on a later step is the same question
-        // as rule X's challenge that set it.
-        let reasons: SmallVec<[u64; 4]> = d
-            .reasons
-            .iter()
-            .filter_map(|r| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                match &*r.detector {
-                    "blast_radius" | "session" => return None,
-                    "blocklist" => {
-                        let set_by = d.blocked_by.as_ref().map_or("", |b| b.set_by.as_str());
-                        set_by.strip_prefix("blast_radius:").unwrap_or(set_by).hash(&mut h);
-                    }
-                    detector => format!("{detector}:{}", r.id).hash(&mut h),
-                }
-                Some(h.finish())
-            })
-            .collect();
-        if reasons.is_empty() {
-            return;
-        }
-        if let Some(mut s) = map.get_mut(&session).filter(|s| s.until_ms > now) {
-            if reasons.iter().all(|r| s.reasons.contains(r)) {
-                d.verdict = Verdict::Allow;
-                d.reasons.push(
-                    Reason::new(self.names.session.clone(), self.names.stepped_up.clone(), Severity::Low)
-                        .with_detail(format!("asked to step up at event {} of this session for the same reasons", s.at_event)),
-                );
-                return;
-            }
-            for r in reasons {
-                if !s.reasons.contains(&r) {
-                    s.reasons.push(r);
-                }
-            }
-            s.until_ms = now.saturating_add(STEP_UP_TTL_MS);
-            return;
-        }
-        if map.len() < MAX_STEPPED_UP {
-            map.insert(session, SteppedUp { until_ms: now.saturating_add(STEP_UP_TTL_MS), at_event: event.event_id.to_string(), reasons });
-        }
-    }
-
-    fn apply_blocks_and_limits(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
         if self.recovering() {
             // The log tail was enforced when it arrived, and the block list
             // on disk holds the outcome (written within 200 ms of a change).
@@ -458,9 +369,6 @@ impl Enforcer {
 
     pub fn sweep(&self, now: i64) -> Vec<(EntityKind, i64)> {
         self.limits.sweep();
-        if let Some(map) = &self.stepped_up {
-            map.retain(|_, s| s.until_ms > now);
-        }
         self.blocks.sweep(now)
     }
 }
@@ -480,12 +388,6 @@ mod tests {
 
     /// A rule pack with one blocking rule on the address, so the guard is what decides.
     fn pipeline() -> Pipeline {
-        pipeline_with(|_| {})
-    }
-
-    /// The one-rule pack, plus a challenge on failed liveness (a second
-    /// reason a session can be asked about).
-    fn pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("r.yaml");
         std::fs::write(
@@ -499,19 +401,12 @@ rules:
     action: block
     scope: ip
     ttl: 1h
-  - id: liveness_failed
-    description: test
-    severity: medium
-    when: event.step == "liveness" && event.result == "failure"
-    action: challenge
-    scope: session
 "#,
         )
         .unwrap();
         let mut config = Config::default();
         config.rules.path = Some(rules);
         config.model.enabled = false;
-        adjust(&mut config);
         let p = Pipeline::new(config).unwrap();
         std::mem::forget(dir);
         p
@@ -550,54 +445,10 @@ rules:
         // The next honest customer through the exit is allowed.
         let next = run(&p, &[line(2000, "2026-11-02T10:06:00+09:00", "login", "success", "r7", nat, "s-later", None)]);
         assert_eq!(next[0].verdict, Verdict::Allow);
-        // The challenged session was asked once: its next step, arriving
-        // because the bank let it go on, is not asked the same again.
+        // The challenged session stays challenged.
         let again = run(&p, &[line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None)]);
-        assert_eq!(again[0].verdict, Verdict::Allow, "{again:?}");
+        assert_eq!(again[0].verdict, Verdict::Challenge);
         assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
-        let note = again[0].reasons.iter().find(|r| &*r.id == "stepped_up").expect("the decision says it was asked before");
-        assert!(note.detail.as_deref().unwrap().contains("e1002"), "{note:?}");
-        // A new reason in the same session is asked.
-        let new_reason = run(&p, &[line(2002, "2026-11-02T10:07:00+09:00", "liveness", "failure", "new2", nat, "o2", None)]);
-        assert_eq!(new_reason[0].verdict, Verdict::Challenge, "{new_reason:?}");
-        // And once asked, not again.
-        let twice = run(&p, &[line(2003, "2026-11-02T10:07:30+09:00", "liveness", "failure", "new2", nat, "o2", None)]);
-        assert_eq!(twice[0].verdict, Verdict::Allow, "{twice:?}");
-    }
-
-    #[test]
-    fn with_step_up_once_off_a_challenged_session_is_asked_at_every_step() {
-        let p = pipeline_with(|c| c.blocks.step_up_once_per_session = false);
-        let nat = "223.38.14.9";
-        let mut lines = Vec::new();
-        for c in 0..300 {
-            lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
-            lines.push(line(10_000 + c, "2026-11-02T10:00:10+09:00", "otp", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
-        }
-        for k in 0..3 {
-            lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
-        }
-        assert_eq!(run(&p, &lines).last().unwrap().verdict, Verdict::Challenge);
-        for (i, t) in ["10:06:30", "10:07:00", "10:07:30"].iter().enumerate() {
-            let d = run(&p, &[line(2001 + i, &format!("2026-11-02T{t}+09:00"), "face_match", "success", "new2", nat, "o2", None)]);
-            assert_eq!(d[0].verdict, Verdict::Challenge, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn a_step_up_never_lets_a_block_through() {
-        let p = pipeline();
-        let proxy = "45.9.9.9";
-        // A session challenged first, on a quiet address.
-        let d = run(&p, &[line(1, "2026-11-02T03:00:00+09:00", "liveness", "failure", "fresh0", proxy, "s0", None)]);
-        assert_eq!(d[0].verdict, Verdict::Challenge);
-        // Then the address onboards three fresh identities, this session's among them: blocked.
-        let lines: Vec<Vec<u8>> = (0..3)
-            .map(|k| line(10 + k, "2026-11-02T03:01:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
-            .collect();
-        run(&p, &lines);
-        let d = run(&p, &[line(20, "2026-11-02T03:02:00+09:00", "liveness", "failure", "fresh0", proxy, "s0", None)]);
-        assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
     }
 
     #[test]
