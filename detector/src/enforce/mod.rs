@@ -386,12 +386,23 @@ mod tests {
         .into_bytes()
     }
 
+    /// A pipeline on `rules` alone (no model), with `adjust` applied to its configuration.
+    fn pipeline_from(rules: &str, adjust: impl FnOnce(&mut Config)) -> Pipeline {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(&path, rules).unwrap();
+        let mut config = Config::default();
+        config.rules.path = Some(path);
+        config.model.enabled = false;
+        adjust(&mut config);
+        let p = Pipeline::new(config).unwrap();
+        std::mem::forget(dir);
+        p
+    }
+
     /// A rule pack with one blocking rule on the address, so the guard is what decides.
     fn pipeline() -> Pipeline {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("r.yaml");
-        std::fs::write(
-            &rules,
+        pipeline_from(
             r#"
 rules:
   - id: many_new_identities_on_one_address
@@ -402,14 +413,8 @@ rules:
     scope: ip
     ttl: 1h
 "#,
+            |_| {},
         )
-        .unwrap();
-        let mut config = Config::default();
-        config.rules.path = Some(rules);
-        config.model.enabled = false;
-        let p = Pipeline::new(config).unwrap();
-        std::mem::forget(dir);
-        p
     }
 
     fn run(p: &Pipeline, lines: &[Vec<u8>]) -> Vec<Decision> {
@@ -475,10 +480,7 @@ rules:
 
     /// A pack whose one rule blocks a customer after three failed codes in an hour.
     fn brute_force_pipeline(spare_owner_devices: bool) -> Pipeline {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("r.yaml");
-        std::fs::write(
-            &rules,
+        pipeline_from(
             r#"
 rules:
   - id: codes_guessed
@@ -489,15 +491,8 @@ rules:
     scope: customer
     ttl: 12h
 "#,
+            |c| c.blocks.spare_owner_devices = spare_owner_devices,
         )
-        .unwrap();
-        let mut config = Config::default();
-        config.rules.path = Some(rules);
-        config.model.enabled = false;
-        config.blocks.spare_owner_devices = spare_owner_devices;
-        let p = Pipeline::new(config).unwrap();
-        std::mem::forget(dir);
-        p
     }
 
     fn on_device(i: usize, ts: &str, step: &str, result: &str, device: &str) -> Vec<u8> {
