@@ -117,7 +117,8 @@ impl Pipeline {
         if moved > 0 {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
         }
-        let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog());
+        let long_window_ms = i64::from(store.windows().long.len_s()) * 1000;
+        let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), long_window_ms);
         Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
     }
 
@@ -299,7 +300,7 @@ impl Pipeline {
             });
         }
         let suppressed = swallowed.len();
-        let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, &mut decision);
+        let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }
 }

@@ -60,6 +60,9 @@ pub struct FeatureStore {
     catalog: Arc<FeatureCatalog>,
     maps: [EntityMap; KIND_COUNT],
     watermark_ms: AtomicI64,
+    /// Oldest event time learned from (i64::MAX: none yet): with the
+    /// watermark, how much history the store stands on.
+    first_event_ms: AtomicI64,
     /// Per kind: event time (s) of the next sweep. Customers, kept for 30
     /// days, are swept far less often than IPs kept for a day.
     next_sweep_s: [AtomicU32; KIND_COUNT],
@@ -112,6 +115,7 @@ impl FeatureStore {
             windows,
             maps: std::array::from_fn(|_| EntityMap::with_hasher(BuildNoHashHasher::default())),
             watermark_ms: AtomicI64::new(i64::MIN),
+            first_event_ms: AtomicI64::new(i64::MAX),
             next_sweep_s: std::array::from_fn(|_| AtomicU32::new(0)),
             late_events: AtomicU64::new(0),
             expired: AtomicU64::new(0),
@@ -134,6 +138,17 @@ impl FeatureStore {
     /// The validated windows.
     pub fn windows(&self) -> &Windows {
         &self.windows
+    }
+
+    /// Event time between the oldest event learned from and the newest:
+    /// how much history the store stands on (0 before any event).
+    pub fn history_ms(&self) -> i64 {
+        let (first, newest) = (self.first_event_ms.load(Ordering::Relaxed), self.watermark_ms.load(Ordering::Relaxed));
+        if first == i64::MAX || newest == i64::MIN {
+            0
+        } else {
+            newest.saturating_sub(first).max(0)
+        }
     }
 
     /// The newest event time seen, in milliseconds (`None` before any event).
@@ -161,6 +176,8 @@ impl FeatureStore {
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
         if late {
             self.late_events.fetch_add(1, Ordering::Relaxed);
+        } else if event.ts_ms < self.first_event_ms.load(Ordering::Relaxed) {
+            self.first_event_ms.fetch_min(event.ts_ms, Ordering::Relaxed);
         }
         let secs = event_secs(event.ts_ms);
         let local = i64::from(secs) + i64::from(w.utc_offset_s);
@@ -501,6 +518,7 @@ pub struct StoreState {
     /// silently wrong.
     fingerprint: u64,
     watermark_ms: i64,
+    first_event_ms: i64,
     next_sweep_s: [u32; KIND_COUNT],
     late_events: u64,
     expired: u64,
@@ -537,6 +555,7 @@ impl FeatureStore {
         StoreState {
             fingerprint: self.fingerprint(),
             watermark_ms: self.watermark_ms.load(Ordering::Relaxed),
+            first_event_ms: self.first_event_ms.load(Ordering::Relaxed),
             next_sweep_s: std::array::from_fn(|i| self.next_sweep_s[i].load(Ordering::Relaxed)),
             late_events: self.late_events.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
@@ -572,6 +591,7 @@ impl FeatureStore {
             self.evicted[i].store(state.evicted[i], Ordering::Relaxed);
         }
         self.watermark_ms.store(state.watermark_ms, Ordering::Relaxed);
+        self.first_event_ms.store(state.first_event_ms, Ordering::Relaxed);
         self.late_events.store(state.late_events, Ordering::Relaxed);
         self.expired.store(state.expired, Ordering::Relaxed);
         Ok(())
@@ -783,6 +803,26 @@ mod tests {
         assert_eq!(get(&store, &out, "customer.new_device"), 1.0);
         assert_eq!(get(&store, &out, "customer.new_region"), 1.0);
         assert_eq!(get(&store, &out, "customer.prior_events"), 5.0);
+    }
+
+    #[test]
+    fn history_runs_from_the_oldest_event_learned_from_to_the_newest() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        assert_eq!(store.history_ms(), 0);
+        let t0 = 1_764_000_000_000;
+        store.observe(&event(1, t0, "c1", "10.0.0.1", "d1", false), &mut out);
+        assert_eq!(store.history_ms(), 0);
+        store.observe(&event(2, t0 + 120_000, "c2", "10.0.0.2", "d2", false), &mut out);
+        assert_eq!(store.history_ms(), 120_000);
+        // Within the lateness an older event still counts as history.
+        store.observe(&event(3, t0 - 60_000, "c3", "10.0.0.3", "d3", false), &mut out);
+        assert_eq!(store.history_ms(), 180_000);
+        store.observe(&event(4, t0 + 3_600_000, "c4", "10.0.0.4", "d4", false), &mut out);
+        assert_eq!(store.history_ms(), 3_660_000);
+        // A too-late one does not: it is not learned from.
+        store.observe(&event(5, t0 - 86_400_000, "c5", "10.0.0.5", "d5", false), &mut out);
+        assert_eq!(store.history_ms(), 3_660_000);
     }
 
     #[test]
@@ -1039,6 +1079,8 @@ mod tests {
         }
         assert_eq!(original.stats(), restored.stats());
         assert_eq!(original.watermark_ms(), restored.watermark_ms());
+        assert_eq!(original.history_ms(), restored.history_ms());
+        assert!(restored.history_ms() > 0);
     }
 
     #[test]

@@ -135,6 +135,11 @@ pub struct BlockConfig {
     /// How long before the block the device must have passed its first code.
     #[serde(with = "humantime_serde")]
     pub owner_device_min_age: Duration,
+    /// Until the store stands on a long window of history (a new install,
+    /// not warmed from history), nobody has been seen returning for long
+    /// enough to tell a carrier NAT exit from a proxy: a block on a shared
+    /// scope is then a per-session challenge, like the guard's.
+    pub cold_start_challenge: bool,
 }
 
 impl Default for BlockConfig {
@@ -147,6 +152,7 @@ impl Default for BlockConfig {
             blast_radius_limit: 5,
             spare_owner_devices: true,
             owner_device_min_age: Duration::from_secs(3600),
+            cold_start_challenge: true,
         }
     }
 }

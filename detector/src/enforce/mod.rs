@@ -95,6 +95,9 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
+    /// History the store needs before a shared scope's blast radius is
+    /// known (the long window), when cold-start challenges are on.
+    cold_start_needs_ms: Option<i64>,
     names: Names,
     /// Replaying the ingest log after a restart: event time, whatever `clock` says.
     recovering: std::sync::atomic::AtomicBool,
@@ -108,7 +111,9 @@ struct Names {
 
 impl Enforcer {
     /// Build from the block list (already opened), the limiter settings and the catalog.
-    pub fn new(blocks: Arc<BlockList>, limits: LimitConfig, clock: EnforcementClock, catalog: &FeatureCatalog) -> Enforcer {
+    /// `long_window_ms`: the features' long window, the history a shared
+    /// scope's count of returning customers needs.
+    pub fn new(blocks: Arc<BlockList>, limits: LimitConfig, clock: EnforcementClock, catalog: &FeatureCatalog, long_window_ms: i64) -> Enforcer {
         let mut carried_slot = [None; KIND_COUNT];
         for kind in SHARED_SCOPES {
             let layout = catalog.layout(kind);
@@ -124,6 +129,7 @@ impl Enforcer {
             _ => None,
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
+        let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -134,6 +140,7 @@ impl Enforcer {
             returning_slot,
             owner_device_slots,
             owner_device_min_age_ms,
+            cold_start_needs_ms,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
         }
@@ -209,8 +216,9 @@ impl Enforcer {
     }
 
     /// Apply blocks in force, rate limits and the guard to `d`, and set the
-    /// blocks it asks for.
-    pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], d: &mut Decision) -> Enforced {
+    /// blocks it asks for. `history_ms`: how much event time the feature
+    /// store stands on ([`haechi_features::FeatureStore::history_ms`]).
+    pub fn apply(&self, event: &Event, keys: &EntityKeys, features: &[f32], history_ms: i64, d: &mut Decision) -> Enforced {
         if self.recovering() {
             // The log tail was enforced when it arrived, and the block list
             // on disk holds the outcome (written within 200 ms of a change).
@@ -307,12 +315,20 @@ impl Enforcer {
                 (None, false) => format!("rule:{scope}"),
             };
             let carried = self.blast_radius(scope, features);
-            if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit) {
+            let unknown = self.cold_start_needs_ms.filter(|need| history_ms < *need);
+            if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit || unknown.is_some()) {
                 out.guarded += 1;
-                let detail = format!(
-                    "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): challenged per session instead of blocked",
-                    self.blast_radius_limit
-                );
+                let detail = match unknown.filter(|_| carried <= self.blast_radius_limit) {
+                    Some(need) => format!(
+                        "{scope}: the store stands on {:.1} h of history, less than the long window ({:.0} h), so how many returning customers it carries is not known yet: challenged per session instead of blocked",
+                        history_ms as f64 / 3_600_000.0,
+                        need as f64 / 3_600_000.0
+                    ),
+                    None => format!(
+                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): challenged per session instead of blocked",
+                        self.blast_radius_limit
+                    ),
+                };
                 d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(detail.clone()));
                 if let (Some(hash), Some(session)) = (keys.get(EntityKind::Session), event.session_id.as_deref()) {
                     let r = self.blocks.set_automatic(
@@ -402,6 +418,10 @@ mod tests {
 
     /// A rule pack with one blocking rule on the address, so the guard is what decides.
     fn pipeline() -> Pipeline {
+        ip_rule_pipeline_with(|_| {})
+    }
+
+    fn ip_rule_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
         pipeline_from(
             r#"
 rules:
@@ -413,7 +433,7 @@ rules:
     scope: ip
     ttl: 1h
 "#,
-            |_| {},
+            adjust,
         )
     }
 
@@ -456,9 +476,34 @@ rules:
         assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
     }
 
+    /// A pipeline standing on a day of history (one login the day before,
+    /// elsewhere), so that a shared scope's blast radius counts.
+    fn warm_pipeline() -> Pipeline {
+        let p = pipeline();
+        run(&p, &[line(900_000, "2026-11-01T02:00:00+09:00", "login", "success", "yesterday", "121.0.0.1", "s-yesterday", None)]);
+        p
+    }
+
+    #[test]
+    fn before_a_day_of_history_a_shared_scope_is_challenged_per_session_never_blocked() {
+        let p = pipeline();
+        let proxy = "45.9.9.9";
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|k| line(k, "2026-11-02T03:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
+            .collect();
+        let d = run(&p, &lines);
+        assert_eq!(d[2].verdict, Verdict::Challenge, "{:?}", d[2]);
+        let why = d[2].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
+        assert!(why.detail.as_deref().unwrap().contains("history"), "{why:?}");
+        assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.scope != EntityKind::Ip));
+        // The same with cold-start challenges off: blocked.
+        let p = ip_rule_pipeline_with(|c| c.blocks.cold_start_challenge = false);
+        assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
+    }
+
     #[test]
     fn a_proxy_onboarding_fresh_identities_is_blocked_and_the_block_holds_for_the_next_event() {
-        let p = pipeline();
+        let p = warm_pipeline();
         let proxy = "45.9.9.9";
         let lines: Vec<Vec<u8>> = (0..3)
             .map(|k| line(k, "2026-11-02T03:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
@@ -554,7 +599,7 @@ rules:
 
     #[test]
     fn a_blocked_address_that_turns_out_to_carry_returning_customers_is_let_go() {
-        let p = pipeline();
+        let p = warm_pipeline();
         let exit = "223.38.14.77";
         // At dawn on the first day, an exit looks private: three fresh identities, nobody else.
         let lines: Vec<Vec<u8>> = (0..3)
