@@ -141,7 +141,8 @@ impl FeatureStore {
     }
 
     /// Event time between the oldest event learned from and the newest:
-    /// how much history the store stands on (0 before any event).
+    /// how much history the store stands on (0 before any event). A gap of
+    /// a long window or more without events starts it over.
     pub fn history_ms(&self) -> i64 {
         let (first, newest) = (self.first_event_ms.load(Ordering::Relaxed), self.watermark_ms.load(Ordering::Relaxed));
         if first == i64::MAX || newest == i64::MIN {
@@ -172,8 +173,15 @@ impl FeatureStore {
         out.fill(0.0);
         let w = &self.windows;
         let keys = EntityKeys::of(event, w.hash_key);
-        let previous = self.watermark_ms.fetch_max(event.ts_ms.min(max_watermark_ms), Ordering::Relaxed);
+        let newest = event.ts_ms.min(max_watermark_ms);
+        let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
+        if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 1000 {
+            // A long window with no events (an outage, a stalled consumer, a
+            // stale first event): what came before no longer covers the
+            // window, so history starts over here.
+            self.first_event_ms.store(newest, Ordering::Relaxed);
+        }
         if late {
             self.late_events.fetch_add(1, Ordering::Relaxed);
         } else if event.ts_ms < self.first_event_ms.load(Ordering::Relaxed) {
@@ -823,6 +831,12 @@ mod tests {
         // A too-late one does not: it is not learned from.
         store.observe(&event(5, t0 - 86_400_000, "c5", "10.0.0.5", "d5", false), &mut out);
         assert_eq!(store.history_ms(), 3_660_000);
+        // A day with no events at all (an outage): history starts over.
+        let back = t0 + 3_600_000 + 86_400_000;
+        store.observe(&event(6, back, "c6", "10.0.0.6", "d6", false), &mut out);
+        assert_eq!(store.history_ms(), 0);
+        store.observe(&event(7, back + 60_000, "c7", "10.0.0.7", "d7", false), &mut out);
+        assert_eq!(store.history_ms(), 60_000);
     }
 
     #[test]

@@ -230,6 +230,13 @@ pub fn new_identities_config(dir: &Path, principals: &[(&str, &str, &str)]) -> P
     std::fs::write(&rules, NEW_IDENTITIES_RULE).expect("writing the rule file");
     let cfg = dir.join("haechi.toml");
     let who: String = principals.iter().map(|(name, role, token)| principal(name, role, token)).collect();
-    std::fs::write(&cfg, format!("[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n{who}", rules.display())).expect("writing the configuration");
+    // A fresh service has no day of history yet, and would challenge instead
+    // of blocking the address (`cold_start_challenge`); these tests are about
+    // what happens to the block.
+    std::fs::write(
+        &cfg,
+        format!("[server]\nwatch_files = false\n[rules]\npath = \"{}\"\n[model]\nenabled = false\n[blocks]\ncold_start_challenge = false\n{who}", rules.display()),
+    )
+    .expect("writing the configuration");
     cfg
 }

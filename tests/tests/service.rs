@@ -118,6 +118,7 @@ fn every_endpoint_answers_and_bad_input_gets_json_errors() {
         "haechi_stage_seconds_bucket",
         "haechi_http_request_seconds_bucket{route=\"/v1/check\"",
         "haechi_entities{kind=\"customer\"} 2",
+        "haechi_feature_history_seconds ",
     ] {
         assert!(m.contains(name), "metrics lack {name}");
     }

@@ -476,11 +476,15 @@ rules:
         assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
     }
 
-    /// A pipeline standing on a day of history (one login the day before,
-    /// elsewhere), so that a shared scope's blast radius counts.
+    /// A pipeline standing on a day of history (a login every four hours
+    /// the day before, elsewhere), so that a shared scope's blast radius counts.
     fn warm_pipeline() -> Pipeline {
         let p = pipeline();
-        run(&p, &[line(900_000, "2026-11-01T02:00:00+09:00", "login", "success", "yesterday", "121.0.0.1", "s-yesterday", None)]);
+        let day: Vec<Vec<u8>> = (0..7)
+            .map(|k| line(900_000 + k, &format!("2026-11-{:02}T{:02}:00:00+09:00", 1 + (2 + 4 * k) / 24, (2 + 4 * k) % 24), "login", "success", "yesterday", "121.0.0.1", "s-yesterday", None))
+            .collect();
+        run(&p, &day);
+        assert!(p.store().history_ms() >= 86_400_000);
         p
     }
 
@@ -601,7 +605,7 @@ rules:
     fn a_blocked_address_that_turns_out_to_carry_returning_customers_is_let_go() {
         let p = warm_pipeline();
         let exit = "223.38.14.77";
-        // At dawn on the first day, an exit looks private: three fresh identities, nobody else.
+        // At dawn, an exit looks private: three fresh identities, nobody else.
         let lines: Vec<Vec<u8>> = (0..3)
             .map(|k| line(k, "2026-11-02T05:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), exit, &format!("s{k}"), Some(&format!("d{k}"))))
             .collect();

@@ -683,6 +683,7 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     for kind in EntityKind::ALL {
         s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);
     }
+    s.metrics.feature_history.set(store.history_ms() / 1000);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

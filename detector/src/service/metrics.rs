@@ -20,6 +20,7 @@ pub struct Metrics {
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
     pub entities: IntGaugeVec,
+    pub feature_history: IntGauge,
     pub entities_evicted: IntCounterVec,
     pub alert_subscribers: IntGauge,
     pub alert_subscribers_refused: IntCounter,
@@ -74,6 +75,12 @@ impl Metrics {
         r.register(Box::new(blocks_active.clone())).expect("registered once");
         let entities = IntGaugeVec::new(Opts::new("haechi_entities", "Entities held in the feature store, by kind."), &["kind"]).expect("valid");
         r.register(Box::new(entities.clone())).expect("registered once");
+        let feature_history = IntGauge::new(
+            "haechi_feature_history_seconds",
+            "Event time the feature store stands on without a gap of a long window; below the long window, blocks on shared scopes are per-session challenges (cold_start_challenge).",
+        )
+        .expect("valid");
+        r.register(Box::new(feature_history.clone())).expect("registered once");
         let breaker_trips = IntCounter::new("haechi_block_circuit_breaker_trips_total", "Automatic blocks refused because the per-minute cap was reached.").expect("valid");
         r.register(Box::new(breaker_trips.clone())).expect("registered once");
         let blast_radius_guarded = IntCounter::new(
@@ -174,6 +181,7 @@ impl Metrics {
             stage_seconds,
             request_seconds,
             entities,
+            feature_history,
             alert_subscribers,
             alert_subscribers_refused,
             late_events,
