@@ -15,9 +15,9 @@ const PROFILE_REGIONS: usize = 8;
 /// Failed codes a customer profile remembers (the long window's); counts
 /// saturate past this, far above any rule's bar.
 pub(crate) const CODE_FAILURES_KEPT: usize = 32;
-/// A code passed with this many failed codes in the short window before it
-/// does not vouch for its device.
-const VOUCH_AFTER_FAILURES_BELOW: usize = 3;
+/// Failed codes in the short window that make a passed code look like a
+/// guess that worked: such a code does not vouch for its device.
+const GUESSING_AFTER_FAILED_CODES: usize = 3;
 /// Inter-arrival averages are exact for the first this-many gaps, then
 /// exponentially weighted, so that an old habit fades.
 const GAP_EXACT: u32 = 16;
@@ -428,8 +428,11 @@ impl Entity {
                     }
                     // A code passed in the middle of a burst of failed ones
                     // may be the guess that worked: it vouches for nothing.
-                    let guessing = p.code_failures.iter().filter(|t| **t >= cutoffs(w, stamp)[0]).count() >= VOUCH_AFTER_FAILURES_BELOW;
-                    if o.code_step && !guessing {
+                    let guessing = || {
+                        let short_start = cutoffs(w, stamp)[0];
+                        p.code_failures.iter().filter(|t| **t >= short_start).count() >= GUESSING_AFTER_FAILED_CODES
+                    };
+                    if o.code_step && !guessing() {
                         // Stamped with the newest time seen, not the event's
                         // own: a backdated event cannot make a device older.
                         if let Some(slot) = p.devices.iter_mut().find(|(x, at)| *x == d && *at == 0) {
