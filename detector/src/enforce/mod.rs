@@ -476,6 +476,12 @@ rules:
         assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
     }
 
+    /// Three fresh identities, each in its own session, scanning an ID
+    /// through `ip` at `ts`: enough for the one-rule pack to ask for a block.
+    fn three_fresh_identities(ts: &str, ip: &str) -> Vec<Vec<u8>> {
+        (0..3).map(|k| line(k, ts, "id_ocr", "success", &format!("fresh{k}"), ip, &format!("s{k}"), Some(&format!("d{k}")))).collect()
+    }
+
     /// A pipeline standing on a day of history (a login every four hours
     /// the day before, elsewhere), so that a shared scope's blast radius counts.
     fn warm_pipeline() -> Pipeline {
@@ -492,9 +498,7 @@ rules:
     fn before_a_day_of_history_a_shared_scope_is_challenged_per_session_never_blocked() {
         let p = pipeline();
         let proxy = "45.9.9.9";
-        let lines: Vec<Vec<u8>> = (0..3)
-            .map(|k| line(k, "2026-11-02T03:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
-            .collect();
+        let lines = three_fresh_identities("2026-11-02T03:00:00+09:00", proxy);
         let d = run(&p, &lines);
         assert_eq!(d[2].verdict, Verdict::Challenge, "{:?}", d[2]);
         let why = d[2].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
@@ -509,9 +513,7 @@ rules:
     fn a_proxy_onboarding_fresh_identities_is_blocked_and_the_block_holds_for_the_next_event() {
         let p = warm_pipeline();
         let proxy = "45.9.9.9";
-        let lines: Vec<Vec<u8>> = (0..3)
-            .map(|k| line(k, "2026-11-02T03:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), proxy, &format!("s{k}"), Some(&format!("d{k}"))))
-            .collect();
+        let lines = three_fresh_identities("2026-11-02T03:00:00+09:00", proxy);
         let d = run(&p, &lines);
         assert_eq!(d[2].verdict, Verdict::Block);
         assert!(d[2].reasons.iter().all(|r| &*r.detector != "blast_radius"));
@@ -606,9 +608,7 @@ rules:
         let p = warm_pipeline();
         let exit = "223.38.14.77";
         // At dawn, an exit looks private: three fresh identities, nobody else.
-        let lines: Vec<Vec<u8>> = (0..3)
-            .map(|k| line(k, "2026-11-02T05:00:00+09:00", "id_ocr", "success", &format!("fresh{k}"), exit, &format!("s{k}"), Some(&format!("d{k}"))))
-            .collect();
+        let lines = three_fresh_identities("2026-11-02T05:00:00+09:00", exit);
         assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
         // A fresh id's first login there does not vouch for it: still blocked.
         let d = run(&p, &[line(19, "2026-11-02T05:20:00+09:00", "login", "success", "brand-new", exit, "s19", None)]);
