@@ -135,10 +135,10 @@ impl Config {
             }
         }
         if self.pipeline.max_clock_skew.as_secs() == 0 {
-            return Err(crate::DetectorError::Setting("pipeline.max_clock_skew must be at least one second".into()));
+            return Err(setting!("pipeline.max_clock_skew must be at least one second"));
         }
         if self.alerts.fold_window.as_secs() == 0 {
-            return Err(crate::DetectorError::Setting("alerts.fold_window must be at least one second".into()));
+            return Err(setting!("alerts.fold_window must be at least one second"));
         }
         for (n, sink) in self.alerts.sinks.iter().enumerate() {
             sink.validate(n)?;
@@ -147,7 +147,7 @@ impl Config {
         self.storage.validate()?;
         self.records.validate().map_err(|e| setting!("{e}"))?;
         if self.blocks.max_new_per_minute == 0 {
-            return Err(crate::DetectorError::Setting("blocks.max_new_per_minute must be positive".into()));
+            return Err(setting!("blocks.max_new_per_minute must be positive"));
         }
         // An event may run up to the skew ahead of the clock, and the event
         // that sets a block dates it: the owner's device must still have

@@ -101,10 +101,10 @@ impl StorageConfig {
     pub fn validate(&self) -> Result<(), crate::DetectorError> {
         self.log_config().validate().map_err(|e| setting!("storage: {e}"))?;
         if self.keep_snapshots < 2 {
-            return Err(crate::DetectorError::Setting("storage.keep_snapshots must be at least 2, so that a corrupt newest snapshot has one to fall back on".into()));
+            return Err(setting!("storage.keep_snapshots must be at least 2, so that a corrupt newest snapshot has one to fall back on"));
         }
         if self.snapshot_interval < Duration::from_secs(1) || self.snapshot_every_events == 0 {
-            return Err(crate::DetectorError::Setting("storage.snapshot_interval must be at least 1s and storage.snapshot_every_events positive".into()));
+            return Err(setting!("storage.snapshot_interval must be at least 1s and storage.snapshot_every_events positive"));
         }
         Ok(())
     }

@@ -244,7 +244,7 @@ impl Forest {
     /// A message naming the first problem.
     pub fn validate(&self) -> Result<(), crate::TrainingError> {
         if self.roots.is_empty() {
-            return Err(crate::TrainingError::ModelText("no trees".into()));
+            return Err(model_text!("no trees"));
         }
         if self.psi < 2 {
             return Err(model_text!("psi = {}: must be at least 2", self.psi));

@@ -102,16 +102,15 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), crate::DetectorError> {
         self.listen.parse::<SocketAddr>().map_err(|_| setting!("server.listen = `{}`: not an address:port", self.listen))?;
         if self.max_body_bytes < 1024 {
-            return Err(crate::DetectorError::Setting("server.max_body_bytes must be at least 1024".into()));
+            return Err(setting!("server.max_body_bytes must be at least 1024"));
         }
         if self.concurrency_limit == 0 || self.alert_ring == 0 || self.max_alert_subscribers == 0 {
-            return Err(crate::DetectorError::Setting("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive".into()));
+            return Err(setting!("server.concurrency_limit, server.alert_ring and server.max_alert_subscribers must be positive"));
         }
         if self.removed_api_tokens.is_some() {
-            return Err(crate::DetectorError::Setting("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
+            return Err(setting!("server.api_tokens is no longer supported: declare each caller as a [[server.principals]] entry \
                         with name, role (ingest, analyst, auditor or admin) and token_sha256, the hex SHA-256 of its token \
-                        (compute it with `printf %s TOKEN | sha256sum`); the token itself stays out of the file"
-                .into()));
+                        (compute it with `printf %s TOKEN | sha256sum`); the token itself stays out of the file"));
         }
         Principals::from_config(&self.principals)?;
         if let Some(tls) = &self.tls {

@@ -25,7 +25,7 @@ impl TlsConfig {
     /// A message naming the setting.
     pub fn validate(&self) -> Result<(), crate::DetectorError> {
         if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
-            return Err(crate::DetectorError::Setting("server.tls needs both cert and key (PEM files)".into()));
+            return Err(setting!("server.tls needs both cert and key (PEM files)"));
         }
         Ok(())
     }
