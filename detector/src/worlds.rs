@@ -80,6 +80,8 @@ pub struct WorldsReport {
     pub honest_staff_blocked: usize,
     /// Median events of an incident decided before its first catch, over all caught incidents' medians.
     pub median_events_before_catch: Option<f64>,
+    /// The same median, one attack type at a time (over that type's per-world medians).
+    pub median_events_before_catch_by_attack: BTreeMap<Attack, f64>,
     /// The world with the lowest per-type recall (ties: the highest false-positive rate).
     pub worst_world: Option<u64>,
     /// Benign events challenged or blocked, by first reason, over all worlds.
@@ -217,6 +219,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
     let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
     let mut medians = Vec::new();
+    let mut medians_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
     for w in &worlds {
         for (a, s) in &w.board.attacks {
             let e = recall_by_attack.entry(*a).or_default();
@@ -227,6 +230,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
             *worst = worst.min(r);
             if let Some(m) = s.median_events_before_catch {
                 medians.push(m);
+                medians_by_attack.entry(*a).or_default().push(m);
             }
         }
         benign_events += w.board.benign_events;
@@ -241,8 +245,12 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
             *benign_flags_by_reason.entry(r.clone()).or_default() += n;
         }
     }
-    medians.sort_by(f64::total_cmp);
-    let median_events_before_catch = (!medians.is_empty()).then(|| medians[medians.len() / 2]);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let median_events_before_catch = median(medians);
+    let median_events_before_catch_by_attack = medians_by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect();
     let worst_world = worlds
         .iter()
         .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
@@ -257,6 +265,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         honest_customers_blocked: honest_blocked,
         honest_staff_blocked: staff_blocked,
         median_events_before_catch,
+        median_events_before_catch_by_attack,
         worst_world,
         benign_flags_by_reason,
     }
@@ -290,9 +299,10 @@ impl std::fmt::Display for WorldsReport {
                 missed.join(", ")
             )?;
         }
-        writeln!(f, "{:<20} {:>9} {:>8} {:>12}", "attack", "caught", "recall", "worst world")?;
+        writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14}", "attack", "caught", "recall", "worst world", "median before")?;
         for (a, (c, n)) in &self.recall_by_attack {
-            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
+            let before = self.median_events_before_catch_by_attack.get(a).map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
+            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3} {before:>14}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
         }
         let (c, n) = self.recall_by_attack.values().fold((0, 0), |acc, (c, n)| (acc.0 + c, acc.1 + n));
         writeln!(f, "incident recall: {:.3} ({c}/{n})", c as f64 / n.max(1) as f64)?;
