@@ -24,8 +24,14 @@ pub struct WorldResult {
     pub board: Scoreboard,
     /// Distinct customers of benign customer events (staff events name a record's subject).
     pub honest_customers: usize,
-    /// Distinct staff members with a benign event blocked by a block on the staff member.
+    /// Distinct staff members with a benign event blocked by a block on the
+    /// staff member, leaving out an incident's insiders.
     pub honest_staff_blocked: usize,
+    /// Benign events challenged or blocked that are an insider's own: a staff
+    /// member who carried out an incident, at work outside the events its
+    /// labels mark (their day shift after a night's pull got them blocked).
+    /// Counted in the false-positive rate all the same, since the labels say benign.
+    pub insider_events_flagged: usize,
     /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
     pub by_variant: BTreeMap<String, (usize, usize)>,
     /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
@@ -78,6 +84,8 @@ pub struct WorldsReport {
     pub honest_customers: usize,
     pub honest_customers_blocked: usize,
     pub honest_staff_blocked: usize,
+    /// Of `benign_flagged`, an incident's insider's own other events (see [`WorldResult::insider_events_flagged`]).
+    pub insider_events_flagged: usize,
     /// Median events of an incident decided before its first catch, over all caught incidents' medians.
     pub median_events_before_catch: Option<f64>,
     /// The same median, one attack type at a time (over that type's per-world medians).
@@ -123,6 +131,11 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     // Honest staff members refused because they themselves were blocked (not a customer or an
     // address their lookup named).
     let mut staff_blocked: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    // A staff member named on an attack event is that incident's insider (a
+    // customer named on one may be its victim, so customers are not treated so).
+    let insiders: std::collections::HashSet<&str> =
+        data.events.iter().filter(|e| attack_ids.contains(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
+    let mut insider_events_flagged = 0;
     for e in &data.events {
         bytes.clear();
         serde_json::to_writer(&mut bytes, e).map_err(std::io::Error::other)?;
@@ -145,13 +158,14 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
                     (None, None) => "none".to_owned(),
                 };
                 *benign_flags_by_reason.entry(r).or_default() += 1;
+                insider_events_flagged += usize::from(e.staff_id.as_deref().is_some_and(|s| insiders.contains(s)));
             }
             let staff_scope = p.decision.blocked_by.as_ref().map_or_else(
                 || p.decision.blocks.iter().any(|b| b.scope == Some(haechi_features::EntityKind::Staff)),
                 |b| b.scope == haechi_features::EntityKind::Staff,
             );
             if p.decision.verdict == crate::Verdict::Block && staff_scope && !attack_ids.contains(e.event_id.as_str()) {
-                if let Some(staff) = e.staff_id.as_deref() {
+                if let Some(staff) = e.staff_id.as_deref().filter(|s| !insiders.contains(s)) {
                     staff_blocked.insert(staff);
                 }
             }
@@ -190,7 +204,17 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         e.0 += usize::from(caught);
         e.1 += 1;
     }
-    Ok(WorldResult { world_seed, events: data.events.len(), board, honest_customers, honest_staff_blocked, by_variant, benign_flags_by_reason, model })
+    Ok(WorldResult {
+        world_seed,
+        events: data.events.len(),
+        board,
+        honest_customers,
+        honest_staff_blocked,
+        insider_events_flagged,
+        by_variant,
+        benign_flags_by_reason,
+        model,
+    })
 }
 
 /// Run worlds `seeds` on up to `threads` threads, and add them up.
@@ -218,6 +242,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
     let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
     let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
+    let mut insider_events_flagged = 0;
     let mut medians = Vec::new();
     let mut medians_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
     for w in &worlds {
@@ -238,6 +263,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         honest_blocked += w.board.honest_customers_blocked;
         honest_customers += w.honest_customers;
         staff_blocked += w.honest_staff_blocked;
+        insider_events_flagged += w.insider_events_flagged;
     }
     let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
     for w in &worlds {
@@ -264,6 +290,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         honest_customers,
         honest_customers_blocked: honest_blocked,
         honest_staff_blocked: staff_blocked,
+        insider_events_flagged,
         median_events_before_catch,
         median_events_before_catch_by_attack,
         worst_world,
@@ -309,12 +336,18 @@ impl std::fmt::Display for WorldsReport {
         writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate(), self.benign_flagged, self.benign_events)?;
         writeln!(
             f,
+            "  of which an insider's own work outside the incident's labelled events: {} ({:.5} without them)",
+            self.insider_events_flagged,
+            (self.benign_flagged - self.insider_events_flagged) as f64 / self.benign_events.max(1) as f64
+        )?;
+        writeln!(
+            f,
             "honest customers blocked: {:.5} ({}/{})",
             self.honest_customers_blocked as f64 / self.honest_customers.max(1) as f64,
             self.honest_customers_blocked,
             self.honest_customers
         )?;
-        writeln!(f, "honest staff members blocked: {}", self.honest_staff_blocked)?;
+        writeln!(f, "honest staff members blocked (insiders left out): {}", self.honest_staff_blocked)?;
         let mut reasons: Vec<(&String, &usize)> = self.benign_flags_by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));
         for (r, n) in reasons.iter().take(8) {
@@ -344,5 +377,43 @@ impl std::fmt::Display for WorldsReport {
             write!(f, "worst world: {} (min per-type recall {:.3}, FPR {:.5})", w.world_seed, w.min_type_recall(), w.board.false_positive_rate)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haechi_datasets::Label;
+
+    /// An insider's 1,500-record export blocks them; their ordinary lookup an
+    /// hour later is refused by that block.
+    fn insider_day() -> Dataset {
+        let world = generate(&GenConfig { seed: 3, days: 2, customers: 40, staff: 2, ..GenConfig::default() }).expect("a small world");
+        let template = world.events.iter().find(|e| e.staff_id.is_some()).expect("the world has staff events").clone();
+        let day_start = template.ts_ms - template.ts_ms.rem_euclid(86_400_000);
+        let access = |id: &str, hour: i64, records: u64| {
+            let mut e = template.clone();
+            e.event_id = id.to_owned();
+            e.ts_ms = day_start + hour * 3_600_000;
+            e.staff_id = Some("st-insider".to_owned());
+            e.records = Some(records);
+            e.session_id = Some(format!("s-{id}"));
+            e
+        };
+        let export = Label { event_id: "export".to_owned(), attack: Attack::StaffBulk, incident: "staff_bulk-1".to_owned(), variant: None };
+        Dataset { events: vec![access("export", 3, 1500), access("next-lookup", 4, 1)], labels: vec![export] }
+    }
+
+    #[test]
+    fn an_insiders_own_refused_work_is_counted_apart_from_honest_staff() {
+        let data = insider_day();
+        let r = decide_dataset(&Config::default(), 0, &data).expect("decided");
+        assert_eq!(r.board.benign_flagged, 1, "the lookup after the export is refused: {:?}", r.benign_flags_by_reason);
+        assert_eq!((r.insider_events_flagged, r.honest_staff_blocked), (1, 0));
+
+        // Unlabelled, the same staff member is an honest one refused.
+        let unlabelled = Dataset { labels: Vec::new(), ..data };
+        let r = decide_dataset(&Config::default(), 0, &unlabelled).expect("decided");
+        assert_eq!((r.insider_events_flagged, r.honest_staff_blocked), (0, 1));
     }
 }
