@@ -5,6 +5,10 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use haechi_alerting::{AlertSink, NdjsonSink};
 use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec, WorldSpec};
