@@ -44,6 +44,12 @@ impl Dedup {
         let key = id_hash(self.key, event_id.as_bytes());
         let ts_ms = self.newest_ms.fetch_max(ts_ms, Ordering::Relaxed).max(ts_ms);
         let fresh = match self.seen.entry(key) {
+            // Older than the window: forgotten, whether or not a sweep has
+            // reached it yet, so that sweeping off the event path changes nothing.
+            dashmap::Entry::Occupied(mut o) if *o.get() < ts_ms.saturating_sub(self.window_ms) => {
+                o.insert(ts_ms);
+                true
+            }
             dashmap::Entry::Occupied(_) => false,
             dashmap::Entry::Vacant(v) => {
                 v.insert(ts_ms);
@@ -135,6 +141,22 @@ mod tests {
         d.sweep_due();
         assert_eq!(d.len(), 100, "the id from five windows ago is forgotten");
         assert!(!d.first_time("x7", 5200), "a recent id is still a repeat");
+    }
+
+    #[test]
+    fn an_id_older_than_the_window_is_new_again_swept_or_not() {
+        for sweep in [false, true] {
+            let d = Dedup::new(1000, HashKey::from_seed(5));
+            d.sweep_in_background();
+            assert!(d.first_time("a", 0));
+            assert!(d.first_time("b", 1500));
+            if sweep {
+                d.sweep_due();
+            }
+            assert!(d.first_time("a", 1600), "a window and more after it, the id is forgotten (swept: {sweep})");
+            assert!(!d.first_time("a", 1700), "and remembered again from then on");
+            assert!(!d.first_time("b", 1800), "an id within the window is still a repeat");
+        }
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl FeatureStore {
         let keys = EntityKeys::of(event, w.hash_key);
         let newest = event.ts_ms.min(max_watermark_ms);
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
+        let watermark_s = event_secs(previous.max(newest));
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
         if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 1000 {
             // A long window with no events (an outage, a stalled consumer, a
@@ -238,8 +239,13 @@ impl FeatureStore {
             }
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
+            // An entity idle past its time to live is gone, whether or not a
+            // sweep has reached it yet: decisions must not depend on when
+            // sweeps run (inline, on another thread, or not at all).
+            let ttl = self.ttl_s(kind);
+            let expired = |e: &Entity| e.last_seen().saturating_add(ttl) < watermark_s;
             let seen = if late {
-                match map.get_mut(&key) {
+                match map.get_mut(&key).filter(|e| !expired(e)) {
                     Some(mut e) => e.observe(kind, layout, w, &observed, out),
                     None => {
                         out[layout.base] = 1.0;
@@ -252,6 +258,10 @@ impl FeatureStore {
                     inserted = true;
                     Box::new(Entity::new(kind, secs))
                 });
+                if !inserted && expired(&e) {
+                    **e = Entity::new(kind, secs);
+                    self.expired.fetch_add(1, Ordering::Relaxed);
+                }
                 let seen = e.observe(kind, layout, w, &observed, out);
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -433,7 +443,10 @@ impl FeatureStore {
     }
 
     /// Stop sweeping inside `observe`; the caller runs [`FeatureStore::sweep_due`]
-    /// on a thread of its own instead.
+    /// on a thread of its own instead. Features do not change: an entity
+    /// idle past its time to live is started afresh by its next event,
+    /// swept or not. (Below the caps, that is: what a cap evicts depends on
+    /// how many entities are live at that moment.)
     pub fn sweep_in_background(&self) {
         self.inline_sweeps.store(false, Ordering::Relaxed);
     }
@@ -974,6 +987,33 @@ mod tests {
         assert_eq!(store.entity_count(EntityKind::Ip), 10, "no inline sweep");
         assert!(store.sweep_due() > 0);
         assert!(store.entity_count(EntityKind::Ip) < 10);
+    }
+
+    #[test]
+    fn an_idle_entity_starts_afresh_on_its_next_event_swept_or_not() {
+        let t0 = 1_764_000_000_000;
+        let run = |sweeps: Option<bool>| {
+            let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+            let mut out = vec![0.0; store.catalog().len()];
+            if sweeps.is_some() {
+                store.sweep_in_background();
+            }
+            for i in 0..3 {
+                store.observe(&event(i, t0 + i as i64 * 60_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false), &mut out);
+            }
+            // Three days on, past an address's time to live: another address moves the clock first.
+            store.observe(&event(10, t0 + 3 * 86_400_000, "c10", "10.9.0.1", "d10", false), &mut out);
+            if sweeps == Some(true) {
+                assert!(store.sweep_due() > 0, "the sweep removes the idle address");
+            }
+            store.observe(&event(11, t0 + 3 * 86_400_000 + 1000, "c11", "10.0.0.1", "d11", false), &mut out);
+            out
+        };
+        let inline = run(None);
+        let catalog_of = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        assert_eq!(get(&catalog_of, &inline, "ip.age_s"), 0.0, "the address is new again");
+        assert_eq!(run(Some(true)), inline, "swept off the event path");
+        assert_eq!(run(Some(false)), inline, "not swept at all");
     }
 
     #[test]
