@@ -179,10 +179,15 @@ fn alertmanager() -> Alertmanager {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("starting Alertmanager");
-    let am = Alertmanager { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    let mut am = Alertmanager { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
     let a = http();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || send(&a, "GET", &format!("{}/-/ready", am.base), None).0 != 200 {
+    // While it starts, a connection may be refused or dropped: that is "not yet", not a failure.
+    let ready = |base: &str| a.get(&format!("{base}/-/ready")).call().is_ok_and(|r| r.status() == 200);
+    while !ready(&am.base) {
+        if let Ok(Some(status)) = am.child.try_wait() {
+            panic!("Alertmanager exited before it was ready ({status}); port {port} may have been taken meanwhile");
+        }
         assert!(Instant::now() < deadline, "Alertmanager did not become ready");
         std::thread::sleep(Duration::from_millis(100));
     }
