@@ -114,38 +114,56 @@ impl Detector for FailureStreak {
 
 /// The FSC's rule: an account is opened only after two distinct verification
 /// methods succeeded in the session. Reads `session.methods_ok` and its mask;
-/// the finding names the methods seen.
+/// the finding names the methods seen. An event without a session id (a
+/// pipeline that does not send one) is judged on the methods its customer
+/// passed within the middle window (`customer.methods_ok_1h` by default).
 pub struct FscTwoMethods {
     action: Action,
-    count_slot: usize,
-    mask_slot: usize,
+    session: MethodSlots,
+    customer: MethodSlots,
     name: Arc<str>,
     id: Arc<str>,
+}
+
+/// Where one scope's method count and mask are read, and the note for every mask.
+struct MethodSlots {
+    count: usize,
+    mask: usize,
     /// "methods seen: …" for every mask, built once: no allocation per event.
     notes: Vec<Arc<str>>,
+}
+
+impl MethodSlots {
+    fn new(count: usize, what: &str) -> MethodSlots {
+        let notes = (0..(1u32 << METHOD_NAMES.len()))
+            .map(|mask| {
+                let seen: Vec<&str> = METHOD_NAMES.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
+                let seen = if seen.is_empty() { "none".to_owned() } else { seen.join(", ") };
+                Arc::from(format!("account opened after {} verification method(s) {what}, the FSC asks for two; methods seen: {seen}", mask.count_ones()))
+            })
+            .collect();
+        MethodSlots { count, mask: count + 1, notes }
+    }
 }
 
 impl FscTwoMethods {
     /// Resolve the slots it reads and build its notes.
     pub fn new(config: &BuiltinConfig, catalog: &FeatureCatalog) -> FscTwoMethods {
         let session = catalog.layout(EntityKind::Session).session.expect("sessions keep method state");
-        let notes = (0..(1u32 << METHOD_NAMES.len()))
-            .map(|mask| {
-                let seen: Vec<&str> = METHOD_NAMES.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, n)| *n).collect();
-                let seen = if seen.is_empty() { "none".to_owned() } else { seen.join(", ") };
-                Arc::from(format!("account opened after {} verification method(s), the FSC asks for two; methods seen: {seen}", mask.count_ones()))
-            })
-            .collect();
+        // The customer's methods close the profile block: methods_ok, then methods_mask.
+        let customer = catalog.layout(EntityKind::Customer).profile.expect("customers keep a profile") + 12;
+        let customer_name = catalog.name(customer);
+        assert!(customer_name.starts_with("customer.methods_ok_"), "the customer's method count is at {customer_name}");
+        let window = customer_name.trim_start_matches("customer.methods_ok_");
         FscTwoMethods {
             action: match config.fsc_action {
                 FscAction::Alert => Action::Alert,
                 FscAction::Challenge => Action::Challenge,
             },
-            count_slot: session,
-            mask_slot: session + 1,
+            session: MethodSlots::new(session, "in the session"),
+            customer: MethodSlots::new(customer, &format!("by the customer in the last {window} (the event has no session id)")),
             name: Arc::from("builtin"),
             id: Arc::from("fsc_two_methods"),
-            notes,
         }
     }
 }
@@ -159,14 +177,17 @@ impl Detector for FscTwoMethods {
         if event.step != Step::AccountOpen {
             return;
         }
-        // Without a session no method can be shown: that is no method at all,
-        // or leaving the field out would be a way around the rule.
-        let mask = if event.session_id.is_none() {
-            0
-        } else if f.get(self.count_slot) >= 2.0 {
-            return;
+        // Without a session the customer's own recent methods stand in for
+        // it; without a customer either, no method can be shown: that is no
+        // method at all, or leaving the fields out would be a way around the rule.
+        let (slots, mask) = if event.session_id.is_none() && event.customer_id.is_none() {
+            (&self.session, 0)
         } else {
-            (f.get(self.mask_slot) as usize) & (self.notes.len() - 1)
+            let slots = if event.session_id.is_some() { &self.session } else { &self.customer };
+            if f.get(slots.count) >= 2.0 {
+                return;
+            }
+            (slots, (f.get(slots.mask) as usize) & (slots.notes.len() - 1))
         };
         findings.push(Finding {
             detector: self.name.clone(),
@@ -177,8 +198,8 @@ impl Detector for FscTwoMethods {
             mode: Mode::Enforce,
             score: Severity::High.score(),
             entity: Some(EntityKind::Session),
-            evidence: vec![f.evidence(self.count_slot), f.evidence(self.mask_slot)],
-            note: Some(self.notes[mask].clone()),
+            evidence: vec![f.evidence(slots.count), f.evidence(slots.mask)],
+            note: Some(slots.notes[mask].clone()),
         });
     }
 }
@@ -211,16 +232,47 @@ mod tests {
         assert!(r.detail.as_deref().unwrap().contains("methods seen: otp_or_card"), "{r:?}");
     }
 
-    #[test]
-    fn an_account_opened_without_a_session_shows_no_method() {
+    /// Events without a session id, each a whole JSON object.
+    fn run_sessionless(events: &[&str]) -> Vec<crate::Decision> {
         let mut config = Config::default();
         config.model.enabled = false;
         let p = Pipeline::new(config).unwrap();
         let mut s = p.scratch();
-        let e = p.parse(br#"{"event_id":"x","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c9"}"#).unwrap();
-        let d = p.process(&e, &mut s).unwrap().decision;
-        let r = d.reasons.iter().find(|r| &*r.id == "fsc_two_methods").expect("no session is no way around the rule");
-        assert!(r.detail.as_deref().unwrap().contains("methods seen: none"), "{r:?}");
+        events.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap().decision).collect()
+    }
+
+    fn fsc_note(d: &crate::Decision) -> Option<&str> {
+        d.reasons.iter().find(|r| &*r.id == "fsc_two_methods").map(|r| r.detail.as_deref().unwrap_or(""))
+    }
+
+    #[test]
+    fn an_account_opened_without_a_session_or_customer_shows_no_method() {
+        let d = run_sessionless(&[r#"{"event_id":"x","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","ip":"121.1.2.3"}"#]);
+        let note = fsc_note(&d[0]).expect("leaving the fields out is no way around the rule");
+        assert!(note.contains("methods seen: none"), "{note}");
+    }
+
+    #[test]
+    fn without_a_session_id_the_customers_methods_of_the_last_hour_count() {
+        let opened = |id_check: &str| {
+            let events = [
+                format!(r#"{{"event_id":"a","ts":"{id_check}","step":"id_authenticity","result":"success","customer_id":"c9"}}"#),
+                r#"{"event_id":"b","ts":"2026-11-02T09:50:00+09:00","step":"account_verify","result":"success","customer_id":"c9"}"#.to_owned(),
+                r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c9"}"#.to_owned(),
+            ];
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            run_sessionless(&events).pop().unwrap()
+        };
+        assert_eq!(fsc_note(&opened("2026-11-02T09:40:00+09:00")), None, "two methods within the hour");
+        let note = fsc_note(&opened("2026-11-02T07:00:00+09:00")).map(str::to_owned).expect("the ID check three hours ago is too old");
+        assert!(note.contains("no session id") && note.contains("methods seen: account_1won"), "{note}");
+        // Another customer's methods are not this one's.
+        let d = run_sessionless(&[
+            r#"{"event_id":"a","ts":"2026-11-02T09:40:00+09:00","step":"id_authenticity","result":"success","customer_id":"c1"}"#,
+            r#"{"event_id":"b","ts":"2026-11-02T09:50:00+09:00","step":"account_verify","result":"success","customer_id":"c1"}"#,
+            r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c2"}"#,
+        ]);
+        assert!(fsc_note(&d[2]).is_some_and(|n| n.contains("methods seen: none")));
     }
 
     #[test]

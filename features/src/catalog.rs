@@ -111,7 +111,9 @@ pub struct KindLayout {
     pub durations: Option<usize>,
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning, device_passed_code_s (seconds since the event's
-    /// device first passed a one-time code for this customer; -1: never), code_failures ×3.
+    /// device first passed a one-time code for this customer; -1: never), code_failures ×3,
+    /// methods_ok and methods_mask of the middle window (verification methods
+    /// the customer passed in it, whatever the session).
     pub profile: Option<usize>,
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
@@ -173,6 +175,9 @@ impl FeatureCatalog {
                 names.push(format!("{k}.device_passed_code_s"));
                 for label in labels {
                     names.push(format!("{k}.code_failures_{label}"));
+                }
+                for n in ["methods_ok", "methods_mask"] {
+                    names.push(format!("{k}.{n}_{}", labels[1]));
                 }
             }
             if kind == EntityKind::Session {

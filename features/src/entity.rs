@@ -105,6 +105,11 @@ struct Profile {
     /// failures are mostly photos, faces and liveness, which a count of
     /// every failure mixed in.
     code_failures: Vec<u32>,
+    /// When each verification method of [`METHOD_NAMES`] last succeeded for
+    /// the customer (event seconds; 0: never). The FSC's two-method check
+    /// reads the session's methods; a pipeline that sends no session id is
+    /// judged on what the customer proved in the last hour instead.
+    methods_at: [u32; METHOD_NAMES.len()],
 }
 
 impl Profile {
@@ -341,6 +346,12 @@ impl Entity {
                 for (j, cut) in [c0, c1, c2].into_iter().enumerate() {
                     out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
                 }
+                // Methods proved within the middle window and not after this
+                // event: a backdated event cannot borrow a later success.
+                let recent = p.methods_at.iter().enumerate().filter(|(_, at)| **at != 0 && **at >= c1 && **at <= o.secs);
+                let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
+                out[s + 12] = mask.count_ones() as f32;
+                out[s + 13] = f32::from(mask);
             }
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
@@ -416,6 +427,10 @@ impl Entity {
             // must not make their device, region or hour "known".
             Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
+                if let Some(m) = o.method {
+                    let at = &mut p.methods_at[usize::from(m)];
+                    *at = (*at).max(o.secs.max(1));
+                }
                 if let Some(d) = o.device {
                     if !p.knows_device(d) {
                         if p.devices.len() == PROFILE_DEVICES {
