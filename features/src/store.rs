@@ -36,7 +36,8 @@ pub struct Observation {
 pub struct StoreStats {
     /// Events too late to update windows.
     pub late_events: u64,
-    /// Entities removed for being idle.
+    /// Entities expired for being idle: removed by a sweep, or started
+    /// afresh by an event that met them before a sweep did.
     pub expired: u64,
     /// Entities evicted, by kind (index: [`EntityKind::index`]), because the
     /// kind reached its cap.
@@ -240,8 +241,9 @@ impl FeatureStore {
             let layout = self.catalog.layout(kind);
             let map = &self.maps[kind.index()];
             // An entity idle past its time to live is gone, whether or not a
-            // sweep has reached it yet: decisions must not depend on when
-            // sweeps run (inline, on another thread, or not at all).
+            // sweep has reached it yet: a stream decided in order gets the
+            // same features whenever sweeps run (inline, on another thread,
+            // or not at all).
             let ttl = self.ttl_s(kind);
             let expired = |e: &Entity| e.last_seen().saturating_add(ttl) < watermark_s;
             let seen = if late {
@@ -424,7 +426,9 @@ impl FeatureStore {
     /// expired entities never outnumber live ones by more than an eighth.
     /// The schedule starts at the first event; `sweep` says whether to sweep
     /// a kind that is due or only to keep the schedule.
-    fn maybe_sweep(&self, secs: u32, sweep: bool) {
+    /// Returns the entities the sweeps it ran removed.
+    fn maybe_sweep(&self, secs: u32, sweep: bool) -> usize {
+        let mut removed = 0;
         for kind in EntityKind::ALL {
             let slot = &self.next_sweep_s[kind.index()];
             let next = slot.load(Ordering::Relaxed);
@@ -437,9 +441,10 @@ impl FeatureStore {
                 continue;
             }
             if slot.compare_exchange(next, secs + interval, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-                self.sweep_kind(kind);
+                removed += self.sweep_kind(kind);
             }
         }
+        removed
     }
 
     /// Stop sweeping inside `observe`; the caller runs [`FeatureStore::sweep_due`]
@@ -458,9 +463,7 @@ impl FeatureStore {
     pub fn sweep_due(&self) -> usize {
         self.evict_over_cap();
         let Some(wm) = self.watermark_ms() else { return 0 };
-        let before = self.stats().expired;
-        self.maybe_sweep(event_secs(wm), true);
-        (self.stats().expired - before) as usize
+        self.maybe_sweep(event_secs(wm), true)
     }
 
     /// Live entities of one kind.
@@ -991,27 +994,42 @@ mod tests {
 
     #[test]
     fn an_idle_entity_starts_afresh_on_its_next_event_swept_or_not() {
+        const DAY: i64 = 86_400_000;
         let t0 = 1_764_000_000_000;
+        // The features of three returns: an address after three days (past its
+        // day and lateness), a customer after 31 days (past the 30-day profile),
+        // and a late event naming the address again.
         let run = |sweeps: Option<bool>| {
             let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
             let mut out = vec![0.0; store.catalog().len()];
             if sweeps.is_some() {
                 store.sweep_in_background();
             }
+            let sweep = |at: &str| {
+                if sweeps == Some(true) {
+                    assert!(store.sweep_due() > 0, "the sweep removes the idle entities ({at})");
+                }
+            };
             for i in 0..3 {
                 store.observe(&event(i, t0 + i as i64 * 60_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false), &mut out);
             }
-            // Three days on, past an address's time to live: another address moves the clock first.
-            store.observe(&event(10, t0 + 3 * 86_400_000, "c10", "10.9.0.1", "d10", false), &mut out);
-            if sweeps == Some(true) {
-                assert!(store.sweep_due() > 0, "the sweep removes the idle address");
-            }
-            store.observe(&event(11, t0 + 3 * 86_400_000 + 1000, "c11", "10.0.0.1", "d11", false), &mut out);
-            out
+            // Other addresses move the clock first.
+            store.observe(&event(10, t0 + 3 * DAY, "c10", "10.9.0.1", "d10", false), &mut out);
+            sweep("day 3");
+            store.observe(&event(11, t0 + 3 * DAY + 1000, "c11", "10.0.0.1", "d11", false), &mut out);
+            let address = out.clone();
+            store.observe(&event(12, t0 + 31 * DAY, "c12", "10.8.0.1", "d12", false), &mut out);
+            sweep("day 31");
+            store.observe(&event(13, t0 + 31 * DAY + 1000, "c0", "10.7.0.1", "d0", false), &mut out);
+            let customer = out.clone();
+            store.observe(&event(14, t0 + 31 * DAY - 3_600_000, "c14", "10.0.0.1", "d14", false), &mut out);
+            (address, customer, out)
         };
         let inline = run(None);
         let catalog_of = FeatureStore::new(&FeatureConfig::default()).unwrap();
-        assert_eq!(get(&catalog_of, &inline, "ip.age_s"), 0.0, "the address is new again");
+        assert_eq!(get(&catalog_of, &inline.0, "ip.age_s"), 0.0, "the address is new again");
+        assert_eq!(get(&catalog_of, &inline.1, "customer.prior_events"), 0.0, "the customer is new again");
+        assert_eq!(get(&catalog_of, &inline.2, "ip.age_s"), 0.0, "a late event finds no address to read");
         assert_eq!(run(Some(true)), inline, "swept off the event path");
         assert_eq!(run(Some(false)), inline, "not swept at all");
     }
