@@ -5,10 +5,6 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use haechi_alerting::{AlertSink, NdjsonSink};
 use haechi_datasets::{generate, write_ndjson, GenConfig, ScenarioSpec, WorldSpec};
@@ -17,6 +13,10 @@ use haechi_rules::{RuleSet, RulesError};
 use haechi_detector::train::fit_model;
 use haechi_training::{read_csv, IsolationForestParams, LabelColumn, ModelFile, Threshold};
 
+/// Events are parsed on one thread and freed on another, which glibc's
+/// arenas serve slowly (BENCHMARKS.md, "Throughput, a later session").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "haechi", version, about = "Haechi: live fraud detection for eKYC (비대면 실명확인) pipelines")]

@@ -27,9 +27,11 @@ pub struct WorldResult {
     /// Distinct staff members with a benign event blocked by a block on the
     /// staff member, leaving out an incident's insiders.
     pub honest_staff_blocked: usize,
-    /// Benign events challenged or blocked that are an insider's own: a staff
-    /// member who carried out an incident, at work outside the events its
-    /// labels mark (their day shift after a night's pull got them blocked).
+    /// Benign events challenged or blocked whose staff member is named on an
+    /// incident's events: an insider's own unlabelled work, before or after
+    /// the incident (mostly their day shift, refused by the block a night's
+    /// pull set). The generator's insiders act under their own staff id; a
+    /// stolen staff login would make its owner look like an insider here.
     /// Counted in the false-positive rate all the same, since the labels say benign.
     pub insider_events_flagged: usize,
     /// Incidents caught / played, per attack type and variant (`obvious`, `evasive`, ...).
@@ -326,6 +328,7 @@ impl std::fmt::Display for WorldsReport {
                 missed.join(", ")
             )?;
         }
+        // "median before": the median over worlds of each world's median events before the catch.
         writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14}", "attack", "caught", "recall", "worst world", "median before")?;
         for (a, (c, n)) in &self.recall_by_attack {
             let before = self.median_events_before_catch_by_attack.get(a).map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
@@ -336,7 +339,7 @@ impl std::fmt::Display for WorldsReport {
         writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate(), self.benign_flagged, self.benign_events)?;
         writeln!(
             f,
-            "  of which an insider's own work outside the incident's labelled events: {} ({:.5} without them)",
+            "  of which events of an incident's insider outside its labelled events: {} ({:.5} without them)",
             self.insider_events_flagged,
             (self.benign_flagged - self.insider_events_flagged) as f64 / self.benign_events.max(1) as f64
         )?;
