@@ -348,14 +348,29 @@ mod tests {
         // A customer we have no history for, at 03:10, on a device nobody has used, changes their phone.
         p.process(&event(&p, "v1", "2026-11-03T03:10:00+09:00", "login", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
         let d = p.process(&event(&p, "v2", "2026-11-03T03:11:00+09:00", "phone_auth", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
-        let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
-        let seen = ["event.sensitive_step", "customer.prior_events", "customer.history_days", "event.hour_activity", "device.distinct_customers_total", "device.age_s"].map(|n| (n, f(n)));
+        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let seen = ["event.sensitive_step", "customer.prior_events", "customer.history_days", "event.hour_activity", "device.distinct_customers_total", "device.age_s"].map(|n| (n, f(&s, n)));
         assert_eq!(d.decision.verdict, Verdict::Challenge, "{:?} {seen:?}", reasons(&d));
         assert!(reasons(&d).contains(&"takeover_cold_start".to_owned()));
         // The same at 14:00, an hour this population lives in, is nothing.
         p.process(&event(&p, "n1", "2026-11-03T14:10:00+09:00", "login", "newcomer", "other-device", "KR-26"), &mut s).unwrap();
         let d = p.process(&event(&p, "n2", "2026-11-03T14:11:00+09:00", "phone_auth", "newcomer", "other-device", "KR-26"), &mut s).unwrap();
         assert_eq!(d.decision.verdict, Verdict::Allow, "{:?}", reasons(&d));
+        // The next night, an applicant at 03:20 on a new phone, whose pipeline names the customer only
+        // when the account is opened: the account opening is their first event, after
+        // the session proved an ID copy and a live face. Onboarding, not a takeover.
+        let applicant = [
+            r#"{"event_id":"a1","ts":"2026-11-04T03:20:00+09:00","step":"id_authenticity","result":"success","device_id":"applicant-phone","session_id":"sa","id_doc_hash":"doc-a"}"#,
+            r#"{"event_id":"a2","ts":"2026-11-04T03:22:00+09:00","step":"liveness","result":"success","device_id":"applicant-phone","session_id":"sa"}"#,
+            r#"{"event_id":"a3","ts":"2026-11-04T03:24:00+09:00","step":"account_open","result":"success","customer_id":"applicant","device_id":"applicant-phone","session_id":"sa"}"#,
+        ];
+        let decided: Vec<Processed> = applicant.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap()).collect();
+        let opened = &decided[2];
+        assert_eq!(f(&s, "customer.prior_events"), 0.0, "the account opening is the customer's first event");
+        assert_eq!(f(&s, "session.methods_ok"), 2.0);
+        assert!(f(&s, "event.hour_activity") < 0.25, "a quiet hour, as for the takeover above");
+        assert!(!reasons(opened).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(opened));
+        assert_eq!(opened.decision.verdict, Verdict::Allow, "{:?}", reasons(opened));
     }
 
     #[test]
