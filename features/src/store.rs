@@ -219,7 +219,9 @@ impl FeatureStore {
             region: event.region.as_deref().map(|r| entity_hash(w.hash_key, EntityKind::Customer, r.as_bytes()) as u16),
             device: related[EntityKind::Device.index()],
             duration_ms: event.duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
-            records: event.records.map_or(0, |r| r.min(u64::from(u32::MAX)) as u32),
+            // A record access that does not say how many records it touched touched one:
+            // a pipeline that sends an event per record must not read as touching none.
+            records: event.records.map_or(u32::from(staff_access), |r| r.min(u64::from(u32::MAX)) as u32),
             returning: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
@@ -1032,6 +1034,26 @@ mod tests {
         assert_eq!(get(&catalog_of, &inline.2, "ip.age_s"), 0.0, "a late event finds no address to read");
         assert_eq!(run(Some(true)), inline, "swept off the event path");
         assert_eq!(run(Some(false)), inline, "not swept at all");
+    }
+
+    #[test]
+    fn a_record_access_without_a_count_touches_one_record() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let access = |i: usize, records: Option<u64>| {
+            let mut e = event(i, t0 + i as i64 * 1000, &format!("c{i}"), "10.0.0.1", "desk-1", false);
+            e.step = Step::RecordView;
+            e.staff_id = Some("st1".into());
+            e.records = records;
+            e
+        };
+        for i in 0..30 {
+            store.observe(&access(i, None), &mut out);
+        }
+        assert_eq!(get(&store, &out, "staff.records_1h"), 30.0, "an event per record, no count given");
+        store.observe(&access(30, Some(12)), &mut out);
+        assert_eq!(get(&store, &out, "staff.records_1h"), 42.0, "a count given is taken as it is");
     }
 
     #[test]
