@@ -437,6 +437,11 @@ enum BenchCommand {
         /// What the model's findings do: alert (the default) or challenge.
         #[arg(long)]
         model_action: Option<String>,
+        /// Rewrite each world's events as another pipeline might report them:
+        /// as-drawn, no-session-ids, customer-at-account-open, no-record-counts,
+        /// no-device-ids, no-durations, arrival-jitter.
+        #[arg(long, default_value = "as-drawn")]
+        reporting: haechi_detector::worlds::Reporting,
         #[arg(long)]
         json: bool,
     },
@@ -1191,7 +1196,7 @@ fn run() -> Result<()> {
             let probe = haechi_detector::bench::restart::probe(&config, snapshot_after)?;
             println!("{}", serde_json::to_string(&probe)?);
         }
-        Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json, model, model_action } } => {
+        Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json, model, model_action, reporting } } => {
             let started = std::time::Instant::now();
             if let Some(m) = model {
                 config.model.path = Some(m);
@@ -1202,7 +1207,7 @@ fn run() -> Result<()> {
                 Some(other) => anyhow::bail!("--model-action {other}: alert or challenge"),
             }
             let seeds: Vec<u64> = (from..from + count).collect();
-            let report = haechi_detector::worlds::run_worlds(&config, &seeds, customers, days, threads)?;
+            let report = haechi_detector::worlds::run_worlds(&config, &seeds, customers, days, threads, reporting)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

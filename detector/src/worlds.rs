@@ -76,6 +76,8 @@ impl WorldResult {
 /// What many worlds add up to.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorldsReport {
+    /// How the worlds' events were reported.
+    pub reporting: Reporting,
     pub worlds: Vec<WorldResult>,
     /// Per attack type: incidents caught and played, over all worlds.
     pub recall_by_attack: BTreeMap<Attack, (usize, usize)>,
@@ -98,12 +100,114 @@ pub struct WorldsReport {
     pub benign_flags_by_reason: BTreeMap<String, usize>,
 }
 
-/// Generate world `world_seed` at the given size and score the pipeline's decisions on it.
+/// How a pipeline reports the drawn traffic. The event contract leaves
+/// fields optional that the generator always fills, and leaves arrival order
+/// to the transport: another bank's pipeline (or another generator) may do
+/// either differently, and a pack that leans on one habit fails there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reporting {
+    /// As the generator writes it.
+    #[default]
+    AsDrawn,
+    /// No event carries a session id.
+    NoSessionIds,
+    /// Onboarding steps name no customer; the account opening does (an
+    /// applicant becomes a customer when the account is opened).
+    CustomerAtAccountOpen,
+    /// Record accesses carry no `records` count.
+    NoRecordCounts,
+    /// No event carries a device id.
+    NoDeviceIds,
+    /// No event carries a step duration.
+    NoDurations,
+    /// Each session's events arrive late by its own delay of up to 90 s, in
+    /// their order: sessions interleave out of event-time order, as when
+    /// several servers report to one stream.
+    ArrivalJitter,
+}
+
+impl Reporting {
+    /// Every way, as drawn first.
+    pub const ALL: [Reporting; 7] = [
+        Reporting::AsDrawn,
+        Reporting::NoSessionIds,
+        Reporting::CustomerAtAccountOpen,
+        Reporting::NoRecordCounts,
+        Reporting::NoDeviceIds,
+        Reporting::NoDurations,
+        Reporting::ArrivalJitter,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reporting::AsDrawn => "as-drawn",
+            Reporting::NoSessionIds => "no-session-ids",
+            Reporting::CustomerAtAccountOpen => "customer-at-account-open",
+            Reporting::NoRecordCounts => "no-record-counts",
+            Reporting::NoDeviceIds => "no-device-ids",
+            Reporting::NoDurations => "no-durations",
+            Reporting::ArrivalJitter => "arrival-jitter",
+        }
+    }
+
+    /// Rewrite a drawn world's events so. Labels keep their event ids.
+    pub fn apply(self, data: &mut Dataset, world_seed: u64) {
+        use haechi_features::Step;
+        use rand::{Rng, SeedableRng};
+        let events = &mut data.events;
+        match self {
+            Reporting::AsDrawn => {}
+            Reporting::NoSessionIds => events.iter_mut().for_each(|e| e.session_id = None),
+            Reporting::CustomerAtAccountOpen => {
+                for e in events.iter_mut().filter(|e| e.step.is_onboarding() && e.step != Step::AccountOpen && e.staff_id.is_none()) {
+                    e.customer_id = None;
+                }
+            }
+            Reporting::NoRecordCounts => events.iter_mut().for_each(|e| e.records = None),
+            Reporting::NoDeviceIds => events.iter_mut().for_each(|e| e.device_id = None),
+            Reporting::NoDurations => events.iter_mut().for_each(|e| e.duration_ms = None),
+            Reporting::ArrivalJitter => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(world_seed ^ 0x6a17_7e12);
+                let mut delay: HashMap<String, i64> = HashMap::new();
+                let mut keyed: Vec<(i64, usize)> = events
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let who = e.session_id.clone().unwrap_or_else(|| e.event_id.clone());
+                        (e.ts_ms + *delay.entry(who).or_insert_with(|| rng.gen_range(0..90_000)), i)
+                    })
+                    .collect();
+                // Stable: a session's events keep their order whatever their delays add up to.
+                keyed.sort_by_key(|(at, _)| *at);
+                let mut slots: Vec<Option<haechi_datasets::GeneratedEvent>> = std::mem::take(events).into_iter().map(Some).collect();
+                *events = keyed.into_iter().map(|(_, i)| slots[i].take().expect("each event once")).collect();
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Reporting {
+    type Err = DetectorError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reporting::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Reporting::ALL.iter().map(|r| r.as_str()).collect();
+            DetectorError::Input { path: "--reporting".into(), message: format!("{s}: one of {}", names.join(", ")) }
+        })
+    }
+}
+
+/// Generate world `world_seed` at the given size, reported as `reporting`
+/// says, and score the pipeline's decisions on it.
 ///
 /// # Errors
 /// When the generator refuses the size or the pipeline does not build.
-pub fn run_world(config: &Config, world_seed: u64, customers: usize, days: u32) -> Result<WorldResult, DetectorError> {
-    decide_dataset(config, world_seed, &generate_world(world_seed, customers, days)?)
+pub fn run_world(config: &Config, world_seed: u64, customers: usize, days: u32, reporting: Reporting) -> Result<WorldResult, DetectorError> {
+    let mut data = generate_world(world_seed, customers, days)?;
+    reporting.apply(&mut data, world_seed);
+    decide_dataset(config, world_seed, &data)
 }
 
 /// The drawn world `world_seed` (its structure and its events both from that
@@ -223,13 +327,13 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
 ///
 /// # Errors
 /// The first world that failed.
-pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, threads: usize) -> Result<WorldsReport, DetectorError> {
+pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, threads: usize, reporting: Reporting) -> Result<WorldsReport, DetectorError> {
     let threads = threads.clamp(1, seeds.len().max(1));
     let chunks: Vec<Vec<u64>> = (0..threads).map(|t| seeds.iter().copied().skip(t).step_by(threads).collect()).collect();
     let mut results: Vec<WorldResult> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()
-            .map(|chunk| s.spawn(move || chunk.iter().map(|&w| run_world(config, w, customers, days)).collect::<Result<Vec<_>, _>>()))
+            .map(|chunk| s.spawn(move || chunk.iter().map(|&w| run_world(config, w, customers, days, reporting)).collect::<Result<Vec<_>, _>>()))
             .collect();
         handles.into_iter().map(|h| h.join().expect("a world thread panicked")).collect::<Result<Vec<Vec<_>>, _>>()
     })?
@@ -237,10 +341,10 @@ pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, t
     .flatten()
     .collect();
     results.sort_by_key(|r| r.world_seed);
-    Ok(summarize(results))
+    Ok(summarize(results, reporting))
 }
 
-fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
+fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
     let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
     let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
@@ -284,6 +388,7 @@ fn summarize(worlds: Vec<WorldResult>) -> WorldsReport {
         .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
         .map(|w| w.world_seed);
     WorldsReport {
+        reporting,
         worlds,
         recall_by_attack,
         worst_recall_by_attack,
@@ -314,6 +419,9 @@ impl WorldsReport {
 
 impl std::fmt::Display for WorldsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.reporting != Reporting::AsDrawn {
+            writeln!(f, "events reported as: {}", self.reporting.as_str())?;
+        }
         writeln!(f, "{:>10} {:>8} {:>9} {:>10} {:>8}  missed incidents", "world", "events", "min rec.", "FPR", "blocked")?;
         for w in &self.worlds {
             let missed: Vec<String> = w.by_variant.iter().filter(|(_, (c, n))| c < n).map(|(k, (c, n))| format!("{k} {c}/{n}")).collect();
@@ -405,6 +513,44 @@ mod tests {
         };
         let export = Label { event_id: "export".to_owned(), attack: Attack::StaffBulk, incident: "staff_bulk-1".to_owned(), variant: None };
         Dataset { events: vec![access("export", 3, 1500), access("next-lookup", 4, 1)], labels: vec![export] }
+    }
+
+    #[test]
+    fn each_reporting_rewrites_what_it_says_and_nothing_else() {
+        let drawn = generate_world(7, 300, 2).expect("a small world");
+        let ids = |d: &Dataset| {
+            let mut v: Vec<String> = d.events.iter().map(|e| e.event_id.clone()).collect();
+            v.sort();
+            v
+        };
+        for r in Reporting::ALL {
+            assert_eq!(r.as_str().parse::<Reporting>().unwrap(), r);
+            let mut d = drawn.clone();
+            r.apply(&mut d, 7);
+            assert_eq!(ids(&d), ids(&drawn), "{}: the same events", r.as_str());
+            assert_eq!(d.labels, drawn.labels);
+            let e = &d.events;
+            match r {
+                Reporting::AsDrawn => assert!(e.iter().zip(&drawn.events).all(|(a, b)| a.event_id == b.event_id && a.session_id == b.session_id)),
+                Reporting::NoSessionIds => assert!(e.iter().all(|e| e.session_id.is_none())),
+                Reporting::CustomerAtAccountOpen => {
+                    assert!(e.iter().filter(|e| e.step.is_onboarding() && e.step != haechi_features::Step::AccountOpen).all(|e| e.customer_id.is_none()));
+                    assert!(e.iter().any(|e| e.step == haechi_features::Step::AccountOpen && e.customer_id.is_some()));
+                }
+                Reporting::NoRecordCounts => assert!(e.iter().all(|e| e.records.is_none())),
+                Reporting::NoDeviceIds => assert!(e.iter().all(|e| e.device_id.is_none())),
+                Reporting::NoDurations => assert!(e.iter().all(|e| e.duration_ms.is_none())),
+                Reporting::ArrivalJitter => {
+                    assert!(e.windows(2).any(|w| w[1].ts_ms < w[0].ts_ms), "some events arrive out of event-time order");
+                    let mut last: HashMap<&str, i64> = HashMap::new();
+                    for ev in e.iter().filter(|ev| ev.session_id.is_some()) {
+                        let prev = last.insert(ev.session_id.as_deref().unwrap(), ev.ts_ms);
+                        assert!(prev.is_none_or(|p| p <= ev.ts_ms), "a session's events keep their order");
+                    }
+                }
+            }
+        }
+        assert!("sideways".parse::<Reporting>().unwrap_err().to_string().contains("no-session-ids"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! reaches today, so that detection never silently gets worse) beside the
 //! product's goal. The worst world is always printed.
 
-use haechi_detector::worlds::run_worlds;
+use haechi_detector::worlds::{run_worlds, Reporting};
 use haechi_detector::Config;
 
 #[derive(serde::Deserialize)]
@@ -42,7 +42,7 @@ fn the_default_pack_holds_on_worlds_it_was_never_tuned_on() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/robustness_floors.json")).expect("robustness_floors.json");
     let floors: Floors = serde_json::from_str(&text).expect("robustness_floors.json parses");
     let seeds: Vec<u64> = (floors.first_world..floors.first_world + floors.worlds).collect();
-    let report = run_worlds(&Config::default(), &seeds, floors.customers, floors.days, 2).expect("worlds run");
+    let report = run_worlds(&Config::default(), &seeds, floors.customers, floors.days, 2, Reporting::AsDrawn).expect("worlds run");
     println!("{report}");
     assert_eq!(report.worlds.len(), seeds.len());
     assert!(report.worlds.iter().all(|w| w.board.incidents > 0 && w.board.benign_events > 1000), "every world has traffic and attacks");
