@@ -202,13 +202,21 @@ impl FeatureStore {
         let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
         // Staff accesses are judged against staff hours, and their durations
         // teach no customer step's baseline.
+        // A pipeline that reports no step durations still shows how long a
+        // step took: the time since the session's previous event. Steps
+        // ranked so are ranked against other steps timed the same way.
+        let duration_ms = match event.duration_ms {
+            Some(d) => Some(d),
+            None if !staff_access => self.session_gap_ms(&keys, event.ts_ms),
+            None => None,
+        };
         let baseline = if staff_access {
             BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
-            self.baselines.observe(event.step, event.duration_ms, hour, !late)
+            self.baselines.observe(event.step, duration_ms, hour, !late)
         };
         let success = !event.is_failure();
-        let ranked = event.duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
+        let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
         let mut observed = Observed {
             secs,
             ms: event.ts_ms,
@@ -218,7 +226,7 @@ impl FeatureStore {
             hour,
             region: event.region.as_deref().map(|r| entity_hash(w.hash_key, EntityKind::Customer, r.as_bytes()) as u16),
             device: related[EntityKind::Device.index()],
-            duration_ms: event.duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
+            duration_ms: duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
             // A record access that does not say how many records it touched touched one:
             // a pipeline that sends an event per record must not read as touching none.
             records: event.records.map_or(u32::from(staff_access), |r| r.min(u64::from(u32::MAX)) as u32),
@@ -303,6 +311,14 @@ impl FeatureStore {
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
+    }
+
+    /// Milliseconds since the previous event of the event's session, if the
+    /// session has one and this event is not older than it.
+    fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64) -> Option<u64> {
+        let key = keys.get(EntityKind::Session)?;
+        let last = self.maps[EntityKind::Session.index()].get(&key)?.last_ms()?;
+        u64::try_from(ts_ms.checked_sub(last)?).ok()
     }
 
     /// Remove entities idle for longer than their longest window (customers:
@@ -1034,6 +1050,27 @@ mod tests {
         assert_eq!(get(&catalog_of, &inline.2, "ip.age_s"), 0.0, "a late event finds no address to read");
         assert_eq!(run(Some(true)), inline, "swept off the event path");
         assert_eq!(run(Some(false)), inline, "not swept at all");
+    }
+
+    #[test]
+    fn a_step_without_a_duration_is_timed_by_the_gap_since_its_sessions_last_event() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let untimed = |i: usize, at: i64, customer: &str| Event { duration_ms: None, ..event(i, at, customer, "10.0.0.1", "d1", false) };
+        store.observe(&untimed(0, t0, "c1"), &mut out);
+        assert_eq!(get(&store, &out, "session.steps"), 0.0, "a session's first event has nothing to be timed against");
+        store.observe(&untimed(1, t0 + 2_500, "c1"), &mut out);
+        store.observe(&untimed(2, t0 + 6_500, "c1"), &mut out);
+        assert_eq!(get(&store, &out, "session.steps"), 2.0);
+        assert_eq!(get(&store, &out, "session.step_ms_min"), 2_500.0);
+        assert_eq!(get(&store, &out, "session.step_ms_mean"), 3_250.0);
+        // A reported duration is taken as it is.
+        store.observe(&event(3, t0 + 60_000, "c1", "10.0.0.1", "d1", false), &mut out);
+        assert_eq!(get(&store, &out, "session.step_ms_min"), 900.0);
+        // Another session's events are not this one's clock.
+        store.observe(&untimed(4, t0 + 61_000, "c2"), &mut out);
+        assert_eq!(get(&store, &out, "session.steps"), 0.0);
     }
 
     #[test]
