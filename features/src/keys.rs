@@ -165,6 +165,27 @@ pub fn subnet_text(ip: IpAddr) -> String {
     }
 }
 
+/// Event time a session is implied for, when the pipeline sends no session id.
+const IMPLIED_SESSION_MS: i64 = 30 * 60_000;
+
+/// A session for an event that names none: its device's (or else its
+/// customer's) half hour of event time. A bot's run of steps stays in one,
+/// and an honest person's visits on other half hours do not add up as
+/// one session would. The key cannot be a real session id's: those are
+/// text, and this one starts with a byte no UTF-8 text has.
+fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
+    let (tag, who) = match (&event.device_id, &event.customer_id) {
+        (Some(d), _) => (b'd', d.as_bytes()),
+        (None, Some(c)) => (b'c', c.as_bytes()),
+        (None, None) => return None,
+    };
+    let mut bytes: smallvec::SmallVec<[u8; 160]> = smallvec::SmallVec::new();
+    bytes.extend_from_slice(&[0xFF, tag]);
+    bytes.extend_from_slice(&event.ts_ms.div_euclid(IMPLIED_SESSION_MS).to_le_bytes());
+    bytes.extend_from_slice(who);
+    Some(entity_hash(seed, EntityKind::Session, &bytes))
+}
+
 /// The keys of every entity an event names, hashed once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EntityKeys {
@@ -184,6 +205,9 @@ impl EntityKeys {
         set(EntityKind::Account, event.account_hash.as_deref());
         set(EntityKind::Staff, event.staff_id.as_deref());
         set(EntityKind::Session, event.session_id.as_deref());
+        if event.session_id.is_none() {
+            keys[EntityKind::Session.index()] = implied_session(event, seed);
+        }
         if let Some(ip) = event.ip {
             let key = match ip {
                 IpAddr::V4(v4) => entity_hash(seed, EntityKind::Ip, &v4.octets()),
@@ -254,6 +278,31 @@ mod tests {
         assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(k1, EntityKind::Device, b"x"));
         assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(k2, EntityKind::Customer, b"x"));
         assert_ne!(entity_hash(k1, EntityKind::Customer, b"x"), entity_hash(HashKey::new(1, 0), EntityKind::Customer, b"x"));
+    }
+
+    #[test]
+    fn an_event_without_a_session_id_has_its_devices_half_hour_for_one() {
+        let k = HashKey::from_seed(3);
+        let at = |ts: &str, device: Option<&str>, session: Option<&str>| {
+            let mut json = format!(r#"{{"event_id":"e","ts":"{ts}","step":"login","result":"success","customer_id":"c1""#);
+            if let Some(d) = device {
+                json += &format!(r#","device_id":"{d}""#);
+            }
+            if let Some(s) = session {
+                json += &format!(r#","session_id":"{s}""#);
+            }
+            json += "}";
+            EntityKeys::of(&Event::parse(json.as_bytes(), 4096).unwrap(), k).get(EntityKind::Session)
+        };
+        let first = at("2026-11-02T10:05:00+09:00", Some("d1"), None).expect("a session is implied");
+        assert_eq!(at("2026-11-02T10:25:00+09:00", Some("d1"), None), Some(first), "the same half hour");
+        assert_ne!(at("2026-11-02T10:35:00+09:00", Some("d1"), None), Some(first), "the next half hour");
+        assert_ne!(at("2026-11-02T10:05:00+09:00", Some("d2"), None), Some(first), "another device");
+        let by_customer = at("2026-11-02T10:05:00+09:00", None, None).expect("the customer's, without a device");
+        assert_ne!(by_customer, first);
+        // A session id given is the session, and no text names an implied one.
+        assert_eq!(at("2026-11-02T10:05:00+09:00", Some("d1"), Some("s1")), Some(entity_hash(k, EntityKind::Session, b"s1")));
+        assert!(at("2026-11-02T10:05:00+09:00", Some("d1"), Some("s1")) != Some(first));
     }
 
     #[test]
