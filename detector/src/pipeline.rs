@@ -371,6 +371,15 @@ mod tests {
         assert!(f(&s, "event.hour_activity") < 0.25, "a quiet hour, as for the takeover above");
         assert!(!reasons(opened).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(opened));
         assert_eq!(opened.decision.verdict, Verdict::Allow, "{:?}", reasons(opened));
+        // A takeover that passes a stolen ID copy before its phone check is still judged:
+        // only an account opening is let off by the methods its session proved.
+        let takeover = [
+            r#"{"event_id":"t1","ts":"2026-11-04T03:40:00+09:00","step":"id_authenticity","result":"success","customer_id":"victim2","device_id":"thief-phone","session_id":"st"}"#,
+            r#"{"event_id":"t2","ts":"2026-11-04T03:41:00+09:00","step":"phone_auth","result":"success","customer_id":"victim2","device_id":"thief-phone","session_id":"st"}"#,
+        ];
+        let decided: Vec<Processed> = takeover.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap()).collect();
+        assert_eq!(f(&s, "session.methods_ok"), 2.0);
+        assert!(reasons(&decided[1]).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(&decided[1]));
     }
 
     #[test]
