@@ -372,7 +372,7 @@ mod tests {
         assert!(!reasons(opened).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(opened));
         assert_eq!(opened.decision.verdict, Verdict::Allow, "{:?}", reasons(opened));
         // A takeover that passes a stolen ID copy before its phone check is still judged:
-        // only an account opening is let off by the methods its session proved.
+        // two methods let a session off only when one of them is a live face.
         let takeover = [
             r#"{"event_id":"t1","ts":"2026-11-04T03:40:00+09:00","step":"id_authenticity","result":"success","customer_id":"victim2","device_id":"thief-phone","session_id":"st"}"#,
             r#"{"event_id":"t2","ts":"2026-11-04T03:41:00+09:00","step":"phone_auth","result":"success","customer_id":"victim2","device_id":"thief-phone","session_id":"st"}"#,
