@@ -116,7 +116,9 @@ impl Detector for FailureStreak {
 /// methods succeeded in the session. Reads `session.methods_ok` and its mask;
 /// the finding names the methods seen. An event without a session id (a
 /// pipeline that does not send one) is judged on the methods its customer
-/// passed within the middle window (`customer.methods_ok_1h` by default).
+/// passed on the same device within the middle window
+/// (`customer.methods_ok_1h` by default), together with those of the
+/// device's half hour that stands in for a session.
 pub struct FscTwoMethods {
     action: Action,
     session: MethodSlots,
@@ -150,18 +152,15 @@ impl FscTwoMethods {
     /// Resolve the slots it reads and build its notes.
     pub fn new(config: &BuiltinConfig, catalog: &FeatureCatalog) -> FscTwoMethods {
         let session = catalog.layout(EntityKind::Session).session.expect("sessions keep method state");
-        // The customer's methods close the profile block: methods_ok, then methods_mask.
-        let customer = catalog.layout(EntityKind::Customer).profile.expect("customers keep a profile") + 12;
-        let customer_name = catalog.name(customer);
-        assert!(customer_name.starts_with("customer.methods_ok_"), "the customer's method count is at {customer_name}");
-        let window = customer_name.trim_start_matches("customer.methods_ok_");
+        let customer = catalog.layout(EntityKind::Customer).methods.expect("customers keep their recent methods");
+        let window = catalog.name(customer).trim_start_matches("customer.methods_ok_");
         FscTwoMethods {
             action: match config.fsc_action {
                 FscAction::Alert => Action::Alert,
                 FscAction::Challenge => Action::Challenge,
             },
             session: MethodSlots::new(session, "in the session"),
-            customer: MethodSlots::new(customer, &format!("by the customer in the last {window} (the event has no session id)")),
+            customer: MethodSlots::new(customer, &format!("by the customer on this device in the last {window}, and in the device's half hour (the event has no session id)")),
             name: Arc::from("builtin"),
             id: Arc::from("fsc_two_methods"),
         }
@@ -180,15 +179,17 @@ impl Detector for FscTwoMethods {
         // Without a session the customer's own recent methods stand in for
         // it; without a customer either, no method can be shown: that is no
         // method at all, or leaving the fields out would be a way around the rule.
-        let (slots, mask) = if event.session_id.is_none() && event.customer_id.is_none() {
-            (&self.session, 0)
-        } else {
-            let slots = if event.session_id.is_some() { &self.session } else { &self.customer };
-            if f.get(slots.count) >= 2.0 {
-                return;
-            }
-            (slots, (f.get(slots.mask) as usize) & (slots.notes.len() - 1))
+        let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
+        let (slots, mask) = match (&event.session_id, &event.customer_id) {
+            (Some(_), _) => (&self.session, read(&self.session)),
+            // The implied session (the device's half hour) and the customer's hour on this device.
+            (None, Some(_)) => (&self.customer, read(&self.customer) | read(&self.session)),
+            // No customer: only the device's half hour can show a method.
+            (None, None) => (&self.session, read(&self.session)),
         };
+        if mask.count_ones() >= 2 {
+            return;
+        }
         findings.push(Finding {
             detector: self.name.clone(),
             id: self.id.clone(),
@@ -273,6 +274,20 @@ mod tests {
             r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c2"}"#,
         ]);
         assert!(fsc_note(&d[2]).is_some_and(|n| n.contains("methods seen: none")));
+        // Nor are methods passed on another device, an hour earlier or not.
+        let d = run_sessionless(&[
+            r#"{"event_id":"a","ts":"2026-11-02T09:20:00+09:00","step":"id_authenticity","result":"success","customer_id":"c3","device_id":"victims-phone"}"#,
+            r#"{"event_id":"b","ts":"2026-11-02T09:25:00+09:00","step":"otp","result":"success","customer_id":"c3","device_id":"victims-phone"}"#,
+            r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c3","device_id":"other-phone"}"#,
+        ]);
+        assert!(fsc_note(&d[2]).is_some_and(|n| n.contains("methods seen: none")), "{:?}", fsc_note(&d[2]));
+        // On one device without any customer named before the opening, the device's half hour shows them.
+        let d = run_sessionless(&[
+            r#"{"event_id":"a","ts":"2026-11-02T10:01:00+09:00","step":"id_authenticity","result":"success","device_id":"applicants-phone"}"#,
+            r#"{"event_id":"b","ts":"2026-11-02T10:03:00+09:00","step":"liveness","result":"success","device_id":"applicants-phone"}"#,
+            r#"{"event_id":"c","ts":"2026-11-02T10:05:00+09:00","step":"account_open","result":"success","customer_id":"c4","device_id":"applicants-phone"}"#,
+        ]);
+        assert_eq!(fsc_note(&d[2]), None);
     }
 
     #[test]

@@ -529,6 +529,17 @@ mod tests {
             r.apply(&mut d, 7);
             assert_eq!(ids(&d), ids(&drawn), "{}: the same events", r.as_str());
             assert_eq!(d.labels, drawn.labels);
+            // Nothing but the field a rewrite names changes.
+            let before: HashMap<&str, &haechi_datasets::GeneratedEvent> = drawn.events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+            for after in &d.events {
+                let was = before[after.event_id.as_str()];
+                assert_eq!((after.ts_ms, after.step, &after.ip, &after.id_doc_hash, &after.account_hash, &after.staff_id), (was.ts_ms, was.step, &was.ip, &was.id_doc_hash, &was.account_hash, &was.staff_id));
+                assert!(r == Reporting::NoSessionIds || after.session_id == was.session_id, "{}", r.as_str());
+                assert!(r == Reporting::CustomerAtAccountOpen || after.customer_id == was.customer_id, "{}", r.as_str());
+                assert!(r == Reporting::NoRecordCounts || after.records == was.records, "{}", r.as_str());
+                assert!(r == Reporting::NoDeviceIds || after.device_id == was.device_id, "{}", r.as_str());
+                assert!(r == Reporting::NoDurations || after.duration_ms == was.duration_ms, "{}", r.as_str());
+            }
             let e = &d.events;
             match r {
                 Reporting::AsDrawn => assert!(e.iter().zip(&drawn.events).all(|(a, b)| a.event_id == b.event_id && a.session_id == b.session_id)),

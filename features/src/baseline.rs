@@ -290,6 +290,9 @@ pub struct BaselineReading {
 /// One lock per step and one for the hours: an event takes each briefly, one
 /// at a time, never two at once.
 pub struct Baselines {
+    /// Per step, durations as reported; then per step again, durations
+    /// taken from the gap since the session's previous event (which holds
+    /// the person's pauses too, so the two are never ranked together).
     steps: Vec<Mutex<StepBaseline>>,
     hours: Mutex<HourBaseline>,
     /// Staff access keeps its own hours: a bank's staff work office hours,
@@ -320,7 +323,7 @@ impl Baselines {
             prior[usize::from(h)] = STAFF_PRIOR_EVENTS.div_ceil(span);
         }
         Baselines {
-            steps: Step::ALL.iter().map(|_| Mutex::new(StepBaseline::new())).collect(),
+            steps: (0..2 * Step::ALL.len()).map(|_| Mutex::new(StepBaseline::new())).collect(),
             hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0, min_samples: MIN_HOUR_SAMPLES }),
             // The prior sits in the previous epoch: the first rotation forgets it.
             staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
@@ -332,8 +335,16 @@ impl Baselines {
     /// Read where the event stands against the population as it was before
     /// it, then learn from it (unless `learn` is false: a late event).
     pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
+        self.observe_timed(step, duration_ms, false, hour, learn)
+    }
+
+    /// [`Baselines::observe`], for a duration that was not reported but
+    /// taken from the gap since the session's previous event (`gap_timed`):
+    /// ranked among, and learnt into, durations taken the same way.
+    pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, hour: u8, learn: bool) -> BaselineReading {
+        let table = step as usize + if gap_timed { Step::ALL.len() } else { 0 };
         let (duration_rank, samples) = {
-            let mut s = self.steps[step as usize].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
             let n = s.samples();
             if learn {
@@ -582,6 +593,21 @@ mod tests {
         assert_eq!(r.samples, MIN_BASELINE_SAMPLES - 1);
         assert_eq!(r.hour_activity, 1.0, "no hour baseline yet either");
         assert_eq!(b.observe(Step::Otp, None, 3, false).duration_rank, 0.5);
+    }
+
+    #[test]
+    fn gap_timed_steps_keep_a_baseline_of_their_own() {
+        let b = Baselines::default();
+        for i in 0..2_000u64 {
+            // Reported: about a second. Taken from gaps: about half a minute.
+            b.observe(Step::Otp, Some(800 + i % 400), 11, true);
+            b.observe_timed(Step::Otp, Some(25_000 + (i % 100) * 100), true, 11, true);
+        }
+        let reported = b.observe(Step::Otp, Some(1_000), 11, false);
+        let gap = b.observe_timed(Step::Otp, Some(1_000), true, 11, false);
+        assert!(reported.duration_rank > 0.2, "a second is ordinary among reported durations: {}", reported.duration_rank);
+        assert!(gap.duration_rank < 0.01, "and the fastest of all among gaps: {}", gap.duration_rank);
+        assert_eq!((reported.samples, gap.samples), (2_000, 2_000));
     }
 
     #[test]

@@ -112,9 +112,12 @@ pub struct KindLayout {
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning, device_passed_code_s (seconds since the event's
     /// device first passed a one-time code for this customer; -1: never), code_failures ×3,
-    /// methods_ok and methods_mask of the middle window (verification methods
-    /// the customer passed in it, whatever the session).
+    /// then the `methods` pair.
     pub profile: Option<usize>,
+    /// methods_ok and methods_mask of the middle window: verification
+    /// methods the customer passed in it on the event's device, whatever
+    /// the session (customers only).
+    pub methods: Option<usize>,
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
     /// records ×3, hour_seen, typical_daily_records, days_active, records_today (staff only).
@@ -176,6 +179,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.code_failures_{label}"));
                 }
+                l.methods = Some(names.len());
                 for n in ["methods_ok", "methods_mask"] {
                     names.push(format!("{k}.{n}_{}", labels[1]));
                 }

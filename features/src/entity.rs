@@ -106,10 +106,11 @@ struct Profile {
     /// every failure mixed in.
     code_failures: Vec<u32>,
     /// When each verification method of [`METHOD_NAMES`] last succeeded for
-    /// the customer (event seconds; 0: never). The FSC's two-method check
-    /// reads the session's methods; a pipeline that sends no session id is
-    /// judged on what the customer proved in the last hour instead.
-    methods_at: [u32; METHOD_NAMES.len()],
+    /// the customer (event seconds; 0: never), and on which device (0: none
+    /// named). The FSC's two-method check reads the session's methods; a
+    /// pipeline that sends no session id is judged on what the customer
+    /// proved on the same device in the last hour instead.
+    methods_at: [(u32, u32); METHOD_NAMES.len()],
 }
 
 impl Profile {
@@ -346,12 +347,16 @@ impl Entity {
                 for (j, cut) in [c0, c1, c2].into_iter().enumerate() {
                     out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
                 }
-                // Methods proved within the middle window and not after this
-                // event: a backdated event cannot borrow a later success.
-                let recent = p.methods_at.iter().enumerate().filter(|(_, at)| **at != 0 && **at >= c1 && **at <= o.secs);
+                // Methods proved on this device within the middle window and
+                // not after this event: a backdated event cannot borrow a
+                // later success, nor one device another's.
+                let device = o.device.unwrap_or(0);
+                let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on == device);
                 let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
-                out[s + 12] = mask.count_ones() as f32;
-                out[s + 13] = f32::from(mask);
+                if let Some(m) = l.methods {
+                    out[m] = mask.count_ones() as f32;
+                    out[m + 1] = f32::from(mask);
+                }
             }
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
@@ -428,8 +433,10 @@ impl Entity {
             Extra::Profile(p) if !o.failure => {
                 p.hours |= 1 << o.hour;
                 if let Some(m) = o.method {
-                    let at = &mut p.methods_at[usize::from(m)];
-                    *at = (*at).max(o.secs.max(1));
+                    let last = &mut p.methods_at[usize::from(m)];
+                    if o.secs >= last.0 {
+                        *last = (o.secs.max(1), o.device.unwrap_or(0));
+                    }
                 }
                 if let Some(d) = o.device {
                     if !p.knows_device(d) {

@@ -200,20 +200,17 @@ impl FeatureStore {
         // toward the staff member's distinct customers but is not the
         // customer's own activity, so it must not touch their profile.
         let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
-        // Staff accesses are judged against staff hours, and their durations
-        // teach no customer step's baseline.
         // A pipeline that reports no step durations still shows how long a
         // step took: the time since the session's previous event. Steps
-        // ranked so are ranked against other steps timed the same way.
-        let duration_ms = match event.duration_ms {
-            Some(d) => Some(d),
-            None if !staff_access => self.session_gap_ms(&keys, event.ts_ms),
-            None => None,
-        };
+        // timed so are ranked against, and teach, their own baseline.
+        let gap_timed = event.duration_ms.is_none() && !staff_access;
+        let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s) } else { event.duration_ms };
+        // Staff accesses are judged against staff hours, and their durations
+        // teach no customer step's baseline.
         let baseline = if staff_access {
             BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
-            self.baselines.observe(event.step, duration_ms, hour, !late)
+            self.baselines.observe_timed(event.step, duration_ms, gap_timed, hour, !late)
         };
         let success = !event.is_failure();
         let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
@@ -314,11 +311,15 @@ impl FeatureStore {
     }
 
     /// Milliseconds since the previous event of the event's session, if the
-    /// session has one and this event is not older than it.
-    fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64) -> Option<u64> {
+    /// session has one, is not idle past its time to live (swept or not, as
+    /// in `observe_capped`), and this event is not older than it.
+    fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64, watermark_s: u32) -> Option<u64> {
         let key = keys.get(EntityKind::Session)?;
-        let last = self.maps[EntityKind::Session.index()].get(&key)?.last_ms()?;
-        u64::try_from(ts_ms.checked_sub(last)?).ok()
+        let session = self.maps[EntityKind::Session.index()].get(&key)?;
+        if session.last_seen().saturating_add(self.ttl_s(EntityKind::Session)) < watermark_s {
+            return None;
+        }
+        u64::try_from(ts_ms.checked_sub(session.last_ms()?)?).ok()
     }
 
     /// Remove entities idle for longer than their longest window (customers:
@@ -1070,6 +1071,9 @@ mod tests {
         assert_eq!(get(&store, &out, "session.step_ms_min"), 900.0);
         // Another session's events are not this one's clock.
         store.observe(&untimed(4, t0 + 61_000, "c2"), &mut out);
+        assert_eq!(get(&store, &out, "session.steps"), 0.0);
+        // Nor is a session idle past its time to live, swept or not: three days is no step's duration.
+        store.observe(&untimed(5, t0 + 3 * 86_400_000, "c1"), &mut out);
         assert_eq!(get(&store, &out, "session.steps"), 0.0);
     }
 
