@@ -439,7 +439,8 @@ enum BenchCommand {
         model_action: Option<String>,
         /// Rewrite each world's events as another pipeline might report them:
         /// as-drawn, no-session-ids, customer-at-account-open, no-record-counts,
-        /// no-device-ids, no-durations, arrival-jitter.
+        /// no-device-ids, no-durations, arrival-jitter, bare (the four that
+        /// drop a field at once, device ids kept).
         #[arg(long, default_value = "as-drawn")]
         reporting: haechi_detector::worlds::Reporting,
         #[arg(long)]
