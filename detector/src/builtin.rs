@@ -118,7 +118,7 @@ impl Detector for FailureStreak {
 /// pipeline that does not send one) is judged on the methods its customer
 /// passed on the same device within the middle window
 /// (`customer.methods_ok_1h` by default), together with those of the
-/// device's half hour that stands in for a session.
+/// device's implied session (its run of events without a long pause).
 pub struct FscTwoMethods {
     action: Action,
     session: MethodSlots,
@@ -160,7 +160,7 @@ impl FscTwoMethods {
                 FscAction::Challenge => Action::Challenge,
             },
             session: MethodSlots::new(session, "in the session"),
-            customer: MethodSlots::new(customer, &format!("by the customer on this device in the last {window}, and in the device's half hour (the event has no session id)")),
+            customer: MethodSlots::new(customer, &format!("by the customer on this device in the last {window}, and in the device's implied session (the event has no session id)")),
             name: Arc::from("builtin"),
             id: Arc::from("fsc_two_methods"),
         }
@@ -182,9 +182,9 @@ impl Detector for FscTwoMethods {
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
         let (slots, mask) = match (&event.session_id, &event.customer_id) {
             (Some(_), _) => (&self.session, read(&self.session)),
-            // The implied session (the device's half hour) and the customer's hour on this device.
+            // The implied session (the device's run of events) and the customer's hour on this device.
             (None, Some(_)) => (&self.customer, read(&self.customer) | read(&self.session)),
-            // No customer: only the device's half hour can show a method.
+            // No customer: only the device's implied session can show a method.
             (None, None) => (&self.session, read(&self.session)),
         };
         if mask.count_ones() >= 2 {
@@ -281,7 +281,7 @@ mod tests {
             r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"account_open","result":"success","customer_id":"c3","device_id":"other-phone"}"#,
         ]);
         assert!(fsc_note(&d[2]).is_some_and(|n| n.contains("methods seen: none")), "{:?}", fsc_note(&d[2]));
-        // On one device without any customer named before the opening, the device's half hour shows them.
+        // On one device without any customer named before the opening, the device's implied session shows them.
         let d = run_sessionless(&[
             r#"{"event_id":"a","ts":"2026-11-02T10:01:00+09:00","step":"id_authenticity","result":"success","device_id":"applicants-phone"}"#,
             r#"{"event_id":"b","ts":"2026-11-02T10:03:00+09:00","step":"liveness","result":"success","device_id":"applicants-phone"}"#,

@@ -484,6 +484,11 @@ impl Entity {
         logged_in || (self.total > 0 && now_s.saturating_sub(self.first_seen) >= RETURNING_AFTER_S)
     }
 
+    /// First event time seen, seconds.
+    pub(crate) fn first_seen(&self) -> u32 {
+        self.first_seen
+    }
+
     /// Newest event time seen, ms (`None` before any event was applied).
     pub(crate) fn last_ms(&self) -> Option<i64> {
         (self.last_ms != i64::MIN).then_some(self.last_ms)

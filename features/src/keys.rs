@@ -165,14 +165,12 @@ pub fn subnet_text(ip: IpAddr) -> String {
     }
 }
 
-/// Event time a session is implied for, when the pipeline sends no session id.
-const IMPLIED_SESSION_MS: i64 = 30 * 60_000;
-
 /// A session for an event that names none: its device's (or else its
-/// customer's) half hour of event time. A bot's run of steps stays in one,
-/// and an honest person's visits on other half hours do not add up as
-/// one session would. The key cannot be a real session id's: those are
-/// text, and this one starts with a byte no UTF-8 text has.
+/// customer's). The store ends it after a pause or an hour
+/// ([`IMPLIED_SESSION_IDLE_S`], [`IMPLIED_SESSION_SPAN_S`]), so a bot's run
+/// of steps stays in one and an honest person's visits do not add up. The
+/// key cannot be a real session id's: those are text, and this one starts
+/// with a byte no UTF-8 text has.
 fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
     let (tag, who) = match (&event.device_id, &event.customer_id) {
         (Some(d), _) => (b'd', d.as_bytes()),
@@ -181,10 +179,14 @@ fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
     };
     let mut bytes: smallvec::SmallVec<[u8; 160]> = smallvec::SmallVec::new();
     bytes.extend_from_slice(&[0xFF, tag]);
-    bytes.extend_from_slice(&event.ts_ms.div_euclid(IMPLIED_SESSION_MS).to_le_bytes());
     bytes.extend_from_slice(who);
     Some(entity_hash(seed, EntityKind::Session, &bytes))
 }
+
+/// An implied session ends after this pause (event seconds)...
+pub const IMPLIED_SESSION_IDLE_S: u32 = 30 * 60;
+/// ... or this long after it began: a shared PC busy all day is not one session.
+pub const IMPLIED_SESSION_SPAN_S: u32 = 60 * 60;
 
 /// The keys of every entity an event names, hashed once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -281,7 +283,7 @@ mod tests {
     }
 
     #[test]
-    fn an_event_without_a_session_id_has_its_devices_half_hour_for_one() {
+    fn an_event_without_a_session_id_has_its_devices_session() {
         let k = HashKey::from_seed(3);
         let at = |ts: &str, device: Option<&str>, session: Option<&str>| {
             let mut json = format!(r#"{{"event_id":"e","ts":"{ts}","step":"login","result":"success","customer_id":"c1""#);
@@ -295,8 +297,7 @@ mod tests {
             EntityKeys::of(&Event::parse(json.as_bytes(), 4096).unwrap(), k).get(EntityKind::Session)
         };
         let first = at("2026-11-02T10:05:00+09:00", Some("d1"), None).expect("a session is implied");
-        assert_eq!(at("2026-11-02T10:25:00+09:00", Some("d1"), None), Some(first), "the same half hour");
-        assert_ne!(at("2026-11-02T10:35:00+09:00", Some("d1"), None), Some(first), "the next half hour");
+        assert_eq!(at("2026-11-02T14:25:00+09:00", Some("d1"), None), Some(first), "the store, not the key, ends it");
         assert_ne!(at("2026-11-02T10:05:00+09:00", Some("d2"), None), Some(first), "another device");
         let by_customer = at("2026-11-02T10:05:00+09:00", None, None).expect("the customer's, without a device");
         assert_ne!(by_customer, first);

@@ -204,7 +204,7 @@ impl FeatureStore {
         // step took: the time since the session's previous event. Steps
         // timed so are ranked against, and teach, their own baseline.
         let gap_timed = event.duration_ms.is_none() && !staff_access;
-        let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s) } else { event.duration_ms };
+        let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s, event.session_id.is_none()) } else { event.duration_ms };
         // Staff accesses are judged against staff hours, and their durations
         // teach no customer step's baseline.
         let baseline = if staff_access {
@@ -252,7 +252,8 @@ impl FeatureStore {
             // same features whenever sweeps run (inline, on another thread,
             // or not at all).
             let ttl = self.ttl_s(kind);
-            let expired = |e: &Entity| e.last_seen().saturating_add(ttl) < watermark_s;
+            let implied = kind == EntityKind::Session && event.session_id.is_none();
+            let expired = |e: &Entity| e.last_seen().saturating_add(ttl) < watermark_s || (implied && implied_session_over(e, watermark_s));
             let seen = if late {
                 match map.get_mut(&key).filter(|e| !expired(e)) {
                     Some(mut e) => e.observe(kind, layout, w, &observed, out),
@@ -313,10 +314,10 @@ impl FeatureStore {
     /// Milliseconds since the previous event of the event's session, if the
     /// session has one, is not idle past its time to live (swept or not, as
     /// in `observe_capped`), and this event is not older than it.
-    fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64, watermark_s: u32) -> Option<u64> {
+    fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64, watermark_s: u32, implied: bool) -> Option<u64> {
         let key = keys.get(EntityKind::Session)?;
         let session = self.maps[EntityKind::Session.index()].get(&key)?;
-        if session.last_seen().saturating_add(self.ttl_s(EntityKind::Session)) < watermark_s {
+        if session.last_seen().saturating_add(self.ttl_s(EntityKind::Session)) < watermark_s || (implied && implied_session_over(&session, watermark_s)) {
             return None;
         }
         u64::try_from(ts_ms.checked_sub(session.last_ms()?)?).ok()
@@ -646,6 +647,12 @@ fn mix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+/// A session the store implied for events without a session id
+/// ([`crate::keys`]) is over after a pause or an hour: the next event starts another.
+fn implied_session_over(session: &Entity, now_s: u32) -> bool {
+    session.last_seen().saturating_add(crate::keys::IMPLIED_SESSION_IDLE_S) < now_s || session.first_seen().saturating_add(crate::keys::IMPLIED_SESSION_SPAN_S) < now_s
 }
 
 fn event_secs(ms: i64) -> u32 {
@@ -1075,6 +1082,25 @@ mod tests {
         // Nor is a session idle past its time to live, swept or not: three days is no step's duration.
         store.observe(&untimed(5, t0 + 3 * 86_400_000, "c1"), &mut out);
         assert_eq!(get(&store, &out, "session.steps"), 0.0);
+    }
+
+    #[test]
+    fn an_implied_session_ends_after_a_pause_or_an_hour() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        const MIN: i64 = 60_000;
+        let sessionless = |i: usize, at: i64, step: Step| Event { session_id: None, step, ..event(i, at, "c1", "10.0.0.1", "d1", false) };
+        let methods = |out: &[f32]| get(&store, out, "session.methods_ok");
+        store.observe(&sessionless(0, t0, Step::IdAuthenticity), &mut out);
+        store.observe(&sessionless(1, t0 + 20 * MIN, Step::Liveness), &mut out);
+        assert_eq!(methods(&out), 2.0, "twenty minutes apart: one session, across any half-hour mark");
+        store.observe(&sessionless(2, t0 + 55 * MIN, Step::Otp), &mut out);
+        assert_eq!(methods(&out), 1.0, "after a 35-minute pause, another session");
+        for k in 1..=4 {
+            store.observe(&sessionless(2 + k, t0 + 55 * MIN + k as i64 * 20 * MIN, Step::Otp), &mut out);
+        }
+        assert_eq!(get(&store, &out, "session.events_24h"), 1.0, "an hour on, busy or not, another session");
     }
 
     #[test]
