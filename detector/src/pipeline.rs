@@ -277,7 +277,9 @@ impl Pipeline {
     }
 
     fn process_capped(&self, event: &Event, scratch: &mut Scratch, cap: i64) -> Result<Processed, EventError> {
-        if !self.dedup.first_time(&event.event_id, event.ts_ms) {
+        // Stamped no later than the wall clock, live: an event dated ahead
+        // (within the allowed skew) must not make the memory of ids forget early.
+        if !self.dedup.first_time(&event.event_id, event.ts_ms.min(cap)) {
             return Err(EventError::Duplicate);
         }
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
@@ -338,6 +340,27 @@ mod tests {
 
     fn reasons(d: &Processed) -> Vec<String> {
         d.decision.reasons.iter().map(|r| r.id.to_string()).collect()
+    }
+
+    #[test]
+    fn an_event_dated_ahead_does_not_shorten_the_memory_of_ids() {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.pipeline.live = true;
+        config.pipeline.dedup_window = std::time::Duration::from_secs(60);
+        config.pipeline.max_clock_skew = std::time::Duration::from_secs(300);
+        let p = Pipeline::new(config).unwrap();
+        let mut s = p.scratch();
+        let at = |id: &str, ms: i64| {
+            let ts = haechi_features::format_rfc3339_ms(ms);
+            p.parse(format!(r#"{{"event_id":"{id}","ts":"{ts}","step":"login","result":"success","customer_id":"c1"}}"#).as_bytes()).unwrap()
+        };
+        let now = crate::enforce::now_ms();
+        assert!(p.process(&at("a", now), &mut s).is_ok());
+        // Four minutes ahead, within the skew: accepted.
+        assert!(p.process(&at("b", now + 240_000), &mut s).is_ok());
+        // A retry of the first, a moment later, is still a repeat.
+        assert!(matches!(p.process(&at("a", now + 1_000), &mut s), Err(EventError::Duplicate)));
     }
 
     #[test]
