@@ -181,11 +181,10 @@ impl Detector for FscTwoMethods {
         // method at all, or leaving the fields out would be a way around the rule.
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
         let (slots, mask) = match (&event.session_id, &event.customer_id) {
-            (Some(_), _) => (&self.session, read(&self.session)),
             // The implied session (the device's run of events) and the customer's hour on this device.
             (None, Some(_)) => (&self.customer, read(&self.customer) | read(&self.session)),
-            // No customer: only the device's implied session can show a method.
-            (None, None) => (&self.session, read(&self.session)),
+            // A session named, or (no customer) only the device's implied session can show a method.
+            _ => (&self.session, read(&self.session)),
         };
         if mask.count_ones() >= 2 {
             return;

@@ -46,7 +46,7 @@ impl Dedup {
         let fresh = match self.seen.entry(key) {
             // Older than the window: forgotten, whether or not a sweep has
             // reached it yet, so that sweeping off the event path changes nothing.
-            dashmap::Entry::Occupied(mut o) if *o.get() < ts_ms.saturating_sub(self.window_ms) => {
+            dashmap::Entry::Occupied(mut o) if self.forgotten(*o.get(), ts_ms) => {
                 o.insert(ts_ms);
                 true
             }
@@ -60,6 +60,13 @@ impl Dedup {
             self.sweep_due();
         }
         fresh
+    }
+
+    /// An id stamped at `stamped_ms` is forgotten once the newest time is a
+    /// window past it: a sweep drops it, and `first_time` takes it as new.
+    /// (Saturating: before the first event the newest time is `i64::MIN`.)
+    fn forgotten(&self, stamped_ms: i64, newest_ms: i64) -> bool {
+        stamped_ms < newest_ms.saturating_sub(self.window_ms)
     }
 
     /// Is `event_id` remembered? (Remembers nothing.)
@@ -78,9 +85,7 @@ impl Dedup {
         let newest = self.newest_ms.load(Ordering::Relaxed);
         let next = self.next_sweep_ms.load(Ordering::Relaxed);
         if newest >= next && self.next_sweep_ms.compare_exchange(next, newest + self.window_ms / 4, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            // Saturating: before the first event `newest` is `i64::MIN`.
-            let cutoff = newest.saturating_sub(self.window_ms);
-            self.seen.retain(|_, t| *t >= cutoff);
+            self.seen.retain(|_, t| !self.forgotten(*t, newest));
         }
     }
 

@@ -182,18 +182,17 @@ impl Reporting {
             Reporting::ArrivalJitter => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(world_seed ^ 0x6a17_7e12);
                 let mut delay: HashMap<String, i64> = HashMap::new();
-                let mut keyed: Vec<(i64, usize)> = events
+                let arrival: Vec<i64> = events
                     .iter()
-                    .enumerate()
-                    .map(|(i, e)| {
+                    .map(|e| {
                         let who = e.session_id.clone().unwrap_or_else(|| e.event_id.clone());
-                        (e.ts_ms + *delay.entry(who).or_insert_with(|| rng.gen_range(0..90_000)), i)
+                        e.ts_ms + *delay.entry(who).or_insert_with(|| rng.gen_range(0..90_000))
                     })
                     .collect();
+                let mut arriving: Vec<(i64, haechi_datasets::GeneratedEvent)> = arrival.into_iter().zip(std::mem::take(events)).collect();
                 // Stable: a session's events keep their order whatever their delays add up to.
-                keyed.sort_by_key(|(at, _)| *at);
-                let mut slots: Vec<Option<haechi_datasets::GeneratedEvent>> = std::mem::take(events).into_iter().map(Some).collect();
-                *events = keyed.into_iter().map(|(_, i)| slots[i].take().expect("each event once")).collect();
+                arriving.sort_by_key(|(at, _)| *at);
+                *events = arriving.into_iter().map(|(_, e)| e).collect();
             }
         }
     }

@@ -251,9 +251,8 @@ impl FeatureStore {
             // sweep has reached it yet: a stream decided in order gets the
             // same features whenever sweeps run (inline, on another thread,
             // or not at all).
-            let ttl = self.ttl_s(kind);
             let implied = kind == EntityKind::Session && event.session_id.is_none();
-            let expired = |e: &Entity| e.last_seen().saturating_add(ttl) < watermark_s || (implied && implied_session_over(e, watermark_s));
+            let expired = |e: &Entity| self.gone(kind, e, watermark_s, implied);
             let seen = if late {
                 match map.get_mut(&key).filter(|e| !expired(e)) {
                     Some(mut e) => e.observe(kind, layout, w, &observed, out),
@@ -311,13 +310,20 @@ impl FeatureStore {
         Observation { keys, late }
     }
 
+    /// An entity idle past its time to live at `now_s` (or, for a session the
+    /// store implied, one that is over) is gone: a sweep removes it, and an
+    /// event that meets it first starts it afresh. The one test both use.
+    fn gone(&self, kind: EntityKind, e: &Entity, now_s: u32, implied_session: bool) -> bool {
+        e.last_seen().saturating_add(self.ttl_s(kind)) < now_s || (implied_session && implied_session_over(e, now_s))
+    }
+
     /// Milliseconds since the previous event of the event's session, if the
     /// session has one, is not idle past its time to live (swept or not, as
     /// in `observe_capped`), and this event is not older than it.
     fn session_gap_ms(&self, keys: &EntityKeys, ts_ms: i64, watermark_s: u32, implied: bool) -> Option<u64> {
         let key = keys.get(EntityKind::Session)?;
         let session = self.maps[EntityKind::Session.index()].get(&key)?;
-        if session.last_seen().saturating_add(self.ttl_s(EntityKind::Session)) < watermark_s || (implied && implied_session_over(&session, watermark_s)) {
+        if self.gone(EntityKind::Session, &session, watermark_s, implied) {
             return None;
         }
         u64::try_from(ts_ms.checked_sub(session.last_ms()?)?).ok()
@@ -345,11 +351,10 @@ impl FeatureStore {
     fn sweep_kind(&self, kind: EntityKind) -> usize {
         let Some(wm) = self.watermark_ms() else { return 0 };
         let now = event_secs(wm);
-        let ttl = self.ttl_s(kind);
         let map = &self.maps[kind.index()];
         let mut removed = 0usize;
         map.retain(|_, e| {
-            let keep = e.last_seen().saturating_add(ttl) >= now;
+            let keep = !self.gone(kind, e, now, false);
             removed += usize::from(!keep);
             keep
         });
