@@ -78,6 +78,10 @@ pub struct Decision {
     pub shadow: Vec<Reason>,
     #[serde(skip)]
     pub blocks: Vec<BlockRequest>,
+    /// The strongest enforced action other than a block: what the verdict
+    /// falls back to when enforcement sets none of the blocks asked for.
+    #[serde(skip)]
+    pub without_blocks: Verdict,
     /// An allowlist entry matched: no block or limit applies either (an
     /// analyst's block still does).
     #[serde(skip)]
@@ -103,11 +107,13 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
                 .map(|f| Reason::new(f.detector.clone(), f.id.clone(), f.severity))
                 .collect(),
             blocks: Vec::new(),
+            without_blocks: Verdict::Allow,
             allowlisted: true,
             blocked_by: None,
         };
     }
     let mut verdict = Verdict::Allow;
+    let mut without_blocks = Verdict::Allow;
     let mut score = 0.0f32;
     let mut reasons = Vec::new();
     let mut shadow = Vec::new();
@@ -128,6 +134,9 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
             }
         };
         verdict = verdict.max(v);
+        if v != Verdict::Block {
+            without_blocks = without_blocks.max(v);
+        }
         reasons.push((f.action.strength(), reason));
     }
     reasons.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.severity.cmp(&a.1.severity)));
@@ -138,6 +147,7 @@ pub fn decide(event_id: &str, findings: &[Finding]) -> Decision {
         reasons: reasons.into_iter().map(|(_, r)| r).collect(),
         shadow,
         blocks,
+        without_blocks,
         allowlisted: false,
         blocked_by: None,
     }

@@ -59,6 +59,27 @@ pub struct Block {
     /// device's own history, also in event time, is compared with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_at_event_ms: Option<i64>,
+    /// Who the entry was set for (the blast-radius guard's per-session
+    /// challenges: the customer and device of the event that set it, as one
+    /// keyed hash). A session id is the client's to choose; only this
+    /// holder may answer the challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<u64>,
+    /// Event time at which the holder answered a guard challenge: passed a
+    /// second factor in the session after it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at_event_ms: Option<i64>,
+}
+
+/// A guard challenge on a session, as its holder meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardChallenge {
+    /// Event time of the event that set it.
+    pub set_at_event_ms: i64,
+    /// Returning customers the scope carried when it was set.
+    pub blast_radius: u32,
+    /// The holder has answered it.
+    pub answered: bool,
 }
 
 /// What a decision shows of the entry that refused or challenged it.
@@ -85,10 +106,19 @@ impl From<&Block> for BlockedBy {
     }
 }
 
+/// How the blast-radius guard's per-session challenges name who set them:
+/// this prefix, then the rule whose block it turned into a challenge.
+pub const GUARD_SET_BY_PREFIX: &str = "blast_radius:";
+
 impl Block {
     /// Set by an analyst: wins over everything, allowlists included.
     pub fn is_manual(&self) -> bool {
         self.set_by.starts_with("analyst:")
+    }
+
+    /// A per-session challenge the blast-radius guard set in place of a block.
+    pub fn is_guard_challenge(&self) -> bool {
+        self.scope == EntityKind::Session && self.action == BlockAction::Challenge && self.set_by.starts_with(GUARD_SET_BY_PREFIX)
     }
 }
 
@@ -322,6 +352,30 @@ impl BlockList {
         best
     }
 
+    /// The challenge in force that the blast-radius guard set on this
+    /// session for this holder (see [`Block::holder`]), if any.
+    pub fn guard_challenge(&self, session_hash: u64, holder: u64, now: i64) -> Option<GuardChallenge> {
+        let b = self.entries.get(&(EntityKind::Session, session_hash))?;
+        if b.expires_at_ms <= now || !b.is_guard_challenge() || b.holder != Some(holder) {
+            return None;
+        }
+        Some(GuardChallenge { set_at_event_ms: b.set_at_event_ms?, blast_radius: b.blast_radius?, answered: b.answered_at_event_ms.is_some() })
+    }
+
+    /// Mark the guard challenge on this session answered at `event_ms`.
+    pub fn answer_guard_challenge(&self, session_hash: u64, event_ms: i64) {
+        let marked = self.entries.get_mut(&(EntityKind::Session, session_hash)).is_some_and(|mut b| {
+            let open = b.is_guard_challenge() && b.answered_at_event_ms.is_none();
+            if open {
+                b.answered_at_event_ms = Some(event_ms);
+            }
+            open
+        });
+        if marked {
+            self.note_change();
+        }
+    }
+
     /// Set an automatic block (rule or rate limit), subject to the breaker and
     /// lengthened for repeat offenders.
     ///
@@ -340,6 +394,7 @@ impl BlockList {
         now: i64,
         event_ms: Option<i64>,
         blast_radius: Option<u32>,
+        holder: Option<u64>,
     ) -> Result<Block, Refused> {
         // An analyst's entry is never replaced by an automatic one, nor a
         // block by a mere challenge.
@@ -373,6 +428,8 @@ impl BlockList {
             action,
             blast_radius,
             set_at_event_ms: event_ms,
+            holder,
+            answered_at_event_ms: None,
         };
         // Checked again under the shard lock: an analyst may have set a block
         // on this entity since the look above.
@@ -399,7 +456,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None };
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None };
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);
@@ -599,7 +656,7 @@ mod tests {
         let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.1");
         let now = now_ms();
         assert!(list.check(&keys, now).is_none());
-        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None).unwrap();
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.1".into(), Duration::from_secs(60), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None, None).unwrap();
         assert_eq!(list.check(&keys, now).unwrap().set_by, "rule:x");
         assert!(list.check(&keys, now + 61_000).is_none(), "expired a minute later");
         list.persist().unwrap();
@@ -613,7 +670,7 @@ mod tests {
     fn repeat_offenders_wait_longer_and_the_breaker_trips() {
         let list = BlockList::open(BlockConfig { max_new_per_minute: 3, ..Default::default() }).unwrap();
         let now = 1_800_000_000_000;
-        let set = |h: u64, by: &str| list.set_automatic(EntityKind::Device, h, "d".into(), Duration::from_secs(60), "r".into(), by.into(), BlockAction::Block, now, None, None);
+        let set = |h: u64, by: &str| list.set_automatic(EntityKind::Device, h, "d".into(), Duration::from_secs(60), "r".into(), by.into(), BlockAction::Block, now, None, None, None);
         let a = set(1, "rule:x").unwrap();
         list.lift(EntityKind::Device, 1);
         let b = set(1, "rule:x").unwrap();
@@ -635,7 +692,7 @@ mod tests {
         let list = BlockList::open(BlockConfig::default()).unwrap();
         let (h, keys) = keys_for(EntityKind::Ip, "10.1.1.2");
         let now = now_ms();
-        list.set_automatic(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "r".into(), "guard".into(), BlockAction::Challenge, now, None, Some(40)).unwrap();
+        list.set_automatic(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "r".into(), "guard".into(), BlockAction::Challenge, now, None, Some(40), None).unwrap();
         assert_eq!(list.check(&keys, now).unwrap().action, BlockAction::Challenge);
         list.set_manual(EntityKind::Ip, h, "10.1.1.2".into(), Duration::from_secs(60), "seen".into(), "analyst:kim".into());
         let b = list.check(&keys, now).unwrap();
@@ -654,7 +711,7 @@ mod tests {
 
         // An older build's plain file: read, then rewritten sealed at once.
         let plain = BlockList::open(cfg.clone()).unwrap();
-        plain.set_automatic(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None).unwrap();
+        plain.set_automatic(EntityKind::Ip, h, "10.9.8.7".into(), Duration::from_secs(600), "test".into(), "rule:x".into(), BlockAction::Block, now, None, None, None).unwrap();
         plain.persist().unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("10.9.8.7"));
         let sealed = BlockList::open_sealed(cfg.clone(), now, Some(keys.sealer("blocks"))).unwrap();

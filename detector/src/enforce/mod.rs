@@ -25,7 +25,7 @@ use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused};
+pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused, GUARD_SET_BY_PREFIX};
 pub use limits::{LimitConfig, Limiters, OverLimit};
 pub use suppress::{Listed as ListedSuppression, Suppression, Suppressions, Swallowed, MAX_SUPPRESSIONS};
 
@@ -53,6 +53,10 @@ pub struct Enforced {
     pub set: SmallVec<[(EntityKind, SetBy, Result<(), Refused>); 2]>,
     /// Block requests the guard turned into per-session challenges.
     pub guarded: u32,
+    /// A guard challenge on the session (its entry, or a new conversion)
+    /// was passed over: the session had answered it, and this is an
+    /// identity check it passed.
+    pub answered: bool,
     /// A block on the customer was in force and passed over: the event came
     /// from a device the owner used before it was set.
     pub spared_owner_device: bool,
@@ -229,8 +233,31 @@ impl Enforcer {
         }
         let now = self.now(event);
         let mut out = Enforced::default();
+        // A per-session challenge the guard set in place of a block asks the
+        // session to prove itself. It has once its holder (the customer and
+        // device it was set for: a session id is the client's to choose)
+        // passes a second factor in it after the challenge was set, seen by
+        // Haechi in that event. From then on the session's identity checks
+        // are not challenged again, by the guard's entry or by its next
+        // conversion of the same kind. Its login, account opening, record
+        // access and sensitive checks (where a proxy's session gets what it
+        // came for) still are, every time.
+        let holder = guard_holder(keys);
+        let session = keys.get(EntityKind::Session);
+        let guard = session.zip(holder).and_then(|(session, holder)| self.blocks.guard_challenge(session, holder, now));
+        let passed = event.result == haechi_features::Outcome::Success;
+        let answers = guard.is_some_and(|g| !g.answered && passed && event.step.is_second_factor() && event.ts_ms > g.set_at_event_ms);
+        if let (true, Some(session)) = (answers, session) {
+            self.blocks.answer_guard_challenge(session, event.ts_ms);
+        }
+        let answered = guard.is_some_and(|g| g.blast_radius as f32 > self.blast_radius_limit && (g.answered || answers)) && passed && event.step.is_identity_check();
+        let passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
         let spared = |b: &Block| {
+            if answered && b.is_guard_challenge() {
+                passed_over.set(true);
+                return true;
+            }
             let spare = self.spares_owner_device(b, event, features);
             spared_any.set(spared_any.get() || spare);
             spare
@@ -263,6 +290,9 @@ impl Enforcer {
             }
         }
         out.spared_owner_device = spared_any.get();
+        out.answered = passed_over.get();
+        // The verdict whatever becomes of this event's block requests.
+        let mut floor = d.without_blocks;
         if let Some(b) = in_force {
             // An analyst's block wins even over an allowlist; anything else
             // in force yields to it.
@@ -278,7 +308,10 @@ impl Enforcer {
                         out.blocked_by = Some(b);
                         return out;
                     }
-                    BlockAction::Challenge => d.verdict = d.verdict.max(Verdict::Challenge),
+                    BlockAction::Challenge => {
+                        d.verdict = d.verdict.max(Verdict::Challenge);
+                        floor = Verdict::Challenge;
+                    }
                 }
                 d.blocked_by = Some(BlockedBy::from(&b));
                 out.blocked_by = Some(b);
@@ -291,7 +324,10 @@ impl Enforcer {
             out.rate_limited = Some(scope);
             d.reasons.push(Reason::new(self.names.rate_limit.clone(), Arc::from(scope.as_str()), Severity::Medium));
             match self.limits.config.over_limit {
-                OverLimit::Challenge => d.verdict = d.verdict.max(Verdict::Challenge),
+                OverLimit::Challenge => {
+                    d.verdict = d.verdict.max(Verdict::Challenge);
+                    floor = Verdict::Challenge;
+                }
                 OverLimit::Block => {
                     d.verdict = Verdict::Block;
                     d.blocks.push(BlockRequest { scope: Some(scope), ttl_s: self.limits.config.block_ttl_s, rate_limit: true, by: None });
@@ -303,6 +339,7 @@ impl Enforcer {
         }
         let requests = std::mem::take(&mut d.blocks);
         let mut still_blocks = false;
+        let mut challenges = false;
         for req in &requests {
             let Some(scope) = req.scope else {
                 still_blocks = true;
@@ -317,6 +354,18 @@ impl Enforcer {
             let carried = self.blast_radius(scope, features);
             let unknown = self.cold_start_needs_ms.filter(|need| history_ms < *need);
             if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit || unknown.is_some()) {
+                // Only a detector's block on a scope known to be shared: a
+                // rate limit, or a scope the store cannot size yet, is not
+                // what the session answered.
+                if answered && !req.rate_limit && carried > self.blast_radius_limit {
+                    passed_over.set(true);
+                    d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(format!(
+                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a second factor, and {} is not challenged again",
+                        self.blast_radius_limit,
+                        event.step.as_str()
+                    )));
+                    continue;
+                }
                 out.guarded += 1;
                 let detail = match unknown.filter(|_| carried <= self.blast_radius_limit) {
                     Some(need) => format!(
@@ -329,6 +378,7 @@ impl Enforcer {
                         self.blast_radius_limit
                     ),
                 };
+                challenges = true;
                 d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(detail.clone()));
                 if let (Some(hash), Some(session)) = (keys.get(EntityKind::Session), event.session_id.as_deref()) {
                     let r = self.blocks.set_automatic(
@@ -337,11 +387,12 @@ impl Enforcer {
                         session.to_owned(),
                         Duration::from_secs(u64::from(req.ttl_s)),
                         format!("event {}: {detail}", event.event_id),
-                        format!("blast_radius:{set_by_text}"),
+                        format!("{GUARD_SET_BY_PREFIX}{set_by_text}"),
                         BlockAction::Challenge,
                         now,
                         Some(event.ts_ms.min(now)),
                         Some(carried as u32),
+                        holder,
                     );
                     out.set.push((EntityKind::Session, SetBy::Guard, r.map(|_| ())));
                 }
@@ -361,13 +412,15 @@ impl Enforcer {
                 now,
                 Some(event.ts_ms.min(now)),
                 carried.map(|c| c as u32),
+                None,
             );
             out.set.push((scope, by, r.map(|_| ())));
         }
         d.blocks = requests;
         if !still_blocks && d.verdict == Verdict::Block && out.blocked_by.as_ref().is_none_or(|b| b.action != BlockAction::Block) {
-            d.verdict = Verdict::Challenge;
+            d.verdict = if challenges { Verdict::Challenge } else { floor };
         }
+        out.answered = passed_over.get();
         out
     }
 
@@ -387,6 +440,16 @@ impl Enforcer {
         self.limits.sweep();
         self.blocks.sweep(now)
     }
+}
+
+/// The customer and device an event comes from, as one keyed hash: who may
+/// answer a per-session challenge set on such an event. `None` unless it
+/// names both (a device id alone is the client's to choose), and then
+/// nobody can.
+fn guard_holder(keys: &EntityKeys) -> Option<u64> {
+    let (customer, device) = (keys.get(EntityKind::Customer)?, keys.get(EntityKind::Device)?);
+    // The keyed hashes are unknown outside; mixing keeps (a, b) apart from (b, a).
+    Some(customer.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29) ^ device)
 }
 
 #[cfg(test)]
@@ -470,10 +533,131 @@ rules:
         // The next honest customer through the exit is allowed.
         let next = run(&p, &[line(2000, "2026-11-02T10:06:00+09:00", "login", "success", "r7", nat, "s-later", None)]);
         assert_eq!(next[0].verdict, Verdict::Allow);
-        // The challenged session stays challenged.
-        let again = run(&p, &[line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None)]);
-        assert_eq!(again[0].verdict, Verdict::Challenge);
-        assert_eq!(again[0].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
+        // The challenged session proves itself with a second factor passed
+        // after the challenge. Its ID scanned again is no answer (a stolen ID
+        // passes its own scan), nor is a face match dated before the
+        // challenge (a late arrival).
+        let not_yet = run(
+            &p,
+            &[
+                line(2010, "2026-11-02T10:06:10+09:00", "id_ocr", "success", "new2", nat, "o2", Some("doc2")),
+                line(2011, "2026-11-02T10:04:50+09:00", "face_match", "success", "new2", nat, "o2", None),
+            ],
+        );
+        assert_eq!(not_yet[0].verdict, Verdict::Challenge, "{:?}", not_yet[0]);
+        assert_eq!(not_yet[1].verdict, Verdict::Challenge, "{:?}", not_yet[1]);
+        // The face match it passes answers: not challenged there, though the
+        // rule fires again and says so; nor at its later identity checks.
+        let answered = run(
+            &p,
+            &[
+                line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None),
+                line(2012, "2026-11-02T10:06:40+09:00", "id_authenticity", "success", "new2", nat, "o2", None),
+            ],
+        );
+        for a in &answered {
+            assert_eq!(a.verdict, Verdict::Allow, "{a:?}");
+            assert!(a.blocked_by.is_none());
+            let why = a.reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
+            assert!(why.detail.as_deref().unwrap().contains("answered its challenge"), "{why:?}");
+        }
+        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.key == "o2" && b.answered_at_event_ms.is_some()));
+        // A check it fails is still challenged; so is the account opening,
+        // where the session gets what it came for.
+        let rest = run(
+            &p,
+            &[
+                line(2002, "2026-11-02T10:07:00+09:00", "liveness", "failure", "new2", nat, "o2", None),
+                line(2003, "2026-11-02T10:08:00+09:00", "account_open", "success", "new2", nat, "o2", None),
+            ],
+        );
+        assert_eq!(rest[0].verdict, Verdict::Challenge, "{:?}", rest[0]);
+        assert_eq!(rest[1].verdict, Verdict::Challenge, "{:?}", rest[1]);
+        assert_eq!(rest[1].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
+        // The session id is the client's to choose: another customer, or the
+        // same customer on another device, cannot answer for the one challenged.
+        let borrowed = run(&p, &[line(2005, "2026-11-02T10:08:30+09:00", "face_match", "success", "new1", nat, "o2", None)]);
+        assert_eq!(borrowed[0].verdict, Verdict::Challenge, "{:?}", borrowed[0]);
+        let other_device = run(&p, &[format!(
+            r#"{{"event_id":"e2006","ts":"2026-11-02T10:08:40+09:00","step":"face_match","result":"success","customer_id":"new2","ip":"{nat}","session_id":"o2","device_id":"dev-elsewhere"}}"#
+        )
+        .into_bytes()]);
+        assert_eq!(other_device[0].verdict, Verdict::Challenge, "{:?}", other_device[0]);
+        // A session the guard never challenged gets no such pass: a fresh
+        // applicant's passed check through the exit is challenged.
+        let fresh = run(&p, &[line(2004, "2026-11-02T10:09:00+09:00", "face_match", "success", "new9", nat, "o9", None)]);
+        assert_eq!(fresh[0].verdict, Verdict::Challenge, "{:?}", fresh[0]);
+    }
+
+    #[test]
+    fn an_answered_guard_challenge_leaves_other_findings_in_force() {
+        // The one-rule pack, a rule that challenges every passed face match,
+        // and a device rule whose block the guard turns into a challenge
+        // only because the store is too young to size the device: answering
+        // the address's challenge must drop neither of the others.
+        let p = pipeline_from(
+            r#"
+rules:
+  - id: many_new_identities_on_one_address
+    description: test
+    severity: high
+    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0
+    action: block
+    scope: ip
+    ttl: 1h
+  - id: every_face_match
+    description: test
+    severity: medium
+    when: event.step == "face_match"
+    action: challenge
+    scope: session
+  - id: every_otp_on_the_device
+    description: test
+    severity: high
+    when: event.step == "otp"
+    action: block
+    scope: device
+    ttl: 1h
+"#,
+            |_| {},
+        );
+        let nat = "223.38.14.9";
+        let mut lines = Vec::new();
+        for c in 0..300 {
+            lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
+            lines.push(line(10_000 + c, "2026-11-02T10:00:10+09:00", "otp", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
+        }
+        for k in 0..3 {
+            lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
+        }
+        lines.push(line(2000, "2026-11-02T10:06:00+09:00", "face_match", "success", "new2", nat, "o2", None));
+        lines.push(line(2001, "2026-11-02T10:06:30+09:00", "liveness", "success", "new2", nat, "o2", None));
+        lines.push(line(2002, "2026-11-02T10:07:00+09:00", "otp", "success", "new2", nat, "o2", None));
+        let d = run(&p, &lines);
+        let n = d.len();
+        assert_eq!(d[n - 4].verdict, Verdict::Challenge, "the session was challenged: {:?}", d[n - 4]);
+        // The face match answers the address's challenge, and the other rule still challenges it.
+        assert_eq!(d[n - 3].verdict, Verdict::Challenge, "{:?}", d[n - 3]);
+        assert!(d[n - 3].blocked_by.is_none(), "not the guard's entry: {:?}", d[n - 3]);
+        // Nothing else fires at the liveness check: allowed.
+        assert_eq!(d[n - 2].verdict, Verdict::Allow, "{:?}", d[n - 2]);
+        // The device rule's block, challenged for want of history, is not what was answered.
+        assert_eq!(d[n - 1].verdict, Verdict::Challenge, "{:?}", d[n - 1]);
+        assert!(d[n - 1].reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "{:?}", d[n - 1]);
+    }
+
+    #[test]
+    fn only_an_event_naming_its_customer_and_device_can_hold_a_guard_challenge() {
+        let p = pipeline();
+        let event = |json: &str| p.parse(json.as_bytes()).unwrap();
+        let mut scratch = p.scratch();
+        let both = event(r#"{"event_id":"a","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","customer_id":"c","device_id":"d","session_id":"s"}"#);
+        let no_customer = event(r#"{"event_id":"b","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","device_id":"d","session_id":"s"}"#);
+        let swapped = event(r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","customer_id":"d","device_id":"c","session_id":"s"}"#);
+        let holder = |e: &Event, scratch: &mut crate::Scratch| guard_holder(&p.process(e, scratch).unwrap().keys);
+        let h = holder(&both, &mut scratch).expect("customer and device: a holder");
+        assert_eq!(holder(&no_customer, &mut scratch), None);
+        assert_ne!(holder(&swapped, &mut scratch), Some(h));
     }
 
     /// Three fresh identities, each in its own session, scanning an ID

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub blocks_set: IntCounterVec,
     pub breaker_trips: IntCounter,
     pub blast_radius_guarded: IntCounter,
+    pub blast_radius_answered: IntCounter,
     pub owner_device_spared: IntCounter,
     pub rate_limited: IntCounterVec,
     pub stage_seconds: HistogramVec,
@@ -89,6 +90,12 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(blast_radius_guarded.clone())).expect("registered once");
+        let blast_radius_answered = IntCounter::new(
+            "haechi_blast_radius_answered_total",
+            "Events at an identity check a session passed after answering its blast-radius challenge with a second factor: the challenge was not repeated there.",
+        )
+        .expect("valid");
+        r.register(Box::new(blast_radius_answered.clone())).expect("registered once");
         let owner_device_spared = IntCounter::new(
             "haechi_owner_device_spared_total",
             "Events let past a rule's block on their customer because they came from a device the customer used before the block was set.",
@@ -177,6 +184,7 @@ impl Metrics {
             blocks_active,
             breaker_trips,
             blast_radius_guarded,
+            blast_radius_answered,
             owner_device_spared,
             stage_seconds,
             request_seconds,

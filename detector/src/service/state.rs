@@ -299,6 +299,9 @@ impl Sink for LiveSink<'_> {
         if enforced.guarded > 0 {
             m.blast_radius_guarded.inc_by(u64::from(enforced.guarded));
         }
+        if enforced.answered {
+            m.blast_radius_answered.inc();
+        }
         if enforced.spared_owner_device && processed.decision.verdict != crate::decision::Verdict::Block {
             m.owner_device_spared.inc();
         }
