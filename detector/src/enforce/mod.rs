@@ -484,9 +484,8 @@ mod tests {
         ip_rule_pipeline_with(|_| {})
     }
 
-    fn ip_rule_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
-        pipeline_from(
-            r#"
+    /// One blocking rule on the address: three fresh identities in a day.
+    const IP_RULE: &str = r#"
 rules:
   - id: many_new_identities_on_one_address
     description: test
@@ -495,9 +494,10 @@ rules:
     action: block
     scope: ip
     ttl: 1h
-"#,
-            adjust,
-        )
+"#;
+
+    fn ip_rule_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
+        pipeline_from(IP_RULE, adjust)
     }
 
     fn run(p: &Pipeline, lines: &[Vec<u8>]) -> Vec<Decision> {
@@ -505,22 +505,27 @@ rules:
         lines.iter().map(|l| p.process(&p.parse(l).unwrap(), &mut scratch).unwrap().decision).collect()
     }
 
-    #[test]
-    fn a_nat_exit_carrying_hundreds_of_returning_customers_is_challenged_per_session_never_blocked() {
-        let p = pipeline();
-        let nat = "223.38.14.9";
+    /// Three hundred existing customers log in through `nat` (and go on to
+    /// their code: a customer counts as returning once logged in); then
+    /// three people onboard through it, in sessions o0-o2, and the address
+    /// rule fires.
+    fn nat_exit_then_three_applicants(nat: &str) -> Vec<Vec<u8>> {
         let mut lines = Vec::new();
-        // Three hundred existing customers log in through the exit (and go on
-        // to their code: a customer counts as returning once logged in).
         for c in 0..300 {
             lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
             lines.push(line(10_000 + c, "2026-11-02T10:00:10+09:00", "otp", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
         }
-        // Then three people onboard through it: the rule fires on the address.
         for k in 0..3 {
             lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
         }
-        let d = run(&p, &lines);
+        lines
+    }
+
+    #[test]
+    fn a_nat_exit_carrying_hundreds_of_returning_customers_is_challenged_per_session_never_blocked() {
+        let p = pipeline();
+        let nat = "223.38.14.9";
+        let d = run(&p, &nat_exit_then_three_applicants(nat));
         let last = d.last().unwrap();
         assert_eq!(last.verdict, Verdict::Challenge, "{last:?}");
         let guard = last.reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard gives its reason");
@@ -596,15 +601,9 @@ rules:
         // only because the store is too young to size the device: answering
         // the address's challenge must drop neither of the others.
         let p = pipeline_from(
-            r#"
-rules:
-  - id: many_new_identities_on_one_address
-    description: test
-    severity: high
-    when: features.event.onboarding_step == 1.0 && features.ip.distinct_new_identities_24h >= 3.0
-    action: block
-    scope: ip
-    ttl: 1h
+            &format!(
+                "{IP_RULE}{}",
+                r#"
   - id: every_face_match
     description: test
     severity: medium
@@ -618,18 +617,12 @@ rules:
     action: block
     scope: device
     ttl: 1h
-"#,
+"#
+            ),
             |_| {},
         );
         let nat = "223.38.14.9";
-        let mut lines = Vec::new();
-        for c in 0..300 {
-            lines.push(line(c, "2026-11-02T10:00:00+09:00", "login", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
-            lines.push(line(10_000 + c, "2026-11-02T10:00:10+09:00", "otp", "success", &format!("r{c}"), nat, &format!("s{c}"), None));
-        }
-        for k in 0..3 {
-            lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
-        }
+        let mut lines = nat_exit_then_three_applicants(nat);
         lines.push(line(2000, "2026-11-02T10:06:00+09:00", "face_match", "success", "new2", nat, "o2", None));
         lines.push(line(2001, "2026-11-02T10:06:30+09:00", "liveness", "success", "new2", nat, "o2", None));
         lines.push(line(2002, "2026-11-02T10:07:00+09:00", "otp", "success", "new2", nat, "o2", None));
