@@ -79,7 +79,9 @@ pub struct Decision {
     #[serde(skip)]
     pub blocks: Vec<BlockRequest>,
     /// The strongest enforced action other than a block: what the verdict
-    /// falls back to when enforcement sets none of the blocks asked for.
+    /// falls back to when enforcement turns no block request into a block
+    /// or a challenge (the guard dropped every one, for a session that had
+    /// answered its challenge).
     #[serde(skip)]
     pub without_blocks: Verdict,
     /// An allowlist entry matched: no block or limit applies either (an

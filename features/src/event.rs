@@ -93,13 +93,6 @@ impl Step {
     pub fn is_identity_check(self) -> bool {
         matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::Otp)
     }
-
-    /// Identity checks of the person present, not of a document they hold
-    /// (a stolen or recruited ID passes its own scan and authenticity
-    /// check): the face with liveness, and a one-time code.
-    pub fn is_second_factor(self) -> bool {
-        matches!(self, Step::FaceMatch | Step::Liveness | Step::Otp)
-    }
 }
 
 /// Whether the step succeeded.

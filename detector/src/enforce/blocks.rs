@@ -26,8 +26,11 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockAction {
-    /// Ask for step-up authentication on every event (a per-session challenge
-    /// set by the blast-radius guard instead of a block on a shared address).
+    /// Ask for step-up authentication on the events that name it (a
+    /// per-session challenge set by the blast-radius guard instead of a
+    /// block on a shared address; once its holder answers it, see
+    /// [`Block::answered_at_event_ms`], the session's passed identity checks
+    /// are let through).
     Challenge,
     /// Refuse.
     #[default]
@@ -66,20 +69,24 @@ pub struct Block {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<u64>,
     /// Event time at which the holder answered a guard challenge: passed a
-    /// second factor in the session after it was set.
+    /// face match in the session after it was set, in an event nothing else
+    /// challenged or refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_at_event_ms: Option<i64>,
 }
 
 /// A guard challenge on a session, as its holder meets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardChallenge {
     /// Event time of the event that set it.
     pub set_at_event_ms: i64,
     /// Returning customers the scope carried when it was set.
     pub blast_radius: u32,
-    /// The holder has answered it.
-    pub answered: bool,
+    /// What the guard turned into this challenge: `detector:rule`, or
+    /// `rate_limit:<scope>`.
+    pub instead_of: String,
+    /// When the holder answered it, if they have.
+    pub answered_at_event_ms: Option<i64>,
 }
 
 /// What a decision shows of the entry that refused or challenged it.
@@ -359,17 +366,24 @@ impl BlockList {
         if b.expires_at_ms <= now || !b.is_guard_challenge() || b.holder != Some(holder) {
             return None;
         }
-        Some(GuardChallenge { set_at_event_ms: b.set_at_event_ms?, blast_radius: b.blast_radius?, answered: b.answered_at_event_ms.is_some() })
+        Some(GuardChallenge {
+            set_at_event_ms: b.set_at_event_ms?,
+            blast_radius: b.blast_radius?,
+            instead_of: b.set_by.strip_prefix(GUARD_SET_BY_PREFIX)?.to_owned(),
+            answered_at_event_ms: b.answered_at_event_ms,
+        })
     }
 
-    /// Mark the guard challenge on this session answered at `event_ms`.
-    pub fn answer_guard_challenge(&self, session_hash: u64, event_ms: i64) {
+    /// Mark answered at `event_ms` the guard challenge on this session that
+    /// `holder` met as [`BlockList::guard_challenge`] read it (set at
+    /// `set_at_event_ms`), if that same entry is still there unanswered.
+    pub fn answer_guard_challenge(&self, session_hash: u64, holder: u64, set_at_event_ms: i64, event_ms: i64) {
         let marked = self.entries.get_mut(&(EntityKind::Session, session_hash)).is_some_and(|mut b| {
-            let open = b.is_guard_challenge() && b.answered_at_event_ms.is_none();
-            if open {
+            let same = b.is_guard_challenge() && b.holder == Some(holder) && b.set_at_event_ms == Some(set_at_event_ms) && b.answered_at_event_ms.is_none();
+            if same {
                 b.answered_at_event_ms = Some(event_ms);
             }
-            open
+            same
         });
         if marked {
             self.note_change();

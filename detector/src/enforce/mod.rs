@@ -232,25 +232,55 @@ impl Enforcer {
             return Enforced::default();
         }
         let now = self.now(event);
-        let mut out = Enforced::default();
-        // A per-session challenge the guard set in place of a block asks the
-        // session to prove itself. It has once its holder (the customer and
-        // device it was set for: a session id is the client's to choose)
-        // passes a second factor in it after the challenge was set, seen by
-        // Haechi in that event. From then on the session's identity checks
-        // are not challenged again, by the guard's entry or by its next
-        // conversion of the same kind. Its login, account opening, record
-        // access and sensitive checks (where a proxy's session gets what it
-        // came for) still are, every time.
-        let holder = guard_holder(keys);
-        let session = keys.get(EntityKind::Session);
-        let guard = session.zip(holder).and_then(|(session, holder)| self.blocks.guard_challenge(session, holder, now));
-        let passed = event.result == haechi_features::Outcome::Success;
-        let answers = guard.is_some_and(|g| !g.answered && passed && event.step.is_second_factor() && event.ts_ms > g.set_at_event_ms);
-        if let (true, Some(session)) = (answers, session) {
-            self.blocks.answer_guard_challenge(session, event.ts_ms);
+        let answer = self.guard_answer(event, keys, now);
+        let mut out = self.enforce(event, keys, features, history_ms, d, now, &answer);
+        // Only an event let through answers: one refused or challenged for
+        // anything else (an analyst's block on its address, a bot rule) does not.
+        out.answered &= d.verdict == Verdict::Allow;
+        if let (Some((session, holder, set_at)), Verdict::Allow) = (answer.marks, d.verdict) {
+            self.blocks.answer_guard_challenge(session, holder, set_at, event.ts_ms);
         }
-        let answered = guard.is_some_and(|g| g.blast_radius as f32 > self.blast_radius_limit && (g.answered || answers)) && passed && event.step.is_identity_check();
+        out
+    }
+
+    /// What a guard challenge on the event's session lets through. Such a
+    /// challenge, set in place of a block on a scope known to carry many
+    /// returning customers, asks the session to prove itself. It has once
+    /// its holder (the customer and device it was set for: a session id is
+    /// the client's to choose) passes a face match in it after the
+    /// challenge was set: the one check that ties the person present to the
+    /// document (a stolen ID passes its own scan, and a live face or a
+    /// one-time code is the attacker's own). From then on the holder's
+    /// identity checks that pass, dated no earlier than the answer, are not
+    /// challenged again: neither by the entry nor by the guard turning the
+    /// same rule's block into a challenge again. Its login, account opening,
+    /// record access and sensitive checks (where a proxy's session gets what
+    /// it came for) still are, every time; so is a challenge set for a rate
+    /// limit or for want of history.
+    fn guard_answer(&self, event: &Event, keys: &EntityKeys, now: i64) -> GuardAnswer {
+        let passed = event.result == haechi_features::Outcome::Success;
+        if !passed || !event.step.is_identity_check() {
+            return GuardAnswer::default();
+        }
+        let Some((session, holder)) = keys.get(EntityKind::Session).zip(guard_holder(keys)) else { return GuardAnswer::default() };
+        let Some(g) = self.blocks.guard_challenge(session, holder, now) else { return GuardAnswer::default() };
+        if g.blast_radius as f32 <= self.blast_radius_limit || g.instead_of.starts_with("rate_limit:") {
+            return GuardAnswer::default();
+        }
+        match g.answered_at_event_ms {
+            Some(at) if event.ts_ms >= at => GuardAnswer { answered: true, instead_of: Some(g.instead_of), marks: None },
+            Some(_) => GuardAnswer::default(),
+            None if event.step == haechi_features::Step::FaceMatch && event.ts_ms > g.set_at_event_ms => {
+                GuardAnswer { answered: true, instead_of: Some(g.instead_of), marks: Some((session, holder, g.set_at_event_ms)) }
+            }
+            None => GuardAnswer::default(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enforce(&self, event: &Event, keys: &EntityKeys, features: &[f32], history_ms: i64, d: &mut Decision, now: i64, answer: &GuardAnswer) -> Enforced {
+        let mut out = Enforced::default();
+        let answered = answer.answered;
         let passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
         let spared = |b: &Block| {
@@ -354,13 +384,13 @@ impl Enforcer {
             let carried = self.blast_radius(scope, features);
             let unknown = self.cold_start_needs_ms.filter(|need| history_ms < *need);
             if let Some(carried) = carried.filter(|c| *c > self.blast_radius_limit || unknown.is_some()) {
-                // Only a detector's block on a scope known to be shared: a
-                // rate limit, or a scope the store cannot size yet, is not
-                // what the session answered.
-                if answered && !req.rate_limit && carried > self.blast_radius_limit {
+                // Only the same detector's block on a scope known to be
+                // shared: another rule, a rate limit, or a scope the store
+                // cannot size yet is not what the session answered.
+                if answered && !req.rate_limit && carried > self.blast_radius_limit && answer.instead_of.as_deref() == Some(set_by_text.as_str()) {
                     passed_over.set(true);
                     d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(format!(
-                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a second factor, and {} is not challenged again",
+                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a face match, and {} is not challenged again",
                         self.blast_radius_limit,
                         event.step.as_str()
                     )));
@@ -392,7 +422,7 @@ impl Enforcer {
                         now,
                         Some(event.ts_ms.min(now)),
                         Some(carried as u32),
-                        holder,
+                        guard_holder(keys),
                     );
                     out.set.push((EntityKind::Session, SetBy::Guard, r.map(|_| ())));
                 }
@@ -440,6 +470,19 @@ impl Enforcer {
         self.limits.sweep();
         self.blocks.sweep(now)
     }
+}
+
+/// What a guard challenge on the event's session lets through (see
+/// [`Enforcer::guard_answer`]).
+#[derive(Debug, Default)]
+struct GuardAnswer {
+    /// The session answered its challenge and this is a passed identity check.
+    answered: bool,
+    /// What the guard's challenge stands in for: `detector:rule`.
+    instead_of: Option<String>,
+    /// This event answers it: session, holder and the challenge's set time,
+    /// to mark once the event is let through.
+    marks: Option<(u64, u64, i64)>,
 }
 
 /// The customer and device an event comes from, as one keyed hash: who may
@@ -538,19 +581,22 @@ rules:
         // The next honest customer through the exit is allowed.
         let next = run(&p, &[line(2000, "2026-11-02T10:06:00+09:00", "login", "success", "r7", nat, "s-later", None)]);
         assert_eq!(next[0].verdict, Verdict::Allow);
-        // The challenged session proves itself with a second factor passed
+        // The challenged session proves itself with a face match passed
         // after the challenge. Its ID scanned again is no answer (a stolen ID
-        // passes its own scan), nor is a face match dated before the
-        // challenge (a late arrival).
+        // passes its own scan), nor a liveness check (the attacker's own live
+        // face passes), nor a face match dated before the challenge (a late
+        // arrival).
         let not_yet = run(
             &p,
             &[
                 line(2010, "2026-11-02T10:06:10+09:00", "id_ocr", "success", "new2", nat, "o2", Some("doc2")),
+                line(2013, "2026-11-02T10:06:15+09:00", "liveness", "success", "new2", nat, "o2", None),
                 line(2011, "2026-11-02T10:04:50+09:00", "face_match", "success", "new2", nat, "o2", None),
             ],
         );
-        assert_eq!(not_yet[0].verdict, Verdict::Challenge, "{:?}", not_yet[0]);
-        assert_eq!(not_yet[1].verdict, Verdict::Challenge, "{:?}", not_yet[1]);
+        for n in &not_yet {
+            assert_eq!(n.verdict, Verdict::Challenge, "{n:?}");
+        }
         // The face match it passes answers: not challenged there, though the
         // rule fires again and says so; nor at its later identity checks.
         let answered = run(
@@ -567,6 +613,9 @@ rules:
             assert!(why.detail.as_deref().unwrap().contains("answered its challenge"), "{why:?}");
         }
         assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.key == "o2" && b.answered_at_event_ms.is_some()));
+        // A check dated before the answer, arriving after it, answers nothing.
+        let late = run(&p, &[line(2014, "2026-11-02T10:06:20+09:00", "id_authenticity", "success", "new2", nat, "o2", None)]);
+        assert_eq!(late[0].verdict, Verdict::Challenge, "{:?}", late[0]);
         // A check it fails is still challenged; so is the account opening,
         // where the session gets what it came for.
         let rest = run(
@@ -596,20 +645,28 @@ rules:
 
     #[test]
     fn an_answered_guard_challenge_leaves_other_findings_in_force() {
-        // The one-rule pack, a rule that challenges every passed face match,
-        // and a device rule whose block the guard turns into a challenge
-        // only because the store is too young to size the device: answering
-        // the address's challenge must drop neither of the others.
+        // Beside the address rule: a rule that challenges every passed
+        // liveness check, another rule's block on the same address, and a
+        // device rule whose block the guard turns into a challenge only
+        // because the store is too young to size the device. Answering the
+        // address rule's challenge must drop none of them.
         let p = pipeline_from(
             &format!(
                 "{IP_RULE}{}",
                 r#"
-  - id: every_face_match
+  - id: every_liveness
     description: test
     severity: medium
-    when: event.step == "face_match"
+    when: event.step == "liveness"
     action: challenge
     scope: session
+  - id: every_id_authenticity_on_the_address
+    description: test
+    severity: high
+    when: event.step == "id_authenticity"
+    action: block
+    scope: ip
+    ttl: 1h
   - id: every_otp_on_the_device
     description: test
     severity: high
@@ -625,32 +682,64 @@ rules:
         let mut lines = nat_exit_then_three_applicants(nat);
         lines.push(line(2000, "2026-11-02T10:06:00+09:00", "face_match", "success", "new2", nat, "o2", None));
         lines.push(line(2001, "2026-11-02T10:06:30+09:00", "liveness", "success", "new2", nat, "o2", None));
-        lines.push(line(2002, "2026-11-02T10:07:00+09:00", "otp", "success", "new2", nat, "o2", None));
+        lines.push(line(2002, "2026-11-02T10:07:00+09:00", "id_authenticity", "success", "new2", nat, "o2", None));
+        lines.push(line(2003, "2026-11-02T10:07:30+09:00", "otp", "success", "new2", nat, "o2", None));
         let d = run(&p, &lines);
-        let n = d.len();
-        assert_eq!(d[n - 4].verdict, Verdict::Challenge, "the session was challenged: {:?}", d[n - 4]);
-        // The face match answers the address's challenge, and the other rule still challenges it.
-        assert_eq!(d[n - 3].verdict, Verdict::Challenge, "{:?}", d[n - 3]);
-        assert!(d[n - 3].blocked_by.is_none(), "not the guard's entry: {:?}", d[n - 3]);
-        // Nothing else fires at the liveness check: allowed.
-        assert_eq!(d[n - 2].verdict, Verdict::Allow, "{:?}", d[n - 2]);
-        // The device rule's block, challenged for want of history, is not what was answered.
-        assert_eq!(d[n - 1].verdict, Verdict::Challenge, "{:?}", d[n - 1]);
-        assert!(d[n - 1].reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "{:?}", d[n - 1]);
+        let [challenged, face, liveness, authenticity, otp] = &d[d.len() - 5..] else { unreachable!() };
+        assert_eq!(challenged.verdict, Verdict::Challenge, "{challenged:?}");
+        assert_eq!(face.verdict, Verdict::Allow, "the face match answers: {face:?}");
+        assert_eq!(liveness.verdict, Verdict::Challenge, "the other rule's challenge holds: {liveness:?}");
+        assert!(liveness.blocked_by.is_none(), "not the guard's entry: {liveness:?}");
+        assert_eq!(authenticity.verdict, Verdict::Challenge, "another rule's block on the address is not what was answered: {authenticity:?}");
+        assert_eq!(otp.verdict, Verdict::Challenge, "{otp:?}");
+        assert!(otp.reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "challenged for want of history: {otp:?}");
+    }
+
+    #[test]
+    fn a_face_match_challenged_for_anything_else_answers_nothing() {
+        let p = pipeline_from(
+            &format!(
+                "{IP_RULE}{}",
+                r#"
+  - id: every_face_match
+    description: test
+    severity: medium
+    when: event.step == "face_match"
+    action: challenge
+    scope: session
+"#
+            ),
+            |_| {},
+        );
+        let nat = "223.38.14.9";
+        let mut lines = nat_exit_then_three_applicants(nat);
+        lines.push(line(2000, "2026-11-02T10:06:00+09:00", "face_match", "success", "new2", nat, "o2", None));
+        lines.push(line(2001, "2026-11-02T10:06:30+09:00", "id_authenticity", "success", "new2", nat, "o2", None));
+        let d = run(&p, &lines);
+        let [face, authenticity] = &d[d.len() - 2..] else { unreachable!() };
+        assert_eq!(face.verdict, Verdict::Challenge, "{face:?}");
+        assert_eq!(authenticity.verdict, Verdict::Challenge, "{authenticity:?}");
+        assert_eq!(authenticity.blocked_by.as_ref().map(|b| b.scope), Some(EntityKind::Session), "the guard's entry holds: {authenticity:?}");
+        assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.answered_at_event_ms.is_none()));
     }
 
     #[test]
     fn only_an_event_naming_its_customer_and_device_can_hold_a_guard_challenge() {
         let p = pipeline();
-        let event = |json: &str| p.parse(json.as_bytes()).unwrap();
         let mut scratch = p.scratch();
-        let both = event(r#"{"event_id":"a","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","customer_id":"c","device_id":"d","session_id":"s"}"#);
-        let no_customer = event(r#"{"event_id":"b","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","device_id":"d","session_id":"s"}"#);
-        let swapped = event(r#"{"event_id":"c","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","customer_id":"d","device_id":"c","session_id":"s"}"#);
-        let holder = |e: &Event, scratch: &mut crate::Scratch| guard_holder(&p.process(e, scratch).unwrap().keys);
-        let h = holder(&both, &mut scratch).expect("customer and device: a holder");
-        assert_eq!(holder(&no_customer, &mut scratch), None);
-        assert_ne!(holder(&swapped, &mut scratch), Some(h));
+        let mut n = 0;
+        let mut holder = |customer: Option<&str>, device: &str| {
+            n += 1;
+            let id = format!("e{n}");
+            let customer = customer.map_or(String::new(), |c| format!(r#","customer_id":"{c}""#));
+            let json = format!(r#"{{"event_id":"{id}","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","device_id":"{device}","session_id":"s"{customer}}}"#);
+            guard_holder(&p.process(&p.parse(json.as_bytes()).unwrap(), &mut scratch).unwrap().keys)
+        };
+        let h = holder(Some("c"), "d").expect("customer and device: a holder");
+        assert_eq!(holder(Some("c"), "d"), Some(h));
+        assert_eq!(holder(None, "d"), None, "a device alone holds nothing");
+        assert_ne!(holder(Some("c2"), "d"), Some(h), "another customer on the device");
+        assert_ne!(holder(Some("c"), "d2"), Some(h), "the customer on another device");
     }
 
     /// Three fresh identities, each in its own session, scanning an ID

@@ -92,7 +92,7 @@ impl Metrics {
         r.register(Box::new(blast_radius_guarded.clone())).expect("registered once");
         let blast_radius_answered = IntCounter::new(
             "haechi_blast_radius_answered_total",
-            "Events at an identity check a session passed after answering its blast-radius challenge with a second factor: the challenge was not repeated there.",
+            "Events let through at an identity check their session passed after answering its blast-radius challenge with a face match (the answering event included): the challenge was not repeated there.",
         )
         .expect("valid");
         r.register(Box::new(blast_radius_answered.clone())).expect("registered once");
