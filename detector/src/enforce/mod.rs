@@ -387,7 +387,7 @@ impl Enforcer {
                 // Only the same detector's block on a scope known to be
                 // shared: another rule, a rate limit, or a scope the store
                 // cannot size yet is not what the session answered.
-                if answered && !req.rate_limit && carried > self.blast_radius_limit && answer.instead_of.as_deref() == Some(set_by_text.as_str()) {
+                if answered && carried > self.blast_radius_limit && answer.instead_of.as_deref() == Some(set_by_text.as_str()) {
                     passed_over.set(true);
                     d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(format!(
                         "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a face match, and {} is not challenged again",
@@ -592,6 +592,7 @@ rules:
                 line(2010, "2026-11-02T10:06:10+09:00", "id_ocr", "success", "new2", nat, "o2", Some("doc2")),
                 line(2013, "2026-11-02T10:06:15+09:00", "liveness", "success", "new2", nat, "o2", None),
                 line(2011, "2026-11-02T10:04:50+09:00", "face_match", "success", "new2", nat, "o2", None),
+                line(2015, "2026-11-02T10:05:00+09:00", "face_match", "success", "new2", nat, "o2", None),
             ],
         );
         for n in &not_yet {
@@ -616,18 +617,20 @@ rules:
         // A check dated before the answer, arriving after it, answers nothing.
         let late = run(&p, &[line(2014, "2026-11-02T10:06:20+09:00", "id_authenticity", "success", "new2", nat, "o2", None)]);
         assert_eq!(late[0].verdict, Verdict::Challenge, "{:?}", late[0]);
-        // A check it fails is still challenged; so is the account opening,
-        // where the session gets what it came for.
+        // A check it fails is still challenged; so are the 1-won account
+        // check and the account opening, where the session gets what it came for.
         let rest = run(
             &p,
             &[
                 line(2002, "2026-11-02T10:07:00+09:00", "liveness", "failure", "new2", nat, "o2", None),
+                line(2016, "2026-11-02T10:07:30+09:00", "account_verify", "success", "new2", nat, "o2", None),
                 line(2003, "2026-11-02T10:08:00+09:00", "account_open", "success", "new2", nat, "o2", None),
             ],
         );
-        assert_eq!(rest[0].verdict, Verdict::Challenge, "{:?}", rest[0]);
-        assert_eq!(rest[1].verdict, Verdict::Challenge, "{:?}", rest[1]);
-        assert_eq!(rest[1].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
+        for r in &rest {
+            assert_eq!(r.verdict, Verdict::Challenge, "{r:?}");
+        }
+        assert_eq!(rest[2].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
         // The session id is the client's to choose: another customer, or the
         // same customer on another device, cannot answer for the one challenged.
         let borrowed = run(&p, &[line(2005, "2026-11-02T10:08:30+09:00", "face_match", "success", "new1", nat, "o2", None)]);
@@ -693,6 +696,27 @@ rules:
         assert_eq!(authenticity.verdict, Verdict::Challenge, "another rule's block on the address is not what was answered: {authenticity:?}");
         assert_eq!(otp.verdict, Verdict::Challenge, "{otp:?}");
         assert!(otp.reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "challenged for want of history: {otp:?}");
+    }
+
+    #[test]
+    fn an_answered_session_over_the_address_quota_is_still_challenged() {
+        let p = ip_rule_pipeline_with(|c| {
+            c.limits.ip_per_minute = 700;
+            c.limits.over_limit = OverLimit::Block;
+        });
+        let nat = "223.38.14.9";
+        let mut lines = nat_exit_then_three_applicants(nat);
+        lines.push(line(2000, "2026-11-02T10:06:00+09:00", "face_match", "success", "new2", nat, "o2", None));
+        // The exit's returning customers come back in a rush, over its quota.
+        for c in 0..700 {
+            lines.push(line(20_000 + c, "2026-11-02T10:06:10+09:00", "login", "success", &format!("r{}", c % 300), nat, &format!("t{c}"), None));
+        }
+        lines.push(line(2001, "2026-11-02T10:06:10+09:00", "id_authenticity", "success", "new2", nat, "o2", None));
+        let d = run(&p, &lines);
+        assert_eq!(d[d.len() - 702].verdict, Verdict::Allow, "the face match answers: {:?}", d[d.len() - 702]);
+        let last = d.last().unwrap();
+        assert_eq!(last.verdict, Verdict::Challenge, "the quota's challenge is not what was answered: {last:?}");
+        assert!(last.reasons.iter().any(|r| &*r.detector == "rate_limit"), "{last:?}");
     }
 
     #[test]
