@@ -29,8 +29,9 @@ pub enum BlockAction {
     /// Ask for step-up authentication on the events that name it (a
     /// per-session challenge set by the blast-radius guard instead of a
     /// block on a shared address; once its holder answers it, see
-    /// [`Block::answered_at_event_ms`], the session's passed identity checks
-    /// are let through).
+    /// [`Block::answered_at_event_ms`], the holder's identity checks that
+    /// pass in the session, dated no earlier than the answer, are let
+    /// through, unless it was set for a rate limit or for want of history).
     Challenge,
     /// Refuse.
     #[default]
@@ -126,6 +127,12 @@ impl Block {
     /// A per-session challenge the blast-radius guard set in place of a block.
     pub fn is_guard_challenge(&self) -> bool {
         self.scope == EntityKind::Session && self.action == BlockAction::Challenge && self.set_by.starts_with(GUARD_SET_BY_PREFIX)
+    }
+
+    /// The guard challenge a holder met, set at that event time: not one
+    /// that replaced it since.
+    pub fn is_same_guard_challenge(&self, holder: u64, set_at_event_ms: i64) -> bool {
+        self.is_guard_challenge() && self.holder == Some(holder) && self.set_at_event_ms == Some(set_at_event_ms)
     }
 }
 
@@ -377,16 +384,18 @@ impl BlockList {
     /// Mark answered at `event_ms` the guard challenge on this session that
     /// `holder` met as [`BlockList::guard_challenge`] read it (set at
     /// `set_at_event_ms`), if that same entry is still there unanswered.
+    /// The block topic and the records are told (change `answered`).
     pub fn answer_guard_challenge(&self, session_hash: u64, holder: u64, set_at_event_ms: i64, event_ms: i64) {
-        let marked = self.entries.get_mut(&(EntityKind::Session, session_hash)).is_some_and(|mut b| {
-            let same = b.is_guard_challenge() && b.holder == Some(holder) && b.set_at_event_ms == Some(set_at_event_ms) && b.answered_at_event_ms.is_none();
-            if same {
+        let marked = self.entries.get_mut(&(EntityKind::Session, session_hash)).and_then(|mut b| {
+            let same = b.is_same_guard_challenge(holder, set_at_event_ms) && b.answered_at_event_ms.is_none();
+            same.then(|| {
                 b.answered_at_event_ms = Some(event_ms);
-            }
-            same
+                b.clone()
+            })
         });
-        if marked {
+        if let Some(b) = marked {
             self.note_change();
+            self.tell("answered", &b);
         }
     }
 

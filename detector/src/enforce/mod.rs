@@ -25,7 +25,7 @@ use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, Refused, GUARD_SET_BY_PREFIX};
+pub use blocks::{now_ms, Block, BlockAction, BlockConfig, BlockList, BlockedBy, ChangeListener, GuardChallenge, Refused, GUARD_SET_BY_PREFIX};
 pub use limits::{LimitConfig, Limiters, OverLimit};
 pub use suppress::{Listed as ListedSuppression, Suppression, Suppressions, Swallowed, MAX_SUPPRESSIONS};
 
@@ -53,9 +53,9 @@ pub struct Enforced {
     pub set: SmallVec<[(EntityKind, SetBy, Result<(), Refused>); 2]>,
     /// Block requests the guard turned into per-session challenges.
     pub guarded: u32,
-    /// A guard challenge on the session (its entry, or a new conversion)
-    /// was passed over: the session had answered it, and this is an
-    /// identity check it passed.
+    /// The event was let through (allowed) past a guard challenge on its
+    /// session (its entry, or the guard's new conversion of the same
+    /// rule's block) that the session had answered, or that it answers.
     pub answered: bool,
     /// A block on the customer was in force and passed over: the event came
     /// from a device the owner used before it was set.
@@ -80,6 +80,9 @@ impl SetBy {
         }
     }
 }
+
+/// How a rate limiter's blocks name who set them: this, then the scope.
+const RATE_LIMIT_SET_BY_PREFIX: &str = "rate_limit:";
 
 /// Scopes that many honest people can share: blocking one has a blast radius.
 pub const SHARED_SCOPES: [EntityKind; 4] = [EntityKind::Ip, EntityKind::Subnet, EntityKind::Device, EntityKind::Account];
@@ -208,7 +211,7 @@ impl Enforcer {
     fn spares_owner_device(&self, b: &Block, event: &Event, features: &[f32]) -> bool {
         let Some((passed_slot, present_slot)) = self.owner_device_slots else { return false };
         let Some(set_at_event_ms) = b.set_at_event_ms else { return false };
-        if b.scope != EntityKind::Customer || b.action != BlockAction::Block || b.is_manual() || b.set_by.starts_with("rate_limit:") {
+        if b.scope != EntityKind::Customer || b.action != BlockAction::Block || b.is_manual() || b.set_by.starts_with(RATE_LIMIT_SET_BY_PREFIX) {
             return false;
         }
         let passed_s = features[passed_slot];
@@ -237,8 +240,8 @@ impl Enforcer {
         // Only an event let through answers: one refused or challenged for
         // anything else (an analyst's block on its address, a bot rule) does not.
         out.answered &= d.verdict == Verdict::Allow;
-        if let (Some((session, holder, set_at)), Verdict::Allow) = (answer.marks, d.verdict) {
-            self.blocks.answer_guard_challenge(session, holder, set_at, event.ts_ms);
+        if let (Some(session), Some((holder, set_at, _)), Verdict::Allow) = (answer.marks, &answer.answered, d.verdict) {
+            self.blocks.answer_guard_challenge(session, *holder, *set_at, event.ts_ms);
         }
         out
     }
@@ -264,28 +267,27 @@ impl Enforcer {
         }
         let Some((session, holder)) = keys.get(EntityKind::Session).zip(guard_holder(keys)) else { return GuardAnswer::default() };
         let Some(g) = self.blocks.guard_challenge(session, holder, now) else { return GuardAnswer::default() };
-        if g.blast_radius as f32 <= self.blast_radius_limit || g.instead_of.starts_with("rate_limit:") {
+        if g.blast_radius as f32 <= self.blast_radius_limit || g.instead_of.starts_with(RATE_LIMIT_SET_BY_PREFIX) {
             return GuardAnswer::default();
         }
-        match g.answered_at_event_ms {
-            Some(at) if event.ts_ms >= at => GuardAnswer { answered: true, instead_of: Some(g.instead_of), marks: None },
-            Some(_) => GuardAnswer::default(),
-            None if event.step == haechi_features::Step::FaceMatch && event.ts_ms > g.set_at_event_ms => {
-                GuardAnswer { answered: true, instead_of: Some(g.instead_of), marks: Some((session, holder, g.set_at_event_ms)) }
-            }
-            None => GuardAnswer::default(),
-        }
+        let marks = match g.answered_at_event_ms {
+            Some(at) if event.ts_ms >= at => None,
+            None if event.step == haechi_features::Step::FaceMatch && event.ts_ms > g.set_at_event_ms => Some(session),
+            _ => return GuardAnswer::default(),
+        };
+        GuardAnswer { answered: Some((holder, g.set_at_event_ms, g.instead_of)), marks }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn enforce(&self, event: &Event, keys: &EntityKeys, features: &[f32], history_ms: i64, d: &mut Decision, now: i64, answer: &GuardAnswer) -> Enforced {
         let mut out = Enforced::default();
-        let answered = answer.answered;
+        let answered = answer.answered.as_ref();
         let passed_over = std::cell::Cell::new(false);
+        let entry_passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
         let spared = |b: &Block| {
-            if answered && b.is_guard_challenge() {
-                passed_over.set(true);
+            if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
+                entry_passed_over.set(true);
                 return true;
             }
             let spare = self.spares_owner_device(b, event, features);
@@ -320,6 +322,15 @@ impl Enforcer {
             }
         }
         out.spared_owner_device = spared_any.get();
+        if entry_passed_over.get() {
+            passed_over.set(true);
+            if let Some((_, _, instead_of)) = answered {
+                d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(EntityKind::Session.as_str()), Severity::Low).with_detail(format!(
+                    "this session's challenge (set by the guard instead of {instead_of}) was answered with a face match: the guard does not challenge {} again",
+                    event.step.as_str()
+                )));
+            }
+        }
         out.answered = passed_over.get();
         // The verdict whatever becomes of this event's block requests.
         let mut floor = d.without_blocks;
@@ -376,7 +387,7 @@ impl Enforcer {
                 continue;
             };
             let set_by_text = match (&req.by, req.rate_limit) {
-                (_, true) => format!("rate_limit:{scope}"),
+                (_, true) => format!("{RATE_LIMIT_SET_BY_PREFIX}{scope}"),
                 (Some((detector, rule)), false) => format!("{detector}:{rule}"),
                 // Every finding's request names its rule; a bare request (tests) names its scope.
                 (None, false) => format!("rule:{scope}"),
@@ -387,10 +398,10 @@ impl Enforcer {
                 // Only the same detector's block on a scope known to be
                 // shared: another rule, a rate limit, or a scope the store
                 // cannot size yet is not what the session answered.
-                if answered && carried > self.blast_radius_limit && answer.instead_of.as_deref() == Some(set_by_text.as_str()) {
+                if carried > self.blast_radius_limit && answered.is_some_and(|(_, _, instead_of)| *instead_of == set_by_text) {
                     passed_over.set(true);
                     d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(format!(
-                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a face match, and {} is not challenged again",
+                        "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a face match, and the guard does not challenge {} again",
                         self.blast_radius_limit,
                         event.step.as_str()
                     )));
@@ -476,13 +487,12 @@ impl Enforcer {
 /// [`Enforcer::guard_answer`]).
 #[derive(Debug, Default)]
 struct GuardAnswer {
-    /// The session answered its challenge and this is a passed identity check.
-    answered: bool,
-    /// What the guard's challenge stands in for: `detector:rule`.
-    instead_of: Option<String>,
-    /// This event answers it: session, holder and the challenge's set time,
-    /// to mark once the event is let through.
-    marks: Option<(u64, u64, i64)>,
+    /// The session answered its challenge, or this event does, and this is
+    /// a passed identity check: the challenge's holder and set time, and
+    /// what it stands in for (`detector:rule`).
+    answered: Option<(u64, i64, String)>,
+    /// This event answers it: its session, to mark once the event is let through.
+    marks: Option<u64>,
 }
 
 /// The customer and device an event comes from, as one keyed hash: who may
@@ -498,7 +508,7 @@ fn guard_holder(keys: &EntityKeys) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Config, Pipeline};
+    use crate::{Config, Pipeline, Processed};
 
     fn line(i: usize, ts: &str, step: &str, result: &str, customer: &str, ip: &str, session: &str, doc: Option<&str>) -> Vec<u8> {
         let doc = doc.map_or(String::new(), |d| format!(r#","id_doc_hash":"{d}""#));
@@ -600,20 +610,29 @@ rules:
         }
         // The face match it passes answers: not challenged there, though the
         // rule fires again and says so; nor at its later identity checks.
-        let answered = run(
-            &p,
-            &[
-                line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None),
-                line(2012, "2026-11-02T10:06:40+09:00", "id_authenticity", "success", "new2", nat, "o2", None),
-            ],
-        );
+        let face = line(2001, "2026-11-02T10:06:30+09:00", "face_match", "success", "new2", nat, "o2", None);
+        let answered_at = p.parse(&face).unwrap().ts_ms;
+        let mut scratch = p.scratch();
+        let answered: Vec<Processed> = [face, line(2012, "2026-11-02T10:06:40+09:00", "id_authenticity", "success", "new2", nat, "o2", None)]
+            .iter()
+            .map(|l| p.process(&p.parse(l).unwrap(), &mut scratch).unwrap())
+            .collect();
         for a in &answered {
-            assert_eq!(a.verdict, Verdict::Allow, "{a:?}");
-            assert!(a.blocked_by.is_none());
-            let why = a.reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
-            assert!(why.detail.as_deref().unwrap().contains("answered its challenge"), "{why:?}");
+            assert_eq!(a.decision.verdict, Verdict::Allow, "{:?}", a.decision);
+            assert!(a.decision.blocked_by.is_none());
+            assert!(a.enforced.answered, "counted: {:?}", a.decision);
+            // The rule fires again and the guard says why it does not challenge.
+            assert!(
+                a.decision.reasons.iter().any(|r| &*r.detector == "blast_radius" && r.detail.as_deref().is_some_and(|t| t.contains("answered its challenge"))),
+                "{:?}",
+                a.decision
+            );
         }
-        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.key == "o2" && b.answered_at_event_ms.is_some()));
+        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.key == "o2" && b.answered_at_event_ms == Some(answered_at)));
+        // A code, where the address rule does not fire, passes the entry over and says so.
+        let code = run(&p, &[line(2017, "2026-11-02T10:06:50+09:00", "otp", "success", "new2", nat, "o2", None)]);
+        assert_eq!(code[0].verdict, Verdict::Allow, "{:?}", code[0]);
+        assert!(code[0].reasons.iter().any(|r| &*r.detector == "blast_radius" && r.detail.as_deref().is_some_and(|t| t.contains("was answered"))), "{:?}", code[0]);
         // A check dated before the answer, arriving after it, answers nothing.
         let late = run(&p, &[line(2014, "2026-11-02T10:06:20+09:00", "id_authenticity", "success", "new2", nat, "o2", None)]);
         assert_eq!(late[0].verdict, Verdict::Challenge, "{:?}", late[0]);
@@ -648,11 +667,11 @@ rules:
 
     #[test]
     fn an_answered_guard_challenge_leaves_other_findings_in_force() {
-        // Beside the address rule: a rule that challenges every passed
-        // liveness check, another rule's block on the same address, and a
-        // device rule whose block the guard turns into a challenge only
-        // because the store is too young to size the device. Answering the
-        // address rule's challenge must drop none of them.
+        // Beside the address rule: a rule that challenges every liveness
+        // check, another rule's block on the same address, and another
+        // rule's block on the device (which the guard turns into a
+        // challenge for want of history). Answering the address rule's
+        // challenge must drop none of them.
         let p = pipeline_from(
             &format!(
                 "{IP_RULE}{}",
@@ -695,7 +714,7 @@ rules:
         assert!(liveness.blocked_by.is_none(), "not the guard's entry: {liveness:?}");
         assert_eq!(authenticity.verdict, Verdict::Challenge, "another rule's block on the address is not what was answered: {authenticity:?}");
         assert_eq!(otp.verdict, Verdict::Challenge, "{otp:?}");
-        assert!(otp.reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "challenged for want of history: {otp:?}");
+        assert!(otp.reasons.iter().any(|r| r.detail.as_deref().is_some_and(|t| t.contains("history"))), "another rule's block, challenged: {otp:?}");
     }
 
     #[test]
@@ -745,6 +764,10 @@ rules:
         assert_eq!(authenticity.verdict, Verdict::Challenge, "{authenticity:?}");
         assert_eq!(authenticity.blocked_by.as_ref().map(|b| b.scope), Some(EntityKind::Session), "the guard's entry holds: {authenticity:?}");
         assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.answered_at_event_ms.is_none()));
+        let mut scratch = p.scratch();
+        let again = p.process(&p.parse(&line(2002, "2026-11-02T10:07:00+09:00", "face_match", "success", "new2", nat, "o2", None)).unwrap(), &mut scratch).unwrap();
+        assert_eq!(again.decision.verdict, Verdict::Challenge);
+        assert!(!again.enforced.answered, "not counted as let through");
     }
 
     #[test]
@@ -762,8 +785,8 @@ rules:
         let h = holder(Some("c"), "d").expect("customer and device: a holder");
         assert_eq!(holder(Some("c"), "d"), Some(h));
         assert_eq!(holder(None, "d"), None, "a device alone holds nothing");
-        assert_ne!(holder(Some("c2"), "d"), Some(h), "another customer on the device");
-        assert_ne!(holder(Some("c"), "d2"), Some(h), "the customer on another device");
+        assert!(holder(Some("c2"), "d").is_some_and(|o| o != h), "another customer on the device");
+        assert!(holder(Some("c"), "d2").is_some_and(|o| o != h), "the customer on another device");
     }
 
     /// Three fresh identities, each in its own session, scanning an ID
@@ -794,6 +817,12 @@ rules:
         let why = d[2].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
         assert!(why.detail.as_deref().unwrap().contains("history"), "{why:?}");
         assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.scope != EntityKind::Ip));
+        // A challenge set for want of history is not one a face match
+        // answers: the address may be a proxy's.
+        let face = run(&p, &[line(10, "2026-11-02T03:01:00+09:00", "face_match", "success", "fresh2", proxy, "s2", None)]);
+        assert_eq!(face[0].verdict, Verdict::Challenge, "{:?}", face[0]);
+        assert_eq!(face[0].blocked_by.as_ref().map(|b| b.scope), Some(EntityKind::Session));
+        assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.answered_at_event_ms.is_none()));
         // The same with cold-start challenges off: blocked.
         let p = ip_rule_pipeline_with(|c| c.blocks.cold_start_challenge = false);
         assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
