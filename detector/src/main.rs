@@ -437,11 +437,8 @@ enum BenchCommand {
         /// What the model's findings do: alert (the default) or challenge.
         #[arg(long)]
         model_action: Option<String>,
-        /// Rewrite each world's events as another pipeline might report them:
-        /// as-drawn, no-session-ids, customer-at-account-open, no-record-counts,
-        /// no-device-ids, no-durations, arrival-jitter, bare (the four that
-        /// drop a field at once, device ids kept).
-        #[arg(long, default_value = "as-drawn")]
+        /// Rewrite each world's events as another pipeline might report them.
+        #[arg(long, value_enum, default_value_t)]
         reporting: haechi_detector::worlds::Reporting,
         #[arg(long)]
         json: bool,

@@ -104,7 +104,7 @@ pub struct WorldsReport {
 /// fields optional that the generator always fills, and leaves arrival order
 /// to the transport: another bank's pipeline (or another generator) may do
 /// either differently, and a pack that leans on one habit fails there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reporting {
     /// As the generator writes it.
@@ -132,32 +132,6 @@ pub enum Reporting {
 }
 
 impl Reporting {
-    /// Every way, as drawn first.
-    pub const ALL: [Reporting; 8] = [
-        Reporting::AsDrawn,
-        Reporting::NoSessionIds,
-        Reporting::CustomerAtAccountOpen,
-        Reporting::NoRecordCounts,
-        Reporting::NoDeviceIds,
-        Reporting::NoDurations,
-        Reporting::ArrivalJitter,
-        Reporting::Bare,
-    ];
-
-    /// The name on the command line and in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reporting::AsDrawn => "as-drawn",
-            Reporting::NoSessionIds => "no-session-ids",
-            Reporting::CustomerAtAccountOpen => "customer-at-account-open",
-            Reporting::NoRecordCounts => "no-record-counts",
-            Reporting::NoDeviceIds => "no-device-ids",
-            Reporting::NoDurations => "no-durations",
-            Reporting::ArrivalJitter => "arrival-jitter",
-            Reporting::Bare => "bare",
-        }
-    }
-
     /// Rewrite a drawn world's events so. Labels keep their event ids.
     pub fn apply(self, data: &mut Dataset, world_seed: u64) {
         use haechi_features::Step;
@@ -198,14 +172,12 @@ impl Reporting {
     }
 }
 
-impl std::str::FromStr for Reporting {
-    type Err = DetectorError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Reporting::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = Reporting::ALL.iter().map(|r| r.as_str()).collect();
-            DetectorError::Input { path: "--reporting".into(), message: format!("{s}: one of {}", names.join(", ")) }
-        })
+/// The name on the command line and in reports (clap's, which the serde
+/// name matches: a test checks it).
+impl std::fmt::Display for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        f.write_str(self.to_possible_value().expect("no variant is skipped").get_name())
     }
 }
 
@@ -430,7 +402,7 @@ impl WorldsReport {
 impl std::fmt::Display for WorldsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.reporting != Reporting::AsDrawn {
-            writeln!(f, "events reported as: {}", self.reporting.as_str())?;
+            writeln!(f, "events reported as: {}", self.reporting)?;
         }
         writeln!(f, "{:>10} {:>8} {:>9} {:>10} {:>8}  missed incidents", "world", "events", "min rec.", "FPR", "blocked")?;
         for w in &self.worlds {
@@ -533,11 +505,12 @@ mod tests {
             v.sort();
             v
         };
-        for r in Reporting::ALL {
-            assert_eq!(r.as_str().parse::<Reporting>().unwrap(), r);
+        for &r in <Reporting as clap::ValueEnum>::value_variants() {
+            assert_eq!(<Reporting as clap::ValueEnum>::from_str(&r.to_string(), false), Ok(r));
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""), "the report's name is the command line's");
             let mut d = drawn.clone();
             r.apply(&mut d, 7);
-            assert_eq!(ids(&d), ids(&drawn), "{}: the same events", r.as_str());
+            assert_eq!(ids(&d), ids(&drawn), "{r}: the same events");
             assert_eq!(d.labels, drawn.labels);
             // Nothing but the field a rewrite names changes.
             let before: HashMap<&str, &haechi_datasets::GeneratedEvent> = drawn.events.iter().map(|e| (e.event_id.as_str(), e)).collect();
@@ -545,11 +518,11 @@ mod tests {
                 let was = before[after.event_id.as_str()];
                 assert_eq!((after.ts_ms, after.step, &after.ip, &after.id_doc_hash, &after.account_hash, &after.staff_id), (was.ts_ms, was.step, &was.ip, &was.id_doc_hash, &was.account_hash, &was.staff_id));
                 let bare = r == Reporting::Bare;
-                assert!(bare || r == Reporting::NoSessionIds || after.session_id == was.session_id, "{}", r.as_str());
-                assert!(bare || r == Reporting::CustomerAtAccountOpen || after.customer_id == was.customer_id, "{}", r.as_str());
-                assert!(bare || r == Reporting::NoRecordCounts || after.records == was.records, "{}", r.as_str());
-                assert!(r == Reporting::NoDeviceIds || after.device_id == was.device_id, "{}", r.as_str());
-                assert!(bare || r == Reporting::NoDurations || after.duration_ms == was.duration_ms, "{}", r.as_str());
+                assert!(bare || r == Reporting::NoSessionIds || after.session_id == was.session_id, "{r}");
+                assert!(bare || r == Reporting::CustomerAtAccountOpen || after.customer_id == was.customer_id, "{r}");
+                assert!(bare || r == Reporting::NoRecordCounts || after.records == was.records, "{r}");
+                assert!(r == Reporting::NoDeviceIds || after.device_id == was.device_id, "{r}");
+                assert!(bare || r == Reporting::NoDurations || after.duration_ms == was.duration_ms, "{r}");
             }
             let e = &d.events;
             match r {
@@ -573,7 +546,8 @@ mod tests {
                 }
             }
         }
-        assert!("sideways".parse::<Reporting>().unwrap_err().to_string().contains("no-session-ids"));
+        let cli = clap::Command::new("bench").arg(clap::Arg::new("reporting").long("reporting").value_parser(clap::value_parser!(Reporting)));
+        assert!(cli.try_get_matches_from(["bench", "--reporting", "sideways"]).unwrap_err().to_string().contains("no-session-ids"));
     }
 
     #[test]
