@@ -282,7 +282,6 @@ impl Enforcer {
     fn enforce(&self, event: &Event, keys: &EntityKeys, features: &[f32], history_ms: i64, d: &mut Decision, now: i64, answer: &GuardAnswer) -> Enforced {
         let mut out = Enforced::default();
         let answered = answer.answered.as_ref();
-        let passed_over = std::cell::Cell::new(false);
         let entry_passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
         let spared = |b: &Block| {
@@ -323,7 +322,7 @@ impl Enforcer {
         }
         out.spared_owner_device = spared_any.get();
         if entry_passed_over.get() {
-            passed_over.set(true);
+            out.answered = true;
             if let Some((_, _, instead_of)) = answered {
                 d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(EntityKind::Session.as_str()), Severity::Low).with_detail(format!(
                     "this session's challenge (set by the guard instead of {instead_of}) was answered with a face match: the guard does not challenge {} again",
@@ -331,7 +330,6 @@ impl Enforcer {
                 )));
             }
         }
-        out.answered = passed_over.get();
         // The verdict whatever becomes of this event's block requests.
         let mut floor = d.without_blocks;
         if let Some(b) = in_force {
@@ -399,7 +397,7 @@ impl Enforcer {
                 // shared: another rule, a rate limit, or a scope the store
                 // cannot size yet is not what the session answered.
                 if carried > self.blast_radius_limit && answered.is_some_and(|(_, _, instead_of)| *instead_of == set_by_text) {
-                    passed_over.set(true);
+                    out.answered = true;
                     d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(format!(
                         "{scope} carried {carried:.0} returning customers in the long window (limit {:.0}): this session answered its challenge with a face match, and the guard does not challenge {} again",
                         self.blast_radius_limit,
@@ -461,7 +459,6 @@ impl Enforcer {
         if !still_blocks && d.verdict == Verdict::Block && out.blocked_by.as_ref().is_none_or(|b| b.action != BlockAction::Block) {
             d.verdict = if challenges { Verdict::Challenge } else { floor };
         }
-        out.answered = passed_over.get();
         out
     }
 
