@@ -279,6 +279,10 @@ impl OnboardingRate {
 pub struct BaselineReading {
     /// Share of this step's recent durations at or below the event's (0.5 without a duration or a baseline).
     pub duration_rank: f32,
+    /// The rank a duration longer by the asked margin would have: how far
+    /// the event stands apart from the population's fastest, not only
+    /// whether it is among them (see `FeatureConfig::step_rank_margin`).
+    pub apart_rank: f32,
     /// Samples behind the step's baseline.
     pub samples: u64,
     /// The event's local hour's share of population activity, times 24.
@@ -335,24 +339,29 @@ impl Baselines {
     /// Read where the event stands against the population as it was before
     /// it, then learn from it (unless `learn` is false: a late event).
     pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
-        self.observe_timed(step, duration_ms, false, hour, learn)
+        self.observe_timed(step, duration_ms, false, 0.0, hour, learn)
     }
 
     /// [`Baselines::observe`], for a duration that was not reported but
     /// taken from the gap since the session's previous event (`gap_timed`):
     /// ranked among, and learnt into, durations taken the same way.
-    pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, hour: u8, learn: bool) -> BaselineReading {
+    /// `apart_rank` is the rank of the duration longer by `margin` (a share).
+    pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: u8, learn: bool) -> BaselineReading {
         let table = step as usize + if gap_timed { Step::ALL.len() } else { 0 };
-        let (duration_rank, samples) = {
+        let (duration_rank, apart_rank, samples) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
+            let apart = match duration_ms {
+                Some(d) if margin > 0.0 => s.rank((d as f64 * (1.0 + f64::from(margin))).round() as u64),
+                _ => rank,
+            };
             let n = s.samples();
             if learn {
                 if let Some(d) = duration_ms {
                     s.record(d);
                 }
             }
-            (rank, n)
+            (rank, apart, n)
         };
         let hour_activity = {
             let mut h = self.hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -362,7 +371,7 @@ impl Baselines {
             }
             a
         };
-        BaselineReading { duration_rank, samples, hour_activity }
+        BaselineReading { duration_rank, apart_rank, samples, hour_activity }
     }
 
     /// The population's 99th percentile of "fresh identities one address
@@ -601,10 +610,10 @@ mod tests {
         for i in 0..2_000u64 {
             // Reported: about a second. Taken from gaps: about half a minute.
             b.observe(Step::Otp, Some(800 + i % 400), 11, true);
-            b.observe_timed(Step::Otp, Some(25_000 + (i % 100) * 100), true, 11, true);
+            b.observe_timed(Step::Otp, Some(25_000 + (i % 100) * 100), true, 0.0, 11, true);
         }
         let reported = b.observe(Step::Otp, Some(1_000), 11, false);
-        let gap = b.observe_timed(Step::Otp, Some(1_000), true, 11, false);
+        let gap = b.observe_timed(Step::Otp, Some(1_000), true, 0.0, 11, false);
         assert!(reported.duration_rank > 0.2, "a second is ordinary among reported durations: {}", reported.duration_rank);
         assert!(gap.duration_rank < 0.01, "and the fastest of all among gaps: {}", gap.duration_rank);
         assert_eq!((reported.samples, gap.samples), (2_000, 2_000));

@@ -58,6 +58,13 @@ pub struct FeatureConfig {
     pub fast_step_rank: f32,
     /// ... and at or below this, toward `<session|device>.quick_steps`.
     pub quick_step_rank: f32,
+    /// How far apart from the population a fast or quick step must be: it
+    /// counts only if a duration this share longer would still rank so. An
+    /// honest crowd at a step's floor (codes auto-filled in 300 ms, a backend
+    /// check that always answers in 400) puts its own slowest-but-one
+    /// fraction of a percent in the fastest 1% by construction; a script
+    /// stands apart from everyone.
+    pub step_rank_margin: f32,
     /// The bank's office hours, local `[start, end)`: a prior for the staff
     /// hour baseline, so that on the first day, before any staff access has
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
@@ -80,6 +87,7 @@ impl Default for FeatureConfig {
             utc_offset_hours: 9,
             fast_step_rank: 0.01,
             quick_step_rank: 0.05,
+            step_rank_margin: 0.15,
             staff_office_hours: [8, 20],
         }
     }
@@ -349,6 +357,9 @@ impl FeatureConfig {
                 self.fast_step_rank, self.quick_step_rank
             )));
         }
+        if !(0.0..=4.0).contains(&self.step_rank_margin) {
+            return Err(Error::Config(format!("step_rank_margin = {}: need 0 to 4 (a share of the step's duration)", self.step_rank_margin)));
+        }
         let [open, close] = self.staff_office_hours;
         if !(open < close && close <= 24) {
             return Err(Error::Config(format!("staff_office_hours = [{open}, {close}]: need start < end <= 24")));
@@ -420,6 +431,10 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("allowed_lateness"));
         let cfg = FeatureConfig { utc_offset_hours: 20, ..Default::default() };
         assert!(cfg.validate().is_err());
+        for margin in [-0.1, f32::NAN, 5.0] {
+            let cfg = FeatureConfig { step_rank_margin: margin, ..Default::default() };
+            assert!(cfg.validate().unwrap_err().to_string().contains("step_rank_margin"));
+        }
         assert!(serde_json::from_str::<FeatureConfig>(r#"{"short_windw":"10m"}"#).unwrap_err().to_string().contains("short_windw"));
     }
 

@@ -88,6 +88,8 @@ pub struct FeatureStore {
     fast_rank: f32,
     /// ... and toward `quick_steps` at or below this.
     quick_rank: f32,
+    /// See `FeatureConfig::step_rank_margin`.
+    rank_margin: f32,
     /// Slot of `ip.distinct_new_identities_<mid window>`, read into the IP onboarding baseline.
     ip_new_1h_slot: Option<usize>,
     /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
@@ -128,6 +130,7 @@ impl FeatureStore {
             baselines: Baselines::new(windows.staff_office_hours),
             fast_rank: config.fast_step_rank,
             quick_rank: config.quick_step_rank,
+            rank_margin: config.step_rank_margin,
         })
     }
 
@@ -208,9 +211,9 @@ impl FeatureStore {
         // Staff accesses are judged against staff hours, and their durations
         // teach no customer step's baseline.
         let baseline = if staff_access {
-            BaselineReading { duration_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
+            BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
-            self.baselines.observe_timed(event.step, duration_ms, gap_timed, hour, !late)
+            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, !late)
         };
         let success = !event.is_failure();
         let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
@@ -230,8 +233,8 @@ impl FeatureStore {
             returning: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
-            fast: ranked && baseline.duration_rank <= self.fast_rank,
-            quick: ranked && baseline.duration_rank <= self.quick_rank,
+            fast: ranked && baseline.apart_rank <= self.fast_rank,
+            quick: ranked && baseline.apart_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
             code_step: matches!(event.step, Step::Otp | Step::AccountVerify | Step::PhoneAuth),
             step_bit: 1 << event.step as u16,
@@ -815,6 +818,42 @@ mod tests {
         store.observe(&onboarding(id, t, "198.51.100.77"), &mut out);
         let other = get(&store, &out, "event.onboarding_surge");
         assert!(other > 1.6, "to every other address the hour is busy: {other}");
+    }
+
+    #[test]
+    fn a_step_among_an_honest_crowd_at_its_floor_is_not_fast_one_apart_from_everyone_is() {
+        // One code in ten is auto-filled in 300-330 ms, the rest typed in 5-20 s:
+        // the fastest 1% of codes are all auto-filled ones. (Two kinds of
+        // code: a session counts a retried step once.)
+        const STEPS: [Step; 2] = [Step::Otp, Step::PhoneAuth];
+        let population = |store: &FeatureStore, out: &mut [f32]| {
+            let t0 = 1_764_000_000_000;
+            for i in 0..2_000usize {
+                let mut e = event(i, t0 + i as i64 * 1000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false);
+                e.step = STEPS[i % 2];
+                e.duration_ms = Some(if i / 2 % 10 == 0 { 300 + (i as u64 * 7) % 31 } else { 5_000 + (i as u64 * 7_919) % 15_000 });
+                store.observe(&e, out);
+            }
+            t0 + 2_000 * 1000
+        };
+        let session = |store: &FeatureStore, out: &mut [f32], t: i64, customer: &str, ms: u64| {
+            for k in 0..2 {
+                let mut e = event(10_000 + k, t + k as i64 * 1000, customer, "10.0.0.2", "dx", false);
+                e.step = STEPS[k];
+                e.duration_ms = Some(ms);
+                store.observe(&e, out);
+            }
+            get(store, out, "session.fast_steps")
+        };
+        let apart = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; apart.catalog().len()];
+        let t = population(&apart, &mut out);
+        assert_eq!(session(&apart, &mut out, t, "honest", 302), 0.0, "two auto-filled codes, as one in ten people's");
+        assert_eq!(session(&apart, &mut out, t + 60_000, "script", 150), 2.0, "two codes in half the time anyone took");
+        // Without the margin, the crowd's own fastest read as fast: what the margin is for.
+        let bare = FeatureStore::new(&FeatureConfig { step_rank_margin: 0.0, ..FeatureConfig::default() }).unwrap();
+        let t = population(&bare, &mut out);
+        assert_eq!(session(&bare, &mut out, t, "honest", 302), 2.0);
     }
 
     #[test]
