@@ -351,8 +351,11 @@ impl Baselines {
         let (duration_rank, apart_rank, samples) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
+            // A young baseline ranks only what is under half the fastest
+            // seen: apart enough already, and a margin on top would let a
+            // script at 45% of everyone through on a new install.
             let apart = match duration_ms {
-                Some(d) if margin > 0.0 => s.rank((d as f64 * (1.0 + f64::from(margin))).round() as u64),
+                Some(d) if margin > 0.0 && s.ready => s.rank((d as f64 * (1.0 + f64::from(margin))).round() as u64),
                 _ => rank,
             };
             let n = s.samples();
@@ -585,6 +588,24 @@ mod tests {
         }
         let level = b.ip_onboarding_level(1.0, false);
         assert!((4.0..=5.0).contains(&level), "{level}");
+    }
+
+    #[test]
+    fn the_margin_waits_for_a_ready_baseline() {
+        let b = Baselines::default();
+        for i in 0..MIN_COLD_SAMPLES {
+            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+        }
+        // 1,900 ms is under half of 4,000: a young baseline ranks it, margin or not.
+        let young = b.observe_timed(Step::Liveness, Some(1_900), false, 0.15, 3, false);
+        assert_eq!((young.duration_rank, young.apart_rank), (0.0, 0.0));
+        for i in 0..MIN_BASELINE_SAMPLES {
+            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+        }
+        // Ready: 3,900 ms is below everyone, 4,600 ms (15% more) is not.
+        let ready = b.observe_timed(Step::Liveness, Some(3_900), false, 0.15, 3, false);
+        assert_eq!(ready.duration_rank, 0.0);
+        assert!(ready.apart_rank > 0.01, "{}", ready.apart_rank);
     }
 
     #[test]

@@ -106,7 +106,8 @@ pub struct KindLayout {
     pub timing: Option<usize>,
     /// step_ms_mean, step_ms_min, steps, fast_steps, quick_steps, timed_steps:
     /// fast and quick count steps ranked among their population's fastest 1%
-    /// and 5% (in a session, each kind of step once), timed_steps the kinds of
+    /// and 5%, and apart from it (`FeatureConfig::step_rank_margin`; in a
+    /// session, each kind of step once), timed_steps the kinds of
     /// step a session timed (a device: every timed step).
     pub durations: Option<usize>,
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,

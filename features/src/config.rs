@@ -54,16 +54,18 @@ pub struct FeatureConfig {
     /// Offset of the bank's local time from UTC, for hour-of-day features (KST = 9).
     pub utc_offset_hours: i8,
     /// A step whose duration ranks at or below this share of its population's
-    /// counts toward `<session|device>.fast_steps`.
+    /// counts toward `<session|device>.fast_steps` (with `step_rank_margin`).
     pub fast_step_rank: f32,
     /// ... and at or below this, toward `<session|device>.quick_steps`.
     pub quick_step_rank: f32,
     /// How far apart from the population a fast or quick step must be: it
-    /// counts only if a duration this share longer would still rank so. An
-    /// honest crowd at a step's floor (codes auto-filled in 300 ms, a backend
-    /// check that always answers in 400) puts its own slowest-but-one
-    /// fraction of a percent in the fastest 1% by construction; a script
-    /// stands apart from everyone.
+    /// counts only if its duration, longer by this share, would still rank
+    /// at or below the cut. When honest people crowd at a step's floor
+    /// (codes auto-filled in 300 ms, a backend check that always answers in
+    /// 400), the fastest 1% of that step are the crowd's own quickest, and
+    /// a session of two such steps is a person; a script stands apart from
+    /// everyone. Not applied before a step's baseline is ready, when only a
+    /// duration under half the fastest seen ranks at all.
     pub step_rank_margin: f32,
     /// The bank's office hours, local `[start, end)`: a prior for the staff
     /// hour baseline, so that on the first day, before any staff access has
