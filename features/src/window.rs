@@ -260,7 +260,27 @@ enum More {
     /// Further (item hash, last time seen) pairs.
     Exact(Vec<(u32, u32)>),
     /// Linear-counting registers holding the last time any item mapped to them was seen.
-    Sketch(#[serde(with = "BigArray")] [u32; SKETCH_REGISTERS]),
+    /// Boxed on their own: inline, they would make every `More` (and so
+    /// every set with a second item, the common case) a 264-byte allocation.
+    Sketch(#[serde(with = "boxed_registers")] Box<[u32; SKETCH_REGISTERS]>),
+}
+
+/// The sketch's registers as serde sees them: the array, as before they
+/// were boxed, so saved state reads the same.
+mod boxed_registers {
+    use super::SKETCH_REGISTERS;
+    use serde::{Deserializer, Serializer};
+    use serde_big_array::BigArray;
+
+    // serde's `with` hands the field itself, a `&Box<_>`.
+    #[allow(clippy::borrowed_box)]
+    pub fn serialize<S: Serializer>(regs: &Box<[u32; SKETCH_REGISTERS]>, s: S) -> Result<S::Ok, S::Error> {
+        BigArray::serialize(&**regs, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[u32; SKETCH_REGISTERS]>, D::Error> {
+        <[u32; SKETCH_REGISTERS] as BigArray<'de, u32>>::deserialize(d).map(Box::new)
+    }
 }
 
 impl DistinctSet {
@@ -294,7 +314,7 @@ impl DistinctSet {
                     if items.len() < EXACT_DISTINCT {
                         return;
                     }
-                    let mut regs = [0u32; SKETCH_REGISTERS];
+                    let mut regs = Box::new([0u32; SKETCH_REGISTERS]);
                     for &(h, seen) in items.iter().chain(std::iter::once(&self.head)) {
                         let r = &mut regs[register(h)];
                         *r = (*r).max(seen);
@@ -361,7 +381,7 @@ impl DistinctSet {
         match self.more.as_deref() {
             None => 0,
             Some(More::Exact(items)) => std::mem::size_of::<More>() + items.capacity() * 8,
-            Some(More::Sketch(_)) => std::mem::size_of::<More>(),
+            Some(More::Sketch(_)) => std::mem::size_of::<More>() + std::mem::size_of::<[u32; SKETCH_REGISTERS]>(),
         }
     }
 }
@@ -492,6 +512,25 @@ mod tests {
         assert!((40..=90).contains(&est), "estimate {est} for 60 distinct");
         // A day later, the items have left every window.
         assert_eq!(set.count(&w.long, t0 + 2 * 86_400), 0);
+    }
+
+    #[test]
+    fn a_sketch_saves_as_its_bare_registers_and_reads_back_the_same() {
+        let w = windows();
+        let mut set = DistinctSet::default();
+        let t0 = 1_700_000_000;
+        for i in 0..60u32 {
+            set.insert(&w, (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32, t0 + i);
+        }
+        assert!(set.is_sketch());
+        let json = serde_json::to_value(&set).unwrap();
+        // The shape saved state had before the registers were boxed.
+        let regs = json["more"]["Sketch"].as_array().expect("registers as a plain array");
+        assert_eq!(regs.len(), SKETCH_REGISTERS);
+        let back: DistinctSet = serde_json::from_value(json).unwrap();
+        assert!(back.is_sketch());
+        assert_eq!(back.count(&w.long, t0 + 60), set.count(&w.long, t0 + 60));
+        assert_eq!(back.heap_bytes(), set.heap_bytes());
     }
 
     #[test]
