@@ -523,11 +523,24 @@ mod tests {
             set.insert(&w, (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32, t0 + i);
         }
         assert!(set.is_sketch());
+        // The shape saved state had before the registers were boxed, byte for byte.
+        #[derive(Serialize)]
+        struct Unboxed {
+            head: (u32, u32),
+            more: Option<Box<UnboxedMore>>,
+        }
+        #[derive(Serialize)]
+        enum UnboxedMore {
+            #[allow(dead_code)]
+            Exact(Vec<(u32, u32)>),
+            Sketch(#[serde(with = "BigArray")] [u32; SKETCH_REGISTERS]),
+        }
+        let Some(More::Sketch(regs)) = set.more.as_deref() else { unreachable!() };
+        let unboxed = Unboxed { head: set.head, more: Some(Box::new(UnboxedMore::Sketch(**regs))) };
+        assert_eq!(postcard::to_stdvec(&set).unwrap(), postcard::to_stdvec(&unboxed).unwrap(), "snapshot bytes");
         let json = serde_json::to_value(&set).unwrap();
-        // The shape saved state had before the registers were boxed.
-        let regs = json["more"]["Sketch"].as_array().expect("registers as a plain array");
-        assert_eq!(regs.len(), SKETCH_REGISTERS);
-        let back: DistinctSet = serde_json::from_value(json).unwrap();
+        assert_eq!(json, serde_json::to_value(&unboxed).unwrap());
+        let back: DistinctSet = postcard::from_bytes(&postcard::to_stdvec(&unboxed).unwrap()).unwrap();
         assert!(back.is_sketch());
         assert_eq!(back.count(&w.long, t0 + 60), set.count(&w.long, t0 + 60));
         assert_eq!(back.heap_bytes(), set.heap_bytes());
