@@ -498,16 +498,21 @@ mod tests {
         }
     }
 
+    /// Sixty distinct items, one a second from `t0`: past exactness, a sketch.
+    fn sixty_items(w: &Windows, t0: u32) -> DistinctSet {
+        let mut set = DistinctSet::default();
+        for i in 0..60u32 {
+            set.insert(w, (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32, t0 + i);
+        }
+        assert!(set.is_sketch());
+        set
+    }
+
     #[test]
     fn large_distinct_sets_stay_bounded_and_close() {
         let w = windows();
-        let mut set = DistinctSet::default();
         let t0 = 1_700_000_000;
-        for i in 0..60u32 {
-            let item = (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32;
-            set.insert(&w, item, t0 + i);
-        }
-        assert!(set.is_sketch());
+        let set = sixty_items(&w, t0);
         let est = set.count(&w.long, t0 + 60);
         assert!((40..=90).contains(&est), "estimate {est} for 60 distinct");
         // A day later, the items have left every window.
@@ -517,12 +522,8 @@ mod tests {
     #[test]
     fn a_sketch_saves_as_its_bare_registers_and_reads_back_the_same() {
         let w = windows();
-        let mut set = DistinctSet::default();
         let t0 = 1_700_000_000;
-        for i in 0..60u32 {
-            set.insert(&w, (xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes()) >> 32) as u32, t0 + i);
-        }
-        assert!(set.is_sketch());
+        let set = sixty_items(&w, t0);
         // The shape saved state had before the registers were boxed, byte for byte.
         #[derive(Serialize)]
         struct Unboxed {
