@@ -282,6 +282,7 @@ pub struct BaselineReading {
     /// The rank a duration longer by the asked margin would have: how far
     /// the event stands apart from the population's fastest, not only
     /// whether it is among them (see `FeatureConfig::step_rank_margin`).
+    /// The same as `duration_rank` while the step's baseline is young.
     pub apart_rank: f32,
     /// Samples behind the step's baseline.
     pub samples: u64,
@@ -345,7 +346,8 @@ impl Baselines {
     /// [`Baselines::observe`], for a duration that was not reported but
     /// taken from the gap since the session's previous event (`gap_timed`):
     /// ranked among, and learnt into, durations taken the same way.
-    /// `apart_rank` is the rank of the duration longer by `margin` (a share).
+    /// `apart_rank` is the rank of the duration longer by `margin` (a share),
+    /// once the step's baseline is ready; before, `duration_rank`.
     pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: u8, learn: bool) -> BaselineReading {
         let table = step as usize + if gap_timed { Step::ALL.len() } else { 0 };
         let (duration_rank, apart_rank, samples) = {
@@ -602,7 +604,7 @@ mod tests {
         for i in 0..MIN_BASELINE_SAMPLES {
             b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
         }
-        // Ready: 3,900 ms is below everyone, 4,600 ms (15% more) is not.
+        // Ready: 3,900 ms is below everyone, 4,485 ms (15% more) is not.
         let ready = b.observe_timed(Step::Liveness, Some(3_900), false, 0.15, 3, false);
         assert_eq!(ready.duration_rank, 0.0);
         assert!(ready.apart_rank > 0.01, "{}", ready.apart_rank);

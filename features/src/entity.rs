@@ -43,9 +43,11 @@ pub(crate) struct Observed {
     pub new_identity: Option<u32>,
     /// The verification method this event proves, if it succeeded (a bit of [`METHOD_NAMES`]).
     pub method: Option<u8>,
-    /// The step's duration ranks among the fastest 1% of its population ...
+    /// The step's duration ranks among the fastest of its population
+    /// (`FeatureConfig::fast_step_rank`), and apart from it
+    /// (`step_rank_margin`) ...
     pub fast: bool,
-    /// ... or among the fastest 5%.
+    /// ... or so at `quick_step_rank`.
     pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
@@ -223,7 +225,7 @@ pub(crate) struct Entity {
     last_ms: i64,
     total: u32,
     streak: u16,
-    /// Steps among their population's fastest 1% and 5% (kinds with durations).
+    /// Steps counted `fast` and `quick` (see [`Observed`]; kinds with durations).
     fast_steps: u8,
     quick_steps: u8,
     step_min_ms: u32,

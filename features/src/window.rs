@@ -371,7 +371,7 @@ impl DistinctSet {
         out
     }
 
-    /// True if the set holds an exact item list past its first item, or a sketch.
+    /// True once the set has given up exactness for a sketch.
     pub fn is_sketch(&self) -> bool {
         matches!(self.more.as_deref(), Some(More::Sketch(_)))
     }
