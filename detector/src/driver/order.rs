@@ -6,6 +6,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use haechi_features::{Error as EventError, Event};
+use smallvec::{smallvec, SmallVec};
+
+/// Events a call lets through, in order. Nearly always exactly the one just
+/// admitted, which then stays inline: no allocation per event.
+pub(crate) type Admitted = SmallVec<[(u64, Event); 1]>;
 
 /// Holds events until the newest event time has passed them by the allowed
 /// lateness, and gives them back oldest first. Input is nearly always sorted
@@ -106,35 +111,35 @@ impl FutureGuard {
 
     /// Admit an event: what may go on now (in order), and what is refused.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn admit(&mut self, seq: u64, event: Event) -> (Vec<(u64, Event)>, Vec<(u64, Event)>) {
+    pub(crate) fn admit(&mut self, seq: u64, event: Event) -> (Admitted, Vec<(u64, Event)>) {
         // The first event cannot set the clock alone: a forged first line
         // would make the whole stream late.
         let Some(clock) = self.clock else {
             let Some((fseq, first)) = self.first.take() else {
                 self.first = Some((seq, event));
-                return (Vec::new(), Vec::new());
+                return (Admitted::new(), Vec::new());
             };
             if event.ts_ms < first.ts_ms - self.skew_ms {
                 // The first line is far ahead of the second: hold it like any jump.
                 self.clock = Some(event.ts_ms);
                 self.held.push((fseq, first));
                 self.ordinary_since_held = 1;
-                return (vec![(seq, event)], Vec::new());
+                return (smallvec![(seq, event)], Vec::new());
             }
             if event.ts_ms > first.ts_ms + self.skew_ms {
                 // The second is the jump: the first sets the clock, the second waits like any jump.
                 self.clock = Some(first.ts_ms);
                 self.held.push((seq, event));
                 self.ordinary_since_held = 0;
-                return (vec![(fseq, first)], Vec::new());
+                return (smallvec![(fseq, first)], Vec::new());
             }
             self.clock = Some(first.ts_ms.max(event.ts_ms));
-            return (vec![(fseq, first), (seq, event)], Vec::new());
+            return (smallvec![(fseq, first), (seq, event)], Vec::new());
         };
         if event.ts_ms <= clock + self.skew_ms {
             let clock = clock.max(event.ts_ms);
             self.clock = Some(clock);
-            let mut admitted = vec![(seq, event)];
+            let mut admitted: Admitted = smallvec![(seq, event)];
             let mut refused = Vec::new();
             if !self.held.is_empty() {
                 // The clock moved: held events it has caught up with go through.
@@ -157,13 +162,13 @@ impl FutureGuard {
         self.held.push((seq, event));
         self.ordinary_since_held = 0;
         if !moved_on {
-            return (Vec::new(), Vec::new());
+            return (Admitted::new(), Vec::new());
         }
         // Believe the earliest held time, then let through whatever fits the new clock.
         self.held.sort_by_key(|(s, e)| (e.ts_ms, *s));
         let first = self.held[0].1.ts_ms;
         self.clock = Some(first);
-        let mut admitted = Vec::new();
+        let mut admitted = Admitted::new();
         let mut keep = Vec::new();
         for (s, e) in std::mem::take(&mut self.held) {
             let clock = self.clock.unwrap_or(first);
