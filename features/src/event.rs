@@ -129,7 +129,7 @@ pub enum AttrValue {
 #[serde(deny_unknown_fields)]
 pub struct RawEvent<'a> {
     pub event_id: Option<CompactString>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_when_unescaped")]
     pub ts: Option<Cow<'a, str>>,
     pub step: Option<Step>,
     pub result: Option<Outcome>,
@@ -137,7 +137,7 @@ pub struct RawEvent<'a> {
     pub session_id: Option<CompactString>,
     pub customer_id: Option<CompactString>,
     pub id_doc_hash: Option<CompactString>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_when_unescaped")]
     pub ip: Option<Cow<'a, str>>,
     pub device_id: Option<CompactString>,
     pub user_agent: Option<String>,
@@ -148,6 +148,17 @@ pub struct RawEvent<'a> {
     pub staff_id: Option<CompactString>,
     pub records: Option<u64>,
     pub attrs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// An optional string that borrows from the input when it has no escapes.
+/// serde's derive borrows a bare `Cow<str>` field (`#[serde(borrow)]`) but
+/// not one inside an `Option`, which it always copies: two allocations an
+/// event for `ts` and `ip`. Wrapping the `Cow` in a newtype gets serde's own
+/// borrowing back.
+fn borrowed_when_unescaped<'de: 'a, 'a, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowing<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowing<'a>>::deserialize(deserializer)?.map(|b| b.0))
 }
 
 /// A validated event. Times are milliseconds since the Unix epoch, UTC.
@@ -509,6 +520,25 @@ mod tests {
         assert_eq!(e.step, Step::Otp);
         assert!(e.is_failure());
         assert_eq!(e.attrs["retry"], AttrValue::Number(2.0));
+    }
+
+    #[test]
+    fn the_time_and_address_borrow_from_the_line_unless_escaped() {
+        let raw: RawEvent<'_> = serde_json::from_str(GOOD).unwrap();
+        assert!(matches!(raw.ts, Some(Cow::Borrowed("2026-11-25T09:00:00+09:00"))), "{:?}", raw.ts);
+        assert!(matches!(raw.ip, Some(Cow::Borrowed("10.1.2.3"))), "{:?}", raw.ip);
+        // An escape cannot be borrowed: the value is copied, unescaped.
+        let escaped = GOOD.replace(r#""ip":"10.1.2.3""#, r#""ip":"10.1.2\u002e3""#);
+        let raw: RawEvent<'_> = serde_json::from_str(&escaped).unwrap();
+        assert!(matches!(&raw.ip, Some(Cow::Owned(ip)) if ip == "10.1.2.3"), "{:?}", raw.ip);
+        assert_eq!(parse(&escaped).unwrap().ip, parse(GOOD).unwrap().ip);
+        // Absent and null stay the contract's own errors, not serde's.
+        let no_ts = GOOD.replace(r#""ts":"2026-11-25T09:00:00+09:00","#, "");
+        assert_eq!(parse(&no_ts).unwrap_err(), Error::MissingField("ts"));
+        let null_ts = GOOD.replace(r#""2026-11-25T09:00:00+09:00""#, "null");
+        assert_eq!(parse(&null_ts).unwrap_err(), Error::MissingField("ts"));
+        let no_ip = GOOD.replace(r#""ip":"10.1.2.3","#, "");
+        assert_eq!(parse(&no_ip).unwrap().ip, None);
     }
 
     #[test]
