@@ -93,6 +93,14 @@ pub struct Decision {
     pub blocked_by: Option<crate::enforce::BlockedBy>,
 }
 
+impl Decision {
+    /// Blocked on account of `kind`: by an entry in force on that entity, or
+    /// by a block this very event asked for on it.
+    pub fn refused_for(&self, kind: EntityKind) -> bool {
+        self.verdict == Verdict::Block && self.blocked_by.as_ref().map_or_else(|| self.blocks.iter().any(|b| b.scope == Some(kind)), |b| b.scope == kind)
+    }
+}
+
 /// An enforced allowlist match wins; otherwise the strongest enforced action
 /// (block > challenge > alert > nothing). Shadow findings change nothing.
 /// Every decision carries its reasons.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
+use haechi_features::{Detector, EntityKind, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
 use serde::{Deserialize, Serialize};
 
 use haechi_rules::RuleEngine;
@@ -303,6 +303,9 @@ impl Pipeline {
         }
         let suppressed = swallowed.len();
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
+        if decision.refused_for(EntityKind::Staff) {
+            self.store.refuse_staff_day(&observation.keys, event.ts_ms);
+        }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }
 }
@@ -361,6 +364,43 @@ mod tests {
         assert!(p.process(&at("b", now + 240_000), &mut s).is_ok());
         // A retry of the first, a moment later, is still a repeat.
         assert!(matches!(p.process(&at("a", now + 1_000), &mut s), Err(EventError::Duplicate)));
+    }
+
+    #[test]
+    fn a_night_the_staff_member_was_blocked_for_does_not_become_their_habit() {
+        // One rule: an export of fifty records or more blocks the staff member.
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("staff.yaml");
+        std::fs::write(
+            &rules,
+            "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
+        )
+        .unwrap();
+        let run = |limit: u64| {
+            let mut config = Config::default();
+            config.model.enabled = false;
+            config.rules.path = Some(rules.clone());
+            let p = Pipeline::new(config).unwrap();
+            let mut s = p.scratch();
+            let mut n = 0;
+            let mut access = |ts: &str, records: u64| {
+                n += 1;
+                let step = if records > 1 { "record_export" } else { "record_view" };
+                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","records":{records}}}"#);
+                p.process(&p.parse(line.as_bytes()).unwrap(), &mut s).unwrap()
+            };
+            access("2026-11-02T10:00:00+09:00", 1);
+            let night = access("2026-11-02T23:00:00+09:00", limit);
+            access("2026-11-03T10:00:00+09:00", 1);
+            access("2026-11-04T10:00:00+09:00", 1);
+            access("2026-11-04T23:30:00+09:00", 1);
+            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            (night.decision.verdict, f("staff.hour_seen"), f("staff.typical_daily_records"))
+        };
+        // Forty records at 23:00 pass, and 23:00 becomes an hour this member works.
+        assert_eq!(run(40), (Verdict::Allow, 1.0, 21.0));
+        // Sixty are blocked: that day teaches nothing, so 23:00 is still unusual two nights on.
+        assert_eq!(run(60), (Verdict::Block, 0.0, 1.0));
     }
 
     #[test]

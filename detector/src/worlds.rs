@@ -248,11 +248,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
                 *benign_flags_by_reason.entry(r).or_default() += 1;
                 insider_events_flagged += usize::from(e.staff_id.as_deref().is_some_and(|s| insiders.contains(s)));
             }
-            let staff_scope = p.decision.blocked_by.as_ref().map_or_else(
-                || p.decision.blocks.iter().any(|b| b.scope == Some(haechi_features::EntityKind::Staff)),
-                |b| b.scope == haechi_features::EntityKind::Staff,
-            );
-            if p.decision.verdict == crate::Verdict::Block && staff_scope && !attack_ids.contains(e.event_id.as_str()) {
+            if p.decision.refused_for(haechi_features::EntityKind::Staff) && !attack_ids.contains(e.event_id.as_str()) {
                 if let Some(staff) = e.staff_id.as_deref().filter(|s| !insiders.contains(s)) {
                     staff_blocked.insert(staff);
                 }

@@ -175,20 +175,27 @@ struct StaffProfile {
     /// Days with activity before `day`, and their records, exponentially weighted.
     days_active: u16,
     typical_daily: f32,
+    /// The last day on which the pipeline refused this member an access (a
+    /// block on them), plus one (0: never). Such a day teaches the habit
+    /// nothing when it closes, neither its hours nor its records: an insider
+    /// blocked one night must not find that night usual the next.
+    refused_day: u32,
 }
 
 impl StaffProfile {
     /// Add one access; returns the hours of the working day it closed, if any.
     fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> Option<u32> {
         self.records.add(w, secs, records);
-        // Local days: a working day does not end at 09:00 in Seoul.
-        let day = ((i64::from(secs) + i64::from(w.utc_offset_s)).max(0) / 86_400) as u32;
+        let day = local_day(w, secs);
         let mut closed = None;
         if day > self.day {
-            self.hours |= self.hours_today;
-            closed = (self.hours_today != 0).then_some(self.hours_today);
+            let trusted = self.refused_day != self.day + 1;
+            if trusted {
+                self.hours |= self.hours_today;
+                closed = (self.hours_today != 0).then_some(self.hours_today);
+            }
             self.hours_today = 0;
-            if self.today > 0 {
+            if trusted && self.today > 0 {
                 self.days_active = self.days_active.saturating_add(1);
                 let x = self.today as f32;
                 // The first days set the habit; later days move it by a fifth.
@@ -203,6 +210,19 @@ impl StaffProfile {
         self.hours_today |= 1 << hour;
         closed
     }
+
+    /// The pipeline refused an access at `secs`: the day it falls on will
+    /// not join the habit. An access from a day already closed changes nothing.
+    fn refuse(&mut self, w: &Windows, secs: u32) {
+        if local_day(w, secs) == self.day {
+            self.refused_day = self.day + 1;
+        }
+    }
+}
+
+/// Local day number (event time): a working day does not end at 09:00 in Seoul.
+fn local_day(w: &Windows, secs: u32) -> u32 {
+    ((i64::from(secs) + i64::from(w.utc_offset_s)).max(0) / 86_400) as u32
 }
 
 /// What one observation tells the store beyond the feature vector.
@@ -487,6 +507,13 @@ impl Entity {
     }
 
     /// First event time seen, seconds.
+    /// A staff member's access at `secs` was refused: its day will not join their habit.
+    pub(crate) fn refuse_staff_day(&mut self, w: &Windows, secs: u32) {
+        if let Extra::Records(a) = &mut self.extra {
+            a.refuse(w, secs);
+        }
+    }
+
     pub(crate) fn first_seen(&self) -> u32 {
         self.first_seen
     }

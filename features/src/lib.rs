@@ -13,7 +13,10 @@
 //!   and limiters implement.
 //!
 //! Data moves one way: bytes → [`Event`] → [`FeatureStore::observe`] →
-//! feature vector → [`FeatureView`] → detectors → findings.
+//! feature vector → [`FeatureView`] → detectors → findings. One fact comes
+//! back from the decision, and only to stop a baseline learning from an
+//! attack: [`FeatureStore::refuse_staff_day`] (a day a staff member was
+//! blocked does not become their habit).
 //!
 //! ```
 //! use haechi_features::{Event, FeatureConfig, FeatureStore, DEFAULT_MAX_EVENT_BYTES};

@@ -168,6 +168,20 @@ impl FeatureStore {
         self.observe_capped(event, out, i64::MAX)
     }
 
+    /// The one thing a decision tells the store: the pipeline refused the
+    /// staff member named in `keys` an access at `ts_ms` (a block on them).
+    /// That day then teaches neither their working hours nor their daily
+    /// volume, nor the bank's staff hours, when it closes. A baseline that
+    /// learned from what was blocked would make a caught insider's night
+    /// ordinary for the next one. Nothing else is unlearned: the day's counts
+    /// still stand, and the rules read them.
+    pub fn refuse_staff_day(&self, keys: &EntityKeys, ts_ms: i64) {
+        let Some(key) = keys.get(EntityKind::Staff) else { return };
+        if let Some(mut staff) = self.maps[EntityKind::Staff.index()].get_mut(&key) {
+            staff.refuse_staff_day(&self.windows, event_secs(ts_ms));
+        }
+    }
+
     /// Like [`FeatureStore::observe`], but the newest-time watermark never
     /// moves past `max_watermark_ms`. Live, that is the wall clock: an event
     /// a few minutes early (within the allowed skew) is learned from, but
@@ -1165,6 +1179,44 @@ mod tests {
         assert_eq!(get(&store, &out, "staff.records_1h"), 30.0, "an event per record, no count given");
         store.observe(&access(30, Some(12)), &mut out);
         assert_eq!(get(&store, &out, "staff.records_1h"), 42.0, "a count given is taken as it is");
+    }
+
+    #[test]
+    fn a_refused_night_does_not_become_the_staff_members_habit() {
+        let at = |ts: &str| crate::event::parse_rfc3339_ms(ts).unwrap();
+        // Day A: a day's work, then a pull at 23:00. Day B: a day's work
+        // (it closes day A). Day C: a morning (it closes day B), then 23:00 again.
+        let read_night_c = |refuse: bool| {
+            let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+            let mut out = vec![0.0; store.catalog().len()];
+            let mut n = 0;
+            let mut access = |ts: i64| {
+                n += 1;
+                let mut e = event(n, ts, &format!("c{n}"), "10.0.0.1", "desk-1", false);
+                e.step = Step::RecordView;
+                e.staff_id = Some("st1".into());
+                store.observe(&e, &mut out)
+            };
+            for i in 0..20 {
+                access(at("2026-11-02T10:00:00+09:00") + i * 900_000);
+            }
+            for i in 0..30 {
+                let seen = access(at("2026-11-02T23:00:00+09:00") + i * 60_000);
+                if refuse {
+                    store.refuse_staff_day(&seen.keys, at("2026-11-02T23:00:00+09:00") + i * 60_000);
+                }
+            }
+            for i in 0..20 {
+                access(at("2026-11-03T10:00:00+09:00") + i * 900_000);
+            }
+            access(at("2026-11-04T10:00:00+09:00"));
+            access(at("2026-11-04T23:05:00+09:00"));
+            ["staff.hour_seen", "staff.days_active", "staff.typical_daily_records"].map(|n| get(&store, &out, n))
+        };
+        // Learned: 23:00 is an hour they work, and a day is (50 + 20) / 2 records.
+        assert_eq!(read_night_c(false), [1.0, 2.0, 35.0]);
+        // Refused: day A taught nothing; only day B's 20 records and its hours did.
+        assert_eq!(read_night_c(true), [0.0, 1.0, 20.0]);
     }
 
     #[test]
