@@ -94,10 +94,11 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Blocked on account of `kind`: by an entry in force on that entity, or
-    /// by a block this very event asked for on it.
+    /// Blocked on account of `kind`: by a block (not a challenge) in force on
+    /// that entity, or by a block this very event asked for on it.
     pub fn refused_for(&self, kind: EntityKind) -> bool {
-        self.verdict == Verdict::Block && self.blocked_by.as_ref().map_or_else(|| self.blocks.iter().any(|b| b.scope == Some(kind)), |b| b.scope == kind)
+        let entry = self.blocked_by.as_ref().is_some_and(|b| b.action == crate::enforce::BlockAction::Block && b.scope == kind);
+        self.verdict == Verdict::Block && (entry || self.blocks.iter().any(|b| b.scope == Some(kind)))
     }
 }
 

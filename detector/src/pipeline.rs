@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Detector, EntityKind, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
+use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
 use serde::{Deserialize, Serialize};
 
 use haechi_rules::RuleEngine;
@@ -303,7 +303,10 @@ impl Pipeline {
         }
         let suppressed = swallowed.len();
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
-        if decision.refused_for(EntityKind::Staff) {
+        // Whatever refused a staff access (a block on the member, their
+        // workstation's address or their session), the day it was counted
+        // into must not teach their habit: see `refuse_staff_day`.
+        if decision.verdict == crate::Verdict::Block {
             self.store.refuse_staff_day(&observation.keys, event.ts_ms);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
@@ -314,6 +317,7 @@ impl Pipeline {
 mod tests {
     use super::*;
     use crate::Verdict;
+    use haechi_features::EntityKind;
 
     fn event(p: &Pipeline, id: &str, ts: &str, step: &str, customer: &str, device: &str, region: &str) -> Event {
         let json = format!(
@@ -376,7 +380,9 @@ mod tests {
             "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
         )
         .unwrap();
-        let run = |limit: u64| {
+        // `records` at 23:00 on the first day; with `address_blocked`, an
+        // analyst's block on the workstation's address is in force at that hour only.
+        let run = |records: u64, address_blocked: bool| {
             let mut config = Config::default();
             config.model.enabled = false;
             config.rules.path = Some(rules.clone());
@@ -386,11 +392,17 @@ mod tests {
             let mut access = |ts: &str, records: u64| {
                 n += 1;
                 let step = if records > 1 { "record_export" } else { "record_view" };
-                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","records":{records}}}"#);
+                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","ip":"10.20.1.9","records":{records}}}"#);
                 p.process(&p.parse(line.as_bytes()).unwrap(), &mut s).unwrap()
             };
-            access("2026-11-02T10:00:00+09:00", 1);
-            let night = access("2026-11-02T23:00:00+09:00", limit);
+            let first = access("2026-11-02T10:00:00+09:00", 1);
+            let address = first.keys.get(EntityKind::Ip).unwrap();
+            let blocks = p.enforcer().blocks();
+            if address_blocked {
+                blocks.set_manual(EntityKind::Ip, address, "10.20.1.9".into(), std::time::Duration::from_secs(3_600), "seen".into(), "analyst:kim".into());
+            }
+            let night = access("2026-11-02T23:00:00+09:00", records);
+            blocks.lift(EntityKind::Ip, address);
             access("2026-11-03T10:00:00+09:00", 1);
             access("2026-11-04T10:00:00+09:00", 1);
             access("2026-11-04T23:30:00+09:00", 1);
@@ -398,9 +410,11 @@ mod tests {
             (night.decision.verdict, f("staff.hour_seen"), f("staff.typical_daily_records"))
         };
         // Forty records at 23:00 pass, and 23:00 becomes an hour this member works.
-        assert_eq!(run(40), (Verdict::Allow, 1.0, 21.0));
+        assert_eq!(run(40, false), (Verdict::Allow, 1.0, 21.0));
         // Sixty are blocked: that day teaches nothing, so 23:00 is still unusual two nights on.
-        assert_eq!(run(60), (Verdict::Block, 0.0, 1.0));
+        assert_eq!(run(60, false), (Verdict::Block, 0.0, 1.0));
+        // Refused by a block on their workstation's address instead: the same.
+        assert_eq!(run(40, true), (Verdict::Block, 0.0, 1.0));
     }
 
     #[test]

@@ -211,10 +211,12 @@ impl StaffProfile {
         closed
     }
 
-    /// The pipeline refused an access at `secs`: the day it falls on will
-    /// not join the habit. An access from a day already closed changes nothing.
+    /// The pipeline refused an access at `secs`: the day it was counted
+    /// into will not join the habit. A late access from an earlier day was
+    /// counted into the day open now (days only move forward), so that day
+    /// is the one refused.
     fn refuse(&mut self, w: &Windows, secs: u32) {
-        if local_day(w, secs) == self.day {
+        if local_day(w, secs) <= self.day {
             self.refused_day = self.day + 1;
         }
     }
@@ -506,14 +508,14 @@ impl Entity {
         logged_in || (self.total > 0 && now_s.saturating_sub(self.first_seen) >= RETURNING_AFTER_S)
     }
 
-    /// First event time seen, seconds.
-    /// A staff member's access at `secs` was refused: its day will not join their habit.
+    /// A staff member's access at `secs` was refused: the day it was counted into will not join their habit.
     pub(crate) fn refuse_staff_day(&mut self, w: &Windows, secs: u32) {
         if let Extra::Records(a) = &mut self.extra {
             a.refuse(w, secs);
         }
     }
 
+    /// First event time seen, seconds.
     pub(crate) fn first_seen(&self) -> u32 {
         self.first_seen
     }
@@ -554,6 +556,30 @@ impl Entity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_day_teaches_nothing_when_it_closes() {
+        let w = crate::config::FeatureConfig::default().validate().unwrap();
+        // Event seconds of local `hour` on local day `day`.
+        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let mut p = StaffProfile::default();
+        p.add(&w, at(20_000, 10), 10, 5);
+        p.add(&w, at(20_000, 23), 23, 50);
+        p.refuse(&w, at(20_000, 23));
+        assert_eq!(p.add(&w, at(20_001, 10), 10, 5), None, "no hours for the bank's staff baseline either");
+        assert_eq!((p.hours, p.days_active, p.typical_daily), (0, 0, 0.0));
+        // A late access from the day before is counted into the day open
+        // now; refused, it is that day that teaches nothing.
+        p.add(&w, at(20_000, 23) + 1_800, 23, 3);
+        p.refuse(&w, at(20_000, 23) + 1_800);
+        assert_eq!(p.add(&w, at(20_002, 10), 10, 1), None);
+        assert_eq!((p.hours, p.days_active), (0, 0));
+        // Any refusal falls on the day open now, where its access was counted.
+        p.refuse(&w, at(20_001, 10));
+        assert_eq!(p.add(&w, at(20_003, 10), 10, 1), None, "day 20_002 was open");
+        assert_eq!(p.add(&w, at(20_004, 10), 10, 1), Some(1 << 10));
+        assert_eq!((p.hours, p.days_active, p.typical_daily), (1 << 10, 1, 1.0));
+    }
 
     #[test]
     fn an_entity_fits_its_budget() {
