@@ -82,6 +82,12 @@ impl Step {
         matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::AccountVerify | Step::AccountOpen)
     }
 
+    /// A staff member reading a customer's record: the event's customer is
+    /// the record's subject, not who is acting.
+    pub fn is_staff_access(self) -> bool {
+        matches!(self, Step::RecordView | Step::RecordExport)
+    }
+
     /// Steps that move money or identity: where an account takeover pays off.
     pub fn is_sensitive(self) -> bool {
         matches!(self, Step::AccountOpen | Step::AccountVerify | Step::PhoneAuth | Step::RecordExport)
@@ -539,6 +545,8 @@ mod tests {
         assert_eq!(parse(&null_ts).unwrap_err(), Error::MissingField("ts"));
         let no_ip = GOOD.replace(r#""ip":"10.1.2.3","#, "");
         assert_eq!(parse(&no_ip).unwrap().ip, None);
+        let null_ip = GOOD.replace(r#""10.1.2.3""#, "null");
+        assert_eq!(parse(&null_ip).unwrap().ip, None);
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl FeatureStore {
         // A staff lookup names the customer whose record was read; that counts
         // toward the staff member's distinct customers but is not the
         // customer's own activity, so it must not touch their profile.
-        let staff_access = matches!(event.step, Step::RecordView | Step::RecordExport);
+        let staff_access = event.step.is_staff_access();
         // A pipeline that reports no step durations still shows how long a
         // step took: the time since the session's previous event. Steps
         // timed so are ranked against, and teach, their own baseline.

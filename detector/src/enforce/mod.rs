@@ -289,6 +289,12 @@ impl Enforcer {
                 entry_passed_over.set(true);
                 return true;
             }
+            // A staff access names the customer whose record is read, not
+            // who is acting: a block that stops a takeover of that customer
+            // must not lock the investigator out of the record.
+            if event.step.is_staff_access() && b.scope == EntityKind::Customer {
+                return true;
+            }
             let spare = self.spares_owner_device(b, event, features);
             spared_any.set(spared_any.get() || spare);
             spare
@@ -569,6 +575,25 @@ rules:
             lines.push(line(1000 + k, "2026-11-02T10:05:00+09:00", "id_ocr", "success", &format!("new{k}"), nat, &format!("o{k}"), Some(&format!("doc{k}"))));
         }
         lines
+    }
+
+    #[test]
+    fn a_block_on_a_customer_does_not_lock_an_investigator_out_of_their_record() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        let mut decide = |line: &str| p.process(&p.parse(line.as_bytes()).unwrap(), &mut s).unwrap();
+        let own = decide(r#"{"event_id":"c1","ts":"2026-11-02T10:00:00+09:00","step":"login","result":"success","customer_id":"victim","ip":"121.1.1.1"}"#);
+        let blocks = p.enforcer().blocks();
+        let victim = own.keys.get(EntityKind::Customer).unwrap();
+        blocks.set_manual(EntityKind::Customer, victim, "victim".into(), Duration::from_secs(3_600), "takeover".into(), "analyst:kim".into());
+        let again = decide(r#"{"event_id":"c2","ts":"2026-11-02T10:05:00+09:00","step":"otp","result":"success","customer_id":"victim","ip":"121.1.1.1"}"#);
+        assert_eq!(again.decision.verdict, Verdict::Block, "the customer's own step");
+        let look = r#"{"event_id":"LOOK","ts":"2026-11-02T10:06:00+09:00","step":"record_view","result":"success","customer_id":"victim","staff_id":"st-lee","ip":"10.20.1.9"}"#;
+        let read = decide(&look.replace("LOOK", "r1"));
+        assert_eq!(read.decision.verdict, Verdict::Allow, "the investigator reading the record: {:?}", read.decision.reasons);
+        // A block on the staff member still refuses them, on that record or any other.
+        blocks.set_manual(EntityKind::Staff, read.keys.get(EntityKind::Staff).unwrap(), "st-lee".into(), Duration::from_secs(3_600), "bulk".into(), "analyst:kim".into());
+        assert_eq!(decide(&look.replace("LOOK", "r2")).decision.verdict, Verdict::Block);
     }
 
     #[test]
