@@ -403,18 +403,20 @@ mod tests {
             }
             let night = access("2026-11-02T23:00:00+09:00", records);
             blocks.lift(EntityKind::Ip, address);
+            // A second night: an hour worked on two days is a habit.
             access("2026-11-03T10:00:00+09:00", 1);
+            access("2026-11-03T23:10:00+09:00", 1);
             access("2026-11-04T10:00:00+09:00", 1);
             access("2026-11-04T23:30:00+09:00", 1);
             let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
-            (night.decision.verdict, f("staff.hour_seen"), f("staff.typical_daily_records"))
+            (night.decision.verdict, f("staff.hour_habit"), f("staff.typical_daily_records"))
         };
-        // Forty records at 23:00 pass, and 23:00 becomes an hour this member works.
-        assert_eq!(run(40, false), (Verdict::Allow, 1.0, 21.0));
-        // Sixty are blocked: that day teaches nothing, so 23:00 is still unusual two nights on.
-        assert_eq!(run(60, false), (Verdict::Block, 0.0, 1.0));
+        // Forty records at 23:00 pass, and with the next night 23:00 becomes an hour this member works.
+        assert_eq!(run(40, false), (Verdict::Allow, 1.0, 21.5));
+        // Sixty are blocked: that day teaches nothing, so one night later 23:00 is still unusual.
+        assert_eq!(run(60, false), (Verdict::Block, 0.0, 2.0));
         // Refused by a block on their workstation's address instead: the same.
-        assert_eq!(run(40, true), (Verdict::Block, 0.0, 1.0));
+        assert_eq!(run(40, true), (Verdict::Block, 0.0, 2.0));
     }
 
     #[test]

@@ -121,7 +121,10 @@ pub struct KindLayout {
     pub methods: Option<usize>,
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
-    /// records ×3, hour_seen, typical_daily_records, days_active, records_today (staff only).
+    /// records ×3, hour_seen, typical_daily_records, days_active, records_today,
+    /// hour_habit (staff only). hour_seen: worked at this hour on an earlier
+    /// day; hour_habit: on two earlier days or more. Days on which an access
+    /// was refused teach neither.
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -196,7 +199,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
                 }
-                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today"] {
+                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

@@ -165,9 +165,13 @@ enum Extra {
 struct StaffProfile {
     records: Amounts,
     /// Bit h set: worked at local hour h on an earlier day. Today's hours
-    /// join the habit only when the day is over, so that a night's pull does
-    /// not make its own hour "usual" after the first record.
+    /// join only when the day is over, so that a night's pull does not make
+    /// its own hour "seen" after the first record.
     hours: u32,
+    /// Worked at hour h on two earlier days or more: a habit. One night is
+    /// not, so that a pull that got through once (or an evening's overtime)
+    /// does not make the next one usual to the off-hours rules.
+    habit_hours: u32,
     hours_today: u32,
     /// Day (event time, local days) being counted, and its records so far.
     day: u32,
@@ -191,6 +195,7 @@ impl StaffProfile {
         if day > self.day {
             let trusted = self.refused_day != self.day + 1;
             if trusted {
+                self.habit_hours |= self.hours & self.hours_today;
                 self.hours |= self.hours_today;
                 closed = (self.hours_today != 0).then_some(self.hours_today);
             }
@@ -313,13 +318,15 @@ impl Entity {
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
-        // Was the staff member seen at this very hour before? Office hours
-        // are a tight habit: the hour after closing is already unusual.
-        let staff_hour_seen = match &self.extra {
-            Extra::Records(a) => f32::from(a.hours & (1 << o.hour) != 0),
-            _ => 0.0,
-        };
         let closed_day = if o.apply { self.apply(kind, w, o) } else { None };
+        // Was the staff member seen at this very hour before? Office hours
+        // are a tight habit: the hour after closing is already unusual. Read
+        // after `apply`: the habit holds closed days only, so the first access
+        // of a day is judged with yesterday in it, and never with today.
+        let (staff_hour_seen, staff_hour_habit) = match &self.extra {
+            Extra::Records(a) => (f32::from(a.hours & (1 << o.hour) != 0), f32::from(a.habit_hours & (1 << o.hour) != 0)),
+            _ => (0.0, 0.0),
+        };
 
         let now = o.secs.max(self.last_seen());
         let c = self.counts.read(w, now);
@@ -397,6 +404,7 @@ impl Entity {
                 out[s + 4] = a.typical_daily;
                 out[s + 5] = f32::from(a.days_active);
                 out[s + 6] = a.today as f32;
+                out[s + 7] = staff_hour_habit;
             }
             _ => {}
         }
@@ -567,7 +575,7 @@ mod tests {
         p.add(&w, at(20_000, 23), 23, 50);
         p.refuse(&w, at(20_000, 23));
         assert_eq!(p.add(&w, at(20_001, 10), 10, 5), None, "no hours for the bank's staff baseline either");
-        assert_eq!((p.hours, p.days_active, p.typical_daily), (0, 0, 0.0));
+        assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (0, 0, 0, 0.0));
         // A late access from the day before is counted into the day open
         // now; refused, it is that day that teaches nothing.
         p.add(&w, at(20_000, 23) + 1_800, 23, 3);
@@ -578,7 +586,9 @@ mod tests {
         p.refuse(&w, at(20_001, 10));
         assert_eq!(p.add(&w, at(20_003, 10), 10, 1), None, "day 20_002 was open");
         assert_eq!(p.add(&w, at(20_004, 10), 10, 1), Some(1 << 10));
-        assert_eq!((p.hours, p.days_active, p.typical_daily), (1 << 10, 1, 1.0));
+        assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (1 << 10, 0, 1, 1.0), "seen, but one day is not yet a habit");
+        assert_eq!(p.add(&w, at(20_005, 10), 10, 1), Some(1 << 10));
+        assert_eq!((p.habit_hours, p.days_active), (1 << 10, 2), "an hour worked on two days is");
     }
 
     #[test]

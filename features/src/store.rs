@@ -1184,9 +1184,10 @@ mod tests {
     #[test]
     fn a_refused_night_does_not_become_the_staff_members_habit() {
         let at = |ts: &str| crate::event::parse_rfc3339_ms(ts).unwrap();
-        // Day A: a day's work, then a pull at 23:00. Day B: a day's work
-        // (it closes day A). Day C: a morning (it closes day B), then 23:00 again.
-        let read_night_c = |refuse: bool| {
+        // Days A and B: a day's work, then records at 23:00. Day C: a morning
+        // (it closes day B), then 23:05 again. An hour is a habit once worked
+        // on two days.
+        let read_night_c = |refuse_a: bool| {
             let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
             let mut out = vec![0.0; store.catalog().len()];
             let mut n = 0;
@@ -1197,26 +1198,30 @@ mod tests {
                 e.staff_id = Some("st1".into());
                 store.observe(&e, &mut out)
             };
-            for i in 0..20 {
-                access(at("2026-11-02T10:00:00+09:00") + i * 900_000);
-            }
+            let day_work = |access: &mut dyn FnMut(i64) -> Observation, day: &str| {
+                for i in 0..20 {
+                    access(at(&format!("{day}T10:00:00+09:00")) + i * 900_000);
+                }
+            };
+            day_work(&mut access, "2026-11-02");
             for i in 0..30 {
-                let seen = access(at("2026-11-02T23:00:00+09:00") + i * 60_000);
-                if refuse {
-                    store.refuse_staff_day(&seen.keys, at("2026-11-02T23:00:00+09:00") + i * 60_000);
+                let ts = at("2026-11-02T23:00:00+09:00") + i * 60_000;
+                let seen = access(ts);
+                if refuse_a {
+                    store.refuse_staff_day(&seen.keys, ts);
                 }
             }
-            for i in 0..20 {
-                access(at("2026-11-03T10:00:00+09:00") + i * 900_000);
-            }
+            day_work(&mut access, "2026-11-03");
+            access(at("2026-11-03T23:00:00+09:00"));
+            access(at("2026-11-03T23:10:00+09:00"));
             access(at("2026-11-04T10:00:00+09:00"));
             access(at("2026-11-04T23:05:00+09:00"));
-            ["staff.hour_seen", "staff.days_active", "staff.typical_daily_records"].map(|n| get(&store, &out, n))
+            ["staff.hour_seen", "staff.hour_habit", "staff.days_active", "staff.typical_daily_records"].map(|n| get(&store, &out, n))
         };
-        // Learned: 23:00 is an hour they work, and a day is (50 + 20) / 2 records.
-        assert_eq!(read_night_c(false), [1.0, 2.0, 35.0]);
-        // Refused: day A taught nothing; only day B's 20 records and its hours did.
-        assert_eq!(read_night_c(true), [0.0, 1.0, 20.0]);
+        // Learned: 23:00 was worked on two days, and a day is (50 + 22) / 2 records.
+        assert_eq!(read_night_c(false), [1.0, 1.0, 2.0, 36.0]);
+        // Refused: day A taught nothing; day B alone makes 23:00 seen, but no habit yet.
+        assert_eq!(read_night_c(true), [1.0, 0.0, 1.0, 22.0]);
     }
 
     #[test]
