@@ -245,6 +245,12 @@ impl RawEvent<'_> {
             .ok_or_else(|| invalid("ts", format!("`{ts}` is not an RFC 3339 timestamp with offset")))?;
         let step = self.step.ok_or(Error::MissingField("step"))?;
         let result = self.result.ok_or(Error::MissingField("result"))?;
+        // A record access is a staff member's, and its customer_id is the
+        // record's subject, not who acted: one that names no staff member
+        // would be judged as nobody's, past the customer's own blocks too.
+        if step.is_staff_access() && self.staff_id.is_none() {
+            return Err(invalid("staff_id", format!("a {} must name the staff member", step.as_str())));
+        }
         let ip = match self.ip {
             Some(text) => Some(
                 text.parse::<IpAddr>()
@@ -547,6 +553,16 @@ mod tests {
         assert_eq!(parse(&no_ip).unwrap().ip, None);
         let null_ip = GOOD.replace(r#""10.1.2.3""#, "null");
         assert_eq!(parse(&null_ip).unwrap().ip, None);
+    }
+
+    #[test]
+    fn a_record_access_must_name_the_staff_member() {
+        let line = r#"{"event_id":"e1","ts":"2026-11-25T09:00:00+09:00","step":"record_export","result":"success","customer_id":"c1","records":3}"#;
+        let err = parse(line).unwrap_err();
+        assert_eq!(err.reason(), "invalid_value");
+        assert!(err.to_string().contains("staff_id") && err.to_string().contains("record_export"), "{err}");
+        let named = line.replace(r#""customer_id""#, r#""staff_id":"st1","customer_id""#);
+        assert_eq!(parse(&named).unwrap().staff_id.as_deref(), Some("st1"));
     }
 
     #[test]
