@@ -306,7 +306,7 @@ impl Pipeline {
         // Whatever refused a staff access (a block on the member, their
         // workstation's address or their session), the day it was counted
         // into must not teach their habit: see `refuse_staff_day`.
-        if decision.verdict == crate::Verdict::Block {
+        if decision.verdict == crate::Verdict::Block && event.step.is_staff_access() {
             self.store.refuse_staff_day(&observation.keys, event.ts_ms);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })

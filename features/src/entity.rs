@@ -181,55 +181,107 @@ struct StaffProfile {
     typical_daily: f32,
     /// The last day on which the pipeline refused this member an access (a
     /// block on them), plus one (0: never). Such a day teaches the habit
-    /// nothing when it closes, neither its hours nor its records: an insider
-    /// blocked one night must not find that night usual the next.
+    /// nothing, neither its hours nor its records: an insider blocked one
+    /// night must not find that night usual the next.
     refused_day: u32,
+    /// The day closed last, waiting until [`CLOSED_DAY_GRACE_S`] into the
+    /// next before it joins the habit: a pull that runs past midnight and is
+    /// refused after it began the day before, and that day must not teach.
+    pending: Option<ClosedDay>,
+    /// Local time of the open day's latest access (seconds since the epoch).
+    last_local: u32,
 }
 
+/// A working day that is over: its hours and records.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ClosedDay {
+    day: u32,
+    hours: u32,
+    records: u32,
+    /// Local time of its last access.
+    last_local: u32,
+}
+
+/// How long into the next day a closed day waits before it teaches the
+/// habit: until 06:00 local. A night's pull runs past midnight; a day shift
+/// starts after six.
+const CLOSED_DAY_GRACE_S: u32 = 6 * 3_600;
+
+/// A refusal in the small hours strikes the day before only if the member
+/// had been at work until this shortly before it: one session of work that
+/// ran past midnight. A day's work that ended in the afternoon stays.
+const SAME_SESSION_GAP_S: u32 = 3 * 3_600;
+
 impl StaffProfile {
-    /// Add one access; returns the hours of the working day it closed, if any.
+    /// Add one access; returns the hours of the working day it taught the
+    /// habit (for the bank's staff hours), if any.
     fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> Option<u32> {
         self.records.add(w, secs, records);
         let day = local_day(w, secs);
-        let mut closed = None;
+        let local = local_secs(w, secs);
+        let grace_over = |p: &ClosedDay| day > p.day + 1 || local >= (p.day + 1) * 86_400 + CLOSED_DAY_GRACE_S;
+        let mut learned = None;
+        if self.pending.as_ref().is_some_and(|p| grace_over(p) || day > self.day) {
+            learned = self.learn_pending();
+        }
         if day > self.day {
-            let trusted = self.refused_day != self.day + 1;
-            if trusted {
-                self.habit_hours |= self.hours & self.hours_today;
-                self.hours |= self.hours_today;
-                closed = (self.hours_today != 0).then_some(self.hours_today);
+            if self.refused_day != self.day + 1 && (self.today > 0 || self.hours_today != 0) {
+                self.pending = Some(ClosedDay { day: self.day, hours: self.hours_today, records: self.today, last_local: self.last_local });
             }
             self.hours_today = 0;
-            if trusted && self.today > 0 {
-                self.days_active = self.days_active.saturating_add(1);
-                let x = self.today as f32;
-                // The first days set the habit; later days move it by a fifth.
-                let alpha = if self.days_active <= 3 { 1.0 / f32::from(self.days_active) } else { 0.2 };
-                self.typical_daily += alpha * (x - self.typical_daily);
-            }
             self.day = day;
             self.today = 0;
+            // Past the grace already (the member's first access is after 06:00): teach now.
+            if learned.is_none() && self.pending.as_ref().is_some_and(grace_over) {
+                learned = self.learn_pending();
+            }
         }
         // A late access from yesterday still counts today: days only move forward.
         self.today = self.today.saturating_add(records);
         self.hours_today |= 1 << hour;
-        closed
+        self.last_local = self.last_local.max(local);
+        learned
+    }
+
+    /// The closed day joins the habit.
+    fn learn_pending(&mut self) -> Option<u32> {
+        let d = self.pending.take()?;
+        self.habit_hours |= self.hours & d.hours;
+        self.hours |= d.hours;
+        if d.records > 0 {
+            self.days_active = self.days_active.saturating_add(1);
+            let x = d.records as f32;
+            // The first days set the habit; later days move it by a fifth.
+            let alpha = if self.days_active <= 3 { 1.0 / f32::from(self.days_active) } else { 0.2 };
+            self.typical_daily += alpha * (x - self.typical_daily);
+        }
+        (d.hours != 0).then_some(d.hours)
     }
 
     /// The pipeline refused an access at `secs`: the day it was counted
-    /// into will not join the habit. A late access from an earlier day was
-    /// counted into the day open now (days only move forward), so that day
-    /// is the one refused.
+    /// into will not join the habit (a late access from an earlier day was
+    /// counted into the day open now: days only move forward). Nor will the
+    /// day before, while it waits out its grace, if the member was at work
+    /// until shortly before: the night's pull began then.
     fn refuse(&mut self, w: &Windows, secs: u32) {
         if local_day(w, secs) <= self.day {
             self.refused_day = self.day + 1;
+            let at = local_secs(w, secs);
+            if self.pending.is_some_and(|d| at.saturating_sub(d.last_local) <= SAME_SESSION_GAP_S) {
+                self.pending = None;
+            }
         }
     }
 }
 
+/// Local time (event time), in seconds since the epoch.
+fn local_secs(w: &Windows, secs: u32) -> u32 {
+    (i64::from(secs) + i64::from(w.utc_offset_s)).max(0) as u32
+}
+
 /// Local day number (event time): a working day does not end at 09:00 in Seoul.
 fn local_day(w: &Windows, secs: u32) -> u32 {
-    ((i64::from(secs) + i64::from(w.utc_offset_s)).max(0) / 86_400) as u32
+    local_secs(w, secs) / 86_400
 }
 
 /// What one observation tells the store beyond the feature vector.
@@ -589,6 +641,39 @@ mod tests {
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (1 << 10, 0, 1, 1.0), "seen, but one day is not yet a habit");
         assert_eq!(p.add(&w, at(20_005, 10), 10, 1), Some(1 << 10));
         assert_eq!((p.habit_hours, p.days_active), (1 << 10, 2), "an hour worked on two days is");
+    }
+
+    #[test]
+    fn a_pull_refused_after_midnight_keeps_the_night_it_began_in_out_of_the_habit() {
+        let w = crate::config::FeatureConfig::default().validate().unwrap();
+        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let night = |p: &mut StaffProfile| {
+            p.add(&w, at(20_000, 10), 10, 5);
+            // The pull begins at 23:00 and is let through; at 00:20 it goes on.
+            p.add(&w, at(20_000, 23), 23, 30);
+            assert_eq!(p.add(&w, at(20_001, 0) + 1_200, 0, 30), None, "the night waits for 06:00");
+        };
+        let mut refused = StaffProfile::default();
+        night(&mut refused);
+        refused.refuse(&w, at(20_001, 0) + 1_200);
+        assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), None);
+        assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), None, "the day of the refusal teaches nothing either");
+        assert_eq!((refused.hours, refused.days_active), (0, 0));
+        // A pull that starts at 00:44, long after a day's work that ended at
+        // 16:00, is refused alone: that day's work still teaches.
+        let mut after_a_day = StaffProfile::default();
+        after_a_day.add(&w, at(20_000, 10), 10, 5);
+        after_a_day.add(&w, at(20_000, 16), 16, 5);
+        after_a_day.add(&w, at(20_001, 0) + 2_640, 0, 60);
+        after_a_day.refuse(&w, at(20_001, 0) + 2_640);
+        assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), Some(1 << 10 | 1 << 16));
+        assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), None, "the night's day is refused");
+        assert_eq!((after_a_day.hours, after_a_day.days_active, after_a_day.typical_daily), (1 << 10 | 1 << 16, 1, 10.0));
+        // Not refused, the night joins at the first access after 06:00.
+        let mut let_through = StaffProfile::default();
+        night(&mut let_through);
+        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 1), Some(1 << 10 | 1 << 23));
+        assert_eq!((let_through.hours, let_through.days_active, let_through.typical_daily), (1 << 10 | 1 << 23, 1, 35.0));
     }
 
     #[test]

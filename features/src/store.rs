@@ -169,12 +169,13 @@ impl FeatureStore {
     }
 
     /// The one thing a decision tells the store: the pipeline refused the
-    /// staff member named in `keys` an access at `ts_ms` (a block on them).
-    /// That day then teaches neither their working hours nor their daily
-    /// volume, nor the bank's staff hours, when it closes. A baseline that
-    /// learned from what was blocked would make a caught insider's night
-    /// ordinary for the next one. Nothing else is unlearned: the day's counts
-    /// still stand, and the rules read them.
+    /// staff member named in `keys` an access at `ts_ms`. That day then
+    /// teaches neither their working hours nor their daily volume, nor the
+    /// bank's staff hours; nor does the day before, while it waits until
+    /// 06:00 to teach them (a night's pull runs past midnight). A baseline
+    /// that learned from what was blocked would make a caught insider's
+    /// night ordinary for the next one. Nothing else is unlearned: the day's
+    /// counts still stand, and the rules read them.
     pub fn refuse_staff_day(&self, keys: &EntityKeys, ts_ms: i64) {
         let Some(key) = keys.get(EntityKind::Staff) else { return };
         if let Some(mut staff) = self.maps[EntityKind::Staff.index()].get_mut(&key) {
