@@ -303,10 +303,11 @@ impl Pipeline {
         }
         let suppressed = swallowed.len();
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
-        // Whatever refused a staff access (a block on the member, their
-        // workstation's address or their session), the day it was counted
-        // into must not teach their habit: see `refuse_staff_day`.
-        if decision.verdict == crate::Verdict::Block && event.step.is_staff_access() {
+        // Whatever refused a staff member's event (a block on the member,
+        // their workstation's address or their session), the day it was
+        // counted into must not teach their habit: see `refuse_staff_day`
+        // (nothing happens for an event that names no staff member).
+        if decision.verdict == crate::Verdict::Block {
             self.store.refuse_staff_day(&observation.keys, event.ts_ms);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })

@@ -123,8 +123,8 @@ pub struct KindLayout {
     pub session: Option<usize>,
     /// records ×3, hour_seen, typical_daily_records, days_active, records_today,
     /// hour_habit (staff only). hour_seen: worked at this hour on an earlier
-    /// day; hour_habit: on two earlier days or more. Days on which an access
-    /// was refused teach neither.
+    /// day; hour_habit: on two earlier days or more. A day joins at 06:00 the
+    /// next morning, and one on which an access was refused never does.
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,

@@ -164,9 +164,10 @@ enum Extra {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StaffProfile {
     records: Amounts,
-    /// Bit h set: worked at local hour h on an earlier day. Today's hours
-    /// join only when the day is over, so that a night's pull does not make
-    /// its own hour "seen" after the first record.
+    /// Bit h set: worked at local hour h on an earlier day that has joined
+    /// the habit. A day joins once it is over (at 06:00 the next morning),
+    /// so that a night's pull does not make its own hour "seen" after the
+    /// first record.
     hours: u32,
     /// Worked at hour h on two earlier days or more: a habit. One night is
     /// not, so that a pull that got through once (or an evening's overtime)
@@ -188,8 +189,11 @@ struct StaffProfile {
     /// next before it joins the habit: a pull that runs past midnight and is
     /// refused after it began the day before, and that day must not teach.
     pending: Option<ClosedDay>,
-    /// Local time of the open day's latest access (seconds since the epoch).
+    /// Local time of the latest access (seconds since the epoch).
     last_local: u32,
+    /// Local time at which the current session of work began: the first
+    /// access after a pause of more than [`SAME_SESSION_GAP_S`].
+    session_began: u32,
 }
 
 /// A working day that is over: its hours and records.
@@ -207,45 +211,52 @@ struct ClosedDay {
 /// starts after six.
 const CLOSED_DAY_GRACE_S: u32 = 6 * 3_600;
 
-/// A refusal in the small hours strikes the day before only if the member
-/// had been at work until this shortly before it: one session of work that
-/// ran past midnight. A day's work that ended in the afternoon stays.
+/// A pause longer than this ends a session of work. A refusal in the small
+/// hours strikes the day before only if its session began then: one
+/// session that ran past midnight. A day's work that ended in the afternoon stays.
 const SAME_SESSION_GAP_S: u32 = 3 * 3_600;
 
 impl StaffProfile {
-    /// Add one access; returns the hours of the working day it taught the
-    /// habit (for the bank's staff hours), if any.
-    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> Option<u32> {
+    /// Add one access; returns the hours of each working day it taught the
+    /// habit (for the bank's staff hours; 0: none). Two at most: the day
+    /// that waited out its grace, and the one this access closed, if its
+    /// grace is over too (a member back after a day off).
+    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> [u32; 2] {
         self.records.add(w, secs, records);
         let day = local_day(w, secs);
         let local = local_secs(w, secs);
-        let grace_over = |p: &ClosedDay| day > p.day + 1 || local >= (p.day + 1) * 86_400 + CLOSED_DAY_GRACE_S;
-        let mut learned = None;
-        if self.pending.as_ref().is_some_and(|p| grace_over(p) || day > self.day) {
-            learned = self.learn_pending();
+        let grace_over = |p: &ClosedDay| u64::from(local) >= (u64::from(p.day) + 1) * 86_400 + u64::from(CLOSED_DAY_GRACE_S);
+        let mut learned = [0; 2];
+        if self.pending.as_ref().is_some_and(grace_over) {
+            learned[0] = self.learn_pending();
         }
         if day > self.day {
+            // Still pending here means within its grace, which a later day cannot be.
+            debug_assert!(self.pending.is_none());
             if self.refused_day != self.day + 1 && (self.today > 0 || self.hours_today != 0) {
                 self.pending = Some(ClosedDay { day: self.day, hours: self.hours_today, records: self.today, last_local: self.last_local });
             }
             self.hours_today = 0;
             self.day = day;
             self.today = 0;
-            // Past the grace already (the member's first access is after 06:00): teach now.
-            if learned.is_none() && self.pending.as_ref().is_some_and(grace_over) {
-                learned = self.learn_pending();
+            // The member's first access of the day is after 06:00: the day before teaches now.
+            if self.pending.as_ref().is_some_and(grace_over) {
+                learned[1] = self.learn_pending();
             }
         }
         // A late access from yesterday still counts today: days only move forward.
         self.today = self.today.saturating_add(records);
         self.hours_today |= 1 << hour;
+        if local > self.last_local.saturating_add(SAME_SESSION_GAP_S) {
+            self.session_began = local;
+        }
         self.last_local = self.last_local.max(local);
         learned
     }
 
-    /// The closed day joins the habit.
-    fn learn_pending(&mut self) -> Option<u32> {
-        let d = self.pending.take()?;
+    /// The closed day joins the habit; its hours (0: there was none).
+    fn learn_pending(&mut self) -> u32 {
+        let Some(d) = self.pending.take() else { return 0 };
         self.habit_hours |= self.hours & d.hours;
         self.hours |= d.hours;
         if d.records > 0 {
@@ -255,19 +266,19 @@ impl StaffProfile {
             let alpha = if self.days_active <= 3 { 1.0 / f32::from(self.days_active) } else { 0.2 };
             self.typical_daily += alpha * (x - self.typical_daily);
         }
-        (d.hours != 0).then_some(d.hours)
+        d.hours
     }
 
     /// The pipeline refused an access at `secs`: the day it was counted
     /// into will not join the habit (a late access from an earlier day was
     /// counted into the day open now: days only move forward). Nor will the
-    /// day before, while it waits out its grace, if the member was at work
-    /// until shortly before: the night's pull began then.
+    /// day before, while it waits out its grace, if the refused access
+    /// belongs to a session of work that began then: the night's pull.
     fn refuse(&mut self, w: &Windows, secs: u32) {
         if local_day(w, secs) <= self.day {
             self.refused_day = self.day + 1;
-            let at = local_secs(w, secs);
-            if self.pending.is_some_and(|d| at.saturating_sub(d.last_local) <= SAME_SESSION_GAP_S) {
+            let in_session = local_secs(w, secs) >= self.session_began;
+            if in_session && self.pending.is_some_and(|d| self.session_began <= d.last_local) {
                 self.pending = None;
             }
         }
@@ -276,7 +287,7 @@ impl StaffProfile {
 
 /// Local time (event time), in seconds since the epoch.
 fn local_secs(w: &Windows, secs: u32) -> u32 {
-    (i64::from(secs) + i64::from(w.utc_offset_s)).max(0) as u32
+    (i64::from(secs) + i64::from(w.utc_offset_s)).clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// Local day number (event time): a working day does not end at 09:00 in Seoul.
@@ -289,8 +300,8 @@ fn local_day(w: &Windows, secs: u32) -> u32 {
 pub(crate) struct Observe {
     /// The entity (a customer) was returning before this event.
     pub returning_before: bool,
-    /// The hours of a staff member's working day this event closed.
-    pub closed_staff_day: Option<u32>,
+    /// The hours of each staff working day this event taught the habit (0: none).
+    pub closed_staff_days: [u32; 2],
 }
 
 /// Seconds of history that make a customer "returning" even without a login event.
@@ -370,11 +381,12 @@ impl Entity {
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
-        let closed_day = if o.apply { self.apply(kind, w, o) } else { None };
+        let closed_days = if o.apply { self.apply(kind, w, o) } else { [0; 2] };
         // Was the staff member seen at this very hour before? Office hours
         // are a tight habit: the hour after closing is already unusual. Read
-        // after `apply`: the habit holds closed days only, so the first access
-        // of a day is judged with yesterday in it, and never with today.
+        // after `apply`, so that an access is judged with every day that has
+        // joined the habit by then (the day before joins at 06:00), and
+        // never with today.
         let (staff_hour_seen, staff_hour_habit) = match &self.extra {
             Extra::Records(a) => (f32::from(a.hours & (1 << o.hour) != 0), f32::from(a.habit_hours & (1 << o.hour) != 0)),
             _ => (0.0, 0.0),
@@ -460,10 +472,10 @@ impl Entity {
             }
             _ => {}
         }
-        Observe { returning_before, closed_staff_day: closed_day }
+        Observe { returning_before, closed_staff_days: closed_days }
     }
 
-    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> Option<u32> {
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> [u32; 2] {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
         self.streak = if o.failure { self.streak.saturating_add(1) } else { 0 };
@@ -558,7 +570,7 @@ impl Entity {
             Extra::Records(a) => return a.add(w, o.secs, o.hour, o.records),
             Extra::Profile(_) | Extra::None => {}
         }
-        None
+        [0; 2]
     }
 
     /// A returning customer: has logged in successfully, or has a history
@@ -626,21 +638,33 @@ mod tests {
         p.add(&w, at(20_000, 10), 10, 5);
         p.add(&w, at(20_000, 23), 23, 50);
         p.refuse(&w, at(20_000, 23));
-        assert_eq!(p.add(&w, at(20_001, 10), 10, 5), None, "no hours for the bank's staff baseline either");
+        assert_eq!(p.add(&w, at(20_001, 10), 10, 5), [0, 0], "no hours for the bank's staff baseline either");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (0, 0, 0, 0.0));
         // A late access from the day before is counted into the day open
         // now; refused, it is that day that teaches nothing.
         p.add(&w, at(20_000, 23) + 1_800, 23, 3);
         p.refuse(&w, at(20_000, 23) + 1_800);
-        assert_eq!(p.add(&w, at(20_002, 10), 10, 1), None);
+        assert_eq!(p.add(&w, at(20_002, 10), 10, 1), [0, 0]);
         assert_eq!((p.hours, p.days_active), (0, 0));
         // Any refusal falls on the day open now, where its access was counted.
         p.refuse(&w, at(20_001, 10));
-        assert_eq!(p.add(&w, at(20_003, 10), 10, 1), None, "day 20_002 was open");
-        assert_eq!(p.add(&w, at(20_004, 10), 10, 1), Some(1 << 10));
+        assert_eq!(p.add(&w, at(20_003, 10), 10, 1), [0, 0], "day 20_002 was open");
+        assert_eq!(p.add(&w, at(20_004, 10), 10, 1), [0, 1 << 10], "the first access after 06:00 closes a day that teaches at once");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (1 << 10, 0, 1, 1.0), "seen, but one day is not yet a habit");
-        assert_eq!(p.add(&w, at(20_005, 10), 10, 1), Some(1 << 10));
+        assert_eq!(p.add(&w, at(20_005, 10), 10, 1), [0, 1 << 10]);
         assert_eq!((p.habit_hours, p.days_active), (1 << 10, 2), "an hour worked on two days is");
+    }
+
+    #[test]
+    fn a_night_worker_back_after_a_day_off_is_judged_with_both_nights() {
+        let w = crate::config::FeatureConfig::default().validate().unwrap();
+        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let mut p = StaffProfile::default();
+        p.add(&w, at(20_000, 3), 3, 5);
+        assert_eq!(p.add(&w, at(20_001, 3), 3, 5), [0, 0], "last night waits for 06:00");
+        // Back two days later: both nights teach, the older one first.
+        assert_eq!(p.add(&w, at(20_003, 3), 3, 5), [1 << 3, 1 << 3]);
+        assert_eq!((p.habit_hours, p.days_active), (1 << 3, 2));
     }
 
     #[test]
@@ -649,15 +673,20 @@ mod tests {
         let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
         let night = |p: &mut StaffProfile| {
             p.add(&w, at(20_000, 10), 10, 5);
-            // The pull begins at 23:00 and is let through; at 00:20 it goes on.
-            p.add(&w, at(20_000, 23), 23, 30);
-            assert_eq!(p.add(&w, at(20_001, 0) + 1_200, 0, 30), None, "the night waits for 06:00");
+            // The pull begins at 22:00 and is let through, a record every
+            // twenty minutes, past midnight.
+            for k in 0..17 {
+                let t = at(20_000, 22) + k * 1_200;
+                assert_eq!(p.add(&w, t, ((22 + k / 3) % 24) as u8, 5), [0, 0], "the night waits for 06:00");
+            }
         };
+        // First refused at 03:20, more than three hours after the night's
+        // last access before midnight: the session began that night.
         let mut refused = StaffProfile::default();
         night(&mut refused);
-        refused.refuse(&w, at(20_001, 0) + 1_200);
-        assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), None);
-        assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), None, "the day of the refusal teaches nothing either");
+        refused.refuse(&w, at(20_000, 22) + 16 * 1_200);
+        assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), [0, 0]);
+        assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), [0, 0], "the day of the refusal teaches nothing either");
         assert_eq!((refused.hours, refused.days_active), (0, 0));
         // A pull that starts at 00:44, long after a day's work that ended at
         // 16:00, is refused alone: that day's work still teaches.
@@ -666,14 +695,17 @@ mod tests {
         after_a_day.add(&w, at(20_000, 16), 16, 5);
         after_a_day.add(&w, at(20_001, 0) + 2_640, 0, 60);
         after_a_day.refuse(&w, at(20_001, 0) + 2_640);
-        assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), Some(1 << 10 | 1 << 16));
-        assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), None, "the night's day is refused");
+        // A late access from that afternoon, refused, is not part of the night's session either.
+        after_a_day.refuse(&w, at(20_000, 15));
+        assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), [1 << 10 | 1 << 16, 0]);
+        assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), [0, 0], "the night's day is refused");
         assert_eq!((after_a_day.hours, after_a_day.days_active, after_a_day.typical_daily), (1 << 10 | 1 << 16, 1, 10.0));
         // Not refused, the night joins at the first access after 06:00.
         let mut let_through = StaffProfile::default();
         night(&mut let_through);
-        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 1), Some(1 << 10 | 1 << 23));
-        assert_eq!((let_through.hours, let_through.days_active, let_through.typical_daily), (1 << 10 | 1 << 23, 1, 35.0));
+        let taught = 1 << 10 | 1 << 22 | 1 << 23;
+        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 1), [taught, 0]);
+        assert_eq!((let_through.hours, let_through.days_active, let_through.typical_daily), (taught, 1, 35.0));
     }
 
     #[test]

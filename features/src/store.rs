@@ -297,7 +297,7 @@ impl FeatureStore {
                 }
                 seen
             };
-            if let Some(hours) = seen.closed_staff_day {
+            for hours in seen.closed_staff_days.into_iter().filter(|h| *h != 0) {
                 self.baselines.learn_staff_day(hours);
             }
             if kind == EntityKind::Customer {
