@@ -306,8 +306,9 @@ impl Pipeline {
         // Whatever refused a staff member's event (a block on the member,
         // their workstation's address or their session), the day it was
         // counted into must not teach their habit: see `refuse_staff_day`
-        // (nothing happens for an event that names no staff member).
-        if decision.verdict == crate::Verdict::Block {
+        // (nothing happens for an event that names no staff member). One too
+        // late to be counted was counted into no day.
+        if decision.verdict == crate::Verdict::Block && !observation.late {
             self.store.refuse_staff_day(&observation.keys, event.ts_ms);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
@@ -418,6 +419,37 @@ mod tests {
         assert_eq!(run(60, false), (Verdict::Block, 0.0, 2.0));
         // Refused by a block on their workstation's address instead: the same.
         assert_eq!(run(40, true), (Verdict::Block, 0.0, 2.0));
+    }
+
+    #[test]
+    fn a_blocked_event_too_late_to_be_counted_refuses_no_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("staff.yaml");
+        std::fs::write(
+            &rules,
+            "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
+        )
+        .unwrap();
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.rules.path = Some(rules);
+        let p = Pipeline::new(config).unwrap();
+        let mut s = p.scratch();
+        let mut n = 0;
+        let mut access = |ts: &str, step: &str, records: u64| {
+            n += 1;
+            let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","records":{records}}}"#);
+            p.process(&p.parse(line.as_bytes()).unwrap(), &mut s).unwrap()
+        };
+        access("2026-11-02T10:00:00+09:00", "record_view", 1);
+        access("2026-11-03T10:00:00+09:00", "record_view", 1);
+        // A day behind: too late to be counted into any day, and blocked.
+        let late = access("2026-11-02T11:00:00+09:00", "record_export", 60);
+        assert!(late.late);
+        assert_eq!(late.decision.verdict, Verdict::Block);
+        access("2026-11-04T10:00:00+09:00", "record_view", 1);
+        let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        assert_eq!(f("staff.days_active"), 2.0, "both days teach: the late block was counted into neither");
     }
 
     #[test]

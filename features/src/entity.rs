@@ -226,13 +226,21 @@ impl StaffProfile {
         let day = local_day(w, secs);
         let local = local_secs(w, secs);
         let grace_over = |p: &ClosedDay| u64::from(local) >= (u64::from(p.day) + 1) * 86_400 + u64::from(CLOSED_DAY_GRACE_S);
+        // A session of work that began on the waiting day and goes on (a
+        // night's pull past 06:00) keeps it waiting: its refusal may come yet.
+        let continues = local <= self.last_local.saturating_add(SAME_SESSION_GAP_S);
+        let session_began = self.session_began;
+        let ready = move |p: &ClosedDay| grace_over(p) && !(continues && session_began <= p.last_local);
         let mut learned = [0; 2];
-        if self.pending.as_ref().is_some_and(grace_over) {
+        if self.pending.as_ref().is_some_and(ready) {
             learned[0] = self.learn_pending();
         }
         if day > self.day {
-            // Still pending here means within its grace, which a later day cannot be.
-            debug_assert!(self.pending.is_none());
+            // A day that closes displaces the one still waiting (a session
+            // that ran on for more than a day): that one teaches now.
+            if self.pending.is_some() {
+                learned[0] = self.learn_pending();
+            }
             if self.refused_day != self.day + 1 && (self.today > 0 || self.hours_today != 0) {
                 self.pending = Some(ClosedDay { day: self.day, hours: self.hours_today, records: self.today, last_local: self.last_local });
             }
@@ -240,7 +248,7 @@ impl StaffProfile {
             self.day = day;
             self.today = 0;
             // The member's first access of the day is after 06:00: the day before teaches now.
-            if self.pending.as_ref().is_some_and(grace_over) {
+            if self.pending.as_ref().is_some_and(ready) {
                 learned[1] = self.learn_pending();
             }
         }
@@ -688,6 +696,15 @@ mod tests {
         assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), [0, 0]);
         assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), [0, 0], "the day of the refusal teaches nothing either");
         assert_eq!((refused.hours, refused.days_active), (0, 0));
+        // First refused at 06:20, still the same session: the night still waits, then is struck.
+        let mut past_six = StaffProfile::default();
+        night(&mut past_six);
+        for k in 17..26 {
+            assert_eq!(past_six.add(&w, at(20_000, 22) + k * 1_200, ((22 + k / 3) % 24) as u8, 5), [0, 0], "the session goes on");
+        }
+        past_six.refuse(&w, at(20_000, 22) + 25 * 1_200);
+        assert_eq!(past_six.add(&w, at(20_001, 10), 10, 5), [0, 0], "after a pause: the night was struck");
+        assert_eq!((past_six.hours, past_six.days_active), (0, 0));
         // A pull that starts at 00:44, long after a day's work that ended at
         // 16:00, is refused alone: that day's work still teaches.
         let mut after_a_day = StaffProfile::default();
@@ -700,11 +717,13 @@ mod tests {
         assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), [1 << 10 | 1 << 16, 0]);
         assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), [0, 0], "the night's day is refused");
         assert_eq!((after_a_day.hours, after_a_day.days_active, after_a_day.typical_daily), (1 << 10 | 1 << 16, 1, 10.0));
-        // Not refused, the night joins at the first access after 06:00.
+        // Not refused, the night joins at the first access after 06:00 once
+        // its session has ended (at 06:00 it is still going on).
         let mut let_through = StaffProfile::default();
         night(&mut let_through);
         let taught = 1 << 10 | 1 << 22 | 1 << 23;
-        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 1), [taught, 0]);
+        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 0), [0, 0]);
+        assert_eq!(let_through.add(&w, at(20_001, 10), 10, 1), [taught, 0]);
         assert_eq!((let_through.hours, let_through.days_active, let_through.typical_daily), (taught, 1, 35.0));
     }
 
