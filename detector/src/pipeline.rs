@@ -372,9 +372,9 @@ mod tests {
         assert!(matches!(p.process(&at("a", now + 1_000), &mut s), Err(EventError::Duplicate)));
     }
 
-    #[test]
-    fn a_night_the_staff_member_was_blocked_for_does_not_become_their_habit() {
-        // One rule: an export of fifty records or more blocks the staff member.
+    /// A pipeline without the model whose one rule blocks the staff member
+    /// on an export of fifty records or more; and the folder of its rule file.
+    fn big_export_blocks_the_staff_member() -> (Pipeline, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("staff.yaml");
         std::fs::write(
@@ -382,13 +382,18 @@ mod tests {
             "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
         )
         .unwrap();
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.rules.path = Some(rules);
+        (Pipeline::new(config).unwrap(), dir)
+    }
+
+    #[test]
+    fn a_night_the_staff_member_was_blocked_for_does_not_become_their_habit() {
         // `records` at 23:00 on the first day; with `address_blocked`, an
         // analyst's block on the workstation's address is in force at that hour only.
         let run = |records: u64, address_blocked: bool| {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.rules.path = Some(rules.clone());
-            let p = Pipeline::new(config).unwrap();
+            let (p, _rules) = big_export_blocks_the_staff_member();
             let mut s = p.scratch();
             let mut n = 0;
             let mut access = |ts: &str, records: u64| {
@@ -423,17 +428,7 @@ mod tests {
 
     #[test]
     fn a_blocked_event_too_late_to_be_counted_refuses_no_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("staff.yaml");
-        std::fs::write(
-            &rules,
-            "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
-        )
-        .unwrap();
-        let mut config = Config::default();
-        config.model.enabled = false;
-        config.rules.path = Some(rules);
-        let p = Pipeline::new(config).unwrap();
+        let (p, _rules) = big_export_blocks_the_staff_member();
         let mut s = p.scratch();
         let mut n = 0;
         let mut access = |ts: &str, step: &str, records: u64| {

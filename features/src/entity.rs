@@ -637,11 +637,16 @@ impl Entity {
 mod tests {
     use super::*;
 
+    /// The default windows, and the event seconds of local `hour` on local day `day`.
+    fn windows_and_clock() -> (Windows, impl Fn(u32, u32) -> u32) {
+        let w = crate::config::FeatureConfig::default().validate().unwrap();
+        let offset = i64::from(w.utc_offset_s);
+        (w, move |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - offset) as u32)
+    }
+
     #[test]
     fn a_refused_day_teaches_nothing_when_it_closes() {
-        let w = crate::config::FeatureConfig::default().validate().unwrap();
-        // Event seconds of local `hour` on local day `day`.
-        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let (w, at) = windows_and_clock();
         let mut p = StaffProfile::default();
         p.add(&w, at(20_000, 10), 10, 5);
         p.add(&w, at(20_000, 23), 23, 50);
@@ -665,8 +670,7 @@ mod tests {
 
     #[test]
     fn a_night_worker_back_after_a_day_off_is_judged_with_both_nights() {
-        let w = crate::config::FeatureConfig::default().validate().unwrap();
-        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let (w, at) = windows_and_clock();
         let mut p = StaffProfile::default();
         p.add(&w, at(20_000, 3), 3, 5);
         assert_eq!(p.add(&w, at(20_001, 3), 3, 5), [0, 0], "last night waits for 06:00");
@@ -677,8 +681,7 @@ mod tests {
 
     #[test]
     fn a_pull_refused_after_midnight_keeps_the_night_it_began_in_out_of_the_habit() {
-        let w = crate::config::FeatureConfig::default().validate().unwrap();
-        let at = |day: u32, hour: u32| (i64::from(day * 86_400 + hour * 3_600) - i64::from(w.utc_offset_s)) as u32;
+        let (w, at) = windows_and_clock();
         let night = |p: &mut StaffProfile| {
             p.add(&w, at(20_000, 10), 10, 5);
             // The pull begins at 22:00 and is let through, a record every
