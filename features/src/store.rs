@@ -171,8 +171,9 @@ impl FeatureStore {
     /// The one thing a decision tells the store: the pipeline refused the
     /// staff member named in `keys` an access at `ts_ms`. That day then
     /// teaches neither their working hours nor their daily volume, nor the
-    /// bank's staff hours; nor does the day before, while it waits until
-    /// 06:00 to teach them (a night's pull runs past midnight). A baseline
+    /// bank's staff hours; nor does the day before, while it still waits to
+    /// teach them, if the refused access's session of work began on it (a
+    /// night's pull runs past midnight). A baseline
     /// that learned from what was blocked would make a caught insider's
     /// night ordinary for the next one. Nothing else is unlearned: the day's
     /// counts still stand, and the rules read them.
