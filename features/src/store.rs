@@ -173,10 +173,10 @@ impl FeatureStore {
     /// teaches neither their working hours nor their daily volume, nor the
     /// bank's staff hours; nor does the day before, while it still waits to
     /// teach them, if the refused access's session of work began on it (a
-    /// night's pull runs past midnight). A baseline
-    /// that learned from what was blocked would make a caught insider's
-    /// night ordinary for the next one. Nothing else is unlearned: the day's
-    /// counts still stand, and the rules read them.
+    /// night's pull runs past midnight). A baseline that learned from what
+    /// was blocked would make a caught insider's night ordinary for the next
+    /// one. Nothing else is unlearned: the day's counts still stand, and the
+    /// rules read them.
     pub fn refuse_staff_day(&self, keys: &EntityKeys, ts_ms: i64) {
         let Some(key) = keys.get(EntityKind::Staff) else { return };
         if let Some(mut staff) = self.maps[EntityKind::Staff.index()].get_mut(&key) {
