@@ -326,7 +326,11 @@ impl Compiler<'_, '_> {
             (Typed::Str(x), Typed::Str(y)) => {
                 check_enum_literal(&x, &y)?;
                 check_enum_literal(&y, &x)?;
-                Cond::StrEq(negate, x, y)
+                match step_mask(&x, [&y]).or_else(|| step_mask(&y, [&x])) {
+                    Some(mask) if negate => Cond::Not(Box::new(Cond::StepIn(mask))),
+                    Some(mask) => Cond::StepIn(mask),
+                    None => Cond::StrEq(negate, x, y),
+                }
             }
             (Typed::Str(x), Typed::Attr(k)) | (Typed::Attr(k), Typed::Str(x)) => Cond::StrEq(negate, x, Str::Attr(k)),
             (Typed::Bool(x), Typed::Bool(y)) => same(x, y),
@@ -363,6 +367,10 @@ impl Compiler<'_, '_> {
                     check_enum_literal(&s, &Str::Const(text.as_str().into()))?;
                     set.insert(text.as_str().into());
                 }
+                let literals: Vec<Str> = set.iter().map(|t: &Box<str>| Str::Const(t.clone())).collect();
+                if let Some(mask) = step_mask(&s, &literals) {
+                    return Ok(Typed::Bool(Cond::StepIn(mask)));
+                }
                 Ok(Typed::Bool(Cond::StrInSet(s, Box::new(set))))
             }
             Typed::Named(idx) => {
@@ -385,6 +393,25 @@ fn num_field(name: &str) -> Option<NumField> {
 }
 
 /// `event.step == "acount_open"` can never be true: say so at load time.
+/// `event.step` against string literals, as a bit set of steps: every rule
+/// asks which step an event is, and a bit test costs less than hashing the
+/// step's name. `None` when `field` is not the step or a value is not a literal.
+fn step_mask<'a>(field: &Str, literals: impl IntoIterator<Item = &'a Str>) -> Option<u16> {
+    if !matches!(field, Str::Field(StrField::Step)) {
+        return None;
+    }
+    let mut mask = 0u16;
+    for literal in literals {
+        let Str::Const(value) = literal else { return None };
+        // Unknown names were refused by `check_enum_literal`; one that got
+        // here anyway matches no event, as the string comparison would.
+        if let Some(step) = Step::ALL.iter().find(|s| s.as_str() == &**value) {
+            mask |= 1 << *step as u16;
+        }
+    }
+    Some(mask)
+}
+
 fn check_enum_literal(field: &Str, literal: &Str) -> Result<(), CompileError> {
     let (Str::Field(f), Str::Const(value)) = (field, literal) else { return Ok(()) };
     let known: Vec<&str> = match f {
@@ -421,6 +448,42 @@ mod tests {
         let scope = Scope { catalog: &catalog, lists: &lists, macros: &macros };
         let mut reads = Vec::new();
         compile(src, &scope, &mut reads).map(|c| (c, reads))
+    }
+
+    #[test]
+    fn a_step_test_is_a_bit_test_that_answers_as_the_string_comparison_would() {
+        let cases: [(&str, fn(&str) -> bool); 6] = [
+            (r#"event.step == "otp""#, |s| s == "otp"),
+            (r#""liveness" == event.step"#, |s| s == "liveness"),
+            (r#"event.step != "login""#, |s| s != "login"),
+            (r#"event.step in ["record_view", "record_export"]"#, |s| s.starts_with("record_")),
+            (r#"!(event.step in ["id_ocr", "face_match", "account_open"])"#, |s| !["id_ocr", "face_match", "account_open"].contains(&s)),
+            ("onboarding", |s| s == "id_ocr" || s == "account_open"),
+        ];
+        for (src, expected) in cases {
+            let (cond, _) = compile_str(src).unwrap();
+            let mut bit_tests = 0;
+            count_step_tests(&cond, &mut bit_tests);
+            assert_eq!(bit_tests, 1, "{src} compiles to a bit test: {cond:?}");
+            for step in Step::ALL {
+                let line = format!(r#"{{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"{}","result":"success","customer_id":"c","staff_id":"st-1"}}"#, step.as_str());
+                let event = haechi_features::Event::parse(line.as_bytes(), 4096).unwrap();
+                let ctx = crate::eval::Ctx { event: &event, features: &[], lists: &[] };
+                assert_eq!(cond.eval(&ctx), expected(step.as_str()), "{src} on {}", step.as_str());
+            }
+        }
+        // Other string fields keep the string comparison.
+        let (cond, _) = compile_str(r#"event.result == "failure""#).unwrap();
+        assert!(matches!(cond, Cond::StrEq(..)), "{cond:?}");
+    }
+
+    fn count_step_tests(c: &Cond, n: &mut usize) {
+        match c {
+            Cond::StepIn(_) => *n += 1,
+            Cond::Not(x) => count_step_tests(x, n),
+            Cond::And(xs) | Cond::Or(xs) => xs.iter().for_each(|x| count_step_tests(x, n)),
+            _ => {}
+        }
     }
 
     #[test]

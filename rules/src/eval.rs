@@ -149,6 +149,9 @@ pub(crate) enum Cond {
     StrEq(bool, Str, Str),
     /// Membership in a literal list.
     StrInSet(Str, Box<HashSet<Box<str>>>),
+    /// The event's step is one of a set (bit `1 << step`): `event.step ==`
+    /// and `event.step in [...]` without a string comparison or a hash.
+    StepIn(u16),
     /// Membership of a string field in a named list.
     StrInList(Str, usize),
     /// The event's address inside a named list's addresses or networks.
@@ -305,6 +308,7 @@ impl Cond {
             Cond::Num(op, a, b) => op.num(a.eval(c), b.eval(c)),
             Cond::StrEq(neg, a, b) => (a.get(c.event).as_str() == b.get(c.event).as_str()) != *neg,
             Cond::StrInSet(s, set) => set.contains(s.get(c.event).as_str()),
+            Cond::StepIn(mask) => mask & (1 << c.event.step as u16) != 0,
             Cond::StrInList(s, l) => c.lists[*l].strings.contains(s.get(c.event).as_str()),
             Cond::IpInList(l) => c.event.ip.is_some_and(|ip| c.lists[*l].contains_ip(ip)),
             Cond::Test(t, a, b) => {
