@@ -97,10 +97,49 @@ fn digit_value(c: char) -> Option<u8> {
 
 fn find<const HEX: bool>(text: &str) -> Option<(usize, usize)> {
     if text.is_ascii() {
+        if !has_six_digit_run(text.as_bytes()) {
+            return None;
+        }
         find_ascii::<HEX>(text.as_bytes())
     } else {
         find_chars::<HEX>(text)
     }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Whether ASCII text holds six digits in a row. Every resident number does
+/// (thirteen in a row, or six, separators and seven) and most fields do not
+/// (timestamps, agents, most ids), so the byte loop runs only on text that
+/// does. Eight bytes at a time, a bit per byte.
+fn has_six_digit_run(b: &[u8]) -> bool {
+    // The last 64 bytes' digit bits, oldest lowest: a run of six ending in
+    // the newest block began at most 13 bytes back, well inside the window.
+    let mut window = 0u64;
+    let mut push = |block: [u8; 8]| {
+        window = (window >> 8) | (digit_bits(u64::from_le_bytes(block)) << 56);
+        window & (window >> 1) & (window >> 2) & (window >> 3) & (window >> 4) & (window >> 5) != 0
+    };
+    let mut blocks = b.chunks_exact(8);
+    for block in blocks.by_ref() {
+        if push(block.try_into().unwrap_or_default()) {
+            return true;
+        }
+    }
+    let rest = blocks.remainder();
+    let mut last = [0u8; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    !rest.is_empty() && push(last)
+}
+
+/// Bit k set when byte k of `w` (little-endian) is an ASCII digit; for ASCII
+/// bytes only (below 0x80, so no addition carries into the next byte).
+fn digit_bits(w: u64) -> u64 {
+    let at_least_0 = w.wrapping_add(0x50 * ONES);
+    let at_least_colon = w.wrapping_add(0x46 * ONES);
+    let flags = at_least_0 & !at_least_colon & (0x80 * ONES);
+    // Gather the eight high bits into the top byte, byte k's at bit 56 + k.
+    (flags >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
 /// Whether a byte beside a candidate joins it to a longer token.
@@ -301,6 +340,19 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn the_six_digit_prefilter_at_every_offset_and_length() {
+        for pad in 0..20 {
+            for run in 1..=14 {
+                let text = format!("{}{}x", "a".repeat(pad), "7".repeat(run));
+                assert_eq!(has_six_digit_run(text.as_bytes()), run >= 6, "{text}");
+                assert_eq!(has_six_digit_run(&text.as_bytes()[..pad + run]), run >= 6, "{text} without its end");
+            }
+        }
+        assert!(!has_six_digit_run(b"2026-11-04T17:00:01.785Z"));
+        assert!(!has_six_digit_run(b"/09:;\x7f 12345"), "bytes beside the digits are not digits");
+    }
+
+    #[test]
     fn masks_with_and_without_dash() {
         assert_eq!(mask_resident_numbers("rrn 900101-1234567 x"), "rrn 900101-1****** x");
         assert_eq!(mask_resident_numbers("9001012234567"), "900101-2******");
@@ -408,6 +460,18 @@ mod tests {
             let masked = mask_resident_numbers(&text);
             prop_assert_eq!(masked.as_ref(), format!("{pre}{}-{sex}******{post}", &digits[..6]));
             prop_assert!(find_resident_number(&masked).is_none());
+        }
+
+        #[test]
+        fn the_six_digit_prefilter_sees_every_run_across_blocks(s in "[0-9a/:]{0,90}") {
+            let longest = s.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+            prop_assert_eq!(has_six_digit_run(s.as_bytes()), longest >= 6, "{}", s);
+        }
+
+        #[test]
+        fn the_prefilter_never_hides_a_number(s in "[0-9a-f .-]{0,80}") {
+            prop_assert_eq!(find::<false>(&s), find_ascii::<false>(s.as_bytes()));
+            prop_assert_eq!(find::<true>(&s), find_ascii::<true>(s.as_bytes()));
         }
 
         #[test]
