@@ -210,12 +210,17 @@ pub enum Refused {
     CircuitOpen,
 }
 
+/// Maps keyed by scope and entity hash. The hash is already a keyed SipHash
+/// of the entity's value (`EntityKeys`), so a fast seeded hasher is enough:
+/// every event looks up each of its entities here.
+type ScopeMap<V> = DashMap<(EntityKind, u64), V, foldhash::fast::RandomState>;
+
 /// The block list.
 pub struct BlockList {
     config: BlockConfig,
-    entries: DashMap<(EntityKind, u64), Block>,
+    entries: ScopeMap<Block>,
     /// Automatic blocks per entity, and when the last one was set.
-    offenses: DashMap<(EntityKind, u64), (u32, i64)>,
+    offenses: ScopeMap<(u32, i64)>,
     minute: AtomicI64,
     set_this_minute: AtomicU64,
     dirty: Arc<Notify>,
@@ -265,8 +270,8 @@ impl BlockList {
     /// without a sealer.
     pub fn open_sealed(config: BlockConfig, now: i64, sealer: Option<Sealer>) -> Result<BlockList, crate::DetectorError> {
         let list = BlockList {
-            entries: DashMap::new(),
-            offenses: DashMap::new(),
+            entries: ScopeMap::default(),
+            offenses: ScopeMap::default(),
             minute: AtomicI64::new(0),
             set_this_minute: AtomicU64::new(0),
             dirty: Arc::new(Notify::new()),

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use governor::clock::FakeRelativeClock;
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use haechi_features::{EntityKeys, EntityKind};
+use nohash_hasher::BuildNoHashHasher;
 use serde::{Deserialize, Serialize};
 
 /// What happens past a quota.
@@ -42,7 +43,10 @@ impl Default for LimitConfig {
     }
 }
 
-type KeyedLimiter = RateLimiter<u64, DefaultKeyedStateStore<u64>, FakeRelativeClock, NoOpMiddleware<governor::nanos::Nanos>>;
+/// Keyed by the entity's hash, which is already a keyed SipHash of its
+/// value (`EntityKeys`): hashing it again would only cost time, and nobody
+/// without the key can aim keys at one bucket.
+type KeyedLimiter = RateLimiter<u64, DashMapStateStore<u64, BuildNoHashHasher<u64>>, FakeRelativeClock, NoOpMiddleware<governor::nanos::Nanos>>;
 
 /// The limiters.
 pub struct Limiters {
@@ -65,7 +69,7 @@ impl Limiters {
             (EntityKind::Customer, config.customer_per_minute),
         ] {
             if let Some(n) = NonZeroU32::new(per_minute) {
-                by_scope.push((kind, RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone())));
+                by_scope.push((kind, RateLimiter::dashmap_with_clock_and_hasher(Quota::per_minute(n), clock.clone(), BuildNoHashHasher::default())));
             }
         }
         Limiters { by_scope, config, clock, origin_ms: AtomicI64::new(i64::MIN), advanced_ms: AtomicI64::new(0) }
