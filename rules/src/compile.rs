@@ -209,7 +209,7 @@ impl Compiler<'_, '_> {
                         RelationOp::GreaterThan => CmpOp::Gt,
                         _ => CmpOp::Ge,
                     };
-                    Ok(Typed::Bool(Cond::Num(o, self.num(a)?, self.num(b)?)))
+                    Ok(Typed::Bool(Cond::compare(o, self.num(a)?, self.num(b)?)))
                 }
             },
             Expression::FunctionCall(f, target, args) => {
@@ -321,7 +321,7 @@ impl Compiler<'_, '_> {
             }
         };
         Ok(Typed::Bool(match (ta, tb) {
-            (Typed::Num(x), Typed::Num(y)) => Cond::Num(cmp, x, y),
+            (Typed::Num(x), Typed::Num(y)) => Cond::compare(cmp, x, y),
             (Typed::Num(x), Typed::Attr(k)) | (Typed::Attr(k), Typed::Num(x)) => Cond::Num(cmp, x, Num::Attr(k)),
             (Typed::Str(x), Typed::Str(y)) => {
                 check_enum_literal(&x, &y)?;
@@ -475,6 +475,38 @@ mod tests {
         // Other string fields keep the string comparison.
         let (cond, _) = compile_str(r#"event.result == "failure""#).unwrap();
         assert!(matches!(cond, Cond::StrEq(..)), "{cond:?}");
+    }
+
+    #[test]
+    fn a_feature_against_a_constant_answers_as_the_general_comparison_on_either_side() {
+        let (catalog, ..) = scope_parts();
+        let ops = ["<", "<=", ">", ">=", "==", "!="];
+        let line = r#"{"event_id":"e","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success"}"#;
+        let event = haechi_features::Event::parse(line.as_bytes(), 4096).unwrap();
+        for op in ops {
+            for src in [format!("features.ip.distinct_new_identities_1h {op} 2.0"), format!("2.0 {op} features.ip.distinct_new_identities_1h")] {
+                let (cond, reads) = compile_str(&src).unwrap();
+                let Cond::FeatureCmp(cmp, slot, v) = cond else { panic!("{src}: {cond:?}") };
+                assert_eq!(reads, [slot]);
+                // The general form the peephole replaced, built by hand.
+                let general = if src.starts_with('2') { Cond::Num(cmp.flipped(), Num::Const(v), Num::Feature(slot)) } else { Cond::Num(cmp, Num::Feature(slot), Num::Const(v)) };
+                for x in [1.0f32, 2.0, 3.0, f32::NAN] {
+                    let mut features = vec![0.0f32; catalog.len()];
+                    features[slot] = x;
+                    let ctx = crate::eval::Ctx { event: &event, features: &features, lists: &[] };
+                    let expected = match (op, src.starts_with('2')) {
+                        ("<", false) | (">", true) => x < 2.0,
+                        ("<=", false) | (">=", true) => x <= 2.0,
+                        (">", false) | ("<", true) => x > 2.0,
+                        (">=", false) | ("<=", true) => x >= 2.0,
+                        ("==", _) => x == 2.0,
+                        _ => x != 2.0,
+                    };
+                    assert_eq!(cond.eval(&ctx), expected, "{src} at {x}");
+                    assert_eq!(general.eval(&ctx), expected, "{src} at {x}, general form");
+                }
+            }
+        }
     }
 
     fn count_step_tests(c: &Cond, n: &mut usize) {

@@ -145,6 +145,9 @@ pub(crate) enum Cond {
     Not(Box<Cond>),
     If(Box<Cond>, Box<Cond>, Box<Cond>),
     Num(CmpOp, Num, Num),
+    /// A feature against a constant, the most common condition of all,
+    /// without two recursive evaluations (see [`Cond::compare`]).
+    FeatureCmp(CmpOp, usize, f64),
     /// String equality; `true` in the first field negates it.
     StrEq(bool, Str, Str),
     /// Membership in a literal list.
@@ -291,7 +294,29 @@ impl Num {
     }
 }
 
+impl CmpOp {
+    /// The comparison with its sides swapped: `a op b` ⟺ `b op.flipped() a`.
+    pub(crate) fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            same => same,
+        }
+    }
+}
+
 impl Cond {
+    /// `a op b`, a feature against a constant in its own, cheaper form.
+    pub(crate) fn compare(op: CmpOp, a: Num, b: Num) -> Cond {
+        match (a, b) {
+            (Num::Feature(slot), Num::Const(v)) => Cond::FeatureCmp(op, slot, v),
+            (Num::Const(v), Num::Feature(slot)) => Cond::FeatureCmp(op.flipped(), slot, v),
+            (a, b) => Cond::Num(op, a, b),
+        }
+    }
+
     pub(crate) fn eval(&self, c: &Ctx<'_>) -> bool {
         match self {
             Cond::Const(b) => *b,
@@ -306,6 +331,7 @@ impl Cond {
                 }
             }
             Cond::Num(op, a, b) => op.num(a.eval(c), b.eval(c)),
+            Cond::FeatureCmp(op, slot, v) => op.num(f64::from(c.features[*slot]), *v),
             Cond::StrEq(neg, a, b) => (a.get(c.event).as_str() == b.get(c.event).as_str()) != *neg,
             Cond::StrInSet(s, set) => set.contains(s.get(c.event).as_str()),
             Cond::StepIn(mask) => mask & (1 << c.event.step as u16) != 0,
