@@ -913,12 +913,11 @@ fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    // mimalloc asks for transparent huge pages, and the kernel then zeroes
-    // 2 MiB at a fault where the store's growth needed a few entities: replay
-    // spent about a tenth of its CPU in the kernel zeroing pages and held a
-    // third more memory (BENCHMARKS.md, "Throughput, a fifth session"). Off
-    // before the first large allocation; a kernel without the switch keeps
-    // its default.
+    // mimalloc asks for transparent huge pages (madvise), and the kernel then
+    // zeroes 2 MiB at a fault where the store's growth needed a few entities:
+    // replay spent 8% of its CPU in the kernel zeroing pages and held 27%
+    // more memory (BENCHMARKS.md, "Throughput, a fifth session"). Off before
+    // the first large allocation; a kernel without the switch keeps its default.
     #[cfg(target_os = "linux")]
     let _ = rustix::thread::disable_transparent_huge_pages(true);
     match run() {

@@ -348,6 +348,20 @@ mod tests {
                 assert_eq!(has_six_digit_run(&text.as_bytes()[..pad + run]), run >= 6, "{text} without its end");
             }
         }
+        // Every ASCII byte, at every place in a block, after and before five digits.
+        for b in 0u8..0x80 {
+            assert_eq!(digit_bits(u64::from_le_bytes([b; 8])), if b.is_ascii_digit() { 0xFF } else { 0 }, "byte {b:#04x}");
+            for at in 8..16 {
+                let mut after = [b'a'; 24];
+                after[at - 5..at].copy_from_slice(b"12345");
+                after[at] = b;
+                assert_eq!(has_six_digit_run(&after), b.is_ascii_digit(), "byte {b:#04x} at {at}, after the digits");
+                let mut before = [b'a'; 24];
+                before[at] = b;
+                before[at + 1..at + 6].copy_from_slice(b"12345");
+                assert_eq!(has_six_digit_run(&before), b.is_ascii_digit(), "byte {b:#04x} at {at}, before the digits");
+            }
+        }
         assert!(!has_six_digit_run(b"2026-11-04T17:00:01.785Z"));
         assert!(!has_six_digit_run(b"/09:;\x7f 12345"), "bytes beside the digits are not digits");
     }
@@ -469,7 +483,17 @@ mod tests {
         }
 
         #[test]
-        fn the_prefilter_never_hides_a_number(s in "[0-9a-f .-]{0,80}") {
+        fn the_prefilter_never_hides_a_number(
+            pre in "[0-9a-f .-]{0,40}",
+            post in "[0-9a-f .-]{0,40}",
+            (y, m, d) in date(),
+            sex in 1u8..=8,
+            rest in 0u32..1_000_000,
+            sep in proptest::sample::select(vec!["", "-", " ", ".", " - "]),
+        ) {
+            // A real number planted at any offset, in text that often has
+            // digits beside it (then it is not a number, and both must agree).
+            let s = format!("{pre}{y:02}{m:02}{d:02}{sep}{sex}{rest:06}{post}");
             prop_assert_eq!(find::<false>(&s), find_ascii::<false>(s.as_bytes()));
             prop_assert_eq!(find::<true>(&s), find_ascii::<true>(s.as_bytes()));
         }

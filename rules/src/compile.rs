@@ -392,7 +392,6 @@ fn num_field(name: &str) -> Option<NumField> {
     }
 }
 
-/// `event.step == "acount_open"` can never be true: say so at load time.
 /// `event.step` against string literals, as a bit set of steps: every rule
 /// asks which step an event is, and a bit test costs less than hashing the
 /// step's name. `None` when `field` is not the step or a value is not a literal.
@@ -412,6 +411,7 @@ fn step_mask<'a>(field: &Str, literals: impl IntoIterator<Item = &'a Str>) -> Op
     Some(mask)
 }
 
+/// `event.step == "acount_open"` can never be true: say so at load time.
 fn check_enum_literal(field: &Str, literal: &Str) -> Result<(), CompileError> {
     let (Str::Field(f), Str::Const(value)) = (field, literal) else { return Ok(()) };
     let known: Vec<&str> = match f {
@@ -486,10 +486,18 @@ mod tests {
         for op in ops {
             for src in [format!("features.ip.distinct_new_identities_1h {op} 2.0"), format!("2.0 {op} features.ip.distinct_new_identities_1h")] {
                 let (cond, reads) = compile_str(&src).unwrap();
-                let Cond::FeatureCmp(cmp, slot, v) = cond else { panic!("{src}: {cond:?}") };
+                let Cond::FeatureCmp(_, slot, _) = cond else { panic!("{src}: {cond:?}") };
                 assert_eq!(reads, [slot]);
-                // The general form the peephole replaced, built by hand.
-                let general = if src.starts_with('2') { Cond::Num(cmp.flipped(), Num::Const(v), Num::Feature(slot)) } else { Cond::Num(cmp, Num::Feature(slot), Num::Const(v)) };
+                // The general form the peephole replaced, built from the source's own operator.
+                let written = match op {
+                    "<" => CmpOp::Lt,
+                    "<=" => CmpOp::Le,
+                    ">" => CmpOp::Gt,
+                    ">=" => CmpOp::Ge,
+                    "==" => CmpOp::Eq,
+                    _ => CmpOp::Ne,
+                };
+                let general = if src.starts_with('2') { Cond::Num(written, Num::Const(2.0), Num::Feature(slot)) } else { Cond::Num(written, Num::Feature(slot), Num::Const(2.0)) };
                 for x in [1.0f32, 2.0, 3.0, f32::NAN] {
                     let mut features = vec![0.0f32; catalog.len()];
                     features[slot] = x;
