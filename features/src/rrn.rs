@@ -126,10 +126,21 @@ fn has_six_digit_run(b: &[u8]) -> bool {
             return true;
         }
     }
-    let rest = blocks.remainder();
-    let mut last = [0u8; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    !rest.is_empty() && push(last)
+    let rest = blocks.remainder().len();
+    if rest == 0 {
+        return false;
+    }
+    // The last eight bytes shifted down past those already pushed, so zeros
+    // (not digits) fill the top: one load, not a byte copy and a stalled reload.
+    let last = match b.len().checked_sub(8) {
+        Some(start) => u64::from_le_bytes(b[start..].try_into().unwrap_or_default()) >> (8 * (8 - rest)),
+        None => {
+            let mut short = [0u8; 8];
+            short[..rest].copy_from_slice(b);
+            u64::from_le_bytes(short)
+        }
+    };
+    push(last.to_le_bytes())
 }
 
 /// Bit k set when byte k of `w` (little-endian) is an ASCII digit; for ASCII
