@@ -174,7 +174,7 @@ impl Detector for ModelDetector {
     fn detect(&self, _event: &Event, features: &FeatureView<'_>, findings: &mut Vec<Finding>) {
         thread_local! {
             /// One row per thread, reused: no allocation per event.
-            static ROW: std::cell::Cell<Vec<f64>> = const { std::cell::Cell::new(Vec::new()) };
+            static ROW: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
         }
         let m = self.current.load();
         let values = features.values();
@@ -184,15 +184,15 @@ impl Detector for ModelDetector {
         let row = ROW.with(|row| {
             let mut row = row.take();
             row.clear();
-            row.extend(slots.iter().map(|&s| f64::from(values[s])));
+            row.extend(slots.iter().map(|&s| values[s]));
             row
         });
         // Most rows are normal: the walk stops as soon as they cannot be anomalous.
-        let Some(score) = m.model.forest().score_above(|f| row[f], m.threshold) else {
+        let Some(score) = m.model.forest().score_above_f32(&row, m.threshold) else {
             ROW.with(|r| r.set(row));
             return;
         };
-        let top = m.model.forest().contributions(|f| row[f]);
+        let top = m.model.forest().contributions(|f| f64::from(row[f]));
         ROW.with(|r| r.set(row));
         let evidence: Vec<Evidence> = top
             .iter()

@@ -59,6 +59,9 @@ pub struct Forest {
     /// The form scoring walks, built by [`Forest::prepare`]: see [`Step`].
     #[serde(skip)]
     steps: Vec<Step>,
+    /// The same for rows of `f32` features, the stream's: see [`Step32`].
+    #[serde(skip)]
+    steps32: Vec<Step32>,
     /// Path length (depth + c(size)) of each leaf, by node index.
     #[serde(skip)]
     leaf_value: Vec<f64>,
@@ -90,6 +93,29 @@ struct Step {
     threshold: f64,
 }
 
+/// A [`Step`] for rows of `f32` (the stream's feature vector): 12 bytes,
+/// so more of the forest stays in cache. The threshold is the least `f32`
+/// at or above the split value, which makes `x >= threshold` for any `f32` x
+/// the same test as the `f64` one ([`at_least_f32`]), so a row scores the same
+/// to the last bit either way.
+#[derive(Debug, Clone, Copy)]
+struct Step32 {
+    threshold: f32,
+    feature: u32,
+    left: u32,
+}
+
+/// The least `f32` at or above `t` (NaN for NaN): for every `f32` x,
+/// `f64::from(x) >= t` exactly when `x >= at_least_f32(t)`.
+fn at_least_f32(t: f64) -> f32 {
+    let near = t as f32;
+    if f64::from(near) < t {
+        near.next_up()
+    } else {
+        near
+    }
+}
+
 /// Trees walked in lockstep.
 const LANES: usize = 16;
 
@@ -108,6 +134,7 @@ impl Forest {
                 }
             })
             .collect();
+        self.steps32 = self.steps.iter().map(|s| Step32 { threshold: at_least_f32(s.threshold), feature: s.feature, left: s.left }).collect();
         self.leaf_value = self.nodes.iter().map(|n| if n.0 == LEAF { n.2 } else { 0.0 }).collect();
         let mut deepest = 0;
         for &root in &self.roots {
@@ -166,6 +193,21 @@ impl Forest {
         at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>()
     }
 
+    /// [`Forest::walk`] for a row of `f32` features.
+    #[inline]
+    fn walk32(&self, roots: &[u32], row: &[f32]) -> f64 {
+        let mut at = [0u32; LANES];
+        let lanes = roots.len();
+        at[..lanes].copy_from_slice(roots);
+        for _ in 0..self.depth {
+            for i in at.iter_mut().take(lanes) {
+                let s = self.steps32[*i as usize];
+                *i = s.left + u32::from(row[s.feature as usize] >= s.threshold);
+            }
+        }
+        at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>()
+    }
+
     /// Anomaly score in (0, 1]; higher is more anomalous.
     #[inline]
     pub fn score(&self, get: impl Fn(usize) -> f64) -> f64 {
@@ -179,6 +221,22 @@ impl Forest {
     /// computed the same way to the last bit.
     #[inline]
     pub fn score_above(&self, get: impl Fn(usize) -> f64, threshold: f64) -> Option<f64> {
+        self.score_above_walking(threshold, |chunk| self.walk(chunk, &get))
+    }
+
+    /// [`Forest::score_above`] for a row of `f32` features (the stream's),
+    /// with the same answer, to the last bit, as for the same row widened to `f64`.
+    ///
+    /// # Panics
+    /// When `row` has fewer than [`Forest::n_features`] values.
+    #[inline]
+    pub fn score_above_f32(&self, row: &[f32], threshold: f64) -> Option<f64> {
+        assert!(row.len() >= self.n_features, "a row of {} features for a forest of {}", row.len(), self.n_features);
+        self.score_above_walking(threshold, |chunk| self.walk32(chunk, row))
+    }
+
+    #[inline]
+    fn score_above_walking(&self, threshold: f64, walk: impl Fn(&[u32]) -> f64) -> Option<f64> {
         let c = average_path_length(self.psi);
         // score > threshold  ⟺  mean path < -c·log2(threshold). Stopping waits
         // for a margin well above rounding, so no row that the whole walk
@@ -186,7 +244,7 @@ impl Forest {
         let longest = if c == 0.0 || threshold <= 0.0 { f64::INFINITY } else { -c * threshold.log2() * self.roots.len() as f64 * (1.0 + 1e-9) + 1e-9 };
         let mut total = 0.0;
         for (k, chunk) in self.roots.chunks(LANES).enumerate() {
-            total += self.walk(chunk, &get);
+            total += walk(chunk);
             if total + self.least_rest[k + 1] > longest {
                 return None;
             }
@@ -357,6 +415,7 @@ where
             nodes: Vec::new(),
             sizes: Vec::new(),
             steps: Vec::new(),
+            steps32: Vec::new(),
             leaf_value: Vec::new(),
             depth: 0,
             least_rest: Vec::new(),
@@ -495,6 +554,49 @@ mod tests {
             }
         }
         assert!(above > 100, "outliers were scored: {above}");
+    }
+
+    /// The f32 walk answers as the f64 one on every row, including values
+    /// exactly at, just below and just above every split, and NaN and infinities.
+    #[test]
+    fn an_f32_row_scores_as_the_same_row_widened() {
+        let x = blob(5);
+        let m = IsolationForestParams::new().n_trees(40).seed(3).check().unwrap().fit(&linfa::Dataset::from(x)).unwrap();
+        let f = m.forest();
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let splits: Vec<f64> = f.nodes.iter().filter(|n| n.0 != LEAF).map(|n| n.2).collect();
+        let mut candidates: Vec<f32> = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0];
+        for &t in &splits {
+            let near = t as f32;
+            candidates.extend([near, near.next_down(), near.next_up()]);
+        }
+        let mut differing_thresholds = 0;
+        for &t in &splits {
+            differing_thresholds += usize::from(f64::from(t as f32) != t);
+            let up = at_least_f32(t);
+            for x in [t as f32, (t as f32).next_down(), (t as f32).next_up()] {
+                assert_eq!(f64::from(x) >= t, x >= up, "x {x:e}, split {t:e}");
+            }
+        }
+        assert!(differing_thresholds > splits.len() / 2, "most splits are not f32 values, so rounding is exercised");
+        let mut rows: Vec<Vec<f32>> = (0..4000)
+            .map(|_| (0..3).map(|_| if rng.gen_bool(0.7) { candidates[rng.gen_range(0..candidates.len())] } else { rng.gen_range(-8.0f32..8.0) }).collect())
+            .collect();
+        // Every row passes each root's split: put the row right at it.
+        for &root in &f.roots {
+            let Node(feature, _, t) = f.nodes[root as usize];
+            for x in [t as f32, (t as f32).next_down(), (t as f32).next_up()] {
+                let mut row: Vec<f32> = (0..3).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                row[feature as usize] = x;
+                rows.push(row);
+            }
+        }
+        for row in &rows {
+            let wide = |c: usize| f64::from(row[c]);
+            for t in [1e-300, m.threshold(), 0.6] {
+                assert_eq!(f.score_above_f32(row, t), f.score_above(wide, t), "row {row:?} at {t}");
+            }
+        }
     }
 
     fn blob(seed: u64) -> Array2<f64> {
