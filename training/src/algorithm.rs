@@ -181,28 +181,30 @@ impl Forest {
     /// Walk up to [`LANES`] trees in lockstep; the sum of their path lengths.
     #[inline]
     fn walk(&self, roots: &[u32], get: &impl Fn(usize) -> f64) -> f64 {
-        let mut at = [0u32; LANES];
-        let lanes = roots.len();
-        at[..lanes].copy_from_slice(roots);
-        for _ in 0..self.depth {
-            for i in at.iter_mut().take(lanes) {
-                let s = self.steps[*i as usize];
-                *i = s.left + u32::from(get(s.feature as usize) >= s.threshold);
-            }
-        }
-        at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>()
+        self.walk_by(roots, |i| {
+            let s = self.steps[i as usize];
+            s.left + u32::from(get(s.feature as usize) >= s.threshold)
+        })
     }
 
     /// [`Forest::walk`] for a row of `f32` features.
     #[inline]
     fn walk32(&self, roots: &[u32], row: &[f32]) -> f64 {
+        self.walk_by(roots, |i| {
+            let s = self.steps32[i as usize];
+            s.left + u32::from(row[s.feature as usize] >= s.threshold)
+        })
+    }
+
+    /// The lockstep walk, `next` taking a node to the child the row goes to.
+    #[inline]
+    fn walk_by(&self, roots: &[u32], next: impl Fn(u32) -> u32) -> f64 {
         let mut at = [0u32; LANES];
         let lanes = roots.len();
         at[..lanes].copy_from_slice(roots);
         for _ in 0..self.depth {
             for i in at.iter_mut().take(lanes) {
-                let s = self.steps32[*i as usize];
-                *i = s.left + u32::from(row[s.feature as usize] >= s.threshold);
+                *i = next(*i);
             }
         }
         at[..lanes].iter().map(|&i| self.leaf_value[i as usize]).sum::<f64>()
