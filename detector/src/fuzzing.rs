@@ -47,5 +47,8 @@ pub fn model_file(data: &[u8]) {
         let row = vec![0.5; m.features.len()];
         let s = model.score_row(&row);
         assert!(s.is_finite(), "non-finite score {s}");
+        // The stream scores f32 rows: the same answer, to the last bit.
+        let narrow = vec![0.5f32; m.features.len()];
+        assert_eq!(model.forest().score_above_f32(&narrow, 0.0), model.forest().score_above(|f| row[f], 0.0));
     }
 }

@@ -558,6 +558,30 @@ mod tests {
         assert!(above > 100, "outliers were scored: {above}");
     }
 
+    /// Rounding a split up to f32 keeps `x >= t` for every f32 x, at the
+    /// values a fitted forest rarely draws: splits that are f32 values
+    /// already, zeros, subnormals, the ends of f32's range, infinities, NaN.
+    #[test]
+    fn a_split_rounded_up_to_f32_keeps_every_comparison() {
+        let tiny = f64::from(f32::from_bits(1));
+        let max = f64::from(f32::MAX);
+        let splits = [
+            0.0, -0.0, 1.0, -1.0, 0.5, 0.1, -0.1, 1e-50, -1e-50, tiny, tiny / 2.0, -tiny, 3.0 * tiny / 2.0,
+            max, -max, max * 1.5, -max * 1.5, f64::MAX, f64::MIN, f64::INFINITY, f64::NEG_INFINITY, f64::NAN,
+        ];
+        let mut xs = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, f32::MAX, f32::MIN, f32::from_bits(1), -f32::from_bits(1)];
+        for &t in &splits {
+            let near = t as f32;
+            xs.extend([near, near.next_up(), near.next_down()]);
+        }
+        for &t in &splits {
+            let up = at_least_f32(t);
+            for &x in &xs {
+                assert_eq!(f64::from(x) >= t, x >= up, "x {x:e}, split {t:e}, rounded {up:e}");
+            }
+        }
+    }
+
     /// The f32 walk answers as the f64 one on every row, including values
     /// exactly at, just below and just above every split, and NaN and infinities.
     #[test]
