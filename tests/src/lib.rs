@@ -145,21 +145,29 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP agent that returns error statuses as responses, with a timeout.
+/// An HTTP agent that returns error statuses as responses, with a timeout,
+/// and a new connection for every request. The server may close a
+/// connection after refusing a request whose body it did not read (a 401 or
+/// 403 before the body arrived), and a pooled connection is then dead; which
+/// one wins that race depends on scheduling, so a test that reused it failed
+/// now and then ("Peer disconnected" on the next request).
 pub fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_idle_connections(0)
         .timeout_global(Some(std::time::Duration::from_secs(20)))
         .build()
         .into()
 }
 
-/// An HTTPS agent trusting only `root` (a DER certificate), with a timeout.
+/// An HTTPS agent trusting only `root` (a DER certificate), with a timeout;
+/// a new connection for every request, as [`http`] says why.
 pub fn https(root: &[u8]) -> ureq::Agent {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};
     let roots = RootCerts::Specific(std::sync::Arc::new(vec![Certificate::from_der(root).to_owned()]));
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_idle_connections(0)
         .timeout_global(Some(std::time::Duration::from_secs(20)))
         .tls_config(TlsConfig::builder().root_certs(roots).build())
         .build()
