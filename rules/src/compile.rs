@@ -361,13 +361,13 @@ impl Compiler<'_, '_> {
                     Typed::Attr(k) => Str::Attr(k),
                     other => return err(format!("a {} cannot be in a list", other.kind()), show(a)),
                 };
-                let mut set = HashSet::new();
+                let mut set: HashSet<Box<str>> = HashSet::new();
                 for v in items {
                     let Atom::String(text) = v else { return err("a string cannot be in a list of numbers", show(a)) };
                     check_enum_literal(&s, &Str::Const(text.as_str().into()))?;
                     set.insert(text.as_str().into());
                 }
-                let literals: Vec<Str> = set.iter().map(|t: &Box<str>| Str::Const(t.clone())).collect();
+                let literals: Vec<Str> = set.iter().map(|t| Str::Const(t.clone())).collect();
                 if let Some(mask) = step_mask(&s, &literals) {
                     return Ok(Typed::Bool(Cond::StepIn(mask)));
                 }
@@ -452,7 +452,8 @@ mod tests {
 
     #[test]
     fn a_step_test_is_a_bit_test_that_answers_as_the_string_comparison_would() {
-        let cases: [(&str, fn(&str) -> bool); 6] = [
+        type Case = (&'static str, fn(&str) -> bool);
+        let cases: [Case; 6] = [
             (r#"event.step == "otp""#, |s| s == "otp"),
             (r#""liveness" == event.step"#, |s| s == "liveness"),
             (r#"event.step != "login""#, |s| s != "login"),
