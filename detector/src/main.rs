@@ -631,6 +631,14 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
             let (p, path) = (state.pipeline.clone(), path.clone());
             tokio::task::spawn_blocking(move || warm_pipeline(&p, &path)).await??;
         }
+        // Installed before the port is announced: a supervisor or script that
+        // sends SIGTERM as soon as it reads that line must get a graceful stop,
+        // not the default action (an exit with nothing flushed).
+        #[cfg(unix)]
+        let mut stop_signals = {
+            use tokio::signal::unix::{signal, SignalKind};
+            (signal(SignalKind::interrupt()).context("installing the SIGINT handler")?, signal(SignalKind::terminate()).context("installing the SIGTERM handler")?)
+        };
         let listener = tokio::net::TcpListener::bind(&config.server.listen).await.with_context(|| format!("binding {}", config.server.listen))?;
         // Tests and scripts read this line to learn the port (and the scheme, when HTTPS).
         if state.tls.is_some() {
@@ -645,16 +653,13 @@ fn serve(config: Config, warm_from: Option<PathBuf>, exposure_warning: Option<St
         let shutdown = tokio_util::sync::CancellationToken::new();
         let token = shutdown.clone();
         tokio::spawn(async move {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             #[cfg(unix)]
             tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+                _ = stop_signals.0.recv() => {}
+                _ = stop_signals.1.recv() => {}
             }
             #[cfg(not(unix))]
-            let _ = ctrl_c.await;
+            let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down: draining requests and flushing state");
             token.cancel();
         });
