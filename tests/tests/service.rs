@@ -453,8 +453,8 @@ fn a_spray_past_the_entity_cap_is_evicted_counted_and_logged_once() {
 
 /// The binary turns transparent huge pages off for itself (BENCHMARKS.md,
 /// "Throughput, a fifth session"): with them, a fault in the growing store
-/// zeroed 2 MiB and `/v1/check`'s p99.9 tripled. The kernel reports it in the
-/// process's status, where this test process, which keeps the default, shows 1.
+/// zeroed 2 MiB, and `/v1/check`'s p99.9 was four times as long. The kernel
+/// reports the setting in the process's status.
 #[cfg(target_os = "linux")]
 #[test]
 fn the_service_runs_without_transparent_huge_pages() {
@@ -462,9 +462,13 @@ fn the_service_runs_without_transparent_huge_pages() {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
         status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_owned())
     };
-    // A kernel before 5.0 does not report the setting for any process.
-    let Some(ours) = thp("self".into()) else { return };
-    assert_eq!(ours, "1", "this test process keeps the default, so a server that did nothing would show it too");
+    // Only where this test process has huge pages (it keeps the default)
+    // would a server that did nothing show them too. A kernel before 5.0
+    // reports nothing, one without THP shows 0 for everyone, and a parent
+    // may have turned them off for the whole process tree.
+    if thp("self".into()).as_deref() != Some("1") {
+        return;
+    }
     let s = Server::start(&[]);
     assert_eq!(thp(s.child.id().to_string()).as_deref(), Some("0"), "the server's THP_enabled");
     assert!(s.stop().success());
