@@ -326,7 +326,14 @@ impl Compiler<'_, '_> {
             (Typed::Str(x), Typed::Str(y)) => {
                 check_enum_literal(&x, &y)?;
                 check_enum_literal(&y, &x)?;
-                match step_mask(&x, [&y]).or_else(|| step_mask(&y, [&x])) {
+                fn literal(s: &Str) -> Option<&str> {
+                    match s {
+                        Str::Const(v) => Some(v),
+                        _ => None,
+                    }
+                }
+                let mask = literal(&y).and_then(|v| step_mask(&x, [v])).or_else(|| literal(&x).and_then(|v| step_mask(&y, [v])));
+                match mask {
                     Some(mask) if negate => Cond::Not(Box::new(Cond::StepIn(mask))),
                     Some(mask) => Cond::StepIn(mask),
                     None => Cond::StrEq(negate, x, y),
@@ -367,8 +374,7 @@ impl Compiler<'_, '_> {
                     check_enum_literal(&s, &Str::Const(text.as_str().into()))?;
                     set.insert(text.as_str().into());
                 }
-                let literals: Vec<Str> = set.iter().map(|t| Str::Const(t.clone())).collect();
-                if let Some(mask) = step_mask(&s, &literals) {
+                if let Some(mask) = step_mask(&s, set.iter().map(|t| &**t)) {
                     return Ok(Typed::Bool(Cond::StepIn(mask)));
                 }
                 Ok(Typed::Bool(Cond::StrInSet(s, Box::new(set))))
@@ -394,17 +400,16 @@ fn num_field(name: &str) -> Option<NumField> {
 
 /// `event.step` against string literals, as a bit set of steps: every rule
 /// asks which step an event is, and a bit test costs less than hashing the
-/// step's name. `None` when `field` is not the step or a value is not a literal.
-fn step_mask<'a>(field: &Str, literals: impl IntoIterator<Item = &'a Str>) -> Option<u16> {
+/// step's name. `None` when `field` is not the step.
+fn step_mask<'a>(field: &Str, literals: impl IntoIterator<Item = &'a str>) -> Option<u16> {
     if !matches!(field, Str::Field(StrField::Step)) {
         return None;
     }
     let mut mask = 0u16;
-    for literal in literals {
-        let Str::Const(value) = literal else { return None };
+    for value in literals {
         // Unknown names were refused by `check_enum_literal`; one that got
         // here anyway matches no event, as the string comparison would.
-        if let Some(step) = Step::ALL.iter().find(|s| s.as_str() == &**value) {
+        if let Some(step) = Step::ALL.iter().find(|s| s.as_str() == value) {
             mask |= 1 << *step as u16;
         }
     }
