@@ -7,7 +7,10 @@
 //! takes 8 s get the same rule. Durations go into HDR histograms (the
 //! `hdrhistogram` crate); each step keeps two epochs, the current and the one
 //! before, so a baseline follows the traffic when the bank's pipeline changes
-//! but never forgets everything at once.
+//! but never forgets everything at once. A duration far below everything
+//! ranked is held out of the ranks until there are many of them, so a
+//! campaign of scripts cannot become the "fastest percent" it is ranked
+//! against (see `StepBaseline::held`).
 
 use std::sync::Mutex;
 
@@ -26,6 +29,14 @@ pub const MIN_BASELINE_SAMPLES: u64 = 100;
 /// ranks (at 0); anything else reads 0.5. A bot at 600 ms among people who
 /// took 5 s or more is plain after twenty people; a percentile is not.
 pub const MIN_COLD_SAMPLES: u64 = 20;
+/// A duration under this share of its step's fastest percentile is held out
+/// of the step's ranks (see [`StepBaseline::held`]).
+const HELD_BELOW_SHARE_OF_P1: u64 = 2;
+/// Where [`RANKS`] holds the step's fastest percentile.
+const P1: usize = 4;
+/// Held-out durations that reach this share of the step's ranked samples
+/// (one in `HELD_ACCEPT_EVERY`) are taken in: the step itself got faster.
+const HELD_ACCEPT_EVERY: u64 = 4;
 /// Samples per epoch: after this many, the current epoch becomes the previous one.
 const EPOCH_SAMPLES: u64 = 50_000;
 /// Rebuild a step's rank table after this many new samples.
@@ -47,6 +58,15 @@ pub const MIN_STAFF_HOUR_SAMPLES: u64 = 100;
 struct StepBaseline {
     current: Histogram<u32>,
     previous: Histogram<u32>,
+    /// Durations far below everything ranked (under half the fastest
+    /// percentile), kept out of the ranks. A campaign of scripts, even one a
+    /// small bank sees as 7% of a step's traffic, would otherwise become the
+    /// step's fastest percent, and every later script would rank as a person
+    /// among them. Honest people almost never fall this far below their own
+    /// population's fastest percent, so holding these out moves no honest
+    /// rank. When the held durations reach a quarter of the ranked ones, the
+    /// step itself has got faster (a new backend, a new SDK) and they are taken in.
+    held: Histogram<u32>,
     since_refresh: u64,
     /// Duration (ms) at each of [`RANKS`]; valid once `ready`.
     table: [f64; RANKS.len()],
@@ -56,13 +76,23 @@ struct StepBaseline {
 impl StepBaseline {
     fn new() -> StepBaseline {
         let h = || Histogram::new_with_bounds(1, MAX_DURATION_MS, 2).expect("static bounds are valid");
-        StepBaseline { current: h(), previous: h(), since_refresh: 0, table: [0.0; RANKS.len()], ready: false }
+        StepBaseline { current: h(), previous: h(), held: h(), since_refresh: 0, table: [0.0; RANKS.len()], ready: false }
     }
 
     fn record(&mut self, ms: u64) {
         let ms = ms.clamp(1, MAX_DURATION_MS);
-        // Within the bounds the histogram was built with, recording cannot fail.
-        let _ = self.current.record(ms);
+        if self.far_below(ms) {
+            // Within the bounds the histogram was built with, recording cannot fail.
+            let _ = self.held.record(ms);
+            if self.held.len() * HELD_ACCEPT_EVERY < self.samples().max(MIN_BASELINE_SAMPLES) {
+                return;
+            }
+            let _ = self.current.add(&self.held);
+            self.held.reset();
+            self.refresh();
+        } else {
+            let _ = self.current.record(ms);
+        }
         if self.current.len() >= EPOCH_SAMPLES {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.reset();
@@ -75,6 +105,22 @@ impl StepBaseline {
 
     fn samples(&self) -> u64 {
         self.current.len() + self.previous.len()
+    }
+
+    /// Under half the fastest percentile ranked, or (while the baseline is
+    /// young) under half the fastest duration seen.
+    fn far_below(&self, ms: u64) -> bool {
+        let doubled = ms.saturating_mul(HELD_BELOW_SHARE_OF_P1);
+        if self.ready {
+            (self.current.lowest_equivalent(doubled) as f64) < self.table[P1]
+        } else {
+            self.samples() >= MIN_COLD_SAMPLES && doubled < self.fastest()
+        }
+    }
+
+    fn fastest(&self) -> u64 {
+        let min = |h: &Histogram<u32>| if h.is_empty() { u64::MAX } else { h.min() };
+        min(&self.current).min(min(&self.previous))
     }
 
     fn refresh(&mut self) {
@@ -101,8 +147,7 @@ impl StepBaseline {
             if n < MIN_COLD_SAMPLES {
                 return 0.5;
             }
-            let fastest = self.current.min().min(if self.previous.is_empty() { u64::MAX } else { self.previous.min() });
-            return if ms.saturating_mul(2) < fastest { 0.0 } else { 0.5 };
+            return if ms.saturating_mul(2) < self.fastest() { 0.0 } else { 0.5 };
         }
         let x = self.current.lowest_equivalent(ms.clamp(1, MAX_DURATION_MS)) as f64;
         // The last table point at or below x; ties rank with the population.
@@ -459,6 +504,7 @@ impl HistogramState {
 struct StepState {
     current: HistogramState,
     previous: HistogramState,
+    held: HistogramState,
     since_refresh: u64,
     table: [f64; RANKS.len()],
     ready: bool,
@@ -494,7 +540,11 @@ impl Baselines {
             .iter()
             .map(|s| {
                 let s = locked(s);
-                StepState { current: HistogramState::of(&s.current), previous: HistogramState::of(&s.previous), since_refresh: s.since_refresh, table: s.table, ready: s.ready }
+                StepState {
+                    current: HistogramState::of(&s.current),
+                    previous: HistogramState::of(&s.previous),
+                    held: HistogramState::of(&s.held),
+                    since_refresh: s.since_refresh, table: s.table, ready: s.ready }
             })
             .collect();
         let ip = locked(&self.ip_onboarding);
@@ -521,7 +571,16 @@ impl Baselines {
         let steps = state
             .steps
             .iter()
-            .map(|st| Ok(StepBaseline { current: st.current.restore()?, previous: st.previous.restore()?, since_refresh: st.since_refresh, table: st.table, ready: st.ready }))
+            .map(|st| {
+                Ok(StepBaseline {
+                    current: st.current.restore()?,
+                    previous: st.previous.restore()?,
+                    held: st.held.restore()?,
+                    since_refresh: st.since_refresh,
+                    table: st.table,
+                    ready: st.ready,
+                })
+            })
             .collect::<Result<Vec<StepBaseline>, Error>>()?;
         let rate = &state.onboarding_rate;
         if !(rate.minutes.is_empty() && rate.hours.is_empty()) && (rate.minutes.len() != 60 || rate.hours.len() != 24) {
@@ -681,6 +740,101 @@ mod tests {
         let r = b.observe(Step::FaceMatch, Some(1_000), 10, false).duration_rank;
         assert!(r > 0.3, "1 s is typical now, ranks {r}");
         assert_eq!(b.step_quantiles(Step::FaceMatch, &[0.5]).unwrap()[0] / 10, 100);
+    }
+
+    /// Log-normal-ish durations around `median`, as `ranks_follow_the_population_not_a_constant` draws them.
+    fn person(rng: &mut impl Rng, median: f64) -> u64 {
+        let z: f64 = (0..6).map(|_| rng.gen_range(-1.0..1.0)).sum::<f64>() / 1.41;
+        (median * (0.5 * z).exp()) as u64
+    }
+
+    #[test]
+    fn a_campaign_of_scripts_does_not_become_the_population_it_is_ranked_against() {
+        let b = Baselines::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..500 {
+            b.observe(Step::FaceMatch, Some(person(&mut rng, 5_000.0)), 10, true);
+        }
+        // A campaign: one face match in ten is a script's, at 300-700 ms.
+        for i in 0..3_000u64 {
+            let ms = if i % 10 == 0 { 300 + i % 400 } else { person(&mut rng, 5_000.0) };
+            b.observe(Step::FaceMatch, Some(ms), 10, true);
+        }
+        let script = b.observe_timed(Step::FaceMatch, Some(650), false, 0.15, 10, false);
+        // Learnt, the campaign would be the fastest tenth: 650 ms would rank about 0.1.
+        assert!(script.apart_rank < 0.001, "a script ranks {} after 300 of its own", script.apart_rank);
+        let median_person = b.observe(Step::FaceMatch, Some(5_000), 10, false).duration_rank;
+        assert!((0.4..0.6).contains(&median_person), "the median person ranks {median_person}");
+    }
+
+    #[test]
+    fn holding_scripts_out_leaves_the_fastest_people_where_they_were() {
+        // Every duration is a person's: the fastest percent must sit where it
+        // sits without the hold (a ratchet would raise it at every refresh).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let draws: Vec<u64> = (0..20_000).map(|_| person(&mut rng, 3_000.0)).collect();
+        let b = Baselines::default();
+        for &ms in &draws {
+            b.observe(Step::Liveness, Some(ms), 10, true);
+        }
+        let mut sorted = draws.clone();
+        sorted.sort_unstable();
+        let true_p1 = sorted[sorted.len() / 100];
+        let rank = b.observe(Step::Liveness, Some(true_p1), 10, false).duration_rank;
+        assert!((0.007..0.013).contains(&rank), "the people's own 1st percentile ranks {rank}");
+        let held = locked(&b.steps[Step::Liveness as usize]).held.len();
+        assert!(held * 1_000 < draws.len() as u64, "{held} people's durations held out");
+    }
+
+    #[test]
+    fn a_step_that_really_got_faster_is_taken_in() {
+        let b = Baselines::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..2_000 {
+            b.observe(Step::IdAuthenticity, Some(person(&mut rng, 6_000.0)), 10, true);
+        }
+        // The bank moves the check to a backend that answers in ~400 ms, for everyone.
+        let mut first_typical = None;
+        let mut rank_while_held: f32 = 0.0;
+        for i in 0..2_000 {
+            b.observe(Step::IdAuthenticity, Some(person(&mut rng, 400.0)), 10, true);
+            let rank = b.observe(Step::IdAuthenticity, Some(400), 10, false).duration_rank;
+            if first_typical.is_none() {
+                if rank > 0.1 {
+                    first_typical = Some(i);
+                } else {
+                    rank_while_held = rank_while_held.max(rank);
+                }
+            }
+        }
+        let taken_in = first_typical.expect("400 ms never became ordinary");
+        // At once, when the held durations reach a quarter of the 2,000 ranked: about 500 new ones.
+        assert!((400..=700).contains(&taken_in), "taken in after {taken_in}");
+        assert!(rank_while_held < 0.001, "400 ms crept up to rank {rank_while_held} before it was taken in");
+        let held = locked(&b.steps[Step::IdAuthenticity as usize]).held.len();
+        assert!(held < 600, "{held} still held");
+    }
+
+    #[test]
+    fn held_durations_survive_a_snapshot() {
+        let b = Baselines::default();
+        for i in 0..200 {
+            b.observe(Step::Otp, Some(4_000 + i * 10), 10, true);
+        }
+        for _ in 0..30 {
+            b.observe(Step::Otp, Some(500), 10, true);
+        }
+        let restored = Baselines::default();
+        restored.restore_state(&serde_json::from_slice(&serde_json::to_vec(&b.export_state()).unwrap()).unwrap()).unwrap();
+        assert_eq!(locked(&restored.steps[Step::Otp as usize]).held.len(), 30);
+        // Both take in the faster step at the same sample.
+        for i in 0..100 {
+            let before = [&b, &restored].map(|x| x.observe(Step::Otp, Some(500), 10, false).duration_rank);
+            assert_eq!(before[0], before[1], "sample {i}");
+            b.observe(Step::Otp, Some(500), 10, true);
+            restored.observe(Step::Otp, Some(500), 10, true);
+        }
+        assert!(b.observe(Step::Otp, Some(500), 10, false).duration_rank > 0.1);
     }
 
     #[test]
