@@ -627,17 +627,26 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// A person's duration around `median`: log-normal-ish, median × e^(0.5 z), z roughly normal.
+    fn person(rng: &mut impl Rng, median: f64) -> u64 {
+        let z: f64 = (0..6).map(|_| rng.gen_range(-1.0..1.0)).sum::<f64>() / 1.41;
+        (median * (0.5 * z).exp()) as u64
+    }
+
+    /// Teach `step` `n` people's durations around `median`.
+    fn learn_people(b: &Baselines, step: Step, rng: &mut impl Rng, median: f64, n: u64) {
+        for _ in 0..n {
+            b.observe(step, Some(person(rng, median)), 10, true);
+        }
+    }
+
     #[test]
     fn ranks_follow_the_population_not_a_constant() {
         // Two worlds: one whose step takes ~10 s, one whose step takes ~400 ms.
         for median in [10_000.0f64, 400.0] {
             let b = Baselines::default();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-            for _ in 0..5_000 {
-                // Log-normal-ish: median × e^(0.5 z), z roughly normal.
-                let z: f64 = (0..6).map(|_| rng.gen_range(-1.0..1.0)).sum::<f64>() / 1.41;
-                b.observe(Step::IdAuthenticity, Some((median * (0.5 * z).exp()) as u64), 10, true);
-            }
+            learn_people(&b, Step::IdAuthenticity, &mut rng, median, 5_000);
             let at = |ms: f64| b.observe(Step::IdAuthenticity, Some(ms as u64), 10, false).duration_rank;
             let r_median = at(median);
             assert!((0.4..0.6).contains(&r_median), "median ranks {r_median}");
@@ -765,19 +774,12 @@ mod tests {
         assert_eq!(b.step_quantiles(Step::FaceMatch, &[0.5]).unwrap()[0] / 10, 100);
     }
 
-    /// Log-normal-ish durations around `median`, as `ranks_follow_the_population_not_a_constant` draws them.
-    fn person(rng: &mut impl Rng, median: f64) -> u64 {
-        let z: f64 = (0..6).map(|_| rng.gen_range(-1.0..1.0)).sum::<f64>() / 1.41;
-        (median * (0.5 * z).exp()) as u64
-    }
 
     #[test]
     fn a_campaign_of_scripts_does_not_become_the_population_it_is_ranked_against() {
         let b = Baselines::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        for _ in 0..500 {
-            b.observe(Step::FaceMatch, Some(person(&mut rng, 5_000.0)), 10, true);
-        }
+        learn_people(&b, Step::FaceMatch, &mut rng, 5_000.0, 500);
         // A campaign: one face match in ten is a script's, at 300-700 ms.
         for i in 0..3_000u64 {
             let ms = if i % 10 == 0 { 300 + i % 400 } else { person(&mut rng, 5_000.0) };
@@ -829,9 +831,7 @@ mod tests {
         let b = Baselines::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         // Two whole hold windows: the change starts a window.
-        for _ in 0..(2 * HOLD_WINDOW) {
-            b.observe(Step::IdAuthenticity, Some(person(&mut rng, 6_000.0)), 10, true);
-        }
+        learn_people(&b, Step::IdAuthenticity, &mut rng, 6_000.0, 2 * HOLD_WINDOW);
         // The bank moves the check to a backend that answers in ~400 ms, for everyone.
         let mut held_until = None;
         for i in 0..2_000 {
@@ -857,9 +857,7 @@ mod tests {
     fn a_held_minority_is_never_taken_in_and_is_forgotten() {
         let b = Baselines::default();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        for _ in 0..2_000 {
-            b.observe(Step::FaceMatch, Some(person(&mut rng, 5_000.0)), 10, true);
-        }
+        learn_people(&b, Step::FaceMatch, &mut rng, 5_000.0, 2_000);
         // One script in eight, over several windows: never a sixth, never taken in.
         for i in 0..(5 * HOLD_WINDOW) {
             let ms = if i % 8 == 0 { 500 } else { person(&mut rng, 5_000.0) };
@@ -868,9 +866,7 @@ mod tests {
         assert!(locked(&b.steps[Step::FaceMatch as usize]).held.len() > 0);
         assert!(b.observe(Step::FaceMatch, Some(500), 10, false).duration_rank < 0.001);
         // The campaign stops; within a window the hold is empty again.
-        for _ in 0..HOLD_WINDOW {
-            b.observe(Step::FaceMatch, Some(person(&mut rng, 5_000.0)), 10, true);
-        }
+        learn_people(&b, Step::FaceMatch, &mut rng, 5_000.0, HOLD_WINDOW);
         assert_eq!(locked(&b.steps[Step::FaceMatch as usize]).held.len(), 0, "the window closed");
     }
 
