@@ -18,9 +18,9 @@ pub const MAX_RELATIONS: usize = 5;
 pub enum Relation {
     /// Entities of another kind seen with it.
     Kind(EntityKind),
-    /// Returning customers: ones who have logged in successfully, or whose
-    /// history is older than a day. What a shared address or device carries
-    /// honestly, and what the blast-radius guard counts.
+    /// Returning customers: ones who have logged in successfully (a made-up
+    /// id cannot, however long ago it was first seen). What a shared address
+    /// or device carries honestly, and what the blast-radius guard counts.
     Returning,
     /// Customers onboarding (an onboarding step) who are not returning: the
     /// fresh identities a proxy or a device farm brings.

@@ -312,9 +312,6 @@ pub(crate) struct Observe {
     pub closed_staff_days: [u32; 2],
 }
 
-/// Seconds of history that make a customer "returning" even without a login event.
-const RETURNING_AFTER_S: u32 = 86_400;
-
 /// Everything Haechi remembers about one entity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entity {
@@ -368,7 +365,7 @@ impl Entity {
         // Asked of the customer as they were before this event: a fresh id's
         // first successful login must not make it "returning" on the spot,
         // or one login would vouch for the address it came through.
-        let returning_before = self.is_returning(o.secs);
+        let returning_before = self.is_returning();
         let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
@@ -581,11 +578,12 @@ impl Entity {
         [0; 2]
     }
 
-    /// A returning customer: has logged in successfully, or has a history
-    /// older than a day (in the state the entity is in when asked).
-    fn is_returning(&self, now_s: u32) -> bool {
-        let logged_in = matches!(&self.extra, Extra::Profile(p) if p.logged_in);
-        logged_in || (self.total > 0 && now_s.saturating_sub(self.first_seen) >= RETURNING_AFTER_S)
+    /// A returning customer: has logged in successfully (in the state the
+    /// entity is in when asked). Age alone does not make one: any event
+    /// creates a customer id, so a farm could age made-up ids a day and have
+    /// them vouch for its addresses as a carrier exit's customers would.
+    fn is_returning(&self) -> bool {
+        matches!(&self.extra, Extra::Profile(p) if p.logged_in)
     }
 
     /// A staff member's access at `secs` was refused: the day it was counted into will not join their habit.

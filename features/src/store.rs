@@ -974,6 +974,47 @@ mod tests {
     }
 
     #[test]
+    fn only_a_customer_who_has_logged_in_vouches_for_an_address() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let at = |id: usize, dt_s: i64, step: Step, customer: &str, ip: &str, failure: bool| {
+            let mut e = event(id, t0 + dt_s * 1_000, customer, ip, &format!("d-{customer}"), failure);
+            e.step = step;
+            e
+        };
+        // A farm ages made-up ids: one failed login each from the exit's /24, a day
+        // and a half before it uses them.
+        for k in 0..6 {
+            store.observe(&at(k, 0, Step::Login, &format!("made-up-{k}"), &format!("203.0.113.{}", 20 + k), true), &mut out);
+        }
+        // One real customer logs in through the same /24 the next day.
+        store.observe(&at(10, 86_400, Step::Login, "owner", "203.0.113.40", false), &mut out);
+        // Then the made-up ids come back through the same /24, then a fresh identity onboards.
+        let back = 86_400 * 3 / 2;
+        for k in 0..6 {
+            store.observe(&at(20 + k, back + k as i64, Step::Otp, &format!("made-up-{k}"), &format!("203.0.113.{}", 20 + k), false), &mut out);
+        }
+        store.observe(&at(30, back + 10, Step::Login, "owner", "203.0.113.40", false), &mut out);
+        store.observe(&at(31, back + 20, Step::IdOcr, "fresh", "203.0.113.9", false), &mut out);
+        assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 1.0, "the made-up ids are a day and a half old, never logged in");
+        assert_eq!(get(&store, &out, "customer.returning"), 0.0);
+        // A made-up id onboarding is a new identity, however old it is.
+        store.observe(&at(32, back + 30, Step::IdOcr, "made-up-0", "203.0.113.20", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.returning"), 0.0);
+        assert_eq!(get(&store, &out, "subnet.distinct_new_identities_24h"), 2.0);
+        // The owner was returning before this event; a login makes a customer so
+        // from the next event on, never on the event itself.
+        store.observe(&at(33, back + 40, Step::Otp, "owner", "203.0.113.40", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.returning"), 1.0);
+        store.observe(&at(34, back + 50, Step::Login, "newcomer", "203.0.113.41", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.returning"), 0.0);
+        store.observe(&at(35, back + 60, Step::Otp, "newcomer", "203.0.113.41", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.returning"), 1.0);
+        assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 2.0);
+    }
+
+    #[test]
     fn a_device_is_vouched_for_by_its_first_passed_code_only() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
