@@ -86,6 +86,8 @@ fn roles_decide_who_may_do_what() {
     assert_eq!(call(Some(ANALYST), "GET", "/v1/entities/customer/k1", None).0, 200);
     expect_error(call(Some(ANALYST), "POST", "/v1/reload", None), 403, "analyst reloading");
     expect_error(call(Some(ANALYST), "GET", "/v1/audit", None), 403, "analyst reading the audit log");
+    expect_error(call(Some(ANALYST), "POST", "/v1/check", Some(event("e5").as_bytes())), 403, "analyst sending an event");
+    expect_error(call(Some(ANALYST), "POST", "/v1/events", Some(event("e6").as_bytes())), 403, "analyst sending events");
 
     // Auditor: reads everything, changes nothing.
     expect_error(call(Some(AUDITOR), "POST", "/v1/events", Some(event("e3").as_bytes())), 403, "auditor ingesting");

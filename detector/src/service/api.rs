@@ -777,8 +777,8 @@ mod tests {
         const SP: &str = "subject_portal";
         let table: &[(&str, &str, &[&str])] = &[
             ("GET", "/v1/me", &[I, AN, AU, AD, SP]),
-            ("POST", "/v1/events", &[I, AN, AD]),
-            ("POST", "/v1/check", &[I, AN, AD]),
+            ("POST", "/v1/events", &[I, AD]),
+            ("POST", "/v1/check", &[I, AD]),
             ("GET", "/v1/alerts", &[AN, AU, AD]),
             ("GET", "/v1/alerts/stream", &[AN, AU, AD]),
             ("POST", "/v1/alerts/{id}/triage", &[AN, AD]),

@@ -16,7 +16,10 @@ use subtle::ConstantTimeEq;
 pub enum Role {
     /// Send events: `/v1/check`, `/v1/events`.
     Ingest,
-    /// Ingest, plus alerts, entities, and setting and lifting blocks.
+    /// Alerts, entities, and setting and lifting blocks; not ingest. An
+    /// analyst who could send events could write the history the detectors
+    /// judge by (logins that make a made-up customer returning, a quiet week
+    /// for a staff member), and the events would read as the pipeline's own.
     Analyst,
     /// Read everything (alerts, blocks, entities, the audit log, access records, reports),
     /// request exports; change nothing.
@@ -46,7 +49,7 @@ impl Role {
         match self {
             Role::Admin => !matches!(access, SubjectAccess),
             Role::Ingest => matches!(access, Identify | Ingest),
-            Role::Analyst => matches!(access, Identify | Ingest | Investigate | ChangeBlocks | Triage | PreviewRules),
+            Role::Analyst => matches!(access, Identify | Investigate | ChangeBlocks | Triage | PreviewRules),
             Role::Auditor => matches!(access, Identify | Investigate | Audit | ReadRecords | RequestExport | Reports),
             Role::SubjectPortal => matches!(access, Identify | SubjectAccess),
         }
@@ -298,6 +301,7 @@ mod tests {
         assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::ChangeBlocks)).unwrap().name, "kim");
         assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::Administer)), Err(Denied::Forbidden));
         assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::Audit)), Err(Denied::Forbidden));
+        assert_eq!(ps.authorize(Some(&bearer("t-analyst")), Some(Access::Ingest)), Err(Denied::Forbidden), "analysts do not feed the pipeline");
         assert_eq!(ps.authorize(Some(&bearer("t-audit")), Some(Access::Audit)).unwrap().role, Role::Auditor);
         assert_eq!(ps.authorize(Some(&bearer("t-audit")), Some(Access::Ingest)), Err(Denied::Forbidden));
         assert_eq!(ps.authorize(Some(&bearer("t-audit")), None), Err(Denied::Forbidden));
