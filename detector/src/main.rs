@@ -43,7 +43,7 @@ enum Command {
         /// Where alerts go, NDJSON.
         #[arg(long)]
         alerts: Option<PathBuf>,
-        /// Learn from these past events first (features only, nothing decided).
+        /// Learn from these past events first (features; nothing blocked or alerted; a staff night the rules would have refused is kept out of the habit).
         #[arg(long)]
         warm_from: Option<PathBuf>,
     },
@@ -52,7 +52,7 @@ enum Command {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
-        /// Learn from these past events before serving (features only, nothing decided).
+        /// Learn from these past events before serving (features; nothing blocked or alerted; a staff night the rules would have refused is kept out of the habit).
         #[arg(long)]
         warm_from: Option<PathBuf>,
         /// Allow a non-loopback address with no [[server.principals]]: the API open to anyone who can reach it.

@@ -208,16 +208,33 @@ impl Pipeline {
         Event::parse(bytes, self.config.pipeline.max_event_bytes)
     }
 
-    /// Learn from one past event: features and baselines only. No detector
-    /// runs and nothing is blocked or alerted: history warms the profiles
-    /// (30-day customer habits, shared addresses) that live decisions read.
+    /// Learn from one past event: features and baselines. Nothing is
+    /// blocked or alerted: history warms the profiles (30-day customer
+    /// habits, shared addresses) that live decisions read.
+    ///
+    /// A staff member's access is also judged, as live, and a day the
+    /// detectors would have refused is kept out of their habit
+    /// (`refuse_staff_day`): otherwise an insider's bulk night in the history
+    /// would warm into the hours they are expected to work. No block list is
+    /// asked (history has none), so a day is refused only by a detector's own
+    /// block; live, that is nearly always the first refusal of a day anyway.
     ///
     /// # Errors
     /// Live, an event further ahead of the wall clock than the allowed skew,
     /// as in [`Pipeline::process`]: a history file must not move the clock either.
     pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
         let cap = self.check_clock(event)?;
-        self.store.observe_capped(event, &mut scratch.features, cap);
+        let observation = self.store.observe_capped(event, &mut scratch.features, cap);
+        if event.staff_id.is_some() && !observation.late {
+            let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
+            scratch.findings.clear();
+            for d in &self.detectors {
+                d.detect(event, &view, &mut scratch.findings);
+            }
+            if decide(&event.event_id, &scratch.findings).verdict == crate::Verdict::Block {
+                self.store.refuse_staff_day(&observation.keys, event.ts_ms);
+            }
+        }
         Ok(())
     }
 
@@ -424,6 +441,35 @@ mod tests {
         assert_eq!(run(60, false), (Verdict::Block, 0.0, 2.0));
         // Refused by a block on their workstation's address instead: the same.
         assert_eq!(run(40, true), (Verdict::Block, 0.0, 2.0));
+    }
+
+    #[test]
+    fn a_night_the_rules_would_have_blocked_does_not_warm_into_a_habit() {
+        let run = |records: u64| {
+            let (p, _rules) = big_export_blocks_the_staff_member();
+            let mut s = p.scratch();
+            let mut n = 0;
+            let mut access = |ts: &str, records: u64| {
+                n += 1;
+                let step = if records > 1 { "record_export" } else { "record_view" };
+                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","ip":"10.20.1.9","records":{records}}}"#);
+                p.parse(line.as_bytes()).unwrap()
+            };
+            // History, warmed: nothing is decided or blocked.
+            for (ts, r) in [("2026-11-02T10:00:00+09:00", 1), ("2026-11-02T23:00:00+09:00", records), ("2026-11-03T10:00:00+09:00", 1), ("2026-11-03T23:10:00+09:00", 1)] {
+                p.warm(&access(ts, r), &mut s).unwrap();
+            }
+            assert!(p.enforcer().blocks().list().is_empty(), "warming sets no block");
+            // Then live, as in the test above.
+            p.process(&access("2026-11-04T10:00:00+09:00", 1), &mut s).unwrap();
+            p.process(&access("2026-11-04T23:30:00+09:00", 1), &mut s).unwrap();
+            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            (f("staff.hour_habit"), f("staff.typical_daily_records"))
+        };
+        // Forty records at 23:00 would have passed: the night warms into a habit.
+        assert_eq!(run(40), (1.0, 21.5));
+        // Sixty would have been blocked: the history's night teaches nothing, as live.
+        assert_eq!(run(60), (0.0, 2.0));
     }
 
     #[test]
