@@ -405,6 +405,13 @@ mod tests {
         (Pipeline::new(config).unwrap(), dir)
     }
 
+    /// Staff member st1's `n`th access, at `ts`, from their workstation.
+    fn staff_access(p: &Pipeline, n: usize, ts: &str, records: u64) -> Event {
+        let step = if records > 1 { "record_export" } else { "record_view" };
+        let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","ip":"10.20.1.9","records":{records}}}"#);
+        p.parse(line.as_bytes()).unwrap()
+    }
+
     #[test]
     fn a_night_the_staff_member_was_blocked_for_does_not_become_their_habit() {
         // `records` at 23:00 on the first day; with `address_blocked`, an
@@ -415,9 +422,7 @@ mod tests {
             let mut n = 0;
             let mut access = |ts: &str, records: u64| {
                 n += 1;
-                let step = if records > 1 { "record_export" } else { "record_view" };
-                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","ip":"10.20.1.9","records":{records}}}"#);
-                p.process(&p.parse(line.as_bytes()).unwrap(), &mut s).unwrap()
+                p.process(&staff_access(&p, n, ts, records), &mut s).unwrap()
             };
             let first = access("2026-11-02T10:00:00+09:00", 1);
             let address = first.keys.get(EntityKind::Ip).unwrap();
@@ -451,9 +456,7 @@ mod tests {
             let mut n = 0;
             let mut access = |ts: &str, records: u64| {
                 n += 1;
-                let step = if records > 1 { "record_export" } else { "record_view" };
-                let line = format!(r#"{{"event_id":"e{n}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st1","customer_id":"c{n}","ip":"10.20.1.9","records":{records}}}"#);
-                p.parse(line.as_bytes()).unwrap()
+                staff_access(&p, n, ts, records)
             };
             // History, warmed: nothing is decided or blocked.
             for (ts, r) in [("2026-11-02T10:00:00+09:00", 1), ("2026-11-02T23:00:00+09:00", records), ("2026-11-03T10:00:00+09:00", 1), ("2026-11-03T23:10:00+09:00", 1)] {
