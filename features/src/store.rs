@@ -303,7 +303,9 @@ impl FeatureStore {
             }
             if kind == EntityKind::Customer {
                 let fragment = related[EntityKind::Customer.index()];
-                if seen.returning_before {
+                // A failed event vouches for nothing: anyone who knows a
+                // customer's id can send their wrong password from anywhere.
+                if seen.returning_before && success {
                     observed.returning = fragment;
                 } else if event.step.is_onboarding() {
                     observed.new_identity = fragment;

@@ -305,7 +305,8 @@ impl Enforcer {
         // dawn) is lifted once it carries more returning customers than the
         // limit, or than it did when it was blocked and this event is one of
         // them, returning before this event: a proxy's fresh identities have
-        // never logged in, a carrier exit's customers have.
+        // never logged in, a carrier exit's customers have. (A failed event
+        // adds no returning customer to the count: see the feature store.)
         if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
             let at_set = b.blast_radius.map_or(f32::MAX, |r| r as f32);
             let returning_now = self.returning_slot.is_some_and(|s| features[s] >= 1.0);
@@ -820,7 +821,13 @@ rules:
     /// A pipeline standing on a day of history (a login every four hours
     /// the day before, elsewhere), so that a shared scope's blast radius counts.
     fn warm_pipeline() -> Pipeline {
+        warm_pipeline_after(&[])
+    }
+
+    /// [`warm_pipeline`], after `first` (dated before 2026-11-01T02:00).
+    fn warm_pipeline_after(first: &[Vec<u8>]) -> Pipeline {
         let p = pipeline();
+        run(&p, first);
         let day: Vec<Vec<u8>> = (0..7)
             .map(|k| line(900_000 + k, &format!("2026-11-{:02}T{:02}:00:00+09:00", 1 + (2 + 4 * k) / 24, (2 + 4 * k) % 24), "login", "success", "yesterday", "121.0.0.1", "s-yesterday", None))
             .collect();
@@ -946,7 +953,8 @@ rules:
 
     #[test]
     fn a_blocked_address_that_turns_out_to_carry_returning_customers_is_let_go() {
-        let p = warm_pipeline();
+        // A made-up id a farm aged: one failed login, more than a day before.
+        let p = warm_pipeline_after(&[line(18, "2026-11-01T01:00:00+09:00", "login", "failure", "aged", "45.8.8.8", "s18", None)]);
         let exit = "223.38.14.77";
         // At dawn, an exit looks private: three fresh identities, nobody else.
         let lines = three_fresh_identities("2026-11-02T05:00:00+09:00", exit);
@@ -954,9 +962,17 @@ rules:
         // A fresh id's first login there does not vouch for it: still blocked.
         let d = run(&p, &[line(19, "2026-11-02T05:20:00+09:00", "login", "success", "brand-new", exit, "s19", None)]);
         assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
+        // Nor does an id's age: it has never logged in, and scanning an ID
+        // through the exit makes it one more fresh identity there.
+        let d = run(&p, &[line(22, "2026-11-02T05:21:00+09:00", "id_ocr", "success", "aged", exit, "s22", None)]);
+        assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
+        assert!(d[0].reasons.iter().all(|r| &*r.detector != "blast_radius"), "the block stood: {d:?}");
+        // Nor a real customer's wrong password: anyone who knows their id can send one.
+        run(&p, &[line(20, "2026-11-02T05:25:00+09:00", "login", "success", "regular", "121.9.9.9", "s-home", None)]);
+        let d = run(&p, &[line(23, "2026-11-02T05:27:00+09:00", "login", "failure", "regular", exit, "s23", None)]);
+        assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
         // Then the morning's customers, who had logged in before, come through it:
         // the first one already lifts the block.
-        run(&p, &[line(20, "2026-11-02T05:25:00+09:00", "login", "success", "regular", "121.9.9.9", "s-home", None)]);
         let d = run(&p, &[line(21, "2026-11-02T05:30:00+09:00", "login", "success", "regular", exit, "s20", None)]);
         assert_eq!(d[0].verdict, Verdict::Allow, "{d:?}");
         let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
