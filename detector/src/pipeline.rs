@@ -21,6 +21,9 @@ pub struct Scratch {
     features: Vec<f32>,
     /// Findings of the last processed event.
     pub findings: Vec<Finding>,
+    /// While warming: until when (event time, ms) a detector's block on each
+    /// staff member (by key) would have refused their accesses.
+    staff_blocked_until: std::collections::HashMap<u64, i64>,
 }
 
 impl Scratch {
@@ -197,7 +200,7 @@ impl Pipeline {
 
     /// Fresh buffers for one worker.
     pub fn scratch(&self) -> Scratch {
-        Scratch { features: vec![0.0; self.store.catalog().len()], findings: Vec::new() }
+        Scratch { features: vec![0.0; self.store.catalog().len()], findings: Vec::new(), staff_blocked_until: std::collections::HashMap::new() }
     }
 
     /// Validate one raw event.
@@ -212,12 +215,15 @@ impl Pipeline {
     /// blocked or alerted: history warms the profiles (30-day customer
     /// habits, shared addresses) that live decisions read.
     ///
-    /// A staff member's access is also judged, as live, and a day the
-    /// detectors would have refused is kept out of their habit
+    /// A staff member's access is also judged by the detectors, and a day
+    /// they would have refused is kept out of the member's habit
     /// (`refuse_staff_day`): otherwise an insider's bulk night in the history
-    /// would warm into the hours they are expected to work. No block list is
-    /// asked (history has none), so a day is refused only by a detector's own
-    /// block; live, that is nearly always the first refusal of a day anyway.
+    /// would warm into the hours they are expected to work. A detector's
+    /// block on the member is remembered for its time to live, so the rest
+    /// of that night is refused too, past midnight included. Nothing else of
+    /// enforcement is asked (history has no block list, rate limits or
+    /// analysts' suppressions, and the blast-radius guard is not applied), so
+    /// warming can differ from what the service decided at the time.
     ///
     /// # Errors
     /// Live, an event further ahead of the wall clock than the allowed skew,
@@ -225,15 +231,26 @@ impl Pipeline {
     pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
         let cap = self.check_clock(event)?;
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
-        if event.staff_id.is_some() && !observation.late {
+        if event.staff_id.is_none() || observation.late {
+            return Ok(());
+        }
+        let member = observation.keys.get(haechi_features::EntityKind::Staff);
+        let mut refused = member.and_then(|k| scratch.staff_blocked_until.get(&k)).is_some_and(|&until| event.ts_ms < until);
+        if !refused {
             let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
             scratch.findings.clear();
             for d in &self.detectors {
                 d.detect(event, &view, &mut scratch.findings);
             }
-            if decide(&event.event_id, &scratch.findings).verdict == crate::Verdict::Block {
-                self.store.refuse_staff_day(&observation.keys, event.ts_ms);
+            let decision = decide(&event.event_id, &scratch.findings);
+            refused = decision.verdict == crate::Verdict::Block;
+            let ttl_s = decision.blocks.iter().filter(|b| b.scope == Some(haechi_features::EntityKind::Staff)).map(|b| b.ttl_s).max();
+            if let (Some(key), Some(ttl_s)) = (member, ttl_s.filter(|_| refused)) {
+                scratch.staff_blocked_until.insert(key, event.ts_ms + i64::from(ttl_s) * 1000);
             }
+        }
+        if refused {
+            self.store.refuse_staff_day(&observation.keys, event.ts_ms);
         }
         Ok(())
     }
@@ -450,29 +467,38 @@ mod tests {
 
     #[test]
     fn a_night_the_rules_would_have_blocked_does_not_warm_into_a_habit() {
-        let run = |records: u64| {
+        // The same history, warmed or decided live, then the same live tail:
+        // what the member's habit reads at the end.
+        let run = |warm: bool, records: u64| {
             let (p, _rules) = big_export_blocks_the_staff_member();
             let mut s = p.scratch();
-            let mut n = 0;
-            let mut access = |ts: &str, records: u64| {
-                n += 1;
-                staff_access(&p, n, ts, records)
-            };
-            // History, warmed: nothing is decided or blocked.
-            for (ts, r) in [("2026-11-02T10:00:00+09:00", 1), ("2026-11-02T23:00:00+09:00", records), ("2026-11-03T10:00:00+09:00", 1), ("2026-11-03T23:10:00+09:00", 1)] {
-                p.warm(&access(ts, r), &mut s).unwrap();
+            let history = [
+                ("2026-11-02T10:00:00+09:00", 1),
+                // The rule blocks the member for ten minutes: live, the next
+                // access, after midnight, meets the block, and so its day is refused too.
+                ("2026-11-02T23:55:00+09:00", records),
+                ("2026-11-03T00:02:00+09:00", 1),
+                ("2026-11-03T10:00:00+09:00", 1),
+                ("2026-11-04T00:10:00+09:00", 1),
+            ];
+            for (n, (ts, r)) in history.into_iter().enumerate() {
+                let e = staff_access(&p, n, ts, r);
+                if warm {
+                    p.warm(&e, &mut s).unwrap();
+                } else {
+                    p.process(&e, &mut s).unwrap();
+                }
             }
-            assert!(p.enforcer().blocks().list().is_empty(), "warming sets no block");
-            // Then live, as in the test above.
-            p.process(&access("2026-11-04T10:00:00+09:00", 1), &mut s).unwrap();
-            p.process(&access("2026-11-04T23:30:00+09:00", 1), &mut s).unwrap();
+            p.process(&staff_access(&p, 10, "2026-11-04T10:00:00+09:00", 1), &mut s).unwrap();
+            p.process(&staff_access(&p, 11, "2026-11-05T00:20:00+09:00", 1), &mut s).unwrap();
             let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
-            (f("staff.hour_habit"), f("staff.typical_daily_records"))
+            (f("staff.hour_habit"), f("staff.typical_daily_records"), f("staff.days_active"))
         };
-        // Forty records at 23:00 would have passed: the night warms into a habit.
-        assert_eq!(run(40), (1.0, 21.5));
-        // Sixty would have been blocked: the history's night teaches nothing, as live.
-        assert_eq!(run(60), (0.0, 2.0));
+        // Forty records would have passed; sixty would have been blocked, with the
+        // access after midnight: the habits differ, and warming learns what live did.
+        assert_ne!(run(false, 40), run(false, 60));
+        assert_eq!(run(true, 40), run(false, 40));
+        assert_eq!(run(true, 60), run(false, 60));
     }
 
     #[test]

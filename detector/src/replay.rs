@@ -44,7 +44,8 @@ pub fn replay(pipeline: &Pipeline, input: &mut dyn BufRead, outputs: ReplayOutpu
 
 /// Warm `pipeline` from past events: the same reading, ordering and
 /// validation as [`replay`], but only the feature store learns; nothing is
-/// decided, blocked or alerted. `haechi serve --warm-from` and `haechi replay
+/// blocked or alerted (staff accesses are judged, to keep refused days out
+/// of habits: see [`Pipeline::warm`]). `haechi serve --warm-from` and `haechi replay
 /// --warm-from` start this way, so a new install or a restart is not blind
 /// to customers' habits for days.
 ///

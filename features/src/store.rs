@@ -303,10 +303,13 @@ impl FeatureStore {
             }
             if kind == EntityKind::Customer {
                 let fragment = related[EntityKind::Customer.index()];
-                // A failed event vouches for nothing: anyone who knows a
-                // customer's id can send their wrong password from anywhere.
-                if seen.returning_before && success {
-                    observed.returning = fragment;
+                if seen.returning_before {
+                    // A failed event vouches for nothing: anyone who knows a
+                    // customer's id can send their wrong password from anywhere.
+                    // Nor is a returning customer's failed step a new identity.
+                    if success {
+                        observed.returning = fragment;
+                    }
                 } else if event.step.is_onboarding() {
                     observed.new_identity = fragment;
                 }
@@ -1014,6 +1017,14 @@ mod tests {
         store.observe(&at(35, back + 60, Step::Otp, "newcomer", "203.0.113.41", false), &mut out);
         assert_eq!(get(&store, &out, "customer.returning"), 1.0);
         assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 2.0);
+        // A failed event adds no returning customer (anyone can send a customer's
+        // wrong password), and a returning customer's failed check is no new identity.
+        store.observe(&at(36, back + 70, Step::Login, "owner", "203.0.113.77", true), &mut out);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 0.0);
+        store.observe(&at(37, back + 80, Step::AccountVerify, "owner", "203.0.113.77", true), &mut out);
+        assert_eq!((get(&store, &out, "ip.distinct_returning_24h"), get(&store, &out, "ip.distinct_new_identities_24h")), (0.0, 0.0));
+        store.observe(&at(38, back + 90, Step::Otp, "owner", "203.0.113.77", false), &mut out);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 1.0);
     }
 
     #[test]

@@ -304,12 +304,15 @@ impl Enforcer {
         // looked private (the first minutes of a new install, an exit at
         // dawn) is lifted once it carries more returning customers than the
         // limit, or than it did when it was blocked and this event is one of
-        // them, returning before this event: a proxy's fresh identities have
-        // never logged in, a carrier exit's customers have. (A failed event
-        // adds no returning customer to the count: see the feature store.)
+        // them, returning before this event and passing it: a proxy's fresh
+        // identities have never logged in, a carrier exit's customers have.
+        // A failed event adds nobody to the count (see the feature store),
+        // but the count may have grown earlier without a lift (another block
+        // was the one checked then); a wrong password, anyone's to send,
+        // must not be what lifts it now.
         if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
             let at_set = b.blast_radius.map_or(f32::MAX, |r| r as f32);
-            let returning_now = self.returning_slot.is_some_and(|s| features[s] >= 1.0);
+            let returning_now = !event.is_failure() && self.returning_slot.is_some_and(|s| features[s] >= 1.0);
             let grown = |c: &f32| *c > self.blast_radius_limit || (returning_now && *c >= at_set + 1.0);
             if let Some(carried) = self.blast_radius(b.scope, features).filter(grown) {
                 // Only the entry that was checked: an analyst's block set meanwhile stays.
