@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Detector, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
+use haechi_features::{Detector, EntityKeys, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
 use serde::{Deserialize, Serialize};
 
 use haechi_rules::RuleEngine;
@@ -237,11 +237,7 @@ impl Pipeline {
         let member = observation.keys.get(haechi_features::EntityKind::Staff);
         let mut refused = member.and_then(|k| scratch.staff_blocked_until.get(&k)).is_some_and(|&until| event.ts_ms < until);
         if !refused {
-            let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
-            scratch.findings.clear();
-            for d in &self.detectors {
-                d.detect(event, &view, &mut scratch.findings);
-            }
+            self.detect(event, &observation.keys, scratch);
             let decision = decide(&event.event_id, &scratch.findings);
             refused = decision.verdict == crate::Verdict::Block;
             let ttl_s = decision.blocks.iter().filter(|b| b.scope == Some(haechi_features::EntityKind::Staff)).map(|b| b.ttl_s).max();
@@ -310,6 +306,16 @@ impl Pipeline {
         self.process_capped(event, scratch, wall_ms)
     }
 
+    /// Every detector's findings on the event, from the features the store
+    /// just wrote into `scratch`, into `scratch.findings`.
+    fn detect(&self, event: &Event, keys: &EntityKeys, scratch: &mut Scratch) {
+        let view = FeatureView::new(&scratch.features, self.store.catalog(), keys);
+        scratch.findings.clear();
+        for d in &self.detectors {
+            d.detect(event, &view, &mut scratch.findings);
+        }
+    }
+
     fn process_capped(&self, event: &Event, scratch: &mut Scratch, cap: i64) -> Result<Processed, EventError> {
         // Stamped no later than the wall clock, live: an event dated ahead
         // (within the allowed skew) must not make the memory of ids forget early.
@@ -317,11 +323,7 @@ impl Pipeline {
             return Err(EventError::Duplicate);
         }
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
-        let view = FeatureView::new(&scratch.features, self.store.catalog(), &observation.keys);
-        scratch.findings.clear();
-        for d in &self.detectors {
-            d.detect(event, &view, &mut scratch.findings);
-        }
+        self.detect(event, &observation.keys, scratch);
         // Empty, it does not allocate: the common case costs nothing.
         let mut swallowed = Vec::new();
         self.enforcer.suppress(event, cap, &observation.keys, &mut scratch.findings, &mut swallowed);

@@ -566,7 +566,10 @@ impl Baselines {
                     previous: HistogramState::of(&s.previous),
                     held: HistogramState::of(&s.held),
                     hold_window: s.hold_window,
-                    since_refresh: s.since_refresh, table: s.table, ready: s.ready }
+                    since_refresh: s.since_refresh,
+                    table: s.table,
+                    ready: s.ready,
+                }
             })
             .collect();
         let ip = locked(&self.ip_onboarding);
