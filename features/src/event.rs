@@ -93,6 +93,12 @@ impl Step {
         matches!(self, Step::AccountOpen | Step::AccountVerify | Step::PhoneAuth | Step::RecordExport)
     }
 
+    /// Steps answered with a code someone can guess: a one-time code, the
+    /// 1-won transfer's code, a phone check.
+    pub fn is_code(self) -> bool {
+        matches!(self, Step::Otp | Step::AccountVerify | Step::PhoneAuth)
+    }
+
     /// Checks of who the person is that give nothing away by themselves.
     /// Login, the account opening, record access and the sensitive checks
     /// are where a session gets what it came for.

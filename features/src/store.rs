@@ -252,7 +252,7 @@ impl FeatureStore {
             fast: ranked && baseline.apart_rank <= self.fast_rank,
             quick: ranked && baseline.apart_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
-            code_step: matches!(event.step, Step::Otp | Step::AccountVerify | Step::PhoneAuth),
+            code_step: event.step.is_code(),
             step_bit: 1 << event.step as u16,
         };
 

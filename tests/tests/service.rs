@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use haechi_tests::{http, send, Server};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn event(id: &str, second: u32, step: &str, result: &str, extra: &str) -> String {
     format!(r#"{{"event_id":"{id}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"{step}","result":"{result}"{extra}}}"#, second / 60, second % 60)
@@ -182,6 +182,11 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
     let since = json(&send(&a, "GET", &s.url(&format!("/v1/alerts?since={}", alert["seq"])), None).1);
     assert!(since.as_array().unwrap().iter().all(|x| x["seq"].as_u64() > alert["seq"].as_u64()));
 
+    // The owner, on a phone the guesses did not come from, is stepped up, not refused.
+    let owner = event("own1", 150, "login", "success", r#","customer_id":"victim","ip":"10.9.9.9","device_id":"owners-phone""#);
+    let stepped = json(&send(&a, "POST", &s.url("/v1/check"), Some(owner.as_bytes())).1);
+    assert_eq!((&stepped["decision"], &stepped["blocked_by"]["action"]), (&json!("challenge"), &json!("challenge")), "{stepped}");
+
     // Listed, then lifted by an analyst: the customer's next login goes through.
     let blocks = json(&send(&a, "GET", &s.url("/v1/blocks"), None).1);
     assert!(blocks.as_array().unwrap().iter().any(|b| b["scope"] == "customer" && b["key"] == "victim"));
@@ -191,6 +196,7 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
 
     let (_, m) = send(&a, "GET", &s.url("/metrics"), None);
     assert!(m.contains("haechi_blocks_set_total{by=\"rule\",scope=\"customer\"} 1"), "{m}");
+    assert!(m.contains("haechi_customer_block_stepped_up_total 1"), "{m}");
     assert!(m.contains("haechi_alerts_total{severity=\"high\"}"));
 }
 

@@ -74,7 +74,21 @@ pub struct Block {
     /// challenged or refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_at_event_ms: Option<i64>,
+    /// A detector's block on a customer: the devices its offending events
+    /// came from (keyed hashes), the one that set it and those whose events
+    /// fired the rule again while it held. It refuses these; a passed event
+    /// from another device is challenged instead (see
+    /// [`Block::steps_up_device`]). Empty (an older entry, or an event
+    /// without a device) or past [`MAX_OFFENDING_DEVICES`] (a guesser
+    /// rotating device ids): it refuses every device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offending_devices: Vec<u64>,
 }
+
+/// How many devices a customer block tells apart from the rest. An owner
+/// has a phone or two and a guesser usually one; one more than this means a
+/// guesser who rotates device ids, and then every device is refused.
+pub const MAX_OFFENDING_DEVICES: usize = 4;
 
 /// A guard challenge on a session, as its holder meets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +148,28 @@ impl Block {
     pub fn is_same_guard_challenge(&self, holder: u64, set_at_event_ms: i64) -> bool {
         self.is_guard_challenge() && self.holder == Some(holder) && self.set_at_event_ms == Some(set_at_event_ms)
     }
+
+    /// A detector's block on a customer that knows which devices its
+    /// offending events came from: the entry [`BlockList::note_offending_device`] keeps.
+    fn tells_devices_apart(&self) -> bool {
+        self.scope == EntityKind::Customer && self.action == BlockAction::Block && !self.is_manual() && !self.set_by.starts_with(super::RATE_LIMIT_SET_BY_PREFIX)
+    }
+
+    /// This block, met by an event from `device`, asks for a step-up
+    /// instead of refusing it: a detector's block on the customer (codes
+    /// guessed, a failure streak), an event from a device none of its
+    /// offending events came from, while it knows them all. Such a block is
+    /// about the guesser's devices; the owner, who comes from their own
+    /// phone, proves themselves with a step-up rather than being locked out
+    /// until it expires. A wrong code or password is refused whatever its
+    /// device (see the caller), and so is an event without one.
+    pub fn steps_up_device(&self, device: Option<u64>) -> bool {
+        let Some(device) = device else { return false };
+        self.tells_devices_apart()
+            && !self.offending_devices.is_empty()
+            && self.offending_devices.len() <= MAX_OFFENDING_DEVICES
+            && !self.offending_devices.contains(&device)
+    }
 }
 
 /// An offense count as the state file keeps it; files written before the
@@ -179,6 +215,15 @@ pub struct BlockConfig {
     /// How long before the block the device must have passed its first code.
     #[serde(with = "humantime_serde")]
     pub owner_device_min_age: Duration,
+    /// A detector's block on a customer refuses the devices its offending
+    /// events came from (the one that set it, and any whose events fired the
+    /// rule again while it held); a passed event from another device is
+    /// challenged instead. The owner of an account whose codes are being
+    /// guessed, coming from a phone of their own, proves themselves with a
+    /// step-up rather than waiting out the block. A wrong code or password
+    /// is refused from every device, and past four offending devices (a
+    /// guesser rotating device ids) so is everything.
+    pub step_up_other_devices: bool,
     /// Until the store stands on a long window of history (a new install,
     /// not warmed from history), nobody has been seen returning for long
     /// enough to tell a carrier NAT exit from a proxy: a block on a shared
@@ -196,6 +241,7 @@ impl Default for BlockConfig {
             blast_radius_limit: 5,
             spare_owner_devices: true,
             owner_device_min_age: Duration::from_secs(3600),
+            step_up_other_devices: true,
             cold_start_challenge: true,
         }
     }
@@ -234,7 +280,7 @@ pub struct BlockList {
 /// What the sealed state file is bound to: it opens as nothing else.
 const BLOCKS_AAD: &[u8] = b"blocks";
 
-/// Called with `"set"` or `"lift"` and the block.
+/// Called with `"set"`, `"lift"`, `"answered"` or `"device"` and the block.
 pub type ChangeListener = Box<dyn Fn(&str, &Block) + Send + Sync>;
 
 /// Wall-clock time, ms since the epoch.
@@ -337,6 +383,9 @@ impl BlockList {
             if let Some((_, mut b)) = self.entries.remove(&k) {
                 if let Some(h) = haechi_features::lookup_hash(key, b.scope, &b.key) {
                     b.hash = h;
+                    // Device hashes under the old key match no event now:
+                    // forgetting them refuses every device.
+                    b.offending_devices.clear();
                     self.entries.insert((b.scope, h), b);
                 }
             }
@@ -351,20 +400,25 @@ impl BlockList {
     /// The strongest entry in force on any entity the event names: an
     /// analyst's block first, then any block, then a challenge.
     pub fn check(&self, keys: &EntityKeys, now: i64) -> Option<Block> {
-        self.check_sparing(keys, now, |_| false)
+        self.check_applying(keys, now, |b| Some(b.action)).map(|(b, _)| b)
     }
 
-    /// [`BlockList::check`], passing over the entries `spared` says do not apply to this event.
-    pub fn check_sparing(&self, keys: &EntityKeys, now: i64, spared: impl Fn(&Block) -> bool) -> Option<Block> {
+    /// [`BlockList::check`], each entry in force applied as `applies` says
+    /// for this event: its own action, a weaker one, or not at all (`None`).
+    /// The strongest as applied wins; returned with the action applied.
+    pub fn check_applying(&self, keys: &EntityKeys, now: i64, applies: impl Fn(&Block) -> Option<BlockAction>) -> Option<(Block, BlockAction)> {
         if self.entries.is_empty() {
             return None;
         }
-        let mut best: Option<Block> = None;
+        let mut best: Option<(Block, BlockAction)> = None;
         for kind in EntityKind::ALL {
             let Some(h) = keys.get(kind) else { continue };
             if let Some(b) = self.entries.get(&(kind, h)) {
-                if b.expires_at_ms > now && best.as_ref().is_none_or(|cur| rank(&b) > rank(cur)) && !spared(&b) {
-                    best = Some(b.clone());
+                if b.expires_at_ms <= now || best.as_ref().is_some_and(|(cur, applied)| rank(&b, b.action) <= rank(cur, *applied)) {
+                    continue;
+                }
+                if let Some(action) = applies(&b).filter(|a| best.as_ref().is_none_or(|(cur, applied)| rank(&b, *a) > rank(cur, *applied))) {
+                    best = Some((b.clone(), action));
                 }
             }
         }
@@ -458,6 +512,7 @@ impl BlockList {
             set_at_event_ms: event_ms,
             holder,
             answered_at_event_ms: None,
+            offending_devices: Vec::new(),
         };
         // Checked again under the shard lock: an analyst may have set a block
         // on this entity since the look above.
@@ -475,6 +530,31 @@ impl BlockList {
         Ok(block)
     }
 
+    /// Add `device` (its keyed hash; `None`: an event without one) to the
+    /// devices a detector's block on a customer refuses, when the block in
+    /// force was set, or its rule fired again, on an event from it. One past
+    /// [`MAX_OFFENDING_DEVICES`] and the block refuses every device; so does
+    /// an offending event without a device. The block topic and the records
+    /// are told (change `device`).
+    pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
+        let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
+            if b.expires_at_ms <= now || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
+                return None;
+            }
+            match device {
+                Some(d) if b.offending_devices.contains(&d) => return None,
+                Some(d) => b.offending_devices.push(d),
+                // Refuse every device: pad past the cap.
+                None => b.offending_devices.resize(MAX_OFFENDING_DEVICES + 1, 0),
+            }
+            Some(b.clone())
+        });
+        if let Some(b) = noted {
+            self.note_change();
+            self.tell("device", &b);
+        }
+    }
+
     /// Set a block by hand (an analyst); no breaker, no repeat multiplier.
     pub fn set_manual(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> Block {
         self.set_manual_replacing(scope, hash, key, ttl, reason, set_by).0
@@ -484,7 +564,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None };
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new() };
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);
@@ -647,8 +727,8 @@ impl BlockList {
     }
 }
 
-fn rank(b: &Block) -> (bool, BlockAction) {
-    (b.is_manual(), b.action)
+fn rank(b: &Block, applied: BlockAction) -> (bool, BlockAction) {
+    (b.is_manual(), applied)
 }
 
 #[cfg(test)]
@@ -692,6 +772,46 @@ mod tests {
         assert_eq!(again.check(&keys, now).unwrap().key, "10.1.1.1");
         assert!(again.lift(EntityKind::Ip, h));
         assert!(again.check(&keys, now).is_none());
+    }
+
+    #[test]
+    fn a_customer_blocks_offending_devices_survive_a_restart_and_a_rehash_forgets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BlockConfig { state_file: Some(dir.path().join("blocks.json")), ..Default::default() };
+        let list = BlockList::open(cfg.clone()).unwrap();
+        let now = now_ms();
+        let key = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
+        let h = haechi_features::lookup_hash(key, EntityKind::Customer, "c1").unwrap();
+        let set = |by: &str| list.set_automatic(EntityKind::Customer, h, "c1".into(), Duration::from_secs(600), "r".into(), by.into(), BlockAction::Block, now, Some(now), None, None);
+        set("rules:guess").unwrap();
+        // Until a device is noted the block cannot tell one from another.
+        assert!(!list.entries.get(&(EntityKind::Customer, h)).unwrap().steps_up_device(Some(7)));
+        list.note_offending_device(EntityKind::Customer, h, Some(7), now);
+        assert_eq!(set("rules:guess"), Err(Refused::AlreadyBlocked));
+        list.note_offending_device(EntityKind::Customer, h, Some(7), now);
+        let b = list.entries.get(&(EntityKind::Customer, h)).unwrap().clone();
+        assert_eq!(b.offending_devices, vec![7]);
+        assert!(b.steps_up_device(Some(8)) && !b.steps_up_device(Some(7)) && !b.steps_up_device(None));
+        list.persist().unwrap();
+        let again = BlockList::open(cfg).unwrap();
+        let b = again.entries.get(&(EntityKind::Customer, h)).unwrap().clone();
+        assert_eq!(b.offending_devices, vec![7]);
+        // Under another hash key the device hashes mean nothing: every device is refused.
+        let moved = again.entries.remove(&(EntityKind::Customer, h)).unwrap().1;
+        again.entries.insert((EntityKind::Customer, h ^ 1), Block { hash: h ^ 1, ..moved });
+        assert_eq!(again.rehash(key), 1);
+        let b = again.entries.get(&(EntityKind::Customer, h)).unwrap().clone();
+        assert!(b.offending_devices.is_empty() && !b.steps_up_device(Some(8)));
+        // An analyst's block, a rate limit's and one on another scope never step up.
+        let other = BlockList::open(BlockConfig::default()).unwrap();
+        for (scope, by) in [(EntityKind::Customer, "rate_limit:customer"), (EntityKind::Device, "rules:x")] {
+            other.set_automatic(scope, 1, "k".into(), Duration::from_secs(600), "r".into(), by.into(), BlockAction::Block, now, Some(now), None, None).unwrap();
+            other.note_offending_device(scope, 1, Some(7), now);
+            assert!(!other.entries.get(&(scope, 1)).unwrap().steps_up_device(Some(8)), "{by}");
+        }
+        let manual = other.set_manual(EntityKind::Customer, 2, "c2".into(), Duration::from_secs(600), "r".into(), "analyst:kim".into());
+        other.note_offending_device(EntityKind::Customer, 2, Some(7), manual.set_at_ms);
+        assert!(!other.entries.get(&(EntityKind::Customer, 2)).unwrap().steps_up_device(Some(8)));
     }
 
     #[test]

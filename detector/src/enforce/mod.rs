@@ -60,6 +60,10 @@ pub struct Enforced {
     /// A block on the customer was in force and passed over: the event came
     /// from a device the owner used before it was set.
     pub spared_owner_device: bool,
+    /// A detector's block on the customer was in force and stepped this
+    /// event up instead of refusing it: it came from a device none of the
+    /// block's offending events came from.
+    pub stepped_up_other_device: bool,
 }
 
 /// Who asked for a block.
@@ -102,6 +106,8 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
+    /// `[blocks] step_up_other_devices`.
+    step_up_other_devices: bool,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
     cold_start_needs_ms: Option<i64>,
@@ -137,6 +143,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
+        let step_up_other_devices = blocks.config().step_up_other_devices;
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -147,6 +154,7 @@ impl Enforcer {
             returning_slot,
             owner_device_slots,
             owner_device_min_age_ms,
+            step_up_other_devices,
             cold_start_needs_ms,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
@@ -284,22 +292,31 @@ impl Enforcer {
         let answered = answer.answered.as_ref();
         let entry_passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
-        let spared = |b: &Block| {
+        let device = keys.get(EntityKind::Device);
+        let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
-                return true;
+                return None;
             }
             // A staff access names the customer whose record is read, not
             // who is acting: a block that stops a takeover of that customer
             // must not lock the investigator out of the record.
             if event.step.is_staff_access() && b.scope == EntityKind::Customer {
-                return true;
+                return None;
             }
-            let spare = self.spares_owner_device(b, event, features);
-            spared_any.set(spared_any.get() || spare);
-            spare
+            if self.spares_owner_device(b, event, features) {
+                spared_any.set(true);
+                return None;
+            }
+            // A wrong code or password is the guesser's to send from any
+            // device: refused. A failed photo or face guesses nothing.
+            let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
+            if self.step_up_other_devices && !guess && b.steps_up_device(device) {
+                return Some(BlockAction::Challenge);
+            }
+            Some(b.action)
         };
-        let mut in_force = self.blocks.check_sparing(keys, now, spared);
+        let mut in_force = self.blocks.check_applying(keys, now, applies);
         // The guard holds at enforcement too: a shared scope blocked while it
         // looked private (the first minutes of a new install, an exit at
         // dawn) is lifted once it carries more returning customers than the
@@ -310,7 +327,7 @@ impl Enforcer {
         // but the count may have grown earlier without a lift (another block
         // was the one checked then); a wrong password, anyone's to send,
         // must not be what lifts it now.
-        if let Some(b) = in_force.as_ref().filter(|b| b.action == BlockAction::Block && !b.is_manual()) {
+        if let Some((b, _)) = in_force.as_ref().filter(|(b, applied)| *applied == BlockAction::Block && !b.is_manual()) {
             let at_set = b.blast_radius.map_or(f32::MAX, |r| r as f32);
             let returning_now = !event.is_failure() && self.returning_slot.is_some_and(|s| features[s] >= 1.0);
             let grown = |c: &f32| *c > self.blast_radius_limit || (returning_now && *c >= at_set + 1.0);
@@ -327,7 +344,7 @@ impl Enforcer {
                         self.blast_radius_limit
                     )),
                 );
-                in_force = self.blocks.check_sparing(keys, now, spared);
+                in_force = self.blocks.check_applying(keys, now, applies);
             }
         }
         out.spared_owner_device = spared_any.get();
@@ -342,18 +359,33 @@ impl Enforcer {
         }
         // The verdict whatever becomes of this event's block requests.
         let mut floor = d.without_blocks;
-        if let Some(b) = in_force {
+        if let Some((b, applied)) = in_force {
             // An analyst's block wins even over an allowlist; anything else
             // in force yields to it.
             if b.is_manual() || !d.allowlisted {
-                let severity = if b.action == BlockAction::Block { Severity::High } else { Severity::Medium };
-                d.reasons.insert(0, Reason::new(self.names.blocklist.clone(), Arc::from(b.scope.as_str()), severity));
-                match b.action {
+                let severity = if applied == BlockAction::Block { Severity::High } else { Severity::Medium };
+                let mut reason = Reason::new(self.names.blocklist.clone(), Arc::from(b.scope.as_str()), severity);
+                if applied != b.action {
+                    out.stepped_up_other_device = true;
+                    reason = reason.with_detail(format!(
+                        "the {} is blocked by {} for the devices its offending events came from; this event comes from another: stepped up instead of refused",
+                        b.scope, b.set_by
+                    ));
+                }
+                d.reasons.insert(0, reason);
+                let mut blocked_by = BlockedBy::from(&b);
+                blocked_by.action = applied;
+                match applied {
                     BlockAction::Block => {
+                        // The rule firing again on an event the block refuses
+                        // (a guess from a new device) makes its device one of the offending.
+                        if b.scope == EntityKind::Customer && d.blocks.iter().any(|r| r.scope == Some(EntityKind::Customer) && !r.rate_limit) {
+                            self.blocks.note_offending_device(b.scope, b.hash, device, now);
+                        }
                         d.verdict = Verdict::Block;
                         d.allowlisted = false;
                         d.blocks.clear();
-                        d.blocked_by = Some(BlockedBy::from(&b));
+                        d.blocked_by = Some(blocked_by);
                         out.blocked_by = Some(b);
                         return out;
                     }
@@ -362,7 +394,7 @@ impl Enforcer {
                         floor = Verdict::Challenge;
                     }
                 }
-                d.blocked_by = Some(BlockedBy::from(&b));
+                d.blocked_by = Some(blocked_by);
                 out.blocked_by = Some(b);
             }
         }
@@ -463,6 +495,10 @@ impl Enforcer {
                 carried.map(|c| c as u32),
                 None,
             );
+            if scope == EntityKind::Customer && !req.rate_limit {
+                // Set now, or in force already: either way this event's device offends.
+                self.blocks.note_offending_device(scope, hash, device, now);
+            }
             out.set.push((scope, by, r.map(|_| ())));
         }
         d.blocks = requests;
@@ -880,8 +916,16 @@ rules:
         assert!(later[0].blocked_by.is_none());
     }
 
-    /// A pack whose one rule blocks a customer after three failed codes in an hour.
+    /// A pack whose one rule blocks a customer after three failed codes in
+    /// an hour; other devices are refused as well, unless said otherwise.
     fn brute_force_pipeline(spare_owner_devices: bool) -> Pipeline {
+        brute_force_pipeline_with(|c| {
+            c.blocks.spare_owner_devices = spare_owner_devices;
+            c.blocks.step_up_other_devices = false;
+        })
+    }
+
+    fn brute_force_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
         pipeline_from(
             r#"
 rules:
@@ -893,8 +937,43 @@ rules:
     scope: customer
     ttl: 12h
 "#,
-            |c| c.blocks.spare_owner_devices = spare_owner_devices,
+            adjust,
         )
+    }
+
+    #[test]
+    fn a_customer_block_refuses_the_guessers_devices_and_steps_up_any_other() {
+        let p = brute_force_pipeline_with(|_| {});
+        let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
+        assert_eq!(run(&p, &guesses)[2].verdict, Verdict::Block);
+        let one = |i: usize, minute: u32, step: &str, result: &str, device: &str| run(&p, &[on_device(i, &format!("2026-11-09T03:{minute:02}:00+09:00"), step, result, device)]).remove(0);
+        // The guesser's device is refused, even a passed step.
+        let d = one(20, 10, "login", "success", "stranger");
+        assert_eq!((d.verdict, d.blocked_by.as_ref().map(|b| b.action)), (Verdict::Block, Some(BlockAction::Block)), "{d:?}");
+        // The owner, on a phone nobody has seen, is stepped up, and told why.
+        let d = one(21, 11, "login", "success", "owners-new-phone");
+        assert_eq!((d.verdict, d.blocked_by.as_ref().map(|b| (b.scope, b.action))), (Verdict::Challenge, Some((EntityKind::Customer, BlockAction::Challenge))), "{d:?}");
+        assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("stepped up")), "{d:?}");
+        // A failed photo guesses nothing: stepped up too. A wrong code is
+        // refused from any device, and fires the rule again: the device
+        // that sent it is one of the offending from then on.
+        assert_eq!(one(22, 12, "face_match", "failure", "owners-new-phone").verdict, Verdict::Challenge);
+        assert_eq!(one(23, 13, "otp", "failure", "second-stranger").verdict, Verdict::Block);
+        assert_eq!(one(24, 14, "login", "success", "second-stranger").verdict, Verdict::Block);
+        assert_eq!(one(25, 15, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
+        // An event without a device cannot be told apart: refused.
+        let bare = run(&p, &[br#"{"event_id":"e26","ts":"2026-11-09T03:16:00+09:00","step":"login","result":"success","customer_id":"owner","ip":"10.26.0.1"}"#.to_vec()]).remove(0);
+        assert_eq!(bare.verdict, Verdict::Block, "{bare:?}");
+        // A guesser rotating device ids: past four offending devices the
+        // block refuses every device, the owner's new phone included.
+        for (k, device) in ["third", "fourth", "fifth"].into_iter().enumerate() {
+            assert_eq!(one(30 + k, 20 + k as u32, "otp", "failure", device).verdict, Verdict::Block);
+        }
+        assert_eq!(one(40, 30, "login", "success", "owners-new-phone").verdict, Verdict::Block);
+        // Off: every device refused from the start.
+        let p = brute_force_pipeline_with(|c| c.blocks.step_up_other_devices = false);
+        run(&p, &guesses);
+        assert_eq!(run(&p, &[on_device(21, "2026-11-09T04:01:00+09:00", "login", "success", "owners-new-phone")])[0].verdict, Verdict::Block);
     }
 
     fn on_device(i: usize, ts: &str, step: &str, result: &str, device: &str) -> Vec<u8> {

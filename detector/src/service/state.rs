@@ -305,6 +305,9 @@ impl Sink for LiveSink<'_> {
         if enforced.spared_owner_device && processed.decision.verdict != crate::decision::Verdict::Block {
             m.owner_device_spared.inc();
         }
+        if enforced.stepped_up_other_device {
+            m.customer_block_stepped_up.inc();
+        }
         m.decisions.with_label_values(&[processed.decision.verdict.as_str()]).inc();
         Ok(())
     }
