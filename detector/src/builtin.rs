@@ -1,6 +1,7 @@
 //! The built-in detectors: what holds whatever the rule files say.
 //!
-//! - A failure-streak threshold on the customer or the bank account, small on
+//! - A failure-streak threshold on the customer or the bank account (failures
+//!   in a row, none more than the middle window after the last event), small on
 //!   purpose: it keeps the detector path exercised even with no rules loaded.
 //! - The FSC's non-face-to-face rule (비대면 실명확인 가이드라인): an account may
 //!   be opened only after at least two distinct verification methods

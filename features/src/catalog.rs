@@ -97,7 +97,8 @@ pub const EVENT_FEATURES: [&str; 15] = [
 /// Slot offsets of one kind's features.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KindLayout {
-    /// `present`; the common block follows: events ×3, failures ×3, failure_streak, age_s, gap_s.
+    /// `present`; the common block follows: events ×3, failures ×3, failure_streak (failures in a
+    /// row; a middle window of quiet starts a new one), age_s, gap_s.
     pub base: usize,
     /// First distinct-count slot: relation r, column j at `distinct + DISTINCT_COLUMNS * r + j`
     /// (columns: the three windows, then `total`).

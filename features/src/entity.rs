@@ -483,7 +483,15 @@ impl Entity {
     fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> [u32; 2] {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
-        self.streak = if o.failure { self.streak.saturating_add(1) } else { 0 };
+        // Failures a middle window of quiet apart are not a streak: a
+        // guesser gone since last night does not make the owner's first
+        // typo today the twelfth failure in a row.
+        let quiet = o.ms.saturating_sub(self.last_ms) > i64::from(w.mid.len_s()) * 1000;
+        self.streak = match (o.failure, quiet) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => self.streak.saturating_add(1),
+        };
         if self.total > 1 && o.ms >= self.last_ms {
             self.gaps.push((o.ms - self.last_ms) as f32);
         }

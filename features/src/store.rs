@@ -878,6 +878,27 @@ mod tests {
     }
 
     #[test]
+    fn failures_an_hour_of_quiet_apart_start_a_new_streak() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let fail = |store: &FeatureStore, out: &mut Vec<f32>, ms: i64| {
+            store.observe(&event(0, ms, "victim", "10.0.0.1", "d1", true), out);
+            get(store, out, "customer.failure_streak")
+        };
+        for i in 0..11 {
+            fail(&store, &mut out, t0 + i * 600_000);
+        }
+        // Ten minutes after the eleventh: the twelfth in a row.
+        assert_eq!(fail(&store, &mut out, t0 + 11 * 600_000), 12.0);
+        // Just inside the middle window (1 h) of quiet: still the same streak.
+        let last = t0 + 11 * 600_000;
+        assert_eq!(fail(&store, &mut out, last + 3_600_000), 13.0);
+        // A day later the owner's typo is a first failure, not the fourteenth.
+        assert_eq!(fail(&store, &mut out, last + 3_600_000 + 86_400_000), 1.0);
+    }
+
+    #[test]
     fn one_event_updates_every_named_entity_once() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
