@@ -159,6 +159,9 @@ impl Config {
                 self.pipeline.max_clock_skew.as_secs()
             ));
         }
+        if let Some(r) = self.blocks.step_up_other_devices_for.iter().find(|r| !r.contains(':') || r.starts_with("analyst:") || r.starts_with("rate_limit:")) {
+            return Err(setting!("blocks.step_up_other_devices_for: {r:?} is not a detector's rule (detector:rule, e.g. \"rules:brute_force_slow_failures\"); an analyst's block and a rate limit's always refuse every device"));
+        }
         self.builtin.validate()
     }
 }
@@ -189,6 +192,15 @@ mod tests {
         assert!(e.contains("root"), "{e}");
         let e = Config::parse("[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("ca"), "{e}");
+    }
+
+    #[test]
+    fn only_a_detectors_rule_may_step_up_other_devices() {
+        for bad in ["analyst:kim", "rate_limit:customer", "brute_force_slow_failures"] {
+            let e = Config::parse(&format!("[blocks]\nstep_up_other_devices_for = [\"{bad}\"]\n")).unwrap_err().to_string();
+            assert!(e.contains("step_up_other_devices_for") && e.contains(bad), "{e}");
+        }
+        assert!(Config::parse("[blocks]\nstep_up_other_devices_for = [\"rules:my_rule\"]\n").is_ok());
     }
 
     #[test]

@@ -140,7 +140,8 @@ impl Default for ReplicaConfig {
 pub struct BlockChange {
     /// The replica whose list changed.
     pub replica: String,
-    /// `set` or `lift`.
+    /// `set`, `lift`, `answered` (a guard challenge answered) or `device`
+    /// (a device added to a customer block's offending devices).
     pub change: String,
     pub block: Block,
 }

@@ -206,7 +206,7 @@ pub struct AlertRecord {
 /// A block set or lifted, by whom (a rule, the blast-radius guard, an analyst).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BlockRecord {
-    /// `set` or `lifted`.
+    /// `set`, `lifted`, `answered` or `device` (see the block list).
     pub change: String,
     pub scope: String,
     pub entity: String,

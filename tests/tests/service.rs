@@ -185,7 +185,7 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
     // The owner, on a phone the guesses did not come from, is stepped up, not refused.
     let owner = event("own1", 150, "login", "success", r#","customer_id":"victim","ip":"10.9.9.9","device_id":"owners-phone""#);
     let stepped = json(&send(&a, "POST", &s.url("/v1/check"), Some(owner.as_bytes())).1);
-    assert_eq!((&stepped["decision"], &stepped["blocked_by"]["action"]), (&json!("challenge"), &json!("challenge")), "{stepped}");
+    assert_eq!((&stepped["decision"], &stepped["blocked_by"]["scope"], &stepped["blocked_by"]["action"]), (&json!("challenge"), &json!("customer"), &json!("challenge")), "{stepped}");
 
     // Listed, then lifted by an analyst: the customer's next login goes through.
     let blocks = json(&send(&a, "GET", &s.url("/v1/blocks"), None).1);

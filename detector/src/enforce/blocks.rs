@@ -156,9 +156,10 @@ impl Block {
     }
 
     /// This block, met by an event from `device`, asks for a step-up
-    /// instead of refusing it: a detector's block on the customer (codes
-    /// guessed, a failure streak), an event from a device none of its
-    /// offending events came from, while it knows them all. Such a block is
+    /// instead of refusing it: a detector's block on the customer about
+    /// guessing (`[blocks] step_up_other_devices_for`: only those note
+    /// devices), an event from a device none of its offending events came
+    /// from, while it knows them all. Such a block is
     /// about the guesser's devices; the owner, who comes from their own
     /// phone, proves themselves with a step-up rather than being locked out
     /// until it expires. A wrong code or password is refused whatever its
@@ -215,15 +216,18 @@ pub struct BlockConfig {
     /// How long before the block the device must have passed its first code.
     #[serde(with = "humantime_serde")]
     pub owner_device_min_age: Duration,
-    /// A detector's block on a customer refuses the devices its offending
-    /// events came from (the one that set it, and any whose events fired the
-    /// rule again while it held); a passed event from another device is
-    /// challenged instead. The owner of an account whose codes are being
-    /// guessed, coming from a phone of their own, proves themselves with a
-    /// step-up rather than waiting out the block. A wrong code or password
-    /// is refused from every device, and past four offending devices (a
-    /// guesser rotating device ids) so is everything.
-    pub step_up_other_devices: bool,
+    /// The detectors' blocks on a customer (`detector:rule`) that are about
+    /// guessing: each refuses the devices its offending events came from
+    /// (the one that set it, every wrong code or password met while it held,
+    /// and every event that fired a rule again), and challenges an event
+    /// from another device instead. The owner of an account whose codes are
+    /// being guessed, coming from a phone of their own, proves themselves
+    /// with a step-up rather than waiting out the block. A wrong code or
+    /// password is refused from every device, and past four offending
+    /// devices (a guesser rotating device ids) so is everything. Any other
+    /// block on a customer (a mule or fraud rule) refuses every device.
+    /// Empty: every customer block refuses every device.
+    pub step_up_other_devices_for: Vec<String>,
     /// Until the store stands on a long window of history (a new install,
     /// not warmed from history), nobody has been seen returning for long
     /// enough to tell a carrier NAT exit from a proxy: a block on a shared
@@ -241,7 +245,7 @@ impl Default for BlockConfig {
             blast_radius_limit: 5,
             spare_owner_devices: true,
             owner_device_min_age: Duration::from_secs(3600),
-            step_up_other_devices: true,
+            step_up_other_devices_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures", "builtin:failure_streak"].map(String::from).to_vec(),
             cold_start_challenge: true,
         }
     }
@@ -532,13 +536,15 @@ impl BlockList {
 
     /// Add `device` (its keyed hash; `None`: an event without one) to the
     /// devices a detector's block on a customer refuses, when the block in
-    /// force was set, or its rule fired again, on an event from it. One past
+    /// force was set by a rule of `step_up_other_devices_for` and an event
+    /// from it set it, fired a rule again or sent a wrong code or password. One past
     /// [`MAX_OFFENDING_DEVICES`] and the block refuses every device; so does
     /// an offending event without a device. The block topic and the records
     /// are told (change `device`).
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
-            if b.expires_at_ms <= now || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
+            let listed = self.config.step_up_other_devices_for.iter().any(|r| *r == b.set_by);
+            if b.expires_at_ms <= now || !listed || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
                 return None;
             }
             match device {
@@ -783,11 +789,11 @@ mod tests {
         let key = haechi_features::FeatureConfig::default().validate().unwrap().hash_key;
         let h = haechi_features::lookup_hash(key, EntityKind::Customer, "c1").unwrap();
         let set = |by: &str| list.set_automatic(EntityKind::Customer, h, "c1".into(), Duration::from_secs(600), "r".into(), by.into(), BlockAction::Block, now, Some(now), None, None);
-        set("rules:guess").unwrap();
+        set("rules:brute_force_slow_failures").unwrap();
         // Until a device is noted the block cannot tell one from another.
         assert!(!list.entries.get(&(EntityKind::Customer, h)).unwrap().steps_up_device(Some(7)));
         list.note_offending_device(EntityKind::Customer, h, Some(7), now);
-        assert_eq!(set("rules:guess"), Err(Refused::AlreadyBlocked));
+        assert_eq!(set("rules:brute_force_slow_failures"), Err(Refused::AlreadyBlocked));
         list.note_offending_device(EntityKind::Customer, h, Some(7), now);
         let b = list.entries.get(&(EntityKind::Customer, h)).unwrap().clone();
         assert_eq!(b.offending_devices, vec![7]);
@@ -802,16 +808,18 @@ mod tests {
         assert_eq!(again.rehash(key), 1);
         let b = again.entries.get(&(EntityKind::Customer, h)).unwrap().clone();
         assert!(b.offending_devices.is_empty() && !b.steps_up_device(Some(8)));
-        // An analyst's block, a rate limit's and one on another scope never step up.
+        // A rule not about guessing, a rate limit's block, one on another
+        // scope and an analyst's note no device, so never step up.
         let other = BlockList::open(BlockConfig::default()).unwrap();
-        for (scope, by) in [(EntityKind::Customer, "rate_limit:customer"), (EntityKind::Device, "rules:x")] {
-            other.set_automatic(scope, 1, "k".into(), Duration::from_secs(600), "r".into(), by.into(), BlockAction::Block, now, Some(now), None, None).unwrap();
-            other.note_offending_device(scope, 1, Some(7), now);
-            assert!(!other.entries.get(&(scope, 1)).unwrap().steps_up_device(Some(8)), "{by}");
+        for (k, (scope, by)) in [(EntityKind::Customer, "rules:mule_account"), (EntityKind::Customer, "rate_limit:customer"), (EntityKind::Device, "rules:brute_force_slow_failures")].into_iter().enumerate() {
+            other.set_automatic(scope, k as u64, "k".into(), Duration::from_secs(600), "r".into(), by.into(), BlockAction::Block, now, Some(now), None, None).unwrap();
+            other.note_offending_device(scope, k as u64, Some(7), now);
+            let b = other.entries.get(&(scope, k as u64)).unwrap().clone();
+            assert!(b.offending_devices.is_empty() && !b.steps_up_device(Some(8)), "{by}");
         }
-        let manual = other.set_manual(EntityKind::Customer, 2, "c2".into(), Duration::from_secs(600), "r".into(), "analyst:kim".into());
-        other.note_offending_device(EntityKind::Customer, 2, Some(7), manual.set_at_ms);
-        assert!(!other.entries.get(&(EntityKind::Customer, 2)).unwrap().steps_up_device(Some(8)));
+        let manual = other.set_manual(EntityKind::Customer, 9, "c2".into(), Duration::from_secs(600), "r".into(), "analyst:kim".into());
+        other.note_offending_device(EntityKind::Customer, 9, Some(7), manual.set_at_ms);
+        assert!(other.entries.get(&(EntityKind::Customer, 9)).unwrap().offending_devices.is_empty());
     }
 
     #[test]

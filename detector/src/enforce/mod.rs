@@ -61,8 +61,8 @@ pub struct Enforced {
     /// from a device the owner used before it was set.
     pub spared_owner_device: bool,
     /// A detector's block on the customer was in force and stepped this
-    /// event up instead of refusing it: it came from a device none of the
-    /// block's offending events came from.
+    /// event up instead of refusing it (it came from a device none of the
+    /// block's offending events came from), and nothing else refused it.
     pub stepped_up_other_device: bool,
 }
 
@@ -106,7 +106,7 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
-    /// `[blocks] step_up_other_devices`.
+    /// `[blocks] step_up_other_devices_for` is not empty.
     step_up_other_devices: bool,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
@@ -143,7 +143,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
-        let step_up_other_devices = blocks.config().step_up_other_devices;
+        let step_up_other_devices = !blocks.config().step_up_other_devices_for.is_empty();
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -248,6 +248,7 @@ impl Enforcer {
         // Only an event let through answers: one refused or challenged for
         // anything else (an analyst's block on its address, a bot rule) does not.
         out.answered &= d.verdict == Verdict::Allow;
+        out.stepped_up_other_device &= d.verdict != Verdict::Block;
         if let (Some(session), Some((holder, set_at, _)), Verdict::Allow) = (answer.marks, &answer.answered, d.verdict) {
             self.blocks.answer_guard_challenge(session, *holder, *set_at, event.ts_ms);
         }
@@ -293,6 +294,7 @@ impl Enforcer {
         let entry_passed_over = std::cell::Cell::new(false);
         let spared_any = std::cell::Cell::new(false);
         let device = keys.get(EntityKind::Device);
+        let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
@@ -310,13 +312,20 @@ impl Enforcer {
             }
             // A wrong code or password is the guesser's to send from any
             // device: refused. A failed photo or face guesses nothing.
-            let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
             if self.step_up_other_devices && !guess && b.steps_up_device(device) {
                 return Some(BlockAction::Challenge);
             }
             Some(b.action)
         };
         let mut in_force = self.blocks.check_applying(keys, now, applies);
+        // Whichever entry wins, a guess met by a customer block about
+        // guessing makes its device one of the offending (the owner's
+        // vouched phone aside), whether or not a rule fires on it.
+        if guess && !spared_any.get() {
+            if let Some(customer) = keys.get(EntityKind::Customer) {
+                self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
+            }
+        }
         // The guard holds at enforcement too: a shared scope blocked while it
         // looked private (the first minutes of a new install, an exit at
         // dawn) is lifted once it carries more returning customers than the
@@ -368,7 +377,7 @@ impl Enforcer {
                 if applied != b.action {
                     out.stepped_up_other_device = true;
                     reason = reason.with_detail(format!(
-                        "the {} is blocked by {} for the devices its offending events came from; this event comes from another: stepped up instead of refused",
+                        "the {} is blocked by {} for the devices its offending events came from; this event comes from another, so this block asks for a step-up instead of refusing it",
                         b.scope, b.set_by
                     ));
                 }
@@ -377,10 +386,12 @@ impl Enforcer {
                 blocked_by.action = applied;
                 match applied {
                     BlockAction::Block => {
-                        // The rule firing again on an event the block refuses
-                        // (a guess from a new device) makes its device one of the offending.
-                        if b.scope == EntityKind::Customer && d.blocks.iter().any(|r| r.scope == Some(EntityKind::Customer) && !r.rate_limit) {
-                            self.blocks.note_offending_device(b.scope, b.hash, device, now);
+                        // A rule firing again on an event the block refuses
+                        // makes its device one of the offending.
+                        if d.blocks.iter().any(|r| r.scope == Some(EntityKind::Customer) && !r.rate_limit) {
+                            if let Some(customer) = keys.get(EntityKind::Customer) {
+                                self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
+                            }
                         }
                         d.verdict = Verdict::Block;
                         d.allowlisted = false;
@@ -502,7 +513,8 @@ impl Enforcer {
             out.set.push((scope, by, r.map(|_| ())));
         }
         d.blocks = requests;
-        if !still_blocks && d.verdict == Verdict::Block && out.blocked_by.as_ref().is_none_or(|b| b.action != BlockAction::Block) {
+        // The entry as applied: a customer block stepped up is a challenge here.
+        if !still_blocks && d.verdict == Verdict::Block && d.blocked_by.as_ref().is_none_or(|b| b.action != BlockAction::Block) {
             d.verdict = if challenges { Verdict::Challenge } else { floor };
         }
         out
@@ -921,7 +933,7 @@ rules:
     fn brute_force_pipeline(spare_owner_devices: bool) -> Pipeline {
         brute_force_pipeline_with(|c| {
             c.blocks.spare_owner_devices = spare_owner_devices;
-            c.blocks.step_up_other_devices = false;
+            c.blocks.step_up_other_devices_for.clear();
         })
     }
 
@@ -943,7 +955,8 @@ rules:
 
     #[test]
     fn a_customer_block_refuses_the_guessers_devices_and_steps_up_any_other() {
-        let p = brute_force_pipeline_with(|_| {});
+        let listed = |c: &mut Config| c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()];
+        let p = brute_force_pipeline_with(listed);
         let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
         assert_eq!(run(&p, &guesses)[2].verdict, Verdict::Block);
         let one = |i: usize, minute: u32, step: &str, result: &str, device: &str| run(&p, &[on_device(i, &format!("2026-11-09T03:{minute:02}:00+09:00"), step, result, device)]).remove(0);
@@ -953,27 +966,66 @@ rules:
         // The owner, on a phone nobody has seen, is stepped up, and told why.
         let d = one(21, 11, "login", "success", "owners-new-phone");
         assert_eq!((d.verdict, d.blocked_by.as_ref().map(|b| (b.scope, b.action))), (Verdict::Challenge, Some((EntityKind::Customer, BlockAction::Challenge))), "{d:?}");
-        assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("stepped up")), "{d:?}");
+        assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("step-up")), "{d:?}");
         // A failed photo guesses nothing: stepped up too. A wrong code is
-        // refused from any device, and fires the rule again: the device
-        // that sent it is one of the offending from then on.
+        // refused from any device, and fires the rule again; a wrong
+        // password fires no rule here but is a guess all the same. Either
+        // way its device is one of the offending from then on.
         assert_eq!(one(22, 12, "face_match", "failure", "owners-new-phone").verdict, Verdict::Challenge);
         assert_eq!(one(23, 13, "otp", "failure", "second-stranger").verdict, Verdict::Block);
         assert_eq!(one(24, 14, "login", "success", "second-stranger").verdict, Verdict::Block);
-        assert_eq!(one(25, 15, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
+        assert_eq!(one(25, 15, "login", "failure", "password-guesser").verdict, Verdict::Block);
+        assert_eq!(one(26, 16, "login", "success", "password-guesser").verdict, Verdict::Block);
+        assert_eq!(one(27, 17, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
         // An event without a device cannot be told apart: refused.
-        let bare = run(&p, &[br#"{"event_id":"e26","ts":"2026-11-09T03:16:00+09:00","step":"login","result":"success","customer_id":"owner","ip":"10.26.0.1"}"#.to_vec()]).remove(0);
+        let bare = run(&p, &[br#"{"event_id":"e28","ts":"2026-11-09T03:18:00+09:00","step":"login","result":"success","customer_id":"owner","ip":"10.28.0.1"}"#.to_vec()]).remove(0);
         assert_eq!(bare.verdict, Verdict::Block, "{bare:?}");
-        // A guesser rotating device ids: past four offending devices the
-        // block refuses every device, the owner's new phone included.
-        for (k, device) in ["third", "fourth", "fifth"].into_iter().enumerate() {
-            assert_eq!(one(30 + k, 20 + k as u32, "otp", "failure", device).verdict, Verdict::Block);
+        // A guesser rotating device ids: with four offending devices the
+        // owner is still stepped up; with a fifth the block refuses every
+        // device, the owner's new phone included.
+        assert_eq!(one(30, 20, "otp", "failure", "fourth").verdict, Verdict::Block);
+        assert_eq!(one(31, 21, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
+        assert_eq!(one(32, 22, "otp", "failure", "fifth").verdict, Verdict::Block);
+        assert_eq!(one(33, 23, "login", "success", "owners-new-phone").verdict, Verdict::Block);
+        // A customer block by a rule not about guessing (not listed)
+        // refuses every device, and so does every block with the list empty.
+        for adjust in [(|_: &mut Config| {}) as fn(&mut Config), |c: &mut Config| c.blocks.step_up_other_devices_for.clear()] {
+            let p = brute_force_pipeline_with(adjust);
+            run(&p, &guesses);
+            assert_eq!(run(&p, &[on_device(21, "2026-11-09T03:11:00+09:00", "login", "success", "owners-new-phone")])[0].verdict, Verdict::Block);
         }
-        assert_eq!(one(40, 30, "login", "success", "owners-new-phone").verdict, Verdict::Block);
-        // Off: every device refused from the start.
-        let p = brute_force_pipeline_with(|c| c.blocks.step_up_other_devices = false);
+    }
+
+    #[test]
+    fn a_stepped_up_event_whose_other_block_the_guard_turns_into_a_challenge_is_challenged() {
+        // A second rule asks to block the address of a login on a guessed
+        // account; before a day of history the guard makes that a session
+        // challenge, and the customer block steps the owner up: a challenge.
+        let p = pipeline_from(
+            r#"
+rules:
+  - id: codes_guessed
+    description: test
+    severity: high
+    when: event.step == "otp" && event.result == "failure" && features.customer.code_failures_1h >= 3.0
+    action: block
+    scope: customer
+    ttl: 12h
+  - id: login_on_a_guessed_account
+    description: test
+    severity: high
+    when: event.step == "login" && features.customer.code_failures_1h >= 3.0
+    action: block
+    scope: ip
+    ttl: 1h
+"#,
+            |c| c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()],
+        );
+        let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
         run(&p, &guesses);
-        assert_eq!(run(&p, &[on_device(21, "2026-11-09T04:01:00+09:00", "login", "success", "owners-new-phone")])[0].verdict, Verdict::Block);
+        let d = run(&p, &[on_device(21, "2026-11-09T03:11:00+09:00", "login", "success", "owners-new-phone")]).remove(0);
+        assert!(d.reasons.iter().any(|r| &*r.detector == "blast_radius"), "the guard turned the address block into a challenge: {d:?}");
+        assert_eq!(d.verdict, Verdict::Challenge, "{d:?}");
     }
 
     fn on_device(i: usize, ts: &str, step: &str, result: &str, device: &str) -> Vec<u8> {
