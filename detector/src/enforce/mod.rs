@@ -937,9 +937,8 @@ rules:
         })
     }
 
-    fn brute_force_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
-        pipeline_from(
-            r#"
+    /// One rule: a customer is blocked after three failed codes in an hour.
+    const CODES_GUESSED_RULE: &str = r#"
 rules:
   - id: codes_guessed
     description: test
@@ -948,9 +947,10 @@ rules:
     action: block
     scope: customer
     ttl: 12h
-"#,
-            adjust,
-        )
+"#;
+
+    fn brute_force_pipeline_with(adjust: impl FnOnce(&mut Config)) -> Pipeline {
+        pipeline_from(CODES_GUESSED_RULE, adjust)
     }
 
     #[test]
@@ -1001,24 +1001,19 @@ rules:
         // A second rule asks to block the address of a login on a guessed
         // account; before a day of history the guard makes that a session
         // challenge, and the customer block steps the owner up: a challenge.
-        let p = pipeline_from(
-            r#"
-rules:
-  - id: codes_guessed
-    description: test
-    severity: high
-    when: event.step == "otp" && event.result == "failure" && features.customer.code_failures_1h >= 3.0
-    action: block
-    scope: customer
-    ttl: 12h
-  - id: login_on_a_guessed_account
+        let rules = format!(
+            "{CODES_GUESSED_RULE}{}",
+            r#"  - id: login_on_a_guessed_account
     description: test
     severity: high
     when: event.step == "login" && features.customer.code_failures_1h >= 3.0
     action: block
     scope: ip
     ttl: 1h
-"#,
+"#
+        );
+        let p = pipeline_from(
+            &rules,
             |c| c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()],
         );
         let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
