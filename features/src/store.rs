@@ -225,11 +225,15 @@ impl FeatureStore {
         let gap_timed = event.duration_ms.is_none() && !staff_access;
         let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s, event.session_id.is_none()) } else { event.duration_ms };
         // Staff accesses are judged against staff hours, and their durations
-        // teach no customer step's baseline.
+        // teach no customer step's baseline. Neither does an agent that names
+        // itself automation: the baselines describe people, and a campaign of
+        // headless scripts at a small bank would otherwise become a step's
+        // fastest percent, so that a quieter script later ranks as a person.
+        let automation = event.user_agent.as_deref().is_some_and(is_automation_agent_cached);
         let baseline = if staff_access {
             BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
-            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, !late)
+            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, !late && !automation)
         };
         let success = !event.is_failure();
         let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
@@ -256,7 +260,7 @@ impl FeatureStore {
             step_bit: 1 << event.step as u16,
         };
 
-        write_event_features(event, hour, late, &baseline, out);
+        write_event_features(event, hour, late, automation, &baseline, out);
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
         for kind in EntityKind::ALL {
@@ -318,7 +322,7 @@ impl FeatureStore {
         // Population level of one address's hourly onboardings, read at
         // onboarding events only (an address's login traffic says nothing of it).
         out[13] = match (event.step.is_onboarding(), self.ip_new_1h_slot) {
-            (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], !late),
+            (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], !late && !automation),
             _ => crate::baseline::LEVEL_UNKNOWN,
         };
         // Onboarding events in the last hour against the last day's hours,
@@ -326,7 +330,7 @@ impl FeatureStore {
         // The event's own address is left out, so that a burst cannot lift the surge it is measured by.
         out[14] = if event.step.is_onboarding() {
             let own = if keys.get(EntityKind::Ip).is_some() { out[self.ip_events_1h_slot] } else { 0.0 };
-            self.baselines.onboarding_surge(event.ts_ms, out[10], own, !late)
+            self.baselines.onboarding_surge(event.ts_ms, out[10], own, !late && !automation)
         } else {
             1.0
         };
@@ -688,13 +692,13 @@ fn event_secs(ms: i64) -> u32 {
     (ms.div_euclid(1000)).clamp(0, i64::from(u32::MAX)) as u32
 }
 
-fn write_event_features(event: &Event, hour: u8, late: bool, baseline: &BaselineReading, out: &mut [f32]) {
+fn write_event_features(event: &Event, hour: u8, late: bool, automation: bool, baseline: &BaselineReading, out: &mut [f32]) {
     out[0] = f32::from(hour);
     out[1] = event.duration_ms.map_or(0.0, |d| d as f32);
     out[2] = f32::from(event.is_failure());
     out[3] = event.records.map_or(0.0, |r| r as f32);
     out[4] = f32::from(late);
-    out[5] = f32::from(event.user_agent.as_deref().is_some_and(is_automation_agent_cached));
+    out[5] = f32::from(automation);
     out[6] = f32::from(event.user_agent.is_none());
     out[7] = f32::from(event.step.is_sensitive());
     out[8] = baseline.duration_rank;
@@ -781,7 +785,7 @@ mod tests {
             id_doc_hash: None,
             ip: Some(ip.parse().unwrap()),
             device_id: Some(device.into()),
-            user_agent: Some("Mozilla/5.0 HeadlessChrome/120".into()),
+            user_agent: Some("KBankApp/5.2.1 (Android 14)".into()),
             channel: None,
             region: Some("KR-11".into()),
             duration_ms: Some(900),
@@ -794,6 +798,43 @@ mod tests {
 
     fn get(store: &FeatureStore, out: &[f32], name: &str) -> f32 {
         out[store.catalog().slot(name).unwrap_or_else(|| panic!("no feature {name}"))]
+    }
+
+    #[test]
+    fn an_automation_agent_teaches_no_population_baseline() {
+        // A small bank's day: 120 people take 4-8 s over a liveness check,
+        // then a campaign of 80 headless scripts at 300 ms, blocked by their
+        // agent. Were the scripts learned, they would be over a sixth of the
+        // step's samples and taken into its ranks (see `StepBaseline::held`):
+        // a quieter script at 600 ms would then rank among people.
+        const APP: &str = "KBankApp/5.2.1 (Android 14)";
+        let t0 = 1_764_000_000_000;
+        let person = |i: usize, ms: u64, agent: &str| {
+            let mut e = event(i, t0 + i as i64 * 60_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false);
+            e.step = Step::Liveness;
+            e.duration_ms = Some(ms);
+            e.user_agent = Some(agent.into());
+            e
+        };
+        let last_reading = |scripts: bool| {
+            let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+            let mut out = vec![0.0; store.catalog().len()];
+            for i in 0..120 {
+                store.observe(&person(i, 4_000 + (i as u64 % 40) * 100, APP), &mut out);
+            }
+            for i in 120..200 {
+                if scripts {
+                    store.observe(&person(i, 300, "Mozilla/5.0 HeadlessChrome/120"), &mut out);
+                    assert_eq!(get(&store, &out, "event.ua_automation"), 1.0);
+                }
+            }
+            store.observe(&person(200, 600, APP), &mut out);
+            ["event.duration_rank", "event.baseline_samples", "event.hour_activity"].map(|f| get(&store, &out, f))
+        };
+        let with_scripts = last_reading(true);
+        assert_eq!(with_scripts[0], 0.0, "600 ms is still faster than every person");
+        assert_eq!(with_scripts[1], 120.0, "the scripts were not counted");
+        assert_eq!(with_scripts, last_reading(false), "the scripts changed nothing the next person reads, their hours included");
     }
 
     #[test]
@@ -904,7 +945,9 @@ mod tests {
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
         for i in 0..5 {
-            store.observe(&event(i, t0 + i as i64 * 1000, &format!("c{i}"), "10.0.0.1", "d1", true), &mut out);
+            let mut e = event(i, t0 + i as i64 * 1000, &format!("c{i}"), "10.0.0.1", "d1", true);
+            e.user_agent = Some("Mozilla/5.0 HeadlessChrome/120".into());
+            store.observe(&e, &mut out);
         }
         assert_eq!(get(&store, &out, "ip.events_10m"), 5.0);
         assert_eq!(get(&store, &out, "ip.distinct_customers_24h"), 5.0);
