@@ -25,10 +25,27 @@ use crate::event::Step;
 /// every rank reads 0.5 ("typical"), so no rule fires on an empty baseline.
 pub const MIN_BASELINE_SAMPLES: u64 = 100;
 /// Samples a step needs before a cold-start rank is given: with fewer than
-/// [`MIN_BASELINE_SAMPLES`], only a duration under half the fastest one seen
-/// ranks (at 0); anything else reads 0.5. A bot at 600 ms among people who
-/// took 5 s or more is plain after twenty people; a percentile is not.
-pub const MIN_COLD_SAMPLES: u64 = 20;
+/// [`MIN_BASELINE_SAMPLES`], only a duration far under the fastest one seen
+/// ranks (at 0); anything else reads 0.5. A bot at 300 ms among people who
+/// took 5 s or more is plain after a handful of people; a percentile is not.
+/// A small bank's first night sees a handful of people at each step, and a
+/// script that comes then is otherwise judged by nothing.
+pub const MIN_COLD_SAMPLES: u64 = 6;
+/// From this many samples a young baseline ranks what is under half the
+/// fastest seen; before, only what is under a quarter of it. The fewer
+/// people seen, the likelier the fastest of them is slow by chance (a step
+/// whose quick mode, an auto-capture, is a minority and has not come yet).
+const COLD_SAMPLES_AT_HALF: u64 = 20;
+
+/// How far under the fastest duration seen a young baseline ranks a
+/// duration: `ms * divisor < fastest`. None: too few samples to say.
+fn cold_divisor(samples: u64) -> Option<u64> {
+    match samples {
+        n if n < MIN_COLD_SAMPLES => None,
+        n if n < COLD_SAMPLES_AT_HALF => Some(4),
+        _ => Some(2),
+    }
+}
 /// A duration under this share of its step's fastest percentile is held out
 /// of the step's ranks (see [`StepBaseline::held`]).
 const HELD_BELOW_SHARE_OF_P1: u64 = 2;
@@ -128,13 +145,17 @@ impl StepBaseline {
     }
 
     /// Under half the fastest percentile ranked, or (while the baseline is
-    /// young) under half the fastest duration seen.
+    /// young, from [`COLD_SAMPLES_AT_HALF`] samples) under half the fastest
+    /// duration seen.
     fn far_below(&self, ms: u64) -> bool {
-        let doubled = ms.saturating_mul(HELD_BELOW_SHARE_OF_P1);
         if self.ready {
+            let doubled = ms.saturating_mul(HELD_BELOW_SHARE_OF_P1);
             (self.current.lowest_equivalent(doubled) as f64) < self.table[P1]
         } else {
-            self.samples() >= MIN_COLD_SAMPLES && doubled < self.fastest()
+            // Not from the first sample a young baseline ranks: what is held
+            // is ranked against for good, and among a handful of people a
+            // step's quick minority (an auto-filled code) may not have come yet.
+            self.samples() >= COLD_SAMPLES_AT_HALF && ms.saturating_mul(HELD_BELOW_SHARE_OF_P1) < self.fastest()
         }
     }
 
@@ -163,11 +184,10 @@ impl StepBaseline {
     /// interpolated between the table's points.
     fn rank(&self, ms: u64) -> f32 {
         if !self.ready {
-            let n = self.samples();
-            if n < MIN_COLD_SAMPLES {
-                return 0.5;
-            }
-            return if ms.saturating_mul(2) < self.fastest() { 0.0 } else { 0.5 };
+            return match cold_divisor(self.samples()) {
+                Some(k) if ms.saturating_mul(k) < self.fastest() => 0.0,
+                _ => 0.5,
+            };
         }
         let x = self.current.lowest_equivalent(ms.clamp(1, MAX_DURATION_MS)) as f64;
         // The last table point at or below x; ties rank with the population.
@@ -672,7 +692,34 @@ mod tests {
             b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
         }
         assert_eq!(b.observe(Step::Liveness, Some(600), 3, false).duration_rank, 0.0, "600 ms where people took 4 s or more");
+        assert_eq!(b.observe(Step::Liveness, Some(1_100), 3, false).duration_rank, 0.5, "under half, not a quarter: too few people yet");
         assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5, "quicker than anyone, but not by half: no opinion yet");
+        for i in MIN_COLD_SAMPLES..COLD_SAMPLES_AT_HALF {
+            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+        }
+        assert_eq!(b.observe(Step::Liveness, Some(1_100), 3, false).duration_rank, 0.0, "under half, among twenty people");
+        assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5);
+    }
+
+    #[test]
+    fn a_first_night_script_is_ranked_after_a_handful_of_people_and_a_quick_person_still_teaches() {
+        // A small bank's first night: six people through face match, 8-12 s each.
+        let b = Baselines::default();
+        for ms in [10_693, 17_365, 17_038, 11_416, 8_946, 8_541] {
+            b.observe(Step::FaceMatch, Some(ms), 1, true);
+        }
+        assert_eq!(b.observe(Step::FaceMatch, Some(225), 1, false).duration_rank, 0.0, "a 225 ms face match is no person's");
+        // Five people were not enough.
+        let few = Baselines::default();
+        for ms in [10_693, 17_365, 17_038, 11_416, 8_946] {
+            few.observe(Step::FaceMatch, Some(ms), 1, true);
+        }
+        assert_eq!(few.observe(Step::FaceMatch, Some(225), 1, false).duration_rank, 0.5);
+        // Before twenty samples nothing is held: a step's quick minority that
+        // had not come yet (an auto-capture at 1.5 s) becomes its fastest,
+        // rather than ranking fast for good.
+        assert_eq!(b.observe(Step::FaceMatch, Some(1_500), 1, true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::FaceMatch, Some(1_400), 1, false).duration_rank, 0.5, "1.5 s was learnt");
     }
 
     #[test]
@@ -689,7 +736,7 @@ mod tests {
     #[test]
     fn the_margin_waits_for_a_ready_baseline() {
         let b = Baselines::default();
-        for i in 0..MIN_COLD_SAMPLES {
+        for i in 0..COLD_SAMPLES_AT_HALF {
             b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
         }
         // 1,900 ms is under half of 4,000: a young baseline ranks it, margin or not.
@@ -710,7 +757,7 @@ mod tests {
         for _ in 0..(MIN_COLD_SAMPLES - 1) {
             b.observe(Step::Otp, Some(10_000), 3, true);
         }
-        assert_eq!(b.observe(Step::Otp, Some(1), 3, false).duration_rank, 0.5, "no rank at all before twenty samples");
+        assert_eq!(b.observe(Step::Otp, Some(1), 3, false).duration_rank, 0.5, "no rank at all before six samples");
         for _ in 0..(MIN_BASELINE_SAMPLES - MIN_COLD_SAMPLES) {
             b.observe(Step::Otp, Some(10_000), 3, true);
         }
