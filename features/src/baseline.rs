@@ -1,5 +1,7 @@
 //! Population baselines, learned online in event time: how long each step
 //! usually takes, and at which hours this population is usually active.
+//! They learn from people: a late event, or one whose agent names itself
+//! automation, is read against them but teaches nothing.
 //!
 //! Rules compare an event against these ("below the 1st percentile of this
 //! step's durations") instead of constants that describe one world of traffic:
@@ -423,7 +425,8 @@ impl Baselines {
     }
 
     /// Read where the event stands against the population as it was before
-    /// it, then learn from it (unless `learn` is false: a late event).
+    /// it, then learn from it (unless `learn` is false: a late event, or one
+    /// whose agent names itself automation; the baselines describe people).
     pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
         self.observe_timed(step, duration_ms, false, 0.0, hour, learn)
     }
@@ -438,9 +441,10 @@ impl Baselines {
         let (duration_rank, apart_rank, samples) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
-            // A young baseline ranks only what is under half the fastest
-            // seen: apart enough already, and a margin on top would let a
-            // script at 45% of everyone through on a new install.
+            // A young baseline ranks only what is far under the fastest seen
+            // (a quarter, from twenty samples half): apart enough already, and
+            // a margin on top would let a script at 45% of everyone through
+            // on a new install.
             let apart = match duration_ms {
                 Some(d) if margin > 0.0 && s.ready => s.rank((d as f64 * (1.0 + f64::from(margin))).round() as u64),
                 _ => rank,
@@ -699,6 +703,21 @@ mod tests {
         }
         assert_eq!(b.observe(Step::Liveness, Some(1_100), 3, false).duration_rank, 0.0, "under half, among twenty people");
         assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5);
+    }
+
+    #[test]
+    fn a_young_baseline_holds_out_from_twenty_samples_not_before() {
+        let b = Baselines::default();
+        for i in 0..(COLD_SAMPLES_AT_HALF - 1) {
+            b.observe(Step::Liveness, Some(8_000 + i * 100), 3, true);
+        }
+        // Nineteen samples: 1 s ranks (under a quarter of 8 s) and is learnt.
+        assert_eq!(b.observe(Step::Liveness, Some(1_000), 3, true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::Liveness, Some(900), 3, false).duration_rank, 0.5, "1 s is the fastest now");
+        // Twenty: 450 ms ranks (under half of 1 s) and is held out, so the
+        // fastest stays 1 s and 480 ms still ranks.
+        assert_eq!(b.observe(Step::Liveness, Some(450), 3, true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::Liveness, Some(480), 3, false).duration_rank, 0.0);
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct FeatureConfig {
     /// 400), the fastest 1% of that step are the crowd's own quickest, and
     /// a session of two such steps is a person; a script stands apart from
     /// everyone. Not applied before a step's baseline is ready, when only a
-    /// duration under half the fastest seen ranks at all.
+    /// duration far under the fastest seen ranks at all (under a quarter of
+    /// it from six samples, under half from twenty).
     pub step_rank_margin: f32,
     /// The bank's office hours, local `[start, end)`: a prior for the staff
     /// hour baseline, so that on the first day, before any staff access has

@@ -829,12 +829,48 @@ mod tests {
                 }
             }
             store.observe(&person(200, 600, APP), &mut out);
-            ["event.duration_rank", "event.baseline_samples", "event.hour_activity"].map(|f| get(&store, &out, f))
+            ["event.duration_rank", "event.baseline_samples", "event.onboarding_surge"].map(|f| get(&store, &out, f))
         };
         let with_scripts = last_reading(true);
         assert_eq!(with_scripts[0], 0.0, "600 ms is still faster than every person");
         assert_eq!(with_scripts[1], 120.0, "the scripts were not counted");
-        assert_eq!(with_scripts, last_reading(false), "the scripts changed nothing the next person reads, their hours included");
+        assert_eq!(with_scripts, last_reading(false), "the scripts changed nothing the next person reads, the onboarding surge included");
+    }
+
+    #[test]
+    fn an_automation_agent_sets_neither_the_population_hours_nor_an_addresses_onboarding_level() {
+        // The hour rhythm and the per-address onboarding level need
+        // thousands of readings: 2,100 people, each onboarding from their own
+        // address over 17.5 hours, then 80 headless scripts from one address
+        // in the last hour, then one more person.
+        const APP: &str = "KBankApp/5.2.1 (Android 14)";
+        let t0 = 1_764_000_000_000;
+        let person = |i: usize, ip: String, agent: &str| {
+            let mut e = event(i, t0 + i as i64 * 30_000, &format!("c{i}"), &ip, &format!("d{i}"), false);
+            e.step = Step::Liveness;
+            e.duration_ms = Some(5_000);
+            e.user_agent = Some(agent.into());
+            e
+        };
+        let own_address = |i: usize| format!("10.{}.{}.1", i / 250, i % 250);
+        let last_reading = |scripts: bool| {
+            let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+            let mut out = vec![0.0; store.catalog().len()];
+            for i in 0..2_100 {
+                store.observe(&person(i, own_address(i), APP), &mut out);
+            }
+            for i in 2_100..2_180 {
+                if scripts {
+                    store.observe(&person(i, "45.1.2.3".into(), "python-requests/2.31"), &mut out);
+                }
+            }
+            store.observe(&person(2_180, own_address(2_180), APP), &mut out);
+            ["event.hour_activity", "event.ip_new_identities_1h_p99"].map(|f| get(&store, &out, f))
+        };
+        let without = last_reading(false);
+        assert_ne!(without[0], 1.0, "the hour baseline has spoken");
+        assert!(without[1] < 1.0e6, "the level baseline has spoken");
+        assert_eq!(last_reading(true), without);
     }
 
     #[test]
