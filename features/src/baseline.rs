@@ -722,7 +722,7 @@ mod tests {
 
     #[test]
     fn a_first_night_script_is_ranked_after_a_handful_of_people_and_a_quick_person_still_teaches() {
-        // A small bank's first night: six people through face match, 8-12 s each.
+        // A small bank's first night: six people through face match, 8.5-17 s each.
         let b = Baselines::default();
         for ms in [10_693, 17_365, 17_038, 11_416, 8_946, 8_541] {
             b.observe(Step::FaceMatch, Some(ms), 1, true);
