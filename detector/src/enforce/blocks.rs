@@ -76,18 +76,29 @@ pub struct Block {
     pub answered_at_event_ms: Option<i64>,
     /// A detector's block on a customer: the devices its offending events
     /// came from (keyed hashes), the one that set it and those whose events
-    /// fired the rule again while it held. It refuses these; a passed event
+    /// fired the rule again while it held, the latest
+    /// [`MAX_OFFENDING_DEVICES`] of them. It refuses these; a passed event
     /// from another device is challenged instead (see
-    /// [`Block::steps_up_device`]). Empty (an older entry, or an event
-    /// without a device) or past [`MAX_OFFENDING_DEVICES`] (a guesser
-    /// rotating device ids): it refuses every device.
+    /// [`Block::steps_up_device`]). Empty (an older entry) or past
+    /// [`MAX_OFFENDING_DEVICES`] (an offending event without a device, or an
+    /// entry written by a build that refused everything past the cap): it
+    /// refuses every device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offending_devices: Vec<u64>,
+    /// Set by a rule that `[blocks] step_up_other_devices_for` names, as the
+    /// list holding it is configured now: resolved when the entry is set or
+    /// loaded, never stored. A block kept across a restart whose settings no
+    /// longer name its rule refuses every device, as the new settings say.
+    #[serde(skip)]
+    about_guessing: bool,
 }
 
-/// How many devices a customer block tells apart from the rest. An owner
-/// has a phone or two and a guesser usually one; one more than this means a
-/// guesser who rotates device ids, and then every device is refused.
+/// How many of the latest offending devices a customer block remembers. A
+/// guesser who rotates device ids past it is not refused more by refusing
+/// everyone: each of their guesses is refused from any device, and each
+/// passed login or code from a device not remembered is stepped up, as the
+/// owner's is. Refusing every device then would lock out only the owner,
+/// who cannot be told from the guesser's next new device.
 pub const MAX_OFFENDING_DEVICES: usize = 4;
 
 /// A guard challenge on a session, as its holder meets it.
@@ -163,10 +174,13 @@ impl Block {
     /// about the guesser's devices; the owner, who comes from their own
     /// phone, proves themselves with a step-up rather than being locked out
     /// until it expires. A wrong code or password is refused whatever its
-    /// device (see the caller), and so is an event without one.
+    /// device (see the caller), and so is an event without one. However
+    /// many devices the guesser rotates through, the latest stay refused
+    /// and every other one is stepped up.
     pub fn steps_up_device(&self, device: Option<u64>) -> bool {
         let Some(device) = device else { return false };
-        self.tells_devices_apart()
+        self.about_guessing
+            && self.tells_devices_apart()
             && !self.offending_devices.is_empty()
             && self.offending_devices.len() <= MAX_OFFENDING_DEVICES
             && !self.offending_devices.contains(&device)
@@ -223,8 +237,8 @@ pub struct BlockConfig {
     /// from another device instead. The owner of an account whose codes are
     /// being guessed, coming from a phone of their own, proves themselves
     /// with a step-up rather than waiting out the block. A wrong code or
-    /// password is refused from every device, and past four offending
-    /// devices (a guesser rotating device ids) so is everything. Any other
+    /// password is refused from every device; a guesser rotating device ids
+    /// has the latest four refused and every other stepped up. Any other
     /// block on a customer (a mule or fraud rule) refuses every device.
     /// Empty: every customer block refuses every device.
     pub step_up_other_devices_for: Vec<String>,
@@ -335,7 +349,7 @@ impl BlockList {
                     let (text, was_plain) = list.unseal(path, bytes)?;
                     let state: StateFile = serde_json::from_slice(&text).map_err(|e| block_state!("block state {}: {e}", path.display()))?;
                     for b in state.blocks.into_iter().filter(|b| b.expires_at_ms > now) {
-                        list.entries.insert((b.scope, b.hash), b);
+                        list.entries.insert((b.scope, b.hash), list.resolved(b));
                     }
                     for o in state.offenses {
                         let (k, h, n, at) = match o {
@@ -354,6 +368,14 @@ impl BlockList {
             }
         }
         Ok(list)
+    }
+
+    /// `block` with the settings' word on it resolved: whether its rule is
+    /// one of `step_up_other_devices_for`. Every entry passes here once, when
+    /// it is set or loaded, so that no event compares rule names.
+    fn resolved(&self, mut block: Block) -> Block {
+        block.about_guessing = self.config.step_up_other_devices_for.iter().any(|r| *r == block.set_by);
+        block
     }
 
     /// The state file's JSON, and whether it was stored plain.
@@ -517,7 +539,9 @@ impl BlockList {
             holder,
             answered_at_event_ms: None,
             offending_devices: Vec::new(),
+            about_guessing: false,
         };
+        let block = self.resolved(block);
         // Checked again under the shard lock: an analyst may have set a block
         // on this entity since the look above.
         match self.entries.entry((scope, hash)) {
@@ -537,19 +561,23 @@ impl BlockList {
     /// Add `device` (its keyed hash; `None`: an event without one) to the
     /// devices a detector's block on a customer refuses, when the block in
     /// force was set by a rule of `step_up_other_devices_for` and an event
-    /// from it set it, fired a rule again or sent a wrong code or password. One past
-    /// [`MAX_OFFENDING_DEVICES`] and the block refuses every device; so does
-    /// an offending event without a device. The block topic and the records
-    /// are told (change `device`).
+    /// from it set it, fired a rule again or sent a wrong code or password.
+    /// Past [`MAX_OFFENDING_DEVICES`] the oldest is forgotten; an offending
+    /// event without a device makes the block refuse every device. The block
+    /// topic and the records are told (change `device`).
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
-            let listed = self.config.step_up_other_devices_for.iter().any(|r| *r == b.set_by);
-            if b.expires_at_ms <= now || !listed || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
+            if b.expires_at_ms <= now || !b.about_guessing || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
                 return None;
             }
             match device {
                 Some(d) if b.offending_devices.contains(&d) => return None,
-                Some(d) => b.offending_devices.push(d),
+                Some(d) => {
+                    if b.offending_devices.len() == MAX_OFFENDING_DEVICES {
+                        b.offending_devices.remove(0);
+                    }
+                    b.offending_devices.push(d);
+                }
                 // Refuse every device: pad past the cap.
                 None => b.offending_devices.resize(MAX_OFFENDING_DEVICES + 1, 0),
             }
@@ -570,7 +598,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new() };
+        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false };
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);
@@ -706,7 +734,7 @@ impl BlockList {
         self.entries.clear();
         self.offenses.clear();
         for b in state.blocks {
-            self.entries.insert((b.scope, b.hash), b);
+            self.entries.insert((b.scope, b.hash), self.resolved(b));
         }
         for o in state.offenses {
             if let OffenseRecord::Timed(k, h, n, at) = o {
@@ -820,6 +848,33 @@ mod tests {
         let manual = other.set_manual(EntityKind::Customer, 9, "c2".into(), Duration::from_secs(600), "r".into(), "analyst:kim".into());
         other.note_offending_device(EntityKind::Customer, 9, Some(7), manual.set_at_ms);
         assert!(other.entries.get(&(EntityKind::Customer, 9)).unwrap().offending_devices.is_empty());
+    }
+
+    #[test]
+    fn a_block_kept_across_a_restart_follows_the_new_settings_on_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let listed = BlockConfig { state_file: Some(dir.path().join("blocks.json")), ..Default::default() };
+        let list = BlockList::open(listed.clone()).unwrap();
+        let now = now_ms();
+        list.set_automatic(EntityKind::Customer, 3, "c3".into(), Duration::from_secs(600), "r".into(), "rules:brute_force_slow_failures".into(), BlockAction::Block, now, Some(now), None, None).unwrap();
+        list.note_offending_device(EntityKind::Customer, 3, Some(7), now);
+        assert!(list.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
+        list.persist().unwrap();
+        // The new settings still step other devices up, for another rule only.
+        let unlisted = BlockConfig { step_up_other_devices_for: vec!["rules:codes_guessed".into()], ..listed.clone() };
+        let again = BlockList::open(unlisted.clone()).unwrap();
+        let b = again.entries.get(&(EntityKind::Customer, 3)).unwrap().clone();
+        assert_eq!(b.offending_devices, vec![7], "the devices are kept");
+        assert!(!b.steps_up_device(Some(8)), "a rule no longer listed refuses every device");
+        again.note_offending_device(EntityKind::Customer, 3, Some(9), now);
+        assert_eq!(again.entries.get(&(EntityKind::Customer, 3)).unwrap().offending_devices, vec![7], "nor notes devices");
+        // A copy restored into a list so configured is judged the same way.
+        let restored = BlockList::open(BlockConfig { state_file: None, ..unlisted }).unwrap();
+        restored.restore_json(&list.export_json()).unwrap();
+        assert!(!restored.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
+        // Listed again, the kept devices count again.
+        let relisted = BlockList::open(listed).unwrap();
+        assert!(relisted.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
     }
 
     #[test]

@@ -106,8 +106,6 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
-    /// `[blocks] step_up_other_devices_for` is not empty.
-    step_up_other_devices: bool,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
     cold_start_needs_ms: Option<i64>,
@@ -143,7 +141,6 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
-        let step_up_other_devices = !blocks.config().step_up_other_devices_for.is_empty();
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -154,7 +151,6 @@ impl Enforcer {
             returning_slot,
             owner_device_slots,
             owner_device_min_age_ms,
-            step_up_other_devices,
             cold_start_needs_ms,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
@@ -312,7 +308,7 @@ impl Enforcer {
             }
             // A wrong code or password is the guesser's to send from any
             // device: refused. A failed photo or face guesses nothing.
-            if self.step_up_other_devices && !guess && b.steps_up_device(device) {
+            if !guess && b.steps_up_device(device) {
                 return Some(BlockAction::Challenge);
             }
             Some(b.action)
@@ -980,13 +976,19 @@ rules:
         // An event without a device cannot be told apart: refused.
         let bare = run(&p, &[br#"{"event_id":"e28","ts":"2026-11-09T03:18:00+09:00","step":"login","result":"success","customer_id":"owner","ip":"10.28.0.1"}"#.to_vec()]).remove(0);
         assert_eq!(bare.verdict, Verdict::Block, "{bare:?}");
-        // A guesser rotating device ids: with four offending devices the
-        // owner is still stepped up; with a fifth the block refuses every
-        // device, the owner's new phone included.
+        // A guesser rotating device ids: past four offending devices the
+        // latest four stay refused and the owner is still stepped up;
+        // refusing everyone would lock out the owner alone, since every
+        // guess is refused from any device anyway.
         assert_eq!(one(30, 20, "otp", "failure", "fourth").verdict, Verdict::Block);
         assert_eq!(one(31, 21, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
         assert_eq!(one(32, 22, "otp", "failure", "fifth").verdict, Verdict::Block);
-        assert_eq!(one(33, 23, "login", "success", "owners-new-phone").verdict, Verdict::Block);
+        assert_eq!(one(33, 23, "login", "success", "owners-new-phone").verdict, Verdict::Challenge);
+        assert_eq!(one(34, 24, "login", "success", "fifth").verdict, Verdict::Block, "the latest device is remembered");
+        assert_eq!(one(35, 25, "otp", "failure", "owners-new-phone").verdict, Verdict::Block, "a wrong code from the owner's phone is a guess too");
+        assert_eq!(one(36, 26, "login", "success", "fifth").verdict, Verdict::Block, "still among the latest four");
+        let forgotten = one(37, 27, "login", "success", "stranger");
+        assert_eq!(forgotten.verdict, Verdict::Challenge, "the oldest offending device is forgotten, and stepped up like any other: {forgotten:?}");
         // A customer block by a rule not about guessing (not listed)
         // refuses every device, and so does every block with the list empty.
         for adjust in [(|_: &mut Config| {}) as fn(&mut Config), |c: &mut Config| c.blocks.step_up_other_devices_for.clear()] {
