@@ -361,6 +361,47 @@ impl OnboardingRate {
     }
 }
 
+/// Fresh identities the whole population onboarded, by minute and by hour
+/// of event time: what one address's count of fresh identities is a share
+/// of. A promotion or payday hour lifts every address's count and the
+/// population's together, and the day's rhythm cancels the same way, so an
+/// address onboarding far more than its usual share stands out in any world.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NewIdentityCount {
+    /// Per minute of event time: (minute index, identities), by minute % 60.
+    minutes: Vec<(i64, u32)>,
+    /// Per hour of event time: (hour index, identities), by hour % 24.
+    hours: Vec<(i64, u32)>,
+}
+
+impl NewIdentityCount {
+    /// Count one identity first seen at `ts_ms` (if `count`), then read the
+    /// identities of the last hour and of the last 24 clock hours, this one
+    /// included, as an address's own distinct counts include it.
+    fn observe(&mut self, ts_ms: i64, count: bool) -> (f32, f32) {
+        if self.minutes.is_empty() {
+            self.minutes = vec![(i64::MIN, 0); 60];
+            self.hours = vec![(i64::MIN, 0); 24];
+        }
+        let minute = ts_ms.div_euclid(60_000);
+        let hour = minute.div_euclid(60);
+        if count {
+            for (ring, at) in [(&mut self.minutes, minute), (&mut self.hours, hour)] {
+                let len = ring.len() as i64;
+                let slot = &mut ring[at.rem_euclid(len) as usize];
+                if slot.0 == at {
+                    slot.1 += 1;
+                } else if slot.0 < at {
+                    *slot = (at, 1);
+                }
+            }
+        }
+        let last_hour: u64 = self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum();
+        let last_day: u64 = self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h <= hour).map(|(_, n)| u64::from(*n)).sum();
+        (last_hour as f32, last_day.max(last_hour) as f32)
+    }
+}
+
 /// What the baselines say about one event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BaselineReading {
@@ -393,6 +434,7 @@ pub struct Baselines {
     /// Fresh identities one address onboards in an hour, read at each onboarding event.
     ip_onboarding: Mutex<LevelBaseline>,
     onboarding_rate: Mutex<OnboardingRate>,
+    new_identities: Mutex<NewIdentityCount>,
 }
 
 impl Default for Baselines {
@@ -421,6 +463,7 @@ impl Baselines {
             staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
             ip_onboarding: Mutex::new(LevelBaseline::new()),
             onboarding_rate: Mutex::new(OnboardingRate::default()),
+            new_identities: Mutex::new(NewIdentityCount::default()),
         }
     }
 
@@ -481,6 +524,13 @@ impl Baselines {
     /// before this event; then count the event (unless `learn` is false).
     pub fn onboarding_surge(&self, ts_ms: i64, hour_activity: f32, own: f32, learn: bool) -> f32 {
         locked(&self.onboarding_rate).observe(ts_ms, hour_activity, own, learn)
+    }
+
+    /// The population's fresh identities in the last hour and the last 24
+    /// hours at `ts_ms`, counting first one identity seen for the first time
+    /// (`first_seen`; see [`NewIdentityCount`]).
+    pub fn new_identities(&self, ts_ms: i64, first_seen: bool) -> (f32, f32) {
+        locked(&self.new_identities).observe(ts_ms, first_seen)
     }
 
     /// Where a local hour stands among the hours the bank's staff work
@@ -571,6 +621,7 @@ pub struct BaselinesState {
     staff_hours: HourBaseline,
     ip_onboarding: LevelState,
     onboarding_rate: OnboardingRate,
+    new_identities: NewIdentityCount,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -603,6 +654,7 @@ impl Baselines {
             staff_hours: locked(&self.staff_hours).clone(),
             ip_onboarding: LevelState { current: HistogramState::of(&ip.current), previous: HistogramState::of(&ip.previous), since_refresh: ip.since_refresh, level: ip.level },
             onboarding_rate: locked(&self.onboarding_rate).clone(),
+            new_identities: locked(&self.new_identities).clone(),
         }
     }
 
@@ -636,6 +688,10 @@ impl Baselines {
         if !(rate.minutes.is_empty() && rate.hours.is_empty()) && (rate.minutes.len() != 60 || rate.hours.len() != 24) {
             return Err(Error::Snapshot(format!("an onboarding rate of {} minutes and {} hours, not 60 and 24", rate.minutes.len(), rate.hours.len())));
         }
+        let fresh = &state.new_identities;
+        if !(fresh.minutes.is_empty() && fresh.hours.is_empty()) && (fresh.minutes.len() != 60 || fresh.hours.len() != 24) {
+            return Err(Error::Snapshot(format!("a count of fresh identities over {} minutes and {} hours, not 60 and 24", fresh.minutes.len(), fresh.hours.len())));
+        }
         let ip = &state.ip_onboarding;
         let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
         for (slot, restored) in self.steps.iter().zip(steps) {
@@ -645,6 +701,7 @@ impl Baselines {
         *locked(&self.staff_hours) = state.staff_hours.clone();
         *locked(&self.ip_onboarding) = ip;
         *locked(&self.onboarding_rate) = state.onboarding_rate.clone();
+        *locked(&self.new_identities) = state.new_identities.clone();
         Ok(())
     }
 }

@@ -76,7 +76,7 @@ pub fn has_durations(kind: EntityKind) -> bool {
 ///
 /// `duration_rank` and `hour_activity` are relative to the population
 /// (see `baseline.rs`): a rule that reads them holds in any world of traffic.
-pub const EVENT_FEATURES: [&str; 15] = [
+pub const EVENT_FEATURES: [&str; 17] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -92,6 +92,8 @@ pub const EVENT_FEATURES: [&str; 15] = [
     "event.has_region",
     "event.ip_new_identities_1h_p99",
     "event.onboarding_surge",
+    "event.population_new_identities_1h",
+    "event.population_new_identities_24h",
 ];
 
 /// Slot offsets of one kind's features.

@@ -261,6 +261,9 @@ impl FeatureStore {
         };
 
         write_event_features(event, hour, late, automation, &baseline, out);
+        // The customer met for the first time (or again after their profile
+        // expired): at an onboarding step, one fresh identity of the population's.
+        let mut customer_first_seen = false;
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
         for kind in EntityKind::ALL {
@@ -290,10 +293,12 @@ impl FeatureStore {
                     inserted = true;
                     Box::new(Entity::new(kind, secs))
                 });
-                if !inserted && expired(&e) {
+                let renewed = !inserted && expired(&e);
+                if renewed {
                     **e = Entity::new(kind, secs);
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 }
+                customer_first_seen |= kind == EntityKind::Customer && (inserted || renewed);
                 let seen = e.observe(kind, layout, w, &observed, out);
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -333,6 +338,13 @@ impl FeatureStore {
             self.baselines.onboarding_surge(event.ts_ms, out[10], own, !late && !automation)
         } else {
             1.0
+        };
+        // The population's fresh identities, read at onboarding events only.
+        // A late event makes no entity, so it is never counted.
+        (out[15], out[16]) = if event.step.is_onboarding() {
+            self.baselines.new_identities(event.ts_ms, customer_first_seen)
+        } else {
+            (0.0, 0.0)
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
@@ -916,6 +928,49 @@ mod tests {
         store.observe(&onboarding(id, t, "198.51.100.77"), &mut out);
         let other = get(&store, &out, "event.onboarding_surge");
         assert!(other > 1.6, "to every other address the hour is busy: {other}");
+    }
+
+    #[test]
+    fn the_population_counts_each_fresh_identity_once_where_it_is_first_seen() {
+        const MIN: i64 = 60_000;
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let step = |id: usize, ts: i64, customer: &str, step: Step| {
+            let mut e = event(id, ts, customer, "10.0.0.1", &format!("d-{customer}"), false);
+            e.step = step;
+            e
+        };
+        let population = |store: &FeatureStore, out: &[f32]| {
+            (get(store, out, "event.population_new_identities_1h"), get(store, out, "event.population_new_identities_24h"))
+        };
+        let t0 = 1_764_000_000_000;
+        // An applicant's whole onboarding is one fresh identity.
+        for (k, s) in [Step::IdOcr, Step::IdAuthenticity, Step::FaceMatch, Step::AccountOpen].into_iter().enumerate() {
+            store.observe(&step(k, t0 + k as i64 * 20_000, "applicant", s), &mut out);
+            assert_eq!(population(&store, &out), (1.0, 1.0), "step {k}");
+        }
+        // A customer met first at a login, who then opens another account, is not one;
+        // and a login reads nothing.
+        store.observe(&step(10, t0 + 2 * MIN, "customer", Step::Login), &mut out);
+        assert_eq!(population(&store, &out), (0.0, 0.0));
+        store.observe(&step(11, t0 + 3 * MIN, "customer", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (1.0, 1.0));
+        // A second applicant an hour later: the first has left the hour, not the day.
+        store.observe(&step(12, t0 + 61 * MIN, "second", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (1.0, 2.0));
+        // A third, too late to be decided in order, is read but not counted.
+        let late = store.observe(&step(13, t0 + 55 * MIN, "too-late", Step::IdOcr), &mut out);
+        assert!(late.late);
+        store.observe(&step(14, t0 + 62 * MIN, "fourth", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (2.0, 3.0), "the late one was not counted");
+        // A day later the day has emptied too, but for the one counted now.
+        store.observe(&step(15, t0 + 62 * MIN + 86_400_000, "fifth", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (1.0, 1.0));
+        // The counts are part of what a snapshot carries.
+        let again = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        again.restore_state(store.export_state()).unwrap();
+        again.observe(&step(16, t0 + 63 * MIN + 86_400_000, "sixth", Step::IdOcr), &mut out);
+        assert_eq!(population(&again, &out), (2.0, 2.0));
     }
 
     #[test]
