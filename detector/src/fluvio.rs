@@ -141,7 +141,8 @@ pub struct BlockChange {
     /// The replica whose list changed.
     pub replica: String,
     /// `set`, `lift`, `answered` (a guard challenge answered) or `device`
-    /// (a device added to a customer block's offending devices).
+    /// (a customer block's offending devices changed: one added or made the
+    /// latest, the oldest perhaps forgotten).
     pub change: String,
     pub block: Block,
 }

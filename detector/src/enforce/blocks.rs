@@ -77,12 +77,12 @@ pub struct Block {
     /// A detector's block on a customer: the devices its offending events
     /// came from (keyed hashes), the one that set it and those whose events
     /// fired the rule again while it held, the latest
-    /// [`MAX_OFFENDING_DEVICES`] of them. It refuses these; a passed event
-    /// from another device is challenged instead (see
-    /// [`Block::steps_up_device`]). Empty (an older entry) or past
-    /// [`MAX_OFFENDING_DEVICES`] (an offending event without a device, or an
-    /// entry written by a build that refused everything past the cap): it
-    /// refuses every device.
+    /// [`MAX_OFFENDING_DEVICES`] to offend, oldest first. It refuses these; a
+    /// passed event from another device is challenged instead (see
+    /// [`Block::steps_up_device`]). Empty (an older entry, or none of its
+    /// offending events named a device) or past [`MAX_OFFENDING_DEVICES`]
+    /// (an entry written by a build that padded the list to refuse
+    /// everything): it refuses every device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offending_devices: Vec<u64>,
     /// Set by a rule that `[blocks] step_up_other_devices_for` names, as the
@@ -94,11 +94,14 @@ pub struct Block {
 }
 
 /// How many of the latest offending devices a customer block remembers. A
-/// guesser who rotates device ids past it is not refused more by refusing
-/// everyone: each of their guesses is refused from any device, and each
-/// passed login or code from a device not remembered is stepped up, as the
-/// owner's is. Refusing every device then would lock out only the owner,
-/// who cannot be told from the guesser's next new device.
+/// guesser who rotates through more device ids than this has each of their
+/// guesses refused from any device, and each passed login or code from a
+/// device no longer remembered stepped up, as the owner's is. Against such
+/// a guesser the block's defence is the step-up alone: it must ask for a
+/// factor the guesser is not the one guessing (a face match, not another
+/// code over the same channel). Refusing every device instead, as an
+/// earlier build did past this, locked out the owner, who cannot be told
+/// from the guesser's next new device.
 pub const MAX_OFFENDING_DEVICES: usize = 4;
 
 /// A guard challenge on a session, as its holder meets it.
@@ -169,14 +172,15 @@ impl Block {
     /// This block, met by an event from `device`, asks for a step-up
     /// instead of refusing it: a detector's block on the customer about
     /// guessing (`[blocks] step_up_other_devices_for`: only those note
-    /// devices), an event from a device none of its offending events came
-    /// from, while it knows them all. Such a block is
+    /// devices), an event from a device that is not among the offending
+    /// devices it remembers, once it remembers one. Such a block is
     /// about the guesser's devices; the owner, who comes from their own
     /// phone, proves themselves with a step-up rather than being locked out
     /// until it expires. A wrong code or password is refused whatever its
     /// device (see the caller), and so is an event without one. However
-    /// many devices the guesser rotates through, the latest stay refused
-    /// and every other one is stepped up.
+    /// many devices the guesser rotates through, the latest
+    /// [`MAX_OFFENDING_DEVICES`] stay refused and every other one is stepped
+    /// up, the guesser's older ones included.
     pub fn steps_up_device(&self, device: Option<u64>) -> bool {
         let Some(device) = device else { return false };
         self.about_guessing
@@ -410,7 +414,8 @@ impl BlockList {
                 if let Some(h) = haechi_features::lookup_hash(key, b.scope, &b.key) {
                     b.hash = h;
                     // Device hashes under the old key match no event now:
-                    // forgetting them refuses every device.
+                    // forgotten, the block refuses every device until one
+                    // offends again.
                     b.offending_devices.clear();
                     self.entries.insert((b.scope, h), b);
                 }
@@ -562,25 +567,29 @@ impl BlockList {
     /// devices a detector's block on a customer refuses, when the block in
     /// force was set by a rule of `step_up_other_devices_for` and an event
     /// from it set it, fired a rule again or sent a wrong code or password.
-    /// Past [`MAX_OFFENDING_DEVICES`] the oldest is forgotten; an offending
-    /// event without a device makes the block refuse every device. The block
-    /// topic and the records are told (change `device`).
+    /// A device that offends again becomes the latest; past
+    /// [`MAX_OFFENDING_DEVICES`] the one that offended longest ago is
+    /// forgotten. An event without a device adds nothing: it is refused
+    /// anyway, and refusing every device for it would lock out the owner
+    /// alone. The block topic and the records are told (change `device`).
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
+        let Some(device) = device else { return };
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
             if b.expires_at_ms <= now || !b.about_guessing || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
                 return None;
             }
-            match device {
-                Some(d) if b.offending_devices.contains(&d) => return None,
-                Some(d) => {
-                    if b.offending_devices.len() == MAX_OFFENDING_DEVICES {
-                        b.offending_devices.remove(0);
-                    }
-                    b.offending_devices.push(d);
+            let devices = &mut b.offending_devices;
+            match devices.iter().position(|d| *d == device) {
+                Some(at) if at + 1 == devices.len() => return None,
+                Some(at) => {
+                    devices.remove(at);
                 }
-                // Refuse every device: pad past the cap.
-                None => b.offending_devices.resize(MAX_OFFENDING_DEVICES + 1, 0),
+                None if devices.len() == MAX_OFFENDING_DEVICES => {
+                    devices.remove(0);
+                }
+                None => {}
             }
+            devices.push(device);
             Some(b.clone())
         });
         if let Some(b) = noted {
@@ -598,7 +607,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false };
+        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false });
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);
@@ -655,7 +664,7 @@ impl BlockList {
             match self.entries.get(&key).map(|b| b.set_at_ms) {
                 Some(at) if at >= block.set_at_ms => false,
                 _ => {
-                    self.entries.insert(key, block.clone());
+                    self.entries.insert(key, self.resolved(block.clone()));
                     true
                 }
             }
@@ -868,10 +877,13 @@ mod tests {
         assert!(!b.steps_up_device(Some(8)), "a rule no longer listed refuses every device");
         again.note_offending_device(EntityKind::Customer, 3, Some(9), now);
         assert_eq!(again.entries.get(&(EntityKind::Customer, 3)).unwrap().offending_devices, vec![7], "nor notes devices");
-        // A copy restored into a list so configured is judged the same way.
+        // A copy restored into a list is judged by that list's settings, either way.
         let restored = BlockList::open(BlockConfig { state_file: None, ..unlisted }).unwrap();
         restored.restore_json(&list.export_json()).unwrap();
         assert!(!restored.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
+        let restored = BlockList::open(BlockConfig { state_file: None, ..listed.clone() }).unwrap();
+        restored.restore_json(&list.export_json()).unwrap();
+        assert!(restored.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
         // Listed again, the kept devices count again.
         let relisted = BlockList::open(listed).unwrap();
         assert!(relisted.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));

@@ -989,6 +989,18 @@ rules:
         assert_eq!(one(36, 26, "login", "success", "fifth").verdict, Verdict::Block, "still among the latest four");
         let forgotten = one(37, 27, "login", "success", "stranger");
         assert_eq!(forgotten.verdict, Verdict::Challenge, "the oldest offending device is forgotten, and stepped up like any other: {forgotten:?}");
+        // A device that offends again becomes the latest: the guesser's
+        // main device is not forgotten behind four one-off ids. Remembered
+        // now: password-guesser, fourth, fifth, owners-new-phone.
+        assert_eq!(one(38, 28, "login", "failure", "password-guesser").verdict, Verdict::Block);
+        assert_eq!(one(39, 29, "otp", "failure", "sixth").verdict, Verdict::Block);
+        assert_eq!(one(40, 30, "login", "success", "password-guesser").verdict, Verdict::Block, "offended again, so kept");
+        assert_eq!(one(41, 31, "login", "success", "fourth").verdict, Verdict::Challenge, "the one that offended longest ago went");
+        // A wrong code without a device is refused, and changes nothing for
+        // the devices: the owner's tablet is still stepped up.
+        let bare_guess = run(&p, &[br#"{"event_id":"e42","ts":"2026-11-09T03:32:00+09:00","step":"otp","result":"failure","customer_id":"owner","ip":"10.42.0.1"}"#.to_vec()]).remove(0);
+        assert_eq!(bare_guess.verdict, Verdict::Block, "{bare_guess:?}");
+        assert_eq!(one(43, 33, "login", "success", "owners-tablet").verdict, Verdict::Challenge);
         // A customer block by a rule not about guessing (not listed)
         // refuses every device, and so does every block with the list empty.
         for adjust in [(|_: &mut Config| {}) as fn(&mut Config), |c: &mut Config| c.blocks.step_up_other_devices_for.clear()] {
