@@ -292,6 +292,52 @@ impl LevelBaseline {
     }
 }
 
+/// Counts per minute and per hour of event time, in rings of 60 and 24: the
+/// last hour to the minute, and the day by clock hours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct MinuteHourCounts {
+    /// (minute index, count), by minute % 60.
+    minutes: Vec<(i64, u32)>,
+    /// (hour index, count), by hour % 24.
+    hours: Vec<(i64, u32)>,
+}
+
+impl MinuteHourCounts {
+    fn count(&mut self, minute: i64) {
+        if self.minutes.is_empty() {
+            self.minutes = vec![(i64::MIN, 0); 60];
+            self.hours = vec![(i64::MIN, 0); 24];
+        }
+        for (ring, at) in [(&mut self.minutes, minute), (&mut self.hours, minute.div_euclid(60))] {
+            let len = ring.len() as i64;
+            let slot = &mut ring[at.rem_euclid(len) as usize];
+            if slot.0 == at {
+                slot.1 += 1;
+            } else if slot.0 < at {
+                *slot = (at, 1);
+            }
+        }
+    }
+
+    /// Counted in the 60 minutes up to and including `minute`.
+    fn last_hour(&self, minute: i64) -> u64 {
+        self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    /// The clock hours in `hours` that hold counts, with their counts.
+    fn hours_in(&self, hours: std::ops::RangeInclusive<i64>) -> impl Iterator<Item = u32> + '_ {
+        self.hours.iter().filter(move |(h, _)| hours.contains(h)).map(|(_, n)| *n)
+    }
+
+    /// A copy from a snapshot must have both rings whole, or neither.
+    fn check(&self, what: &str) -> Result<(), Error> {
+        if (self.minutes.is_empty() && self.hours.is_empty()) || (self.minutes.len() == 60 && self.hours.len() == 24) {
+            return Ok(());
+        }
+        Err(Error::Snapshot(format!("{what} over {} minutes and {} hours, not 60 and 24", self.minutes.len(), self.hours.len())))
+    }
+}
+
 /// How busy onboarding is right now against its own recent past: onboarding
 /// events in the last hour of event time, over what the last day's hours
 /// held on average, scaled by the hour's place in the daily rhythm. A
@@ -299,10 +345,7 @@ impl LevelBaseline {
 /// address's burst inside a normal hour does not lift this.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct OnboardingRate {
-    /// Per minute of event time: (minute index, onboarding events), by minute % 60.
-    minutes: Vec<(i64, u32)>,
-    /// Per hour of event time: (hour index, onboarding events), by hour % 24.
-    hours: Vec<(i64, u32)>,
+    counts: MinuteHourCounts,
     /// The first hour seen: how much of the day the average may span.
     first_hour: Option<i64>,
 }
@@ -322,16 +365,11 @@ impl OnboardingRate {
     /// The surge as it stands before this event (1 without enough history),
     /// then count the event if `learn`.
     fn observe(&mut self, ts_ms: i64, hour_activity: f32, own: f32, learn: bool) -> f32 {
-        if self.minutes.is_empty() {
-            self.minutes = vec![(i64::MIN, 0); 60];
-            self.hours = vec![(i64::MIN, 0); 24];
-        }
         let minute = ts_ms.div_euclid(60_000);
         let hour = minute.div_euclid(60);
-        let last_hour: u64 = self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum();
+        let last_hour = self.counts.last_hour(minute);
         // The 23 complete hours before the current one (the ring's 24th slot is the current hour).
-        let (day, hours_with_onboarding) =
-            self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h < hour).fold((0u64, 0i64), |(n, k), (_, c)| (n + u64::from(*c), k + 1));
+        let (day, hours_with_onboarding) = self.counts.hours_in(hour - 23..=hour - 1).fold((0u64, 0i64), |(n, k), c| (n + u64::from(c), k + 1));
         // The average is over hours that had onboarding, not over the clock: a gap in the
         // traffic (a restart from an old snapshot, a warm-up from a file with holes) must not
         // read as a quiet day. An honest quiet night then reads a little low, never high.
@@ -344,18 +382,7 @@ impl OnboardingRate {
         };
         if learn {
             self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
-            let m = &mut self.minutes[minute.rem_euclid(60) as usize];
-            if m.0 == minute {
-                m.1 += 1;
-            } else if m.0 < minute {
-                *m = (minute, 1);
-            }
-            let h = &mut self.hours[hour.rem_euclid(24) as usize];
-            if h.0 == hour {
-                h.1 += 1;
-            } else if h.0 < hour {
-                *h = (hour, 1);
-            }
+            self.counts.count(minute);
         }
         surge
     }
@@ -368,36 +395,21 @@ impl OnboardingRate {
 /// address onboarding far more than its usual share stands out in any world.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct NewIdentityCount {
-    /// Per minute of event time: (minute index, identities), by minute % 60.
-    minutes: Vec<(i64, u32)>,
-    /// Per hour of event time: (hour index, identities), by hour % 24.
-    hours: Vec<(i64, u32)>,
+    counts: MinuteHourCounts,
 }
 
 impl NewIdentityCount {
-    /// Count one identity first seen at `ts_ms` (if `count`), then read the
-    /// identities of the last hour and of the last 24 clock hours, this one
-    /// included, as an address's own distinct counts include it.
+    /// Count one fresh identity at `ts_ms` (if `count`), then read those of
+    /// the last hour and of the last 24 clock hours, this one included, as
+    /// an address's own distinct counts include it.
     fn observe(&mut self, ts_ms: i64, count: bool) -> (f32, f32) {
-        if self.minutes.is_empty() {
-            self.minutes = vec![(i64::MIN, 0); 60];
-            self.hours = vec![(i64::MIN, 0); 24];
-        }
         let minute = ts_ms.div_euclid(60_000);
         let hour = minute.div_euclid(60);
         if count {
-            for (ring, at) in [(&mut self.minutes, minute), (&mut self.hours, hour)] {
-                let len = ring.len() as i64;
-                let slot = &mut ring[at.rem_euclid(len) as usize];
-                if slot.0 == at {
-                    slot.1 += 1;
-                } else if slot.0 < at {
-                    *slot = (at, 1);
-                }
-            }
+            self.counts.count(minute);
         }
-        let last_hour: u64 = self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum();
-        let last_day: u64 = self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h <= hour).map(|(_, n)| u64::from(*n)).sum();
+        let last_hour = self.counts.last_hour(minute);
+        let last_day: u64 = self.counts.hours_in(hour - 23..=hour).map(u64::from).sum();
         (last_hour as f32, last_day.max(last_hour) as f32)
     }
 }
@@ -527,10 +539,10 @@ impl Baselines {
     }
 
     /// The population's fresh identities in the last hour and the last 24
-    /// hours at `ts_ms`, counting first one identity seen for the first time
-    /// (`first_seen`; see [`NewIdentityCount`]).
-    pub fn new_identities(&self, ts_ms: i64, first_seen: bool) -> (f32, f32) {
-        locked(&self.new_identities).observe(ts_ms, first_seen)
+    /// clock hours at `ts_ms`, counting first the event's own identity if it
+    /// is one not counted before (`fresh`; see [`NewIdentityCount`]).
+    pub fn new_identities(&self, ts_ms: i64, fresh: bool) -> (f32, f32) {
+        locked(&self.new_identities).observe(ts_ms, fresh)
     }
 
     /// Where a local hour stands among the hours the bank's staff work
@@ -684,14 +696,8 @@ impl Baselines {
                 })
             })
             .collect::<Result<Vec<StepBaseline>, Error>>()?;
-        let rate = &state.onboarding_rate;
-        if !(rate.minutes.is_empty() && rate.hours.is_empty()) && (rate.minutes.len() != 60 || rate.hours.len() != 24) {
-            return Err(Error::Snapshot(format!("an onboarding rate of {} minutes and {} hours, not 60 and 24", rate.minutes.len(), rate.hours.len())));
-        }
-        let fresh = &state.new_identities;
-        if !(fresh.minutes.is_empty() && fresh.hours.is_empty()) && (fresh.minutes.len() != 60 || fresh.hours.len() != 24) {
-            return Err(Error::Snapshot(format!("a count of fresh identities over {} minutes and {} hours, not 60 and 24", fresh.minutes.len(), fresh.hours.len())));
-        }
+        state.onboarding_rate.counts.check("an onboarding rate")?;
+        state.new_identities.counts.check("a count of fresh identities")?;
         let ip = &state.ip_onboarding;
         let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
         for (slot, restored) in self.steps.iter().zip(steps) {
@@ -1020,6 +1026,24 @@ mod tests {
         }
         // Taken in (80 of 480 at 500 ms when the table was rebuilt): no longer the fastest.
         assert!(b.observe(Step::Otp, Some(500), 10, false).duration_rank > 0.05);
+    }
+
+    #[test]
+    fn a_snapshot_with_a_broken_ring_of_counts_is_refused_and_changes_nothing() {
+        let b = Baselines::default();
+        b.new_identities(1_764_000_000_000, true);
+        b.onboarding_surge(1_764_000_000_000, 1.0, 0.0, true);
+        for broken in [|s: &mut BaselinesState| s.new_identities.counts.minutes.truncate(59), |s: &mut BaselinesState| s.onboarding_rate.counts.hours.push((0, 1))] {
+            let mut state = b.export_state();
+            broken(&mut state);
+            let fresh = Baselines::default();
+            let e = fresh.restore_state(&state).unwrap_err().to_string();
+            assert!(e.contains("not 60 and 24"), "{e}");
+            assert_eq!(fresh.new_identities(1_764_000_000_000, false), (0.0, 0.0), "nothing was taken over");
+        }
+        let whole = Baselines::default();
+        whole.restore_state(&b.export_state()).unwrap();
+        assert_eq!(whole.new_identities(1_764_000_000_000, false), (1.0, 1.0));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(crate) struct Observed {
     pub code_step: bool,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
     pub step_bit: u16,
+    /// The event is an onboarding step.
+    pub onboarding: bool,
 }
 
 /// The verification methods of the FSC's non-face-to-face rule, as bits of
@@ -113,6 +115,10 @@ struct Profile {
     /// pipeline that sends no session id is judged on what the customer
     /// proved on the same device in the last hour instead.
     methods_at: [(u32, u32); METHOD_NAMES.len()],
+    /// Counted as one of the population's fresh identities: at the first
+    /// onboarding step met while the customer was not returning, the same
+    /// events an address counts them at.
+    counted_fresh: bool,
 }
 
 impl Profile {
@@ -308,6 +314,9 @@ fn local_day(w: &Windows, secs: u32) -> u32 {
 pub(crate) struct Observe {
     /// The entity (a customer) was returning before this event.
     pub returning_before: bool,
+    /// This event makes the customer one of the population's fresh
+    /// identities, once per profile the store keeps.
+    pub first_fresh: bool,
     /// The hours of each staff working day this event taught the habit (0: none).
     pub closed_staff_days: [u32; 2],
 }
@@ -386,6 +395,13 @@ impl Entity {
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
         }
 
+        let first_fresh = match &mut self.extra {
+            Extra::Profile(p) if o.apply && o.onboarding && !returning_before && !p.counted_fresh => {
+                p.counted_fresh = true;
+                true
+            }
+            _ => false,
+        };
         let closed_days = if o.apply { self.apply(kind, w, o) } else { [0; 2] };
         // Was the staff member seen at this very hour before? Office hours
         // are a tight habit: the hour after closing is already unusual. Read
@@ -477,7 +493,7 @@ impl Entity {
             }
             _ => {}
         }
-        Observe { returning_before, closed_staff_days: closed_days }
+        Observe { returning_before, first_fresh, closed_staff_days: closed_days }
     }
 
     fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> [u32; 2] {

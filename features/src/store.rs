@@ -258,12 +258,12 @@ impl FeatureStore {
             login_ok: success && event.step == Step::Login,
             code_step: event.step.is_code(),
             step_bit: 1 << event.step as u16,
+            onboarding: event.step.is_onboarding(),
         };
 
         write_event_features(event, hour, late, automation, &baseline, out);
-        // The customer met for the first time (or again after their profile
-        // expired): at an onboarding step, one fresh identity of the population's.
-        let mut customer_first_seen = false;
+        // One of the population's fresh identities, counted where an address counts it.
+        let mut first_fresh = false;
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
         for kind in EntityKind::ALL {
@@ -293,12 +293,10 @@ impl FeatureStore {
                     inserted = true;
                     Box::new(Entity::new(kind, secs))
                 });
-                let renewed = !inserted && expired(&e);
-                if renewed {
+                if !inserted && expired(&e) {
                     **e = Entity::new(kind, secs);
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 }
-                customer_first_seen |= kind == EntityKind::Customer && (inserted || renewed);
                 let seen = e.observe(kind, layout, w, &observed, out);
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -311,6 +309,7 @@ impl FeatureStore {
                 self.baselines.learn_staff_day(hours);
             }
             if kind == EntityKind::Customer {
+                first_fresh = seen.first_fresh;
                 let fragment = related[EntityKind::Customer.index()];
                 if seen.returning_before {
                     // A failed event vouches for nothing: anyone who knows a
@@ -340,9 +339,9 @@ impl FeatureStore {
             1.0
         };
         // The population's fresh identities, read at onboarding events only.
-        // A late event makes no entity, so it is never counted.
+        // A late event changes no entity, so it is never counted.
         (out[15], out[16]) = if event.step.is_onboarding() {
-            self.baselines.new_identities(event.ts_ms, customer_first_seen)
+            self.baselines.new_identities(event.ts_ms, first_fresh)
         } else {
             (0.0, 0.0)
         };
@@ -576,6 +575,7 @@ impl FeatureStore {
             login_ok: false,
             code_step: false,
             step_bit: 0,
+            onboarding: false,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
         Some((layout.base..layout.end).map(|s| (self.catalog.name(s).to_owned(), out[s])).collect())
@@ -955,21 +955,27 @@ mod tests {
         assert_eq!(population(&store, &out), (0.0, 0.0));
         store.observe(&step(11, t0 + 3 * MIN, "customer", Step::IdOcr), &mut out);
         assert_eq!(population(&store, &out), (1.0, 1.0));
+        // An applicant whose flow starts with a phone check is one all the
+        // same, counted at their first onboarding step, as an address counts them.
+        store.observe(&step(20, t0 + 4 * MIN, "by-phone", Step::PhoneAuth), &mut out);
+        store.observe(&step(21, t0 + 5 * MIN, "by-phone", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (2.0, 2.0));
+        assert_eq!(get(&store, &out, "ip.distinct_new_identities_1h"), 2.0, "the address counts the same two");
         // A second applicant an hour later: the first has left the hour, not the day.
-        store.observe(&step(12, t0 + 61 * MIN, "second", Step::IdOcr), &mut out);
-        assert_eq!(population(&store, &out), (1.0, 2.0));
+        store.observe(&step(12, t0 + 66 * MIN, "second", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (1.0, 3.0));
         // A third, too late to be decided in order, is read but not counted.
-        let late = store.observe(&step(13, t0 + 55 * MIN, "too-late", Step::IdOcr), &mut out);
+        let late = store.observe(&step(13, t0 + 59 * MIN, "too-late", Step::IdOcr), &mut out);
         assert!(late.late);
-        store.observe(&step(14, t0 + 62 * MIN, "fourth", Step::IdOcr), &mut out);
-        assert_eq!(population(&store, &out), (2.0, 3.0), "the late one was not counted");
+        store.observe(&step(14, t0 + 67 * MIN, "fourth", Step::IdOcr), &mut out);
+        assert_eq!(population(&store, &out), (2.0, 4.0), "the late one was not counted");
         // A day later the day has emptied too, but for the one counted now.
-        store.observe(&step(15, t0 + 62 * MIN + 86_400_000, "fifth", Step::IdOcr), &mut out);
+        store.observe(&step(15, t0 + 67 * MIN + 86_400_000, "fifth", Step::IdOcr), &mut out);
         assert_eq!(population(&store, &out), (1.0, 1.0));
         // The counts are part of what a snapshot carries.
         let again = FeatureStore::new(&FeatureConfig::default()).unwrap();
         again.restore_state(store.export_state()).unwrap();
-        again.observe(&step(16, t0 + 63 * MIN + 86_400_000, "sixth", Step::IdOcr), &mut out);
+        again.observe(&step(16, t0 + 68 * MIN + 86_400_000, "sixth", Step::IdOcr), &mut out);
         assert_eq!(population(&again, &out), (2.0, 2.0));
     }
 
