@@ -75,14 +75,16 @@ pub struct Block {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_at_event_ms: Option<i64>,
     /// A detector's block on a customer: the devices its offending events
-    /// came from (keyed hashes), the one that set it and those whose events
-    /// fired the rule again while it held, the latest
-    /// [`MAX_OFFENDING_DEVICES`] to offend, oldest first. It refuses these; a
-    /// passed event from another device is challenged instead (see
-    /// [`Block::steps_up_device`]). Empty (an older entry, or none of its
-    /// offending events named a device) or past [`MAX_OFFENDING_DEVICES`]
-    /// (an entry written by a build that padded the list to refuse
-    /// everything): it refuses every device.
+    /// came from (keyed hashes): the one that set it, those that sent a
+    /// wrong code or password while it held, and those whose events fired
+    /// the rule again; the latest [`MAX_OFFENDING_DEVICES`] to offend,
+    /// oldest first. It refuses these; a passed event from another device is
+    /// challenged instead (see [`Block::steps_up_device`]). Empty (an older
+    /// entry, or none of its offending events named a device, so that a
+    /// guesser who sends no device id locks the owner out with the rest
+    /// until one of their events names one) or past
+    /// [`MAX_OFFENDING_DEVICES`] (an entry written by a build that padded the
+    /// list to refuse everything): it refuses every device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offending_devices: Vec<u64>,
     /// Set by a rule that `[blocks] step_up_other_devices_for` names, as the
@@ -96,12 +98,14 @@ pub struct Block {
 /// How many of the latest offending devices a customer block remembers. A
 /// guesser who rotates through more device ids than this has each of their
 /// guesses refused from any device, and each passed login or code from a
-/// device no longer remembered stepped up, as the owner's is. Against such
-/// a guesser the block's defence is the step-up alone: it must ask for a
-/// factor the guesser is not the one guessing (a face match, not another
-/// code over the same channel). Refusing every device instead, as an
-/// earlier build did past this, locked out the owner, who cannot be told
-/// from the guesser's next new device.
+/// device no longer remembered stepped up, as the owner's is. Five ids in
+/// a cycle are enough for that. Against such a guesser the block's defence
+/// is the step-up alone: it must ask for a factor the guesser is not the
+/// one guessing (a face match, not another code over the same channel), and
+/// a step-up where a refusal would come also tells them their password or
+/// code was right. Refusing every device instead, as an earlier build did
+/// past this, locked out the owner, who cannot be told from the guesser's
+/// next new device.
 pub const MAX_OFFENDING_DEVICES: usize = 4;
 
 /// A guard challenge on a session, as its holder meets it.
@@ -570,8 +574,9 @@ impl BlockList {
     /// A device that offends again becomes the latest; past
     /// [`MAX_OFFENDING_DEVICES`] the one that offended longest ago is
     /// forgotten. An event without a device adds nothing: it is refused
-    /// anyway, and refusing every device for it would lock out the owner
-    /// alone. The block topic and the records are told (change `device`).
+    /// anyway, and once the block remembers a device, refusing every device
+    /// for it would lock out the owner alone. The block topic and the
+    /// records are told (change `device`).
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let Some(device) = device else { return };
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
@@ -877,7 +882,10 @@ mod tests {
         assert!(!b.steps_up_device(Some(8)), "a rule no longer listed refuses every device");
         again.note_offending_device(EntityKind::Customer, 3, Some(9), now);
         assert_eq!(again.entries.get(&(EntityKind::Customer, 3)).unwrap().offending_devices, vec![7], "nor notes devices");
-        // A copy restored into a list is judged by that list's settings, either way.
+        // A copy restored into a list is judged by that list's settings. (Under
+        // settings that do not list the rule, the unstored flag's default is
+        // already the answer; under settings that list it, only resolving
+        // the restored entry steps other devices up.)
         let restored = BlockList::open(BlockConfig { state_file: None, ..unlisted }).unwrap();
         restored.restore_json(&list.export_json()).unwrap();
         assert!(!restored.entries.get(&(EntityKind::Customer, 3)).unwrap().steps_up_device(Some(8)));
