@@ -116,8 +116,8 @@ struct Profile {
     /// proved on the same device in the last hour instead.
     methods_at: [(u32, u32); METHOD_NAMES.len()],
     /// Counted as one of the population's fresh identities: at the first
-    /// onboarding step met while the customer was not returning, the same
-    /// events an address counts them at.
+    /// onboarding step met while the customer was not returning (an address
+    /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
 }
 

@@ -262,7 +262,8 @@ impl FeatureStore {
         };
 
         write_event_features(event, hour, late, automation, &baseline, out);
-        // One of the population's fresh identities, counted where an address counts it.
+        // One of the population's fresh identities, counted at the first
+        // onboarding step at which an address counts it.
         let mut first_fresh = false;
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
