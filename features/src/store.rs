@@ -230,10 +230,12 @@ impl FeatureStore {
         // headless scripts at a small bank would otherwise become a step's
         // fastest percent, so that a quieter script later ranks as a person.
         let automation = event.user_agent.as_deref().is_some_and(is_automation_agent_cached);
+        let learn = !late && !automation;
+        let onboarding = event.step.is_onboarding();
         let baseline = if staff_access {
             BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
         } else {
-            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, !late && !automation)
+            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, learn)
         };
         let success = !event.is_failure();
         let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
@@ -258,7 +260,7 @@ impl FeatureStore {
             login_ok: success && event.step == Step::Login,
             code_step: event.step.is_code(),
             step_bit: 1 << event.step as u16,
-            onboarding: event.step.is_onboarding(),
+            onboarding,
         };
 
         write_event_features(event, hour, late, automation, &baseline, out);
@@ -319,29 +321,29 @@ impl FeatureStore {
                     if success {
                         observed.returning = fragment;
                     }
-                } else if event.step.is_onboarding() {
+                } else if onboarding {
                     observed.new_identity = fragment;
                 }
             }
         }
         // Population level of one address's hourly onboardings, read at
         // onboarding events only (an address's login traffic says nothing of it).
-        out[13] = match (event.step.is_onboarding(), self.ip_new_1h_slot) {
-            (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], !late && !automation),
+        out[13] = match (onboarding, self.ip_new_1h_slot) {
+            (true, Some(slot)) if keys.get(EntityKind::Ip).is_some() => self.baselines.ip_onboarding_level(out[slot], learn),
             _ => crate::baseline::LEVEL_UNKNOWN,
         };
         // Onboarding events in the last hour against the last day's hours,
         // read at onboarding events only; 1 elsewhere.
         // The event's own address is left out, so that a burst cannot lift the surge it is measured by.
-        out[14] = if event.step.is_onboarding() {
+        out[14] = if onboarding {
             let own = if keys.get(EntityKind::Ip).is_some() { out[self.ip_events_1h_slot] } else { 0.0 };
-            self.baselines.onboarding_surge(event.ts_ms, out[10], own, !late && !automation)
+            self.baselines.onboarding_surge(event.ts_ms, out[10], own, learn)
         } else {
             1.0
         };
         // The population's fresh identities, read at onboarding events only.
         // A late event changes no entity, so it is never counted.
-        (out[15], out[16]) = if event.step.is_onboarding() {
+        (out[15], out[16]) = if onboarding {
             self.baselines.new_identities(event.ts_ms, first_fresh)
         } else {
             (0.0, 0.0)

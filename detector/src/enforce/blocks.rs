@@ -167,10 +167,11 @@ impl Block {
         self.is_guard_challenge() && self.holder == Some(holder) && self.set_at_event_ms == Some(set_at_event_ms)
     }
 
-    /// A detector's block on a customer that knows which devices its
-    /// offending events came from: the entry [`BlockList::note_offending_device`] keeps.
+    /// A detector's block on a customer about guessing, which knows which
+    /// devices its offending events came from: the entry
+    /// [`BlockList::note_offending_device`] keeps.
     fn tells_devices_apart(&self) -> bool {
-        self.scope == EntityKind::Customer && self.action == BlockAction::Block && !self.is_manual() && !self.set_by.starts_with(super::RATE_LIMIT_SET_BY_PREFIX)
+        self.about_guessing && self.scope == EntityKind::Customer && self.action == BlockAction::Block && !self.is_manual() && !self.set_by.starts_with(super::RATE_LIMIT_SET_BY_PREFIX)
     }
 
     /// This block, met by an event from `device`, asks for a step-up
@@ -187,8 +188,7 @@ impl Block {
     /// up, the guesser's older ones included.
     pub fn steps_up_device(&self, device: Option<u64>) -> bool {
         let Some(device) = device else { return false };
-        self.about_guessing
-            && self.tells_devices_apart()
+        self.tells_devices_apart()
             && !self.offending_devices.is_empty()
             && self.offending_devices.len() <= MAX_OFFENDING_DEVICES
             && !self.offending_devices.contains(&device)
@@ -580,7 +580,7 @@ impl BlockList {
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let Some(device) = device else { return };
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
-            if b.expires_at_ms <= now || !b.about_guessing || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
+            if b.expires_at_ms <= now || !b.tells_devices_apart() || b.offending_devices.len() > MAX_OFFENDING_DEVICES {
                 return None;
             }
             let devices = &mut b.offending_devices;
