@@ -76,7 +76,10 @@ pub fn has_durations(kind: EntityKind) -> bool {
 ///
 /// `duration_rank` and `hour_activity` are relative to the population
 /// (see `baseline.rs`): a rule that reads them holds in any world of traffic.
-pub const EVENT_FEATURES: [&str; 17] = [
+/// `history_hours` is how much event time the store stands on
+/// ([`crate::FeatureStore::history_ms`]): a rule that reads an absence over a
+/// window ("no returning customer in 24 h") can ask that the window be full.
+pub const EVENT_FEATURES: [&str; 18] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -94,6 +97,7 @@ pub const EVENT_FEATURES: [&str; 17] = [
     "event.onboarding_surge",
     "event.population_new_identities_1h",
     "event.population_new_identities_24h",
+    "event.history_hours",
 ];
 
 /// Slot offsets of one kind's features.

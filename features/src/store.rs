@@ -348,6 +348,7 @@ impl FeatureStore {
         } else {
             (0.0, 0.0)
         };
+        out[17] = self.history_ms() as f32 / 3_600_000.0;
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
@@ -1088,26 +1089,28 @@ mod tests {
     fn history_runs_from_the_oldest_event_learned_from_to_the_newest() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
+        // Each event reads the history that includes it, as the rules see it.
+        let mut observe = |i: usize, at: i64| {
+            store.observe(&event(i, at, &format!("c{i}"), &format!("10.0.0.{i}"), &format!("d{i}"), false), &mut out);
+            let hours = get(&store, &out, "event.history_hours");
+            assert_eq!(hours, store.history_ms() as f32 / 3_600_000.0, "event {i}");
+            store.history_ms()
+        };
         assert_eq!(store.history_ms(), 0);
         let t0 = 1_764_000_000_000;
-        store.observe(&event(1, t0, "c1", "10.0.0.1", "d1", false), &mut out);
-        assert_eq!(store.history_ms(), 0);
-        store.observe(&event(2, t0 + 120_000, "c2", "10.0.0.2", "d2", false), &mut out);
-        assert_eq!(store.history_ms(), 120_000);
+        assert_eq!(observe(1, t0), 0);
+        assert_eq!(observe(2, t0 + 120_000), 120_000);
         // Within the lateness an older event still counts as history.
-        store.observe(&event(3, t0 - 60_000, "c3", "10.0.0.3", "d3", false), &mut out);
-        assert_eq!(store.history_ms(), 180_000);
-        store.observe(&event(4, t0 + 3_600_000, "c4", "10.0.0.4", "d4", false), &mut out);
-        assert_eq!(store.history_ms(), 3_660_000);
+        assert_eq!(observe(3, t0 - 60_000), 180_000);
+        assert_eq!(observe(4, t0 + 3_600_000), 3_660_000);
         // A too-late one does not: it is not learned from.
-        store.observe(&event(5, t0 - 86_400_000, "c5", "10.0.0.5", "d5", false), &mut out);
-        assert_eq!(store.history_ms(), 3_660_000);
+        assert_eq!(observe(5, t0 - 86_400_000), 3_660_000);
         // A day with no events at all (an outage): history starts over.
         let back = t0 + 3_600_000 + 86_400_000;
-        store.observe(&event(6, back, "c6", "10.0.0.6", "d6", false), &mut out);
-        assert_eq!(store.history_ms(), 0);
-        store.observe(&event(7, back + 60_000, "c7", "10.0.0.7", "d7", false), &mut out);
-        assert_eq!(store.history_ms(), 60_000);
+        assert_eq!(observe(6, back), 0);
+        assert_eq!(observe(7, back + 60_000), 60_000);
+        assert_eq!(observe(8, back + 13 * 3_600_000), 13 * 3_600_000);
+        assert_eq!(get(&store, &out, "event.history_hours"), 13.0);
     }
 
     #[test]
