@@ -146,7 +146,7 @@ impl FeatureStore {
 
     /// Event time between the oldest event learned from and the newest:
     /// how much history the store stands on (0 before any event). A gap of
-    /// a long window or more without events starts it over.
+    /// half a long window or more without events starts it over.
     pub fn history_ms(&self) -> i64 {
         let (first, newest) = (self.first_event_ms.load(Ordering::Relaxed), self.watermark_ms.load(Ordering::Relaxed));
         if first == i64::MAX || newest == i64::MIN {
@@ -197,10 +197,11 @@ impl FeatureStore {
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
         let watermark_s = event_secs(previous.max(newest));
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
-        if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 1000 {
-            // A long window with no events (an outage, a stalled consumer, a
-            // stale first event): what came before no longer covers the
-            // window, so history starts over here.
+        if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 500 {
+            // Half a long window with no events (an outage, a stalled
+            // consumer, a stale first event): what came before covers at
+            // most the other half of the window, so history starts over
+            // here. Silence is not history.
             self.first_event_ms.store(newest, Ordering::Relaxed);
         }
         if late {
@@ -348,7 +349,7 @@ impl FeatureStore {
         } else {
             (0.0, 0.0)
         };
-        out[17] = self.history_ms() as f32 / 3_600_000.0;
+        out[17] = (self.history_ms() as f64 / 3_600_000.0) as f32;
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
@@ -1093,7 +1094,10 @@ mod tests {
         let mut observe = |i: usize, at: i64| {
             store.observe(&event(i, at, &format!("c{i}"), &format!("10.0.0.{i}"), &format!("d{i}"), false), &mut out);
             let hours = get(&store, &out, "event.history_hours");
-            assert_eq!(hours, store.history_ms() as f32 / 3_600_000.0, "event {i}");
+            assert_eq!(hours, (store.history_ms() as f64 / 3_600_000.0) as f32, "event {i}");
+            if store.history_ms() == 12 * 3_600_000 {
+                assert_eq!(hours, 12.0, "a whole number of hours reads as one");
+            }
             store.history_ms()
         };
         assert_eq!(store.history_ms(), 0);
@@ -1109,8 +1113,13 @@ mod tests {
         let back = t0 + 3_600_000 + 86_400_000;
         assert_eq!(observe(6, back), 0);
         assert_eq!(observe(7, back + 60_000), 60_000);
-        assert_eq!(observe(8, back + 13 * 3_600_000), 13 * 3_600_000);
-        assert_eq!(get(&store, &out, "event.history_hours"), 13.0);
+        // Quiet hours are history as long as half the long window has data.
+        assert_eq!(observe(8, back + 6 * 3_600_000), 6 * 3_600_000);
+        assert_eq!(observe(9, back + 12 * 3_600_000), 12 * 3_600_000);
+        // Half a day of silence (a stalled consumer) leaves the day's counts
+        // half empty: history starts over, as after a day.
+        assert_eq!(observe(10, back + 24 * 3_600_000), 0);
+        assert_eq!(observe(11, back + 35 * 3_600_000 + 59 * 60_000), 11 * 3_600_000 + 59 * 60_000);
     }
 
     #[test]
