@@ -99,6 +99,13 @@ impl Step {
         matches!(self, Step::Otp | Step::AccountVerify | Step::PhoneAuth)
     }
 
+    /// A check of the person present or of their document: an ID scan, its
+    /// authenticity check, a face match or a liveness check. Passing one
+    /// proves nothing about a password or a one-time code.
+    pub fn proves_presence(self) -> bool {
+        matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness)
+    }
+
     /// Checks of who the person is that give nothing away by themselves.
     /// Login, the account opening, record access and the sensitive checks
     /// are where a session gets what it came for.

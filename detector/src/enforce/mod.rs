@@ -291,6 +291,8 @@ impl Enforcer {
         let spared_any = std::cell::Cell::new(false);
         let device = keys.get(EntityKind::Device);
         let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
+        let proves_presence = event.result == haechi_features::Outcome::Success && event.step.proves_presence();
+        let passed_check_over: std::cell::RefCell<Option<(EntityKind, String)>> = std::cell::RefCell::new(None);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
@@ -309,6 +311,17 @@ impl Enforcer {
             // A wrong code or password is the guesser's to send from any
             // device: refused. A failed photo or face guesses nothing.
             if !guess && b.steps_up_device(device) {
+                // A passed ID scan, authenticity check, face match or
+                // liveness check is what a step-up asks for, and none of
+                // them is what a guesser of passwords and codes is after:
+                // stepping it up only makes the owner, re-verifying on a new
+                // phone while their account is guessed at, prove themselves
+                // twice. Their code, login, 1-won check and account opening
+                // are still stepped up.
+                if proves_presence {
+                    *passed_check_over.borrow_mut() = Some((b.scope, b.set_by.clone()));
+                    return None;
+                }
                 return Some(BlockAction::Challenge);
             }
             Some(b.action)
@@ -353,6 +366,12 @@ impl Enforcer {
             }
         }
         out.spared_owner_device = spared_any.get();
+        if let Some((scope, set_by)) = passed_check_over.take() {
+            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from(scope.as_str()), Severity::Low).with_detail(format!(
+                "the {scope} is blocked by {set_by} for the devices its offending events came from; a passed {} from another device is itself a step-up, and is not asked for another",
+                event.step.as_str()
+            )));
+        }
         if entry_passed_over.get() {
             out.answered = true;
             if let Some((_, _, instead_of)) = answered {
@@ -963,6 +982,18 @@ rules:
         let d = one(21, 11, "login", "success", "owners-new-phone");
         assert_eq!((d.verdict, d.blocked_by.as_ref().map(|b| (b.scope, b.action))), (Verdict::Challenge, Some((EntityKind::Customer, BlockAction::Challenge))), "{d:?}");
         assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("step-up")), "{d:?}");
+        // A passed ID scan, face match or liveness check from that phone is
+        // itself a step-up: let through, and told why. The account opening
+        // it leads to is stepped up.
+        for (i, step) in ["id_ocr", "id_authenticity", "face_match", "liveness"].into_iter().enumerate() {
+            let d = one(80 + i, 11, step, "success", "owners-new-phone");
+            assert_eq!((d.verdict, d.blocked_by.as_ref()), (Verdict::Allow, None), "{d:?}");
+            assert!(d.reasons.iter().any(|r| r.severity == Severity::Low && r.detail.as_deref().is_some_and(|t| t.contains("itself a step-up"))), "{d:?}");
+        }
+        assert_eq!(one(84, 11, "account_open", "success", "owners-new-phone").verdict, Verdict::Challenge);
+        assert_eq!(one(85, 11, "otp", "success", "owners-new-phone").verdict, Verdict::Challenge, "a passed code is what a guesser is after");
+        // The guesser's own device is refused whatever it passes.
+        assert_eq!(one(86, 11, "face_match", "success", "stranger").verdict, Verdict::Block);
         // A failed photo guesses nothing: stepped up too. A wrong code is
         // refused from any device, and fires the rule again; a wrong
         // password fires no rule here but is a guess all the same. Either
