@@ -78,7 +78,7 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// (see `baseline.rs`): a rule that reads them holds in any world of traffic.
 /// `history_hours` is how much event time the store stands on
 /// ([`crate::FeatureStore::history_ms`]): a rule that reads an absence over a
-/// window ("no returning customer in 24 h") can ask that the window be full.
+/// window ("no returning customer in 24 h") can ask for enough of it.
 pub const EVENT_FEATURES: [&str; 18] = [
     "event.hour",
     "event.duration_ms",

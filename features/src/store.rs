@@ -146,7 +146,7 @@ impl FeatureStore {
 
     /// Event time between the oldest event learned from and the newest:
     /// how much history the store stands on (0 before any event). A gap of
-    /// half a long window or more without events starts it over.
+    /// a long window or more without events starts it over.
     pub fn history_ms(&self) -> i64 {
         let (first, newest) = (self.first_event_ms.load(Ordering::Relaxed), self.watermark_ms.load(Ordering::Relaxed));
         if first == i64::MAX || newest == i64::MIN {
@@ -197,11 +197,13 @@ impl FeatureStore {
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
         let watermark_s = event_secs(previous.max(newest));
         let late = previous != i64::MIN && event.ts_ms < previous - i64::from(w.lateness_s) * 1000;
-        if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 500 {
-            // Half a long window with no events (an outage, a stalled
-            // consumer, a stale first event): what came before covers at
-            // most the other half of the window, so history starts over
-            // here. Silence is not history.
+        if previous != i64::MIN && newest.saturating_sub(previous) >= i64::from(w.long.len_s()) * 1000 {
+            // A long window with no events (an outage, a stalled consumer, a
+            // stale first event): what came before no longer covers the
+            // window, so history starts over here. A shorter stall counts as
+            // history although the window's counts are partly empty: a quiet
+            // night of a small or business-hours stream must not make the
+            // store cold every morning.
             self.first_event_ms.store(newest, Ordering::Relaxed);
         }
         if late {
@@ -1093,33 +1095,27 @@ mod tests {
         // Each event reads the history that includes it, as the rules see it.
         let mut observe = |i: usize, at: i64| {
             store.observe(&event(i, at, &format!("c{i}"), &format!("10.0.0.{i}"), &format!("d{i}"), false), &mut out);
-            let hours = get(&store, &out, "event.history_hours");
-            assert_eq!(hours, (store.history_ms() as f64 / 3_600_000.0) as f32, "event {i}");
-            if store.history_ms() == 12 * 3_600_000 {
-                assert_eq!(hours, 12.0, "a whole number of hours reads as one");
-            }
-            store.history_ms()
+            let read = get(&store, &out, "event.history_hours");
+            assert_eq!(read, (store.history_ms() as f64 / 3_600_000.0) as f32, "event {i}: the feature is the history, in hours");
+            read
         };
+        const H: i64 = 3_600_000;
         assert_eq!(store.history_ms(), 0);
         let t0 = 1_764_000_000_000;
-        assert_eq!(observe(1, t0), 0);
-        assert_eq!(observe(2, t0 + 120_000), 120_000);
+        assert_eq!(observe(1, t0), 0.0);
+        assert_eq!(observe(2, t0 + 180_000), 0.05);
         // Within the lateness an older event still counts as history.
-        assert_eq!(observe(3, t0 - 60_000), 180_000);
-        assert_eq!(observe(4, t0 + 3_600_000), 3_660_000);
+        assert_eq!(observe(3, t0 - 36_000), 0.06);
+        assert_eq!(observe(4, t0 + 2 * H - 36_000), 2.0);
         // A too-late one does not: it is not learned from.
-        assert_eq!(observe(5, t0 - 86_400_000), 3_660_000);
+        assert_eq!(observe(5, t0 - 24 * H), 2.0);
+        // A quiet night is history: a small bank's stream must not go cold
+        // every morning.
+        assert_eq!(observe(6, t0 + 16 * H - 36_000), 16.0);
         // A day with no events at all (an outage): history starts over.
-        let back = t0 + 3_600_000 + 86_400_000;
-        assert_eq!(observe(6, back), 0);
-        assert_eq!(observe(7, back + 60_000), 60_000);
-        // Quiet hours are history as long as half the long window has data.
-        assert_eq!(observe(8, back + 6 * 3_600_000), 6 * 3_600_000);
-        assert_eq!(observe(9, back + 12 * 3_600_000), 12 * 3_600_000);
-        // Half a day of silence (a stalled consumer) leaves the day's counts
-        // half empty: history starts over, as after a day.
-        assert_eq!(observe(10, back + 24 * 3_600_000), 0);
-        assert_eq!(observe(11, back + 35 * 3_600_000 + 59 * 60_000), 11 * 3_600_000 + 59 * 60_000);
+        let back = t0 + 40 * H;
+        assert_eq!(observe(7, back), 0.0);
+        assert_eq!(observe(8, back + 12 * H), 12.0);
     }
 
     #[test]

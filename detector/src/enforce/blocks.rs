@@ -93,6 +93,10 @@ pub struct Block {
     /// longer name its rule refuses every device, as the new settings say.
     #[serde(skip)]
     about_guessing: bool,
+    /// ... and by one that `[blocks] presence_checks_pass_for` names too:
+    /// guessed passwords and codes only. Resolved as `about_guessing` is.
+    #[serde(skip)]
+    about_codes: bool,
 }
 
 /// How many of the latest offending devices a customer block remembers. A
@@ -193,6 +197,15 @@ impl Block {
             && self.offending_devices.len() <= MAX_OFFENDING_DEVICES
             && !self.offending_devices.contains(&device)
     }
+
+    /// This block, met by a passed ID scan, authenticity check, face match
+    /// or liveness check from `device`, lets it through: it would step the
+    /// device up, and it was set by guessed passwords and codes only
+    /// (`[blocks] presence_checks_pass_for`), which such a check gives
+    /// nothing towards.
+    pub fn lets_presence_check_pass(&self, device: Option<u64>) -> bool {
+        self.about_codes && self.steps_up_device(device)
+    }
 }
 
 /// An offense count as the state file keeps it; files written before the
@@ -250,6 +263,15 @@ pub struct BlockConfig {
     /// block on a customer (a mule or fraud rule) refuses every device.
     /// Empty: every customer block refuses every device.
     pub step_up_other_devices_for: Vec<String>,
+    /// Of the blocks above, those set only by guessed passwords and codes
+    /// (never by failed photos or faces): from a device other than the
+    /// guesser's, a passed ID scan, authenticity check, face match or
+    /// liveness check is let through instead of stepped up. Such a check is
+    /// what a step-up asks for, and not what a guesser of codes is after; the
+    /// owner re-verifying on a new phone passes them. The failure streak
+    /// counts failed faces too, so it is not listed: a face spoofer rotating
+    /// device ids must still be stepped up when one try passes.
+    pub presence_checks_pass_for: Vec<String>,
     /// Until the store stands on a long window of history (a new install,
     /// not warmed from history), nobody has been seen returning for long
     /// enough to tell a carrier NAT exit from a proxy: a block on a shared
@@ -268,6 +290,7 @@ impl Default for BlockConfig {
             spare_owner_devices: true,
             owner_device_min_age: Duration::from_secs(3600),
             step_up_other_devices_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures", "builtin:failure_streak"].map(String::from).to_vec(),
+            presence_checks_pass_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures"].map(String::from).to_vec(),
             cold_start_challenge: true,
         }
     }
@@ -383,6 +406,7 @@ impl BlockList {
     /// it is set or loaded, so that no event compares rule names.
     fn resolved(&self, mut block: Block) -> Block {
         block.about_guessing = self.config.step_up_other_devices_for.iter().any(|r| *r == block.set_by);
+        block.about_codes = block.about_guessing && self.config.presence_checks_pass_for.iter().any(|r| *r == block.set_by);
         block
     }
 
@@ -549,6 +573,7 @@ impl BlockList {
             answered_at_event_ms: None,
             offending_devices: Vec::new(),
             about_guessing: false,
+            about_codes: false,
         };
         let block = self.resolved(block);
         // Checked again under the shard lock: an analyst may have set a block
@@ -612,7 +637,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false });
+        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false, about_codes: false });
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);

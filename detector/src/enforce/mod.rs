@@ -64,6 +64,10 @@ pub struct Enforced {
     /// event up instead of refusing it (it came from a device none of the
     /// block's offending events came from), and nothing else refused it.
     pub stepped_up_other_device: bool,
+    /// A detector's block on the customer about guessed codes was in force
+    /// and let this passed identity check through, and nothing else stood
+    /// in its way (see [`Block::lets_presence_check_pass`]).
+    pub passed_presence_check: bool,
 }
 
 /// Who asked for a block.
@@ -292,7 +296,7 @@ impl Enforcer {
         let device = keys.get(EntityKind::Device);
         let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
         let proves_presence = event.result == haechi_features::Outcome::Success && event.step.proves_presence();
-        let passed_check_over: std::cell::RefCell<Option<(EntityKind, String)>> = std::cell::RefCell::new(None);
+        let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
@@ -310,18 +314,17 @@ impl Enforcer {
             }
             // A wrong code or password is the guesser's to send from any
             // device: refused. A failed photo or face guesses nothing.
+            // A passed ID scan, authenticity check, face match or liveness
+            // check is what a step-up asks for, and none of them is what a
+            // guesser of passwords and codes is after: stepping it up only
+            // makes the owner, re-verifying on a new phone while their
+            // account is guessed at, prove themselves twice. Their code,
+            // login, 1-won check and account opening are still stepped up.
+            if proves_presence && b.lets_presence_check_pass(device) {
+                *passed_check_over.borrow_mut() = Some(b.set_by.clone());
+                return None;
+            }
             if !guess && b.steps_up_device(device) {
-                // A passed ID scan, authenticity check, face match or
-                // liveness check is what a step-up asks for, and none of
-                // them is what a guesser of passwords and codes is after:
-                // stepping it up only makes the owner, re-verifying on a new
-                // phone while their account is guessed at, prove themselves
-                // twice. Their code, login, 1-won check and account opening
-                // are still stepped up.
-                if proves_presence {
-                    *passed_check_over.borrow_mut() = Some((b.scope, b.set_by.clone()));
-                    return None;
-                }
                 return Some(BlockAction::Challenge);
             }
             Some(b.action)
@@ -366,9 +369,12 @@ impl Enforcer {
             }
         }
         out.spared_owner_device = spared_any.get();
-        if let Some((scope, set_by)) = passed_check_over.take() {
-            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from(scope.as_str()), Severity::Low).with_detail(format!(
-                "the {scope} is blocked by {set_by} for the devices its offending events came from; a passed {} from another device is itself a step-up, and is not asked for another",
+        // Said only when that is why nothing stood in the event's way: an ID
+        // document's or an address's block, an analyst's, still decides.
+        if let Some(set_by) = passed_check_over.take().filter(|_| in_force.is_none()) {
+            out.passed_presence_check = true;
+            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("presence_check"), Severity::Low).with_detail(format!(
+                "the customer is blocked by {set_by} for the devices its guessed codes came from; a passed {} from another device gives a guesser nothing, so this block lets it through",
                 event.step.as_str()
             )));
         }
@@ -970,7 +976,10 @@ rules:
 
     #[test]
     fn a_customer_block_refuses_the_guessers_devices_and_steps_up_any_other() {
-        let listed = |c: &mut Config| c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()];
+        let listed = |c: &mut Config| {
+            c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()];
+            c.blocks.presence_checks_pass_for = vec!["rules:codes_guessed".into()];
+        };
         let p = brute_force_pipeline_with(listed);
         let guesses: Vec<Vec<u8>> = (0..3).map(|k| on_device(10 + k, &format!("2026-11-09T03:0{k}:00+09:00"), "otp", "failure", "stranger")).collect();
         assert_eq!(run(&p, &guesses)[2].verdict, Verdict::Block);
@@ -982,18 +991,30 @@ rules:
         let d = one(21, 11, "login", "success", "owners-new-phone");
         assert_eq!((d.verdict, d.blocked_by.as_ref().map(|b| (b.scope, b.action))), (Verdict::Challenge, Some((EntityKind::Customer, BlockAction::Challenge))), "{d:?}");
         assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("step-up")), "{d:?}");
-        // A passed ID scan, face match or liveness check from that phone is
-        // itself a step-up: let through, and told why. The account opening
-        // it leads to is stepped up.
+        // A passed ID scan, authenticity check, face match or liveness check
+        // from that phone gives a guesser of codes nothing: let through, and
+        // told why. The code and account opening it leads to are stepped up
+        // by the block.
+        let stepped_up_by_the_block = |d: &Decision| d.blocked_by.as_ref().map(|b| (b.scope, b.action)) == Some((EntityKind::Customer, BlockAction::Challenge));
         for (i, step) in ["id_ocr", "id_authenticity", "face_match", "liveness"].into_iter().enumerate() {
             let d = one(80 + i, 11, step, "success", "owners-new-phone");
             assert_eq!((d.verdict, d.blocked_by.as_ref()), (Verdict::Allow, None), "{d:?}");
-            assert!(d.reasons.iter().any(|r| r.severity == Severity::Low && r.detail.as_deref().is_some_and(|t| t.contains("itself a step-up"))), "{d:?}");
+            assert!(d.reasons.iter().any(|r| &*r.id == "presence_check" && r.severity == Severity::Low && r.detail.as_deref().is_some_and(|t| t.contains("lets it through"))), "{d:?}");
         }
-        assert_eq!(one(84, 11, "account_open", "success", "owners-new-phone").verdict, Verdict::Challenge);
-        assert_eq!(one(85, 11, "otp", "success", "owners-new-phone").verdict, Verdict::Challenge, "a passed code is what a guesser is after");
+        let open = one(84, 11, "account_open", "success", "owners-new-phone");
+        assert!(open.verdict == Verdict::Challenge && stepped_up_by_the_block(&open), "{open:?}");
+        let code = one(85, 11, "otp", "success", "owners-new-phone");
+        assert!(code.verdict == Verdict::Challenge && stepped_up_by_the_block(&code), "a passed code is what a guesser is after: {code:?}");
         // The guesser's own device is refused whatever it passes.
         assert_eq!(one(86, 11, "face_match", "success", "stranger").verdict, Verdict::Block);
+        // A block that failed faces can set too (the failure streak, by
+        // default) steps up a passed face match: a spoofer rotating device
+        // ids must not get their one good try through.
+        let p2 = brute_force_pipeline_with(|c| c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()]);
+        run(&p2, &guesses);
+        let face = run(&p2, &[on_device(87, "2026-11-09T03:11:00+09:00", "face_match", "success", "owners-new-phone")]).remove(0);
+        assert!(face.verdict == Verdict::Challenge && stepped_up_by_the_block(&face), "{face:?}");
+        assert!(face.reasons.iter().all(|r| &*r.id != "presence_check"), "{face:?}");
         // A failed photo guesses nothing: stepped up too. A wrong code is
         // refused from any device, and fires the rule again; a wrong
         // password fires no rule here but is a guess all the same. Either

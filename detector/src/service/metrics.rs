@@ -18,6 +18,7 @@ pub struct Metrics {
     pub blast_radius_answered: IntCounter,
     pub owner_device_spared: IntCounter,
     pub customer_block_stepped_up: IntCounter,
+    pub customer_block_presence_passed: IntCounter,
     pub rate_limited: IntCounterVec,
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
@@ -109,6 +110,12 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(customer_block_stepped_up.clone())).expect("registered once");
+        let customer_block_presence_passed = IntCounter::new(
+            "haechi_customer_block_presence_passed_total",
+            "Passed ID scans, authenticity checks, face matches and liveness checks a rule's block on their customer about guessed codes let through: they came from a device none of the block's offending events came from.",
+        )
+        .expect("valid");
+        r.register(Box::new(customer_block_presence_passed.clone())).expect("registered once");
         let late_events = IntCounter::new("haechi_late_events_total", "Events later than the allowed lateness: decided, not stored.").expect("valid");
         r.register(Box::new(late_events.clone())).expect("registered once");
         let feed_lagged = IntCounter::new("haechi_alert_feed_resyncs_total", "Times a slow alert-stream client was caught up from the ring.").expect("valid");
@@ -194,6 +201,7 @@ impl Metrics {
             blast_radius_answered,
             owner_device_spared,
             customer_block_stepped_up,
+            customer_block_presence_passed,
             stage_seconds,
             request_seconds,
             entities,

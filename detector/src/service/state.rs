@@ -308,6 +308,9 @@ impl Sink for LiveSink<'_> {
         if enforced.stepped_up_other_device {
             m.customer_block_stepped_up.inc();
         }
+        if enforced.passed_presence_check {
+            m.customer_block_presence_passed.inc();
+        }
         m.decisions.with_label_values(&[processed.decision.verdict.as_str()]).inc();
         Ok(())
     }
