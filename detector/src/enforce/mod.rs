@@ -312,8 +312,6 @@ impl Enforcer {
                 spared_any.set(true);
                 return None;
             }
-            // A wrong code or password is the guesser's to send from any
-            // device: refused. A failed photo or face guesses nothing.
             // A passed ID scan, authenticity check, face match or liveness
             // check is what a step-up asks for, and none of them is what a
             // guesser of passwords and codes is after: stepping it up only
@@ -324,6 +322,8 @@ impl Enforcer {
                 *passed_check_over.borrow_mut() = Some(b.set_by.clone());
                 return None;
             }
+            // A wrong code or password is the guesser's to send from any
+            // device: refused. A failed photo or face guesses nothing.
             if !guess && b.steps_up_device(device) {
                 return Some(BlockAction::Challenge);
             }
