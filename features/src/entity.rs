@@ -53,6 +53,10 @@ pub(crate) struct Observed {
     pub login_ok: bool,
     /// The event is a one-time code: OTP, the 1-won transfer's code, a phone check.
     pub code_step: bool,
+    /// A pass of this step says who is there: a code sent to the owner, or
+    /// a face matched to their ID. Only such a pass teaches the customer's
+    /// devices, hours and regions.
+    pub proves_owner: bool,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
     pub step_bit: u16,
     /// The event is an onboarding step.
@@ -552,17 +556,23 @@ impl Entity {
             }
             Extra::Profile(p) if o.code_step && o.failure => p.add_code_failure(w, o.secs),
             Extra::Profile(p) if o.login_ok => p.logged_in = true,
-            // Only a success past the password teaches the profile: an
-            // attacker with a stolen password who fails the second factor
-            // must not make their device, region or hour "known".
             Extra::Profile(p) if !o.failure => {
-                p.hours |= 1 << o.hour;
                 if let Some(m) = o.method {
                     let last = &mut p.methods_at[usize::from(m)];
                     if o.secs >= last.0 {
                         *last = (o.secs.max(1), o.device.unwrap_or(0));
                     }
                 }
+                // Only a pass the owner alone can give teaches the profile.
+                // An attacker with a stolen password fails the second factor;
+                // but their own live face passes a liveness check, and a
+                // stolen card an ID scan: were those to teach, the attacker's
+                // device, hour and region would be "known" by the session's
+                // next step, and the takeover rules would stop asking.
+                if !o.proves_owner {
+                    return [0; 2];
+                }
+                p.hours |= 1 << o.hour;
                 if let Some(d) = o.device {
                     if !p.knows_device(d) {
                         if p.devices.len() == PROFILE_DEVICES {

@@ -262,6 +262,7 @@ impl FeatureStore {
             quick: ranked && baseline.apart_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
             code_step: event.step.is_code(),
+            proves_owner: event.step.is_code() || event.step == Step::FaceMatch,
             step_bit: 1 << event.step as u16,
             onboarding,
         };
@@ -581,6 +582,7 @@ impl FeatureStore {
             quick: false,
             login_ok: false,
             code_step: false,
+            proves_owner: false,
             step_bit: 0,
             onboarding: false,
         };
@@ -1089,6 +1091,37 @@ mod tests {
     }
 
     #[test]
+    fn only_a_code_or_a_matched_face_teaches_devices_hours_and_regions() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        // 02:00 UTC = 11:00 KST: the owner's daytime habit, on phone-a.
+        let day = 1_764_036_000_000 - 1_764_036_000_000 % 86_400_000 + 2 * 3_600_000;
+        for d in 0..3 {
+            store.observe(&event(d, day + d as i64 * 86_400_000, "c1", "10.0.0.1", "phone-a", false), &mut out);
+        }
+        // 18:00 UTC = 03:00 KST, from Busan on another phone: an attacker
+        // with the password passes every check that does not say who they are.
+        let night = day + 3 * 86_400_000 + 16 * 3_600_000;
+        let step = |id: usize, dt_s: i64, step: Step| {
+            let mut e = event(id, night + dt_s * 1_000, "c1", "10.9.9.9", "phone-b", false);
+            e.step = step;
+            e.region = Some("KR-26".into());
+            e
+        };
+        let asked = |store: &FeatureStore, out: &[f32]| {
+            ["customer.hour_seen", "customer.new_device", "customer.new_region"].map(|n| get(store, out, n))
+        };
+        for (i, s) in [Step::Login, Step::Liveness, Step::IdOcr, Step::IdAuthenticity, Step::AccountOpen].into_iter().enumerate() {
+            store.observe(&step(10 + i, i as i64 * 30, s), &mut out);
+            assert_eq!(asked(&store, &out), [0.0, 1.0, 1.0], "{s:?} at step {i}: still a stranger's hour, device and region");
+        }
+        // A face matched to the owner's ID does teach: the next step is on a known device.
+        store.observe(&step(21, 230, Step::FaceMatch), &mut out);
+        store.observe(&step(22, 260, Step::AccountOpen), &mut out);
+        assert_eq!(asked(&store, &out), [1.0, 0.0, 0.0]);
+    }
+
+    #[test]
     fn history_runs_from_the_oldest_event_learned_from_to_the_newest() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
@@ -1209,7 +1242,7 @@ mod tests {
             e.step = step;
             e
         };
-        // A password and a good ID photo make the phone known, but vouch for nothing.
+        // A password and a good ID photo neither make the phone known nor vouch for it.
         store.observe(&on(1, 0, Step::Login, "phone", false), &mut out);
         store.observe(&on(2, 10, Step::IdOcr, "phone", false), &mut out);
         store.observe(&on(3, 20, Step::Otp, "phone", false), &mut out);
@@ -1241,9 +1274,10 @@ mod tests {
         store.observe(&on(30, 210, Step::Otp, "guesser", false), &mut out);
         store.observe(&on(31, 220, Step::Login, "guesser", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
-        // A stream of new devices pushes out unvouched ones, never the owner's phone.
+        // A stream of new devices (each matching the owner's face) pushes
+        // out unvouched ones, never the owner's phone.
         for k in 0..40 {
-            store.observe(&on(100 + k, 300 + k as i64, Step::IdOcr, &format!("new-{k}"), false), &mut out);
+            store.observe(&on(100 + k, 300 + k as i64, Step::FaceMatch, &format!("new-{k}"), false), &mut out);
         }
         store.observe(&on(200, 400, Step::Login, "phone", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 380.0);
