@@ -120,7 +120,10 @@ pub struct KindLayout {
     /// prior_events, hour_seen, profile_hours, new_device, new_region, known_devices,
     /// history_days, returning, device_passed_code_s (seconds since the event's
     /// device first passed a one-time code for this customer; -1: never), code_failures ×3,
-    /// then the `methods` pair.
+    /// code_failure_pace (a failed code's gap to the customer's previous one,
+    /// over the mean gap of their failed codes before it in the long window;
+    /// 0 for any other event, or with fewer than two before it), then the
+    /// `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification
     /// methods the customer passed in it on the event's device, whatever
@@ -190,6 +193,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.code_failures_{label}"));
                 }
+                names.push(format!("{k}.code_failure_pace"));
                 l.methods = Some(names.len());
                 for n in ["methods_ok", "methods_mask"] {
                     names.push(format!("{k}.{n}_{}", labels[1]));

@@ -135,6 +135,25 @@ impl Profile {
         self.devices.iter().find(|(d, at)| *d == device && *at != 0).map(|(_, at)| *at)
     }
 
+    /// How far a failed code at `secs` falls behind the pace of the
+    /// customer's earlier failed codes in the long window: its gap to the
+    /// newest of them, over their mean gap. 0 with fewer than two.
+    ///
+    /// Guessing keeps a pace; an owner who mistypes the morning after a
+    /// night of guesses comes many paces late. A guesser who waits ever
+    /// longer between tries to look late stretches the mean with each wait.
+    fn code_failure_pace(&self, w: &Windows, secs: u32) -> f32 {
+        let first_kept = cutoffs(w, secs)[2];
+        let earlier = self.code_failures.iter().copied().filter(|t| *t >= first_kept && *t <= secs);
+        let (n, oldest, newest) = earlier.fold((0u32, u32::MAX, 0u32), |(n, lo, hi), t| (n + 1, lo.min(t), hi.max(t)));
+        if n < 2 {
+            return 0.0;
+        }
+        // Failures within one second of each other have a mean gap of a second.
+        let mean_gap_s = ((newest - oldest) as f32 / (n - 1) as f32).max(1.0);
+        (secs - newest) as f32 / mean_gap_s
+    }
+
     fn add_code_failure(&mut self, w: &Windows, secs: u32) {
         let first = cutoffs(w, secs)[2];
         self.code_failures.retain(|t| *t >= first);
@@ -384,6 +403,7 @@ impl Entity {
         // Profile questions are asked about the customer as they were before this event.
         let mut profile_flags = [0.0f32; 3];
         let mut device_passed_code_s = -1.0f32;
+        let mut code_failure_pace = 0.0f32;
         if let Extra::Profile(p) = &self.extra {
             let h = u32::from(o.hour);
             let near = (1 << h) | (1 << ((h + 1) % 24)) | (1 << ((h + 23) % 24));
@@ -397,6 +417,9 @@ impl Entity {
                 device_passed_code_s = (o.secs - at) as f32;
             }
             profile_flags[2] = f32::from(known && !p.regions.is_empty() && o.region.is_some_and(|r| !p.regions.contains(&r)));
+            if o.code_step && o.failure {
+                code_failure_pace = p.code_failure_pace(w, o.secs);
+            }
         }
 
         let first_fresh = match &mut self.extra {
@@ -467,6 +490,7 @@ impl Entity {
                 for (j, cut) in [c0, c1, c2].into_iter().enumerate() {
                     out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
                 }
+                out[s + 12] = code_failure_pace;
                 // Methods proved on this device within the middle window and
                 // not after this event: a backdated event cannot borrow a
                 // later success, nor one device another's.

@@ -1184,6 +1184,40 @@ mod tests {
     }
 
     #[test]
+    fn code_failure_pace_is_the_gap_to_the_last_failed_code_over_their_mean_gap() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let pace = |store: &FeatureStore, out: &[f32]| get(store, out, "customer.code_failure_pace");
+        let fail = |id: usize, at_s: i64| event(id, t0 + at_s * 1_000, "c1", "10.0.0.1", &format!("d{id}"), true);
+        // Guesses every 10 minutes: each is in step once two came before it.
+        for i in 0..6 {
+            store.observe(&fail(i, i as i64 * 600), &mut out);
+            let expected = if i < 2 { 0.0 } else { 1.0 };
+            assert_eq!(pace(&store, &out), expected, "guess {i}");
+        }
+        // A passed code is not a failed one: it reads 0 and moves nothing.
+        store.observe(&event(10, t0 + 3_100 * 1_000, "c1", "10.0.0.1", "d10", false), &mut out);
+        assert_eq!(pace(&store, &out), 0.0);
+        // The owner's typo nine hours after the last guess (at 3,000 s): 54 paces late.
+        store.observe(&fail(20, 3_000 + 9 * 3_600), &mut out);
+        assert_eq!(pace(&store, &out), 54.0);
+        // Their second typo half a minute on is in step again: six failures
+        // over 35,400 s before it, a mean gap of 5,900 s.
+        store.observe(&fail(21, 3_000 + 9 * 3_600 + 30), &mut out);
+        assert_eq!(pace(&store, &out), 30.0 / 5_900.0);
+        // A day later the night's failures have left the long window.
+        store.observe(&fail(22, 3_000 + 9 * 3_600 + 30 + 2 * 86_400), &mut out);
+        assert_eq!(pace(&store, &out), 0.0);
+        // Two failures in the same second: a mean gap of one second, not a division by zero.
+        let other = |id: usize, at_s: i64| event(id, t0 + (3 * 86_400 + at_s) * 1_000, "c2", "10.0.0.2", "e", true);
+        store.observe(&other(30, 0), &mut out);
+        store.observe(&other(31, 0), &mut out);
+        store.observe(&other(32, 5), &mut out);
+        assert_eq!(pace(&store, &out), 5.0);
+    }
+
+    #[test]
     fn only_a_customer_who_has_logged_in_vouches_for_an_address() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
