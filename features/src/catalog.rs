@@ -121,9 +121,9 @@ pub struct KindLayout {
     /// history_days, returning, device_passed_code_s (seconds since the event's
     /// device first passed a one-time code for this customer; -1: never), code_failures ×3,
     /// code_failure_pace (a failed code's gap to the customer's previous one,
-    /// over the mean gap of their failed codes before it in the long window;
-    /// 0 for any other event, or with fewer than two before it), then the
-    /// `methods` pair.
+    /// over the longest pause between their failed codes before it, of
+    /// those kept for the long window; 0 for any other event, or with fewer
+    /// than two before it), then the `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification
     /// methods the customer passed in it on the event's device, whatever

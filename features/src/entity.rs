@@ -53,10 +53,13 @@ pub(crate) struct Observed {
     pub login_ok: bool,
     /// The event is a one-time code: OTP, the 1-won transfer's code, a phone check.
     pub code_step: bool,
-    /// A pass of this step says who is there: a code sent to the owner, or
-    /// a face matched to their ID. Only such a pass teaches the customer's
-    /// devices, hours and regions.
+    /// A pass of this step says who is there: a one-time code (to the
+    /// owner's phone, or the 1-won check's to an account in their name).
+    /// Such a pass teaches the customer's devices, hours and regions;
+    /// so does a face match with a passed liveness check (`face_check`).
     pub proves_owner: bool,
+    /// The step is a face match (0) or a liveness check (1).
+    pub face_check: Option<usize>,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
     pub step_bit: u16,
     /// The event is an onboarding step.
@@ -123,6 +126,13 @@ struct Profile {
     /// onboarding step met while the customer was not returning (an address
     /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
+    /// When a face match (0) and a liveness check (1) last passed for the
+    /// customer (event seconds; 0: never), and on which device. A face
+    /// match alone passes on a held-up photo of the owner, a liveness check
+    /// alone on the attacker's own face: only the pair, on one device within
+    /// the middle window, says the owner is there.
+    #[serde(default)]
+    face_checks: [(u32, u32); 2],
 }
 
 impl Profile {
@@ -135,23 +145,32 @@ impl Profile {
         self.devices.iter().find(|(d, at)| *d == device && *at != 0).map(|(_, at)| *at)
     }
 
-    /// How far a failed code at `secs` falls behind the pace of the
-    /// customer's earlier failed codes in the long window: its gap to the
-    /// newest of them, over their mean gap. 0 with fewer than two.
+    /// How far a failed code at `secs` falls behind the customer's earlier
+    /// failed codes in the long window: its gap to the newest of them, over
+    /// the longest pause between them. 0 with fewer than two.
     ///
     /// Guessing keeps a pace; an owner who mistypes the morning after a
-    /// night of guesses comes many paces late. A guesser who waits ever
-    /// longer between tries to look late stretches the mean with each wait.
+    /// night of guesses comes many pauses late. The longest pause, not the
+    /// mean gap: a guesser who waits ever longer between tries to look late
+    /// must make each wait a multiple of the last, so a day holds only a
+    /// few such waits.
     fn code_failure_pace(&self, w: &Windows, secs: u32) -> f32 {
         let first_kept = cutoffs(w, secs)[2];
-        let earlier = self.code_failures.iter().copied().filter(|t| *t >= first_kept && *t <= secs);
-        let (n, oldest, newest) = earlier.fold((0u32, u32::MAX, 0u32), |(n, lo, hi), t| (n + 1, lo.min(t), hi.max(t)));
+        // The list holds at most CODE_FAILURES_KEPT, in arrival order.
+        let mut earlier = [0u32; CODE_FAILURES_KEPT];
+        let mut n = 0;
+        for t in self.code_failures.iter().copied().filter(|t| *t >= first_kept && *t <= secs) {
+            earlier[n] = t;
+            n += 1;
+        }
         if n < 2 {
             return 0.0;
         }
-        // Failures within one second of each other have a mean gap of a second.
-        let mean_gap_s = ((newest - oldest) as f32 / (n - 1) as f32).max(1.0);
-        (secs - newest) as f32 / mean_gap_s
+        let earlier = &mut earlier[..n];
+        earlier.sort_unstable();
+        // Failures within one second of each other pause for a second.
+        let longest_pause_s = earlier.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0).max(1);
+        (secs - earlier[n - 1]) as f32 / longest_pause_s as f32
     }
 
     fn add_code_failure(&mut self, w: &Windows, secs: u32) {
@@ -589,11 +608,19 @@ impl Entity {
                 }
                 // Only a pass the owner alone can give teaches the profile.
                 // An attacker with a stolen password fails the second factor;
-                // but their own live face passes a liveness check, and a
-                // stolen card an ID scan: were those to teach, the attacker's
-                // device, hour and region would be "known" by the session's
-                // next step, and the takeover rules would stop asking.
-                if !o.proves_owner {
+                // but their own live face passes a liveness check, a photo of
+                // the owner a face match, and a stolen card an ID scan: were
+                // those to teach, the attacker's device, hour and region
+                // would be "known" by the session's next step, and the
+                // takeover rules would stop asking.
+                let device = o.device.unwrap_or(0);
+                if let Some(i) = o.face_check {
+                    p.face_checks[i] = (o.secs.max(1), device);
+                }
+                let [face, live] = p.face_checks;
+                let face_and_liveness =
+                    o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
+                if !o.proves_owner && !face_and_liveness {
                     return [0; 2];
                 }
                 p.hours |= 1 << o.hour;

@@ -262,7 +262,14 @@ impl FeatureStore {
             quick: ranked && baseline.apart_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
             code_step: event.step.is_code(),
-            proves_owner: event.step.is_code() || event.step == Step::FaceMatch,
+            // A code sent to the owner's phone, or the 1-won check's code,
+            // sent to an account the bank checked is in the customer's name.
+            proves_owner: event.step.is_code(),
+            face_check: match event.step {
+                Step::FaceMatch => Some(0),
+                Step::Liveness => Some(1),
+                _ => None,
+            },
             step_bit: 1 << event.step as u16,
             onboarding,
         };
@@ -583,6 +590,7 @@ impl FeatureStore {
             login_ok: false,
             code_step: false,
             proves_owner: false,
+            face_check: None,
             step_bit: 0,
             onboarding: false,
         };
@@ -1091,7 +1099,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_code_or_a_matched_face_teaches_devices_hours_and_regions() {
+    fn only_a_code_or_a_face_match_with_liveness_teaches_devices_hours_and_regions() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
         // 02:00 UTC = 11:00 KST: the owner's daytime habit, on phone-a.
@@ -1100,10 +1108,11 @@ mod tests {
             store.observe(&event(d, day + d as i64 * 86_400_000, "c1", "10.0.0.1", "phone-a", false), &mut out);
         }
         // 18:00 UTC = 03:00 KST, from Busan on another phone: an attacker
-        // with the password passes every check that does not say who they are.
+        // with the password passes every check that does not say who they
+        // are, a face match on a held-up photo but not its liveness check.
         let night = day + 3 * 86_400_000 + 16 * 3_600_000;
-        let step = |id: usize, dt_s: i64, step: Step| {
-            let mut e = event(id, night + dt_s * 1_000, "c1", "10.9.9.9", "phone-b", false);
+        let step = |id: usize, dt_s: i64, step: Step, failure: bool| {
+            let mut e = event(id, night + dt_s * 1_000, "c1", "10.9.9.9", "phone-b", failure);
             e.step = step;
             e.region = Some("KR-26".into());
             e
@@ -1111,14 +1120,30 @@ mod tests {
         let asked = |store: &FeatureStore, out: &[f32]| {
             ["customer.hour_seen", "customer.new_device", "customer.new_region"].map(|n| get(store, out, n))
         };
-        for (i, s) in [Step::Login, Step::Liveness, Step::IdOcr, Step::IdAuthenticity, Step::AccountOpen].into_iter().enumerate() {
-            store.observe(&step(10 + i, i as i64 * 30, s), &mut out);
-            assert_eq!(asked(&store, &out), [0.0, 1.0, 1.0], "{s:?} at step {i}: still a stranger's hour, device and region");
+        let stranger = [0.0, 1.0, 1.0];
+        let passes = [Step::Login, Step::Liveness, Step::IdOcr, Step::IdAuthenticity, Step::AccountOpen];
+        for (i, s) in passes.into_iter().enumerate() {
+            store.observe(&step(10 + i, i as i64 * 30, s, false), &mut out);
+            assert_eq!(asked(&store, &out), stranger, "{s:?}, step {i}, read before it teaches");
         }
-        // A face matched to the owner's ID does teach: the next step is on a known device.
-        store.observe(&step(21, 230, Step::FaceMatch), &mut out);
-        store.observe(&step(22, 260, Step::AccountOpen), &mut out);
+        // Read after the last of them: none of them taught.
+        store.observe(&step(20, 200, Step::Login, false), &mut out);
+        assert_eq!(asked(&store, &out), stranger, "after {passes:?}");
+        // A face match on another device than the liveness pass teaches nothing either.
+        let mut elsewhere = step(21, 230, Step::FaceMatch, false);
+        elsewhere.device_id = Some("phone-c".into());
+        store.observe(&elsewhere, &mut out);
+        store.observe(&step(22, 260, Step::Login, false), &mut out);
+        assert_eq!(asked(&store, &out), stranger, "a face match on phone-c beside liveness on phone-b");
+        // A face match on the device that passed liveness does teach.
+        store.observe(&step(23, 290, Step::FaceMatch, false), &mut out);
+        store.observe(&step(24, 320, Step::AccountOpen, false), &mut out);
         assert_eq!(asked(&store, &out), [1.0, 0.0, 0.0]);
+        // So does a passed code, for another customer, alone.
+        let code = |id: usize, at: i64, device: &str| event(id, at, "c2", "10.0.0.2", device, false);
+        store.observe(&code(30, night + 400_000, "phone-x"), &mut out);
+        store.observe(&code(31, night + 460_000, "phone-y"), &mut out);
+        assert_eq!(get(&store, &out, "customer.new_device"), 1.0, "phone-x is known, phone-y new");
     }
 
     #[test]
@@ -1184,13 +1209,13 @@ mod tests {
     }
 
     #[test]
-    fn code_failure_pace_is_the_gap_to_the_last_failed_code_over_their_mean_gap() {
+    fn code_failure_pace_is_the_gap_to_the_last_failed_code_over_the_longest_pause_before_it() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
         let pace = |store: &FeatureStore, out: &[f32]| get(store, out, "customer.code_failure_pace");
         let fail = |id: usize, at_s: i64| event(id, t0 + at_s * 1_000, "c1", "10.0.0.1", &format!("d{id}"), true);
-        // Guesses every 10 minutes: each is in step once two came before it.
+        // Six guesses ten minutes apart: each is in step once two came before it.
         for i in 0..6 {
             store.observe(&fail(i, i as i64 * 600), &mut out);
             let expected = if i < 2 { 0.0 } else { 1.0 };
@@ -1199,22 +1224,37 @@ mod tests {
         // A passed code is not a failed one: it reads 0 and moves nothing.
         store.observe(&event(10, t0 + 3_100 * 1_000, "c1", "10.0.0.1", "d10", false), &mut out);
         assert_eq!(pace(&store, &out), 0.0);
-        // The owner's typo nine hours after the last guess (at 3,000 s): 54 paces late.
+        // The owner's typo nine hours after the last guess (at 3,000 s): 54 pauses late.
         store.observe(&fail(20, 3_000 + 9 * 3_600), &mut out);
         assert_eq!(pace(&store, &out), 54.0);
-        // Their second typo half a minute on is in step again: six failures
-        // over 35,400 s before it, a mean gap of 5,900 s.
+        // Their second typo half a minute on is measured against that nine-hour pause.
         store.observe(&fail(21, 3_000 + 9 * 3_600 + 30), &mut out);
-        assert_eq!(pace(&store, &out), 30.0 / 5_900.0);
-        // A day later the night's failures have left the long window.
+        assert_eq!(pace(&store, &out), 30.0 / 32_400.0);
+        // Two days later the night's failures have left the long window.
         store.observe(&fail(22, 3_000 + 9 * 3_600 + 30 + 2 * 86_400), &mut out);
         assert_eq!(pace(&store, &out), 0.0);
-        // Two failures in the same second: a mean gap of one second, not a division by zero.
+        // A guesser who doubles each wait is never more than two pauses late;
+        // the mean gap would have let every wait from the fourth on look late.
         let other = |id: usize, at_s: i64| event(id, t0 + (3 * 86_400 + at_s) * 1_000, "c2", "10.0.0.2", "e", true);
-        store.observe(&other(30, 0), &mut out);
-        store.observe(&other(31, 0), &mut out);
-        store.observe(&other(32, 5), &mut out);
+        let mut at = 0;
+        for (k, wait) in [0, 60, 120, 240, 480, 960, 1_920, 3_840].into_iter().enumerate() {
+            at += wait;
+            store.observe(&other(30 + k, at), &mut out);
+            assert!(pace(&store, &out) <= 2.0, "wait {wait}: {}", pace(&store, &out));
+        }
+        // Failures in the same second pause for a second, not for nothing.
+        let third = |id: usize, at_s: i64| event(id, t0 + (3 * 86_400 + 10_000 + at_s) * 1_000, "c3", "10.0.0.3", "f", true);
+        store.observe(&third(40, 0), &mut out);
+        store.observe(&third(41, 0), &mut out);
+        store.observe(&third(42, 5), &mut out);
         assert_eq!(pace(&store, &out), 5.0);
+        // Arrival order is not time order: a late-arriving earlier failure
+        // (within the allowed lateness) still counts where it belongs.
+        store.observe(&third(43, 10), &mut out);
+        store.observe(&third(44, 7), &mut out);
+        store.observe(&third(45, 20), &mut out);
+        // Earlier: 0, 0, 5, 7, 10; the longest pause is 5 s, the gap 10 s.
+        assert_eq!(pace(&store, &out), 2.0);
     }
 
     #[test]
@@ -1279,6 +1319,7 @@ mod tests {
         // A password and a good ID photo neither make the phone known nor vouch for it.
         store.observe(&on(1, 0, Step::Login, "phone", false), &mut out);
         store.observe(&on(2, 10, Step::IdOcr, "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "customer.known_devices"), 0.0);
         store.observe(&on(3, 20, Step::Otp, "phone", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0, "asked before this event's code");
         assert_eq!(get(&store, &out, "customer.new_device"), 0.0);
@@ -1308,10 +1349,11 @@ mod tests {
         store.observe(&on(30, 210, Step::Otp, "guesser", false), &mut out);
         store.observe(&on(31, 220, Step::Login, "guesser", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), -1.0);
-        // A stream of new devices (each matching the owner's face) pushes
-        // out unvouched ones, never the owner's phone.
+        // A stream of new devices (each passing a face match and liveness)
+        // pushes out unvouched ones, never the owner's phone.
         for k in 0..40 {
-            store.observe(&on(100 + k, 300 + k as i64, Step::FaceMatch, &format!("new-{k}"), false), &mut out);
+            store.observe(&on(100 + k, 300 + k as i64, Step::Liveness, &format!("new-{k}"), false), &mut out);
+            store.observe(&on(1_000 + k, 300 + k as i64, Step::FaceMatch, &format!("new-{k}"), false), &mut out);
         }
         store.observe(&on(200, 400, Step::Login, "phone", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 380.0);
