@@ -9,7 +9,7 @@ use crate::keys::{EntityKind, KIND_COUNT};
 use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
 
 /// Devices a customer profile remembers; the oldest is forgotten past this.
-const PROFILE_DEVICES: usize = 16;
+pub(crate) const PROFILE_DEVICES: usize = 16;
 /// Regions a customer profile remembers.
 const PROFILE_REGIONS: usize = 8;
 /// Failed codes a customer profile remembers (the long window's); counts
@@ -159,7 +159,8 @@ impl Profile {
         // The list holds at most CODE_FAILURES_KEPT, in arrival order.
         let mut earlier = [0u32; CODE_FAILURES_KEPT];
         let mut n = 0;
-        for t in self.code_failures.iter().copied().filter(|t| *t >= first_kept && *t <= secs) {
+        // A snapshot is trusted to hold no more than the cap, but not at the price of a panic.
+        for t in self.code_failures.iter().copied().filter(|t| *t >= first_kept && *t <= secs).take(CODE_FAILURES_KEPT) {
             earlier[n] = t;
             n += 1;
         }
@@ -612,15 +613,23 @@ impl Entity {
                 // the owner a face match, and a stolen card an ID scan: were
                 // those to teach, the attacker's device, hour and region
                 // would be "known" by the session's next step, and the
-                // takeover rules would stop asking.
-                let device = o.device.unwrap_or(0);
+                // takeover rules would stop asking. A code passed in the
+                // middle of a burst of failed ones may be the guess that
+                // worked: it teaches nothing either.
+                let guessing = o.code_step && {
+                    let short_start = cutoffs(w, stamp)[0];
+                    p.code_failures.iter().filter(|t| **t >= short_start).count() >= GUESSING_AFTER_FAILED_CODES
+                };
                 if let Some(i) = o.face_check {
-                    p.face_checks[i] = (o.secs.max(1), device);
+                    // A backdated pass cannot replace a later one.
+                    if o.secs >= p.face_checks[i].0 {
+                        p.face_checks[i] = (o.secs.max(1), o.device.unwrap_or(0));
+                    }
                 }
                 let [face, live] = p.face_checks;
                 let face_and_liveness =
                     o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
-                if !o.proves_owner && !face_and_liveness {
+                if !(o.proves_owner && !guessing) && !face_and_liveness {
                     return [0; 2];
                 }
                 p.hours |= 1 << o.hour;
@@ -634,13 +643,7 @@ impl Entity {
                         }
                         p.devices.push((d, 0));
                     }
-                    // A code passed in the middle of a burst of failed ones
-                    // may be the guess that worked: it vouches for nothing.
-                    let guessing = || {
-                        let short_start = cutoffs(w, stamp)[0];
-                        p.code_failures.iter().filter(|t| **t >= short_start).count() >= GUESSING_AFTER_FAILED_CODES
-                    };
-                    if o.code_step && !guessing() {
+                    if o.code_step && !guessing {
                         // Stamped with the newest time seen, not the event's
                         // own: a backdated event cannot make a device older.
                         if let Some(slot) = p.devices.iter_mut().find(|(x, at)| *x == d && *at == 0) {

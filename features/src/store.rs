@@ -1139,11 +1139,36 @@ mod tests {
         store.observe(&step(23, 290, Step::FaceMatch, false), &mut out);
         store.observe(&step(24, 320, Step::AccountOpen, false), &mut out);
         assert_eq!(asked(&store, &out), [1.0, 0.0, 0.0]);
-        // So does a passed code, for another customer, alone.
-        let code = |id: usize, at: i64, device: &str| event(id, at, "c2", "10.0.0.2", device, false);
-        store.observe(&code(30, night + 400_000, "phone-x"), &mut out);
-        store.observe(&code(31, night + 460_000, "phone-y"), &mut out);
-        assert_eq!(get(&store, &out, "customer.new_device"), 1.0, "phone-x is known, phone-y new");
+
+        // Another customer, from here on (two hours later).
+        let t = night + 2 * 3_600_000;
+        let on = |id: usize, dt_s: i64, step: Step, device: &str, failure: bool| {
+            let mut e = event(id, t + dt_s * 1_000, "c2", "10.0.0.2", device, failure);
+            e.step = step;
+            e
+        };
+        let new_device = |store: &FeatureStore, out: &[f32]| get(store, out, "customer.new_device");
+        // A passed code alone teaches: phone-x is known, so phone-y reads new.
+        store.observe(&on(30, 0, Step::Otp, "phone-x", false), &mut out);
+        store.observe(&on(31, 60, Step::Login, "phone-y", false), &mut out);
+        assert_eq!(new_device(&store, &out), 1.0);
+        // The pair the other way round (face match, then liveness) teaches too.
+        store.observe(&on(32, 120, Step::FaceMatch, "phone-y", false), &mut out);
+        store.observe(&on(33, 150, Step::Liveness, "phone-y", false), &mut out);
+        store.observe(&on(34, 180, Step::Login, "phone-y", false), &mut out);
+        assert_eq!(new_device(&store, &out), 0.0, "face match then liveness on phone-y");
+        // A liveness pass more than the middle window before the face match does not pair.
+        store.observe(&on(35, 200, Step::Liveness, "phone-z", false), &mut out);
+        store.observe(&on(36, 200 + 3_700, Step::FaceMatch, "phone-z", false), &mut out);
+        store.observe(&on(37, 200 + 3_730, Step::Login, "phone-z", false), &mut out);
+        assert_eq!(new_device(&store, &out), 1.0, "liveness an hour before the face match");
+        // A code passed after a burst of failed ones may be the guess that worked: it teaches nothing.
+        for k in 0..3 {
+            store.observe(&on(40 + k, 4_000 + k as i64, Step::Otp, "guesser", true), &mut out);
+        }
+        store.observe(&on(43, 4_010, Step::Otp, "guesser", false), &mut out);
+        store.observe(&on(44, 4_020, Step::Login, "guesser", false), &mut out);
+        assert_eq!(new_device(&store, &out), 1.0, "the guesser's passed code");
     }
 
     #[test]
@@ -1234,7 +1259,8 @@ mod tests {
         store.observe(&fail(22, 3_000 + 9 * 3_600 + 30 + 2 * 86_400), &mut out);
         assert_eq!(pace(&store, &out), 0.0);
         // A guesser who doubles each wait is never more than two pauses late;
-        // the mean gap would have let every wait from the fourth on look late.
+        // over the mean gap, the wait of 960 s and every one after it would
+        // have read more than four.
         let other = |id: usize, at_s: i64| event(id, t0 + (3 * 86_400 + at_s) * 1_000, "c2", "10.0.0.2", "e", true);
         let mut at = 0;
         for (k, wait) in [0, 60, 120, 240, 480, 960, 1_920, 3_840].into_iter().enumerate() {
@@ -1251,7 +1277,9 @@ mod tests {
         // Arrival order is not time order: a late-arriving earlier failure
         // (within the allowed lateness) still counts where it belongs.
         store.observe(&third(43, 10), &mut out);
+        // Backdated: measured against the failures before it only (0, 0, 5).
         store.observe(&third(44, 7), &mut out);
+        assert_eq!(pace(&store, &out), 0.4);
         store.observe(&third(45, 20), &mut out);
         // Earlier: 0, 0, 5, 7, 10; the longest pause is 5 s, the gap 10 s.
         assert_eq!(pace(&store, &out), 2.0);
@@ -1355,6 +1383,7 @@ mod tests {
             store.observe(&on(100 + k, 300 + k as i64, Step::Liveness, &format!("new-{k}"), false), &mut out);
             store.observe(&on(1_000 + k, 300 + k as i64, Step::FaceMatch, &format!("new-{k}"), false), &mut out);
         }
+        assert_eq!(get(&store, &out, "customer.known_devices"), crate::entity::PROFILE_DEVICES as f32, "the pairs taught every device they could");
         store.observe(&on(200, 400, Step::Login, "phone", false), &mut out);
         assert_eq!(get(&store, &out, "customer.device_passed_code_s"), 380.0);
         // An event without a device is on no vouched device.
