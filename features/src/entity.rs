@@ -51,13 +51,12 @@ pub(crate) struct Observed {
     pub quick: bool,
     /// The event is a successful login.
     pub login_ok: bool,
-    /// The event is a one-time code: OTP, the 1-won transfer's code, a phone check.
+    /// The event is a one-time code: OTP, the 1-won transfer's code, a phone
+    /// check. A pass says who is there (the code went to the owner's phone,
+    /// or to an account the bank checked is in their name), so it teaches
+    /// the customer's devices, hours and regions; so does a face match with
+    /// a passed liveness check (`face_check`).
     pub code_step: bool,
-    /// A pass of this step says who is there: a one-time code (to the
-    /// owner's phone, or the 1-won check's to an account in their name).
-    /// Such a pass teaches the customer's devices, hours and regions;
-    /// so does a face match with a passed liveness check (`face_check`).
-    pub proves_owner: bool,
     /// The step is a face match (0) or a liveness check (1).
     pub face_check: Option<usize>,
     /// The step, as a bit (`1 << Step as u16`): a session counts each step's speed once.
@@ -629,7 +628,8 @@ impl Entity {
                 let [face, live] = p.face_checks;
                 let face_and_liveness =
                     o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
-                if !(o.proves_owner && !guessing) && !face_and_liveness {
+                let says_who = (o.code_step && !guessing) || face_and_liveness;
+                if !says_who {
                     return [0; 2];
                 }
                 p.hours |= 1 << o.hour;
@@ -643,7 +643,8 @@ impl Entity {
                         }
                         p.devices.push((d, 0));
                     }
-                    if o.code_step && !guessing {
+                    // A guessed code returned above, before teaching.
+                    if o.code_step {
                         // Stamped with the newest time seen, not the event's
                         // own: a backdated event cannot make a device older.
                         if let Some(slot) = p.devices.iter_mut().find(|(x, at)| *x == d && *at == 0) {

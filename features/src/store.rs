@@ -262,9 +262,6 @@ impl FeatureStore {
             quick: ranked && baseline.apart_rank <= self.quick_rank,
             login_ok: success && event.step == Step::Login,
             code_step: event.step.is_code(),
-            // A code sent to the owner's phone, or the 1-won check's code,
-            // sent to an account the bank checked is in the customer's name.
-            proves_owner: event.step.is_code(),
             face_check: match event.step {
                 Step::FaceMatch => Some(0),
                 Step::Liveness => Some(1),
@@ -589,7 +586,6 @@ impl FeatureStore {
             quick: false,
             login_ok: false,
             code_step: false,
-            proves_owner: false,
             face_check: None,
             step_bit: 0,
             onboarding: false,
