@@ -109,12 +109,6 @@ pub struct KindLayout {
     /// First distinct-count slot: relation r, column j at `distinct + DISTINCT_COLUMNS * r + j`
     /// (columns: the three windows, then `total`).
     pub distinct: usize,
-    /// new_identity_run, for kinds that count new identities: the fresh
-    /// identities in the run that ends with this onboarding event (the
-    /// event's own counted as one; a quiet gap four times the run's longest,
-    /// and at least four middle windows, starts a new run), over the long
-    /// window; 0 for any other event.
-    pub new_identity_run: Option<usize>,
     /// gap_mean_ms, gap_cv, gap_n.
     pub timing: Option<usize>,
     /// step_ms_mean, step_ms_min, steps, fast_steps, quick_steps, timed_steps:
@@ -177,10 +171,6 @@ impl FeatureCatalog {
                 for label in labels.iter().copied().chain(["total"]) {
                     names.push(format!("{k}.distinct_{}_{label}", plural(*rel)));
                 }
-            }
-            if relations(kind).contains(&Relation::NewIdentity) {
-                l.new_identity_run = Some(names.len());
-                names.push(format!("{k}.new_identity_run"));
             }
             if has_timing(kind) {
                 l.timing = Some(names.len());

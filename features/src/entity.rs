@@ -441,16 +441,6 @@ impl Entity {
             }
         }
 
-        // Read before this event joins the set, and without its identity:
-        // every event of one applicant's session reads the same run.
-        let new_identity_run = match (l.new_identity_run, relations(kind).iter().position(|r| *r == Relation::NewIdentity)) {
-            (Some(_), Some(r)) if o.onboarding => {
-                let since = cutoffs(w, o.secs)[2];
-                self.distinct[r].run_ending_at(since, o.secs, o.related[EntityKind::Customer.index()], w.mid.len_s()) as f32
-            }
-            _ => 0.0,
-        };
-
         let first_fresh = match &mut self.extra {
             Extra::Profile(p) if o.apply && o.onboarding && !returning_before && !p.counted_fresh => {
                 p.counted_fresh = true;
@@ -487,9 +477,6 @@ impl Entity {
             for j in 0..DISTINCT_COLUMNS {
                 out[l.distinct + DISTINCT_COLUMNS * r + j] = counts[j] as f32;
             }
-        }
-        if let Some(slot) = l.new_identity_run {
-            out[slot] = new_identity_run;
         }
         if let Some(t) = l.timing {
             out[t] = self.gaps.mean;

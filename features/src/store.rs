@@ -1282,42 +1282,6 @@ mod tests {
     }
 
     #[test]
-    fn new_identity_run_starts_over_after_a_quiet_gap_longer_than_the_burst_gives_reason_for() {
-        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
-        let mut out = vec![0.0; store.catalog().len()];
-        let t0 = 1_764_000_000_000;
-        let run = |store: &FeatureStore, out: &[f32]| get(store, out, "ip.new_identity_run");
-        let apply = |id: usize, at_s: i64, who: &str, step: Step| {
-            let mut e = event(id, t0 + at_s * 1_000, who, "45.1.2.3", &format!("d-{who}"), false);
-            e.step = step;
-            e
-        };
-        // A proxy's burst: four fresh identities ten minutes apart.
-        for k in 0..4 {
-            store.observe(&apply(k, k as i64 * 600, &format!("fake-{k}"), Step::IdOcr), &mut out);
-            assert_eq!(run(&store, &out), (k + 1) as f32, "fake {k}");
-        }
-        assert_eq!(get(&store, &out, "ip.distinct_new_identities_24h"), 4.0);
-        // An honest applicant half a day later: the day's count still holds the
-        // burst, the run does not. Every step of their session reads the same.
-        for (k, step) in [Step::IdOcr, Step::FaceMatch, Step::Liveness, Step::AccountOpen].into_iter().enumerate() {
-            store.observe(&apply(10 + k, 12 * 3_600 + k as i64 * 60, "honest", step), &mut out);
-            assert_eq!(run(&store, &out), 1.0, "honest step {k}");
-            assert_eq!(get(&store, &out, "ip.distinct_new_identities_24h"), 5.0);
-        }
-        // A step that is not onboarding reads 0.
-        store.observe(&apply(20, 12 * 3_600 + 300, "honest", Step::Login), &mut out);
-        assert_eq!(run(&store, &out), 0.0);
-        // A second applicant an hour after the first joins their run: a gap
-        // that long is within four of the floor (the middle window, 1 h).
-        store.observe(&apply(30, 13 * 3_600 + 240, "second", Step::IdOcr), &mut out);
-        assert_eq!(run(&store, &out), 2.0);
-        // Just over four times that run's longest gap (3,660 s) after the second: a new run.
-        store.observe(&apply(40, 13 * 3_600 + 240 + 4 * 3_660 + 1, "third", Step::IdOcr), &mut out);
-        assert_eq!(run(&store, &out), 1.0);
-    }
-
-    #[test]
     fn only_a_customer_who_has_logged_in_vouches_for_an_address() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];

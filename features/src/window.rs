@@ -21,9 +21,6 @@ pub const SPARSE_EVENTS: usize = 6;
 /// Distinct items a set keeps exactly before it becomes a sketch.
 pub const EXACT_DISTINCT: usize = 16;
 const SKETCH_REGISTERS: usize = 64;
-/// A gap this many times the longest inside a run of sightings (or the
-/// floor the caller gives) ends the run: see [`DistinctSet::run_ending_at`].
-pub const QUIET_GAP_FACTOR: u32 = 4;
 
 /// The first second of each window (short, mid, long) that ends at `now`.
 #[inline]
@@ -374,62 +371,6 @@ impl DistinctSet {
         out
     }
 
-    /// How many items, `now` counted as one more, make up the run of
-    /// sightings that ends at `now`: walking the last sightings seen in
-    /// `since..=now` in time order, a run starts over after a quiet gap
-    /// longer than [`QUIET_GAP_FACTOR`] times the longest gap inside the
-    /// run so far, or than that times `floor_s` while the run's gaps are
-    /// shorter. `exclude` (the item `now` belongs to) is left out of the
-    /// walk, so that every event of one item reads the same run. In a
-    /// sketch, `exclude`'s register is left out with it.
-    ///
-    /// Why: a day-long count still holds a burst that ended hours ago, and
-    /// the next honest item to come along would be judged with the burst.
-    /// The burst's own pace says how long a gap ends it.
-    pub fn run_ending_at(&self, since: u32, now: u32, exclude: Option<u32>, floor_s: u32) -> u32 {
-        let mut times = [0u32; SKETCH_REGISTERS + 1];
-        let mut n = 0;
-        let since = since.max(1);
-        let mut keep = |t: u32| {
-            if t >= since && t <= now {
-                times[n] = t;
-                n += 1;
-            }
-        };
-        match self.more.as_deref() {
-            Some(More::Sketch(regs)) => {
-                let skip = exclude.map(register);
-                regs.iter().enumerate().filter(|(r, _)| Some(*r) != skip).for_each(|(_, t)| keep(*t));
-            }
-            more => {
-                let exact = match more {
-                    Some(More::Exact(items)) => items.as_slice(),
-                    _ => &[],
-                };
-                std::iter::once(&self.head).chain(exact).filter(|(item, _)| Some(*item) != exclude).for_each(|(_, t)| keep(*t));
-            }
-        }
-        let times = &mut times[..n];
-        times.sort_unstable();
-        let mut run = 0u32;
-        let mut longest = 0u32;
-        let mut previous = None;
-        for t in times.iter().copied().chain(std::iter::once(now)) {
-            match previous {
-                Some(p) if t - p <= QUIET_GAP_FACTOR.saturating_mul(longest.max(floor_s)) => {
-                    run += 1;
-                    longest = longest.max(t - p);
-                }
-                _ => {
-                    run = 1;
-                    longest = 0;
-                }
-            }
-            previous = Some(t);
-        }
-        run
-    }
-
     /// True once the set has given up exactness for a sketch.
     pub fn is_sketch(&self) -> bool {
         matches!(self.more.as_deref(), Some(More::Sketch(_)))
@@ -555,58 +496,6 @@ mod tests {
                 }
             }
         }
-
-        /// A small set's run is the sightings after the last gap longer
-        /// than four times the run's longest gap (or the floor), counted
-        /// from each item's last sighting in the window, the excluded item
-        /// left out and `now` counted as one.
-        #[test]
-        fn a_run_starts_over_after_a_quiet_gap(sightings in proptest::collection::vec((0u32..12, 0u32..40_000), 0..40), exclude in 0u32..12, floor_s in 1u32..5_000) {
-            let w = windows();
-            let t0 = 1_700_000_000;
-            let mut set = DistinctSet::default();
-            let mut last: std::collections::BTreeMap<u32, u32> = Default::default();
-            for &(item, dt) in &sightings {
-                set.insert(&w, item, t0 + dt);
-                let e = last.entry(item).or_insert(t0 + dt);
-                *e = (*e).max(t0 + dt);
-            }
-            let now = t0 + 40_000;
-            let since = t0 + 5_000;
-            let mut times: Vec<u32> = last.iter().filter(|(i, t)| **i != exclude && **t >= since).map(|(_, t)| *t).collect();
-            times.sort_unstable();
-            times.push(now);
-            // In time order, each gap either joins the run or, past four
-            // times the run's longest gap (or the floor), starts a new one.
-            let (mut want, mut longest) = (1usize, 0u32);
-            for pair in times.windows(2) {
-                let gap = pair[1] - pair[0];
-                if gap > QUIET_GAP_FACTOR * longest.max(floor_s) {
-                    (want, longest) = (1, 0);
-                } else {
-                    (want, longest) = (want + 1, longest.max(gap));
-                }
-            }
-            prop_assert_eq!(set.run_ending_at(since, now, Some(exclude), floor_s), want as u32);
-            prop_assert!(want >= 1 && want <= set.count_since([since])[0] as usize + 1);
-        }
-    }
-
-    #[test]
-    fn a_sketch_keeps_the_run_of_its_registers() {
-        let w = windows();
-        let t0 = 1_700_000_000;
-        let set = sixty_items(&w, t0);
-        let run = set.run_ending_at(t0, t0 + 120, None, 3_600);
-        let Some(More::Sketch(regs)) = set.more.as_deref() else { unreachable!() };
-        let occupied = regs.iter().filter(|t| **t >= t0).count() as u32;
-        assert!(occupied >= 30, "sixty items over only {occupied} registers");
-        assert_eq!(run, occupied + 1, "every occupied register in one run, and now");
-        // Five quiet hours after the minute of sightings end it.
-        assert_eq!(set.run_ending_at(t0, t0 + 60 + 5 * 3_600, None, 3_600), 1);
-        // The excluded item's register is left out.
-        let one = (xxhash_rust::xxh3::xxh3_64(&0u32.to_le_bytes()) >> 32) as u32;
-        assert!(set.run_ending_at(t0, t0 + 120, Some(one), 3_600) < run);
     }
 
     /// Sixty distinct items, one a second from `t0`: past exactness, a sketch.
