@@ -23,8 +23,9 @@ use crate::error::Error;
 
 use crate::event::Step;
 
-/// Samples a step needs before its duration ranks mean anything. Until then
-/// every rank reads 0.5 ("typical"), so no rule fires on an empty baseline.
+/// Samples a step needs before its duration ranks are percentiles. Until then
+/// a rank reads 0.5 ("typical") unless the cold-start rule below ranks it
+/// ([`MIN_COLD_SAMPLES`]), so no rule fires on an empty baseline.
 pub const MIN_BASELINE_SAMPLES: u64 = 100;
 /// Samples a step needs before a cold-start rank is given: with fewer than
 /// [`MIN_BASELINE_SAMPLES`], only a duration far under the fastest one seen
