@@ -349,7 +349,10 @@ impl RawEvent<'_> {
             }
         }
         for (field, value) in [("duration_ms", self.duration_ms), ("records", self.records)] {
-            if let Some(n) = value {
+            // A number needs thirteen digits, or eleven once a leading zero is
+            // dropped: the durations and counts of every event have far fewer,
+            // and rendering them to look was a percent of the parse.
+            if let Some(n) = value.filter(|&n| n >= SHORTEST_NUMBER_AS_RESIDENT_NUMBER) {
                 if let Some(masked) = number_as_resident_number(&serde_json::Number::from(n)) {
                     return Err(Error::ResidentNumber { field: field.to_owned(), masked });
                 }
@@ -408,6 +411,10 @@ fn resident_number_in_value(value: &serde_json::Value) -> Option<(String, String
 /// score) do not count, and `900101.1234560` renders as `900101.123456`,
 /// which is not read (a six-digit fraction is too common to pad). Does not
 /// allocate unless it finds one.
+/// The least integer whose decimal rendering can read as a resident number:
+/// eleven digits (see `number_text_as_resident_number`).
+const SHORTEST_NUMBER_AS_RESIDENT_NUMBER: u64 = 10_000_000_000;
+
 fn number_as_resident_number(n: &serde_json::Number) -> Option<String> {
     use std::fmt::Write as _;
     let mut buf = StackText::default();
@@ -784,6 +791,25 @@ mod tests {
             prop_assert!(!shown.contains(&wide_digits[half..]), "{}: {}", line, shown);
             prop_assert!(find_resident_number(&shown).is_none(), "{}", shown);
         }
+    }
+
+    proptest! {
+        /// Below the shortest number that can read as a resident number, the
+        /// rendering the hot path skips finds none; at and above it, some do
+        /// (an 11-digit one born in the 2000s).
+        #[test]
+        fn numbers_too_short_to_be_resident_numbers_are_skipped_safely(n in 0..SHORTEST_NUMBER_AS_RESIDENT_NUMBER, just_under in 1..=10u64) {
+            prop_assert_eq!(number_as_resident_number(&serde_json::Number::from(n)), None);
+            prop_assert_eq!(number_as_resident_number(&serde_json::Number::from(SHORTEST_NUMBER_AS_RESIDENT_NUMBER - just_under)), None);
+        }
+    }
+
+    #[test]
+    fn the_shortest_number_that_reads_as_a_resident_number_is_checked() {
+        let shortest = 10_103_456_789; // 001010-3456789
+        assert!(shortest >= SHORTEST_NUMBER_AS_RESIDENT_NUMBER && shortest < 10 * SHORTEST_NUMBER_AS_RESIDENT_NUMBER);
+        assert_caught(&line_with(&format!(r#""duration_ms":{shortest}"#)), "duration_ms", "001010-3******", &["10103456789", "3456789"]);
+        assert_caught(&line_with(&format!(r#""records":{shortest}"#)), "records", "001010-3******", &["10103456789", "3456789"]);
     }
 
     proptest! {
