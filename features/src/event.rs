@@ -402,6 +402,10 @@ fn resident_number_in_value(value: &serde_json::Value) -> Option<(String, String
     }
 }
 
+/// No integer below this (ten digits or fewer) renders as a resident number:
+/// it takes eleven digits at least (see `number_text_as_resident_number`).
+const SHORTEST_NUMBER_AS_RESIDENT_NUMBER: u64 = 10_000_000_000;
+
 /// The masked form when a JSON number reads as a resident number: its decimal
 /// rendering (serde_json's, so `9.001011234567e12` reads `9001011234567.0`)
 /// holds one that starts the integer part, as in `9001011234567`,
@@ -411,10 +415,6 @@ fn resident_number_in_value(value: &serde_json::Value) -> Option<(String, String
 /// score) do not count, and `900101.1234560` renders as `900101.123456`,
 /// which is not read (a six-digit fraction is too common to pad). Does not
 /// allocate unless it finds one.
-/// The least integer whose decimal rendering can read as a resident number:
-/// eleven digits (see `number_text_as_resident_number`).
-const SHORTEST_NUMBER_AS_RESIDENT_NUMBER: u64 = 10_000_000_000;
-
 fn number_as_resident_number(n: &serde_json::Number) -> Option<String> {
     use std::fmt::Write as _;
     let mut buf = StackText::default();
@@ -806,10 +806,13 @@ mod tests {
 
     #[test]
     fn the_shortest_number_that_reads_as_a_resident_number_is_checked() {
-        let shortest = 10_103_456_789; // 001010-3456789
-        assert!(shortest >= SHORTEST_NUMBER_AS_RESIDENT_NUMBER && shortest < 10 * SHORTEST_NUMBER_AS_RESIDENT_NUMBER);
-        assert_caught(&line_with(&format!(r#""duration_ms":{shortest}"#)), "duration_ms", "001010-3******", &["10103456789", "3456789"]);
-        assert_caught(&line_with(&format!(r#""records":{shortest}"#)), "records", "001010-3******", &["10103456789", "3456789"]);
+        // The least: 001001-3000000 (born 1 October 2000) without its leading zeros.
+        // Eleven digits cannot start with a zero, so no month before October does.
+        let shortest = 10_013_000_000;
+        assert!(shortest >= SHORTEST_NUMBER_AS_RESIDENT_NUMBER);
+        assert_caught(&line_with(&format!(r#""duration_ms":{shortest}"#)), "duration_ms", "001001-3******", &["10013000000", "3000000"]);
+        assert_caught(&line_with(&format!(r#""records":{shortest}"#)), "records", "001001-3******", &["10013000000", "3000000"]);
+        assert!(parse(&line_with(&format!(r#""duration_ms":{}"#, shortest - 1))).is_ok(), "one less reads 001001-2999999, whose sex digit says born in the 1900s");
     }
 
     proptest! {
