@@ -349,10 +349,7 @@ impl RawEvent<'_> {
             }
         }
         for (field, value) in [("duration_ms", self.duration_ms), ("records", self.records)] {
-            // A number needs thirteen digits, or eleven once a leading zero is
-            // dropped: the durations and counts of every event have far fewer,
-            // and rendering them to look was a percent of the parse.
-            if let Some(n) = value.filter(|&n| n >= SHORTEST_NUMBER_AS_RESIDENT_NUMBER) {
+            if let Some(n) = value {
                 if let Some(masked) = number_as_resident_number(&serde_json::Number::from(n)) {
                     return Err(Error::ResidentNumber { field: field.to_owned(), masked });
                 }
@@ -417,6 +414,13 @@ const SHORTEST_NUMBER_AS_RESIDENT_NUMBER: u64 = 10_000_000_000;
 /// allocate unless it finds one.
 fn number_as_resident_number(n: &serde_json::Number) -> Option<String> {
     use std::fmt::Write as _;
+    // Every event's duration and record count, and most attribute numbers,
+    // are integers far too short to hold one: rendering them to look was a
+    // percent of the parse.
+    let magnitude = n.as_u64().or_else(|| n.as_i64().map(i64::unsigned_abs));
+    if magnitude.is_some_and(|m| m < SHORTEST_NUMBER_AS_RESIDENT_NUMBER) {
+        return None;
+    }
     let mut buf = StackText::default();
     if write!(buf, "{n}").is_err() {
         // Longer than any rendering serde_json produces; check it anyway.
@@ -794,13 +798,15 @@ mod tests {
     }
 
     proptest! {
-        /// Below the shortest number that can read as a resident number, the
-        /// rendering the hot path skips finds none; at and above it, some do
-        /// (an 11-digit one born in the 2000s).
+        /// Below the shortest integer that can read as a resident number, positive
+        /// or negative, the full rule on its rendering (which the skip saves)
+        /// finds none. The test below pins the least one that does.
         #[test]
         fn numbers_too_short_to_be_resident_numbers_are_skipped_safely(n in 0..SHORTEST_NUMBER_AS_RESIDENT_NUMBER, just_under in 1..=10u64) {
-            prop_assert_eq!(number_as_resident_number(&serde_json::Number::from(n)), None);
-            prop_assert_eq!(number_as_resident_number(&serde_json::Number::from(SHORTEST_NUMBER_AS_RESIDENT_NUMBER - just_under)), None);
+            for m in [n, SHORTEST_NUMBER_AS_RESIDENT_NUMBER - just_under] {
+                prop_assert_eq!(number_text_as_resident_number(&m.to_string()), None);
+                prop_assert_eq!(number_text_as_resident_number(&format!("-{m}")), None);
+            }
         }
     }
 
@@ -813,6 +819,9 @@ mod tests {
         assert_caught(&line_with(&format!(r#""duration_ms":{shortest}"#)), "duration_ms", "001001-3******", &["10013000000", "3000000"]);
         assert_caught(&line_with(&format!(r#""records":{shortest}"#)), "records", "001001-3******", &["10013000000", "3000000"]);
         assert!(parse(&line_with(&format!(r#""duration_ms":{}"#, shortest - 1))).is_ok(), "one less reads 001001-2999999, whose sex digit says born in the 1900s");
+        // Attribute numbers go through the same check, negative ones too.
+        assert_caught(&line_with(&format!(r#""attrs":{{"n":{shortest}}}"#)), "attrs.n", "001001-3******", &["10013000000", "3000000"]);
+        assert_caught(&line_with(&format!(r#""attrs":{{"n":-{shortest}}}"#)), "attrs.n", "001001-3******", &["10013000000", "3000000"]);
     }
 
     proptest! {
