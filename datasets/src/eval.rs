@@ -2,10 +2,65 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attacks::Attack;
-use crate::generator::Label;
+use crate::generator::{GeneratedEvent, Label};
+
+/// What the scoreboard reads of one event: who it is, and the keys that can
+/// tie it to another identity's events. Reads straight from an event line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ScoredEvent {
+    pub event_id: String,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub staff_id: Option<String>,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub device_id: Option<String>,
+    #[serde(default)]
+    pub id_doc_hash: Option<String>,
+    #[serde(default)]
+    pub account_hash: Option<String>,
+}
+
+impl ScoredEvent {
+    /// The customer a block on this event refuses. A staff event's customer
+    /// is the subject of the record looked up, not the person refused.
+    fn refused_customer(&self) -> Option<&str> {
+        self.customer_id.as_deref().filter(|_| self.staff_id.is_none())
+    }
+
+    /// Who acts: the staff member, else the customer, else the session.
+    fn actor(&self) -> Option<&str> {
+        self.staff_id.as_deref().or(self.customer_id.as_deref()).or(self.session_id.as_deref())
+    }
+
+    /// Address, device, ID document and bank account, tagged by kind so that
+    /// an address never matches a device id that happens to spell the same.
+    fn ties(&self) -> impl Iterator<Item = (u8, &str)> {
+        [&self.ip, &self.device_id, &self.id_doc_hash, &self.account_hash].into_iter().zip(0u8..).filter_map(|(v, kind)| Some((kind, v.as_deref()?)))
+    }
+}
+
+impl From<&GeneratedEvent> for ScoredEvent {
+    fn from(e: &GeneratedEvent) -> Self {
+        ScoredEvent {
+            event_id: e.event_id.clone(),
+            customer_id: e.customer_id.clone(),
+            staff_id: e.staff_id.clone(),
+            session_id: e.session_id.clone(),
+            ip: e.ip.clone(),
+            device_id: e.device_id.clone(),
+            id_doc_hash: e.id_doc_hash.clone(),
+            account_hash: e.account_hash.clone(),
+        }
+    }
+}
 
 /// How one attack type fared.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -14,6 +69,16 @@ pub struct AttackScore {
     pub caught: usize,
     /// Median number of the incident's events decided before the first catch.
     pub median_events_before_catch: Option<f64>,
+    /// Median number of the incident's events decided after its first
+    /// telltale and before the first catch (none when the catch came first).
+    /// The telltale is the first event that shares an address, device, ID
+    /// document or bank account with an earlier event of the same incident
+    /// under another identity; an incident with none (one actor, or ties
+    /// nowhere) has its first event as its telltale. Until then an incident
+    /// of many identities (ID reuse, a farm, a mule account) shows one
+    /// applicant who looks like anyone: how long the detectors took once
+    /// there was something to see.
+    pub median_events_past_telltale: Option<f64>,
     /// Attack events decided challenge or block, over all attack events.
     pub event_recall: f64,
     pub events: usize,
@@ -36,31 +101,58 @@ pub struct Scoreboard {
     pub undecided: usize,
 }
 
+/// One incident as the scoreboard follows it through the stream.
+struct IncidentTrack<'a> {
+    attack: Attack,
+    /// Its events seen so far.
+    seen: usize,
+    /// Of them, how many came before the first one challenged or blocked.
+    first_catch: Option<usize>,
+    /// Of them, how many came before its first telltale.
+    telltale: Option<usize>,
+    /// Each key (kind, value) its events carried, with the first actor that carried it.
+    keys: HashMap<(u8, &'a str), &'a str>,
+}
+
 /// Score `decisions` (event id → "allow" | "challenge" | "block") over
-/// `events` (event id and customer, in stream order) against `labels`.
-pub fn score(events: &[(String, Option<String>)], labels: &[Label], decisions: &HashMap<String, String>) -> Scoreboard {
+/// `events` (in stream order) against `labels`.
+pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<String, String>) -> Scoreboard {
     let label_of: HashMap<&str, &Label> = labels.iter().map(|l| (l.event_id.as_str(), l)).collect();
     let flagged = |id: &str| decisions.get(id).is_some_and(|d| d == "challenge" || d == "block");
     let mut board = Scoreboard::default();
-    // incident -> (attack, events seen so far, events before first catch, caught?)
-    let mut incidents: BTreeMap<&str, (Attack, usize, Option<usize>)> = BTreeMap::new();
+    let mut incidents: BTreeMap<&str, IncidentTrack> = BTreeMap::new();
     let mut flagged_events: HashMap<Attack, usize> = HashMap::new();
     let mut blocked_customers: HashSet<&str> = HashSet::new();
-    for (id, customer) in events {
+    for e in events {
+        let id = e.event_id.as_str();
         if !decisions.contains_key(id) {
             board.undecided += 1;
         }
-        match label_of.get(id.as_str()) {
+        match label_of.get(id) {
             Some(l) => {
-                let entry = incidents.entry(l.incident.as_str()).or_insert((l.attack, 0, None));
+                let track = incidents.entry(l.incident.as_str()).or_insert_with(|| IncidentTrack {
+                    attack: l.attack,
+                    seen: 0,
+                    first_catch: None,
+                    telltale: None,
+                    keys: HashMap::new(),
+                });
                 board.attacks.entry(l.attack).or_default().events += 1;
-                if flagged(id) {
-                    *flagged_events.entry(l.attack).or_default() += 1;
-                    if entry.2.is_none() {
-                        entry.2 = Some(entry.1);
+                if let Some(actor) = e.actor() {
+                    for key in e.ties() {
+                        let first = *track.keys.entry(key).or_insert(actor);
+                        if first != actor && track.telltale.is_none() {
+                            track.telltale = Some(track.seen);
+                        }
                     }
                 }
-                entry.1 += 1;
+                if flagged(id) {
+                    *flagged_events.entry(l.attack).or_default() += 1;
+                    if track.first_catch.is_none() {
+                        track.first_catch = Some(track.seen);
+                    }
+                }
+                track.seen += 1;
             }
             None => {
                 board.benign_events += 1;
@@ -68,25 +160,28 @@ pub fn score(events: &[(String, Option<String>)], labels: &[Label], decisions: &
                     board.benign_flagged += 1;
                 }
                 if decisions.get(id).is_some_and(|d| d == "block") {
-                    if let Some(c) = customer {
-                        blocked_customers.insert(c.as_str());
+                    if let Some(c) = e.refused_customer() {
+                        blocked_customers.insert(c);
                     }
                 }
             }
         }
     }
     let mut before: HashMap<Attack, Vec<usize>> = HashMap::new();
-    for (attack, _, first) in incidents.values() {
-        let s = board.attacks.entry(*attack).or_default();
+    let mut past_telltale: HashMap<Attack, Vec<usize>> = HashMap::new();
+    for track in incidents.values() {
+        let s = board.attacks.entry(track.attack).or_default();
         s.incidents += 1;
-        if let Some(k) = first {
+        if let Some(k) = track.first_catch {
             s.caught += 1;
-            before.entry(*attack).or_default().push(*k);
+            before.entry(track.attack).or_default().push(k);
+            past_telltale.entry(track.attack).or_default().push(k.saturating_sub(track.telltale.unwrap_or(0)));
         }
     }
     for (attack, s) in board.attacks.iter_mut() {
         s.event_recall = ratio(flagged_events.get(attack).copied().unwrap_or(0), s.events);
         s.median_events_before_catch = before.get_mut(attack).map(|v| median(v));
+        s.median_events_past_telltale = past_telltale.get_mut(attack).map(|v| median(v));
         board.incidents += s.incidents;
         board.incidents_caught += s.caught;
     }
@@ -116,10 +211,19 @@ fn median(v: &mut [usize]) -> f64 {
 
 impl std::fmt::Display for Scoreboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>12}", "attack", "incidents", "caught", "median before", "event recall")?;
+        writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12}", "attack", "incidents", "caught", "median before", "past telltale", "event recall")?;
         for (a, s) in &self.attacks {
-            let med = s.median_events_before_catch.map_or("-".to_owned(), |m| format!("{m:.1}"));
-            writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>12.3}", a.as_str(), s.incidents, s.caught, med, s.event_recall)?;
+            let med = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1}"));
+            writeln!(
+                f,
+                "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12.3}",
+                a.as_str(),
+                s.incidents,
+                s.caught,
+                med(s.median_events_before_catch),
+                med(s.median_events_past_telltale),
+                s.event_recall
+            )?;
         }
         writeln!(f, "incident recall:          {:.3} ({}/{})", self.incident_recall, self.incidents_caught, self.incidents)?;
         writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate, self.benign_flagged, self.benign_events)?;
@@ -132,24 +236,99 @@ impl std::fmt::Display for Scoreboard {
 mod tests {
     use super::*;
 
+    fn ev(id: &str, customer: &str) -> ScoredEvent {
+        ScoredEvent { event_id: id.to_owned(), customer_id: Some(customer.to_owned()), ..ScoredEvent::default() }
+    }
+
+    fn decided(d: &[(&str, &str)]) -> HashMap<String, String> {
+        d.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    fn label(id: &str, inc: &str, attack: Attack) -> Label {
+        Label { event_id: id.into(), attack, incident: inc.into(), variant: None }
+    }
+
     #[test]
     fn counts_catches_recall_and_false_positives() {
-        let ev = |id: &str, c: &str| (id.to_owned(), Some(c.to_owned()));
         let events = vec![ev("a1", "x"), ev("a2", "x"), ev("a3", "x"), ev("b1", "y"), ev("h1", "h"), ev("h2", "h"), ev("h3", "g")];
-        let label = |id: &str, inc: &str, attack| Label { event_id: id.into(), attack, incident: inc.into(), variant: None };
         let labels = vec![label("a1", "i1", Attack::Bot), label("a2", "i1", Attack::Bot), label("a3", "i1", Attack::Bot), label("b1", "i2", Attack::Bot)];
-        let d: HashMap<String, String> = [("a1", "allow"), ("a2", "allow"), ("a3", "block"), ("b1", "allow"), ("h1", "challenge"), ("h2", "block")]
-            .into_iter()
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect();
+        let d = decided(&[("a1", "allow"), ("a2", "allow"), ("a3", "block"), ("b1", "allow"), ("h1", "challenge"), ("h2", "block")]);
         let s = score(&events, &labels, &d);
         let bot = &s.attacks[&Attack::Bot];
         assert_eq!((bot.incidents, bot.caught), (2, 1));
         assert_eq!(bot.median_events_before_catch, Some(2.0));
+        // One actor: the incident's first event is its telltale.
+        assert_eq!(bot.median_events_past_telltale, Some(2.0));
         assert!((bot.event_recall - 0.25).abs() < 1e-9);
         assert_eq!((s.benign_events, s.benign_flagged), (3, 2));
         assert_eq!(s.honest_customers_blocked, 1);
         assert_eq!(s.undecided, 1);
         assert!((s.incident_recall - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_staff_lookup_blocked_refuses_the_staff_member_not_the_record_subject() {
+        let lookup = ScoredEvent { staff_id: Some("st-1".into()), ..ev("h1", "subject") };
+        let s = score(&[lookup, ev("h2", "c")], &[], &decided(&[("h1", "block"), ("h2", "allow")]));
+        assert_eq!((s.benign_flagged, s.honest_customers_blocked), (1, 0));
+    }
+
+    #[test]
+    fn the_telltale_is_the_first_event_tied_to_another_identity_of_the_incident() {
+        let on = |id: &str, customer: &str, doc: Option<&str>, device: &str| ScoredEvent {
+            id_doc_hash: doc.map(str::to_owned),
+            device_id: Some(device.to_owned()),
+            session_id: Some(format!("s-{customer}")),
+            ..ev(id, customer)
+        };
+        // One card behind two applicants: the first's three steps look like
+        // anyone's; the second's first step that shows the card ties them.
+        // An honest event on the same card between them ties nothing: only
+        // the incident's own earlier events count.
+        let events = vec![
+            on("a1", "c1", Some("doc"), "p1"),
+            on("a2", "c1", None, "p1"),
+            on("a3", "c1", Some("doc"), "p1"),
+            on("h1", "honest", Some("doc"), "p1"),
+            on("a4", "c2", None, "p2"),
+            on("a5", "c2", Some("doc"), "p2"),
+            on("a6", "c2", None, "p2"),
+            on("a7", "c2", None, "p2"),
+        ];
+        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5", "a6", "a7"].iter().map(|id| label(id, "i1", Attack::IdReuse)).collect();
+        let caught_at = |id: &str| {
+            let d = decided(&[(id, "block")]);
+            let s = score(&events, &labels, &d);
+            let r = &s.attacks[&Attack::IdReuse];
+            (r.median_events_before_catch, r.median_events_past_telltale)
+        };
+        // The telltale is a5, the incident's fifth event.
+        assert_eq!(caught_at("a7"), (Some(6.0), Some(2.0)));
+        assert_eq!(caught_at("a5"), (Some(4.0), Some(0.0)));
+        // Caught before anything tied the identities: nothing past the telltale.
+        assert_eq!(caught_at("a2"), (Some(1.0), Some(0.0)));
+        // The honest event on the card is no catch of the incident.
+        assert_eq!(caught_at("h1"), (None, None));
+    }
+
+    #[test]
+    fn keys_of_different_kinds_never_tie_and_one_actor_ties_nothing() {
+        let mut a = ev("a1", "c1");
+        a.ip = Some("same".into());
+        let mut b = ev("a2", "c2");
+        b.device_id = Some("same".into());
+        let mut c = ev("a3", "c2");
+        c.device_id = Some("same".into());
+        let labels: Vec<Label> = ["a1", "a2", "a3"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
+        let s = score(&[a, b, c], &labels, &decided(&[("a3", "challenge")]));
+        let farm = &s.attacks[&Attack::DeviceFarm];
+        assert_eq!((farm.median_events_before_catch, farm.median_events_past_telltale), (Some(2.0), Some(2.0)));
+    }
+
+    #[test]
+    fn a_scored_event_reads_from_an_event_line() {
+        let line = r#"{"event_id":"e1","ts":"2026-11-02T10:00:00+09:00","step":"id_ocr","result":"success","customer_id":"c1","ip":"10.0.0.1","id_doc_hash":"d1","duration_ms":4000}"#;
+        let e: ScoredEvent = serde_json::from_str(line).unwrap();
+        assert_eq!((e.customer_id.as_deref(), e.ip.as_deref(), e.id_doc_hash.as_deref(), e.device_id.as_deref()), (Some("c1"), Some("10.0.0.1"), Some("d1"), None));
     }
 }

@@ -6,19 +6,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use haechi_datasets::{score, Label, Scoreboard};
+use haechi_datasets::{score, Label, ScoredEvent, Scoreboard};
 use serde::Deserialize;
 
 use crate::error::DetectorError;
 use crate::{replay, Config, Pipeline, ReplayOutputs};
-
-#[derive(Deserialize)]
-struct EventKey {
-    event_id: String,
-    customer_id: Option<String>,
-    #[serde(default)]
-    staff_id: Option<String>,
-}
 
 #[derive(Deserialize)]
 struct DecisionKey {
@@ -59,7 +51,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<Label>, DetectorError> {
 /// When a file cannot be read, or the arguments name neither or both sources of decisions.
 pub fn evaluate(config: Config, events: &Path, labels: &Path, decisions: Option<&Path>, run_pipeline: bool) -> Result<Scoreboard, DetectorError> {
     let labels: Vec<Label> = read_lines(labels)?;
-    let keys: Vec<EventKey> = read_lines(events)?;
+    let scored: Vec<ScoredEvent> = read_lines(events)?;
     let decided: Vec<DecisionKey> = match (decisions, run_pipeline) {
         (Some(p), false) => read_lines(p)?,
         (None, true) => {
@@ -75,7 +67,5 @@ pub fn evaluate(config: Config, events: &Path, labels: &Path, decisions: Option<
         (None, false) => return Err(DetectorError::Input { path: "eval".into(), message: "give a decisions file, or --replay to run the pipeline".into() }),
     };
     let decisions: HashMap<String, String> = decided.into_iter().map(|d| (d.event_id, d.decision)).collect();
-    // A staff event's customer is the subject of the record looked up, not the person refused.
-    let events: Vec<(String, Option<String>)> = keys.into_iter().map(|k| (k.event_id, k.customer_id.filter(|_| k.staff_id.is_none()))).collect();
-    Ok(score(&events, &labels, &decisions))
+    Ok(score(&scored, &labels, &decisions))
 }

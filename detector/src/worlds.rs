@@ -94,6 +94,11 @@ pub struct WorldsReport {
     pub median_events_before_catch: Option<f64>,
     /// The same median, one attack type at a time (over that type's per-world medians).
     pub median_events_before_catch_by_attack: BTreeMap<Attack, f64>,
+    /// Median events decided after an incident's first telltale and before its
+    /// catch ([`haechi_datasets::AttackScore::median_events_past_telltale`]), over types and worlds.
+    pub median_events_past_telltale: Option<f64>,
+    /// The same median, one attack type at a time.
+    pub median_events_past_telltale_by_attack: BTreeMap<Attack, f64>,
     /// The world with the lowest per-type recall (ties: the highest false-positive rate).
     pub worst_world: Option<u64>,
     /// Benign events challenged or blocked, by first reason, over all worlds.
@@ -256,9 +261,8 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
             decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
         }
     }
-    // A staff event's customer is the subject of the record looked up, not the person refused:
-    // an honest staff member blocked is counted apart.
-    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone().filter(|_| e.staff_id.is_none()))).collect();
+    // An honest staff member blocked is counted apart (the scoreboard counts customers).
+    let events: Vec<haechi_datasets::ScoredEvent> = data.events.iter().map(Into::into).collect();
     let honest_staff_blocked = staff_blocked.len();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
@@ -329,6 +333,8 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
     let mut insider_events_flagged = 0;
     let mut medians = Vec::new();
     let mut medians_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
+    let mut past_telltale = Vec::new();
+    let mut past_telltale_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
     for w in &worlds {
         for (a, s) in &w.board.attacks {
             let e = recall_by_attack.entry(*a).or_default();
@@ -340,6 +346,10 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
             if let Some(m) = s.median_events_before_catch {
                 medians.push(m);
                 medians_by_attack.entry(*a).or_default().push(m);
+            }
+            if let Some(m) = s.median_events_past_telltale {
+                past_telltale.push(m);
+                past_telltale_by_attack.entry(*a).or_default().push(m);
             }
         }
         benign_events += w.board.benign_events;
@@ -361,6 +371,8 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
     };
     let median_events_before_catch = median(medians);
     let median_events_before_catch_by_attack = medians_by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect();
+    let median_events_past_telltale = median(past_telltale);
+    let median_events_past_telltale_by_attack = past_telltale_by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect();
     let worst_world = worlds
         .iter()
         .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
@@ -378,6 +390,8 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         insider_events_flagged,
         median_events_before_catch,
         median_events_before_catch_by_attack,
+        median_events_past_telltale,
+        median_events_past_telltale_by_attack,
         worst_world,
         benign_flags_by_reason,
     }
@@ -414,11 +428,13 @@ impl std::fmt::Display for WorldsReport {
                 missed.join(", ")
             )?;
         }
-        // "median before": the median over worlds of each world's median events before the catch.
-        writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14}", "attack", "caught", "recall", "worst world", "median before")?;
+        // "median before": the median over worlds of each world's median events before the catch;
+        // "past telltale": the same, counted from the incident's first telltale.
+        writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14} {:>14}", "attack", "caught", "recall", "worst world", "median before", "past telltale")?;
         for (a, (c, n)) in &self.recall_by_attack {
-            let before = self.median_events_before_catch_by_attack.get(a).map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
-            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3} {before:>14}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
+            let med = |by: &BTreeMap<Attack, f64>| by.get(a).map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
+            let (before, past) = (med(&self.median_events_before_catch_by_attack), med(&self.median_events_past_telltale_by_attack));
+            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3} {before:>14} {past:>14}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
         }
         let (c, n) = self.recall_by_attack.values().fold((0, 0), |acc, (c, n)| (acc.0 + c, acc.1 + n));
         writeln!(f, "incident recall: {:.3} ({c}/{n})", c as f64 / n.max(1) as f64)?;
@@ -461,6 +477,9 @@ impl std::fmt::Display for WorldsReport {
         )?;
         if let Some(m) = self.median_events_before_catch {
             writeln!(f, "median events before the catch (median over types and worlds): {m:.1}")?;
+        }
+        if let Some(m) = self.median_events_past_telltale {
+            writeln!(f, "median events past the first telltale, an event tied to another identity of the incident (median over types and worlds): {m:.1}")?;
         }
         if let Some(w) = self.worst_world.and_then(|s| self.world(s)) {
             write!(f, "worst world: {} (min per-type recall {:.3}, FPR {:.5})", w.world_seed, w.min_type_recall(), w.board.false_positive_rate)?;

@@ -42,7 +42,7 @@ fn detection_stays_above_recorded_floors() {
         let p = pipeline.process(&event, &mut scratch).expect("no duplicates");
         decisions.insert(event.event_id.to_string(), p.decision.verdict.as_str().to_owned());
     }
-    let events: Vec<(String, Option<String>)> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
+    let events: Vec<haechi_datasets::ScoredEvent> = data.events.iter().map(Into::into).collect();
     let board = score(&events, &data.labels, &decisions);
     println!("{board}");
     assert!(
@@ -63,4 +63,33 @@ fn detection_stays_above_recorded_floors() {
         let recall = s.caught as f64 / s.incidents.max(1) as f64;
         assert!(recall >= floor, "{attack}: incident recall {recall:.3} fell below the floor {floor:.3}");
     }
+}
+
+/// `haechi generate` then `haechi eval --replay`, the real binary: the
+/// scoreboard reads each event line's address, device, ID document and
+/// account, so an ID reused by a second applicant is counted from the
+/// first event that shows the card again, not from the first applicant's
+/// onboarding, which looks like anyone's.
+#[test]
+fn eval_counts_detection_from_the_first_telltale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, labels) = (dir.path().join("events.jsonl"), dir.path().join("labels.jsonl"));
+    let (events_arg, labels_arg) = (events.to_str().unwrap(), labels.to_str().unwrap());
+    let generated = haechi_tests::run_haechi(
+        &["generate", "--seed", "5", "--days", "2", "--customers", "400", "--scenario", "id_reuse", "--incidents", "3", "--out", events_arg, "--labels", labels_arg],
+        b"",
+    );
+    assert!(generated.status.success(), "generate failed: {}", String::from_utf8_lossy(&generated.stderr));
+    let out = haechi_tests::run_haechi(&["eval", "--replay", events_arg, labels_arg, "--json"], b"");
+    assert!(out.status.success(), "eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    let board: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the scoreboard as JSON");
+    let reuse = &board["attacks"]["id_reuse"];
+    assert_eq!(reuse["incidents"], 3, "{board}");
+    assert_eq!(reuse["caught"], 3, "{board}");
+    let before = reuse["median_events_before_catch"].as_f64().expect("caught incidents have a median");
+    let past = reuse["median_events_past_telltale"].as_f64().expect("caught incidents have a median");
+    // Nothing ties the first applicant's onboarding to anyone: a catch comes at the
+    // second applicant at the earliest, whose card is the telltale.
+    assert!(before >= 6.0, "caught {before} events in, before a second applicant could show the card: {board}");
+    assert!(past < before, "counted from the telltale {past}, from the start {before}: the telltale was not read");
 }
