@@ -35,15 +35,37 @@ impl ScoredEvent {
         self.customer_id.as_deref().filter(|_| self.staff_id.is_none())
     }
 
-    /// Who acts: the staff member, else the customer, else the session.
-    fn actor(&self) -> Option<&str> {
-        self.staff_id.as_deref().or(self.customer_id.as_deref()).or(self.session_id.as_deref())
+    /// Who acts: the staff member or else the customer, and the session.
+    fn actor(&self) -> Actor<'_> {
+        Actor { person: self.staff_id.as_deref().or(self.customer_id.as_deref()), session: self.session_id.as_deref() }
     }
 
     /// Address, device, ID document and bank account, tagged by kind so that
     /// an address never matches a device id that happens to spell the same.
     fn ties(&self) -> impl Iterator<Item = (u8, &str)> {
         [&self.ip, &self.device_id, &self.id_doc_hash, &self.account_hash].into_iter().zip(0u8..).filter_map(|(v, kind)| Some((kind, v.as_deref()?)))
+    }
+}
+
+/// The names an event gives whoever acts in it.
+#[derive(Debug, Clone, Copy)]
+struct Actor<'a> {
+    person: Option<&'a str>,
+    session: Option<&'a str>,
+}
+
+impl Actor<'_> {
+    /// Neither name: nobody to tell apart from anyone.
+    fn is_unnamed(self) -> bool {
+        self.person.is_none() && self.session.is_none()
+    }
+
+    /// Two events are one identity's when they name the same person or the
+    /// same session. A pipeline that names the customer only at the account
+    /// opening still ties that opening to its onboarding steps by the session.
+    fn same_as(self, other: Actor<'_>) -> bool {
+        let same = |a: Option<&str>, b: Option<&str>| a.is_some() && a == b;
+        same(self.person, other.person) || same(self.session, other.session)
     }
 }
 
@@ -73,8 +95,11 @@ pub struct AttackScore {
     /// telltale and before the first catch (none when the catch came first).
     /// The telltale is the first event that shares an address, device, ID
     /// document or bank account with an earlier event of the same incident
-    /// under another identity; an incident with none (one actor, or ties
-    /// nowhere) has its first event as its telltale. Until then an incident
+    /// under another identity (neither the same customer or staff member nor
+    /// the same session); an incident with none (one actor, or ties nowhere)
+    /// has its first event as its telltale. A shared carrier NAT exit counts
+    /// as a tie, which can only make the telltale earlier than what any
+    /// detector could see. Until then an incident
     /// of many identities (ID reuse, a farm, a mule account) shows one
     /// applicant who looks like anyone: how long the detectors took once
     /// there was something to see.
@@ -111,7 +136,7 @@ struct IncidentTrack<'a> {
     /// Of them, how many came before its first telltale.
     telltale: Option<usize>,
     /// Each key (kind, value) its events carried, with the first actor that carried it.
-    keys: HashMap<(u8, &'a str), &'a str>,
+    keys: HashMap<(u8, &'a str), Actor<'a>>,
 }
 
 /// Score `decisions` (event id → "allow" | "challenge" | "block") over
@@ -138,10 +163,16 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
                     keys: HashMap::new(),
                 });
                 board.attacks.entry(l.attack).or_default().events += 1;
-                if let Some(actor) = e.actor() {
+                let actor = e.actor();
+                if !actor.is_unnamed() {
                     for key in e.ties() {
-                        let first = *track.keys.entry(key).or_insert(actor);
-                        if first != actor && track.telltale.is_none() {
+                        let first = track.keys.entry(key).or_insert(actor);
+                        if first.same_as(actor) {
+                            // Learn the names it had not given yet: a session that
+                            // named its customer late, a customer's next session.
+                            first.person = first.person.or(actor.person);
+                            first.session = first.session.or(actor.session);
+                        } else if track.telltale.is_none() {
                             track.telltale = Some(track.seen);
                         }
                     }
@@ -309,6 +340,32 @@ mod tests {
         assert_eq!(caught_at("a2"), (Some(1.0), Some(0.0)));
         // The honest event on the card is no catch of the incident.
         assert_eq!(caught_at("h1"), (None, None));
+    }
+
+    #[test]
+    fn a_customer_named_only_at_the_account_opening_is_tied_to_their_steps_by_the_session() {
+        let step = |id: &str, session: &str, customer: Option<&str>| ScoredEvent {
+            event_id: id.to_owned(),
+            customer_id: customer.map(str::to_owned),
+            session_id: Some(session.to_owned()),
+            device_id: Some("farm-phone".to_owned()),
+            ..ScoredEvent::default()
+        };
+        let events = vec![
+            step("a1", "s1", None),
+            step("a2", "s1", None),
+            step("a3", "s1", Some("c1")),
+            // The same customer's login the next day, in a session of its own.
+            step("a4", "s9", Some("c1")),
+            step("a5", "s2", None),
+            step("a6", "s2", Some("c2")),
+        ];
+        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5", "a6"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
+        let s = score(&events, &labels, &decided(&[("a6", "challenge")]));
+        let farm = &s.attacks[&Attack::DeviceFarm];
+        // Neither the first applicant's own account opening (a3) nor their later
+        // session (a4) is the telltale; the second applicant's first step (a5) is.
+        assert_eq!((farm.median_events_before_catch, farm.median_events_past_telltale), (Some(5.0), Some(1.0)));
     }
 
     #[test]
