@@ -28,6 +28,12 @@ struct Floors {
     /// Over all worlds.
     min_incident_recall: f64,
     max_honest_customers_blocked: f64,
+    /// Over types and worlds: events of an incident decided before its catch.
+    max_median_events_before_catch: f64,
+    /// The same, counted from the incident's first telltale (an event tied to
+    /// another of its identities): what the detectors take once there is
+    /// something to see.
+    max_median_events_past_telltale: f64,
     goal: Goal,
 }
 
@@ -35,6 +41,7 @@ struct Floors {
 struct Goal {
     min_type_recall: f64,
     max_false_positive_rate: f64,
+    max_median_events_before_catch: f64,
 }
 
 #[test]
@@ -73,6 +80,18 @@ fn the_default_pack_holds_on_worlds_it_was_never_tuned_on() {
     let blocked = report.honest_customers_blocked as f64 / report.honest_customers.max(1) as f64;
     if blocked > floors.max_honest_customers_blocked {
         problems.push(format!("honest customers blocked {blocked:.5} > ceiling {:.5}", floors.max_honest_customers_blocked));
+    }
+    let before = report.median_events_before_catch.expect("incidents were caught");
+    let past = report.median_events_past_telltale.expect("incidents were caught");
+    println!(
+        "median events before the catch {before:.1} (goal {:.1}), past the first telltale {past:.1}",
+        floors.goal.max_median_events_before_catch
+    );
+    if before > floors.max_median_events_before_catch {
+        problems.push(format!("median events before the catch {before:.1} > ceiling {:.1}", floors.max_median_events_before_catch));
+    }
+    if past > floors.max_median_events_past_telltale {
+        problems.push(format!("median events past the first telltale {past:.1} > ceiling {:.1}", floors.max_median_events_past_telltale));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
