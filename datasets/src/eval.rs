@@ -9,23 +9,41 @@ use crate::generator::{GeneratedEvent, Label};
 
 /// What the scoreboard reads of one event: who it is, and the keys that can
 /// tie it to another identity's events. Reads straight from an event line.
+/// A field that is not a string (a broken line) is read as absent, so that
+/// the line is still counted, as undecided, rather than dropped from the score.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ScoredEvent {
     pub event_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub customer_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub staff_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub session_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub ip: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub device_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub id_doc_hash: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_absent")]
     pub account_hash: Option<String>,
+}
+
+fn string_or_absent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// What can tie one identity's event to another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TieKind {
+    Address,
+    Device,
+    IdDocument,
+    Account,
 }
 
 impl ScoredEvent {
@@ -37,20 +55,33 @@ impl ScoredEvent {
 
     /// Who acts: the staff member or else the customer, and the session.
     fn actor(&self) -> Actor<'_> {
-        Actor { person: self.staff_id.as_deref().or(self.customer_id.as_deref()), session: self.session_id.as_deref() }
+        let person = match (&self.staff_id, &self.customer_id) {
+            (Some(staff), _) => Some(Person::Staff(staff)),
+            (None, Some(customer)) => Some(Person::Customer(customer)),
+            (None, None) => None,
+        };
+        Actor { person, session: self.session_id.as_deref() }
     }
 
-    /// Address, device, ID document and bank account, tagged by kind so that
-    /// an address never matches a device id that happens to spell the same.
-    fn ties(&self) -> impl Iterator<Item = (u8, &str)> {
-        [&self.ip, &self.device_id, &self.id_doc_hash, &self.account_hash].into_iter().zip(0u8..).filter_map(|(v, kind)| Some((kind, v.as_deref()?)))
+    /// Keys by kind: an address never matches a device id that happens to spell the same.
+    fn ties(&self) -> impl Iterator<Item = (TieKind, &str)> {
+        [(TieKind::Address, &self.ip), (TieKind::Device, &self.device_id), (TieKind::IdDocument, &self.id_doc_hash), (TieKind::Account, &self.account_hash)]
+            .into_iter()
+            .filter_map(|(kind, v)| Some((kind, v.as_deref()?)))
     }
+}
+
+/// A staff member and a customer never name one person, however they are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Person<'a> {
+    Staff(&'a str),
+    Customer(&'a str),
 }
 
 /// The names an event gives whoever acts in it.
 #[derive(Debug, Clone, Copy)]
 struct Actor<'a> {
-    person: Option<&'a str>,
+    person: Option<Person<'a>>,
     session: Option<&'a str>,
 }
 
@@ -64,8 +95,7 @@ impl Actor<'_> {
     /// same session. A pipeline that names the customer only at the account
     /// opening still ties that opening to its onboarding steps by the session.
     fn same_as(self, other: Actor<'_>) -> bool {
-        let same = |a: Option<&str>, b: Option<&str>| a.is_some() && a == b;
-        same(self.person, other.person) || same(self.session, other.session)
+        (self.person.is_some() && self.person == other.person) || (self.session.is_some() && self.session == other.session)
     }
 }
 
@@ -92,17 +122,22 @@ pub struct AttackScore {
     /// Median number of the incident's events decided before the first catch.
     pub median_events_before_catch: Option<f64>,
     /// Median number of the incident's events decided after its first
-    /// telltale and before the first catch (none when the catch came first).
+    /// telltale and before the first catch: how long the detectors took once
+    /// there was something to see. Until then an incident of many
+    /// identities (ID reuse, a farm, a mule account) shows one applicant who
+    /// looks like anyone.
+    ///
     /// The telltale is the first event that shares an address, device, ID
     /// document or bank account with an earlier event of the same incident
     /// under another identity (neither the same customer or staff member nor
-    /// the same session); an incident with none (one actor, or ties nowhere)
-    /// has its first event as its telltale. A shared carrier NAT exit counts
-    /// as a tie, which can only make the telltale earlier than what any
-    /// detector could see. Until then an incident
-    /// of many identities (ID reuse, a farm, a mule account) shows one
-    /// applicant who looks like anyone: how long the detectors took once
-    /// there was something to see.
+    /// the same session). When there is none before the catch (one actor,
+    /// or a catch on the attack's own events, like a script's speed), the
+    /// count runs from the incident's first event, as the plain median's does.
+    ///
+    /// Keys are compared as written: a shared carrier NAT exit is a tie (the
+    /// telltale comes earlier than a detector could see it), while two
+    /// addresses of one /24 are not (it may come later). An event that names
+    /// neither a person nor a session ties nothing.
     pub median_events_past_telltale: Option<f64>,
     /// Attack events decided challenge or block, over all attack events.
     pub event_recall: f64,
@@ -135,8 +170,8 @@ struct IncidentTrack<'a> {
     first_catch: Option<usize>,
     /// Of them, how many came before its first telltale.
     telltale: Option<usize>,
-    /// Each key (kind, value) its events carried, with the first actor that carried it.
-    keys: HashMap<(u8, &'a str), Actor<'a>>,
+    /// Each key its events carried, with the first actor that carried it.
+    keys: HashMap<(TieKind, &'a str), Actor<'a>>,
 }
 
 /// Score `decisions` (event id → "allow" | "challenge" | "block") over
@@ -206,7 +241,8 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
         if let Some(k) = track.first_catch {
             s.caught += 1;
             before.entry(track.attack).or_default().push(k);
-            past_telltale.entry(track.attack).or_default().push(k.saturating_sub(track.telltale.unwrap_or(0)));
+            let counted_from = track.telltale.filter(|t| *t <= k).unwrap_or(0);
+            past_telltale.entry(track.attack).or_default().push(k - counted_from);
         }
     }
     for (attack, s) in board.attacks.iter_mut() {
@@ -336,8 +372,8 @@ mod tests {
         // The telltale is a5, the incident's fifth event.
         assert_eq!(caught_at("a7"), (Some(6.0), Some(2.0)));
         assert_eq!(caught_at("a5"), (Some(4.0), Some(0.0)));
-        // Caught before anything tied the identities: nothing past the telltale.
-        assert_eq!(caught_at("a2"), (Some(1.0), Some(0.0)));
+        // Caught before anything tied the identities: counted from the start.
+        assert_eq!(caught_at("a2"), (Some(1.0), Some(1.0)));
         // The honest event on the card is no catch of the incident.
         assert_eq!(caught_at("h1"), (None, None));
     }
@@ -380,6 +416,46 @@ mod tests {
         let s = score(&[a, b, c], &labels, &decided(&[("a3", "challenge")]));
         let farm = &s.attacks[&Attack::DeviceFarm];
         assert_eq!((farm.median_events_before_catch, farm.median_events_past_telltale), (Some(2.0), Some(2.0)));
+    }
+
+    #[test]
+    fn a_tie_after_the_catch_does_not_move_the_count() {
+        // A script caught on its first session's speed; its second session
+        // happens to come from the same address afterwards.
+        let at = |id: &str, customer: &str| ScoredEvent { ip: Some("45.1.2.3".into()), ..ev(id, customer) };
+        let events = vec![at("a1", "c1"), at("a2", "c1"), at("a3", "c1"), at("a4", "c2"), at("a5", "c2")];
+        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5"].iter().map(|id| label(id, "i1", Attack::Bot)).collect();
+        let s = score(&events, &labels, &decided(&[("a3", "block")]));
+        let bot = &s.attacks[&Attack::Bot];
+        assert_eq!((bot.median_events_before_catch, bot.median_events_past_telltale), (Some(2.0), Some(2.0)));
+    }
+
+    #[test]
+    fn a_staff_member_and_a_customer_spelled_alike_are_two_people() {
+        let mut a = ev("a1", "x");
+        a.device_id = Some("ws-1".into());
+        let b = ScoredEvent { staff_id: Some("x".into()), device_id: Some("ws-1".into()), ..ev("a2", "subject") };
+        let labels: Vec<Label> = ["a1", "a2"].iter().map(|id| label(id, "i1", Attack::StaffBulk)).collect();
+        let s = score(&[a, b], &labels, &decided(&[("a2", "block")]));
+        let staff = &s.attacks[&Attack::StaffBulk];
+        assert_eq!(staff.median_events_past_telltale, Some(0.0));
+    }
+
+    #[test]
+    fn an_event_that_names_nobody_ties_nothing() {
+        let bare = |id: &str| ScoredEvent { event_id: id.to_owned(), device_id: Some("d".into()), ..ScoredEvent::default() };
+        let labels: Vec<Label> = ["a1", "a2", "a3"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
+        let s = score(&[bare("a1"), bare("a2"), bare("a3")], &labels, &decided(&[("a3", "challenge")]));
+        assert_eq!(s.attacks[&Attack::DeviceFarm].median_events_past_telltale, Some(2.0));
+    }
+
+    #[test]
+    fn a_line_with_a_field_of_the_wrong_type_is_still_counted() {
+        let line = r#"{"event_id":"e1","ts":"2026-11-02T10:00:00+09:00","step":"otp","result":"success","ip":5,"customer_id":["c1"]}"#;
+        let e: ScoredEvent = serde_json::from_str(line).unwrap();
+        assert_eq!((e.ip.as_deref(), e.customer_id.as_deref()), (None, None));
+        let s = score(&[e], &[], &HashMap::new());
+        assert_eq!((s.benign_events, s.undecided), (1, 1));
     }
 
     #[test]

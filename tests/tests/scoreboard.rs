@@ -65,31 +65,61 @@ fn detection_stays_above_recorded_floors() {
     }
 }
 
-/// `haechi generate` then `haechi eval --replay`, the real binary: the
-/// scoreboard reads each event line's address, device, ID document and
-/// account, so an ID reused by a second applicant is counted from the
-/// first event that shows the card again, not from the first applicant's
-/// onboarding, which looks like anyone's.
+/// `haechi generate`, `haechi replay`, then `haechi eval`, the real binary:
+/// the scoreboard reads each event line's address, device, ID document and
+/// account, so an ID reused by a second applicant is counted from the first
+/// event that ties the applicants, not from the first applicant's
+/// onboarding, which looks like anyone's. The figures are checked against
+/// a brute-force count made here from the same files.
 #[test]
 fn eval_counts_detection_from_the_first_telltale() {
     let dir = tempfile::tempdir().unwrap();
-    let (events, labels) = (dir.path().join("events.jsonl"), dir.path().join("labels.jsonl"));
-    let (events_arg, labels_arg) = (events.to_str().unwrap(), labels.to_str().unwrap());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (events, labels, decisions) = (path("events.jsonl"), path("labels.jsonl"), path("decisions.jsonl"));
     let generated = haechi_tests::run_haechi(
-        &["generate", "--seed", "5", "--days", "2", "--customers", "400", "--scenario", "id_reuse", "--incidents", "3", "--out", events_arg, "--labels", labels_arg],
+        &["generate", "--seed", "5", "--days", "2", "--customers", "400", "--scenario", "id_reuse", "--incidents", "3", "--out", &events, "--labels", &labels],
         b"",
     );
     assert!(generated.status.success(), "generate failed: {}", String::from_utf8_lossy(&generated.stderr));
-    let out = haechi_tests::run_haechi(&["eval", "--replay", events_arg, labels_arg, "--json"], b"");
+    let replayed = haechi_tests::run_haechi(&["replay", &events], b"");
+    assert!(replayed.status.success(), "replay failed: {}", String::from_utf8_lossy(&replayed.stderr));
+    std::fs::write(&decisions, &replayed.stdout).unwrap();
+    let out = haechi_tests::run_haechi(&["eval", &events, &labels, &decisions, "--json"], b"");
     assert!(out.status.success(), "eval failed: {}", String::from_utf8_lossy(&out.stderr));
     let board: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the scoreboard as JSON");
     let reuse = &board["attacks"]["id_reuse"];
-    assert_eq!(reuse["incidents"], 3, "{board}");
-    assert_eq!(reuse["caught"], 3, "{board}");
-    let before = reuse["median_events_before_catch"].as_f64().expect("caught incidents have a median");
-    let past = reuse["median_events_past_telltale"].as_f64().expect("caught incidents have a median");
-    // Nothing ties the first applicant's onboarding to anyone: a catch comes at the
-    // second applicant at the earliest, whose card is the telltale.
-    assert!(before >= 6.0, "caught {before} events in, before a second applicant could show the card: {board}");
-    assert!(past < before, "counted from the telltale {past}, from the start {before}: the telltale was not read");
+    assert_eq!((reuse["incidents"].as_u64(), reuse["caught"].as_u64()), (Some(3), Some(3)), "{board}");
+
+    // The same two figures, counted pairwise over each incident's events.
+    let verdict: HashMap<String, String> =
+        haechi_tests::ndjson(&replayed.stdout).iter().map(|d| (d["event_id"].as_str().unwrap().to_owned(), d["decision"].as_str().unwrap().to_owned())).collect();
+    let incident_of: HashMap<String, String> = haechi_tests::ndjson(&std::fs::read(&labels).unwrap())
+        .iter()
+        .map(|l| (l["event_id"].as_str().unwrap().to_owned(), l["incident"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut by_incident: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for e in haechi_tests::ndjson(&std::fs::read(&events).unwrap()) {
+        if let Some(incident) = incident_of.get(e["event_id"].as_str().unwrap()) {
+            by_incident.entry(incident.clone()).or_default().push(e);
+        }
+    }
+    let (mut before, mut past) = (Vec::new(), Vec::new());
+    for evs in by_incident.values() {
+        let catch = evs.iter().position(|e| verdict[e["event_id"].as_str().unwrap()] != "allow").expect("every incident caught");
+        let tied = |i: usize, j: usize| {
+            evs[i]["customer_id"] != evs[j]["customer_id"]
+                && ["ip", "device_id", "id_doc_hash", "account_hash"].iter().any(|k| evs[i][k].is_string() && evs[i][k] == evs[j][k])
+        };
+        let telltale = (0..evs.len()).find(|&j| (0..j).any(|i| tied(i, j))).filter(|&t| t <= catch).unwrap_or(0);
+        before.push(catch as f64);
+        past.push((catch - telltale) as f64);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    let (before, past) = (median(before), median(past));
+    assert!(past < before, "the stream should have an incident caught after its telltale: {before} {past}");
+    assert_eq!(reuse["median_events_before_catch"].as_f64(), Some(before), "{board}");
+    assert_eq!(reuse["median_events_past_telltale"].as_f64(), Some(past), "{board}");
 }
