@@ -158,6 +158,7 @@ pub struct Scoreboard {
     /// Distinct customers of benign events decided block.
     pub honest_customers_blocked: usize,
     /// Events with no decision (rejected, or missing from the decisions file).
+    /// `haechi eval` adds the event lines it could not read at all.
     pub undecided: usize,
 }
 

@@ -89,6 +89,11 @@ fn eval_counts_detection_from_the_first_telltale() {
     let board: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the scoreboard as JSON");
     let reuse = &board["attacks"]["id_reuse"];
     assert_eq!((reuse["incidents"].as_u64(), reuse["caught"].as_u64()), (Some(3), Some(3)), "{board}");
+    // `eval --replay` decides the events itself, and must score them the same.
+    let rerun = haechi_tests::run_haechi(&["eval", "--replay", &events, &labels, "--json"], b"");
+    assert!(rerun.status.success(), "eval --replay failed: {}", String::from_utf8_lossy(&rerun.stderr));
+    let rerun: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("the scoreboard as JSON");
+    assert_eq!(rerun, board);
 
     // The same two figures, counted pairwise over each incident's events.
     let verdict: HashMap<String, String> =
@@ -104,6 +109,10 @@ fn eval_counts_detection_from_the_first_telltale() {
         }
     }
     let (mut before, mut past) = (Vec::new(), Vec::new());
+    // The count below tells identities apart by customer alone: that holds
+    // while every event names its customer and its session.
+    let named = |e: &serde_json::Value| e["customer_id"].is_string() && e["session_id"].is_string();
+    assert!(by_incident.values().flatten().all(named), "an attack event without a customer or a session");
     for evs in by_incident.values() {
         let catch = evs.iter().position(|e| verdict[e["event_id"].as_str().unwrap()] != "allow").expect("every incident caught");
         let tied = |i: usize, j: usize| {
