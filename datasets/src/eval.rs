@@ -280,8 +280,8 @@ fn median(v: &mut [usize]) -> f64 {
 impl std::fmt::Display for Scoreboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12}", "attack", "incidents", "caught", "median before", "past telltale", "event recall")?;
+        let med = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1}"));
         for (a, s) in &self.attacks {
-            let med = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1}"));
             writeln!(
                 f,
                 "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12.3}",
@@ -314,6 +314,15 @@ mod tests {
 
     fn label(id: &str, inc: &str, attack: Attack) -> Label {
         Label { event_id: id.into(), attack, incident: inc.into(), variant: None }
+    }
+
+    /// Score `events` with those whose id starts with `a` as one incident of
+    /// `attack` (the rest honest): its medians before the catch and past the telltale.
+    fn one_incident(events: &[ScoredEvent], attack: Attack, d: &[(&str, &str)]) -> (Option<f64>, Option<f64>) {
+        let labels: Vec<Label> = events.iter().filter(|e| e.event_id.starts_with('a')).map(|e| label(&e.event_id, "i1", attack)).collect();
+        let s = score(events, &labels, &decided(d));
+        let a = &s.attacks[&attack];
+        (a.median_events_before_catch, a.median_events_past_telltale)
     }
 
     #[test]
@@ -363,13 +372,7 @@ mod tests {
             on("a6", "c2", None, "p2"),
             on("a7", "c2", None, "p2"),
         ];
-        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5", "a6", "a7"].iter().map(|id| label(id, "i1", Attack::IdReuse)).collect();
-        let caught_at = |id: &str| {
-            let d = decided(&[(id, "block")]);
-            let s = score(&events, &labels, &d);
-            let r = &s.attacks[&Attack::IdReuse];
-            (r.median_events_before_catch, r.median_events_past_telltale)
-        };
+        let caught_at = |id: &str| one_incident(&events, Attack::IdReuse, &[(id, "block")]);
         // The telltale is a5, the incident's fifth event.
         assert_eq!(caught_at("a7"), (Some(6.0), Some(2.0)));
         assert_eq!(caught_at("a5"), (Some(4.0), Some(0.0)));
@@ -397,12 +400,9 @@ mod tests {
             step("a5", "s2", None),
             step("a6", "s2", Some("c2")),
         ];
-        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5", "a6"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
-        let s = score(&events, &labels, &decided(&[("a6", "challenge")]));
-        let farm = &s.attacks[&Attack::DeviceFarm];
         // Neither the first applicant's own account opening (a3) nor their later
         // session (a4) is the telltale; the second applicant's first step (a5) is.
-        assert_eq!((farm.median_events_before_catch, farm.median_events_past_telltale), (Some(5.0), Some(1.0)));
+        assert_eq!(one_incident(&events, Attack::DeviceFarm, &[("a6", "challenge")]), (Some(5.0), Some(1.0)));
     }
 
     #[test]
@@ -413,10 +413,7 @@ mod tests {
         b.device_id = Some("same".into());
         let mut c = ev("a3", "c2");
         c.device_id = Some("same".into());
-        let labels: Vec<Label> = ["a1", "a2", "a3"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
-        let s = score(&[a, b, c], &labels, &decided(&[("a3", "challenge")]));
-        let farm = &s.attacks[&Attack::DeviceFarm];
-        assert_eq!((farm.median_events_before_catch, farm.median_events_past_telltale), (Some(2.0), Some(2.0)));
+        assert_eq!(one_incident(&[a, b, c], Attack::DeviceFarm, &[("a3", "challenge")]), (Some(2.0), Some(2.0)));
     }
 
     #[test]
@@ -425,10 +422,7 @@ mod tests {
         // happens to come from the same address afterwards.
         let at = |id: &str, customer: &str| ScoredEvent { ip: Some("45.1.2.3".into()), ..ev(id, customer) };
         let events = vec![at("a1", "c1"), at("a2", "c1"), at("a3", "c1"), at("a4", "c2"), at("a5", "c2")];
-        let labels: Vec<Label> = ["a1", "a2", "a3", "a4", "a5"].iter().map(|id| label(id, "i1", Attack::Bot)).collect();
-        let s = score(&events, &labels, &decided(&[("a3", "block")]));
-        let bot = &s.attacks[&Attack::Bot];
-        assert_eq!((bot.median_events_before_catch, bot.median_events_past_telltale), (Some(2.0), Some(2.0)));
+        assert_eq!(one_incident(&events, Attack::Bot, &[("a3", "block")]), (Some(2.0), Some(2.0)));
     }
 
     #[test]
@@ -436,18 +430,13 @@ mod tests {
         let mut a = ev("a1", "x");
         a.device_id = Some("ws-1".into());
         let b = ScoredEvent { staff_id: Some("x".into()), device_id: Some("ws-1".into()), ..ev("a2", "subject") };
-        let labels: Vec<Label> = ["a1", "a2"].iter().map(|id| label(id, "i1", Attack::StaffBulk)).collect();
-        let s = score(&[a, b], &labels, &decided(&[("a2", "block")]));
-        let staff = &s.attacks[&Attack::StaffBulk];
-        assert_eq!(staff.median_events_past_telltale, Some(0.0));
+        assert_eq!(one_incident(&[a, b], Attack::StaffBulk, &[("a2", "block")]), (Some(1.0), Some(0.0)));
     }
 
     #[test]
     fn an_event_that_names_nobody_ties_nothing() {
         let bare = |id: &str| ScoredEvent { event_id: id.to_owned(), device_id: Some("d".into()), ..ScoredEvent::default() };
-        let labels: Vec<Label> = ["a1", "a2", "a3"].iter().map(|id| label(id, "i1", Attack::DeviceFarm)).collect();
-        let s = score(&[bare("a1"), bare("a2"), bare("a3")], &labels, &decided(&[("a3", "challenge")]));
-        assert_eq!(s.attacks[&Attack::DeviceFarm].median_events_past_telltale, Some(2.0));
+        assert_eq!(one_incident(&[bare("a1"), bare("a2"), bare("a3")], Attack::DeviceFarm, &[("a3", "challenge")]), (Some(2.0), Some(2.0)));
     }
 
     #[test]

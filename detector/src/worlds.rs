@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use haechi_datasets::{generate, score, Attack, Dataset, GenConfig, Scoreboard, WorldSpec};
+use haechi_datasets::{generate, score, Attack, AttackScore, Dataset, GenConfig, Scoreboard, WorldSpec};
 use serde::Serialize;
 
 use crate::error::DetectorError;
@@ -331,10 +331,6 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
     let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
     let mut insider_events_flagged = 0;
-    let mut medians = Vec::new();
-    let mut medians_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
-    let mut past_telltale = Vec::new();
-    let mut past_telltale_by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
     for w in &worlds {
         for (a, s) in &w.board.attacks {
             let e = recall_by_attack.entry(*a).or_default();
@@ -343,14 +339,6 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
             let r = s.caught as f64 / s.incidents.max(1) as f64;
             let worst = worst_recall_by_attack.entry(*a).or_insert(1.0);
             *worst = worst.min(r);
-            if let Some(m) = s.median_events_before_catch {
-                medians.push(m);
-                medians_by_attack.entry(*a).or_default().push(m);
-            }
-            if let Some(m) = s.median_events_past_telltale {
-                past_telltale.push(m);
-                past_telltale_by_attack.entry(*a).or_default().push(m);
-            }
         }
         benign_events += w.board.benign_events;
         benign_flagged += w.board.benign_flagged;
@@ -365,14 +353,8 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
             *benign_flags_by_reason.entry(r.clone()).or_default() += n;
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| v[v.len() / 2])
-    };
-    let median_events_before_catch = median(medians);
-    let median_events_before_catch_by_attack = medians_by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect();
-    let median_events_past_telltale = median(past_telltale);
-    let median_events_past_telltale_by_attack = past_telltale_by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect();
+    let (median_events_before_catch, median_events_before_catch_by_attack) = median_of_world_medians(&worlds, |s| s.median_events_before_catch);
+    let (median_events_past_telltale, median_events_past_telltale_by_attack) = median_of_world_medians(&worlds, |s| s.median_events_past_telltale);
     let worst_world = worlds
         .iter()
         .min_by(|a, b| a.min_type_recall().total_cmp(&b.min_type_recall()).then(b.board.false_positive_rate.total_cmp(&a.board.false_positive_rate)))
@@ -395,6 +377,22 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         worst_world,
         benign_flags_by_reason,
     }
+}
+
+/// The median over every world and type of one per-world median, and the
+/// same one type at a time.
+fn median_of_world_medians(worlds: &[WorldResult], of: impl Fn(&AttackScore) -> Option<f64>) -> (Option<f64>, BTreeMap<Attack, f64>) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let mut all = Vec::new();
+    let mut by_attack: BTreeMap<Attack, Vec<f64>> = BTreeMap::new();
+    for (attack, m) in worlds.iter().flat_map(|w| &w.board.attacks).filter_map(|(a, s)| Some((*a, of(s)?))) {
+        all.push(m);
+        by_attack.entry(attack).or_default().push(m);
+    }
+    (median(all), by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect())
 }
 
 impl WorldsReport {
