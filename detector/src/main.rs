@@ -269,7 +269,8 @@ enum FluvioCommand {
 enum RulesCommand {
     /// Validate rule files; print every problem as file:line:col.
     Check { path: PathBuf },
-    /// Run the tests written in the rule files.
+    /// Run the tests written in the rule files: PATH, else the rules the
+    /// configuration names (`--rules`, `[rules] path`), else the shipped pack.
     Test { path: Option<PathBuf> },
     /// Replay EVENTS in event time and report what each rule would have done.
     /// The rules to measure are the global `--rules` (default: the shipped pack).
@@ -798,7 +799,9 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
             }
         },
         RulesCommand::Test { path } => {
-            let set = load_rules(path.as_deref(), &catalog)?;
+            // An analyst who names their pack with `--rules` must not get the
+            // shipped pack's results back without noticing.
+            let set = load_rules(path.as_deref().or(config.rules.path.as_deref()), &catalog)?;
             let results = haechi_rules::run_tests(&set, &config.features);
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
             for r in &results {
