@@ -26,11 +26,13 @@ fn failing_pack(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn rules_test_runs_the_pack_named_by_path_or_by_the_global_rules_flag() {
+fn rules_test_runs_the_pack_named_by_path_by_the_rules_flag_or_by_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let pack = failing_pack(dir.path());
-    let pack = pack.to_str().unwrap();
-    for args in [vec!["rules", "test", pack], vec!["--rules", pack, "rules", "test"]] {
+    let config = dir.path().join("haechi.toml");
+    std::fs::write(&config, format!("[rules]\npath = {:?}\n", pack.to_str().unwrap())).unwrap();
+    let (pack, config) = (pack.to_str().unwrap(), config.to_str().unwrap());
+    for args in [vec!["rules", "test", pack], vec!["--rules", pack, "rules", "test"], vec!["--config", config, "rules", "test"]] {
         let out = run_haechi(&args, b"");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");

@@ -128,6 +128,7 @@ const LANES: usize = 16;
 /// Trees walked in lockstep between two checks of the early stop: fewer
 /// than [`LANES`], so that a stop overshoots by fewer trees.
 const STOP_LANES: usize = 8;
+const _: () = assert!(STOP_LANES <= LANES, "a chunk is walked in one lockstep of at most LANES trees");
 
 impl Forest {
     /// Build the scoring form. Called after fitting and after loading.
@@ -258,16 +259,18 @@ impl Forest {
         // for a margin well above rounding, so no row that the whole walk
         // would score above the threshold is stopped.
         let longest = if c == 0.0 || threshold <= 0.0 { f64::INFINITY } else { -c * threshold.log2() * self.roots.len() as f64 * (1.0 + 1e-9) + 1e-9 };
-        let mut total = 0.0;
-        for (k, chunk) in self.stop_order.chunks(STOP_LANES).enumerate() {
-            total += walk(chunk);
-            if total + self.least_rest[k + 1] > longest {
-                return None;
+        if longest.is_finite() {
+            let mut total = 0.0;
+            for (k, chunk) in self.stop_order.chunks(STOP_LANES).enumerate() {
+                total += walk(chunk);
+                if total + self.least_rest[k + 1] > longest {
+                    return None;
+                }
             }
         }
-        // Not stopped (a few rows in a thousand): walked again in the trees'
-        // own order, so that the sum, and so the score, is `score`'s to the
-        // last bit.
+        // Not stopped (about seven rows in a thousand on the bench stream):
+        // walked again in the trees' own order, so that the sum, and so the
+        // score, is `score`'s to the last bit.
         let total = self.roots.chunks(LANES).map(walk).fold(0.0, |t, x| t + x);
         let score = anomaly_score(total / self.roots.len() as f64, self.psi);
         (score > threshold).then_some(score)
@@ -575,6 +578,54 @@ mod tests {
             }
         }
         assert!(above > 100, "outliers were scored: {above}");
+    }
+
+    /// The bound that stops a walk adds the shallowest leaf of exactly the
+    /// trees not walked yet, in the order they are walked; and it does stop
+    /// most ordinary rows well before the last tree.
+    #[test]
+    fn the_early_stop_bounds_the_trees_left_in_walking_order_and_stops_ordinary_rows() {
+        let x = blob(3);
+        let m = IsolationForestParams::new().n_trees(100).seed(9).check().unwrap().fit(&linfa::Dataset::from(x.clone())).unwrap();
+        let f = m.forest();
+        let shallowest = |root: u32| {
+            let (mut least, mut stack) = (f64::INFINITY, vec![root as usize]);
+            while let Some(i) = stack.pop() {
+                let Node(feature, left, value) = f.nodes[i];
+                if feature == LEAF {
+                    least = least.min(value);
+                } else {
+                    stack.extend([left as usize, left as usize + 1]);
+                }
+            }
+            least
+        };
+        let mut walked_order = f.stop_order.clone();
+        walked_order.sort_unstable();
+        let mut roots = f.roots.clone();
+        roots.sort_unstable();
+        assert_eq!(walked_order, roots, "every tree walked once");
+        let least: Vec<f64> = f.stop_order.iter().map(|&r| shallowest(r)).collect();
+        assert!(least.windows(2).all(|w| w[0] <= w[1]), "shallowest leaves first");
+        assert_eq!(f.least_rest.len(), f.stop_order.len().div_ceil(STOP_LANES) + 1);
+        for (k, rest) in f.least_rest.iter().enumerate() {
+            let expected: f64 = least[(k * STOP_LANES).min(least.len())..].iter().sum();
+            assert!((rest - expected).abs() < 1e-9, "chunk {k}: {rest} against {expected}");
+        }
+        // Ordinary rows (the training blob's own) leave well before the last tree.
+        let trees = std::cell::Cell::new(0usize);
+        let mut normal = 0;
+        for r in x.rows().into_iter().take(300) {
+            let row: Vec<f64> = r.to_vec();
+            let got = f.score_above_walking(m.threshold(), |c| {
+                trees.set(trees.get() + c.len());
+                f.walk(c, &|i: usize| row[i])
+            });
+            normal += usize::from(got.is_none());
+        }
+        assert!(normal > 250, "{normal} of 300 ordinary rows below the threshold");
+        let per_row = trees.get() as f64 / 300.0;
+        assert!(per_row < 0.9 * f.n_trees() as f64, "{per_row} trees walked a row on average, of {}", f.n_trees());
     }
 
     /// Rounding a split up to f32 keeps `x >= t` for every f32 x, at the
