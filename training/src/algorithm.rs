@@ -161,28 +161,27 @@ impl Forest {
             }
         }
         self.depth = deepest;
-        let shallowest: Vec<f64> = self
-            .roots
-            .iter()
-            .map(|&root| {
-                let (mut least, mut stack) = (f64::INFINITY, vec![root as usize]);
-                while let Some(i) = stack.pop() {
-                    let Node(feature, left, value) = self.nodes[i];
-                    if feature == LEAF {
-                        least = least.min(value);
-                    } else {
-                        stack.extend([left as usize, left as usize + 1]);
-                    }
-                }
-                least
-            })
-            .collect();
+        let shallowest: Vec<f64> = self.roots.iter().map(|&root| self.shallowest_leaf(root)).collect();
         let mut order: Vec<usize> = (0..self.roots.len()).collect();
         order.sort_by(|&a, &b| shallowest[a].total_cmp(&shallowest[b]));
         self.stop_order = order.iter().map(|&t| self.roots[t]).collect();
         let least: Vec<f64> = order.iter().map(|&t| shallowest[t]).collect();
         let chunks = least.len().div_ceil(STOP_LANES);
         self.least_rest = (0..=chunks).map(|c| least[(c * STOP_LANES).min(least.len())..].iter().sum()).collect();
+    }
+
+    /// The least path length (depth + c(size)) of any leaf of the tree at `root`.
+    fn shallowest_leaf(&self, root: u32) -> f64 {
+        let (mut least, mut stack) = (f64::INFINITY, vec![root as usize]);
+        while let Some(i) = stack.pop() {
+            let Node(feature, left, value) = self.nodes[i];
+            if feature == LEAF {
+                least = least.min(value);
+            } else {
+                stack.extend([left as usize, left as usize + 1]);
+            }
+        }
+        least
     }
 
     /// Mean path length of a row whose feature `f` is `get(f)`. A NaN feature
@@ -588,24 +587,12 @@ mod tests {
         let x = blob(3);
         let m = IsolationForestParams::new().n_trees(100).seed(9).check().unwrap().fit(&linfa::Dataset::from(x.clone())).unwrap();
         let f = m.forest();
-        let shallowest = |root: u32| {
-            let (mut least, mut stack) = (f64::INFINITY, vec![root as usize]);
-            while let Some(i) = stack.pop() {
-                let Node(feature, left, value) = f.nodes[i];
-                if feature == LEAF {
-                    least = least.min(value);
-                } else {
-                    stack.extend([left as usize, left as usize + 1]);
-                }
-            }
-            least
-        };
         let mut walked_order = f.stop_order.clone();
         walked_order.sort_unstable();
         let mut roots = f.roots.clone();
         roots.sort_unstable();
         assert_eq!(walked_order, roots, "every tree walked once");
-        let least: Vec<f64> = f.stop_order.iter().map(|&r| shallowest(r)).collect();
+        let least: Vec<f64> = f.stop_order.iter().map(|&r| f.shallowest_leaf(r)).collect();
         assert!(least.windows(2).all(|w| w[0] <= w[1]), "shallowest leaves first");
         assert_eq!(f.least_rest.len(), f.stop_order.len().div_ceil(STOP_LANES) + 1);
         for (k, rest) in f.least_rest.iter().enumerate() {
