@@ -49,7 +49,7 @@ enum TieKind {
 impl ScoredEvent {
     /// The customer a block on this event refuses. A staff event's customer
     /// is the subject of the record looked up, not the person refused.
-    fn refused_customer(&self) -> Option<&str> {
+    pub fn refused_customer(&self) -> Option<&str> {
         self.customer_id.as_deref().filter(|_| self.staff_id.is_none())
     }
 

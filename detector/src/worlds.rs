@@ -38,6 +38,9 @@ pub struct WorldResult {
     pub by_variant: BTreeMap<String, (usize, usize)>,
     /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
     pub benign_flags_by_reason: BTreeMap<String, usize>,
+    /// Honest customers blocked (the scoreboard's count), by the first reason
+    /// of the first benign event of theirs that was blocked: what locked them out.
+    pub honest_blocks_by_reason: BTreeMap<String, usize>,
     /// The isolation forest on its own: events it flagged, how many of them
     /// were attack events, and incidents it flagged at least once.
     pub model: ModelScore,
@@ -103,6 +106,8 @@ pub struct WorldsReport {
     pub worst_world: Option<u64>,
     /// Benign events challenged or blocked, by first reason, over all worlds.
     pub benign_flags_by_reason: BTreeMap<String, usize>,
+    /// Honest customers blocked, by the reason of their first block, over all worlds.
+    pub honest_blocks_by_reason: BTreeMap<String, usize>,
 }
 
 /// How a pipeline reports the drawn traffic. The event contract leaves
@@ -229,7 +234,10 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let insiders: std::collections::HashSet<&str> =
         data.events.iter().filter(|e| attack_ids.contains(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
     let mut insider_events_flagged = 0;
-    for e in &data.events {
+    let events: Vec<haechi_datasets::ScoredEvent> = data.events.iter().map(Into::into).collect();
+    // Each honest customer the scoreboard counts as blocked, and what blocked them first.
+    let mut first_block: HashMap<&str, String> = HashMap::new();
+    for (e, scored) in data.events.iter().zip(&events) {
         bytes.clear();
         serde_json::to_writer(&mut bytes, e).map_err(std::io::Error::other)?;
         let event = match pipeline.parse(&bytes) {
@@ -250,6 +258,11 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
                     (None, Some(r)) => format!("{}:{}", r.detector, r.id),
                     (None, None) => "none".to_owned(),
                 };
+                if p.decision.verdict == crate::Verdict::Block {
+                    if let Some(customer) = scored.refused_customer() {
+                        first_block.entry(customer).or_insert_with(|| r.clone());
+                    }
+                }
                 *benign_flags_by_reason.entry(r).or_default() += 1;
                 insider_events_flagged += usize::from(e.staff_id.as_deref().is_some_and(|s| insiders.contains(s)));
             }
@@ -261,8 +274,11 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
             decisions.insert(e.event_id.clone(), p.decision.verdict.as_str());
         }
     }
+    let mut honest_blocks_by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for reason in first_block.into_values() {
+        *honest_blocks_by_reason.entry(reason).or_default() += 1;
+    }
     // An honest staff member blocked is counted apart (the scoreboard counts customers).
-    let events: Vec<haechi_datasets::ScoredEvent> = data.events.iter().map(Into::into).collect();
     let honest_staff_blocked = staff_blocked.len();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
@@ -301,6 +317,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         insider_events_flagged,
         by_variant,
         benign_flags_by_reason,
+        honest_blocks_by_reason,
         model,
     })
 }
@@ -347,10 +364,13 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         staff_blocked += w.honest_staff_blocked;
         insider_events_flagged += w.insider_events_flagged;
     }
-    let mut benign_flags_by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut benign_flags_by_reason, mut honest_blocks_by_reason) = (BTreeMap::new(), BTreeMap::new());
     for w in &worlds {
         for (r, n) in &w.benign_flags_by_reason {
             *benign_flags_by_reason.entry(r.clone()).or_default() += n;
+        }
+        for (r, n) in &w.honest_blocks_by_reason {
+            *honest_blocks_by_reason.entry(r.clone()).or_default() += n;
         }
     }
     let (median_events_before_catch, median_events_before_catch_by_attack) = median_of_world_medians(&worlds, |s| s.median_events_before_catch);
@@ -376,6 +396,7 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         median_events_past_telltale_by_attack,
         worst_world,
         benign_flags_by_reason,
+        honest_blocks_by_reason,
     }
 }
 
@@ -450,6 +471,11 @@ impl std::fmt::Display for WorldsReport {
             self.honest_customers_blocked,
             self.honest_customers
         )?;
+        let mut locked_out: Vec<(&String, &usize)> = self.honest_blocks_by_reason.iter().collect();
+        locked_out.sort_by(|a, b| b.1.cmp(a.1));
+        for (r, n) in locked_out.iter().take(5) {
+            writeln!(f, "  honest customers blocked first by {r}: {n}")?;
+        }
         writeln!(f, "honest staff members blocked (insiders left out): {}", self.honest_staff_blocked)?;
         let mut reasons: Vec<(&String, &usize)> = self.benign_flags_by_reason.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1));
@@ -561,6 +587,34 @@ mod tests {
         }
         let cli = clap::Command::new("bench").arg(clap::Arg::new("reporting").long("reporting").value_parser(clap::value_parser!(Reporting)));
         assert!(cli.try_get_matches_from(["bench", "--reporting", "sideways"]).unwrap_err().to_string().contains("no-session-ids"));
+    }
+
+    #[test]
+    fn an_honest_customer_locked_out_is_counted_once_under_what_locked_them_out() {
+        let world = generate(&GenConfig { seed: 3, days: 2, customers: 40, staff: 2, ..GenConfig::default() }).expect("a small world");
+        let template = world.events.iter().find(|e| e.staff_id.is_none() && e.customer_id.is_some()).expect("a customer event").clone();
+        // Eight wrong codes a minute apart, then the right one: the burst rule
+        // blocks the customer at the sixth, and the block list refuses the rest.
+        let events = (0..9)
+            .map(|i| {
+                let mut e = template.clone();
+                e.event_id = format!("code-{i}");
+                e.ts_ms = template.ts_ms + i * 60_000;
+                e.step = haechi_features::Step::Otp;
+                e.result = if i < 8 { haechi_features::Outcome::Failure } else { haechi_features::Outcome::Success };
+                e.customer_id = Some("c-forgetful".to_owned());
+                e.duration_ms = Some(20_000);
+                e
+            })
+            .collect();
+        let r = decide_dataset(&Config::default(), 0, &Dataset { events, labels: Vec::new() }).expect("decided");
+        assert_eq!(r.board.honest_customers_blocked, 1, "{:?}", r.benign_flags_by_reason);
+        assert_eq!(r.honest_blocks_by_reason, BTreeMap::from([("rules:brute_force_second_factor".to_owned(), 1)]), "flags: {:?}", r.benign_flags_by_reason);
+        assert!(r.benign_flags_by_reason.values().sum::<usize>() > 1, "later events were refused too, and counted as flags, not as more customers");
+
+        // On a drawn world, the reasons add up to the scoreboard's count.
+        let r = run_world(&Config::default(), 1, 300, 2, Reporting::AsDrawn).expect("decided");
+        assert_eq!(r.honest_blocks_by_reason.values().sum::<usize>(), r.board.honest_customers_blocked);
     }
 
     #[test]
