@@ -38,8 +38,11 @@ pub struct WorldResult {
     pub by_variant: BTreeMap<String, (usize, usize)>,
     /// Benign events challenged or blocked, by the decision's first reason (`detector:id`).
     pub benign_flags_by_reason: BTreeMap<String, usize>,
-    /// Honest customers blocked (the scoreboard's count), by the first reason
-    /// of the first benign event of theirs that was blocked: what locked them out.
+    /// Honest customers blocked (the scoreboard's count), by what refused the
+    /// first benign event of theirs that was blocked: `blocklist:<set_by>` when
+    /// a block-list entry that refuses was in force, else the first reason
+    /// that is not the block list's (`detector:id`). A step-up entry in force
+    /// does not lock anyone out, so a rule's block beside it is credited to the rule.
     pub honest_blocks_by_reason: BTreeMap<String, usize>,
     /// The isolation forest on its own: events it flagged, how many of them
     /// were attack events, and incidents it flagged at least once.
@@ -260,7 +263,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
                 };
                 if p.decision.verdict == crate::Verdict::Block {
                     if let Some(customer) = scored.refused_customer() {
-                        first_block.entry(customer).or_insert_with(|| r.clone());
+                        first_block.entry(customer).or_insert_with(|| lockout_reason(&p.decision));
                     }
                 }
                 *benign_flags_by_reason.entry(r).or_default() += 1;
@@ -282,6 +285,8 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let honest_staff_blocked = staff_blocked.len();
     let owned: HashMap<String, String> = decisions.iter().map(|(k, v)| (k.clone(), (*v).to_owned())).collect();
     let board = score(&events, &data.labels, &owned);
+    // The same customers as the scoreboard's (event ids are unique in a drawn world).
+    debug_assert_eq!(honest_blocks_by_reason.values().sum::<usize>(), board.honest_customers_blocked);
     model.incidents_caught = model_incidents.len();
     let caught_by_decisions: std::collections::HashSet<&str> =
         data.labels.iter().filter(|l| decisions.get(&l.event_id).is_some_and(|d| *d != "allow")).map(|l| l.incident.as_str()).collect();
@@ -320,6 +325,15 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         honest_blocks_by_reason,
         model,
     })
+}
+
+/// What refused a blocked event: a block-list entry that refuses, else the
+/// first reason that is not the block list's.
+fn lockout_reason(decision: &crate::Decision) -> String {
+    if let Some(b) = decision.blocked_by.as_ref().filter(|b| b.action == crate::enforce::BlockAction::Block) {
+        return format!("blocklist:{}", b.set_by);
+    }
+    decision.reasons.iter().find(|r| &*r.detector != "blocklist").map_or_else(|| "none".to_owned(), |r| format!("{}:{}", r.detector, r.id))
 }
 
 /// Run worlds `seeds` on up to `threads` threads, and add them up.
@@ -589,6 +603,9 @@ mod tests {
         assert!(cli.try_get_matches_from(["bench", "--reporting", "sideways"]).unwrap_err().to_string().contains("no-session-ids"));
     }
 
+    /// A tuning world whose pack blocks a few honest customers at 1,500 customers and 3 days.
+    const SEED_WITH_HONEST_BLOCKS: u64 = 428;
+
     #[test]
     fn an_honest_customer_locked_out_is_counted_once_under_what_locked_them_out() {
         let world = generate(&GenConfig { seed: 3, days: 2, customers: 40, staff: 2, ..GenConfig::default() }).expect("a small world");
@@ -610,10 +627,13 @@ mod tests {
         let r = decide_dataset(&Config::default(), 0, &Dataset { events, labels: Vec::new() }).expect("decided");
         assert_eq!(r.board.honest_customers_blocked, 1, "{:?}", r.benign_flags_by_reason);
         assert_eq!(r.honest_blocks_by_reason, BTreeMap::from([("rules:brute_force_second_factor".to_owned(), 1)]), "flags: {:?}", r.benign_flags_by_reason);
-        assert!(r.benign_flags_by_reason.values().sum::<usize>() > 1, "later events were refused too, and counted as flags, not as more customers");
+        // The codes after the block were refused by the block list: flags of
+        // their own, but the same customer, first locked out by the rule.
+        assert!(r.benign_flags_by_reason.get("blocklist:rules:brute_force_second_factor") >= Some(&3), "{:?}", r.benign_flags_by_reason);
 
-        // On a drawn world, the reasons add up to the scoreboard's count.
-        let r = run_world(&Config::default(), 1, 300, 2, Reporting::AsDrawn).expect("decided");
+        // On a drawn world with honest customers blocked, the reasons add up to the scoreboard's count.
+        let r = run_world(&Config::default(), SEED_WITH_HONEST_BLOCKS, 1500, 3, Reporting::AsDrawn).expect("decided");
+        assert!(r.board.honest_customers_blocked > 0, "world {SEED_WITH_HONEST_BLOCKS} blocks some honest customer");
         assert_eq!(r.honest_blocks_by_reason.values().sum::<usize>(), r.board.honest_customers_blocked);
     }
 
