@@ -378,15 +378,15 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         staff_blocked += w.honest_staff_blocked;
         insider_events_flagged += w.insider_events_flagged;
     }
-    let (mut benign_flags_by_reason, mut honest_blocks_by_reason) = (BTreeMap::new(), BTreeMap::new());
-    for w in &worlds {
-        for (r, n) in &w.benign_flags_by_reason {
-            *benign_flags_by_reason.entry(r.clone()).or_default() += n;
+    let add_up = |of: fn(&WorldResult) -> &BTreeMap<String, usize>| {
+        let mut total: BTreeMap<String, usize> = BTreeMap::new();
+        for (r, n) in worlds.iter().flat_map(of) {
+            *total.entry(r.clone()).or_default() += n;
         }
-        for (r, n) in &w.honest_blocks_by_reason {
-            *honest_blocks_by_reason.entry(r.clone()).or_default() += n;
-        }
-    }
+        total
+    };
+    let benign_flags_by_reason = add_up(|w| &w.benign_flags_by_reason);
+    let honest_blocks_by_reason = add_up(|w| &w.honest_blocks_by_reason);
     let (median_events_before_catch, median_events_before_catch_by_attack) = median_of_world_medians(&worlds, |s| s.median_events_before_catch);
     let (median_events_past_telltale, median_events_past_telltale_by_attack) = median_of_world_medians(&worlds, |s| s.median_events_past_telltale);
     let worst_world = worlds
@@ -428,6 +428,13 @@ fn median_of_world_medians(worlds: &[WorldResult], of: impl Fn(&AttackScore) -> 
         by_attack.entry(attack).or_default().push(m);
     }
     (median(all), by_attack.into_iter().filter_map(|(a, v)| Some((a, median(v)?))).collect())
+}
+
+/// Counts by reason, the largest first (ties in the map's order).
+fn largest_first(counts: &BTreeMap<String, usize>) -> impl Iterator<Item = (&String, &usize)> {
+    let mut by_count: Vec<(&String, &usize)> = counts.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1));
+    by_count.into_iter()
 }
 
 impl WorldsReport {
@@ -485,15 +492,11 @@ impl std::fmt::Display for WorldsReport {
             self.honest_customers_blocked,
             self.honest_customers
         )?;
-        let mut locked_out: Vec<(&String, &usize)> = self.honest_blocks_by_reason.iter().collect();
-        locked_out.sort_by(|a, b| b.1.cmp(a.1));
-        for (r, n) in locked_out.iter().take(5) {
+        for (r, n) in largest_first(&self.honest_blocks_by_reason).take(5) {
             writeln!(f, "  honest customers blocked first by {r}: {n}")?;
         }
         writeln!(f, "honest staff members blocked (insiders left out): {}", self.honest_staff_blocked)?;
-        let mut reasons: Vec<(&String, &usize)> = self.benign_flags_by_reason.iter().collect();
-        reasons.sort_by(|a, b| b.1.cmp(a.1));
-        for (r, n) in reasons.iter().take(8) {
+        for (r, n) in largest_first(&self.benign_flags_by_reason).take(8) {
             writeln!(f, "  benign flags by {r}: {n}")?;
         }
         let m = self.worlds.iter().fold(ModelScore::default(), |a, w| ModelScore {
