@@ -5,8 +5,9 @@
 //! staff habits) and its own mix of obvious and evasive attacks. The default
 //! pack and model decide every event through the whole pipeline (block list,
 //! limiters and blast-radius guard included). Worlds 2000-2009 are used by
-//! nothing else: the pack was tuned on worlds 1-20, and BENCHMARKS.md reports
-//! worlds 1000-1049.
+//! nothing else: the pack was tuned on worlds 1-80 at 4,000 customers and
+//! 1-300 and 401-700 at 1,500 (the rule pack's header says so too), and
+//! BENCHMARKS.md reports worlds 1000-1049.
 //!
 //! `robustness_floors.json` holds the floors this test enforces (what the pack
 //! reaches today, so that detection never silently gets worse) beside the
