@@ -142,6 +142,11 @@ pub struct AttackScore {
     /// Attack events decided challenge or block, over all attack events.
     pub event_recall: f64,
     pub events: usize,
+    /// Attack events decided block: refused, not only stepped up. Recall
+    /// counts a step-up as a catch, so a pack that trades blocks for
+    /// step-ups (a synthetic identity passes a face match with the
+    /// attacker's own face) shows it here and nowhere else.
+    pub events_blocked: usize,
 }
 
 /// The whole scoreboard.
@@ -198,7 +203,9 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
                     telltale: None,
                     keys: HashMap::new(),
                 });
-                board.attacks.entry(l.attack).or_default().events += 1;
+                let attack = board.attacks.entry(l.attack).or_default();
+                attack.events += 1;
+                attack.events_blocked += usize::from(decisions.get(id).is_some_and(|d| d == "block"));
                 let actor = e.actor();
                 if !actor.is_unnamed() {
                     for key in e.ties() {
@@ -279,18 +286,19 @@ fn median(v: &mut [usize]) -> f64 {
 
 impl std::fmt::Display for Scoreboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12}", "attack", "incidents", "caught", "median before", "past telltale", "event recall")?;
+        writeln!(f, "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12} {:>14}", "attack", "incidents", "caught", "median before", "past telltale", "event recall", "events blocked")?;
         let med = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1}"));
         for (a, s) in &self.attacks {
             writeln!(
                 f,
-                "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12.3}",
+                "{:<20} {:>9} {:>7} {:>14} {:>14} {:>12.3} {:>14.3}",
                 a.as_str(),
                 s.incidents,
                 s.caught,
                 med(s.median_events_before_catch),
                 med(s.median_events_past_telltale),
-                s.event_recall
+                s.event_recall,
+                ratio(s.events_blocked, s.events)
             )?;
         }
         writeln!(f, "incident recall:          {:.3} ({}/{})", self.incident_recall, self.incidents_caught, self.incidents)?;
@@ -323,6 +331,19 @@ mod tests {
         let s = score(events, &labels, &decided(d));
         let a = &s.attacks[&attack];
         (a.median_events_before_catch, a.median_events_past_telltale)
+    }
+
+    #[test]
+    fn a_step_up_is_a_catch_but_only_a_block_refuses() {
+        let events = vec![ev("a1", "x"), ev("a2", "x"), ev("a3", "x"), ev("h1", "h")];
+        let labels = vec![label("a1", "i1", Attack::IdReuse), label("a2", "i1", Attack::IdReuse), label("a3", "i1", Attack::IdReuse)];
+        let d = decided(&[("a1", "challenge"), ("a2", "block"), ("a3", "allow"), ("h1", "block")]);
+        let s = score(&events, &labels, &d);
+        let a = &s.attacks[&Attack::IdReuse];
+        assert_eq!((a.caught, a.events), (1, 3));
+        assert!((a.event_recall - 2.0 / 3.0).abs() < 1e-9);
+        // a2's block; a1 was only stepped up, and h1's block is not an attack's.
+        assert_eq!(a.events_blocked, 1);
     }
 
     #[test]

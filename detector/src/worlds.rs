@@ -89,6 +89,10 @@ pub struct WorldsReport {
     pub recall_by_attack: BTreeMap<Attack, (usize, usize)>,
     /// Per attack type: the lowest recall any single world gave.
     pub worst_recall_by_attack: BTreeMap<Attack, f64>,
+    /// Per attack type: attack events decided block, and all its attack
+    /// events, over all worlds. Recall counts a step-up as a catch; this is
+    /// what was refused ([`haechi_datasets::AttackScore::events_blocked`]).
+    pub blocked_events_by_attack: BTreeMap<Attack, (usize, usize)>,
     pub benign_events: usize,
     pub benign_flagged: usize,
     pub honest_customers: usize,
@@ -360,6 +364,7 @@ pub fn run_worlds(config: &Config, seeds: &[u64], customers: usize, days: u32, t
 fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
     let mut recall_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let mut worst_recall_by_attack: BTreeMap<Attack, f64> = BTreeMap::new();
+    let mut blocked_events_by_attack: BTreeMap<Attack, (usize, usize)> = BTreeMap::new();
     let (mut benign_events, mut benign_flagged, mut honest_blocked, mut honest_customers, mut staff_blocked) = (0, 0, 0, 0, 0);
     let mut insider_events_flagged = 0;
     for w in &worlds {
@@ -370,6 +375,9 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
             let r = s.caught as f64 / s.incidents.max(1) as f64;
             let worst = worst_recall_by_attack.entry(*a).or_insert(1.0);
             *worst = worst.min(r);
+            let b = blocked_events_by_attack.entry(*a).or_default();
+            b.0 += s.events_blocked;
+            b.1 += s.events;
         }
         benign_events += w.board.benign_events;
         benign_flagged += w.board.benign_flagged;
@@ -398,6 +406,7 @@ fn summarize(worlds: Vec<WorldResult>, reporting: Reporting) -> WorldsReport {
         worlds,
         recall_by_attack,
         worst_recall_by_attack,
+        blocked_events_by_attack,
         benign_events,
         benign_flagged,
         honest_customers,
@@ -470,11 +479,21 @@ impl std::fmt::Display for WorldsReport {
         }
         // "median before": the median over worlds of each world's median events before the catch;
         // "past telltale": the same, counted from the incident's first telltale.
-        writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14} {:>14}", "attack", "caught", "recall", "worst world", "median before", "past telltale")?;
+        // "events blocked": the share of the type's attack events refused, not only stepped up.
+        writeln!(f, "{:<20} {:>9} {:>8} {:>12} {:>14} {:>14} {:>15}", "attack", "caught", "recall", "worst world", "median before", "past telltale", "events blocked")?;
         for (a, (c, n)) in &self.recall_by_attack {
             let med = |by: &BTreeMap<Attack, f64>| by.get(a).map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
             let (before, past) = (med(&self.median_events_before_catch_by_attack), med(&self.median_events_past_telltale_by_attack));
-            writeln!(f, "{:<20} {:>9} {:>8.3} {:>12.3} {before:>14} {past:>14}", a.as_str(), format!("{c}/{n}"), *c as f64 / (*n).max(1) as f64, self.worst_recall_by_attack[a])?;
+            let (blocked, events) = self.blocked_events_by_attack.get(a).copied().unwrap_or_default();
+            writeln!(
+                f,
+                "{:<20} {:>9} {:>8.3} {:>12.3} {before:>14} {past:>14} {:>15.3}",
+                a.as_str(),
+                format!("{c}/{n}"),
+                *c as f64 / (*n).max(1) as f64,
+                self.worst_recall_by_attack[a],
+                blocked as f64 / events.max(1) as f64
+            )?;
         }
         let (c, n) = self.recall_by_attack.values().fold((0, 0), |acc, (c, n)| (acc.0 + c, acc.1 + n));
         writeln!(f, "incident recall: {:.3} ({c}/{n})", c as f64 / n.max(1) as f64)?;
@@ -638,6 +657,14 @@ mod tests {
         let r = run_world(&Config::default(), SEED_WITH_HONEST_BLOCKS, 1500, 3, Reporting::AsDrawn).expect("decided");
         assert!(r.board.honest_customers_blocked > 0, "world {SEED_WITH_HONEST_BLOCKS} blocks some honest customer");
         assert_eq!(r.honest_blocks_by_reason.values().sum::<usize>(), r.board.honest_customers_blocked);
+
+        // Its attack events blocked add up over worlds, apart from those only stepped up.
+        let report = summarize(vec![r.clone(), r.clone()], Reporting::AsDrawn);
+        for (a, s) in &r.board.attacks {
+            assert_eq!(report.blocked_events_by_attack[a], (2 * s.events_blocked, 2 * s.events), "{a}");
+        }
+        let (blocked, flagged) = r.board.attacks.values().fold((0, 0.0), |(b, f), s| (b + s.events_blocked, f + s.event_recall * s.events as f64));
+        assert!(blocked > 0 && (blocked as f64) < flagged, "world {SEED_WITH_HONEST_BLOCKS}: {blocked} attack events blocked of {flagged} flagged");
     }
 
     #[test]
