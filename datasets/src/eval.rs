@@ -344,6 +344,9 @@ mod tests {
         assert!((a.event_recall - 2.0 / 3.0).abs() < 1e-9);
         // a2's block; a1 was only stepped up, and h1's block is not an attack's.
         assert_eq!(a.events_blocked, 1);
+        let text = s.to_string();
+        let row = text.lines().find(|l| l.starts_with("id_reuse")).expect("a row for id_reuse");
+        assert!(row.ends_with(" 0.667          0.333"), "event recall, then events blocked: {row}");
     }
 
     #[test]

@@ -663,8 +663,8 @@ mod tests {
         for (a, s) in &r.board.attacks {
             assert_eq!(report.blocked_events_by_attack[a], (2 * s.events_blocked, 2 * s.events), "{a}");
         }
-        let (blocked, flagged) = r.board.attacks.values().fold((0, 0.0), |(b, f), s| (b + s.events_blocked, f + s.event_recall * s.events as f64));
-        assert!(blocked > 0 && (blocked as f64) < flagged, "world {SEED_WITH_HONEST_BLOCKS}: {blocked} attack events blocked of {flagged} flagged");
+        let (blocked, flagged) = r.board.attacks.values().fold((0, 0), |(b, f), s| (b + s.events_blocked, f + (s.event_recall * s.events as f64).round() as usize));
+        assert!(blocked > 0 && blocked < flagged, "world {SEED_WITH_HONEST_BLOCKS}: {blocked} attack events blocked of {flagged} flagged");
     }
 
     #[test]

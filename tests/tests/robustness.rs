@@ -28,6 +28,10 @@ struct Floors {
     max_false_positive_rate: f64,
     /// Over all worlds.
     min_incident_recall: f64,
+    /// Over all worlds: attack events refused, not only stepped up. Recall
+    /// counts a step-up as a catch, so blocks quietly turned into step-ups
+    /// show here and in no other floor.
+    min_attack_events_blocked: f64,
     max_honest_customers_blocked: f64,
     /// Over types and worlds: events of an incident decided before its catch.
     max_median_events_before_catch: f64,
@@ -77,6 +81,12 @@ fn the_default_pack_holds_on_worlds_it_was_never_tuned_on() {
     let recall = caught as f64 / incidents as f64;
     if recall < floors.min_incident_recall {
         problems.push(format!("incident recall {recall:.3} < floor {:.3}", floors.min_incident_recall));
+    }
+    let (refused, attack_events) = report.blocked_events_by_attack.values().fold((0, 0), |a, (b, n)| (a.0 + b, a.1 + n));
+    let refused = refused as f64 / attack_events.max(1) as f64;
+    println!("attack events blocked, not only stepped up: {refused:.3} (floor {:.3})", floors.min_attack_events_blocked);
+    if refused < floors.min_attack_events_blocked {
+        problems.push(format!("attack events blocked {refused:.3} < floor {:.3}", floors.min_attack_events_blocked));
     }
     let blocked = report.honest_customers_blocked as f64 / report.honest_customers.max(1) as f64;
     if blocked > floors.max_honest_customers_blocked {

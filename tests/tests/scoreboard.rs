@@ -131,4 +131,12 @@ fn eval_counts_detection_from_the_first_telltale() {
     assert!(past < before, "the stream should have an incident caught after its telltale: {before} {past}");
     assert_eq!(reuse["median_events_before_catch"].as_f64(), Some(before), "{board}");
     assert_eq!(reuse["median_events_past_telltale"].as_f64(), Some(past), "{board}");
+
+    // Attack events refused (the unit tests in datasets/src/eval.rs tell
+    // them apart from those only stepped up; this stream has none).
+    let attack_verdicts = || by_incident.values().flatten().map(|e| verdict[e["event_id"].as_str().unwrap()].as_str());
+    let blocked = attack_verdicts().filter(|v| *v == "block").count() as u64;
+    let allowed = attack_verdicts().filter(|v| *v == "allow").count();
+    assert!(blocked > 0 && allowed > 0, "the stream should have attack events blocked and others let through: {blocked} {allowed}");
+    assert_eq!(reuse["events_blocked"].as_u64(), Some(blocked), "{board}");
 }
