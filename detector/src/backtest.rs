@@ -91,6 +91,11 @@ pub struct BaselineDiff {
     /// Entities the new set blocks that the baseline did not.
     pub entities_newly_blocked: Vec<String>,
     pub entities_no_longer_blocked: usize,
+    /// The baseline's labelled attack events decided block (with labels):
+    /// beside [`SetSummary::attack_events_blocked`], what the change refuses
+    /// that the baseline did, or only steps up now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack_events_blocked: Option<u64>,
     /// Alerts analysts marked false positive that the new set no longer raises (with floor labels).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub false_positives_removed: Option<usize>,
@@ -106,6 +111,10 @@ pub struct SetSummary {
     pub flagged: u64,
     pub incident_recall: Option<f64>,
     pub false_positive_rate: Option<f64>,
+    /// Labelled attack events decided block, and all labelled attack events
+    /// (with labels). Recall counts a step-up as a catch; a set that turns
+    /// blocks into step-ups shows here.
+    pub attack_events_blocked: Option<(u64, u64)>,
 }
 
 /// The backtest's result.
@@ -129,6 +138,8 @@ struct Tally {
     flagged: u64,
     caught_incidents: HashSet<String>,
     benign_flagged: u64,
+    attack_events: u64,
+    attack_blocked: u64,
 }
 
 impl Tally {
@@ -144,6 +155,8 @@ impl Tally {
             flagged: 0,
             caught_incidents: HashSet::new(),
             benign_flagged: 0,
+            attack_events: 0,
+            attack_blocked: 0,
         }
     }
 }
@@ -223,6 +236,10 @@ pub fn backtest_with_floor(
                 }
                 tally.alerts.insert(id);
             }
+            if label.is_some() {
+                tally.attack_events += 1;
+                tally.attack_blocked += u64::from(processed.decision.verdict == Verdict::Block);
+            }
             if processed.decision.verdict != Verdict::Allow {
                 tally.flagged += 1;
                 match label {
@@ -272,6 +289,7 @@ pub fn backtest_with_floor(
         flagged: main.flagged,
         incident_recall: have_labels.then(|| main.caught_incidents.len() as f64 / all_incidents.max(1) as f64),
         false_positive_rate: have_labels.then(|| main.benign_flagged as f64 / benign.max(1) as f64),
+        attack_events_blocked: have_labels.then_some((main.attack_blocked, main.attack_events)),
     };
     let baseline = tallies.get(1).map(|old| BaselineDiff {
         alerts_gained: main.alerts.difference(&old.alerts).count(),
@@ -282,6 +300,7 @@ pub fn backtest_with_floor(
             v
         },
         entities_no_longer_blocked: old.blocked_all.difference(&main.blocked_all).count(),
+        attack_events_blocked: have_labels.then_some(old.attack_blocked),
         false_positives_removed: judged_as(&old.alerts.difference(&main.alerts).cloned().collect(), FalsePositive).map(|n| n as usize),
         true_positives_lost: judged_as(&old.alerts.difference(&main.alerts).cloned().collect(), TruePositive).map(|n| n as usize),
     });
@@ -305,6 +324,9 @@ impl std::fmt::Display for BacktestReport {
         if let (Some(r), Some(fp)) = (self.summary.incident_recall, self.summary.false_positive_rate) {
             write!(f, ", incident recall {r:.3}, benign false-positive rate {fp:.5}")?;
         }
+        if let Some((blocked, attack)) = self.summary.attack_events_blocked {
+            write!(f, ", attack events blocked {blocked} of {attack}")?;
+        }
         if let Some(b) = &self.baseline {
             write!(
                 f,
@@ -314,6 +336,9 @@ impl std::fmt::Display for BacktestReport {
                 b.entities_newly_blocked.len(),
                 b.entities_no_longer_blocked
             )?;
+            if let (Some(old), Some((new, _))) = (b.attack_events_blocked, self.summary.attack_events_blocked) {
+                write!(f, "; attack events blocked {old} → {new}")?;
+            }
             if let (Some(fp), Some(tp)) = (b.false_positives_removed, b.true_positives_lost) {
                 write!(f, "\nagainst the analysts' labels: false positives removed {fp}, true positives lost {tp}")?;
             }
