@@ -213,6 +213,10 @@ mod tests {
     use haechi_features::{Evidence, FeatureConfig};
     use std::sync::Arc;
 
+    /// The start of a ten-minute fold window (a multiple of 600,000 ms), so
+    /// that the tests' offsets land in the window they name.
+    const WINDOW_START_MS: i64 = 2_940_000 * 600_000;
+
     fn finding(rule: &str) -> Finding {
         Finding {
             detector: Arc::from("rules"),
@@ -232,7 +236,7 @@ mod tests {
     fn repeats_fold_and_ids_are_deterministic() {
         let catalog = FeatureCatalog::new(&FeatureConfig::default().validate().unwrap());
         let mut f = AlertFolder::new(600_000, 300_000);
-        let t0 = 1_764_000_000_000 - 1_764_000_000_000 % 600_000;
+        let t0 = WINDOW_START_MS;
         let Folded::New(a) = f.fold(&finding("r1"), Some("10.0.0.1"), "e1", t0 + 5, &catalog) else { panic!() };
         assert_eq!(a.evidence[0].feature, "event.hour");
         let Folded::Repeat { id, count: 2, last_time, .. } = f.fold(&finding("r1"), Some("10.0.0.1"), "e2", t0 + 9, &catalog) else { panic!("a repeat") };
@@ -255,7 +259,7 @@ mod tests {
     fn a_restored_folder_folds_into_the_alerts_it_held_open() {
         let catalog = FeatureCatalog::new(&FeatureConfig::default().validate().unwrap());
         let mut f = AlertFolder::new(600_000, 300_000);
-        let t0 = 1_764_000_000_000 - 1_764_000_000_000 % 600_000;
+        let t0 = WINDOW_START_MS;
         let Folded::New(a) = f.fold(&finding("r1"), Some("10.0.0.1"), "e1", t0 + 5, &catalog) else { panic!() };
         let saved = serde_json::to_string(&f.export_state()).unwrap();
         let mut g = AlertFolder::new(600_000, 300_000);

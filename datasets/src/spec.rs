@@ -367,14 +367,14 @@ impl WorldSpec {
         if shares.iter().any(|&x| !p(x)) {
             return bad("shares and probabilities must be in 0..=1");
         }
-        if !(self.timing.sigma > 0.0 && self.timing.sigma < 3.0) || !(self.timing.floor_ms >= 0.0) {
+        if !between_open(self.timing.sigma, 0.0, 3.0) || !at_least(self.timing.floor_ms, 0.0) {
             return bad("timing sigma must be in (0, 3) and the floor not negative");
         }
         if self.timing.median_mult.values().any(|&m| !(m > 0.0 && m < 100.0)) {
             return bad("median multipliers must be positive");
         }
         let (s, f) = (self.failures.elderly_speed, self.failures.elderly_fail_mult);
-        if !(s.0 > 0.0 && s.0 <= s.1) || !(f.0 > 0.0 && f.0 <= f.1) || !(self.rhythm.burst_factor >= 1.0) {
+        if !positive_range(s) || !positive_range(f) || !at_least(self.rhythm.burst_factor, 1.0) {
             return bad("elderly ranges must be positive and ordered, burst factor at least 1");
         }
         let st = &self.staff;
@@ -393,6 +393,48 @@ impl WorldSpec {
     }
 }
 
+/// `lo < x < hi`; false for NaN, which a spec must not smuggle past validation.
+fn between_open(x: f64, lo: f64, hi: f64) -> bool {
+    x > lo && x < hi
+}
+
+/// `0 < lo <= hi`; false if either end is NaN.
+fn positive_range((lo, hi): (f64, f64)) -> bool {
+    lo > 0.0 && lo <= hi
+}
+
+/// `x >= lo`; false for NaN.
+fn at_least(x: f64, lo: f64) -> bool {
+    x >= lo
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_refuses_nan_and_values_out_of_range() {
+        assert!(WorldSpec::default().validate().is_ok());
+        let refused = |change: &dyn Fn(&mut WorldSpec)| {
+            let mut spec = WorldSpec::default();
+            change(&mut spec);
+            spec.validate().is_err()
+        };
+        assert!(refused(&|s| s.timing.sigma = f64::NAN));
+        assert!(refused(&|s| s.timing.sigma = 0.0));
+        assert!(refused(&|s| s.timing.sigma = 3.0));
+        assert!(refused(&|s| s.timing.floor_ms = f64::NAN));
+        assert!(refused(&|s| s.timing.floor_ms = -1.0));
+        assert!(refused(&|s| s.rhythm.burst_factor = f64::NAN));
+        assert!(refused(&|s| s.rhythm.burst_factor = 0.9));
+        assert!(refused(&|s| s.failures.elderly_speed = (f64::NAN, 2.0)));
+        assert!(refused(&|s| s.failures.elderly_speed = (2.0, 1.5)));
+        assert!(refused(&|s| s.failures.elderly_fail_mult = (0.0, 2.0)));
+        assert!(!refused(&|s| s.timing.floor_ms = 0.0), "a floor of zero is allowed");
+        assert!(!refused(&|s| s.rhythm.burst_factor = 1.0), "no burst is allowed");
+    }
 }

@@ -58,83 +58,6 @@ pub fn warm(pipeline: &Pipeline, input: &mut dyn BufRead, errors: &mut dyn Write
     driver::run(pipeline, &mut source, &mut sink, Mode::Warm)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(i: u32, ts: &str, step: &str, result: &str) -> String {
-        format!(r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"c1","ip":"45.1.2.3"}}"#)
-    }
-
-    fn run(input: &str) -> (ReplaySummary, Vec<serde_json::Value>) {
-        let mut config = crate::Config::default();
-        config.model.enabled = false;
-        let p = Pipeline::new(config).unwrap();
-        let mut out = Vec::new();
-        let mut errors = Vec::new();
-        let summary = replay(&p, &mut input.as_bytes(), ReplayOutputs { decisions: &mut out, alerts: None, errors: &mut errors }).unwrap();
-        let decisions = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
-        (summary, decisions)
-    }
-
-    #[test]
-    fn one_far_future_event_cannot_blind_a_replay() {
-        let burst = |forged: bool| {
-            let mut text = line(0, "2026-11-02T10:00:00+09:00", "login", "success") + "\n";
-            if forged {
-                text += &(line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n");
-            }
-            for i in 0..30 {
-                text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
-            }
-            run(&text)
-        };
-        let (clean, clean_decisions) = burst(false);
-        let (summary, decisions) = burst(true);
-        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
-        assert_eq!((clean.late, summary.late), (0, 0), "nothing became late");
-        let blocked = |d: &[serde_json::Value]| d.iter().filter(|d| d["decision"] == "block").count();
-        assert!(blocked(&clean_decisions) >= 20, "the burst is blocked: {}", blocked(&clean_decisions));
-        assert_eq!(blocked(&decisions), blocked(&clean_decisions), "the forged timestamp changed nothing");
-    }
-
-    #[test]
-    fn a_forged_first_line_cannot_blind_a_replay_either() {
-        let mut text = line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n";
-        for i in 0..30 {
-            text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
-        }
-        let (summary, decisions) = run(&text);
-        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
-        assert_eq!(summary.late, 0);
-        assert!(decisions.iter().filter(|d| d["decision"] == "block").count() >= 20);
-    }
-
-    #[test]
-    fn a_sparse_history_goes_through_whole() {
-        // One event a day, as a single customer's history file has.
-        let text: String = (2..9).map(|d| line(d, &format!("2026-11-0{d}T11:00:00+09:00"), "login", "success") + "\n").collect();
-        let (summary, decisions) = run(&text);
-        assert_eq!(summary.rejected_total(), 0, "{summary}");
-        assert_eq!(decisions.len(), 7);
-    }
-
-    #[test]
-    fn a_real_jump_in_the_stream_is_believed_once_confirmed() {
-        let mut text = String::new();
-        for i in 0..5 {
-            text += &(line(i, &format!("2026-11-02T10:00:0{i}+09:00"), "login", "success") + "\n");
-        }
-        // Eight quiet hours, then traffic again.
-        for i in 0..5 {
-            text += &(line(10 + i, &format!("2026-11-02T18:00:0{i}+09:00"), "login", "success") + "\n");
-        }
-        let (summary, decisions) = run(&text);
-        assert_eq!(summary.rejected_total(), 0, "{summary}");
-        assert_eq!(decisions.len(), 10);
-    }
-}
-
 /// The alerts a person should read first, kept while a replay runs: the
 /// strongest (severity, then findings folded in, then score), at most
 /// `keep`, and how many there were. Passes every alert on to `inner`.
@@ -228,5 +151,82 @@ impl AlertSink for TopAlerts<'_> {
             Some(inner) => inner.flush(),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(i: u32, ts: &str, step: &str, result: &str) -> String {
+        format!(r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"c1","ip":"45.1.2.3"}}"#)
+    }
+
+    fn run(input: &str) -> (ReplaySummary, Vec<serde_json::Value>) {
+        let mut config = crate::Config::default();
+        config.model.enabled = false;
+        let p = Pipeline::new(config).unwrap();
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        let summary = replay(&p, &mut input.as_bytes(), ReplayOutputs { decisions: &mut out, alerts: None, errors: &mut errors }).unwrap();
+        let decisions = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        (summary, decisions)
+    }
+
+    #[test]
+    fn one_far_future_event_cannot_blind_a_replay() {
+        let burst = |forged: bool| {
+            let mut text = line(0, "2026-11-02T10:00:00+09:00", "login", "success") + "\n";
+            if forged {
+                text += &(line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n");
+            }
+            for i in 0..30 {
+                text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
+            }
+            run(&text)
+        };
+        let (clean, clean_decisions) = burst(false);
+        let (summary, decisions) = burst(true);
+        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
+        assert_eq!((clean.late, summary.late), (0, 0), "nothing became late");
+        let blocked = |d: &[serde_json::Value]| d.iter().filter(|d| d["decision"] == "block").count();
+        assert!(blocked(&clean_decisions) >= 20, "the burst is blocked: {}", blocked(&clean_decisions));
+        assert_eq!(blocked(&decisions), blocked(&clean_decisions), "the forged timestamp changed nothing");
+    }
+
+    #[test]
+    fn a_forged_first_line_cannot_blind_a_replay_either() {
+        let mut text = line(1, "2099-01-01T00:00:00+09:00", "login", "success") + "\n";
+        for i in 0..30 {
+            text += &(line(10 + i, &format!("2026-11-02T10:01:{i:02}+09:00"), "otp", "failure") + "\n");
+        }
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected.get("future_ts"), Some(&1), "{summary}");
+        assert_eq!(summary.late, 0);
+        assert!(decisions.iter().filter(|d| d["decision"] == "block").count() >= 20);
+    }
+
+    #[test]
+    fn a_sparse_history_goes_through_whole() {
+        // One event a day, as a single customer's history file has.
+        let text: String = (2..9).map(|d| line(d, &format!("2026-11-0{d}T11:00:00+09:00"), "login", "success") + "\n").collect();
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected_total(), 0, "{summary}");
+        assert_eq!(decisions.len(), 7);
+    }
+
+    #[test]
+    fn a_real_jump_in_the_stream_is_believed_once_confirmed() {
+        let mut text = String::new();
+        for i in 0..5 {
+            text += &(line(i, &format!("2026-11-02T10:00:0{i}+09:00"), "login", "success") + "\n");
+        }
+        // Eight quiet hours, then traffic again.
+        for i in 0..5 {
+            text += &(line(10 + i, &format!("2026-11-02T18:00:0{i}+09:00"), "login", "success") + "\n");
+        }
+        let (summary, decisions) = run(&text);
+        assert_eq!(summary.rejected_total(), 0, "{summary}");
+        assert_eq!(decisions.len(), 10);
     }
 }

@@ -996,7 +996,7 @@ mod tests {
             let ms = if i % 8 == 0 { 500 } else { person(&mut rng, 5_000.0) };
             b.observe(Step::FaceMatch, Some(ms), 10, true);
         }
-        assert!(locked(&b.steps[Step::FaceMatch as usize]).held.len() > 0);
+        assert!(!locked(&b.steps[Step::FaceMatch as usize]).held.is_empty());
         assert!(b.observe(Step::FaceMatch, Some(500), 10, false).duration_rank < 0.001);
         // The campaign stops; within a window the hold is empty again.
         learn_people(&b, Step::FaceMatch, &mut rng, 5_000.0, HOLD_WINDOW);

@@ -1009,9 +1009,9 @@ mod tests {
             t0 + 2_000 * 1000
         };
         let session = |store: &FeatureStore, out: &mut [f32], t: i64, customer: &str, ms: u64| {
-            for k in 0..2 {
+            for (k, step) in STEPS.into_iter().enumerate() {
                 let mut e = event(10_000 + k, t + k as i64 * 1000, customer, "10.0.0.2", "dx", false);
-                e.step = STEPS[k];
+                e.step = step;
                 e.duration_ms = Some(ms);
                 store.observe(&e, out);
             }

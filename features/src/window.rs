@@ -218,8 +218,8 @@ impl Counts {
             let t = self.sparse_ts[i];
             let failed = u32::from(self.sparse_failures & (1 << i) != 0);
             // Events are never after `now`, so the window's start is the only bound.
-            for j in 0..3 {
-                let inside = u32::from(t >= cutoffs[j]);
+            for (j, cutoff) in cutoffs.iter().enumerate() {
+                let inside = u32::from(t >= *cutoff);
                 out.events[j] += inside;
                 out.failures[j] += inside * failed;
             }
@@ -530,6 +530,8 @@ mod tests {
             head: (u32, u32),
             more: Option<Box<UnboxedMore>>,
         }
+        // The old shape, unboxed as it was: its size is the point.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Serialize)]
         enum UnboxedMore {
             #[allow(dead_code)]

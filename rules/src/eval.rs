@@ -150,7 +150,9 @@ pub(crate) enum Cond {
     FeatureCmp(CmpOp, usize, f64),
     /// String equality; `true` in the first field negates it.
     StrEq(bool, Str, Str),
-    /// Membership in a literal list.
+    /// Membership in a literal list. Boxed: inline, the set would make
+    /// every condition of the tree (most are `FeatureCmp`s) as large as itself.
+    #[allow(clippy::box_collection)]
     StrInSet(Str, Box<HashSet<Box<str>>>),
     /// The event's step is one of a set (bit `1 << step`): `event.step ==`
     /// and `event.step in [...]` without a string comparison or a hash.

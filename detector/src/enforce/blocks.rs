@@ -405,8 +405,8 @@ impl BlockList {
     /// one of `step_up_other_devices_for`. Every entry passes here once, when
     /// it is set or loaded, so that no event compares rule names.
     fn resolved(&self, mut block: Block) -> Block {
-        block.about_guessing = self.config.step_up_other_devices_for.iter().any(|r| *r == block.set_by);
-        block.about_codes = block.about_guessing && self.config.presence_checks_pass_for.iter().any(|r| *r == block.set_by);
+        block.about_guessing = self.config.step_up_other_devices_for.contains(&block.set_by);
+        block.about_codes = block.about_guessing && self.config.presence_checks_pass_for.contains(&block.set_by);
         block
     }
 

@@ -42,6 +42,9 @@ pub enum EnforcementClock {
     Wall,
 }
 
+/// An entry an event set: its scope, who asked, and the outcome.
+pub type NewEntry = (EntityKind, SetBy, Result<(), Refused>);
+
 /// What enforcement did to one decision, for metrics and the caller's answer.
 #[derive(Debug, Default)]
 pub struct Enforced {
@@ -49,8 +52,8 @@ pub struct Enforced {
     pub blocked_by: Option<Block>,
     /// The scope whose rate quota the event exceeded.
     pub rate_limited: Option<EntityKind>,
-    /// New entries set by this event: scope, who asked, and the outcome.
-    pub set: SmallVec<[(EntityKind, SetBy, Result<(), Refused>); 2]>,
+    /// New entries set by this event.
+    pub set: SmallVec<[NewEntry; 2]>,
     /// Block requests the guard turned into per-session challenges.
     pub guarded: u32,
     /// The event was let through (allowed) past a guard challenge on its
@@ -586,6 +589,8 @@ mod tests {
     use super::*;
     use crate::{Config, Pipeline, Processed};
 
+    // One argument per field of the event line, so that a test's events read as a table.
+    #[allow(clippy::too_many_arguments)]
     fn line(i: usize, ts: &str, step: &str, result: &str, customer: &str, ip: &str, session: &str, doc: Option<&str>) -> Vec<u8> {
         let doc = doc.map_or(String::new(), |d| format!(r#","id_doc_hash":"{d}""#));
         format!(

@@ -89,24 +89,27 @@ pub const MAX_SUPPRESSIONS: usize = 10_000;
 /// longer than the ingest log is ever replayed (back to the last snapshot).
 const KEEP_ENDED_MS: i64 = 7 * 86_400_000;
 
+/// Suppressions by (scope, entity hash).
+type ByEntity = HashMap<(EntityKind, u64), Vec<Arc<Entry>>>;
+
 /// The suppressions. Reads (every event with findings) take a read lock only
 /// when there is at least one, and find theirs by (scope, entity hash).
 #[derive(Default)]
 pub struct Suppressions {
-    entries: RwLock<HashMap<(EntityKind, u64), Vec<Arc<Entry>>>>,
+    entries: RwLock<ByEntity>,
     count: AtomicUsize,
 }
 
 impl Suppressions {
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(EntityKind, u64), Vec<Arc<Entry>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ByEntity> {
         self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(EntityKind, u64), Vec<Arc<Entry>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ByEntity> {
         self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn recount(&self, map: &HashMap<(EntityKind, u64), Vec<Arc<Entry>>>) {
+    fn recount(&self, map: &ByEntity) {
         self.count.store(map.values().map(Vec::len).sum(), Ordering::Release);
     }
 

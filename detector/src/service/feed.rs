@@ -140,7 +140,7 @@ impl AlertFeed {
         let mut new = Vec::new();
         for f in findings {
             let entity = f.entity.and_then(|k| entity_text(event, k));
-            self.fold(f, entity.as_deref(), &event.event_id, event.ts_ms, catalog, watermark, &mut new);
+            self.fold(f, entity.as_deref(), event, catalog, watermark, &mut new);
         }
         new
     }
@@ -190,7 +190,7 @@ impl AlertFeed {
     }
 
     /// Fold one finding; alerts that became visible go to `out`.
-    fn fold(&self, finding: &Finding, entity: Option<&str>, event_id: &str, ts_ms: i64, catalog: &FeatureCatalog, watermark_ms: i64, out: &mut Vec<FeedAlert>) {
+    fn fold(&self, finding: &Finding, entity: Option<&str>, event: &Event, catalog: &FeatureCatalog, watermark_ms: i64, out: &mut Vec<FeedAlert>) {
         // A std mutex: the critical section is short and never awaits.
         let mut g = self.lock();
         g.folds += 1;
@@ -198,7 +198,7 @@ impl AlertFeed {
             // Closed windows need no folding state; the ring keeps the alerts.
             let _ = g.folder.drain_closed(watermark_ms);
         }
-        match g.folder.fold(finding, entity, event_id, ts_ms, catalog) {
+        match g.folder.fold(finding, entity, &event.event_id, event.ts_ms, catalog) {
             Folded::New(alert) => {
                 if g.replayed.remove(&alert.id) {
                     return;

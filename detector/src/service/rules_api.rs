@@ -21,9 +21,12 @@ use super::state::AppState;
 const BUCKET_MS: i64 = 60_000;
 const BUCKETS_KEPT: usize = 24 * 60;
 
+/// A series of findings: detector, rule id, and whether it ran in shadow.
+type SeriesKey = (Arc<str>, Arc<str>, bool);
+
 /// Findings by rule, shadow or enforced, per minute of event time.
 #[derive(Default)]
-pub struct RuleHits(Mutex<HashMap<(Arc<str>, Arc<str>, bool), BTreeMap<i64, u64>>>);
+pub struct RuleHits(Mutex<HashMap<SeriesKey, BTreeMap<i64, u64>>>);
 
 impl RuleHits {
     /// Count an event's findings.
@@ -42,7 +45,7 @@ impl RuleHits {
         }
     }
 
-    fn snapshot(&self) -> Vec<((Arc<str>, Arc<str>, bool), Vec<(i64, u64)>)> {
+    fn snapshot(&self) -> Vec<(SeriesKey, Vec<(i64, u64)>)> {
         let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.iter().map(|(k, v)| (k.clone(), v.iter().map(|(a, b)| (*a, *b)).collect())).collect()
     }

@@ -14,7 +14,7 @@ pub fn session_event(i: usize, gap_ms: i64, customer: usize, device: usize, ip: 
         event_id: format!("e{i}").into(),
         ts_ms: 1_764_000_000_000 + i as i64 * gap_ms,
         step: Step::ALL[i % 7],
-        result: if i % 9 == 0 { Outcome::Failure } else { Outcome::Success },
+        result: if i.is_multiple_of(9) { Outcome::Failure } else { Outcome::Success },
         failure_reason: None,
         session_id: Some(format!("s{}", i / 6).into()),
         customer_id: Some(format!("c{customer}").into()),
