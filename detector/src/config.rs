@@ -162,6 +162,15 @@ impl Config {
         if let Some(r) = self.blocks.step_up_other_devices_for.iter().find(|r| !r.contains(':') || r.starts_with("analyst:") || r.starts_with("rate_limit:")) {
             return Err(setting!("blocks.step_up_other_devices_for: {r:?} is not a detector's rule (detector:rule, e.g. \"rules:brute_force_slow_failures\"); an analyst's block and a rate limit's always refuse every device"));
         }
+        if let Some(r) = self.blocks.routine_staff_work_passes_for.iter().find(|r| !r.contains(':') || r.starts_with("analyst:") || r.starts_with("rate_limit:")) {
+            return Err(setting!("blocks.routine_staff_work_passes_for: {r:?} is not a detector's rule (detector:rule, e.g. \"rules:staff_odd_hour_bulk\"); an analyst's block and a rate limit's always refuse everything"));
+        }
+        let bar = self.blocks.routine_staff_hour_activity;
+        if !(bar > 1.0 && bar <= 24.0) {
+            return Err(setting!(
+                "blocks.routine_staff_hour_activity = {bar}: must be above 1.0 (what every hour reads before the bank's staff hours are learned) and at most 24"
+            ));
+        }
         self.builtin.validate()
     }
 }
@@ -201,6 +210,20 @@ mod tests {
             assert!(e.contains("step_up_other_devices_for") && e.contains(bad), "{e}");
         }
         assert!(Config::parse("[blocks]\nstep_up_other_devices_for = [\"rules:my_rule\"]\n").is_ok());
+    }
+
+    #[test]
+    fn routine_staff_work_settings_are_checked() {
+        for bad in ["analyst:kim", "rate_limit:staff", "staff_odd_hour_bulk"] {
+            let e = Config::parse(&format!("[blocks]\nroutine_staff_work_passes_for = [\"{bad}\"]\n")).unwrap_err().to_string();
+            assert!(e.contains("routine_staff_work_passes_for") && e.contains(bad), "{e}");
+        }
+        // 1.0 is what every hour reads before staff hours are learned.
+        for bad in ["1.0", "0.5", "25.0", "nan"] {
+            let e = Config::parse(&format!("[blocks]\nroutine_staff_hour_activity = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("routine_staff_hour_activity"), "{bad}: {e}");
+        }
+        assert!(Config::parse("[blocks]\nroutine_staff_hour_activity = 1.2\nroutine_staff_work_passes_for = []\n").is_ok());
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Floors {
     /// Per world.
     max_false_positive_rate: f64,
     /// Over all worlds.
+    max_overall_false_positive_rate: f64,
+    /// Over all worlds.
     min_incident_recall: f64,
     /// Over all worlds: attack events refused, not only stepped up. Recall
     /// counts a step-up as a catch, so blocks quietly turned into step-ups
@@ -76,6 +78,11 @@ fn the_default_pack_holds_on_worlds_it_was_never_tuned_on() {
         if w.board.false_positive_rate > floors.max_false_positive_rate {
             problems.push(format!("world {}: FPR {:.5} > ceiling {:.5}", w.world_seed, w.board.false_positive_rate, floors.max_false_positive_rate));
         }
+    }
+    let fpr = report.false_positive_rate();
+    println!("benign false-positive rate over all worlds: {fpr:.5} (goal {:.4})", floors.goal.max_false_positive_rate);
+    if fpr > floors.max_overall_false_positive_rate {
+        problems.push(format!("FPR over all worlds {fpr:.5} > ceiling {:.5}", floors.max_overall_false_positive_rate));
     }
     let (caught, incidents) = report.recall_by_attack.values().fold((0, 0), |a, (c, n)| (a.0 + c, a.1 + n));
     let recall = caught as f64 / incidents as f64;

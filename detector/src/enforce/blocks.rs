@@ -97,6 +97,10 @@ pub struct Block {
     /// guessed passwords and codes only. Resolved as `about_guessing` is.
     #[serde(skip)]
     about_codes: bool,
+    /// Set by a rule that `[blocks] routine_staff_work_passes_for` names:
+    /// resolved as `about_guessing` is.
+    #[serde(skip)]
+    about_staff_off_pattern: bool,
 }
 
 /// How many of the latest offending devices a customer block remembers. A
@@ -206,6 +210,13 @@ impl Block {
     pub fn lets_presence_check_pass(&self, device: Option<u64>) -> bool {
         self.about_codes && self.steps_up_device(device)
     }
+
+    /// A detector's block on a staff member for pulling records out of
+    /// pattern (`[blocks] routine_staff_work_passes_for`), which the
+    /// staff member's routine work passes (see [`BlockConfig::routine_staff_work_passes_for`]).
+    pub fn lets_routine_staff_work_pass(&self) -> bool {
+        self.about_staff_off_pattern && self.scope == EntityKind::Staff && !self.is_manual()
+    }
 }
 
 /// An offense count as the state file keeps it; files written before the
@@ -277,6 +288,24 @@ pub struct BlockConfig {
     /// enough to tell a carrier NAT exit from a proxy: a block on a shared
     /// scope is then a per-session challenge, like the guard's.
     pub cold_start_challenge: bool,
+    /// The detectors' blocks on a staff member (`detector:rule`) set for
+    /// pulling records out of pattern: at an hour the bank's staff do not
+    /// work, or above the member's own habit. Such a block keeps refusing
+    /// what it was set for (any access at such an hour, any access to more
+    /// than one record), and lets through one record read at an hour the
+    /// bank's staff work, with a reason on the decision: the staff member's
+    /// counter work the morning after. Their night was stopped and raised
+    /// to the analysts, and refusing one lookup in office hours stops no
+    /// pull (a pull in office hours is many records, or many lookups that
+    /// `staff_bulk_lookup` refuses on its own). Whether the person keeps
+    /// working at all is the analysts' call: their block on the staff
+    /// member refuses everything. Empty: every staff block refuses everything.
+    pub routine_staff_work_passes_for: Vec<String>,
+    /// How busy an hour must be among the bank's staff hours for a lookup in
+    /// it to be routine (`event.hour_activity` of a staff access: 1.0 is an
+    /// average hour). It must stand above 1.0: before the bank's staff hours
+    /// are learned, every hour reads 1.0, and then no hour is routine.
+    pub routine_staff_hour_activity: f32,
 }
 
 impl Default for BlockConfig {
@@ -292,6 +321,10 @@ impl Default for BlockConfig {
             step_up_other_devices_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures", "builtin:failure_streak"].map(String::from).to_vec(),
             presence_checks_pass_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures"].map(String::from).to_vec(),
             cold_start_challenge: true,
+            routine_staff_work_passes_for: ["rules:staff_odd_hour_bulk", "rules:staff_odd_hour_bulk_unknown", "rules:staff_above_own_habit_off_hours", "rules:staff_off_hours_lookups"]
+                .map(String::from)
+                .to_vec(),
+            routine_staff_hour_activity: 1.5,
         }
     }
 }
@@ -407,6 +440,7 @@ impl BlockList {
     fn resolved(&self, mut block: Block) -> Block {
         block.about_guessing = self.config.step_up_other_devices_for.contains(&block.set_by);
         block.about_codes = block.about_guessing && self.config.presence_checks_pass_for.contains(&block.set_by);
+        block.about_staff_off_pattern = self.config.routine_staff_work_passes_for.contains(&block.set_by);
         block
     }
 
@@ -574,6 +608,7 @@ impl BlockList {
             offending_devices: Vec::new(),
             about_guessing: false,
             about_codes: false,
+            about_staff_off_pattern: false,
         };
         let block = self.resolved(block);
         // Checked again under the shard lock: an analyst may have set a block
@@ -637,7 +672,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false, about_codes: false });
+        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false, about_codes: false, about_staff_off_pattern: false });
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);

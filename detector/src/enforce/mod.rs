@@ -71,6 +71,10 @@ pub struct Enforced {
     /// and let this passed identity check through, and nothing else stood
     /// in its way (see [`Block::lets_presence_check_pass`]).
     pub passed_presence_check: bool,
+    /// A detector's block on the staff member for pulling records out of
+    /// pattern was in force and let this routine lookup through, and
+    /// nothing else stood in its way (see [`Block::lets_routine_staff_work_pass`]).
+    pub passed_routine_staff_work: bool,
 }
 
 /// Who asked for a block.
@@ -109,6 +113,8 @@ pub struct Enforcer {
     blast_radius_limit: f32,
     /// Slot of `customer.returning`.
     returning_slot: Option<usize>,
+    /// What tells a staff lookup routine, when some staff blocks let routine work pass.
+    routine_staff: Option<RoutineStaffWork>,
     /// Slots of `customer.device_passed_code_s` and `customer.present`, when
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
@@ -119,6 +125,40 @@ pub struct Enforcer {
     names: Names,
     /// Replaying the ingest log after a restart: event time, whatever `clock` says.
     recovering: std::sync::atomic::AtomicBool,
+}
+
+/// One record read at an hour the bank's staff work, in an hour in which the
+/// staff member has read no more than on a typical day of their own.
+#[derive(Clone, Copy)]
+struct RoutineStaffWork {
+    /// `event.hour_activity`, and the bar the hour must reach.
+    hour_activity: usize,
+    hour_bar: f32,
+    /// `staff.records_<medium window>` and `staff.typical_daily_records`.
+    records_mid: usize,
+    typical_daily_records: usize,
+}
+
+impl RoutineStaffWork {
+    fn resolve(config: &BlockConfig, catalog: &FeatureCatalog) -> Option<RoutineStaffWork> {
+        if config.routine_staff_work_passes_for.is_empty() {
+            return None;
+        }
+        Some(RoutineStaffWork {
+            hour_activity: catalog.slot("event.hour_activity")?,
+            hour_bar: config.routine_staff_hour_activity,
+            // The staff records' windows: short, medium, long.
+            records_mid: catalog.layout(EntityKind::Staff).records? + 1,
+            typical_daily_records: catalog.slot("staff.typical_daily_records")?,
+        })
+    }
+
+    fn is(&self, event: &Event, features: &[f32]) -> bool {
+        event.step.is_staff_access()
+            && event.records.unwrap_or(1) <= 1
+            && features[self.hour_activity] >= self.hour_bar
+            && features[self.records_mid] <= features[self.typical_daily_records]
+    }
 }
 
 struct Names {
@@ -142,6 +182,7 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
+        let routine_staff = RoutineStaffWork::resolve(blocks.config(), catalog);
         let owner_device_slots = match (blocks.config().spare_owner_devices, catalog.slot("customer.device_passed_code_s"), catalog.slot("customer.present")) {
             (true, Some(passed), Some(present)) => Some((passed, present)),
             _ => None,
@@ -156,6 +197,7 @@ impl Enforcer {
             carried_slot,
             blast_radius_limit,
             returning_slot,
+            routine_staff,
             owner_device_slots,
             owner_device_min_age_ms,
             cold_start_needs_ms,
@@ -300,6 +342,10 @@ impl Enforcer {
         let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
         let proves_presence = event.result == haechi_features::Outcome::Success && event.step.proves_presence();
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        // The counter work a block on a staff member's night (or bulk pull)
+        // has no quarrel with.
+        let routine_staff_work = self.routine_staff.is_some_and(|r| r.is(event, features));
+        let routine_passed_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
@@ -313,6 +359,10 @@ impl Enforcer {
             }
             if self.spares_owner_device(b, event, features) {
                 spared_any.set(true);
+                return None;
+            }
+            if routine_staff_work && b.lets_routine_staff_work_pass() {
+                *routine_passed_over.borrow_mut() = Some(b.set_by.clone());
                 return None;
             }
             // A passed ID scan, authenticity check, face match or liveness
@@ -379,6 +429,12 @@ impl Enforcer {
             d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("presence_check"), Severity::Low).with_detail(format!(
                 "the customer is blocked by {set_by} for the devices its guessed codes came from; a passed {} from another device gives a guesser nothing, so this block lets it through",
                 event.step.as_str()
+            )));
+        }
+        if let Some(set_by) = routine_passed_over.take().filter(|_| in_force.is_none()) {
+            out.passed_routine_staff_work = true;
+            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("routine_staff_work"), Severity::Low).with_detail(format!(
+                "the staff member is blocked by {set_by} for pulling records out of pattern; one record read at an hour the bank's staff work is let through"
             )));
         }
         if entry_passed_over.get() {
@@ -1178,5 +1234,98 @@ rules:
         let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
         assert!(lifted.detail.as_deref().unwrap().contains("lifted the block"), "{lifted:?}");
         assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.scope != EntityKind::Ip));
+    }
+
+    /// One rule, named as the default pack's off-hours pull: twenty records
+    /// in an hour block the staff member for a day.
+    const STAFF_PULL_RULE: &str = r#"
+rules:
+  - id: staff_odd_hour_bulk
+    description: test
+    severity: critical
+    when: features.staff.records_1h >= 20.0
+    action: block
+    scope: staff
+    ttl: 24h
+"#;
+
+    fn staff_access(i: usize, ts: &str, step: &str, records: u32) -> Vec<u8> {
+        format!(r#"{{"event_id":"s{i}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st-kim","customer_id":"c{i}","records":{records},"ip":"10.20.1.7"}}"#).into_bytes()
+    }
+
+    /// Two ordinary days of five lookups each (the member's typical day), then
+    /// the night's pull and one more lookup that night, then the next
+    /// morning: a record read at 10:00, an export of five at 10:05, a read at
+    /// 21:30. The bank's office hours (08-20 by default) are the staff
+    /// hours' prior. Returns the decisions from the night on.
+    fn night_pull_then_the_morning(p: &Pipeline) -> Vec<Decision> {
+        two_typical_days(p);
+        run(
+            p,
+            &[
+                staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", 40),
+                staff_access(2, "2026-11-03T02:10:00+09:00", "record_view", 1),
+                staff_access(3, "2026-11-03T10:00:00+09:00", "record_view", 1),
+                staff_access(4, "2026-11-03T10:05:00+09:00", "record_export", 5),
+                staff_access(5, "2026-11-03T21:30:00+09:00", "record_view", 1),
+            ],
+        )
+    }
+
+    fn two_typical_days(p: &Pipeline) {
+        let days: Vec<Vec<u8>> = (0..10).map(|i| staff_access(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5), "record_view", 1)).collect();
+        assert!(run(p, &days).iter().all(|d| d.verdict == Verdict::Allow));
+    }
+
+    #[test]
+    fn a_staff_block_for_a_nights_pull_refuses_the_night_and_bulk_and_passes_one_record_in_office_hours() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        let d = night_pull_then_the_morning(&p);
+        let verdicts: Vec<Verdict> = d.iter().map(|d| d.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Block, Verdict::Block, Verdict::Allow, Verdict::Block, Verdict::Block], "{d:#?}");
+        let passed = d[2].reasons.iter().find(|r| &*r.id == "routine_staff_work").expect("the pass is given as a reason");
+        assert!(passed.detail.as_deref().unwrap().contains("rules:staff_odd_hour_bulk"), "{passed:?}");
+        assert!(d[3].reasons.iter().all(|r| &*r.id != "routine_staff_work"));
+        // The block itself stands: it is still listed, and refuses the export.
+        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.scope == EntityKind::Staff));
+    }
+
+    #[test]
+    fn a_blocked_staff_member_reading_more_in_an_hour_than_on_a_typical_day_is_refused() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        two_typical_days(&p);
+        let night = run(&p, &[staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", 40)]);
+        assert_eq!(night[0].verdict, Verdict::Block);
+        // Seven lookups from 10:00: the first five are a typical day's, the
+        // sixth and seventh more.
+        let more: Vec<Vec<u8>> = (0..7).map(|i| staff_access(10 + i, &format!("2026-11-03T10:0{i}:00+09:00"), "record_view", 1)).collect();
+        let d = run(&p, &more);
+        let verdicts: Vec<Verdict> = d.iter().map(|d| d.verdict).collect();
+        assert_eq!(verdicts, [[Verdict::Allow; 5].as_slice(), &[Verdict::Block; 2]].concat(), "{d:#?}");
+    }
+
+    #[test]
+    fn an_analysts_staff_block_another_rules_and_a_pack_that_passes_nothing_refuse_routine_work() {
+        // Settings that name no rule.
+        let p = pipeline_from(STAFF_PULL_RULE, |c| c.blocks.routine_staff_work_passes_for.clear());
+        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
+        // A rule the settings do not name.
+        let p = pipeline_from(&STAFF_PULL_RULE.replace("staff_odd_hour_bulk", "staff_pull_any_hour"), |_| {});
+        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
+        // An analyst's block, set during the day, on a staff member no rule blocked.
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        let first = p.process(&p.parse(&staff_access(1, "2026-11-03T09:00:00+09:00", "record_view", 1)).unwrap(), &mut p.scratch()).unwrap();
+        assert_eq!(first.decision.verdict, Verdict::Allow);
+        let staff = first.keys.get(EntityKind::Staff).unwrap();
+        p.enforcer().blocks().set_manual(EntityKind::Staff, staff, "st-kim".into(), Duration::from_secs(3600), "case 9".into(), "analyst:kim".into());
+        assert_eq!(run(&p, &[staff_access(2, "2026-11-03T10:00:00+09:00", "record_view", 1)])[0].verdict, Verdict::Block);
+    }
+
+    #[test]
+    fn with_no_opinion_on_office_hours_no_hour_is_routine_until_staff_hours_are_learned() {
+        // Every hour reads 1.0 before the bank's staff hours are learned,
+        // and the bar stands above it.
+        let p = pipeline_from(STAFF_PULL_RULE, |c| c.features.staff_office_hours = [0, 24]);
+        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
     }
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub owner_device_spared: IntCounter,
     pub customer_block_stepped_up: IntCounter,
     pub customer_block_presence_passed: IntCounter,
+    pub staff_block_routine_passed: IntCounter,
     pub rate_limited: IntCounterVec,
     pub stage_seconds: HistogramVec,
     pub request_seconds: HistogramVec,
@@ -116,6 +117,12 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(customer_block_presence_passed.clone())).expect("registered once");
+        let staff_block_routine_passed = IntCounter::new(
+            "haechi_staff_block_routine_passed_total",
+            "Single-record lookups at an hour the bank's staff work that a rule's block on their staff member, set for pulling records out of pattern, let through.",
+        )
+        .expect("valid");
+        r.register(Box::new(staff_block_routine_passed.clone())).expect("registered once");
         let late_events = IntCounter::new("haechi_late_events_total", "Events later than the allowed lateness: decided, not stored.").expect("valid");
         r.register(Box::new(late_events.clone())).expect("registered once");
         let feed_lagged = IntCounter::new("haechi_alert_feed_resyncs_total", "Times a slow alert-stream client was caught up from the ring.").expect("valid");
@@ -202,6 +209,7 @@ impl Metrics {
             owner_device_spared,
             customer_block_stepped_up,
             customer_block_presence_passed,
+            staff_block_routine_passed,
             stage_seconds,
             request_seconds,
             entities,

@@ -311,6 +311,9 @@ impl Sink for LiveSink<'_> {
         if enforced.passed_presence_check {
             m.customer_block_presence_passed.inc();
         }
+        if enforced.passed_routine_staff_work {
+            m.staff_block_routine_passed.inc();
+        }
         m.decisions.with_label_values(&[processed.decision.verdict.as_str()]).inc();
         Ok(())
     }
