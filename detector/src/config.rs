@@ -165,6 +165,11 @@ impl Config {
         if let Some(r) = self.blocks.routine_staff_work_passes_for.iter().find(|r| !r.contains(':') || r.starts_with("analyst:") || r.starts_with("rate_limit:")) {
             return Err(setting!("blocks.routine_staff_work_passes_for: {r:?} is not a detector's rule (detector:rule, e.g. \"rules:staff_odd_hour_bulk\"); an analyst's block and a rate limit's always refuse everything"));
         }
+        if !self.blocks.routine_staff_work_passes_for.is_empty() && self.features.mid_window != Duration::from_secs(3600) {
+            return Err(setting!(
+                "blocks.routine_staff_work_passes_for reads a staff member's records in the last hour: set features.mid_window = \"1h\", or blocks.routine_staff_work_passes_for = []"
+            ));
+        }
         let bar = self.blocks.routine_staff_hour_activity;
         if !(bar > 1.0 && bar <= 24.0) {
             return Err(setting!(
@@ -224,6 +229,10 @@ mod tests {
             assert!(e.contains("routine_staff_hour_activity"), "{bad}: {e}");
         }
         assert!(Config::parse("[blocks]\nroutine_staff_hour_activity = 1.2\nroutine_staff_work_passes_for = []\n").is_ok());
+        // The pass reads the last hour's records: the medium window must be an hour.
+        let e = Config::parse("[features]\nmid_window = \"30m\"\n").unwrap_err().to_string();
+        assert!(e.contains("routine_staff_work_passes_for") && e.contains("mid_window"), "{e}");
+        assert!(Config::parse("[features]\nmid_window = \"30m\"\n[blocks]\nroutine_staff_work_passes_for = []\n").is_ok());
     }
 
     #[test]

@@ -120,8 +120,7 @@ impl Pipeline {
         if moved > 0 {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
         }
-        let long_window_ms = i64::from(store.windows().long.len_s()) * 1000;
-        let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), long_window_ms);
+        let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), store.windows());
         Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
     }
 

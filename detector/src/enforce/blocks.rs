@@ -87,6 +87,15 @@ pub struct Block {
     /// list to refuse everything): it refuses every device.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offending_devices: Vec<u64>,
+    /// A detector's block on a staff member that lets routine work pass
+    /// (see [`BlockConfig::routine_staff_work_passes_for`]): the records it
+    /// has let through on the local day `routine_day` (days since the
+    /// epoch). It lets through no more than the member's typical day on any
+    /// one day, however long repeat offenses make it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub routine_records_passed: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub routine_day: u32,
     /// Set by a rule that `[blocks] step_up_other_devices_for` names, as the
     /// list holding it is configured now: resolved when the entry is set or
     /// loaded, never stored. A block kept across a restart whose settings no
@@ -101,6 +110,10 @@ pub struct Block {
     /// resolved as `about_guessing` is.
     #[serde(skip)]
     about_staff_off_pattern: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How many of the latest offending devices a customer block remembers. A
@@ -212,9 +225,17 @@ impl Block {
     }
 
     /// A detector's block on a staff member for pulling records out of
-    /// pattern (`[blocks] routine_staff_work_passes_for`), which the
-    /// staff member's routine work passes (see [`BlockConfig::routine_staff_work_passes_for`]).
-    pub fn lets_routine_staff_work_pass(&self) -> bool {
+    /// pattern (`[blocks] routine_staff_work_passes_for`) that lets one
+    /// more routine record through on local day `day`: it has let fewer
+    /// than `budget` (the member's typical day) through that day. See
+    /// [`BlockConfig::routine_staff_work_passes_for`].
+    pub fn lets_routine_staff_work_pass(&self, day: u32, budget: f32) -> bool {
+        let passed_today = if self.routine_day == day { self.routine_records_passed } else { 0 };
+        self.passes_routine_staff_work() && (passed_today as f32) < budget
+    }
+
+    /// A detector's block on a staff member of `[blocks] routine_staff_work_passes_for`.
+    pub fn passes_routine_staff_work(&self) -> bool {
         self.about_staff_off_pattern && self.scope == EntityKind::Staff && !self.is_manual()
     }
 }
@@ -292,19 +313,25 @@ pub struct BlockConfig {
     /// pulling records out of pattern: at an hour the bank's staff do not
     /// work, or above the member's own habit. Such a block keeps refusing
     /// what it was set for (any access at such an hour, any access to more
-    /// than one record), and lets through one record read at an hour the
-    /// bank's staff work, with a reason on the decision: the staff member's
-    /// counter work the morning after. Their night was stopped and raised
-    /// to the analysts, and refusing one lookup in office hours stops no
-    /// pull (a pull in office hours is many records, or many lookups that
-    /// `staff_bulk_lookup` refuses on its own). Whether the person keeps
-    /// working at all is the analysts' call: their block on the staff
-    /// member refuses everything. Empty: every staff block refuses everything.
+    /// or fewer than one record, any late event) and lets through one
+    /// record read at an hour the bank's staff work, with a reason on the
+    /// decision, while the member has read no more in the last hour than on
+    /// a typical day of their own (a member with no typical day has no
+    /// routine): the counter work of the morning after. Over its whole life
+    /// one block lets through no more records than the member's typical
+    /// day on any one day, however long repeat offenses make it. A rule not listed that
+    /// blocks the member meanwhile replaces it, and refuses everything.
+    /// Their night was stopped and raised to the analysts; whether the
+    /// person keeps working at all is the analysts' call: their block on
+    /// the staff member refuses everything. Needs a medium window of one
+    /// hour. Empty: every staff block refuses everything.
     pub routine_staff_work_passes_for: Vec<String>,
     /// How busy an hour must be among the bank's staff hours for a lookup in
     /// it to be routine (`event.hour_activity` of a staff access: 1.0 is an
-    /// average hour). It must stand above 1.0: before the bank's staff hours
-    /// are learned, every hour reads 1.0, and then no hour is routine.
+    /// average hour). Until real staff hours are learned, the office hours
+    /// (`features.staff_office_hours`) stand in for them; with no office
+    /// hours given, every hour reads 1.0, so the bar must stand above 1.0
+    /// for no hour to be routine then.
     pub routine_staff_hour_activity: f32,
 }
 
@@ -321,9 +348,7 @@ impl Default for BlockConfig {
             step_up_other_devices_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures", "builtin:failure_streak"].map(String::from).to_vec(),
             presence_checks_pass_for: ["rules:brute_force_second_factor", "rules:brute_force_slow_failures"].map(String::from).to_vec(),
             cold_start_challenge: true,
-            routine_staff_work_passes_for: ["rules:staff_odd_hour_bulk", "rules:staff_odd_hour_bulk_unknown", "rules:staff_above_own_habit_off_hours", "rules:staff_off_hours_lookups"]
-                .map(String::from)
-                .to_vec(),
+            routine_staff_work_passes_for: ["rules:staff_odd_hour_bulk", "rules:staff_above_own_habit_off_hours"].map(String::from).to_vec(),
             routine_staff_hour_activity: 1.5,
         }
     }
@@ -606,6 +631,8 @@ impl BlockList {
             holder,
             answered_at_event_ms: None,
             offending_devices: Vec::new(),
+            routine_records_passed: 0,
+            routine_day: 0,
             about_guessing: false,
             about_codes: false,
             about_staff_off_pattern: false,
@@ -637,6 +664,48 @@ impl BlockList {
     /// anyway, and once the block remembers a device, refusing every device
     /// for it would lock out the owner alone. The block topic and the
     /// records are told (change `device`).
+    /// Replace a detector's block on a staff member that passes routine
+    /// work with one from `set_by`, a rule not listed, that passes nothing:
+    /// the member's office-hours pull (see the enforcer). The new block
+    /// lasts at least as long as the one it replaces.
+    #[allow(clippy::too_many_arguments)]
+    pub fn replace_passing_staff_block(&self, hash: u64, key: String, base_ttl: Duration, reason: String, set_by: String, now: i64, event_ms: Option<i64>) -> Result<Block, Refused> {
+        if self.config.routine_staff_work_passes_for.contains(&set_by) {
+            return Err(Refused::AlreadyBlocked);
+        }
+        let Some((_, old)) = self.entries.remove_if(&(EntityKind::Staff, hash), |_, b| b.passes_routine_staff_work() && b.expires_at_ms > now) else {
+            return Err(Refused::AlreadyBlocked);
+        };
+        let mut block = match self.set_automatic(EntityKind::Staff, hash, key, base_ttl, reason, set_by, BlockAction::Block, now, event_ms, None, None) {
+            Ok(b) => b,
+            Err(refused) => {
+                // Not replaced after all (the circuit is open): the old one stands.
+                self.entries.entry((EntityKind::Staff, hash)).or_insert(old);
+                return Err(refused);
+            }
+        };
+        if old.expires_at_ms > block.expires_at_ms {
+            if let Some(mut b) = self.entries.get_mut(&(EntityKind::Staff, hash)) {
+                b.expires_at_ms = old.expires_at_ms;
+            }
+            block.expires_at_ms = old.expires_at_ms;
+        }
+        Ok(block)
+    }
+
+    /// A staff block's routine pass let `records` through: they count
+    /// against its budget (see [`Block::lets_routine_staff_work_pass`]).
+    pub fn note_routine_pass(&self, hash: u64, set_at_ms: i64, day: u32, records: u32) {
+        if let Some(mut b) = self.entries.get_mut(&(EntityKind::Staff, hash)).filter(|b| b.set_at_ms == set_at_ms) {
+            if b.routine_day != day {
+                b.routine_day = day;
+                b.routine_records_passed = 0;
+            }
+            b.routine_records_passed = b.routine_records_passed.saturating_add(records);
+        }
+        self.note_change();
+    }
+
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let Some(device) = device else { return };
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {
@@ -672,7 +741,7 @@ impl BlockList {
     pub fn set_manual_replacing(&self, scope: EntityKind, hash: u64, key: String, ttl: Duration, reason: String, set_by: String) -> (Block, Option<Block>) {
         let now = now_ms();
         let offense = self.offenses.get(&(scope, hash)).map_or(0, |o| o.0);
-        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), about_guessing: false, about_codes: false, about_staff_off_pattern: false });
+        let block = self.resolved(Block { scope, key, hash, reason, set_by, set_at_ms: now, expires_at_ms: now + ttl.as_millis() as i64, offense, action: BlockAction::Block, blast_radius: None, set_at_event_ms: None, holder: None, answered_at_event_ms: None, offending_devices: Vec::new(), routine_records_passed: 0, routine_day: 0, about_guessing: false, about_codes: false, about_staff_off_pattern: false });
         let previous = self.entries.insert((scope, hash), block.clone());
         self.note_change();
         self.tell("set", &block);

@@ -21,7 +21,7 @@ mod suppress;
 use std::sync::Arc;
 use std::time::Duration;
 
-use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, Severity, DISTINCT_COLUMNS, KIND_COUNT};
+use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, Severity, Windows, DISTINCT_COLUMNS, KIND_COUNT};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -75,6 +75,9 @@ pub struct Enforced {
     /// pattern was in force and let this routine lookup through, and
     /// nothing else stood in its way (see [`Block::lets_routine_staff_work_pass`]).
     pub passed_routine_staff_work: bool,
+    /// The staff block (hash, set at) whose routine pass this was, to be
+    /// counted against its budget if nothing else refuses the event.
+    routine_pass: Option<(u64, i64, u32)>,
 }
 
 /// Who asked for a block.
@@ -127,37 +130,64 @@ pub struct Enforcer {
     recovering: std::sync::atomic::AtomicBool,
 }
 
-/// One record read at an hour the bank's staff work, in an hour in which the
-/// staff member has read no more than on a typical day of their own.
+/// The reason a staff block's routine pass gives.
+const ROUTINE_STAFF_WORK: &str = "routine_staff_work";
+
+/// One record read, in time, at an hour the bank's staff work, in an hour in
+/// which the staff member has read no more than on a typical day of their own.
 #[derive(Clone, Copy)]
 struct RoutineStaffWork {
     /// `event.hour_activity`, and the bar the hour must reach.
     hour_activity: usize,
     hour_bar: f32,
-    /// `staff.records_<medium window>` and `staff.typical_daily_records`.
-    records_mid: usize,
+    /// `staff.records_1h` (the settings refuse a medium window of another
+    /// length while the pass is on) and `staff.typical_daily_records`.
+    records_1h: usize,
     typical_daily_records: usize,
+    /// `event.late`: a late event teaches the store nothing, so its hour's
+    /// count would never grow.
+    late: usize,
+    /// The bank's offset from UTC, for the local day a budget is spent on.
+    utc_offset_s: i64,
 }
 
 impl RoutineStaffWork {
-    fn resolve(config: &BlockConfig, catalog: &FeatureCatalog) -> Option<RoutineStaffWork> {
+    fn resolve(config: &BlockConfig, catalog: &FeatureCatalog, utc_offset_s: i32) -> Option<RoutineStaffWork> {
         if config.routine_staff_work_passes_for.is_empty() {
             return None;
         }
         Some(RoutineStaffWork {
             hour_activity: catalog.slot("event.hour_activity")?,
             hour_bar: config.routine_staff_hour_activity,
-            // The staff records' windows: short, medium, long.
-            records_mid: catalog.layout(EntityKind::Staff).records? + 1,
+            records_1h: catalog.slot("staff.records_1h")?,
             typical_daily_records: catalog.slot("staff.typical_daily_records")?,
+            late: catalog.slot("event.late")?,
+            utc_offset_s: i64::from(utc_offset_s),
         })
     }
 
-    fn is(&self, event: &Event, features: &[f32]) -> bool {
-        event.step.is_staff_access()
-            && event.records.unwrap_or(1) <= 1
-            && features[self.hour_activity] >= self.hour_bar
-            && features[self.records_mid] <= features[self.typical_daily_records]
+    /// The event's hour is one the bank's staff work.
+    fn at_working_hour(&self, features: &[f32]) -> bool {
+        features[self.hour_activity] >= self.hour_bar
+    }
+
+    /// The local day (since the epoch) of the event.
+    fn day(&self, event: &Event) -> u32 {
+        (event.ts_ms.div_euclid(1000) + self.utc_offset_s).div_euclid(86_400).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// The event is routine work; then its local day, and how many records
+    /// a block may let through that day (the member's typical day).
+    fn budget(&self, event: &Event, features: &[f32]) -> Option<(u32, f32)> {
+        let typical = features[self.typical_daily_records];
+        // Exactly one record: an access that says it touched none would
+        // count nothing against the hour.
+        (event.step.is_staff_access()
+            && event.records.unwrap_or(1) == 1
+            && features[self.late] == 0.0
+            && self.at_working_hour(features)
+            && features[self.records_1h] <= typical)
+            .then(|| (self.day(event), typical))
     }
 }
 
@@ -169,9 +199,11 @@ struct Names {
 
 impl Enforcer {
     /// Build from the block list (already opened), the limiter settings and the catalog.
-    /// `long_window_ms`: the features' long window, the history a shared
-    /// scope's count of returning customers needs.
-    pub fn new(blocks: Arc<BlockList>, limits: LimitConfig, clock: EnforcementClock, catalog: &FeatureCatalog, long_window_ms: i64) -> Enforcer {
+    /// `windows`: the features' windows. The long one is the history a
+    /// shared scope's count of returning customers needs; the bank's UTC
+    /// offset, the local day a staff block's routine budget is spent on.
+    pub fn new(blocks: Arc<BlockList>, limits: LimitConfig, clock: EnforcementClock, catalog: &FeatureCatalog, windows: &Windows) -> Enforcer {
+        let long_window_ms = i64::from(windows.long.len_s()) * 1000;
         let mut carried_slot = [None; KIND_COUNT];
         for kind in SHARED_SCOPES {
             let layout = catalog.layout(kind);
@@ -182,7 +214,7 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
-        let routine_staff = RoutineStaffWork::resolve(blocks.config(), catalog);
+        let routine_staff = RoutineStaffWork::resolve(blocks.config(), catalog, windows.utc_offset_s);
         let owner_device_slots = match (blocks.config().spare_owner_devices, catalog.slot("customer.device_passed_code_s"), catalog.slot("customer.present")) {
             (true, Some(passed), Some(present)) => Some((passed, present)),
             _ => None,
@@ -294,6 +326,15 @@ impl Enforcer {
         // anything else (an analyst's block on its address, a bot rule) does not.
         out.answered &= d.verdict == Verdict::Allow;
         out.stepped_up_other_device &= d.verdict != Verdict::Block;
+        if let Some((hash, set_at_ms, day)) = out.routine_pass.take() {
+            if d.verdict == Verdict::Block {
+                // Refused all the same (a rule's own block, a rate limit): nothing was let through.
+                out.passed_routine_staff_work = false;
+                d.reasons.retain(|r| !(r.detector == self.names.blocklist && &*r.id == ROUTINE_STAFF_WORK));
+            } else {
+                self.blocks.note_routine_pass(hash, set_at_ms, day, 1);
+            }
+        }
         if let (Some(session), Some((holder, set_at, _)), Verdict::Allow) = (answer.marks, &answer.answered, d.verdict) {
             self.blocks.answer_guard_challenge(session, *holder, *set_at, event.ts_ms);
         }
@@ -344,8 +385,8 @@ impl Enforcer {
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
-        let routine_staff_work = self.routine_staff.is_some_and(|r| r.is(event, features));
-        let routine_passed_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        let routine_budget = self.routine_staff.and_then(|r| r.budget(event, features));
+        let routine_passed_over: std::cell::RefCell<Option<(String, u64, i64, u32)>> = std::cell::RefCell::new(None);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
                 entry_passed_over.set(true);
@@ -361,8 +402,8 @@ impl Enforcer {
                 spared_any.set(true);
                 return None;
             }
-            if routine_staff_work && b.lets_routine_staff_work_pass() {
-                *routine_passed_over.borrow_mut() = Some(b.set_by.clone());
+            if let Some((day, _)) = routine_budget.filter(|(day, budget)| b.lets_routine_staff_work_pass(*day, *budget)) {
+                *routine_passed_over.borrow_mut() = Some((b.set_by.clone(), b.hash, b.set_at_ms, day));
                 return None;
             }
             // A passed ID scan, authenticity check, face match or liveness
@@ -431,9 +472,10 @@ impl Enforcer {
                 event.step.as_str()
             )));
         }
-        if let Some(set_by) = routine_passed_over.take().filter(|_| in_force.is_none()) {
+        if let Some((set_by, hash, set_at_ms, day)) = routine_passed_over.take().filter(|_| in_force.is_none()) {
             out.passed_routine_staff_work = true;
-            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("routine_staff_work"), Severity::Low).with_detail(format!(
+            out.routine_pass = Some((hash, set_at_ms, day));
+            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from(ROUTINE_STAFF_WORK), Severity::Low).with_detail(format!(
                 "the staff member is blocked by {set_by} for pulling records out of pattern; one record read at an hour the bank's staff work is let through"
             )));
         }
@@ -472,6 +514,16 @@ impl Enforcer {
                             if let Some(customer) = keys.get(EntityKind::Customer) {
                                 self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
                             }
+                        }
+                        // A rule not listed blocking the member, in working
+                        // hours, while a block that passes routine work
+                        // refuses this event (an office-hours pull: the day is
+                        // no longer routine) replaces it: that one passes
+                        // nothing. At night the block refuses everything the
+                        // rule would, and a night's pull big enough to trip a
+                        // rule for any hour is still the night's.
+                        if b.passes_routine_staff_work() && self.routine_staff.is_some_and(|r| r.at_working_hour(features)) {
+                            self.escalate_staff_block(event, keys, d, now, &mut out);
                         }
                         d.verdict = Verdict::Block;
                         d.allowlisted = false;
@@ -598,6 +650,16 @@ impl Enforcer {
             d.verdict = if challenges { Verdict::Challenge } else { floor };
         }
         out
+    }
+
+    /// Set the staff blocks this event's rules ask for (see the caller).
+    fn escalate_staff_block(&self, event: &Event, keys: &EntityKeys, d: &Decision, now: i64, out: &mut Enforced) {
+        let (Some(hash), Some(key)) = (keys.get(EntityKind::Staff), entity_text(event, EntityKind::Staff)) else { return };
+        for req in d.blocks.iter().filter(|r| r.scope == Some(EntityKind::Staff) && !r.rate_limit) {
+            let Some((detector, rule)) = &req.by else { continue };
+            let r = self.blocks.replace_passing_staff_block(hash, key.clone(), Duration::from_secs(u64::from(req.ttl_s)), format!("event {}", event.event_id), format!("{detector}:{rule}"), now, Some(event.ts_ms.min(now)));
+            out.set.push((EntityKind::Staff, SetBy::Rule, r.map(|_| ())));
+        }
     }
 
     /// Drop expired blocks and idle limiter keys; returns blocks in force by scope.
@@ -1237,95 +1299,181 @@ rules:
     }
 
     /// One rule, named as the default pack's off-hours pull: twenty records
-    /// in an hour block the staff member for a day.
+    /// in an hour block the staff member for a day. A second, not named in
+    /// the settings, blocks a pull of thirty in office hours.
     const STAFF_PULL_RULE: &str = r#"
 rules:
   - id: staff_odd_hour_bulk
     description: test
     severity: critical
-    when: features.staff.records_1h >= 20.0
+    when: features.staff.records_1h >= 20.0 && features.event.hour_activity < 1.0
     action: block
     scope: staff
     ttl: 24h
+  - id: staff_daytime_pull
+    description: test
+    severity: critical
+    when: features.staff.records_1h >= 30.0 && features.event.hour_activity >= 1.0
+    action: block
+    scope: staff
+    ttl: 1h
 "#;
 
-    fn staff_access(i: usize, ts: &str, step: &str, records: u32) -> Vec<u8> {
-        format!(r#"{{"event_id":"s{i}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st-kim","customer_id":"c{i}","records":{records},"ip":"10.20.1.7"}}"#).into_bytes()
+    fn staff_access(i: usize, ts: &str, step: &str, records: Option<u32>) -> Vec<u8> {
+        let records = records.map_or(String::new(), |r| format!(r#","records":{r}"#));
+        format!(r#"{{"event_id":"s{i}","ts":"{ts}","step":"{step}","result":"success","staff_id":"st-kim","customer_id":"c{i}"{records},"ip":"10.20.1.7"}}"#).into_bytes()
     }
 
-    /// Two ordinary days of five lookups each (the member's typical day), then
-    /// the night's pull and one more lookup that night, then the next
-    /// morning: a record read at 10:00, an export of five at 10:05, a read at
-    /// 21:30. The bank's office hours (08-20 by default) are the staff
-    /// hours' prior. Returns the decisions from the night on.
-    fn night_pull_then_the_morning(p: &Pipeline) -> Vec<Decision> {
-        two_typical_days(p);
-        run(
-            p,
-            &[
-                staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", 40),
-                staff_access(2, "2026-11-03T02:10:00+09:00", "record_view", 1),
-                staff_access(3, "2026-11-03T10:00:00+09:00", "record_view", 1),
-                staff_access(4, "2026-11-03T10:05:00+09:00", "record_export", 5),
-                staff_access(5, "2026-11-03T21:30:00+09:00", "record_view", 1),
-            ],
-        )
+    fn view(i: usize, ts: &str) -> Vec<u8> {
+        staff_access(i, ts, "record_view", Some(1))
     }
 
-    fn two_typical_days(p: &Pipeline) {
-        let days: Vec<Vec<u8>> = (0..10).map(|i| staff_access(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5), "record_view", 1)).collect();
+    /// Two ordinary days of five lookups each (the member's typical day),
+    /// then a night's pull of forty at 02:00 (blocked). The bank's office
+    /// hours (08-20 by default) are the staff hours' prior.
+    fn typical_days_then_a_nights_pull(p: &Pipeline) {
+        let days: Vec<Vec<u8>> = (0..10).map(|i| view(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5))).collect();
         assert!(run(p, &days).iter().all(|d| d.verdict == Verdict::Allow));
+        let night = run(p, &[staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", Some(40))]);
+        assert_eq!(night[0].verdict, Verdict::Block);
+    }
+
+    fn verdicts(d: &[Decision]) -> Vec<Verdict> {
+        d.iter().map(|d| d.verdict).collect()
     }
 
     #[test]
     fn a_staff_block_for_a_nights_pull_refuses_the_night_and_bulk_and_passes_one_record_in_office_hours() {
         let p = pipeline_from(STAFF_PULL_RULE, |_| {});
-        let d = night_pull_then_the_morning(&p);
-        let verdicts: Vec<Verdict> = d.iter().map(|d| d.verdict).collect();
-        assert_eq!(verdicts, [Verdict::Block, Verdict::Block, Verdict::Allow, Verdict::Block, Verdict::Block], "{d:#?}");
-        let passed = d[2].reasons.iter().find(|r| &*r.id == "routine_staff_work").expect("the pass is given as a reason");
+        typical_days_then_a_nights_pull(&p);
+        let d = run(
+            &p,
+            &[
+                view(2, "2026-11-03T03:30:00+09:00"),
+                view(3, "2026-11-03T10:00:00+09:00"),
+                // Two records: inside the hour's budget (1 + 2 <= 5), but not one record.
+                staff_access(4, "2026-11-03T10:05:00+09:00", "record_export", Some(2)),
+                // An access that says it touched no record would count nothing against the hour.
+                staff_access(5, "2026-11-03T10:06:00+09:00", "record_view", Some(0)),
+                // One that does not say touched one.
+                staff_access(6, "2026-11-03T10:07:00+09:00", "record_view", None),
+                view(7, "2026-11-03T21:30:00+09:00"),
+            ],
+        );
+        assert_eq!(verdicts(&d), [Verdict::Block, Verdict::Allow, Verdict::Block, Verdict::Block, Verdict::Allow, Verdict::Block], "{d:#?}");
+        let passed = d[1].reasons.iter().find(|r| &*r.id == "routine_staff_work").expect("the pass is given as a reason");
         assert!(passed.detail.as_deref().unwrap().contains("rules:staff_odd_hour_bulk"), "{passed:?}");
-        assert!(d[3].reasons.iter().all(|r| &*r.id != "routine_staff_work"));
-        // The block itself stands: it is still listed, and refuses the export.
-        assert!(p.enforcer().blocks().list_at(0).iter().any(|b| b.scope == EntityKind::Staff));
+        assert!(d[2].reasons.iter().all(|r| &*r.id != "routine_staff_work"));
+        // The block itself stands, and has counted what it let through.
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.routine_records_passed, 2);
+    }
+
+    #[test]
+    fn a_routine_lookup_refused_by_a_rate_limit_lets_nothing_through() {
+        let p = pipeline_from(STAFF_PULL_RULE, |c| {
+            c.limits.ip_per_minute = 2;
+            c.limits.over_limit = OverLimit::Block;
+        });
+        typical_days_then_a_nights_pull(&p);
+        let d = run(&p, &[view(2, "2026-11-03T10:00:00+09:00"), view(3, "2026-11-03T10:00:01+09:00"), view(4, "2026-11-03T10:00:02+09:00")]);
+        assert_eq!(verdicts(&d), [Verdict::Allow, Verdict::Allow, Verdict::Block], "{d:#?}");
+        assert!(d[2].reasons.iter().any(|r| &*r.detector == "rate_limit"), "{:?}", d[2]);
+        assert!(d[2].reasons.iter().all(|r| &*r.id != "routine_staff_work"), "refused, so nothing was let through: {:?}", d[2]);
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.routine_records_passed, 2, "the refused lookup spends none of the budget");
+    }
+
+    #[test]
+    fn a_late_lookup_under_a_staff_block_is_refused() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        typical_days_then_a_nights_pull(&p);
+        // 11:00 moves the newest time on; 10:30 is later than the allowed lateness.
+        let d = run(&p, &[view(2, "2026-11-03T11:00:00+09:00"), view(3, "2026-11-03T10:30:00+09:00")]);
+        assert_eq!(verdicts(&d), [Verdict::Allow, Verdict::Block], "{d:#?}");
     }
 
     #[test]
     fn a_blocked_staff_member_reading_more_in_an_hour_than_on_a_typical_day_is_refused() {
         let p = pipeline_from(STAFF_PULL_RULE, |_| {});
-        two_typical_days(&p);
-        let night = run(&p, &[staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", 40)]);
-        assert_eq!(night[0].verdict, Verdict::Block);
+        typical_days_then_a_nights_pull(&p);
         // Seven lookups from 10:00: the first five are a typical day's, the
         // sixth and seventh more.
-        let more: Vec<Vec<u8>> = (0..7).map(|i| staff_access(10 + i, &format!("2026-11-03T10:0{i}:00+09:00"), "record_view", 1)).collect();
+        let more: Vec<Vec<u8>> = (0..7).map(|i| view(10 + i, &format!("2026-11-03T10:0{i}:00+09:00"))).collect();
         let d = run(&p, &more);
-        let verdicts: Vec<Verdict> = d.iter().map(|d| d.verdict).collect();
-        assert_eq!(verdicts, [[Verdict::Allow; 5].as_slice(), &[Verdict::Block; 2]].concat(), "{d:#?}");
+        assert_eq!(verdicts(&d), [[Verdict::Allow; 5].as_slice(), &[Verdict::Block; 2]].concat(), "{d:#?}");
+    }
+
+    #[test]
+    fn a_staff_block_lets_no_more_than_a_typical_day_through_on_any_day() {
+        // A block of two days (a repeat offender's is longer still).
+        let p = pipeline_from(&STAFF_PULL_RULE.replace("ttl: 24h", "ttl: 48h"), |_| {});
+        typical_days_then_a_nights_pull(&p);
+        // One lookup an hour, each hour within the habit: the block's budget is five a day.
+        let hourly = |day: u8| -> Vec<Vec<u8>> { (0..7).map(|i| view(usize::from(day) * 100 + i, &format!("2026-11-0{day}T{}:00:00+09:00", 10 + i))).collect() };
+        let five_of_seven = [[Verdict::Allow; 5].as_slice(), &[Verdict::Block; 2]].concat();
+        let d = run(&p, &hourly(3));
+        assert_eq!(verdicts(&d), five_of_seven, "{d:#?}");
+        // The count is part of the entry, kept across a restart.
+        let restored = pipeline_from(STAFF_PULL_RULE, |_| {});
+        restored.enforcer().blocks().restore_json(&p.enforcer().blocks().export_json()).unwrap();
+        let b = restored.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("restored");
+        assert_eq!(b.routine_records_passed, 5);
+        assert!(!b.lets_routine_staff_work_pass(b.routine_day, 5.0) && b.lets_routine_staff_work_pass(b.routine_day, 6.0), "resolved again at load");
+        // The next day starts a new budget.
+        let d = run(&p, &hourly(4));
+        assert_eq!(verdicts(&d), five_of_seven, "{d:#?}");
+    }
+
+    #[test]
+    fn a_daytime_pull_by_a_rule_not_listed_replaces_the_passing_block() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        typical_days_then_a_nights_pull(&p);
+        let d = run(
+            &p,
+            &[
+                view(2, "2026-11-03T10:00:00+09:00"),
+                staff_access(3, "2026-11-03T12:00:00+09:00", "record_export", Some(30)),
+                view(4, "2026-11-03T14:00:00+09:00"),
+            ],
+        );
+        assert_eq!(verdicts(&d), [Verdict::Allow, Verdict::Block, Verdict::Block], "{d:#?}");
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.set_by, "rules:staff_daytime_pull");
+        // The escalation's own hour does not shorten the night's day.
+        assert!(block.expires_at_ms >= block.set_at_ms + 12 * 3_600_000, "{block:?}");
     }
 
     #[test]
     fn an_analysts_staff_block_another_rules_and_a_pack_that_passes_nothing_refuse_routine_work() {
+        let morning = |p: &Pipeline| {
+            typical_days_then_a_nights_pull(p);
+            run(p, &[view(2, "2026-11-03T10:00:00+09:00")])[0].verdict
+        };
+        assert_eq!(morning(&pipeline_from(STAFF_PULL_RULE, |_| {})), Verdict::Allow, "the pass, as the other cases are set up");
         // Settings that name no rule.
-        let p = pipeline_from(STAFF_PULL_RULE, |c| c.blocks.routine_staff_work_passes_for.clear());
-        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
+        assert_eq!(morning(&pipeline_from(STAFF_PULL_RULE, |c| c.blocks.routine_staff_work_passes_for.clear())), Verdict::Block);
         // A rule the settings do not name.
-        let p = pipeline_from(&STAFF_PULL_RULE.replace("staff_odd_hour_bulk", "staff_pull_any_hour"), |_| {});
-        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
-        // An analyst's block, set during the day, on a staff member no rule blocked.
+        assert_eq!(morning(&pipeline_from(&STAFF_PULL_RULE.replace("id: staff_odd_hour_bulk", "id: staff_night_pull"), |_| {})), Verdict::Block);
+        // An analyst's block on a member with a typical day, and no rule's block.
         let p = pipeline_from(STAFF_PULL_RULE, |_| {});
-        let first = p.process(&p.parse(&staff_access(1, "2026-11-03T09:00:00+09:00", "record_view", 1)).unwrap(), &mut p.scratch()).unwrap();
-        assert_eq!(first.decision.verdict, Verdict::Allow);
-        let staff = first.keys.get(EntityKind::Staff).unwrap();
-        p.enforcer().blocks().set_manual(EntityKind::Staff, staff, "st-kim".into(), Duration::from_secs(3600), "case 9".into(), "analyst:kim".into());
-        assert_eq!(run(&p, &[staff_access(2, "2026-11-03T10:00:00+09:00", "record_view", 1)])[0].verdict, Verdict::Block);
+        let days: Vec<Vec<u8>> = (0..10).map(|i| view(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5))).collect();
+        let d = run(&p, &days);
+        let staff = haechi_features::lookup_hash(p.store().windows().hash_key, EntityKind::Staff, "st-kim").unwrap();
+        assert!(d.iter().all(|d| d.verdict == Verdict::Allow));
+        p.enforcer().blocks().set_manual(EntityKind::Staff, staff, "st-kim".into(), Duration::from_secs(86_400), "case 9".into(), "analyst:kim".into());
+        assert_eq!(run(&p, &[view(2, "2026-11-03T10:00:00+09:00")])[0].verdict, Verdict::Block);
     }
 
     #[test]
     fn with_no_opinion_on_office_hours_no_hour_is_routine_until_staff_hours_are_learned() {
         // Every hour reads 1.0 before the bank's staff hours are learned,
         // and the bar stands above it.
-        let p = pipeline_from(STAFF_PULL_RULE, |c| c.features.staff_office_hours = [0, 24]);
-        assert_eq!(night_pull_then_the_morning(&p)[2].verdict, Verdict::Block);
+        let night_only = STAFF_PULL_RULE.replace("hour_activity < 1.0", "hour_activity <= 1.0").replace("records_1h >= 30.0", "records_1h >= 1000.0");
+        let p = pipeline_from(&night_only, |c| c.features.staff_office_hours = [0, 24]);
+        typical_days_then_a_nights_pull(&p);
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.set_by, "rules:staff_odd_hour_bulk", "a block that would pass routine work");
+        assert_eq!(run(&p, &[view(2, "2026-11-03T10:00:00+09:00")])[0].verdict, Verdict::Block);
     }
 }
