@@ -231,7 +231,8 @@ impl Block {
     /// [`BlockConfig::routine_staff_work_passes_for`].
     pub fn lets_routine_staff_work_pass(&self, day: u32, budget: f32) -> bool {
         let passed_today = if self.routine_day == day { self.routine_records_passed } else { 0 };
-        self.passes_routine_staff_work() && (passed_today as f32) < budget
+        // Whole records: a typical day of 1.2 lets one through, not two.
+        self.passes_routine_staff_work() && (passed_today.saturating_add(1) as f32) <= budget
     }
 
     /// A detector's block on a staff member of `[blocks] routine_staff_work_passes_for`.
@@ -312,15 +313,18 @@ pub struct BlockConfig {
     /// The detectors' blocks on a staff member (`detector:rule`) set for
     /// pulling records out of pattern: at an hour the bank's staff do not
     /// work, or above the member's own habit. Such a block keeps refusing
-    /// what it was set for (any access at such an hour, any access to more
-    /// or fewer than one record, any late event) and lets through one
-    /// record read at an hour the bank's staff work, with a reason on the
+    /// what it was set for (any access at such an hour, any export, any
+    /// access to more or fewer than one record, any late event) and lets
+    /// through one record read at an hour the bank's staff work, with a reason on the
     /// decision, while the member has read no more in the last hour than on
     /// a typical day of their own (a member with no typical day has no
-    /// routine): the counter work of the morning after. Over its whole life
-    /// one block lets through no more records than the member's typical
-    /// day on any one day, however long repeat offenses make it. A rule not listed that
-    /// blocks the member meanwhile replaces it, and refuses everything.
+    /// routine): the counter work of the morning after. One block lets
+    /// through no more records than the member's typical day on any one
+    /// day, however long repeat offenses make it (decisions made at the
+    /// same moment on other threads may each take the last one). A rule not
+    /// listed that asks to block the member in working hours, on an event
+    /// the block refuses or lets through, replaces it with a block that
+    /// passes nothing.
     /// Their night was stopped and raised to the analysts; whether the
     /// person keeps working at all is the analysts' call: their block on
     /// the staff member refuses everything. Needs a medium window of one
@@ -596,9 +600,35 @@ impl BlockList {
         blast_radius: Option<u32>,
         holder: Option<u64>,
     ) -> Result<Block, Refused> {
+        self.set_automatic_replacing(scope, hash, key, base_ttl, reason, set_by, action, now, event_ms, blast_radius, holder, false)
+    }
+
+    /// [`BlockList::set_automatic`], and with `may_replace_passing` (an
+    /// event in the bank's working hours), a detector's block on a staff
+    /// member that passes routine work is replaced by a block from a rule
+    /// not listed, which passes nothing (the member's office-hours pull).
+    /// The new block lasts at least as long as the one it replaces.
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_automatic_replacing(
+        &self,
+        scope: EntityKind,
+        hash: u64,
+        key: String,
+        base_ttl: Duration,
+        reason: String,
+        set_by: String,
+        action: BlockAction,
+        now: i64,
+        event_ms: Option<i64>,
+        blast_radius: Option<u32>,
+        holder: Option<u64>,
+        may_replace_passing: bool,
+    ) -> Result<Block, Refused> {
+        let unlisted = may_replace_passing && action == BlockAction::Block && !self.config.routine_staff_work_passes_for.contains(&set_by);
+        let replaces = |b: &Block| unlisted && b.passes_routine_staff_work();
         // An analyst's entry is never replaced by an automatic one, nor a
         // block by a mere challenge.
-        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now && (b.action >= action || b.is_manual())) {
+        if self.entries.get(&(scope, hash)).is_some_and(|b| b.expires_at_ms > now && (b.is_manual() || (b.action >= action && !replaces(&b)))) {
             return Err(Refused::AlreadyBlocked);
         }
         let minute = now / 60_000;
@@ -637,12 +667,15 @@ impl BlockList {
             about_codes: false,
             about_staff_off_pattern: false,
         };
-        let block = self.resolved(block);
+        let mut block = self.resolved(block);
         // Checked again under the shard lock: an analyst may have set a block
         // on this entity since the look above.
         match self.entries.entry((scope, hash)) {
             dashmap::Entry::Occupied(e) if e.get().is_manual() && e.get().expires_at_ms > now => return Err(Refused::AlreadyBlocked),
             dashmap::Entry::Occupied(mut e) => {
+                if e.get().expires_at_ms > now && replaces(e.get()) {
+                    block.expires_at_ms = block.expires_at_ms.max(e.get().expires_at_ms);
+                }
                 e.insert(block.clone());
             }
             dashmap::Entry::Vacant(e) => {
@@ -652,6 +685,25 @@ impl BlockList {
         self.note_change();
         self.tell("set", &block);
         Ok(block)
+    }
+
+    /// The block on this staff member in force passes routine work.
+    pub fn staff_block_passes_routine(&self, hash: u64, now: i64) -> bool {
+        self.entries.get(&(EntityKind::Staff, hash)).is_some_and(|b| b.expires_at_ms > now && b.passes_routine_staff_work())
+    }
+
+    /// A staff block's routine pass let `records` through: they count
+    /// against its budget (see [`Block::lets_routine_staff_work_pass`]).
+    pub fn note_routine_pass(&self, hash: u64, set_at_ms: i64, day: u32, records: u32) {
+        if let Some(mut b) = self.entries.get_mut(&(EntityKind::Staff, hash)).filter(|b| b.set_at_ms == set_at_ms) {
+            if b.routine_day != day {
+                b.routine_day = day;
+                b.routine_records_passed = 0;
+            }
+            b.routine_records_passed = b.routine_records_passed.saturating_add(records);
+            drop(b);
+            self.note_change();
+        }
     }
 
     /// Add `device` (its keyed hash; `None`: an event without one) to the
@@ -664,48 +716,6 @@ impl BlockList {
     /// anyway, and once the block remembers a device, refusing every device
     /// for it would lock out the owner alone. The block topic and the
     /// records are told (change `device`).
-    /// Replace a detector's block on a staff member that passes routine
-    /// work with one from `set_by`, a rule not listed, that passes nothing:
-    /// the member's office-hours pull (see the enforcer). The new block
-    /// lasts at least as long as the one it replaces.
-    #[allow(clippy::too_many_arguments)]
-    pub fn replace_passing_staff_block(&self, hash: u64, key: String, base_ttl: Duration, reason: String, set_by: String, now: i64, event_ms: Option<i64>) -> Result<Block, Refused> {
-        if self.config.routine_staff_work_passes_for.contains(&set_by) {
-            return Err(Refused::AlreadyBlocked);
-        }
-        let Some((_, old)) = self.entries.remove_if(&(EntityKind::Staff, hash), |_, b| b.passes_routine_staff_work() && b.expires_at_ms > now) else {
-            return Err(Refused::AlreadyBlocked);
-        };
-        let mut block = match self.set_automatic(EntityKind::Staff, hash, key, base_ttl, reason, set_by, BlockAction::Block, now, event_ms, None, None) {
-            Ok(b) => b,
-            Err(refused) => {
-                // Not replaced after all (the circuit is open): the old one stands.
-                self.entries.entry((EntityKind::Staff, hash)).or_insert(old);
-                return Err(refused);
-            }
-        };
-        if old.expires_at_ms > block.expires_at_ms {
-            if let Some(mut b) = self.entries.get_mut(&(EntityKind::Staff, hash)) {
-                b.expires_at_ms = old.expires_at_ms;
-            }
-            block.expires_at_ms = old.expires_at_ms;
-        }
-        Ok(block)
-    }
-
-    /// A staff block's routine pass let `records` through: they count
-    /// against its budget (see [`Block::lets_routine_staff_work_pass`]).
-    pub fn note_routine_pass(&self, hash: u64, set_at_ms: i64, day: u32, records: u32) {
-        if let Some(mut b) = self.entries.get_mut(&(EntityKind::Staff, hash)).filter(|b| b.set_at_ms == set_at_ms) {
-            if b.routine_day != day {
-                b.routine_day = day;
-                b.routine_records_passed = 0;
-            }
-            b.routine_records_passed = b.routine_records_passed.saturating_add(records);
-        }
-        self.note_change();
-    }
-
     pub fn note_offending_device(&self, scope: EntityKind, hash: u64, device: Option<u64>, now: i64) {
         let Some(device) = device else { return };
         let noted = self.entries.get_mut(&(scope, hash)).and_then(|mut b| {

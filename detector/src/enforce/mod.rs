@@ -182,7 +182,7 @@ impl RoutineStaffWork {
         let typical = features[self.typical_daily_records];
         // Exactly one record: an access that says it touched none would
         // count nothing against the hour.
-        (event.step.is_staff_access()
+        (event.step == haechi_features::Step::RecordView
             && event.records.unwrap_or(1) == 1
             && features[self.late] == 0.0
             && self.at_working_hour(features)
@@ -386,6 +386,9 @@ impl Enforcer {
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
         let routine_budget = self.routine_staff.and_then(|r| r.budget(event, features));
+        // An hour the bank's staff work: where a staff block that passes
+        // routine work gives way to a rule's block that passes nothing.
+        let working_hours = event.step.is_staff_access() && self.routine_staff.is_some_and(|r| r.at_working_hour(features));
         let routine_passed_over: std::cell::RefCell<Option<(String, u64, i64, u32)>> = std::cell::RefCell::new(None);
         let applies = |b: &Block| {
             if answered.is_some_and(|(holder, set_at, _)| b.is_same_guard_challenge(*holder, *set_at)) {
@@ -472,9 +475,14 @@ impl Enforcer {
                 event.step.as_str()
             )));
         }
-        if let Some((set_by, hash, set_at_ms, day)) = routine_passed_over.take().filter(|_| in_force.is_none()) {
+        let routine_passed_over = routine_passed_over.take();
+        // Passed over by the staff block, whatever else stands: what it lets
+        // through counts against its budget unless the event is refused.
+        if let Some((_, hash, set_at_ms, day)) = &routine_passed_over {
+            out.routine_pass = Some((*hash, *set_at_ms, *day));
+        }
+        if let Some((set_by, ..)) = routine_passed_over.filter(|_| in_force.is_none()) {
             out.passed_routine_staff_work = true;
-            out.routine_pass = Some((hash, set_at_ms, day));
             d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from(ROUTINE_STAFF_WORK), Severity::Low).with_detail(format!(
                 "the staff member is blocked by {set_by} for pulling records out of pattern; one record read at an hour the bank's staff work is let through"
             )));
@@ -522,7 +530,7 @@ impl Enforcer {
                         // nothing. At night the block refuses everything the
                         // rule would, and a night's pull big enough to trip a
                         // rule for any hour is still the night's.
-                        if b.passes_routine_staff_work() && self.routine_staff.is_some_and(|r| r.at_working_hour(features)) {
+                        if working_hours && keys.get(EntityKind::Staff).is_some_and(|h| self.blocks.staff_block_passes_routine(h, now)) {
                             self.escalate_staff_block(event, keys, d, now, &mut out);
                         }
                         d.verdict = Verdict::Block;
@@ -625,7 +633,7 @@ impl Enforcer {
             still_blocks = true;
             let (Some(hash), Some(key)) = (keys.get(scope), entity_text(event, scope)) else { continue };
             let by = if req.rate_limit { SetBy::RateLimit } else { SetBy::Rule };
-            let r = self.blocks.set_automatic(
+            let r = self.blocks.set_automatic_replacing(
                 scope,
                 hash,
                 key,
@@ -637,6 +645,7 @@ impl Enforcer {
                 Some(event.ts_ms.min(now)),
                 carried.map(|c| c as u32),
                 None,
+                scope == EntityKind::Staff && !req.rate_limit && working_hours,
             );
             if scope == EntityKind::Customer && !req.rate_limit {
                 // Set now, or in force already: either way this event's device offends.
@@ -657,7 +666,20 @@ impl Enforcer {
         let (Some(hash), Some(key)) = (keys.get(EntityKind::Staff), entity_text(event, EntityKind::Staff)) else { return };
         for req in d.blocks.iter().filter(|r| r.scope == Some(EntityKind::Staff) && !r.rate_limit) {
             let Some((detector, rule)) = &req.by else { continue };
-            let r = self.blocks.replace_passing_staff_block(hash, key.clone(), Duration::from_secs(u64::from(req.ttl_s)), format!("event {}", event.event_id), format!("{detector}:{rule}"), now, Some(event.ts_ms.min(now)));
+            let r = self.blocks.set_automatic_replacing(
+                EntityKind::Staff,
+                hash,
+                key.clone(),
+                Duration::from_secs(u64::from(req.ttl_s)),
+                format!("event {}", event.event_id),
+                format!("{detector}:{rule}"),
+                BlockAction::Block,
+                now,
+                Some(event.ts_ms.min(now)),
+                None,
+                None,
+                true,
+            );
             out.set.push((EntityKind::Staff, SetBy::Rule, r.map(|_| ())));
         }
     }
@@ -1332,10 +1354,14 @@ rules:
     /// then a night's pull of forty at 02:00 (blocked). The bank's office
     /// hours (08-20 by default) are the staff hours' prior.
     fn typical_days_then_a_nights_pull(p: &Pipeline) {
-        let days: Vec<Vec<u8>> = (0..10).map(|i| view(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5))).collect();
-        assert!(run(p, &days).iter().all(|d| d.verdict == Verdict::Allow));
+        two_typical_days(p);
         let night = run(p, &[staff_access(1, "2026-11-03T02:00:00+09:00", "record_export", Some(40))]);
         assert_eq!(night[0].verdict, Verdict::Block);
+    }
+
+    fn two_typical_days(p: &Pipeline) {
+        let days: Vec<Vec<u8>> = (0..10).map(|i| view(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5))).collect();
+        assert!(run(p, &days).iter().all(|d| d.verdict == Verdict::Allow));
     }
 
     fn verdicts(d: &[Decision]) -> Vec<Verdict> {
@@ -1397,11 +1423,45 @@ rules:
     fn a_blocked_staff_member_reading_more_in_an_hour_than_on_a_typical_day_is_refused() {
         let p = pipeline_from(STAFF_PULL_RULE, |_| {});
         typical_days_then_a_nights_pull(&p);
-        // Seven lookups from 10:00: the first five are a typical day's, the
-        // sixth and seventh more.
-        let more: Vec<Vec<u8>> = (0..7).map(|i| view(10 + i, &format!("2026-11-03T10:0{i}:00+09:00"))).collect();
-        let d = run(&p, &more);
-        assert_eq!(verdicts(&d), [[Verdict::Allow; 5].as_slice(), &[Verdict::Block; 2]].concat(), "{d:#?}");
+        // A refused export of two at 10:00 counts toward the hour, not the
+        // block's budget; then lookups: three, four, five records in the
+        // hour pass, the sixth does not, though the day's budget has two left.
+        let mut lines = vec![staff_access(9, "2026-11-03T10:00:00+09:00", "record_export", Some(2))];
+        lines.extend((0..5).map(|i| view(10 + i, &format!("2026-11-03T10:0{}:00+09:00", i + 1))));
+        let d = run(&p, &lines);
+        assert_eq!(verdicts(&d), [Verdict::Block, Verdict::Allow, Verdict::Allow, Verdict::Allow, Verdict::Block, Verdict::Block], "{d:#?}");
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.routine_records_passed, 3);
+    }
+
+    #[test]
+    fn a_routine_lookup_challenged_by_another_entry_still_spends_the_budget() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        typical_days_then_a_nights_pull(&p);
+        // A challenge on the workstation's address, from before the morning.
+        let ip = haechi_features::lookup_hash(p.store().windows().hash_key, EntityKind::Ip, "10.20.1.7").unwrap();
+        let now = haechi_features::parse_rfc3339_ms("2026-11-03T09:00:00+09:00").unwrap();
+        p.enforcer()
+            .blocks()
+            .set_automatic(EntityKind::Ip, ip, "10.20.1.7".into(), Duration::from_secs(86_400), "test".into(), "rules:other".into(), BlockAction::Challenge, now, Some(now), None, None)
+            .unwrap();
+        let hourly: Vec<Vec<u8>> = (0..6).map(|i| view(10 + i, &format!("2026-11-03T{}:00:00+09:00", 10 + i))).collect();
+        let d = run(&p, &hourly);
+        assert_eq!(verdicts(&d), [[Verdict::Challenge; 5].as_slice(), &[Verdict::Block]].concat(), "{d:#?}");
+    }
+
+    #[test]
+    fn an_office_hours_pull_refused_by_another_entry_still_replaces_the_passing_block() {
+        let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+        typical_days_then_a_nights_pull(&p);
+        // An analyst blocks the workstation; the pull from it is refused by that entry.
+        let ip = haechi_features::lookup_hash(p.store().windows().hash_key, EntityKind::Ip, "10.20.1.7").unwrap();
+        p.enforcer().blocks().set_manual(EntityKind::Ip, ip, "10.20.1.7".into(), Duration::from_secs(3 * 86_400), "case 11".into(), "analyst:kim".into());
+        let d = run(&p, &[staff_access(3, "2026-11-03T12:00:00+09:00", "record_export", Some(30))]);
+        assert_eq!(d[0].verdict, Verdict::Block);
+        let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
+        assert_eq!(block.set_by, "rules:staff_daytime_pull", "{block:?}");
+        assert!(!block.passes_routine_staff_work());
     }
 
     #[test]
@@ -1457,10 +1517,8 @@ rules:
         assert_eq!(morning(&pipeline_from(&STAFF_PULL_RULE.replace("id: staff_odd_hour_bulk", "id: staff_night_pull"), |_| {})), Verdict::Block);
         // An analyst's block on a member with a typical day, and no rule's block.
         let p = pipeline_from(STAFF_PULL_RULE, |_| {});
-        let days: Vec<Vec<u8>> = (0..10).map(|i| view(100 + i, &format!("2026-11-0{}T10:{}0:00+09:00", 1 + i / 5, i % 5))).collect();
-        let d = run(&p, &days);
+        two_typical_days(&p);
         let staff = haechi_features::lookup_hash(p.store().windows().hash_key, EntityKind::Staff, "st-kim").unwrap();
-        assert!(d.iter().all(|d| d.verdict == Verdict::Allow));
         p.enforcer().blocks().set_manual(EntityKind::Staff, staff, "st-kim".into(), Duration::from_secs(86_400), "case 9".into(), "analyst:kim".into());
         assert_eq!(run(&p, &[view(2, "2026-11-03T10:00:00+09:00")])[0].verdict, Verdict::Block);
     }
