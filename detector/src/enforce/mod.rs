@@ -523,13 +523,14 @@ impl Enforcer {
                                 self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
                             }
                         }
-                        // A rule not listed blocking the member, in working
-                        // hours, while a block that passes routine work
-                        // refuses this event (an office-hours pull: the day is
-                        // no longer routine) replaces it: that one passes
-                        // nothing. At night the block refuses everything the
-                        // rule would, and a night's pull big enough to trip a
-                        // rule for any hour is still the night's.
+                        // A rule not listed asking, in working hours, to block
+                        // a member whose block passes routine work (an
+                        // office-hours pull: the day is no longer routine)
+                        // replaces that block, whichever entry refused this
+                        // event: the new one passes nothing. At night the
+                        // block refuses everything the rule would, and a
+                        // night's pull big enough to trip a rule for any hour
+                        // is still the night's.
                         if working_hours && keys.get(EntityKind::Staff).is_some_and(|h| self.blocks.staff_block_passes_routine(h, now)) {
                             self.escalate_staff_block(event, keys, d, now, &mut out);
                         }
