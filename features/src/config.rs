@@ -276,6 +276,23 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// Local time (event time), in seconds since the epoch: shifted by the bank's UTC offset.
+    pub fn local_secs(&self, secs: u32) -> u32 {
+        (i64::from(secs) + i64::from(self.utc_offset_s)).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// Local day number of an event time in seconds: a working day does not
+    /// end at 09:00 in Seoul. Staff days, and what a staff block lets
+    /// through in one, are counted by it.
+    pub fn local_day(&self, secs: u32) -> u32 {
+        self.local_secs(secs) / 86_400
+    }
+
+    /// [`Windows::local_day`] of an event time in milliseconds.
+    pub fn local_day_at_ms(&self, ts_ms: i64) -> u32 {
+        self.local_day(ts_ms.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
     /// The three windows, short to long.
     pub fn all(&self) -> [WindowSpec; 3] {
         [self.short, self.mid, self.long]

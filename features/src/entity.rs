@@ -271,8 +271,8 @@ impl StaffProfile {
     /// grace is over too (a member back after a day off).
     fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> [u32; 2] {
         self.records.add(w, secs, records);
-        let day = local_day(w, secs);
-        let local = local_secs(w, secs);
+        let day = w.local_day(secs);
+        let local = w.local_secs(secs);
         let grace_over = |p: &ClosedDay| u64::from(local) >= (u64::from(p.day) + 1) * 86_400 + u64::from(CLOSED_DAY_GRACE_S);
         // A session of work that began on the waiting day and goes on (a
         // night's pull past 06:00) keeps it waiting: its refusal may come yet.
@@ -331,24 +331,14 @@ impl StaffProfile {
     /// day before, while it waits out its grace, if the refused access
     /// belongs to a session of work that began then: the night's pull.
     fn refuse(&mut self, w: &Windows, secs: u32) {
-        if local_day(w, secs) <= self.day {
+        if w.local_day(secs) <= self.day {
             self.refused_day = self.day + 1;
-            let in_session = local_secs(w, secs) >= self.session_began;
+            let in_session = w.local_secs(secs) >= self.session_began;
             if in_session && self.pending.is_some_and(|d| self.session_began <= d.last_local) {
                 self.pending = None;
             }
         }
     }
-}
-
-/// Local time (event time), in seconds since the epoch.
-fn local_secs(w: &Windows, secs: u32) -> u32 {
-    (i64::from(secs) + i64::from(w.utc_offset_s)).clamp(0, i64::from(u32::MAX)) as u32
-}
-
-/// Local day number (event time): a working day does not end at 09:00 in Seoul.
-fn local_day(w: &Windows, secs: u32) -> u32 {
-    local_secs(w, secs) / 86_400
 }
 
 /// What one observation tells the store beyond the feature vector.

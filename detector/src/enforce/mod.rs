@@ -147,12 +147,13 @@ struct RoutineStaffWork {
     /// `event.late`: a late event teaches the store nothing, so its hour's
     /// count would never grow.
     late: usize,
-    /// The bank's offset from UTC, for the local day a budget is spent on.
-    utc_offset_s: i64,
+    /// The features' windows: the local day a budget is spent on is the
+    /// store's staff day.
+    windows: Windows,
 }
 
 impl RoutineStaffWork {
-    fn resolve(config: &BlockConfig, catalog: &FeatureCatalog, utc_offset_s: i32) -> Option<RoutineStaffWork> {
+    fn resolve(config: &BlockConfig, catalog: &FeatureCatalog, windows: &Windows) -> Option<RoutineStaffWork> {
         if config.routine_staff_work_passes_for.is_empty() {
             return None;
         }
@@ -162,18 +163,13 @@ impl RoutineStaffWork {
             records_1h: catalog.slot("staff.records_1h")?,
             typical_daily_records: catalog.slot("staff.typical_daily_records")?,
             late: catalog.slot("event.late")?,
-            utc_offset_s: i64::from(utc_offset_s),
+            windows: *windows,
         })
     }
 
     /// The event's hour is one the bank's staff work.
     fn at_working_hour(&self, features: &[f32]) -> bool {
         features[self.hour_activity] >= self.hour_bar
-    }
-
-    /// The local day (since the epoch) of the event.
-    fn day(&self, event: &Event) -> u32 {
-        (event.ts_ms.div_euclid(1000) + self.utc_offset_s).div_euclid(86_400).clamp(0, i64::from(u32::MAX)) as u32
     }
 
     /// The event is routine work; then its local day, and how many records
@@ -187,7 +183,7 @@ impl RoutineStaffWork {
             && features[self.late] == 0.0
             && self.at_working_hour(features)
             && features[self.records_1h] <= typical)
-            .then(|| (self.day(event), typical))
+            .then(|| (self.windows.local_day_at_ms(event.ts_ms), typical))
     }
 }
 
@@ -214,7 +210,7 @@ impl Enforcer {
         }
         let blast_radius_limit = blocks.config().blast_radius_limit as f32;
         let returning_slot = catalog.slot("customer.returning");
-        let routine_staff = RoutineStaffWork::resolve(blocks.config(), catalog, windows.utc_offset_s);
+        let routine_staff = RoutineStaffWork::resolve(blocks.config(), catalog, windows);
         let owner_device_slots = match (blocks.config().spare_owner_devices, catalog.slot("customer.device_passed_code_s"), catalog.slot("customer.present")) {
             (true, Some(passed), Some(present)) => Some((passed, present)),
             _ => None,
@@ -634,20 +630,8 @@ impl Enforcer {
             still_blocks = true;
             let (Some(hash), Some(key)) = (keys.get(scope), entity_text(event, scope)) else { continue };
             let by = if req.rate_limit { SetBy::RateLimit } else { SetBy::Rule };
-            let r = self.blocks.set_automatic_replacing(
-                scope,
-                hash,
-                key,
-                Duration::from_secs(u64::from(req.ttl_s)),
-                format!("event {}", event.event_id),
-                set_by_text,
-                BlockAction::Block,
-                now,
-                Some(event.ts_ms.min(now)),
-                carried.map(|c| c as u32),
-                None,
-                scope == EntityKind::Staff && !req.rate_limit && working_hours,
-            );
+            let replace_passing = scope == EntityKind::Staff && !req.rate_limit && working_hours;
+            let r = self.set_block(event, now, scope, hash, key, req, set_by_text, carried.map(|c| c as u32), replace_passing);
             if scope == EntityKind::Customer && !req.rate_limit {
                 // Set now, or in force already: either way this event's device offends.
                 self.blocks.note_offending_device(scope, hash, device, now);
@@ -667,22 +651,28 @@ impl Enforcer {
         let (Some(hash), Some(key)) = (keys.get(EntityKind::Staff), entity_text(event, EntityKind::Staff)) else { return };
         for req in d.blocks.iter().filter(|r| r.scope == Some(EntityKind::Staff) && !r.rate_limit) {
             let Some((detector, rule)) = &req.by else { continue };
-            let r = self.blocks.set_automatic_replacing(
-                EntityKind::Staff,
-                hash,
-                key.clone(),
-                Duration::from_secs(u64::from(req.ttl_s)),
-                format!("event {}", event.event_id),
-                format!("{detector}:{rule}"),
-                BlockAction::Block,
-                now,
-                Some(event.ts_ms.min(now)),
-                None,
-                None,
-                true,
-            );
+            let r = self.set_block(event, now, EntityKind::Staff, hash, key.clone(), req, format!("{detector}:{rule}"), None, true);
             out.set.push((EntityKind::Staff, SetBy::Rule, r.map(|_| ())));
         }
+    }
+
+    /// Set the block `req` asks for on `scope`'s entity, for `event`.
+    #[allow(clippy::too_many_arguments)]
+    fn set_block(&self, event: &Event, now: i64, scope: EntityKind, hash: u64, key: String, req: &BlockRequest, set_by: String, carried: Option<u32>, replace_passing: bool) -> Result<Block, Refused> {
+        self.blocks.set_automatic_replacing(
+            scope,
+            hash,
+            key,
+            Duration::from_secs(u64::from(req.ttl_s)),
+            format!("event {}", event.event_id),
+            set_by,
+            BlockAction::Block,
+            now,
+            Some(event.ts_ms.min(now)),
+            carried,
+            None,
+            replace_passing,
+        )
     }
 
     /// Drop expired blocks and idle limiter keys; returns blocks in force by scope.
