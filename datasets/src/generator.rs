@@ -420,6 +420,28 @@ mod tests {
     }
 
     #[test]
+    fn staff_overtime_is_honest_off_hours_work_and_leaves_the_customers_alone() {
+        let local_hour = |e: &GeneratedEvent| (e.ts_ms + KST_MS).rem_euclid(86_400_000) / 3_600_000;
+        let with = |share: f64, p: f64| {
+            let world = WorldSpec { staff: crate::spec::StaffSpec { overtime_share: share, overtime_p: p, ..WorldSpec::random(3).staff }, ..WorldSpec::random(3) };
+            generate(&GenConfig { world, ..small(4) }).unwrap()
+        };
+        let (none, all) = (with(0.0, 0.0), with(1.0, 1.0));
+        let off_hours = |d: &Dataset| d.events.iter().filter(|e| e.staff_id.is_some() && e.label.is_none() && !(9..19).contains(&local_hour(e))).map(|e| (local_hour(e), e.staff_id.clone(), e.records)).collect::<Vec<_>>();
+        assert_eq!(off_hours(&none), vec![], "without overtime, honest staff work office hours");
+        assert!(off_hours(&all).len() >= 20, "every member on every weekday: {:?}", off_hours(&all));
+        let late = all.events.iter().filter(|e| e.staff_id.is_some() && e.label.is_none() && local_hour(e) >= 19).count();
+        let early = all.events.iter().filter(|e| e.staff_id.is_some() && e.label.is_none() && local_hour(e) < 9).count();
+        assert!(late > 0 && early > 0, "late {late}, early {early}");
+        assert!(all.events.iter().filter(|e| e.staff_id.is_some() && e.label.is_none()).all(|e| (6..23).contains(&local_hour(e))));
+        let customers = |d: &Dataset| d.events.iter().filter(|e| e.staff_id.is_none() && e.label.is_none()).map(|e| (e.ts_ms, e.step, e.customer_id.clone(), e.ip.clone(), e.duration_ms)).collect::<Vec<_>>();
+        assert_eq!(customers(&none), customers(&all), "overtime draws from a stream of its own");
+        let mut spec = WorldSpec::random(3);
+        spec.staff.overtime_p = 1.5;
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
     fn a_bad_world_spec_is_refused() {
         let mut spec = WorldSpec::fixed();
         spec.nat.exits = 0;

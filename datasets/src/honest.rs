@@ -1,7 +1,8 @@
 //! Honest traffic, traps included.
 
 use haechi_features::{Channel, Step};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::world::{play, Actor, Play, Timing, World, HOUR_MS, LOGIN, ONBOARDING};
 
@@ -353,5 +354,46 @@ pub(crate) fn staff(w: &mut World, n: usize, customers: &[crate::honest::Custome
             }
         }
     }
+    overtime(w, &out, customers);
     out
+}
+
+/// Honest off-hours work: some members now and then stay late (until 19:00
+/// to 22:30) or start early (from 06:30), a handful of single lookups at
+/// their day's pace. The bank's staff hours then have a tail, and a rule
+/// that reads "records off hours" pays for what it catches in them.
+///
+/// Drawn from a stream of its own, seeded from the staff drawn, so that the
+/// honest world around it is what the same seeds drew before overtime
+/// existed. (An insider's "usual day" counts their overtime, so an attack on
+/// it, and what is drawn after it, can differ.)
+fn overtime(w: &mut World, staff: &[Staff], customers: &[crate::honest::Customer]) {
+    let (share, p) = (w.spec.staff.overtime_share, w.spec.staff.overtime_p);
+    if share <= 0.0 || p <= 0.0 {
+        return;
+    }
+    let seed = staff.iter().flat_map(|s| s.id.bytes()).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let main = std::mem::replace(&mut w.rng, ChaCha8Rng::seed_from_u64(seed));
+    for s in staff {
+        if !chance(w, share) {
+            continue;
+        }
+        for day in 0..i64::from(w.days) {
+            if day % 7 >= 5 || !chance(w, p) {
+                continue;
+            }
+            let (from, to) = if w.rng.gen_bool(0.7) {
+                let from = w.rng.gen_range(18.0..19.5);
+                (from, from + w.rng.gen_range(0.5..3.0))
+            } else {
+                (w.rng.gen_range(6.5..8.0), 9.0)
+            };
+            for _ in 0..w.rng.gen_range(2..=12) {
+                let t = { let h = w.rng.gen_range(from..to); w.at_local_hour(day, h) };
+                let customer = (!customers.is_empty()).then(|| customers[w.rng.gen_range(0..customers.len())].actor.customer.clone());
+                w.staff_access(&s.id, &s.device, &s.ip, t, customer, false, 1, None);
+            }
+        }
+    }
+    w.rng = main;
 }

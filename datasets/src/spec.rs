@@ -179,6 +179,16 @@ pub struct StaffSpec {
     pub batch_records: (u64, u64),
     /// Single-record lookups per weekday (half-open range).
     pub lookups: (u32, u32),
+    /// Share of staff who sometimes work outside office hours: a late
+    /// evening clearing a backlog, an early start before a branch opens.
+    /// Honest off-hours access, so that the insider rules pay for what they
+    /// catch at those hours. 0 (no one) in the fixed world and in spec files
+    /// written before it existed.
+    #[serde(default)]
+    pub overtime_share: f64,
+    /// Chance, per weekday, that such a member works off hours that day.
+    #[serde(default)]
+    pub overtime_p: f64,
 }
 
 impl Default for WorldSpec {
@@ -216,7 +226,7 @@ impl WorldSpec {
             shared: SharedSpec { family_share: 0.15, pc_bangs: 0, pc_bang_share: 0.0, pc_same_device_p: 0.0, office_nats: 0, office_ips: 0, office_share: 0.0 },
             failures: FailureSpec { elderly_share: 0.0, elderly_speed: (0.4, 0.7), elderly_fail_mult: (2.0, 4.0), old_photo_share: 0.0, bad_light_p: 0.0, retries: 2 },
             abroad: AbroadSpec { resident_share: 0.0, trip_abroad_share: 0.0 },
-            staff: StaffSpec { team_size: 0, batch_team_share: 0.0, batch_exports: (1, 3), batch_records: (50, 300), lookups: (8, 30) },
+            staff: StaffSpec { team_size: 0, batch_team_share: 0.0, batch_exports: (1, 3), batch_records: (50, 300), lookups: (8, 30), overtime_share: 0.0, overtime_p: 0.0 },
             evasive_share: 0.0,
         }
     }
@@ -304,6 +314,16 @@ impl WorldSpec {
             batch_exports: (1, r.gen_range(1..=4)),
             batch_records: (50, 300),
             lookups: (r.gen_range(3..10), r.gen_range(15..45)),
+            overtime_share: 0.0,
+            overtime_p: 0.0,
+        };
+        let evasive_share = round2(r.gen_range(0.3..0.7));
+        // Drawn after everything else, so that every knob above is what the
+        // same world seed drew before overtime existed.
+        let staff = if r.gen_bool(0.3) {
+            staff
+        } else {
+            StaffSpec { overtime_share: round2(r.gen_range(0.05..0.4)), overtime_p: round2(r.gen_range(0.1..0.4)), ..staff }
         };
         WorldSpec {
             name: format!("random-{world_seed}"),
@@ -316,7 +336,7 @@ impl WorldSpec {
             failures,
             abroad,
             staff,
-            evasive_share: round2(r.gen_range(0.3..0.7)),
+            evasive_share,
         }
     }
 
@@ -362,6 +382,8 @@ impl WorldSpec {
             self.abroad.resident_share,
             self.abroad.trip_abroad_share,
             self.staff.batch_team_share,
+            self.staff.overtime_share,
+            self.staff.overtime_p,
             self.evasive_share,
         ];
         if shares.iter().any(|&x| !p(x)) {
