@@ -35,6 +35,10 @@ struct Floors {
     /// show here and in no other floor.
     min_attack_events_blocked: f64,
     max_honest_customers_blocked: f64,
+    /// Over all worlds: staff members blocked who are no incident's insider.
+    /// The worlds' staff sometimes work late; an insider rule that reads a
+    /// busy day plus an evening's lookups as a pull blocks them.
+    max_honest_staff_blocked: usize,
     /// Over types and worlds: events of an incident decided before its catch.
     max_median_events_before_catch: f64,
     /// The same, counted from the incident's first telltale (an event tied to
@@ -98,6 +102,10 @@ fn the_default_pack_holds_on_worlds_it_was_never_tuned_on() {
     let blocked = report.honest_customers_blocked as f64 / report.honest_customers.max(1) as f64;
     if blocked > floors.max_honest_customers_blocked {
         problems.push(format!("honest customers blocked {blocked:.5} > ceiling {:.5}", floors.max_honest_customers_blocked));
+    }
+    println!("honest staff members blocked: {} (ceiling {})", report.honest_staff_blocked, floors.max_honest_staff_blocked);
+    if report.honest_staff_blocked > floors.max_honest_staff_blocked {
+        problems.push(format!("honest staff members blocked {} > ceiling {}", report.honest_staff_blocked, floors.max_honest_staff_blocked));
     }
     let before = report.median_events_before_catch.expect("incidents were caught");
     let past = report.median_events_past_telltale.expect("incidents were caught");
