@@ -13,6 +13,14 @@ use haechi_rules::{RuleSet, RulesError};
 use haechi_detector::train::fit_model;
 use haechi_training::{read_csv, IsolationForestParams, LabelColumn, ModelFile, Threshold};
 
+/// `println!` that returns the write's error instead of panicking: a report
+/// piped into `head` meets a closed pipe, and `main` ends quietly on it.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(io::stdout().lock(), $($arg)*)
+    };
+}
+
 /// Events are parsed on one thread and freed on another, which glibc's
 /// arenas serve slowly (BENCHMARKS.md, "Throughput, a later session").
 #[global_allocator]
@@ -482,7 +490,7 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         None => "unsealed".to_owned(),
     };
     let m = config.features.max_entities;
-    println!(
+    outln!(
         "data dir {}{}, {sealing}; fsync {:?}; caps customer {} ip {} subnet {} device {} session {}{}",
         dir.display(),
         if temp.is_some() { " (temporary)" } else { "" },
@@ -493,14 +501,14 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         m.device,
         m.session,
         if raised.is_empty() { String::new() } else { format!(" (raised for this run: {})", raised.join(", ")) }
-    );
+    )?;
     let before = restart::prepare(&config, entities, tail, |line| eprintln!("{line}"))?;
     let total = |e: &[usize]| e.iter().sum::<usize>();
     let kinds = |e: &[usize; haechi_features::KIND_COUNT]| {
         haechi_features::EntityKind::ALL.iter().zip(e).filter(|(_, n)| **n > 0).map(|(k, n)| format!("{} {n}", k.as_str())).collect::<Vec<_>>().join(", ")
     };
     let s = &before.snapshot;
-    println!(
+    outln!(
         "fill: {} events in {:.1}s ({:.0} events/s), {} live entities ({}), {} evicted, {} refused",
         before.fill.events,
         before.fill.busy.as_secs_f64(),
@@ -509,15 +517,15 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         kinds(&before.entities),
         before.evicted,
         before.fill.refused
-    );
-    println!(
+    )?;
+    outln!(
         "snapshot: {:.1} MiB, {} entities, paused {:.0} ms (ingestion blocked while copied), written {:.0} ms (encode + write, ingestion running)",
         mib(s.bytes),
         s.entities,
         s.paused.as_secs_f64() * 1000.0,
         s.written.as_secs_f64() * 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "tail: {} events after the snapshot in {:.1}s ({:.0} events/s through accept), {} refused; {} live entities; log next offset {}; RSS {:.0} MiB",
         before.tail.events,
         before.tail.busy.as_secs_f64(),
@@ -526,8 +534,8 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         total(&before.entities_after_tail),
         before.log_next_offset,
         mib(before.rss_bytes)
-    );
-    println!("stopped without a final snapshot; starting again in a fresh process:");
+    )?;
+    outln!("stopped without a final snapshot; starting again in a fresh process:")?;
     let exe = std::env::current_exe()?;
     let run_probe = |snapshot_after: bool| -> Result<restart::Probe> {
         let mut cmd = std::process::Command::new(&exe);
@@ -551,8 +559,8 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
         let line = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(line.trim()).with_context(|| format!("the restart probe printed `{}`", line.trim()))
     };
-    println!("| start | restart-to-ready | events replayed | entities after (before) | RSS when ready | peak RSS |");
-    println!("|---|---|---|---|---|---|");
+    outln!("| start | restart-to-ready | events replayed | entities after (before) | RSS when ready | peak RSS |")?;
+    outln!("|---|---|---|---|---|---|")?;
     let row = |what: &str, p: &restart::Probe| {
         let same = if p.entities == before.entities_after_tail { "" } else { " MISMATCH" };
         println!(
@@ -570,7 +578,7 @@ fn bench_restart(config: &Config, config_path: Option<&Path>, rules: Option<&Pat
     let alone = run_probe(false)?;
     row("snapshot alone (tail 0)", &alone);
     if let (Some(b), Some(p), Some(w)) = (with_tail.snapshot_bytes, with_tail.snapshot_paused_ms, with_tail.snapshot_written_ms) {
-        println!("(the tail-0 start loads a snapshot written after the first start: {:.1} MiB, paused {p:.0} ms, written {w:.0} ms)", mib(b));
+        outln!("(the tail-0 start loads a snapshot written after the first start: {:.1} MiB, paused {p:.0} ms, written {w:.0} ms)", mib(b))?;
     }
     if with_tail.entities != before.entities_after_tail || alone.entities != before.entities_after_tail {
         anyhow::bail!("a restart did not find the entities the state held before it");
@@ -735,7 +743,7 @@ fn keys_cmd(what: KeysCommand) -> Result<()> {
             }
             let line = haechi_storage::KeyRing::generate_line(&id);
             haechi_storage::KeyRing::parse(&line, "--id")?;
-            println!("{line}");
+            outln!("{line}")?;
             eprintln!(
                 "a new data key {id:?}: write it to a key file outside the data dir (mode 0600), or append it to the ring to rotate; \
                  then [records] key_file = \"/etc/haechi/data.key\". Keep every older line while data sealed with it is kept."
@@ -788,7 +796,7 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
     match what {
         RulesCommand::Check { path } => match RuleSet::load(&path, &catalog) {
             Ok(set) => {
-                println!("{}: {} rules, version {}", path.display(), set.rules().len(), set.version());
+                outln!("{}: {} rules, version {}", path.display(), set.rules().len(), set.version())?;
                 Ok(())
             }
             Err(e) => {
@@ -806,11 +814,11 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
             let failed = results.iter().filter(|r| r.failure.is_some()).count();
             for r in &results {
                 match &r.failure {
-                    None => println!("ok    {} :: {}", r.rule, r.test),
-                    Some(why) => println!("FAIL  {} :: {} ({}): {why}", r.rule, r.test, r.file),
+                    None => outln!("ok    {} :: {}", r.rule, r.test)?,
+                    Some(why) => outln!("FAIL  {} :: {} ({}): {why}", r.rule, r.test, r.file)?,
                 }
             }
-            println!("{} passed, {} failed", results.len() - failed, failed);
+            outln!("{} passed, {} failed", results.len() - failed, failed)?;
             if failed > 0 {
                 std::process::exit(1);
             }
@@ -823,9 +831,9 @@ fn rules_cmd(what: RulesCommand, config: &Config) -> Result<()> {
             let floor = floor_labels.as_deref().map(haechi_detector::backtest::read_floor_labels).transpose()?;
             let report = haechi_detector::backtest::backtest_with_floor(&config, baseline.as_deref(), &mut input, labels.as_deref(), floor.as_deref())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!("{report}");
+                outln!("{report}")?;
             }
             Ok(())
         }
@@ -881,18 +889,18 @@ fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
             let seconds = started.elapsed().as_secs_f64();
             for (class, c) in &report.classes {
                 let range = c.range.map_or("empty".to_owned(), |(a, b)| format!("records {a}..={b}"));
-                println!("{:<11} {range}: {} records, {} live segments, {} archives, checkpoint {:?}", class.as_str(), c.records, c.segments, c.archives, c.checkpoint);
+                outln!("{:<11} {range}: {} records, {} live segments, {} archives, checkpoint {:?}", class.as_str(), c.records, c.segments, c.archives, c.checkpoint)?;
                 for note in &c.notes {
-                    println!("  note: {note}");
+                    outln!("  note: {note}")?;
                 }
             }
             eprintln!("verified {} records in {seconds:.3}s ({:.0} records/s)", report.records(), report.records() as f64 / seconds.max(1e-9));
             if report.intact() {
-                println!("intact");
+                outln!("intact")?;
                 Ok(())
             } else {
                 for p in &report.problems {
-                    println!("TAMPERED: {p}");
+                    outln!("TAMPERED: {p}")?;
                 }
                 anyhow::bail!("{} problem(s); the first: {}", report.problems.len(), report.problems[0])
             }
@@ -1069,7 +1077,7 @@ fn run() -> Result<()> {
             );
         }
         Command::Bench { what: BenchCommand::Spray { keys, days, every } } => {
-            println!("{:>12} {:>10} {:>12} {:>12} {:>10}", "keys", "live ips", "live devices", "map slots", "RSS MiB");
+            outln!("{:>12} {:>10} {:>12} {:>12} {:>10}", "keys", "live ips", "live devices", "map slots", "RSS MiB")?;
             haechi_detector::bench::spray(keys, days, every, |r| {
                 println!("{:>12} {:>10} {:>12} {:>12} {:>10.1}", r.keys, r.live_ips, r.live_devices, r.capacity, r.rss_bytes as f64 / 1048576.0);
             })?;
@@ -1081,8 +1089,8 @@ fn run() -> Result<()> {
             }
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
             let m = config.features.max_entities;
-            println!("caps: ip {} subnet {} device {} session {}; {rate} events/s for {seconds}s, event time = wall clock", m.ip, m.subnet, m.device, m.session);
-            println!("{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}", "time", "events", "ips", "subnets", "devices", "sessions", "evicted", "RSS MiB");
+            outln!("caps: ip {} subnet {} device {} session {}; {rate} events/s for {seconds}s, event time = wall clock", m.ip, m.subnet, m.device, m.session)?;
+            outln!("{:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9}", "time", "events", "ips", "subnets", "devices", "sessions", "evicted", "RSS MiB")?;
             let mut peak = 0u64;
             haechi_detector::bench::spray_live(config, rate, seconds, every, |r| {
                 peak = peak.max(r.rss_bytes);
@@ -1094,8 +1102,8 @@ fn run() -> Result<()> {
             let peak_mib = peak as f64 / 1048576.0;
             match budget_mib {
                 Some(b) if peak_mib > b => anyhow::bail!("peak RSS {peak_mib:.1} MiB is over the budget of {b} MiB"),
-                Some(b) => println!("peak RSS {peak_mib:.1} MiB, within the budget of {b} MiB"),
-                None => println!("peak RSS {peak_mib:.1} MiB"),
+                Some(b) => outln!("peak RSS {peak_mib:.1} MiB, within the budget of {b} MiB")?,
+                None => outln!("peak RSS {peak_mib:.1} MiB")?,
             }
         }
         Command::Bench { what: BenchCommand::Records { input, rounds } } => {
@@ -1103,10 +1111,10 @@ fn run() -> Result<()> {
             open_input(&input)?.read_to_end(&mut stream)?;
             let dir = tempfile::tempdir()?;
             let b = haechi_detector::bench::records(&config, &stream, rounds.max(1), dir.path())?;
-            println!("{:<6} {:>9} {:>14} {:>14} {:>9} {:>16}", "round", "events", "plain ev/s", "recorded ev/s", "cost", "records/s");
+            outln!("{:<6} {:>9} {:>14} {:>14} {:>9} {:>16}", "round", "events", "plain ev/s", "recorded ev/s", "cost", "records/s")?;
             for (i, r) in b.rounds.iter().enumerate() {
                 let (plain, recorded) = (r.events as f64 / r.plain_seconds, r.events as f64 / r.recorded_seconds);
-                println!("{:<6} {:>9} {:>14.0} {:>14.0} {:>8.1}% {:>16.0}", i + 1, r.events, plain, recorded, 100.0 * (1.0 - recorded / plain), r.records as f64 / r.recorded_seconds);
+                outln!("{:<6} {:>9} {:>14.0} {:>14.0} {:>8.1}% {:>16.0}", i + 1, r.events, plain, recorded, 100.0 * (1.0 - recorded / plain), r.records as f64 / r.recorded_seconds)?;
             }
             let median = |mut v: Vec<f64>| {
                 v.sort_by(f64::total_cmp);
@@ -1114,23 +1122,23 @@ fn run() -> Result<()> {
             };
             let plain = median(b.rounds.iter().map(|r| r.events as f64 / r.plain_seconds).collect());
             let recorded = median(b.rounds.iter().map(|r| r.events as f64 / r.recorded_seconds).collect());
-            println!("median: plain {plain:.0} ev/s, recorded {recorded:.0} ev/s: recording costs {:.1}% of replay throughput", 100.0 * (1.0 - recorded / plain));
+            outln!("median: plain {plain:.0} ev/s, recorded {recorded:.0} ev/s: recording costs {:.1}% of replay throughput", 100.0 * (1.0 - recorded / plain))?;
             let events = b.rounds.last().map_or(1, |r| r.events).max(1);
-            println!("verify: {} records in {:.3}s = {:.0} records/s", b.verified, b.verify_seconds, b.verified as f64 / b.verify_seconds.max(1e-9));
-            println!("live:     {} bytes for {} events = {:.1} bytes/event ({:.1} bytes/record)", b.live_bytes, events, b.live_bytes as f64 / events as f64, b.live_bytes as f64 / b.verified.max(1) as f64);
+            outln!("verify: {} records in {:.3}s = {:.0} records/s", b.verified, b.verify_seconds, b.verified as f64 / b.verify_seconds.max(1e-9))?;
+            outln!("live:     {} bytes for {} events = {:.1} bytes/event ({:.1} bytes/record)", b.live_bytes, events, b.live_bytes as f64 / events as f64, b.live_bytes as f64 / b.verified.max(1) as f64)?;
             if b.archived_records > 0 {
-                println!("archived: {} bytes for {} records = {:.1} bytes/record, {:.1} bytes/event (2 records per event)", b.archived_bytes, b.archived_records, b.archived_bytes as f64 / b.archived_records as f64, 2.0 * b.archived_bytes as f64 / b.archived_records as f64);
+                outln!("archived: {} bytes for {} records = {:.1} bytes/record, {:.1} bytes/event (2 records per event)", b.archived_bytes, b.archived_records, b.archived_bytes as f64 / b.archived_records as f64, 2.0 * b.archived_bytes as f64 / b.archived_records as f64)?;
             }
         }
         Command::Bench { what: BenchCommand::Entities { input } } => {
             let pipeline = Pipeline::new(config)?;
             let mut input = open_input(&input)?;
-            println!("{:<10} {:>10} {:>14}", "kind", "live", "bytes/entity");
+            outln!("{:<10} {:>10} {:>14}", "kind", "live", "bytes/entity")?;
             for (kind, (n, bytes)) in haechi_detector::bench::entity_sizes(&pipeline, &mut input)? {
-                println!("{:<10} {:>10} {:>14.1}", kind.as_str(), n, bytes);
+                outln!("{:<10} {:>10} {:>14.1}", kind.as_str(), n, bytes)?;
             }
             if let Some(rss) = haechi_detector::bench::rss_bytes() {
-                println!("process RSS: {:.1} MiB", rss as f64 / 1048576.0);
+                outln!("process RSS: {:.1} MiB", rss as f64 / 1048576.0)?;
             }
         }
         Command::Bench { what: BenchCommand::Ingest { rate, seconds, batch, connections, warmup, modes, rounds } } => {
@@ -1138,15 +1146,15 @@ fn run() -> Result<()> {
             config.validate().map_err(|m| anyhow::anyhow!("configuration: {m}"))?;
             let modes = modes.iter().map(|m| Durability::parse(m).with_context(|| format!("--modes {m}: memory, never, interval or always"))).collect::<Result<Vec<_>>>()?;
             let opts = IngestOptions { rate, seconds, batch, connections, warmup, modes, rounds };
-            println!(
+            outln!(
                 "/v1/check: {rate} requests/s open loop over {connections} connections, {warmup}s warm-up + {seconds}s measured, latency from each request's due time; \
                  /v1/events: 2 connections, batches of {batch}, {:.1}s. {rounds} round(s) of every mode, interleaved. \
                  Server and load generator share this machine ({} cores).",
                 seconds as f64 / 2.0,
                 std::thread::available_parallelism().map_or(0, |n| n.get())
-            );
-            println!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | other CPU | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |");
-            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            )?;
+            outln!("| round | mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest | CPU (cores) | other CPU | p99 from send | p99 send late | served p99 | served > 1 ms | log append mean | log append > 1 ms |")?;
+            outln!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
             let rows = haechi_detector::bench::ingest::ingest(&config, &opts, |r| {
                 let errors = if r.unfinished > 0 { format!("{} ({} unanswered)", r.errors, r.unfinished) } else { r.errors.to_string() };
                 let events_errors = if r.event_errors > 0 { format!(" ({} failed batches)", r.event_errors) } else { String::new() };
@@ -1175,10 +1183,10 @@ fn run() -> Result<()> {
                     log.1
                 );
             })?;
-            println!();
-            println!("Median of {rounds} round(s):");
-            println!("| mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest |");
-            println!("|---|---|---|---|---|---|---|---|");
+            outln!()?;
+            outln!("Median of {rounds} round(s):")?;
+            outln!("| mode | check rate | p50 | p99 | p99.9 | max | errors | events/s ingest |")?;
+            outln!("|---|---|---|---|---|---|---|---|")?;
             let mut seen = Vec::new();
             for mode in rows.iter().map(|r| r.mode) {
                 if seen.contains(&mode) {
@@ -1189,7 +1197,7 @@ fn run() -> Result<()> {
                 let m = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> f64| median(&of.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0);
                 let d = |f: &dyn Fn(&&haechi_detector::bench::ingest::IngestRow) -> std::time::Duration| fmt_latency(std::time::Duration::from_secs_f64(m(&|r| f(r).as_secs_f64())));
                 let errors: Vec<String> = of.iter().map(|r| r.errors.to_string()).collect();
-                println!(
+                outln!(
                     "| {} | {:.0}/s | {} | {} | {} | {} | {} of {} each | {:.0} |",
                     mode.name(),
                     m(&|r| r.check_rate),
@@ -1200,7 +1208,7 @@ fn run() -> Result<()> {
                     errors.join(", "),
                     of[0].scheduled,
                     m(&|r| r.events_per_s)
-                );
+                )?;
             }
         }
         Command::Bench { what: BenchCommand::Restart { entities, tail, data_dir, unsealed } } => {
@@ -1211,7 +1219,7 @@ fn run() -> Result<()> {
             let (mut config, _) = haechi_detector::bench::restart::restart_config(&config, &data_dir, entities);
             config.storage.unsealed = unsealed;
             let probe = haechi_detector::bench::restart::probe(&config, snapshot_after)?;
-            println!("{}", serde_json::to_string(&probe)?);
+            outln!("{}", serde_json::to_string(&probe)?)?;
         }
         Command::Bench { what: BenchCommand::Worlds { from, count, customers, days, threads, json, model, model_action, reporting } } => {
             let started = std::time::Instant::now();
@@ -1226,18 +1234,18 @@ fn run() -> Result<()> {
             let seeds: Vec<u64> = (from..from + count).collect();
             let report = haechi_detector::worlds::run_worlds(&config, &seeds, customers, days, threads, reporting)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                println!("{report}");
+                outln!("{report}")?;
             }
             eprintln!("{count} worlds of {customers} customers x {days} days in {:.1}s", started.elapsed().as_secs_f64());
         }
         Command::Eval { events, labels, decisions, replay: run, json } => {
             let board = haechi_detector::evaluate::evaluate(config, &events, &labels, decisions.as_deref(), run)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&board)?);
+                outln!("{}", serde_json::to_string_pretty(&board)?)?;
             } else {
-                println!("{board}");
+                outln!("{board}")?;
             }
         }
     }
