@@ -358,15 +358,17 @@ pub(crate) fn staff(w: &mut World, n: usize, customers: &[crate::honest::Custome
     out
 }
 
-/// Honest off-hours work: some members now and then stay late (until 19:00
-/// to 22:30) or start early (from 06:30), a handful of single lookups at
-/// their day's pace. The bank's staff hours then have a tail, and a rule
-/// that reads "records off hours" pays for what it catches in them.
+/// Honest off-hours work: some members now and then stay late (from 18:00
+/// to 19:30, for half an hour to three hours) or start early (06:30 to
+/// 08:00, until 09:00), 2 to 12 single lookups. The bank's staff hours then
+/// have a tail, and a rule that reads "records off hours" pays for what it
+/// catches in them.
 ///
-/// Drawn from a stream of its own, seeded from the staff drawn, so that the
-/// honest world around it is what the same seeds drew before overtime
-/// existed. (An insider's "usual day" counts their overtime, so an attack on
-/// it, and what is drawn after it, can differ.)
+/// Drawn from a stream of its own, seeded from the staff drawn, so that its
+/// own draws do not shift the attacks drawn after it. The attacks of a world
+/// with overtime still differ from the same seeds' before it: a lookup names
+/// a customer, and attacks that pick victims by their history, or size an
+/// insider's pull by their usual day, read it.
 fn overtime(w: &mut World, staff: &[Staff], customers: &[crate::honest::Customer]) {
     let (share, p) = (w.spec.staff.overtime_share, w.spec.staff.overtime_p);
     if share <= 0.0 || p <= 0.0 {
