@@ -23,6 +23,29 @@ pub fn haechi_bin() -> PathBuf {
     bin
 }
 
+/// A pack of one rule whose one test expects the wrong answer.
+pub fn failing_pack(dir: &std::path::Path) -> std::path::PathBuf {
+    let pack = dir.join("pack");
+    std::fs::create_dir(&pack).unwrap();
+    std::fs::write(
+        pack.join("mine.yaml"),
+        r#"rules:
+  - id: many_failures
+    description: a test that expects the wrong answer
+    severity: low
+    when: event.result == "failure"
+    action: alert
+    tests:
+      - name: a failure does not fire (wrong on purpose)
+        events:
+          - {step: otp, result: failure, customer_id: c1}
+        expect: no_fire
+"#,
+    )
+    .unwrap();
+    pack
+}
+
 /// Run `haechi` with `args`, feeding `stdin`.
 pub fn run_haechi(args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
@@ -41,6 +64,20 @@ pub fn run_haechi(args: &[&str], stdin: &[u8]) -> Output {
     let out = child.wait_with_output().expect("haechi output");
     writer.join().expect("stdin writer");
     out
+}
+
+/// Run `haechi` with `args` and its standard output closed from the start,
+/// as when piped into a reader that stopped (`| head`).
+pub fn run_haechi_into_closed_pipe<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    let mut child = Command::new(haechi_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting haechi");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("haechi output")
 }
 
 /// The repository root (for the shipped sample data).

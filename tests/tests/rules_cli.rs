@@ -1,29 +1,6 @@
 //! `haechi rules test`: the pack it tests is the one the command line names.
 
-use haechi_tests::run_haechi;
-
-/// A pack of one rule whose one test expects the wrong answer.
-fn failing_pack(dir: &std::path::Path) -> std::path::PathBuf {
-    let pack = dir.join("pack");
-    std::fs::create_dir(&pack).unwrap();
-    std::fs::write(
-        pack.join("mine.yaml"),
-        r#"rules:
-  - id: many_failures
-    description: a test that expects the wrong answer
-    severity: low
-    when: event.result == "failure"
-    action: alert
-    tests:
-      - name: a failure does not fire (wrong on purpose)
-        events:
-          - {step: otp, result: failure, customer_id: c1}
-        expect: no_fire
-"#,
-    )
-    .unwrap();
-    pack
-}
+use haechi_tests::{failing_pack, run_haechi};
 
 #[test]
 fn rules_test_runs_the_pack_named_by_path_by_the_rules_flag_or_by_the_configuration() {
