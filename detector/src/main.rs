@@ -746,7 +746,9 @@ fn keys_cmd(what: KeysCommand) -> Result<()> {
             }
             let line = haechi_storage::KeyRing::generate_line(&id);
             haechi_storage::KeyRing::parse(&line, "--id")?;
-            outln!("{line}")?;
+            // The key exists nowhere else: a reader that closed the pipe
+            // before it is a failure, not the quiet end of a report.
+            outln!("{line}").map_err(|e| anyhow::anyhow!("the new key could not be written to standard output: {e}"))?;
             eprintln!(
                 "a new data key {id:?}: write it to a key file outside the data dir (mode 0600), or append it to the ring to rotate; \
                  then [records] key_file = \"/etc/haechi/data.key\". Keep every older line while data sealed with it is kept."
@@ -892,11 +894,13 @@ fn records_cmd(what: RecordsCommand, config: &Config) -> Result<()> {
             let started = std::time::Instant::now();
             let report = haechi_records::verify(&dir.join("records"), &checkpoints, &ring)?;
             let seconds = started.elapsed().as_secs_f64();
+            // Not `?` before the verdict: a tampered chain must fail into a
+            // closed pipe too.
             for (class, c) in &report.classes {
                 let range = c.range.map_or("empty".to_owned(), |(a, b)| format!("records {a}..={b}"));
-                outln!("{:<11} {range}: {} records, {} live segments, {} archives, checkpoint {:?}", class.as_str(), c.records, c.segments, c.archives, c.checkpoint)?;
+                _ = outln!("{:<11} {range}: {} records, {} live segments, {} archives, checkpoint {:?}", class.as_str(), c.records, c.segments, c.archives, c.checkpoint);
                 for note in &c.notes {
-                    outln!("  note: {note}")?;
+                    _ = outln!("  note: {note}");
                 }
             }
             eprintln!("verified {} records in {seconds:.3}s ({:.0} records/s)", report.records(), report.records() as f64 / seconds.max(1e-9));

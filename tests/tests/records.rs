@@ -157,6 +157,9 @@ fn reads_are_recorded_subjects_see_their_own_and_exports_need_a_second_admin() {
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("transaction record") && text.contains("altered"), "{text}");
+    // Into a reader that stopped (`| head`), the verdict still fails.
+    let out = haechi_tests::run_haechi_into_closed_pipe(&["records", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Killed mid-stream (no shutdown, no flush): after the restart every accepted event has
