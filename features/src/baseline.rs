@@ -147,6 +147,25 @@ impl StepBaseline {
         self.current.len() + self.previous.len()
     }
 
+    /// Take back one sample of `ms` recorded before: from what is held if
+    /// it was held, else from the epochs. Returns whether one was found.
+    /// The rank table catches up at its next refresh; a young baseline's
+    /// fastest duration at once.
+    fn unlearn(&mut self, ms: u64) -> bool {
+        let ms = ms.clamp(1, MAX_DURATION_MS);
+        let Ok(mut one) = Histogram::<u32>::new_with_bounds(1, MAX_DURATION_MS, 2) else { return false };
+        if one.record(ms).is_err() {
+            return false;
+        }
+        for h in [&mut self.held, &mut self.current, &mut self.previous] {
+            // A histogram without a sample in that bucket refuses, unchanged.
+            if h.count_at(ms) > 0 && h.subtract(&one).is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Under half the fastest percentile ranked, or (while the baseline is
     /// young, from [`COLD_SAMPLES_AT_HALF`] samples) under half the fastest
     /// duration seen.
@@ -493,7 +512,7 @@ impl Baselines {
     /// `apart_rank` is the rank of the duration longer by `margin` (a share),
     /// once the step's baseline is ready; before, `duration_rank`.
     pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: u8, learn: bool) -> BaselineReading {
-        let table = step as usize + if gap_timed { Step::ALL.len() } else { 0 };
+        let table = step_table(step, gap_timed);
         let (duration_rank, apart_rank, samples) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
@@ -522,6 +541,13 @@ impl Baselines {
             a
         };
         BaselineReading { duration_rank, apart_rank, samples, hour_activity }
+    }
+
+    /// Take back a duration of `step` (timed by the gap, as in
+    /// [`Baselines::observe_timed`]) that was learnt before: it came from
+    /// a session that turned out scripted. Returns whether it was found.
+    pub fn unlearn_step(&self, step: Step, gap_timed: bool, duration_ms: u64) -> bool {
+        locked(&self.steps[step_table(step, gap_timed)]).unlearn(duration_ms)
     }
 
     /// The population's 99th percentile of "fresh identities one address
@@ -635,6 +661,12 @@ pub struct BaselinesState {
     ip_onboarding: LevelState,
     onboarding_rate: OnboardingRate,
     new_identities: NewIdentityCount,
+}
+
+/// The step baseline a duration is ranked in and learnt into: reported
+/// durations and durations taken from session gaps are kept apart.
+fn step_table(step: Step, gap_timed: bool) -> usize {
+    step as usize + if gap_timed { Step::ALL.len() } else { 0 }
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -803,6 +835,33 @@ mod tests {
         // rather than ranking fast for good.
         assert_eq!(b.observe(Step::FaceMatch, Some(1_500), 1, true).duration_rank, 0.0);
         assert_eq!(b.observe(Step::FaceMatch, Some(1_400), 1, false).duration_rank, 0.5, "1.5 s was learnt");
+    }
+
+    #[test]
+    fn a_duration_taken_back_is_as_if_never_learnt() {
+        let b = Baselines::default();
+        for i in 0..10 {
+            b.observe(Step::FaceMatch, Some(4_000 + i * 100), 1, true);
+        }
+        // A script's 300 ms, learnt, is the fastest: the next script at 280 ms no longer ranks.
+        assert_eq!(b.observe(Step::FaceMatch, Some(300), 1, true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.5);
+        assert!(b.unlearn_step(Step::FaceMatch, false, 300));
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.0, "4 s is the fastest again");
+        // Nothing of that duration left to take back, nor in the other timing's table.
+        assert!(!b.unlearn_step(Step::FaceMatch, false, 300));
+        b.observe(Step::FaceMatch, Some(300), 1, true);
+        assert!(!b.unlearn_step(Step::FaceMatch, true, 300), "gap-timed durations are another table");
+        // A duration that was held out (a ready baseline, far under its fastest percent) is taken from the hold.
+        let ready = Baselines::default();
+        for i in 0..MIN_BASELINE_SAMPLES {
+            ready.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
+        }
+        ready.observe(Step::FaceMatch, Some(250), 1, true);
+        let held = |b: &Baselines| locked(&b.steps[step_table(Step::FaceMatch, false)]).held.len();
+        assert_eq!(held(&ready), 1);
+        assert!(ready.unlearn_step(Step::FaceMatch, false, 250));
+        assert_eq!((held(&ready), locked(&ready.steps[step_table(Step::FaceMatch, false)]).samples()), (0, MIN_BASELINE_SAMPLES));
     }
 
     #[test]

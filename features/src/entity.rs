@@ -5,6 +5,7 @@ use smallvec::SmallVec;
 
 use crate::catalog::{relations, KindLayout, Relation, DISTINCT_COLUMNS, MAX_RELATIONS};
 use crate::config::Windows;
+use crate::event::Step;
 use crate::keys::{EntityKind, KIND_COUNT};
 use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
 
@@ -63,6 +64,19 @@ pub(crate) struct Observed {
     pub step_bit: u16,
     /// The event is an onboarding step.
     pub onboarding: bool,
+    /// The duration this event taught its step's population baseline while
+    /// that baseline was young (fewer than `MIN_BASELINE_SAMPLES`), if any.
+    pub learnt: Option<Learnt>,
+}
+
+/// A duration one event taught a step's population baseline: what to take
+/// back if its session turns out scripted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Learnt {
+    pub step: Step,
+    /// Taken from the gap since the session's previous event, not reported.
+    pub gap_timed: bool,
+    pub ms: u32,
 }
 
 /// The verification methods of the FSC's non-face-to-face rule, as bits of
@@ -194,6 +208,10 @@ struct SessionState {
     timed: u16,
     fast: u16,
     quick: u16,
+    /// The duration the session's first fast step taught its baseline,
+    /// until a second fast step shows the session scripted and takes both
+    /// back (see [`Observe::unlearn`]).
+    first_fast: Option<Learnt>,
 }
 
 /// State only some kinds keep, boxed separately so that a customer does not
@@ -351,6 +369,16 @@ pub(crate) struct Observe {
     pub first_fresh: bool,
     /// The hours of each staff working day this event taught the habit (0: none).
     pub closed_staff_days: [u32; 2],
+    /// Durations a young step baseline must take back: this event made its
+    /// session's second fast step (or a later one), and a session fast at
+    /// two steps is what the pack calls a script. A young baseline ranks
+    /// against the fastest duration it has seen, so a first-night campaign
+    /// that taught it would become that fastest, and every script after it
+    /// would rank as a person. A lone fast step (an auto-filled code) stays
+    /// learnt: honest quick minorities must be. A ready baseline holds
+    /// scripts out by itself (`StepBaseline::held`), and taking back its
+    /// fastest honest people as well made the next ones rank fast.
+    pub unlearn: [Option<Learnt>; 2],
 }
 
 /// Everything Haechi remembers about one entity.
@@ -407,6 +435,7 @@ impl Entity {
         // first successful login must not make it "returning" on the spot,
         // or one login would vouch for the address it came through.
         let returning_before = self.is_returning();
+        let mut unlearn = [None; 2];
         let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
@@ -438,7 +467,7 @@ impl Entity {
             }
             _ => false,
         };
-        let closed_days = if o.apply { self.apply(kind, w, o) } else { [0; 2] };
+        let closed_days = if o.apply { self.apply(kind, w, o, &mut unlearn) } else { [0; 2] };
         // Was the staff member seen at this very hour before? Office hours
         // are a tight habit: the hour after closing is already unusual. Read
         // after `apply`, so that an access is judged with every day that has
@@ -530,10 +559,11 @@ impl Entity {
             }
             _ => {}
         }
-        Observe { returning_before, first_fresh, closed_staff_days: closed_days }
+        Observe { returning_before, first_fresh, closed_staff_days: closed_days, unlearn }
     }
 
-    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed) -> [u32; 2] {
+    /// Durations the baselines must take back go to `unlearn` (see [`Observe::unlearn`]).
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed, unlearn: &mut [Option<Learnt>; 2]) -> [u32; 2] {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
         // Failures a middle window of quiet apart are not a streak: a
@@ -559,6 +589,14 @@ impl Entity {
                     s.timed |= o.step_bit;
                     let fast = o.fast && s.fast & o.step_bit == 0;
                     let quick = o.quick && s.quick & o.step_bit == 0;
+                    if o.fast {
+                        match (s.fast.count_ones(), s.fast & o.step_bit != 0) {
+                            (0, _) => s.first_fast = o.learnt,
+                            // A retry of the one fast step: still one.
+                            (1, true) => {}
+                            _ => *unlearn = [s.first_fast.take(), o.learnt],
+                        }
+                    }
                     s.fast |= if o.fast { o.step_bit } else { 0 };
                     s.quick |= if o.quick { o.step_bit } else { 0 };
                     (fast, quick)

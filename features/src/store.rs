@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::{BaselineReading, Baselines, BaselinesState};
 use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, Windows};
-use crate::entity::{Entity, Observed};
+use crate::entity::{Entity, Learnt, Observed};
 use crate::error::{Error, Result};
 use crate::event::{Event, Step};
 use crate::keys::{entity_hash, lookup_hash, EntityKeys, EntityKind, KIND_COUNT};
@@ -269,6 +269,11 @@ impl FeatureStore {
             },
             step_bit: 1 << event.step as u16,
             onboarding,
+            // Only a young baseline's: see `Observe::unlearn`.
+            learnt: match duration_ms {
+                Some(ms) if learn && !staff_access && baseline.samples < crate::baseline::MIN_BASELINE_SAMPLES => Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 }),
+                _ => None,
+            },
         };
 
         write_event_features(event, hour, late, automation, &baseline, out);
@@ -318,6 +323,9 @@ impl FeatureStore {
             };
             for hours in seen.closed_staff_days.into_iter().filter(|h| *h != 0) {
                 self.baselines.learn_staff_day(hours);
+            }
+            for l in seen.unlearn.into_iter().flatten() {
+                self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms));
             }
             if kind == EntityKind::Customer {
                 first_fresh = seen.first_fresh;
@@ -589,6 +597,7 @@ impl FeatureStore {
             face_check: None,
             step_bit: 0,
             onboarding: false,
+            learnt: None,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
         Some((layout.base..layout.end).map(|s| (self.catalog.name(s).to_owned(), out[s])).collect())
@@ -1026,6 +1035,56 @@ mod tests {
         let bare = FeatureStore::new(&FeatureConfig { step_rank_margin: 0.0, ..FeatureConfig::default() }).unwrap();
         let t = population(&bare, &mut out);
         assert_eq!(session(&bare, &mut out, t, "honest", 300), (2.0, 2.0));
+    }
+
+    #[test]
+    fn a_session_fast_at_two_steps_teaches_a_young_baseline_nothing_a_lone_fast_step_does() {
+        use crate::baseline::MIN_BASELINE_SAMPLES;
+        // A new install's first people: ten face matches and liveness checks of 4-5 s.
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let mut n = 0usize;
+        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, step: Step, ms: u64| {
+            n += 1;
+            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
+            e.step = step;
+            e.duration_ms = Some(ms);
+            store.observe(&e, out);
+            (get(store, out, "event.duration_rank"), get(store, out, "session.fast_steps"))
+        };
+        for i in 0..10 {
+            step(&store, &mut out, &format!("c{i}"), Step::FaceMatch, 4_000 + i * 100);
+            step(&store, &mut out, &format!("c{i}"), Step::Liveness, 4_500 + i * 100);
+        }
+        // A script's first session: both steps rank fast, and are taken back.
+        assert_eq!(step(&store, &mut out, "bot1", Step::FaceMatch, 300), (0.0, 1.0));
+        assert_eq!(step(&store, &mut out, "bot1", Step::Liveness, 320), (0.0, 2.0));
+        // So its next session ranks fast too. Learnt, the first session's
+        // 300 ms would be the step's fastest, and 310 ms would read 0.5.
+        assert_eq!(step(&store, &mut out, "bot2", Step::FaceMatch, 310), (0.0, 1.0));
+        assert_eq!(step(&store, &mut out, "bot2", Step::Liveness, 330), (0.0, 2.0));
+        // A person fast at one step only (an auto-capture) teaches it: the
+        // next face match at that speed is no longer far under everyone.
+        assert_eq!(step(&store, &mut out, "quick", Step::FaceMatch, 900), (0.0, 1.0));
+        assert_eq!(step(&store, &mut out, "quick", Step::Liveness, 4_800), (0.5, 1.0));
+        assert_eq!(step(&store, &mut out, "next", Step::FaceMatch, 950).0, 0.5, "900 ms was learnt");
+        assert_eq!(step(&store, &mut out, "bot3", Step::Liveness, 330).0, 0.0, "the liveness table learnt no script");
+        assert_eq!(get(&store, &out, "event.baseline_samples"), 11.0, "eleven people at liveness; the scripts were taken back");
+        // A ready baseline keeps what it learnt: two steps at 2.5 s among
+        // 4-5 s rank fast, are not far enough under to be held, and stay.
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        for i in 0..MIN_BASELINE_SAMPLES {
+            step(&store, &mut out, &format!("p{i}"), Step::FaceMatch, 4_000 + i * 10);
+            step(&store, &mut out, &format!("p{i}"), Step::Liveness, 4_000 + i * 10);
+        }
+        step(&store, &mut out, "before", Step::Liveness, 4_000);
+        let before = get(&store, &out, "event.baseline_samples");
+        assert!(before >= MIN_BASELINE_SAMPLES as f32);
+        assert_eq!(step(&store, &mut out, "ready", Step::FaceMatch, 2_500), (0.0, 1.0));
+        assert_eq!(step(&store, &mut out, "ready", Step::Liveness, 2_500), (0.0, 2.0));
+        step(&store, &mut out, "after", Step::Liveness, 4_000);
+        assert_eq!(get(&store, &out, "event.baseline_samples"), before + 2.0, "the 4 s before and the 2.5 s stayed");
     }
 
     #[test]
