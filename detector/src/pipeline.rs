@@ -467,6 +467,34 @@ mod tests {
     }
 
     #[test]
+    fn a_staff_member_refused_one_night_is_stepped_up_off_hours_that_week() {
+        // The default pack. `night` records at 03:00 on the third day (not so many
+        // that the day alone is a pull by 21:00: staff_above_own_habit_off_hours); then
+        // one lookup in the office, and one at 21:00 that day and a week on.
+        let run = |night: u64| {
+            let p = pipeline();
+            let mut s = p.scratch();
+            let access = |s: &mut Scratch, n: usize, ts: &str, records: u64| p.process(&staff_access(&p, n, ts, records), s).unwrap();
+            access(&mut s, 1, "2026-11-02T10:00:00+09:00", 5);
+            access(&mut s, 2, "2026-11-03T11:00:00+09:00", 5);
+            let pull = access(&mut s, 3, "2026-11-04T03:00:00+09:00", night).decision.verdict;
+            let office = access(&mut s, 4, "2026-11-04T10:00:00+09:00", 1).decision.verdict;
+            let evening = access(&mut s, 5, "2026-11-04T21:00:00+09:00", 1);
+            let days_since = s.features()[p.store().catalog().slot("staff.days_since_refused").unwrap()];
+            let week_on = access(&mut s, 6, "2026-11-12T21:00:00+09:00", 1);
+            (pull, office, evening.decision.verdict, reasons(&evening), days_since, week_on.decision.verdict)
+        };
+        let (pull, office, evening, why, days_since, week_on) = run(30);
+        assert_eq!((pull, office), (Verdict::Block, Verdict::Allow), "thirty at 03:00 after office days is refused; the next morning's work is not");
+        assert_eq!((evening, days_since), (Verdict::Challenge, 0.0));
+        assert_eq!(why, ["staff_off_hours_after_refusal", "staff_odd_hour_access"], "the step-up, and the alert that was all before");
+        assert_eq!(week_on, Verdict::Allow, "eight days on, the refusal is old news");
+        // Five records that night were not refused: the evening lookup passes.
+        let (pull, _, evening, _, days_since, _) = run(5);
+        assert_eq!((pull, evening, days_since), (Verdict::Allow, Verdict::Allow, haechi_features::NEVER_REFUSED_DAYS));
+    }
+
+    #[test]
     fn a_night_the_rules_would_have_blocked_does_not_warm_into_a_habit() {
         // The same history, warmed or decided live, then the same live tail:
         // what the member's habit reads at the end.

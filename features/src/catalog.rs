@@ -132,9 +132,13 @@ pub struct KindLayout {
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
     /// records ×3, hour_seen, typical_daily_records, days_active, records_today,
-    /// hour_habit (staff only). hour_seen: worked at this hour on an earlier
-    /// day; hour_habit: on two earlier days or more. A day joins at 06:00 the
-    /// next morning, and one on which an access was refused never does.
+    /// hour_habit, days_since_refused (staff only). hour_seen: worked at this
+    /// hour on an earlier day; hour_habit: on two earlier days or more. A day
+    /// joins at 06:00 the next morning, and one on which an access was
+    /// refused never does. days_since_refused: local days since the last day
+    /// the pipeline refused the member an access (0: today;
+    /// [`crate::NEVER_REFUSED_DAYS`] if never, or not within what the store
+    /// remembers).
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -210,7 +214,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
                 }
-                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit"] {
+                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit", "days_since_refused"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

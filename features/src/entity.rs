@@ -224,6 +224,10 @@ enum Extra {
     Session(SessionState),
 }
 
+/// `staff.days_since_refused` of a staff member never refused an access (as
+/// far as the store remembers): more days than any rule counts.
+pub const NEVER_REFUSED_DAYS: f32 = 1.0e6;
+
 /// A staff member's record counts and habits: the hours they work and how
 /// many records a working day of theirs usually touches, so that a
 /// batch-export team's normal day is not an insider's bulk pull.
@@ -556,6 +560,10 @@ impl Entity {
                 out[s + 5] = f32::from(a.days_active);
                 out[s + 6] = a.today as f32;
                 out[s + 7] = staff_hour_habit;
+                out[s + 8] = match a.refused_day {
+                    0 => NEVER_REFUSED_DAYS,
+                    d => w.local_day(now).saturating_sub(d - 1) as f32,
+                };
             }
             _ => {}
         }

@@ -1638,12 +1638,13 @@ mod tests {
             access(at("2026-11-03T23:10:00+09:00"));
             access(at("2026-11-04T10:00:00+09:00"));
             access(at("2026-11-04T23:05:00+09:00"));
-            ["staff.hour_seen", "staff.hour_habit", "staff.days_active", "staff.typical_daily_records"].map(|n| get(&store, &out, n))
+            ["staff.hour_seen", "staff.hour_habit", "staff.days_active", "staff.typical_daily_records", "staff.days_since_refused"].map(|n| get(&store, &out, n))
         };
         // Learned: 23:00 was worked on two days, and a day is (50 + 22) / 2 records.
-        assert_eq!(read_night_c(false), [1.0, 1.0, 2.0, 36.0]);
-        // Refused: day A taught nothing; day B alone makes 23:00 seen, but no habit yet.
-        assert_eq!(read_night_c(true), [1.0, 0.0, 1.0, 22.0]);
+        assert_eq!(read_night_c(false), [1.0, 1.0, 2.0, 36.0, crate::NEVER_REFUSED_DAYS]);
+        // Refused: day A taught nothing; day B alone makes 23:00 seen, but no
+        // habit yet. Day A is two days before day C.
+        assert_eq!(read_night_c(true), [1.0, 0.0, 1.0, 22.0, 2.0]);
     }
 
     #[test]
