@@ -147,11 +147,16 @@ impl StepBaseline {
         self.current.len() + self.previous.len()
     }
 
-    /// Take back one sample of `ms` recorded before: from what is held if
-    /// it was held, else from the epochs. Returns whether one was found.
-    /// The rank table catches up at its next refresh; a young baseline's
-    /// fastest duration at once.
+    /// Take back one sample of `ms` recorded while this baseline was young:
+    /// from what is held if it was held, else from the epochs. Returns
+    /// whether one was taken. A ready baseline takes nothing back, even a
+    /// duration it learnt young (a session can span the hundredth sample):
+    /// its ranks come from a table, its hold may have emptied since, and a
+    /// sample of the same bucket could then be an honest person's.
     fn unlearn(&mut self, ms: u64) -> bool {
+        if self.ready {
+            return false;
+        }
         let ms = ms.clamp(1, MAX_DURATION_MS);
         let Ok(mut one) = Histogram::<u32>::new_with_bounds(1, MAX_DURATION_MS, 2) else { return false };
         if one.record(ms).is_err() {
@@ -838,7 +843,7 @@ mod tests {
     }
 
     #[test]
-    fn a_duration_taken_back_is_as_if_never_learnt() {
+    fn a_young_baseline_takes_a_duration_back_a_ready_one_does_not() {
         let b = Baselines::default();
         for i in 0..10 {
             b.observe(Step::FaceMatch, Some(4_000 + i * 100), 1, true);
@@ -852,16 +857,30 @@ mod tests {
         assert!(!b.unlearn_step(Step::FaceMatch, false, 300));
         b.observe(Step::FaceMatch, Some(300), 1, true);
         assert!(!b.unlearn_step(Step::FaceMatch, true, 300), "gap-timed durations are another table");
-        // A duration that was held out (a ready baseline, far under its fastest percent) is taken from the hold.
+        // From twenty samples a young baseline holds out what is under half
+        // its fastest: taken back from the hold, not from an epoch's bucket.
+        let young = Baselines::default();
+        for i in 0..COLD_SAMPLES_AT_HALF {
+            young.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
+        }
+        young.observe(Step::FaceMatch, Some(1_500), 1, true);
+        let table = |b: &Baselines| {
+            let s = locked(&b.steps[step_table(Step::FaceMatch, false)]);
+            (s.held.len(), s.samples())
+        };
+        assert_eq!(table(&young), (1, COLD_SAMPLES_AT_HALF));
+        // An epoch sample in the same bucket would be taken from the epoch if the hold were not asked first.
+        locked(&young.steps[step_table(Step::FaceMatch, false)]).current.record(1_500).unwrap();
+        assert!(young.unlearn_step(Step::FaceMatch, false, 1_500));
+        assert_eq!(table(&young), (0, COLD_SAMPLES_AT_HALF + 1));
+        // A ready baseline takes nothing back.
         let ready = Baselines::default();
         for i in 0..MIN_BASELINE_SAMPLES {
             ready.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
         }
-        ready.observe(Step::FaceMatch, Some(250), 1, true);
-        let held = |b: &Baselines| locked(&b.steps[step_table(Step::FaceMatch, false)]).held.len();
-        assert_eq!(held(&ready), 1);
-        assert!(ready.unlearn_step(Step::FaceMatch, false, 250));
-        assert_eq!((held(&ready), locked(&ready.steps[step_table(Step::FaceMatch, false)]).samples()), (0, MIN_BASELINE_SAMPLES));
+        ready.observe(Step::FaceMatch, Some(3_000), 1, true);
+        assert!(!ready.unlearn_step(Step::FaceMatch, false, 3_000));
+        assert_eq!(table(&ready).1, MIN_BASELINE_SAMPLES + 1);
     }
 
     #[test]

@@ -375,7 +375,10 @@ pub(crate) struct Observe {
     pub closed_staff_days: [u32; 2],
     /// Durations a young step baseline must take back: this event made its
     /// session's second fast step (or a later one), and a session fast at
-    /// two steps is what the pack calls a script. A young baseline ranks
+    /// two steps is what the pack calls a script. Only the first try of the
+    /// session's first fast step and the fast steps from the second on are
+    /// taken back: a slower retry, or a step before the baseline ranked
+    /// anything, stays learnt. A young baseline ranks
     /// against the fastest duration it has seen, so a first-night campaign
     /// that taught it would become that fastest, and every script after it
     /// would rank as a person. A lone fast step (an auto-filled code) stays
