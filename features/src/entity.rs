@@ -64,8 +64,8 @@ pub(crate) struct Observed {
     pub step_bit: u16,
     /// The event is an onboarding step.
     pub onboarding: bool,
-    /// The duration this event taught its step's population baseline while
-    /// that baseline was young (fewer than `MIN_BASELINE_SAMPLES`), if any.
+    /// The duration this event taught its step's population baseline, if
+    /// any (only a young baseline takes it back: `Baselines::unlearn_step`).
     pub learnt: Option<Learnt>,
 }
 

@@ -269,9 +269,9 @@ impl FeatureStore {
             },
             step_bit: 1 << event.step as u16,
             onboarding,
-            // Only a young baseline's: see `Observe::unlearn`.
+            // Whether the baseline is still young enough to take it back is the baseline's to say.
             learnt: match duration_ms {
-                Some(ms) if learn && !staff_access && baseline.samples < crate::baseline::MIN_BASELINE_SAMPLES => Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 }),
+                Some(ms) if learn && !staff_access => Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 }),
                 _ => None,
             },
         };
