@@ -64,8 +64,10 @@ pub(crate) struct Observed {
     pub step_bit: u16,
     /// The event is an onboarding step.
     pub onboarding: bool,
-    /// The duration this event taught its step's population baseline, if
-    /// any (only a young baseline takes it back: `Baselines::unlearn_step`).
+    /// The duration this event taught its step's population baseline while
+    /// the baseline was young, if any: what the session keeps in case it
+    /// turns out scripted (only a young baseline takes a duration back,
+    /// `Baselines::unlearn_step`).
     pub learnt: Option<Learnt>,
 }
 
@@ -198,7 +200,7 @@ impl Profile {
 }
 
 /// What a session has shown so far.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SessionState {
     /// Bits of [`METHOD_NAMES`] that succeeded in this session.
     methods: u8,
@@ -208,11 +210,21 @@ struct SessionState {
     timed: u16,
     fast: u16,
     quick: u16,
-    /// The duration the session's first fast step taught its baseline,
-    /// until a second fast step shows the session scripted and takes both
-    /// back (see [`Observe::unlearn`]).
-    first_fast: Option<Learnt>,
+    /// The durations the session taught young step baselines, fast or not,
+    /// until a second fast step shows it scripted and takes them all back
+    /// (see [`Observe::unlearn`]). Only a new install's first sessions
+    /// (young baselines) fill it; boxed, so that every other session (and
+    /// every entity, the session state being inline) pays one pointer.
+    #[allow(clippy::box_collection)]
+    taught: Option<Box<Vec<Learnt>>>,
+    /// Fast at two steps: what the session teaches from now on goes back.
+    scripted: bool,
 }
+
+/// Durations one session keeps to take back. A session is a handful of
+/// steps and their retries; one padded past this teaches the rest, as any
+/// session did before the list.
+const MAX_TAUGHT_PER_SESSION: usize = 16;
 
 /// State only some kinds keep, boxed separately so that a customer does not
 /// pay for a staff member's record rings.
@@ -364,7 +376,7 @@ impl StaffProfile {
 }
 
 /// What one observation tells the store beyond the feature vector.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Observe {
     /// The entity (a customer) was returning before this event.
     pub returning_before: bool,
@@ -374,18 +386,17 @@ pub(crate) struct Observe {
     /// The hours of each staff working day this event taught the habit (0: none).
     pub closed_staff_days: [u32; 2],
     /// Durations a young step baseline must take back: this event made its
-    /// session's second fast step (or a later one), and a session fast at
-    /// two steps is what the pack calls a script. Only the first try of the
-    /// session's first fast step and the fast steps from the second on are
-    /// taken back: a slower retry, or a step before the baseline ranked
-    /// anything, stays learnt. A young baseline ranks
+    /// session's second fast step, and a session fast at two steps is what
+    /// the pack calls a script; then everything the session taught young
+    /// baselines goes back (a slower retry, a step before the baseline
+    /// ranked anything), and so does what it teaches after. A young baseline ranks
     /// against the fastest duration it has seen, so a first-night campaign
     /// that taught it would become that fastest, and every script after it
     /// would rank as a person. A lone fast step (an auto-filled code) stays
     /// learnt: honest quick minorities must be. A ready baseline holds
     /// scripts out by itself (`StepBaseline::held`), and taking back its
     /// fastest honest people as well made the next ones rank fast.
-    pub unlearn: [Option<Learnt>; 2],
+    pub unlearn: Vec<Learnt>,
 }
 
 /// Everything Haechi remembers about one entity.
@@ -442,7 +453,7 @@ impl Entity {
         // first successful login must not make it "returning" on the spot,
         // or one login would vouch for the address it came through.
         let returning_before = self.is_returning();
-        let mut unlearn = [None; 2];
+        let mut unlearn = Vec::new();
         let history_s = if prior_events > 0 { o.secs.saturating_sub(self.first_seen) } else { 0 };
         let gap_s = if prior_events > 0 && o.ms >= self.last_ms { (o.ms - self.last_ms) as f32 / 1000.0 } else { 0.0 };
         // Profile questions are asked about the customer as they were before this event.
@@ -574,7 +585,7 @@ impl Entity {
     }
 
     /// Durations the baselines must take back go to `unlearn` (see [`Observe::unlearn`]).
-    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed, unlearn: &mut [Option<Learnt>; 2]) -> [u32; 2] {
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed, unlearn: &mut Vec<Learnt>) -> [u32; 2] {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
         // Failures a middle window of quiet apart are not a streak: a
@@ -600,15 +611,22 @@ impl Entity {
                     s.timed |= o.step_bit;
                     let fast = o.fast && s.fast & o.step_bit == 0;
                     let quick = o.quick && s.quick & o.step_bit == 0;
-                    if o.fast {
-                        match (s.fast.count_ones(), s.fast & o.step_bit != 0) {
-                            (0, _) => s.first_fast = o.learnt,
-                            // A retry of the one fast step: still one.
-                            (1, true) => {}
-                            _ => *unlearn = [s.first_fast.take(), o.learnt],
+                    s.fast |= if o.fast { o.step_bit } else { 0 };
+                    if let Some(l) = o.learnt {
+                        if s.scripted {
+                            unlearn.push(l);
+                        } else {
+                            let taught = s.taught.get_or_insert_with(Box::default);
+                            if taught.len() < MAX_TAUGHT_PER_SESSION {
+                                taught.push(l);
+                            }
                         }
                     }
-                    s.fast |= if o.fast { o.step_bit } else { 0 };
+                    // A retry of the one fast step is still one.
+                    if !s.scripted && s.fast.count_ones() >= 2 {
+                        s.scripted = true;
+                        *unlearn = s.taught.take().map(|t| *t).unwrap_or_default();
+                    }
                     s.quick |= if o.quick { o.step_bit } else { 0 };
                     (fast, quick)
                 }

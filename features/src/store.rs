@@ -269,9 +269,14 @@ impl FeatureStore {
             },
             step_bit: 1 << event.step as u16,
             onboarding,
-            // Whether the baseline is still young enough to take it back is the baseline's to say.
+            // Only a young baseline takes a duration back (it refuses once
+            // ready, whatever it is handed); a session keeps none for a ready
+            // one, so that sessions of an install past its first days carry
+            // no list at all.
             learnt: match duration_ms {
-                Some(ms) if learn && !staff_access => Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 }),
+                Some(ms) if learn && !staff_access && baseline.samples < crate::baseline::MIN_BASELINE_SAMPLES => {
+                    Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 })
+                }
                 _ => None,
             },
         };
@@ -324,7 +329,7 @@ impl FeatureStore {
             for hours in seen.closed_staff_days.into_iter().filter(|h| *h != 0) {
                 self.baselines.learn_staff_day(hours);
             }
-            for l in seen.unlearn.into_iter().flatten() {
+            for l in seen.unlearn {
                 self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms));
             }
             if kind == EntityKind::Customer {
@@ -1085,6 +1090,48 @@ mod tests {
         assert_eq!(step(&store, &mut out, "ready", Step::Liveness, 2_500), (0.0, 2.0));
         step(&store, &mut out, "after", Step::Liveness, 4_000);
         assert_eq!(get(&store, &out, "event.baseline_samples"), before + 2.0, "the 4 s before and the 2.5 s stayed");
+    }
+
+    #[test]
+    fn a_script_takes_back_its_slower_retries_and_the_steps_before_anything_ranked() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let mut n = 0usize;
+        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, step: Step, ms: u64| {
+            n += 1;
+            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
+            e.step = step;
+            e.duration_ms = Some(ms);
+            store.observe(&e, out);
+            (get(store, out, "session.fast_steps"), get(store, out, "event.baseline_samples"))
+        };
+        // Ten people at 4-5 s at face match and liveness; nobody yet at the
+        // ID photo, whose baseline ranks nothing until its sixth sample.
+        for i in 0..10 {
+            step(&store, &mut out, &format!("c{i}"), Step::FaceMatch, 4_000 + i * 100);
+            step(&store, &mut out, &format!("c{i}"), Step::Liveness, 4_500 + i * 100);
+        }
+        // The script: an ID photo too early to rank, a fast face match, its
+        // retry a little slower (not fast: over a quarter of the fastest),
+        // and then a fast liveness check, which shows it scripted.
+        assert_eq!(step(&store, &mut out, "bot", Step::IdOcr, 200), (0.0, 0.0));
+        assert_eq!(step(&store, &mut out, "bot", Step::FaceMatch, 300), (1.0, 10.0));
+        assert_eq!(step(&store, &mut out, "bot", Step::FaceMatch, 1_200), (1.0, 11.0));
+        assert_eq!(step(&store, &mut out, "bot", Step::Liveness, 320), (2.0, 10.0));
+        // Once scripted, what it teaches goes back at once, fast or not.
+        assert_eq!(step(&store, &mut out, "bot", Step::IdOcr, 2_000), (2.0, 0.0));
+        // Everything it taught was taken back: the face match table holds
+        // the ten people again, the ID photo's nobody, and liveness ten.
+        assert_eq!(step(&store, &mut out, "next", Step::FaceMatch, 4_000).1, 10.0, "the retry was taken back");
+        assert_eq!(step(&store, &mut out, "next", Step::IdOcr, 4_000).1, 0.0, "the unranked ID photos were taken back");
+        assert_eq!(step(&store, &mut out, "next", Step::Liveness, 4_000).1, 10.0);
+        // A session fast at one step only keeps everything it taught.
+        step(&store, &mut out, "quick", Step::FaceMatch, 900);
+        step(&store, &mut out, "quick", Step::FaceMatch, 1_500);
+        step(&store, &mut out, "quick", Step::IdOcr, 3_000);
+        assert_eq!(step(&store, &mut out, "after", Step::FaceMatch, 4_000).1, 13.0, "next's 4 s and quick's two stayed");
+        assert_eq!(step(&store, &mut out, "after", Step::IdOcr, 4_000).1, 2.0);
     }
 
     #[test]
