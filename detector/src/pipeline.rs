@@ -235,17 +235,19 @@ impl Pipeline {
         }
         let member = observation.keys.get(haechi_features::EntityKind::Staff);
         let mut refused = member.and_then(|k| scratch.staff_blocked_until.get(&k)).is_some_and(|&until| event.ts_ms < until);
+        let mut member_blocked = refused;
         if !refused {
             self.detect(event, &observation.keys, scratch);
             let decision = decide(&event.event_id, &scratch.findings);
             refused = decision.verdict == crate::Verdict::Block;
+            member_blocked = decision.refused_for(haechi_features::EntityKind::Staff);
             let ttl_s = decision.blocks.iter().filter(|b| b.scope == Some(haechi_features::EntityKind::Staff)).map(|b| b.ttl_s).max();
             if let (Some(key), Some(ttl_s)) = (member, ttl_s.filter(|_| refused)) {
                 scratch.staff_blocked_until.insert(key, event.ts_ms + i64::from(ttl_s) * 1000);
             }
         }
         if refused {
-            self.store.refuse_staff_day(&observation.keys, event.ts_ms);
+            self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
         Ok(())
     }
@@ -343,8 +345,9 @@ impl Pipeline {
         // counted into must not teach their habit: see `refuse_staff_day`
         // (nothing happens for an event that names no staff member). One too
         // late to be counted was counted into no day.
+        // Only a block on the member themself starts `staff.days_since_refused`.
         if decision.verdict == crate::Verdict::Block && !observation.late {
-            self.store.refuse_staff_day(&observation.keys, event.ts_ms);
+            self.store.refuse_staff_day(&observation.keys, event.ts_ms, decision.refused_for(haechi_features::EntityKind::Staff));
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }
@@ -470,28 +473,40 @@ mod tests {
     fn a_staff_member_refused_one_night_is_stepped_up_off_hours_that_week() {
         // The default pack. `night` records at 03:00 on the third day (not so many
         // that the day alone is a pull by 21:00: staff_above_own_habit_off_hours); then
-        // one lookup in the office, and one at 21:00 that day and a week on.
-        let run = |night: u64| {
+        // one lookup in the office, one at 21:00 that day, and one at `later`.
+        let run = |night: u64, address_blocked: bool, later: &str| {
             let p = pipeline();
             let mut s = p.scratch();
             let access = |s: &mut Scratch, n: usize, ts: &str, records: u64| p.process(&staff_access(&p, n, ts, records), s).unwrap();
-            access(&mut s, 1, "2026-11-02T10:00:00+09:00", 5);
+            let first = access(&mut s, 1, "2026-11-02T10:00:00+09:00", 5);
             access(&mut s, 2, "2026-11-03T11:00:00+09:00", 5);
+            let address = first.keys.get(EntityKind::Ip).unwrap();
+            let blocks = p.enforcer().blocks();
+            if address_blocked {
+                blocks.set_manual(EntityKind::Ip, address, "10.20.1.9".into(), std::time::Duration::from_secs(3_600), "a colleague's pull".into(), "analyst:kim".into());
+            }
             let pull = access(&mut s, 3, "2026-11-04T03:00:00+09:00", night).decision.verdict;
+            blocks.lift(EntityKind::Ip, address);
             let office = access(&mut s, 4, "2026-11-04T10:00:00+09:00", 1).decision.verdict;
             let evening = access(&mut s, 5, "2026-11-04T21:00:00+09:00", 1);
             let days_since = s.features()[p.store().catalog().slot("staff.days_since_refused").unwrap()];
-            let week_on = access(&mut s, 6, "2026-11-12T21:00:00+09:00", 1);
-            (pull, office, evening.decision.verdict, reasons(&evening), days_since, week_on.decision.verdict)
+            let later = access(&mut s, 6, later, 1);
+            (pull, office, evening.decision.verdict, reasons(&evening), days_since, later.decision.verdict)
         };
-        let (pull, office, evening, why, days_since, week_on) = run(30);
+        let (pull, office, evening, why, days_since, day_six) = run(30, false, "2026-11-10T22:00:00+09:00");
         assert_eq!((pull, office), (Verdict::Block, Verdict::Allow), "thirty at 03:00 after office days is refused; the next morning's work is not");
         assert_eq!((evening, days_since), (Verdict::Challenge, 0.0));
         assert_eq!(why, ["staff_off_hours_after_refusal", "staff_odd_hour_access"], "the step-up, and the alert that was all before");
-        assert_eq!(week_on, Verdict::Allow, "eight days on, the refusal is old news");
+        assert_eq!(day_six, Verdict::Challenge, "the sixth day after is within the week");
+        let (.., day_seven) = run(30, false, "2026-11-11T22:00:00+09:00");
+        assert_eq!(day_seven, Verdict::Allow, "a week on, the refusal is old news");
         // Five records that night were not refused: the evening lookup passes.
-        let (pull, _, evening, _, days_since, _) = run(5);
+        let (pull, _, evening, _, days_since, _) = run(5, false, "2026-11-10T22:00:00+09:00");
         assert_eq!((pull, evening, days_since), (Verdict::Allow, Verdict::Allow, haechi_features::NEVER_REFUSED_DAYS));
+        // Refused by a block on the address they share (a colleague's pull got
+        // it blocked), not on them: nothing to step up the member for.
+        let (pull, _, evening, _, days_since, _) = run(5, true, "2026-11-10T22:00:00+09:00");
+        assert_eq!((pull, evening, days_since), (Verdict::Block, Verdict::Allow, haechi_features::NEVER_REFUSED_DAYS));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Population baselines, learned online in event time: how long each step
 //! usually takes, and at which hours this population is usually active.
 //! They learn from people: a late event, or one whose agent names itself
-//! automation, is read against them but teaches nothing.
+//! automation, is read against them but teaches nothing; and while a step's
+//! baseline is young, it takes back what a session taught it once the
+//! session shows itself scripted ([`Baselines::unlearn_step`]).
 //!
 //! Rules compare an event against these ("below the 1st percentile of this
 //! step's durations") instead of constants that describe one world of traffic:
@@ -112,7 +114,9 @@ impl StepBaseline {
         StepBaseline { current: h(), previous: h(), held: h(), hold_window: 0, since_refresh: 0, table: [0.0; RANKS.len()], ready: false }
     }
 
-    fn record(&mut self, ms: u64) {
+    /// Learn `ms`; returns where it went (a held duration merged into the
+    /// ranks with the hold is ranked).
+    fn record(&mut self, ms: u64) -> Placed {
         let ms = ms.clamp(1, MAX_DURATION_MS);
         if self.hold_window >= HOLD_WINDOW {
             self.held.reset();
@@ -124,7 +128,7 @@ impl StepBaseline {
             // Within the bounds the histogram was built with, recording cannot fail.
             let _ = self.held.record(ms);
             if self.held.len() * HELD_ACCEPT_EVERY < self.hold_window.max(HOLD_WINDOW_MIN) {
-                return;
+                return Placed::Held;
             }
             let _ = self.current.add(&self.held);
             self.held.reset();
@@ -141,19 +145,23 @@ impl StepBaseline {
         if merged || self.since_refresh >= REFRESH_EVERY || (!self.ready && self.samples() >= MIN_BASELINE_SAMPLES) {
             self.refresh();
         }
+        Placed::Ranked
     }
 
     fn samples(&self) -> u64 {
         self.current.len() + self.previous.len()
     }
 
-    /// Take back one sample of `ms` recorded while this baseline was young:
-    /// from what is held if it was held, else from the epochs. Returns
-    /// whether one was taken. A ready baseline takes nothing back, even a
-    /// duration it learnt young (a session can span the hundredth sample):
-    /// its ranks come from a table, its hold may have emptied since, and a
-    /// sample of the same bucket could then be an honest person's.
-    fn unlearn(&mut self, ms: u64) -> bool {
+    /// Take back one sample of `ms` recorded while this baseline was young,
+    /// from where it was `placed`: a held one from the hold (or from the
+    /// ranks, if the hold was taken in since), a ranked one only from the
+    /// ranks, so that a script's ranked duration never takes another
+    /// session's held one in its stead. Returns whether one was taken. A
+    /// ready baseline takes nothing back, even a duration it learnt young
+    /// (a session can span the hundredth sample): its ranks come from a
+    /// table, its hold may have emptied since, and a sample of the same
+    /// bucket could then be an honest person's.
+    fn unlearn(&mut self, ms: u64, placed: Placed) -> bool {
         if self.ready {
             return false;
         }
@@ -162,13 +170,12 @@ impl StepBaseline {
         if one.record(ms).is_err() {
             return false;
         }
-        for h in [&mut self.held, &mut self.current, &mut self.previous] {
-            // A histogram without a sample in that bucket refuses, unchanged.
-            if h.count_at(ms) > 0 && h.subtract(&one).is_ok() {
-                return true;
-            }
-        }
-        false
+        let hold = match placed {
+            Placed::Held => Some(&mut self.held),
+            Placed::Ranked => None,
+        };
+        // A histogram without a sample in that bucket refuses, unchanged.
+        hold.into_iter().chain([&mut self.current, &mut self.previous]).any(|h| h.count_at(ms) > 0 && h.subtract(&one).is_ok())
     }
 
     /// Under half the fastest percentile ranked, or (while the baseline is
@@ -453,6 +460,18 @@ pub struct BaselineReading {
     pub samples: u64,
     /// The event's local hour's share of population activity, times 24.
     pub hour_activity: f32,
+    /// The duration was learnt by a baseline still young after it, which
+    /// can take it back ([`Baselines::unlearn_step`]), and where it went.
+    pub learnt_young: Option<Placed>,
+}
+
+/// Where a step baseline put a duration it learnt: among the ranked
+/// durations, or held out of them as far below everyone
+/// (see `StepBaseline::held`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placed {
+    Ranked,
+    Held,
 }
 
 /// Population baselines over every event the store has seen.
@@ -518,7 +537,7 @@ impl Baselines {
     /// once the step's baseline is ready; before, `duration_rank`.
     pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: u8, learn: bool) -> BaselineReading {
         let table = step_table(step, gap_timed);
-        let (duration_rank, apart_rank, samples) = {
+        let (duration_rank, apart_rank, samples, learnt_young) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let rank = duration_ms.map_or(0.5, |d| s.rank(d));
             // A young baseline ranks only what is far under the fastest seen
@@ -530,12 +549,11 @@ impl Baselines {
                 _ => rank,
             };
             let n = s.samples();
-            if learn {
-                if let Some(d) = duration_ms {
-                    s.record(d);
-                }
-            }
-            (rank, apart, n)
+            let learnt_young = match duration_ms {
+                Some(d) if learn => Some(s.record(d)).filter(|_| !s.ready),
+                _ => None,
+            };
+            (rank, apart, n, learnt_young)
         };
         let hour_activity = {
             let mut h = self.hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -545,14 +563,15 @@ impl Baselines {
             }
             a
         };
-        BaselineReading { duration_rank, apart_rank, samples, hour_activity }
+        BaselineReading { duration_rank, apart_rank, samples, hour_activity, learnt_young }
     }
 
     /// Take back a duration of `step` (timed by the gap, as in
-    /// [`Baselines::observe_timed`]) that was learnt before: it came from
-    /// a session that turned out scripted. Returns whether it was found.
-    pub fn unlearn_step(&self, step: Step, gap_timed: bool, duration_ms: u64) -> bool {
-        locked(&self.steps[step_table(step, gap_timed)]).unlearn(duration_ms)
+    /// [`Baselines::observe_timed`]) that was learnt before, `placed` as its
+    /// reading said: it came from a session that turned out scripted.
+    /// Returns whether it was found.
+    pub fn unlearn_step(&self, step: Step, gap_timed: bool, duration_ms: u64, placed: Placed) -> bool {
+        locked(&self.steps[step_table(step, gap_timed)]).unlearn(duration_ms, placed)
     }
 
     /// The population's 99th percentile of "fresh identities one address
@@ -849,37 +868,46 @@ mod tests {
             b.observe(Step::FaceMatch, Some(4_000 + i * 100), 1, true);
         }
         // A script's 300 ms, learnt, is the fastest: the next script at 280 ms no longer ranks.
-        assert_eq!(b.observe(Step::FaceMatch, Some(300), 1, true).duration_rank, 0.0);
+        let script = b.observe(Step::FaceMatch, Some(300), 1, true);
+        assert_eq!((script.duration_rank, script.learnt_young), (0.0, Some(Placed::Ranked)));
         assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.5);
-        assert!(b.unlearn_step(Step::FaceMatch, false, 300));
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).learnt_young, None, "not learnt, nothing to take back");
+        assert!(b.unlearn_step(Step::FaceMatch, false, 300, Placed::Ranked));
         assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.0, "4 s is the fastest again");
         // Nothing of that duration left to take back, nor in the other timing's table.
-        assert!(!b.unlearn_step(Step::FaceMatch, false, 300));
+        assert!(!b.unlearn_step(Step::FaceMatch, false, 300, Placed::Ranked));
         b.observe(Step::FaceMatch, Some(300), 1, true);
-        assert!(!b.unlearn_step(Step::FaceMatch, true, 300), "gap-timed durations are another table");
+        assert!(!b.unlearn_step(Step::FaceMatch, true, 300, Placed::Ranked), "gap-timed durations are another table");
         // From twenty samples a young baseline holds out what is under half
         // its fastest: taken back from the hold, not from an epoch's bucket.
         let young = Baselines::default();
         for i in 0..COLD_SAMPLES_AT_HALF {
             young.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
         }
-        young.observe(Step::FaceMatch, Some(1_500), 1, true);
+        assert_eq!(young.observe(Step::FaceMatch, Some(1_500), 1, true).learnt_young, Some(Placed::Held));
         let table = |b: &Baselines| {
             let s = locked(&b.steps[step_table(Step::FaceMatch, false)]);
             (s.held.len(), s.samples())
         };
         assert_eq!(table(&young), (1, COLD_SAMPLES_AT_HALF));
-        // An epoch sample in the same bucket would be taken from the epoch if the hold were not asked first.
+        // A ranked sample in the same bucket (one learnt before the hold
+        // began): each is taken back from where it was put, never the other.
         locked(&young.steps[step_table(Step::FaceMatch, false)]).current.record(1_500).unwrap();
-        assert!(young.unlearn_step(Step::FaceMatch, false, 1_500));
+        assert!(young.unlearn_step(Step::FaceMatch, false, 1_500, Placed::Held));
         assert_eq!(table(&young), (0, COLD_SAMPLES_AT_HALF + 1));
+        locked(&young.steps[step_table(Step::FaceMatch, false)]).held.record(1_500).unwrap();
+        assert!(young.unlearn_step(Step::FaceMatch, false, 1_500, Placed::Ranked));
+        assert_eq!(table(&young), (1, COLD_SAMPLES_AT_HALF), "the ranked one went; the held one stayed");
+        // Nothing ranked left in that bucket: a ranked duration does not take the held one in its stead.
+        assert!(!young.unlearn_step(Step::FaceMatch, false, 1_500, Placed::Ranked));
+        assert_eq!(table(&young), (1, COLD_SAMPLES_AT_HALF));
         // A ready baseline takes nothing back.
         let ready = Baselines::default();
         for i in 0..MIN_BASELINE_SAMPLES {
             ready.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
         }
-        ready.observe(Step::FaceMatch, Some(3_000), 1, true);
-        assert!(!ready.unlearn_step(Step::FaceMatch, false, 3_000));
+        assert_eq!(ready.observe(Step::FaceMatch, Some(3_000), 1, true).learnt_young, None, "a ready baseline keeps what it learns");
+        assert!(!ready.unlearn_step(Step::FaceMatch, false, 3_000, Placed::Ranked));
         assert_eq!(table(&ready).1, MIN_BASELINE_SAMPLES + 1);
     }
 

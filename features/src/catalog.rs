@@ -136,7 +136,8 @@ pub struct KindLayout {
     /// hour on an earlier day; hour_habit: on two earlier days or more. A day
     /// joins at 06:00 the next morning, and one on which an access was
     /// refused never does. days_since_refused: local days since the last day
-    /// the pipeline refused the member an access (0: today;
+    /// a block on the member themself refused them an access (0: today; a
+    /// block on an address or session they share does not count;
     /// [`crate::NEVER_REFUSED_DAYS`] if never, or not within what the store
     /// remembers).
     pub records: Option<usize>,

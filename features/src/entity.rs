@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use crate::baseline::Placed;
 use crate::catalog::{relations, KindLayout, Relation, DISTINCT_COLUMNS, MAX_RELATIONS};
 use crate::config::Windows;
 use crate::event::Step;
@@ -78,7 +79,15 @@ pub(crate) struct Learnt {
     pub step: Step,
     /// Taken from the gap since the session's previous event, not reported.
     pub gap_timed: bool,
+    /// Where the baseline put it: taken back from there, never from the other.
+    pub placed: Placed,
     pub ms: u32,
+}
+
+impl Learnt {
+    fn table(&self) -> (Step, bool) {
+        (self.step, self.gap_timed)
+    }
 }
 
 /// The verification methods of the FSC's non-face-to-face rule, as bits of
@@ -212,19 +221,40 @@ struct SessionState {
     quick: u16,
     /// The durations the session taught young step baselines, fast or not,
     /// until a second fast step shows it scripted and takes them all back
-    /// (see [`Observe::unlearn`]). Only a new install's first sessions
-    /// (young baselines) fill it; boxed, so that every other session (and
-    /// every entity, the session state being inline) pays one pointer.
+    /// (see [`Observe::unlearn`]; at most [`MAX_TAUGHT_PER_SESSION`], see
+    /// [`keep_taught`]). Only a new install's first sessions (young
+    /// baselines) fill it; boxed, so that every other session (and every
+    /// entity, the session state being inline) pays one pointer.
     #[allow(clippy::box_collection)]
     taught: Option<Box<Vec<Learnt>>>,
     /// Fast at two steps: what the session teaches from now on goes back.
     scripted: bool,
 }
 
-/// Durations one session keeps to take back. A session is a handful of
-/// steps and their retries; one padded past this teaches the rest, as any
-/// session did before the list.
-const MAX_TAUGHT_PER_SESSION: usize = 16;
+/// Durations one session keeps to take back: a session is a handful of
+/// steps and their retries.
+const MAX_TAUGHT_PER_SESSION: usize = 32;
+
+/// Keep `l` among the durations a session taught. Full, the list drops the
+/// slowest duration of the step it holds most of (the new one, if that is
+/// the slowest): a young baseline ranks against its fastest, so a script
+/// that pads its session with other steps, or retries one step many times,
+/// cannot push its fast durations out. What is dropped stays learnt.
+fn keep_taught(taught: &mut Vec<Learnt>, l: Learnt) {
+    if taught.len() < MAX_TAUGHT_PER_SESSION {
+        taught.push(l);
+        return;
+    }
+    let count = |table: (Step, bool)| taught.iter().filter(|x| x.table() == table).count() + usize::from(l.table() == table);
+    // On a tie the new duration's own step is the one trimmed (the last maximum).
+    let fullest = taught.iter().map(Learnt::table).chain([l.table()]).max_by_key(|t| count(*t)).unwrap_or(l.table());
+    let slowest = taught.iter().enumerate().filter(|(_, x)| x.table() == fullest).max_by_key(|(_, x)| x.ms).map(|(i, x)| (i, x.ms));
+    if let Some((i, ms)) = slowest {
+        if l.table() != fullest || l.ms < ms {
+            taught[i] = l;
+        }
+    }
+}
 
 /// State only some kinds keep, boxed separately so that a customer does not
 /// pay for a staff member's record rings.
@@ -267,6 +297,12 @@ struct StaffProfile {
     /// nothing, neither its hours nor its records: an insider blocked one
     /// night must not find that night usual the next.
     refused_day: u32,
+    /// The last day on which a block on this member themself (not on an
+    /// address, device or session they shared) refused them, plus one (0:
+    /// never): `staff.days_since_refused`. A colleague's pull that gets the
+    /// branch's NAT address blocked refuses everyone behind it, and must not
+    /// step them all up for a week.
+    stopped_day: u32,
     /// The day closed last, waiting until [`CLOSED_DAY_GRACE_S`] into the
     /// next before it joins the habit: a pull that runs past midnight and is
     /// refused after it began the day before, and that day must not teach.
@@ -364,9 +400,13 @@ impl StaffProfile {
     /// counted into the day open now: days only move forward). Nor will the
     /// day before, while it waits out its grace, if the refused access
     /// belongs to a session of work that began then: the night's pull.
-    fn refuse(&mut self, w: &Windows, secs: u32) {
+    /// `member_blocked`: the block was on the member themself.
+    fn refuse(&mut self, w: &Windows, secs: u32, member_blocked: bool) {
         if w.local_day(secs) <= self.day {
             self.refused_day = self.day + 1;
+            if member_blocked {
+                self.stopped_day = self.day + 1;
+            }
             let in_session = w.local_secs(secs) >= self.session_began;
             if in_session && self.pending.is_some_and(|d| self.session_began <= d.last_local) {
                 self.pending = None;
@@ -389,7 +429,8 @@ pub(crate) struct Observe {
     /// session's second fast step, and a session fast at two steps is what
     /// the pack calls a script; then everything the session taught young
     /// baselines goes back (a slower retry, a step before the baseline
-    /// ranked anything), and so does what it teaches after. A young baseline ranks
+    /// ranked anything). Or the session was scripted before, and this
+    /// event's own duration goes back at once. A young baseline ranks
     /// against the fastest duration it has seen, so a first-night campaign
     /// that taught it would become that fastest, and every script after it
     /// would rank as a person. A lone fast step (an auto-filled code) stays
@@ -574,7 +615,7 @@ impl Entity {
                 out[s + 5] = f32::from(a.days_active);
                 out[s + 6] = a.today as f32;
                 out[s + 7] = staff_hour_habit;
-                out[s + 8] = match a.refused_day {
+                out[s + 8] = match a.stopped_day {
                     0 => NEVER_REFUSED_DAYS,
                     d => w.local_day(now).saturating_sub(d - 1) as f32,
                 };
@@ -616,10 +657,7 @@ impl Entity {
                         if s.scripted {
                             unlearn.push(l);
                         } else {
-                            let taught = s.taught.get_or_insert_with(Box::default);
-                            if taught.len() < MAX_TAUGHT_PER_SESSION {
-                                taught.push(l);
-                            }
+                            keep_taught(s.taught.get_or_insert_with(Box::default), l);
                         }
                     }
                     // A retry of the one fast step is still one.
@@ -732,10 +770,12 @@ impl Entity {
         matches!(&self.extra, Extra::Profile(p) if p.logged_in)
     }
 
-    /// A staff member's access at `secs` was refused: the day it was counted into will not join their habit.
-    pub(crate) fn refuse_staff_day(&mut self, w: &Windows, secs: u32) {
+    /// A staff member's access at `secs` was refused: the day it was counted
+    /// into will not join their habit. `member_blocked`: by a block on the
+    /// member themself, which `staff.days_since_refused` counts from.
+    pub(crate) fn refuse_staff_day(&mut self, w: &Windows, secs: u32, member_blocked: bool) {
         if let Extra::Records(a) = &mut self.extra {
-            a.refuse(w, secs);
+            a.refuse(w, secs, member_blocked);
         }
     }
 
@@ -761,7 +801,8 @@ impl Entity {
     /// Bytes this entity costs: the inline struct plus what it owns on the heap.
     pub(crate) fn bytes(&self) -> usize {
         let extra = match &self.extra {
-            Extra::None | Extra::Session(_) => 0,
+            Extra::None => 0,
+            Extra::Session(s) => s.taught.as_ref().map_or(0, |t| std::mem::size_of::<Vec<Learnt>>() + t.capacity() * std::mem::size_of::<Learnt>()),
             Extra::Records(_) => std::mem::size_of::<StaffProfile>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()
@@ -794,17 +835,17 @@ mod tests {
         let mut p = StaffProfile::default();
         p.add(&w, at(20_000, 10), 10, 5);
         p.add(&w, at(20_000, 23), 23, 50);
-        p.refuse(&w, at(20_000, 23));
+        p.refuse(&w, at(20_000, 23), true);
         assert_eq!(p.add(&w, at(20_001, 10), 10, 5), [0, 0], "no hours for the bank's staff baseline either");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (0, 0, 0, 0.0));
         // A late access from the day before is counted into the day open
         // now; refused, it is that day that teaches nothing.
         p.add(&w, at(20_000, 23) + 1_800, 23, 3);
-        p.refuse(&w, at(20_000, 23) + 1_800);
+        p.refuse(&w, at(20_000, 23) + 1_800, true);
         assert_eq!(p.add(&w, at(20_002, 10), 10, 1), [0, 0]);
         assert_eq!((p.hours, p.days_active), (0, 0));
         // Any refusal falls on the day open now, where its access was counted.
-        p.refuse(&w, at(20_001, 10));
+        p.refuse(&w, at(20_001, 10), true);
         assert_eq!(p.add(&w, at(20_003, 10), 10, 1), [0, 0], "day 20_002 was open");
         assert_eq!(p.add(&w, at(20_004, 10), 10, 1), [0, 1 << 10], "the first access after 06:00 closes a day that teaches at once");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (1 << 10, 0, 1, 1.0), "seen, but one day is not yet a habit");
@@ -839,7 +880,7 @@ mod tests {
         // last access before midnight: the session began that night.
         let mut refused = StaffProfile::default();
         night(&mut refused);
-        refused.refuse(&w, at(20_000, 22) + 16 * 1_200);
+        refused.refuse(&w, at(20_000, 22) + 16 * 1_200, true);
         assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), [0, 0]);
         assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), [0, 0], "the day of the refusal teaches nothing either");
         assert_eq!((refused.hours, refused.days_active), (0, 0));
@@ -849,7 +890,7 @@ mod tests {
         for k in 17..26 {
             assert_eq!(past_six.add(&w, at(20_000, 22) + k * 1_200, ((22 + k / 3) % 24) as u8, 5), [0, 0], "the session goes on");
         }
-        past_six.refuse(&w, at(20_000, 22) + 25 * 1_200);
+        past_six.refuse(&w, at(20_000, 22) + 25 * 1_200, true);
         assert_eq!(past_six.add(&w, at(20_001, 10), 10, 5), [0, 0], "after a pause: the night was struck");
         assert_eq!((past_six.hours, past_six.days_active), (0, 0));
         // A pull that starts at 00:44, long after a day's work that ended at
@@ -858,9 +899,9 @@ mod tests {
         after_a_day.add(&w, at(20_000, 10), 10, 5);
         after_a_day.add(&w, at(20_000, 16), 16, 5);
         after_a_day.add(&w, at(20_001, 0) + 2_640, 0, 60);
-        after_a_day.refuse(&w, at(20_001, 0) + 2_640);
+        after_a_day.refuse(&w, at(20_001, 0) + 2_640, true);
         // A late access from that afternoon, refused, is not part of the night's session either.
-        after_a_day.refuse(&w, at(20_000, 15));
+        after_a_day.refuse(&w, at(20_000, 15), true);
         assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), [1 << 10 | 1 << 16, 0]);
         assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), [0, 0], "the night's day is refused");
         assert_eq!((after_a_day.hours, after_a_day.days_active, after_a_day.typical_daily), (1 << 10 | 1 << 16, 1, 10.0));

@@ -14,9 +14,9 @@
 //!
 //! Data moves one way: bytes → [`Event`] → [`FeatureStore::observe`] →
 //! feature vector → [`FeatureView`] → detectors → findings. One fact comes
-//! back from the decision, and only to stop a baseline learning from an
-//! attack: [`FeatureStore::refuse_staff_day`] (a day a staff member was
-//! blocked does not become their habit).
+//! back from the decision: [`FeatureStore::refuse_staff_day`] (a day a staff
+//! member was blocked does not become their habit, and a block on the member
+//! starts `staff.days_since_refused`).
 //!
 //! ```
 //! use haechi_features::{Event, FeatureConfig, FeatureStore, DEFAULT_MAX_EVENT_BYTES};
@@ -40,7 +40,7 @@ mod rrn;
 mod store;
 mod window;
 
-pub use baseline::{BaselineReading, Baselines, BaselinesState, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
+pub use baseline::{BaselineReading, Baselines, BaselinesState, Placed, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::{METHOD_NAMES, NEVER_REFUSED_DAYS};
 pub use config::{EntityCaps, FeatureConfig, HashKeySource, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};

@@ -176,11 +176,13 @@ impl FeatureStore {
     /// night's pull runs past midnight). A baseline that learned from what
     /// was blocked would make a caught insider's night ordinary for the next
     /// one. Nothing else is unlearned: the day's counts still stand, and the
-    /// rules read them.
-    pub fn refuse_staff_day(&self, keys: &EntityKeys, ts_ms: i64) {
+    /// rules read them. `member_blocked`: a block on the member themself
+    /// refused them (not one on an address, device or session they shared
+    /// with colleagues); only such a day starts `staff.days_since_refused`.
+    pub fn refuse_staff_day(&self, keys: &EntityKeys, ts_ms: i64, member_blocked: bool) {
         let Some(key) = keys.get(EntityKind::Staff) else { return };
         if let Some(mut staff) = self.maps[EntityKind::Staff.index()].get_mut(&key) {
-            staff.refuse_staff_day(&self.windows, event_secs(ts_ms));
+            staff.refuse_staff_day(&self.windows, event_secs(ts_ms), member_blocked);
         }
     }
 
@@ -236,7 +238,7 @@ impl FeatureStore {
         let learn = !late && !automation;
         let onboarding = event.step.is_onboarding();
         let baseline = if staff_access {
-            BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour) }
+            BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour), learnt_young: None }
         } else {
             self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, learn)
         };
@@ -270,13 +272,11 @@ impl FeatureStore {
             step_bit: 1 << event.step as u16,
             onboarding,
             // Only a young baseline takes a duration back (it refuses once
-            // ready, whatever it is handed); a session keeps none for a ready
-            // one, so that sessions of an install past its first days carry
-            // no list at all.
-            learnt: match duration_ms {
-                Some(ms) if learn && !staff_access && baseline.samples < crate::baseline::MIN_BASELINE_SAMPLES => {
-                    Some(Learnt { step: event.step, gap_timed, ms: ms.min(u64::from(u32::MAX)) as u32 })
-                }
+            // ready, whatever it is handed), so the reading names only what a
+            // young one learnt: a session of a step past its first hundred
+            // people keeps no list.
+            learnt: match (duration_ms, baseline.learnt_young) {
+                (Some(ms), Some(placed)) => Some(Learnt { step: event.step, gap_timed, placed, ms: ms.min(u64::from(u32::MAX)) as u32 }),
                 _ => None,
             },
         };
@@ -330,7 +330,7 @@ impl FeatureStore {
                 self.baselines.learn_staff_day(hours);
             }
             for l in seen.unlearn {
-                self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms));
+                self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms), l.placed);
             }
             if kind == EntityKind::Customer {
                 first_fresh = seen.first_fresh;
@@ -1085,7 +1085,7 @@ mod tests {
         }
         step(&store, &mut out, "before", Step::Liveness, 4_000);
         let before = get(&store, &out, "event.baseline_samples");
-        assert!(before >= MIN_BASELINE_SAMPLES as f32);
+        assert_eq!(before, MIN_BASELINE_SAMPLES as f32);
         assert_eq!(step(&store, &mut out, "ready", Step::FaceMatch, 2_500), (0.0, 1.0));
         assert_eq!(step(&store, &mut out, "ready", Step::Liveness, 2_500), (0.0, 2.0));
         step(&store, &mut out, "after", Step::Liveness, 4_000);
@@ -1132,6 +1132,44 @@ mod tests {
         step(&store, &mut out, "quick", Step::IdOcr, 3_000);
         assert_eq!(step(&store, &mut out, "after", Step::FaceMatch, 4_000).1, 13.0, "next's 4 s and quick's two stayed");
         assert_eq!(step(&store, &mut out, "after", Step::IdOcr, 4_000).1, 2.0);
+    }
+
+    #[test]
+    fn padding_a_session_does_not_keep_a_scripts_fast_durations_learnt() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let mut n = 0usize;
+        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, agent: &str, step: Step, ms: u64| {
+            n += 1;
+            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
+            e.step = step;
+            e.duration_ms = Some(ms);
+            e.user_agent = Some(agent.into());
+            store.observe(&e, out);
+            (get(store, out, "session.fast_steps"), get(store, out, "event.baseline_samples"))
+        };
+        const APP: &str = "KBankApp/5.2.1 (Android 14)";
+        for i in 0..10 {
+            step(&store, &mut out, &format!("c{i}"), APP, Step::FaceMatch, 4_000 + i * 100);
+            step(&store, &mut out, &format!("c{i}"), APP, Step::Liveness, 4_500 + i * 100);
+        }
+        // A fast face match, then forty slow ID photos and codes (more than a
+        // session keeps), then a fast liveness check: scripted.
+        assert_eq!(step(&store, &mut out, "bot", APP, Step::FaceMatch, 300).0, 1.0);
+        for i in 0..40 {
+            step(&store, &mut out, "bot", APP, if i % 2 == 0 { Step::IdOcr } else { Step::Otp }, 20_000 + i);
+        }
+        assert_eq!(step(&store, &mut out, "bot", APP, Step::Liveness, 320).0, 2.0);
+        assert_eq!(step(&store, &mut out, "next", APP, Step::FaceMatch, 4_000).1, 10.0, "the fast face match was taken back");
+        assert_eq!(step(&store, &mut out, "next", APP, Step::Liveness, 4_000).1, 10.0, "and the fast liveness check");
+        // An agent that names itself automation teaches nothing, so its session,
+        // scripted, takes nothing back: not the 4 s person in the bucket its
+        // 4 s face match would have been learnt into.
+        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 4_000), (0.0, 11.0));
+        step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 300);
+        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::Liveness, 300).0, 2.0);
+        assert_eq!(step(&store, &mut out, "after", APP, Step::FaceMatch, 4_000).1, 11.0, "ten people and next's 4 s");
     }
 
     #[test]
@@ -1677,7 +1715,7 @@ mod tests {
                 let ts = at("2026-11-02T23:00:00+09:00") + i * 60_000;
                 let seen = access(ts);
                 if refuse_a {
-                    store.refuse_staff_day(&seen.keys, ts);
+                    store.refuse_staff_day(&seen.keys, ts, true);
                 }
             }
             day_work(&mut access, "2026-11-03");
