@@ -339,15 +339,21 @@ impl Pipeline {
             });
         }
         let suppressed = swallowed.len();
+        // Asked before enforcement: a block already in force on the member's
+        // address refuses the event first and drops the request, and the
+        // member must not escape `staff.days_since_refused` by it.
+        let asked_member_block = decision.blocks.iter().any(|b| b.scope == Some(haechi_features::EntityKind::Staff));
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
         // Whatever refused a staff member's event (a block on the member,
         // their workstation's address or their session), the day it was
         // counted into must not teach their habit: see `refuse_staff_day`
         // (nothing happens for an event that names no staff member). One too
         // late to be counted was counted into no day.
-        // Only a block on the member themself starts `staff.days_since_refused`.
+        // Only a block on the member themself (in force, or asked by this
+        // event) starts `staff.days_since_refused`.
         if decision.verdict == crate::Verdict::Block && !observation.late {
-            self.store.refuse_staff_day(&observation.keys, event.ts_ms, decision.refused_for(haechi_features::EntityKind::Staff));
+            let member_blocked = asked_member_block || decision.refused_for(haechi_features::EntityKind::Staff);
+            self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
     }
@@ -491,15 +497,16 @@ mod tests {
             let evening = access(&mut s, 5, "2026-11-04T21:00:00+09:00", 1);
             let days_since = s.features()[p.store().catalog().slot("staff.days_since_refused").unwrap()];
             let later = access(&mut s, 6, later, 1);
-            (pull, office, evening.decision.verdict, reasons(&evening), days_since, later.decision.verdict)
+            (pull, office, evening.decision.verdict, reasons(&evening), days_since, (later.decision.verdict, reasons(&later)))
         };
         let (pull, office, evening, why, days_since, day_six) = run(30, false, "2026-11-10T22:00:00+09:00");
         assert_eq!((pull, office), (Verdict::Block, Verdict::Allow), "thirty at 03:00 after office days is refused; the next morning's work is not");
         assert_eq!((evening, days_since), (Verdict::Challenge, 0.0));
         assert_eq!(why, ["staff_off_hours_after_refusal", "staff_odd_hour_access"], "the step-up, and the alert that was all before");
-        assert_eq!(day_six, Verdict::Challenge, "the sixth day after is within the week");
+        assert_eq!(day_six.0, Verdict::Challenge, "the sixth day after is within the week");
+        assert_eq!(day_six.1.first().map(String::as_str), Some("staff_off_hours_after_refusal"), "stepped up for the refusal");
         let (.., day_seven) = run(30, false, "2026-11-11T22:00:00+09:00");
-        assert_eq!(day_seven, Verdict::Allow, "a week on, the refusal is old news");
+        assert_eq!(day_seven.0, Verdict::Allow, "a week on, the refusal is old news");
         // Four records that night (under a quarter of the typical day and
         // three more) were not even stepped up, let alone refused: the evening lookup passes.
         let (pull, _, evening, _, days_since, _) = run(4, false, "2026-11-10T22:00:00+09:00");
@@ -508,6 +515,10 @@ mod tests {
         // it blocked), not on them: nothing to step up the member for.
         let (pull, _, evening, _, days_since, _) = run(4, true, "2026-11-10T22:00:00+09:00");
         assert_eq!((pull, evening, days_since), (Verdict::Block, Verdict::Allow, haechi_features::NEVER_REFUSED_DAYS));
+        // But a pull that asked for a block on the member counts, even when a
+        // block on the address refused it first.
+        let (pull, _, evening, _, days_since, _) = run(30, true, "2026-11-10T22:00:00+09:00");
+        assert_eq!((pull, evening, days_since), (Verdict::Block, Verdict::Challenge, 0.0));
     }
 
     #[test]

@@ -221,8 +221,8 @@ struct SessionState {
     quick: u16,
     /// The durations the session taught young step baselines, fast or not,
     /// until a second fast step shows it scripted and takes them all back
-    /// (see [`Observe::unlearn`]; at most [`MAX_TAUGHT_PER_SESSION`], see
-    /// [`keep_taught`]). Only a new install's first sessions (young
+    /// (see [`Observe::unlearn`]; at most [`MAX_TAUGHT_PER_STEP`] a step,
+    /// see [`keep_taught`]). Only a new install's first sessions (young
     /// baselines) fill it; boxed, so that every other session (and every
     /// entity, the session state being inline) pays one pointer.
     #[allow(clippy::box_collection)]
@@ -231,28 +231,28 @@ struct SessionState {
     scripted: bool,
 }
 
-/// Durations one session keeps to take back: a session is a handful of
-/// steps and their retries.
-const MAX_TAUGHT_PER_SESSION: usize = 32;
+/// Durations one session may teach each young step baseline (reported and
+/// gap-timed durations are two). A person retries a step once or twice; a
+/// script that retried one a hundred times would otherwise make a young
+/// baseline ready by itself, its own pace the fastest percents, and a ready
+/// baseline takes nothing back.
+const MAX_TAUGHT_PER_STEP: usize = 3;
 
-/// Keep `l` among the durations a session taught. Full, the list drops the
-/// slowest duration of the step it holds most of (the new one, if that is
-/// the slowest): a young baseline ranks against its fastest, so a script
-/// that pads its session with other steps, or retries one step many times,
-/// cannot push its fast durations out. What is dropped stays learnt.
-fn keep_taught(taught: &mut Vec<Learnt>, l: Learnt) {
-    if taught.len() < MAX_TAUGHT_PER_SESSION {
-        taught.push(l);
-        return;
-    }
-    let count = |table: (Step, bool)| taught.iter().filter(|x| x.table() == table).count() + usize::from(l.table() == table);
-    // On a tie the new duration's own step is the one trimmed (the last maximum).
-    let fullest = taught.iter().map(Learnt::table).chain([l.table()]).max_by_key(|t| count(*t)).unwrap_or(l.table());
-    let slowest = taught.iter().enumerate().filter(|(_, x)| x.table() == fullest).max_by_key(|(_, x)| x.ms).map(|(i, x)| (i, x.ms));
-    if let Some((i, ms)) = slowest {
-        if l.table() != fullest || l.ms < ms {
-            taught[i] = l;
+/// Keep `l`, a duration the session just taught, among those it would give
+/// back. Past [`MAX_TAUGHT_PER_STEP`] for its step the session keeps the
+/// fastest, and the one it does not keep is returned, to be taken back at
+/// once: a young baseline ranks against its fastest, so what a session
+/// teaches must never be a duration it cannot give back.
+fn keep_taught(taught: &mut Vec<Learnt>, l: Learnt) -> Option<Learnt> {
+    let slowest = taught.iter().enumerate().filter(|(_, x)| x.table() == l.table()).max_by_key(|(_, x)| x.ms);
+    let kept = taught.iter().filter(|x| x.table() == l.table()).count();
+    match slowest {
+        _ if kept < MAX_TAUGHT_PER_STEP => {
+            taught.push(l);
+            None
         }
+        Some((i, x)) if l.ms < x.ms => Some(std::mem::replace(&mut taught[i], l)),
+        _ => Some(l),
     }
 }
 
@@ -430,7 +430,9 @@ pub(crate) struct Observe {
     /// the pack calls a script; then everything the session taught young
     /// baselines goes back (a slower retry, a step before the baseline
     /// ranked anything). Or the session was scripted before, and this
-    /// event's own duration goes back at once. A young baseline ranks
+    /// event's own duration goes back at once; or it is past what a session
+    /// may teach a young step ([`MAX_TAUGHT_PER_STEP`]), and the slowest it
+    /// taught that step goes back at once. A young baseline ranks
     /// against the fastest duration it has seen, so a first-night campaign
     /// that taught it would become that fastest, and every script after it
     /// would rank as a person. A lone fast step (an auto-filled code) stays
@@ -657,13 +659,13 @@ impl Entity {
                         if s.scripted {
                             unlearn.push(l);
                         } else {
-                            keep_taught(s.taught.get_or_insert_with(Box::default), l);
+                            unlearn.extend(keep_taught(s.taught.get_or_insert_with(Box::default), l));
                         }
                     }
                     // A retry of the one fast step is still one.
                     if !s.scripted && s.fast.count_ones() >= 2 {
                         s.scripted = true;
-                        *unlearn = s.taught.take().map(|t| *t).unwrap_or_default();
+                        unlearn.extend(s.taught.take().into_iter().flat_map(|t| *t));
                     }
                     s.quick |= if o.quick { o.step_bit } else { 0 };
                     (fast, quick)

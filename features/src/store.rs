@@ -1135,7 +1135,7 @@ mod tests {
     }
 
     #[test]
-    fn padding_a_session_does_not_keep_a_scripts_fast_durations_learnt() {
+    fn padding_or_retrying_a_session_does_not_keep_a_scripts_durations_learnt() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
@@ -1163,13 +1163,22 @@ mod tests {
         assert_eq!(step(&store, &mut out, "bot", APP, Step::Liveness, 320).0, 2.0);
         assert_eq!(step(&store, &mut out, "next", APP, Step::FaceMatch, 4_000).1, 10.0, "the fast face match was taken back");
         assert_eq!(step(&store, &mut out, "next", APP, Step::Liveness, 4_000).1, 10.0, "and the fast liveness check");
+        // A script that retries one step a hundred times teaches a young
+        // baseline three of them (it cannot make the baseline ready by
+        // itself), and gives those three back once it shows itself scripted.
+        for _ in 0..100 {
+            step(&store, &mut out, "retrier", APP, Step::FaceMatch, 300);
+        }
+        assert_eq!(step(&store, &mut out, "next2", APP, Step::FaceMatch, 4_000).1, 14.0, "eleven people and three of the retries");
+        assert_eq!(step(&store, &mut out, "retrier", APP, Step::Liveness, 320).0, 2.0);
+        assert_eq!(step(&store, &mut out, "next3", APP, Step::FaceMatch, 4_000).1, 12.0, "the twelve people only");
         // An agent that names itself automation teaches nothing, so its session,
         // scripted, takes nothing back: not the 4 s person in the bucket its
         // 4 s face match would have been learnt into.
-        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 4_000), (0.0, 11.0));
+        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 4_000), (0.0, 13.0));
         step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 300);
         assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::Liveness, 300).0, 2.0);
-        assert_eq!(step(&store, &mut out, "after", APP, Step::FaceMatch, 4_000).1, 11.0, "ten people and next's 4 s");
+        assert_eq!(step(&store, &mut out, "after", APP, Step::FaceMatch, 4_000).1, 13.0, "ten people, next's, next2's and next3's 4 s");
     }
 
     #[test]
