@@ -846,7 +846,6 @@ mod tests {
         // agent. Were the scripts learned, they would be over a sixth of the
         // step's samples and taken into its ranks (see `StepBaseline::held`):
         // a quieter script at 600 ms would then rank among people.
-        const APP: &str = "KBankApp/5.2.1 (Android 14)";
         let t0 = 1_764_000_000_000;
         let person = |i: usize, ms: u64, agent: &str| {
             let mut e = event(i, t0 + i as i64 * 60_000, &format!("c{i}"), "10.0.0.1", &format!("d{i}"), false);
@@ -882,7 +881,6 @@ mod tests {
         // thousands of readings: 2,100 people, each onboarding from their own
         // address over 17.5 hours, then 80 headless scripts from one address
         // in the last hour, then one more person.
-        const APP: &str = "KBankApp/5.2.1 (Android 14)";
         let t0 = 1_764_000_000_000;
         let person = |i: usize, ip: String, agent: &str| {
             let mut e = event(i, t0 + i as i64 * 30_000, &format!("c{i}"), &ip, &format!("d{i}"), false);
@@ -1042,143 +1040,155 @@ mod tests {
         assert_eq!(session(&bare, &mut out, t, "honest", 300), (2.0, 2.0));
     }
 
+    /// A new install, for the take-back tests: one address, a device per
+    /// customer, each customer's events one session, one event a second.
+    struct Install {
+        store: FeatureStore,
+        out: Vec<f32>,
+        n: usize,
+    }
+
+    /// What a step read: its duration rank, the session's fast steps so
+    /// far, and the samples its step baseline had before it.
+    #[derive(Debug, PartialEq)]
+    struct Read {
+        rank: f32,
+        fast: f32,
+        samples: f32,
+    }
+
+    const APP: &str = "KBankApp/5.2.1 (Android 14)";
+
+    impl Install {
+        fn new() -> Install {
+            let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+            let out = vec![0.0; store.catalog().len()];
+            Install { store, out, n: 0 }
+        }
+
+        /// The first people: ten face matches of 4-4.9 s and liveness checks of 4.5-5.4 s.
+        fn with_ten_people() -> Install {
+            let mut install = Install::new();
+            for i in 0..10 {
+                install.step(&format!("c{i}"), Step::FaceMatch, 4_000 + i * 100);
+                install.step(&format!("c{i}"), Step::Liveness, 4_500 + i * 100);
+            }
+            install
+        }
+
+        fn step(&mut self, customer: &str, step: Step, ms: u64) -> Read {
+            self.step_as(customer, APP, step, ms)
+        }
+
+        fn step_as(&mut self, customer: &str, agent: &str, step: Step, ms: u64) -> Read {
+            self.n += 1;
+            let mut e = event(self.n, 1_764_000_000_000 + self.n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
+            e.step = step;
+            e.duration_ms = Some(ms);
+            e.user_agent = Some(agent.into());
+            self.store.observe(&e, &mut self.out);
+            let read = |name: &str| get(&self.store, &self.out, name);
+            Read { rank: read("event.duration_rank"), fast: read("session.fast_steps"), samples: read("event.baseline_samples") }
+        }
+    }
+
     #[test]
     fn a_session_fast_at_two_steps_teaches_a_young_baseline_nothing_a_lone_fast_step_does() {
         use crate::baseline::MIN_BASELINE_SAMPLES;
-        // A new install's first people: ten face matches and liveness checks of 4-5 s.
-        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
-        let mut out = vec![0.0; store.catalog().len()];
-        let t0 = 1_764_000_000_000;
-        let mut n = 0usize;
-        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, step: Step, ms: u64| {
-            n += 1;
-            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
-            e.step = step;
-            e.duration_ms = Some(ms);
-            store.observe(&e, out);
-            (get(store, out, "event.duration_rank"), get(store, out, "session.fast_steps"))
+        let mut install = Install::with_ten_people();
+        let mut step = |customer: &str, step: Step, ms: u64| {
+            let r = install.step(customer, step, ms);
+            (r.rank, r.fast)
         };
-        for i in 0..10 {
-            step(&store, &mut out, &format!("c{i}"), Step::FaceMatch, 4_000 + i * 100);
-            step(&store, &mut out, &format!("c{i}"), Step::Liveness, 4_500 + i * 100);
-        }
         // A script's first session: both steps rank fast, and are taken back.
-        assert_eq!(step(&store, &mut out, "bot1", Step::FaceMatch, 300), (0.0, 1.0));
-        assert_eq!(step(&store, &mut out, "bot1", Step::Liveness, 320), (0.0, 2.0));
+        assert_eq!(step("bot1", Step::FaceMatch, 300), (0.0, 1.0));
+        assert_eq!(step("bot1", Step::Liveness, 320), (0.0, 2.0));
         // So its next session ranks fast too. Learnt, the first session's
         // 300 ms would be the step's fastest, and 310 ms would read 0.5.
-        assert_eq!(step(&store, &mut out, "bot2", Step::FaceMatch, 310), (0.0, 1.0));
-        assert_eq!(step(&store, &mut out, "bot2", Step::Liveness, 330), (0.0, 2.0));
+        assert_eq!(step("bot2", Step::FaceMatch, 310), (0.0, 1.0));
+        assert_eq!(step("bot2", Step::Liveness, 330), (0.0, 2.0));
         // A person fast at one step only (an auto-capture) teaches it: the
         // next face match at that speed is no longer far under everyone.
-        assert_eq!(step(&store, &mut out, "quick", Step::FaceMatch, 900), (0.0, 1.0));
-        assert_eq!(step(&store, &mut out, "quick", Step::Liveness, 4_800), (0.5, 1.0));
-        assert_eq!(step(&store, &mut out, "next", Step::FaceMatch, 950).0, 0.5, "900 ms was learnt");
-        assert_eq!(step(&store, &mut out, "bot3", Step::Liveness, 330).0, 0.0, "the liveness table learnt no script");
-        assert_eq!(get(&store, &out, "event.baseline_samples"), 11.0, "eleven people at liveness; the scripts were taken back");
+        assert_eq!(step("quick", Step::FaceMatch, 900), (0.0, 1.0));
+        assert_eq!(step("quick", Step::Liveness, 4_800), (0.5, 1.0));
+        assert_eq!(step("next", Step::FaceMatch, 950).0, 0.5, "900 ms was learnt");
+        assert_eq!(install.step("bot3", Step::Liveness, 330), Read { rank: 0.0, fast: 1.0, samples: 11.0 }, "eleven people at liveness; the scripts were taken back");
         // A ready baseline keeps what it learnt: two steps at 2.5 s among
         // 4-5 s rank fast, are not far enough under to be held, and stay.
-        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut ready = Install::new();
         for i in 0..MIN_BASELINE_SAMPLES {
-            step(&store, &mut out, &format!("p{i}"), Step::FaceMatch, 4_000 + i * 10);
-            step(&store, &mut out, &format!("p{i}"), Step::Liveness, 4_000 + i * 10);
+            ready.step(&format!("p{i}"), Step::FaceMatch, 4_000 + i * 10);
+            ready.step(&format!("p{i}"), Step::Liveness, 4_000 + i * 10);
         }
-        step(&store, &mut out, "before", Step::Liveness, 4_000);
-        let before = get(&store, &out, "event.baseline_samples");
+        let before = ready.step("before", Step::Liveness, 4_000).samples;
         assert_eq!(before, MIN_BASELINE_SAMPLES as f32);
-        assert_eq!(step(&store, &mut out, "ready", Step::FaceMatch, 2_500), (0.0, 1.0));
-        assert_eq!(step(&store, &mut out, "ready", Step::Liveness, 2_500), (0.0, 2.0));
-        step(&store, &mut out, "after", Step::Liveness, 4_000);
-        assert_eq!(get(&store, &out, "event.baseline_samples"), before + 2.0, "the 4 s before and the 2.5 s stayed");
+        assert_eq!(ready.step("ready", Step::FaceMatch, 2_500), Read { rank: 0.0, fast: 1.0, samples: before });
+        assert_eq!(ready.step("ready", Step::Liveness, 2_500), Read { rank: 0.0, fast: 2.0, samples: before + 1.0 });
+        assert_eq!(ready.step("after", Step::Liveness, 4_000).samples, before + 2.0, "the 4 s before and the 2.5 s stayed");
     }
 
     #[test]
     fn a_script_takes_back_its_slower_retries_and_the_steps_before_anything_ranked() {
-        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
-        let mut out = vec![0.0; store.catalog().len()];
-        let t0 = 1_764_000_000_000;
-        let mut n = 0usize;
-        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, step: Step, ms: u64| {
-            n += 1;
-            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
-            e.step = step;
-            e.duration_ms = Some(ms);
-            store.observe(&e, out);
-            (get(store, out, "session.fast_steps"), get(store, out, "event.baseline_samples"))
+        // Nobody yet at the ID photo, whose baseline ranks nothing until its sixth sample.
+        let mut install = Install::with_ten_people();
+        let mut step = |customer: &str, step: Step, ms: u64| {
+            let r = install.step(customer, step, ms);
+            (r.fast, r.samples)
         };
-        // Ten people at 4-5 s at face match and liveness; nobody yet at the
-        // ID photo, whose baseline ranks nothing until its sixth sample.
-        for i in 0..10 {
-            step(&store, &mut out, &format!("c{i}"), Step::FaceMatch, 4_000 + i * 100);
-            step(&store, &mut out, &format!("c{i}"), Step::Liveness, 4_500 + i * 100);
-        }
         // The script: an ID photo too early to rank, a fast face match, its
         // retry a little slower (not fast: over a quarter of the fastest),
         // and then a fast liveness check, which shows it scripted.
-        assert_eq!(step(&store, &mut out, "bot", Step::IdOcr, 200), (0.0, 0.0));
-        assert_eq!(step(&store, &mut out, "bot", Step::FaceMatch, 300), (1.0, 10.0));
-        assert_eq!(step(&store, &mut out, "bot", Step::FaceMatch, 1_200), (1.0, 11.0));
-        assert_eq!(step(&store, &mut out, "bot", Step::Liveness, 320), (2.0, 10.0));
+        assert_eq!(step("bot", Step::IdOcr, 200), (0.0, 0.0));
+        assert_eq!(step("bot", Step::FaceMatch, 300), (1.0, 10.0));
+        assert_eq!(step("bot", Step::FaceMatch, 1_200), (1.0, 11.0));
+        assert_eq!(step("bot", Step::Liveness, 320), (2.0, 10.0));
         // Once scripted, what it teaches goes back at once, fast or not.
-        assert_eq!(step(&store, &mut out, "bot", Step::IdOcr, 2_000), (2.0, 0.0));
+        assert_eq!(step("bot", Step::IdOcr, 2_000), (2.0, 0.0));
         // Everything it taught was taken back: the face match table holds
         // the ten people again, the ID photo's nobody, and liveness ten.
-        assert_eq!(step(&store, &mut out, "next", Step::FaceMatch, 4_000).1, 10.0, "the retry was taken back");
-        assert_eq!(step(&store, &mut out, "next", Step::IdOcr, 4_000).1, 0.0, "the unranked ID photos were taken back");
-        assert_eq!(step(&store, &mut out, "next", Step::Liveness, 4_000).1, 10.0);
+        assert_eq!(step("next", Step::FaceMatch, 4_000).1, 10.0, "the retry was taken back");
+        assert_eq!(step("next", Step::IdOcr, 4_000).1, 0.0, "the unranked ID photos were taken back");
+        assert_eq!(step("next", Step::Liveness, 4_000).1, 10.0);
         // A session fast at one step only keeps everything it taught.
-        step(&store, &mut out, "quick", Step::FaceMatch, 900);
-        step(&store, &mut out, "quick", Step::FaceMatch, 1_500);
-        step(&store, &mut out, "quick", Step::IdOcr, 3_000);
-        assert_eq!(step(&store, &mut out, "after", Step::FaceMatch, 4_000).1, 13.0, "next's 4 s and quick's two stayed");
-        assert_eq!(step(&store, &mut out, "after", Step::IdOcr, 4_000).1, 2.0);
+        step("quick", Step::FaceMatch, 900);
+        step("quick", Step::FaceMatch, 1_500);
+        step("quick", Step::IdOcr, 3_000);
+        assert_eq!(step("after", Step::FaceMatch, 4_000).1, 13.0, "next's 4 s and quick's two stayed");
+        assert_eq!(step("after", Step::IdOcr, 4_000).1, 2.0);
     }
 
     #[test]
     fn padding_or_retrying_a_session_does_not_keep_a_scripts_durations_learnt() {
-        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
-        let mut out = vec![0.0; store.catalog().len()];
-        let t0 = 1_764_000_000_000;
-        let mut n = 0usize;
-        let mut step = |store: &FeatureStore, out: &mut Vec<f32>, customer: &str, agent: &str, step: Step, ms: u64| {
-            n += 1;
-            let mut e = event(n, t0 + n as i64 * 1000, customer, "10.0.0.1", &format!("d-{customer}"), false);
-            e.step = step;
-            e.duration_ms = Some(ms);
-            e.user_agent = Some(agent.into());
-            store.observe(&e, out);
-            (get(store, out, "session.fast_steps"), get(store, out, "event.baseline_samples"))
+        let mut install = Install::with_ten_people();
+        let mut step = |customer: &str, agent: &str, step: Step, ms: u64| {
+            let r = install.step_as(customer, agent, step, ms);
+            (r.fast, r.samples)
         };
-        const APP: &str = "KBankApp/5.2.1 (Android 14)";
-        for i in 0..10 {
-            step(&store, &mut out, &format!("c{i}"), APP, Step::FaceMatch, 4_000 + i * 100);
-            step(&store, &mut out, &format!("c{i}"), APP, Step::Liveness, 4_500 + i * 100);
-        }
         // A fast face match, then forty slow ID photos and codes (more than a
-        // session keeps), then a fast liveness check: scripted.
-        assert_eq!(step(&store, &mut out, "bot", APP, Step::FaceMatch, 300).0, 1.0);
+        // session may teach a step), then a fast liveness check: scripted.
+        assert_eq!(step("bot", APP, Step::FaceMatch, 300).0, 1.0);
         for i in 0..40 {
-            step(&store, &mut out, "bot", APP, if i % 2 == 0 { Step::IdOcr } else { Step::Otp }, 20_000 + i);
+            step("bot", APP, if i % 2 == 0 { Step::IdOcr } else { Step::Otp }, 20_000 + i);
         }
-        assert_eq!(step(&store, &mut out, "bot", APP, Step::Liveness, 320).0, 2.0);
-        assert_eq!(step(&store, &mut out, "next", APP, Step::FaceMatch, 4_000).1, 10.0, "the fast face match was taken back");
-        assert_eq!(step(&store, &mut out, "next", APP, Step::Liveness, 4_000).1, 10.0, "and the fast liveness check");
+        assert_eq!(step("bot", APP, Step::Liveness, 320).0, 2.0);
+        assert_eq!(step("next", APP, Step::FaceMatch, 4_000).1, 10.0, "the fast face match was taken back");
+        assert_eq!(step("next", APP, Step::Liveness, 4_000).1, 10.0, "and the fast liveness check");
         // A script that retries one step a hundred times teaches a young
         // baseline three of them (it cannot make the baseline ready by
         // itself), and gives those three back once it shows itself scripted.
         for _ in 0..100 {
-            step(&store, &mut out, "retrier", APP, Step::FaceMatch, 300);
+            step("retrier", APP, Step::FaceMatch, 300);
         }
-        assert_eq!(step(&store, &mut out, "next2", APP, Step::FaceMatch, 4_000).1, 14.0, "eleven people and three of the retries");
-        assert_eq!(step(&store, &mut out, "retrier", APP, Step::Liveness, 320).0, 2.0);
-        assert_eq!(step(&store, &mut out, "next3", APP, Step::FaceMatch, 4_000).1, 12.0, "the twelve people only");
+        assert_eq!(step("next2", APP, Step::FaceMatch, 4_000).1, 14.0, "eleven people and three of the retries");
+        assert_eq!(step("retrier", APP, Step::Liveness, 320).0, 2.0);
+        assert_eq!(step("next3", APP, Step::FaceMatch, 4_000).1, 12.0, "the twelve people only");
         // An agent that names itself automation teaches nothing, so its session,
         // scripted, takes nothing back: not the 4 s person in the bucket its
         // 4 s face match would have been learnt into.
-        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 4_000), (0.0, 13.0));
-        step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::FaceMatch, 300);
-        assert_eq!(step(&store, &mut out, "headless", "HeadlessChrome/130.0", Step::Liveness, 300).0, 2.0);
-        assert_eq!(step(&store, &mut out, "after", APP, Step::FaceMatch, 4_000).1, 13.0, "ten people, next's, next2's and next3's 4 s");
+        assert_eq!(step("headless", "HeadlessChrome/130.0", Step::FaceMatch, 4_000), (0.0, 13.0));
+        step("headless", "HeadlessChrome/130.0", Step::FaceMatch, 300);
+        assert_eq!(step("headless", "HeadlessChrome/130.0", Step::Liveness, 300).0, 2.0);
+        assert_eq!(step("after", APP, Step::FaceMatch, 4_000).1, 13.0, "ten people, next's, next2's and next3's 4 s");
     }
 
     #[test]
