@@ -98,7 +98,13 @@ impl Decision {
     /// that entity, or by a block this very event asked for on it.
     pub fn refused_for(&self, kind: EntityKind) -> bool {
         let entry = self.blocked_by.as_ref().is_some_and(|b| b.action == crate::enforce::BlockAction::Block && b.scope == kind);
-        self.verdict == Verdict::Block && (entry || self.blocks.iter().any(|b| b.scope == Some(kind)))
+        self.verdict == Verdict::Block && (entry || self.asks_block_on(kind))
+    }
+
+    /// This event's findings asked for a block on `kind` (enforcement may
+    /// drop the request: a block already in force refused the event first).
+    pub fn asks_block_on(&self, kind: EntityKind) -> bool {
+        self.blocks.iter().any(|b| b.scope == Some(kind))
     }
 }
 

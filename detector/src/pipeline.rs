@@ -342,7 +342,7 @@ impl Pipeline {
         // Asked before enforcement: a block already in force on the member's
         // address refuses the event first and drops the request, and the
         // member must not escape `staff.days_since_refused` by it.
-        let asked_member_block = decision.blocks.iter().any(|b| b.scope == Some(haechi_features::EntityKind::Staff));
+        let asked_member_block = decision.asks_block_on(haechi_features::EntityKind::Staff);
         let enforced = self.enforcer.apply(event, &observation.keys, &scratch.features, self.store.history_ms(), &mut decision);
         // Whatever refused a staff member's event (a block on the member,
         // their workstation's address or their session), the day it was
