@@ -446,6 +446,53 @@ impl NewIdentityCount {
     }
 }
 
+/// Returning customers the whole population carried, by clock hour of
+/// event time: each customer sits in the hour of their last passed event as
+/// a returning customer, so the last 24 hours hold distinct customers. What
+/// an address's fresh identities against its returning customers is
+/// compared with: in a population that is mostly applicants (a launch, a
+/// promotion, a small bank growing fast), an honest exit carries mostly
+/// applicants too.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ReturningCount {
+    /// (hour index, customers whose last hour it is), by hour % 24.
+    hours: Vec<(i64, u32)>,
+}
+
+impl ReturningCount {
+    /// A customer's last hour moves from `from` (0: they were in none) to `to`.
+    fn moved(&mut self, from: u32, to: u32) {
+        if self.hours.is_empty() {
+            self.hours = vec![(i64::MIN, 0); 24];
+        }
+        let (from, to) = (i64::from(from), i64::from(to));
+        // The hour that held them may have left the ring (or never been in
+        // it, after a restore): then there is nothing to take them from.
+        let old = &mut self.hours[from.rem_euclid(24) as usize];
+        if from != 0 && old.0 == from {
+            old.1 = old.1.saturating_sub(1);
+        }
+        let slot = &mut self.hours[to.rem_euclid(24) as usize];
+        if slot.0 == to {
+            slot.1 += 1;
+        } else if slot.0 < to {
+            *slot = (to, 1);
+        }
+    }
+
+    /// Customers whose last hour is one of the 24 clock hours up to and including `hour`.
+    fn last_day(&self, hour: i64) -> u64 {
+        self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h <= hour).map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.hours.is_empty() || self.hours.len() == 24 {
+            return Ok(());
+        }
+        Err(Error::Snapshot(format!("returning customers over {} hours, not 24", self.hours.len())))
+    }
+}
+
 /// What the baselines say about one event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BaselineReading {
@@ -491,6 +538,7 @@ pub struct Baselines {
     ip_onboarding: Mutex<LevelBaseline>,
     onboarding_rate: Mutex<OnboardingRate>,
     new_identities: Mutex<NewIdentityCount>,
+    returning: Mutex<ReturningCount>,
 }
 
 impl Default for Baselines {
@@ -520,6 +568,7 @@ impl Baselines {
             ip_onboarding: Mutex::new(LevelBaseline::new()),
             onboarding_rate: Mutex::new(OnboardingRate::default()),
             new_identities: Mutex::new(NewIdentityCount::default()),
+            returning: Mutex::new(ReturningCount::default()),
         }
     }
 
@@ -594,6 +643,18 @@ impl Baselines {
     /// is one not counted before (`fresh`; see [`NewIdentityCount`]).
     pub fn new_identities(&self, ts_ms: i64, fresh: bool) -> (f32, f32) {
         locked(&self.new_identities).observe(ts_ms, fresh)
+    }
+
+    /// A returning customer's last active hour (hours since the epoch of
+    /// event time) moved from `from` (0: none) to `to`.
+    pub(crate) fn returning_moved(&self, from: u32, to: u32) {
+        locked(&self.returning).moved(from, to);
+    }
+
+    /// The population's distinct returning customers in the 24 clock hours
+    /// up to and including the one of `ts_ms`.
+    pub fn returning_customers(&self, ts_ms: i64) -> f32 {
+        locked(&self.returning).last_day(ts_ms.div_euclid(3_600_000)) as f32
     }
 
     /// Where a local hour stands among the hours the bank's staff work
@@ -685,6 +746,7 @@ pub struct BaselinesState {
     ip_onboarding: LevelState,
     onboarding_rate: OnboardingRate,
     new_identities: NewIdentityCount,
+    returning: ReturningCount,
 }
 
 /// The step baseline a duration is ranked in and learnt into: reported
@@ -724,6 +786,7 @@ impl Baselines {
             ip_onboarding: LevelState { current: HistogramState::of(&ip.current), previous: HistogramState::of(&ip.previous), since_refresh: ip.since_refresh, level: ip.level },
             onboarding_rate: locked(&self.onboarding_rate).clone(),
             new_identities: locked(&self.new_identities).clone(),
+            returning: locked(&self.returning).clone(),
         }
     }
 
@@ -755,6 +818,7 @@ impl Baselines {
             .collect::<Result<Vec<StepBaseline>, Error>>()?;
         state.onboarding_rate.counts.check("an onboarding rate")?;
         state.new_identities.counts.check("a count of fresh identities")?;
+        state.returning.check()?;
         let ip = &state.ip_onboarding;
         let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
         for (slot, restored) in self.steps.iter().zip(steps) {
@@ -765,6 +829,7 @@ impl Baselines {
         *locked(&self.ip_onboarding) = ip;
         *locked(&self.onboarding_rate) = state.onboarding_rate.clone();
         *locked(&self.new_identities) = state.new_identities.clone();
+        *locked(&self.returning) = state.returning.clone();
         Ok(())
     }
 }

@@ -79,7 +79,11 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// `history_hours` is how much event time the store stands on
 /// ([`crate::FeatureStore::history_ms`]): a rule that reads an absence over a
 /// window ("no returning customer in 24 h") can ask for enough of it.
-pub const EVENT_FEATURES: [&str; 18] = [
+/// `population_returning_24h` is the population's distinct returning
+/// customers in the last 24 clock hours (read at onboarding events): against
+/// `population_new_identities_24h`, how much of this population's traffic is
+/// applicants, which an address's own mix is compared with.
+pub const EVENT_FEATURES: [&str; 19] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -98,6 +102,7 @@ pub const EVENT_FEATURES: [&str; 18] = [
     "event.population_new_identities_1h",
     "event.population_new_identities_24h",
     "event.history_hours",
+    "event.population_returning_24h",
 ];
 
 /// Slot offsets of one kind's features.

@@ -157,6 +157,13 @@ struct Profile {
     /// the middle window, says the owner is there.
     #[serde(default)]
     face_checks: [(u32, u32); 2],
+    /// The clock hour (of event time, since the epoch; 0: never) at which
+    /// the population's count of returning customers holds this customer:
+    /// the hour of their last passed event as a returning customer. Each
+    /// customer sits in one hour of that count, so its last 24 hours are
+    /// distinct customers, as an address's `distinct_returning_24h` is.
+    #[serde(default)]
+    returning_hour: u32,
 }
 
 impl Profile {
@@ -423,6 +430,11 @@ pub(crate) struct Observe {
     /// This event makes the customer one of the population's fresh
     /// identities, once per profile the store keeps.
     pub first_fresh: bool,
+    /// This event moves the customer, in the population's count of
+    /// returning customers, from the hour that held them (0: none) to this
+    /// event's hour: a passed event of a customer who was returning before
+    /// it, in a later hour than their last.
+    pub returning_moved: Option<(u32, u32)>,
     /// The hours of each staff working day this event taught the habit (0: none).
     pub closed_staff_days: [u32; 2],
     /// Durations a young step baseline must take back: this event made its
@@ -528,6 +540,18 @@ impl Entity {
             }
             _ => false,
         };
+        // What an address counts as returning (a passed event of a customer
+        // returning before it) moves the customer to this hour in the
+        // population's count. An event of an earlier hour than their last
+        // (out of order within the allowed lateness) leaves them where they are.
+        let hour_index = u32::try_from(o.ms.div_euclid(3_600_000)).unwrap_or(0);
+        let returning_moved = match &mut self.extra {
+            Extra::Profile(p) if o.apply && !o.failure && returning_before && hour_index > p.returning_hour => {
+                let from = std::mem::replace(&mut p.returning_hour, hour_index);
+                Some((from, hour_index))
+            }
+            _ => None,
+        };
         let closed_days = if o.apply { self.apply(kind, w, o, &mut unlearn) } else { [0; 2] };
         // Was the staff member seen at this very hour before? Office hours
         // are a tight habit: the hour after closing is already unusual. Read
@@ -624,7 +648,7 @@ impl Entity {
             }
             _ => {}
         }
-        Observe { returning_before, first_fresh, closed_staff_days: closed_days, unlearn }
+        Observe { returning_before, first_fresh, returning_moved, closed_staff_days: closed_days, unlearn }
     }
 
     /// Durations the baselines must take back go to `unlearn` (see [`Observe::unlearn`]).

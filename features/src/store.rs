@@ -334,6 +334,9 @@ impl FeatureStore {
             }
             if kind == EntityKind::Customer {
                 first_fresh = seen.first_fresh;
+                if let Some((from, to)) = seen.returning_moved {
+                    self.baselines.returning_moved(from, to);
+                }
                 let fragment = related[EntityKind::Customer.index()];
                 if seen.returning_before {
                     // A failed event vouches for nothing: anyone who knows a
@@ -370,6 +373,8 @@ impl FeatureStore {
             (0.0, 0.0)
         };
         out[17] = (self.history_ms() as f64 / 3_600_000.0) as f32;
+        // The population's returning customers of the day, read at onboarding events only.
+        out[18] = if onboarding { self.baselines.returning_customers(event.ts_ms) } else { 0.0 };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
@@ -1002,6 +1007,62 @@ mod tests {
         again.restore_state(store.export_state()).unwrap();
         again.observe(&step(16, t0 + 68 * MIN + 86_400_000, "sixth", Step::IdOcr), &mut out);
         assert_eq!(population(&again, &out), (2.0, 2.0));
+    }
+
+    #[test]
+    fn the_population_counts_each_returning_customer_once_in_the_hour_they_were_last_active() {
+        const MIN: i64 = 60_000;
+        const HOUR: i64 = 60 * MIN;
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let at = |id: usize, ts: i64, customer: &str, step: Step, failure: bool| {
+            let mut e = event(id, ts, customer, "10.0.0.1", &format!("d-{customer}"), failure);
+            e.step = step;
+            e
+        };
+        // Read at an applicant's onboarding step, as rules read it.
+        let mut applicants = 0;
+        let mut read = |store: &FeatureStore, out: &mut [f32], ts: i64| {
+            applicants += 1;
+            store.observe(&at(9_000 + applicants, ts, &format!("applicant{applicants}"), Step::IdOcr, false), out);
+            get(store, out, "event.population_returning_24h")
+        };
+        // On the hour: the count's hours are clock hours.
+        let t0 = 1_764_000_000_000;
+        assert_eq!(t0 % HOUR, 0);
+        // A first login makes a customer returning; it does not find them returning.
+        store.observe(&at(1, t0, "r1", Step::Login, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + MIN), 0.0);
+        // Their next passed event counts them, once however many follow in the hour.
+        store.observe(&at(2, t0 + 2 * MIN, "r1", Step::Otp, false), &mut out);
+        store.observe(&at(3, t0 + 3 * MIN, "r1", Step::Otp, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 4 * MIN), 1.0);
+        // A failed event counts no one (anyone can fail a known customer's login).
+        store.observe(&at(4, t0 + 5 * MIN, "r2", Step::Login, false), &mut out);
+        store.observe(&at(5, t0 + 6 * MIN, "r2", Step::Login, true), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 7 * MIN), 1.0);
+        store.observe(&at(6, t0 + 8 * MIN, "r2", Step::Otp, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 9 * MIN), 2.0);
+        // Nor is an applicant one, and a login reads nothing.
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 2.0, "the address counts the same two");
+        store.observe(&at(7, t0 + 10 * MIN, "r2", Step::Login, false), &mut out);
+        assert_eq!(get(&store, &out, "event.population_returning_24h"), 0.0);
+        // Active again two hours later, r1 moves to that hour: still two customers.
+        store.observe(&at(8, t0 + 2 * HOUR, "r1", Step::Login, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 2 * HOUR + MIN), 2.0);
+        // An event too late to be decided in order moves no one.
+        let late = store.observe(&at(9, t0 + 2 * HOUR - 30 * MIN, "r2", Step::Otp, false), &mut out);
+        assert!(late.late);
+        // A day after the first hour r2 has left the day; r1, active in its third hour, has not.
+        assert_eq!(read(&store, &mut out, t0 + 24 * HOUR), 1.0);
+        // The count is part of what a snapshot carries, and goes on moving customers.
+        let again = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        again.restore_state(store.export_state()).unwrap();
+        assert_eq!(read(&again, &mut out, t0 + 24 * HOUR + MIN), 1.0);
+        again.observe(&at(10, t0 + 25 * HOUR, "r1", Step::Otp, false), &mut out);
+        again.observe(&at(11, t0 + 25 * HOUR + MIN, "r2", Step::Otp, false), &mut out);
+        assert_eq!(read(&again, &mut out, t0 + 25 * HOUR + 2 * MIN), 2.0, "r1 moved, not counted twice; r2 back");
+        assert_eq!(read(&again, &mut out, t0 + 49 * HOUR), 0.0);
     }
 
     #[test]
