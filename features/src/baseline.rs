@@ -466,8 +466,11 @@ impl ReturningCount {
             self.hours = vec![(i64::MIN, 0); 24];
         }
         let (from, to) = (i64::from(from), i64::from(to));
-        // The hour that held them may have left the ring (or never been in
-        // it, after a restore): then there is nothing to take them from.
+        // The hour that held them may have left the ring: then there is
+        // nothing to take them from. A customer the store evicted under a
+        // key spray comes back with no hour and is counted again beside
+        // their old one until it leaves the day: that only raises the
+        // count, which makes the rules that read it stricter, not laxer.
         let old = &mut self.hours[from.rem_euclid(24) as usize];
         if from != 0 && old.0 == from {
             old.1 = old.1.saturating_sub(1);

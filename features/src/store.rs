@@ -1053,15 +1053,19 @@ mod tests {
         // An event too late to be decided in order moves no one.
         let late = store.observe(&at(9, t0 + 2 * HOUR - 30 * MIN, "r2", Step::Otp, false), &mut out);
         assert!(late.late);
+        // One from the hour before r1's last, within the allowed lateness, leaves r1 where they are.
+        let early = store.observe(&at(12, t0 + 2 * HOUR - 2 * MIN, "r1", Step::Otp, false), &mut out);
+        assert!(!early.late);
         // A day after the first hour r2 has left the day; r1, active in its third hour, has not.
         assert_eq!(read(&store, &mut out, t0 + 24 * HOUR), 1.0);
         // The count is part of what a snapshot carries, and goes on moving customers.
         let again = FeatureStore::new(&FeatureConfig::default()).unwrap();
         again.restore_state(store.export_state()).unwrap();
         assert_eq!(read(&again, &mut out, t0 + 24 * HOUR + MIN), 1.0);
-        again.observe(&at(10, t0 + 25 * HOUR, "r1", Step::Otp, false), &mut out);
-        again.observe(&at(11, t0 + 25 * HOUR + MIN, "r2", Step::Otp, false), &mut out);
-        assert_eq!(read(&again, &mut out, t0 + 25 * HOUR + 2 * MIN), 2.0, "r1 moved, not counted twice; r2 back");
+        assert_eq!(read(&again, &mut out, t0 + 25 * HOUR), 1.0, "r1 is still in its third hour, not moved back to the second");
+        again.observe(&at(10, t0 + 25 * HOUR + MIN, "r1", Step::Otp, false), &mut out);
+        again.observe(&at(11, t0 + 25 * HOUR + 2 * MIN, "r2", Step::Otp, false), &mut out);
+        assert_eq!(read(&again, &mut out, t0 + 25 * HOUR + 3 * MIN), 2.0, "r1 moved, not counted twice; r2 back");
         assert_eq!(read(&again, &mut out, t0 + 49 * HOUR), 0.0);
     }
 
