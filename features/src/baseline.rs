@@ -324,46 +324,75 @@ impl LevelBaseline {
     }
 }
 
+/// Counts by unit of event time (a minute, a clock hour), in a ring of a
+/// fixed number of slots, each holding the unit it counts for. Serialized
+/// as its slots alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct CountRing(Vec<(i64, u32)>);
+
+impl CountRing {
+    /// Count one at unit `at`, in a ring of `len` slots (made on first use).
+    fn add(&mut self, len: usize, at: i64) {
+        if self.0.is_empty() {
+            self.0 = vec![(i64::MIN, 0); len];
+        }
+        let slots = self.0.len() as i64;
+        let slot = &mut self.0[at.rem_euclid(slots) as usize];
+        if slot.0 == at {
+            slot.1 += 1;
+        } else if slot.0 < at {
+            *slot = (at, 1);
+        }
+    }
+
+    /// Take one back from unit `at`, if the ring still holds that unit.
+    fn remove(&mut self, at: i64) {
+        let slots = self.0.len() as i64;
+        if let Some(slot) = self.0.get_mut(at.rem_euclid(slots.max(1)) as usize).filter(|s| s.0 == at) {
+            slot.1 = slot.1.saturating_sub(1);
+        }
+    }
+
+    /// The counts of the units in `units` that the ring holds.
+    fn in_range(&self, units: std::ops::RangeInclusive<i64>) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().filter(move |(u, _)| units.contains(u)).map(|(_, n)| *n)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Counts per minute and per hour of event time, in rings of 60 and 24: the
 /// last hour to the minute, and the day by clock hours.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct MinuteHourCounts {
-    /// (minute index, count), by minute % 60.
-    minutes: Vec<(i64, u32)>,
-    /// (hour index, count), by hour % 24.
-    hours: Vec<(i64, u32)>,
+    /// By minute % 60.
+    minutes: CountRing,
+    /// By hour % 24.
+    hours: CountRing,
 }
 
 impl MinuteHourCounts {
     fn count(&mut self, minute: i64) {
-        if self.minutes.is_empty() {
-            self.minutes = vec![(i64::MIN, 0); 60];
-            self.hours = vec![(i64::MIN, 0); 24];
-        }
-        for (ring, at) in [(&mut self.minutes, minute), (&mut self.hours, minute.div_euclid(60))] {
-            let len = ring.len() as i64;
-            let slot = &mut ring[at.rem_euclid(len) as usize];
-            if slot.0 == at {
-                slot.1 += 1;
-            } else if slot.0 < at {
-                *slot = (at, 1);
-            }
-        }
+        self.minutes.add(60, minute);
+        self.hours.add(24, minute.div_euclid(60));
     }
 
     /// Counted in the 60 minutes up to and including `minute`.
     fn last_hour(&self, minute: i64) -> u64 {
-        self.minutes.iter().filter(|(m, _)| *m > minute - 60 && *m <= minute).map(|(_, n)| u64::from(*n)).sum()
+        self.minutes.in_range(minute - 59..=minute).map(u64::from).sum()
     }
 
     /// The clock hours in `hours` that hold counts, with their counts.
     fn hours_in(&self, hours: std::ops::RangeInclusive<i64>) -> impl Iterator<Item = u32> + '_ {
-        self.hours.iter().filter(move |(h, _)| hours.contains(h)).map(|(_, n)| *n)
+        self.hours.in_range(hours)
     }
 
     /// A copy from a snapshot must have both rings whole, or neither.
     fn check(&self, what: &str) -> Result<(), Error> {
-        if (self.minutes.is_empty() && self.hours.is_empty()) || (self.minutes.len() == 60 && self.hours.len() == 24) {
+        if (self.minutes.len(), self.hours.len()) == (0, 0) || (self.minutes.len(), self.hours.len()) == (60, 24) {
             return Ok(());
         }
         Err(Error::Snapshot(format!("{what} over {} minutes and {} hours, not 60 and 24", self.minutes.len(), self.hours.len())))
@@ -455,41 +484,31 @@ impl NewIdentityCount {
 /// applicants too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ReturningCount {
-    /// (hour index, customers whose last hour it is), by hour % 24.
-    hours: Vec<(i64, u32)>,
+    /// By hour % 24: customers whose last hour it is.
+    hours: CountRing,
 }
 
 impl ReturningCount {
     /// A customer's last hour moves from `from` (0: they were in none) to `to`.
     fn moved(&mut self, from: u32, to: u32) {
-        if self.hours.is_empty() {
-            self.hours = vec![(i64::MIN, 0); 24];
-        }
-        let (from, to) = (i64::from(from), i64::from(to));
         // The hour that held them may have left the ring: then there is
         // nothing to take them from. A customer the store evicted under a
         // key spray comes back with no hour and is counted again beside
         // their old one until it leaves the day: that only raises the
         // count, which makes the rules that read it stricter, not laxer.
-        let old = &mut self.hours[from.rem_euclid(24) as usize];
-        if from != 0 && old.0 == from {
-            old.1 = old.1.saturating_sub(1);
+        if from != 0 {
+            self.hours.remove(i64::from(from));
         }
-        let slot = &mut self.hours[to.rem_euclid(24) as usize];
-        if slot.0 == to {
-            slot.1 += 1;
-        } else if slot.0 < to {
-            *slot = (to, 1);
-        }
+        self.hours.add(24, i64::from(to));
     }
 
     /// Customers whose last hour is one of the 24 clock hours up to and including `hour`.
     fn last_day(&self, hour: i64) -> u64 {
-        self.hours.iter().filter(|(h, _)| *h > hour - 24 && *h <= hour).map(|(_, n)| u64::from(*n)).sum()
+        self.hours.in_range(hour - 23..=hour).map(u64::from).sum()
     }
 
     fn check(&self) -> Result<(), Error> {
-        if self.hours.is_empty() || self.hours.len() == 24 {
+        if matches!(self.hours.len(), 0 | 24) {
             return Ok(());
         }
         Err(Error::Snapshot(format!("returning customers over {} hours, not 24", self.hours.len())))
@@ -1208,7 +1227,7 @@ mod tests {
         let b = Baselines::default();
         b.new_identities(1_764_000_000_000, true);
         b.onboarding_surge(1_764_000_000_000, 1.0, 0.0, true);
-        for broken in [|s: &mut BaselinesState| s.new_identities.counts.minutes.truncate(59), |s: &mut BaselinesState| s.onboarding_rate.counts.hours.push((0, 1))] {
+        for broken in [|s: &mut BaselinesState| s.new_identities.counts.minutes.0.truncate(59), |s: &mut BaselinesState| s.onboarding_rate.counts.hours.0.push((0, 1))] {
             let mut state = b.export_state();
             broken(&mut state);
             let fresh = Baselines::default();
@@ -1216,9 +1235,18 @@ mod tests {
             assert!(e.contains("not 60 and 24"), "{e}");
             assert_eq!(fresh.new_identities(1_764_000_000_000, false), (0.0, 0.0), "nothing was taken over");
         }
+        // The returning customers' ring is checked the same way.
+        b.returning_moved(0, 490_000);
+        let mut state = b.export_state();
+        state.returning.hours.0.push((0, 1));
+        let fresh = Baselines::default();
+        let e = fresh.restore_state(&state).unwrap_err().to_string();
+        assert!(e.contains("not 24"), "{e}");
+        assert_eq!(fresh.returning_customers(1_764_000_000_000), 0.0, "nothing was taken over");
         let whole = Baselines::default();
         whole.restore_state(&b.export_state()).unwrap();
         assert_eq!(whole.new_identities(1_764_000_000_000, false), (1.0, 1.0));
+        assert_eq!(whole.returning_customers(1_764_000_000_000), 1.0);
     }
 
     #[test]

@@ -544,11 +544,10 @@ impl Entity {
         // returning before it) moves the customer to this hour in the
         // population's count. An event of an earlier hour than their last
         // (out of order within the allowed lateness) leaves them where they are.
-        let hour_index = u32::try_from(o.ms.div_euclid(3_600_000)).unwrap_or(0);
         let returning_moved = match &mut self.extra {
-            Extra::Profile(p) if o.apply && !o.failure && returning_before && hour_index > p.returning_hour => {
-                let from = std::mem::replace(&mut p.returning_hour, hour_index);
-                Some((from, hour_index))
+            Extra::Profile(p) if o.apply && !o.failure && returning_before => {
+                let hour = u32::try_from(o.ms.div_euclid(3_600_000)).unwrap_or(0);
+                (hour > p.returning_hour).then(|| (std::mem::replace(&mut p.returning_hour, hour), hour))
             }
             _ => None,
         };
