@@ -55,6 +55,12 @@ pub struct PipelineConfig {
     /// a slow pipe read line by line, where each line should be decided as
     /// it comes, turn it off.
     pub parse_thread: bool,
+    /// An event that names no customer (a 1-won check, a code or a phone
+    /// change that another of the bank's services reports without one)
+    /// acts as the customer its session logged in as, from the same device
+    /// (see `FeatureStore::session_customer`). Turn off for a pipeline
+    /// whose sessions are not one customer's.
+    pub customer_from_session: bool,
     /// Set by `haechi serve`, never by a file: event times are bounded by the
     /// wall clock (`max_clock_skew`) whatever clock enforcement runs on.
     #[serde(skip)]
@@ -69,6 +75,7 @@ impl Default for PipelineConfig {
             enforcement_clock: crate::enforce::EnforcementClock::Event,
             max_clock_skew: Duration::from_secs(300),
             parse_thread: true,
+            customer_from_session: true,
             live: false,
         }
     }

@@ -45,6 +45,9 @@ pub struct Processed {
     pub enforced: Enforced,
     /// Findings an analyst's suppression dropped.
     pub suppressed: usize,
+    /// The event named no customer and was judged as this one, its
+    /// session's (see [`Pipeline::attributed`]).
+    pub customer_from_session: Option<compact_str::CompactString>,
 }
 
 /// Everything the pipeline remembers from the events it has seen: the
@@ -70,6 +73,8 @@ pub struct Pipeline {
     detectors: Vec<Arc<dyn Detector>>,
     dedup: Dedup,
     enforcer: Enforcer,
+    /// The reason an event decided as its session's customer gives.
+    from_session: (Arc<str>, Arc<str>),
 }
 
 impl Pipeline {
@@ -121,7 +126,7 @@ impl Pipeline {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
         }
         let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), store.windows());
-        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer })
+        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer, from_session: (Arc::from("pipeline"), Arc::from("customer_from_session")) })
     }
 
     /// Add a detector; it sees every event after the ones already added.
@@ -229,6 +234,8 @@ impl Pipeline {
     /// as in [`Pipeline::process`]: a history file must not move the clock either.
     pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
         let cap = self.check_clock(event)?;
+        let attributed = self.attributed(event);
+        let event = attributed.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         if event.staff_id.is_none() || observation.late {
             return Ok(());
@@ -250,6 +257,34 @@ impl Pipeline {
             self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
         Ok(())
+    }
+
+    /// The event as the pipeline judges it, when that is not as it came:
+    /// one that names no customer, in a session that logged in as one from
+    /// the same device, is that customer's (see
+    /// [`FeatureStore::session_customer`]). Otherwise a pipeline that names
+    /// the customer only at the login would let codes be guessed at, and
+    /// 1-won checks failed, with no customer to count them against. `None`:
+    /// decide the event as it is. Off with `pipeline.customer_from_session`.
+    fn attributed(&self, event: &Event) -> Option<Event> {
+        if !self.config.pipeline.customer_from_session {
+            return None;
+        }
+        let customer = self.store.session_customer(event, i64::MAX)?;
+        Some(Event { customer_id: Some(customer), ..event.clone() })
+    }
+
+    /// Say on a decision that is not an allow that its event was judged as
+    /// its session's customer: the analyst sees a customer the event did not name.
+    fn explain_attributed(&self, decision: &mut Decision) {
+        if decision.verdict == crate::Verdict::Allow {
+            return;
+        }
+        let (detector, id) = &self.from_session;
+        decision.reasons.push(
+            crate::decision::Reason::new(detector.clone(), id.clone(), haechi_features::Severity::Low)
+                .with_detail("the event named no customer: it was judged as the customer its session logged in as, from the same device".to_owned()),
+        );
     }
 
     /// Would the event pass the clock check of [`Pipeline::process`]? The
@@ -323,6 +358,8 @@ impl Pipeline {
         if !self.dedup.first_time(&event.event_id, event.ts_ms.min(cap)) {
             return Err(EventError::Duplicate);
         }
+        let attributed = self.attributed(event);
+        let event = attributed.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         self.detect(event, &observation.keys, scratch);
         // Empty, it does not allocate: the common case costs nothing.
@@ -355,7 +392,10 @@ impl Pipeline {
             let member_blocked = asked_member_block || decision.refused_for(haechi_features::EntityKind::Staff);
             self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
-        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed })
+        if attributed.is_some() {
+            self.explain_attributed(&mut decision);
+        }
+        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, customer_from_session: attributed.and_then(|e| e.customer_id) })
     }
 }
 
@@ -576,6 +616,40 @@ mod tests {
         access("2026-11-04T10:00:00+09:00", "record_view", 1);
         let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
         assert_eq!(f("staff.days_active"), 2.0, "both days teach: the late block was counted into neither");
+    }
+
+    #[test]
+    fn guessed_1_won_checks_that_name_no_customer_count_against_the_customer_the_session_logged_in_as() {
+        // A pipeline that names the customer at the login only: the 1-won
+        // check comes from another service. Eight wrong checks over eight
+        // hours, each after a login with the stolen password, from one phone.
+        let guesses = |attribute: bool| {
+            let mut config = Config::default();
+            config.model.enabled = false;
+            config.pipeline.customer_from_session = attribute;
+            let p = Pipeline::new(config).unwrap();
+            let mut s = p.scratch();
+            let mut last = None;
+            for h in 0..8 {
+                let ts = format!("2026-11-02T{:02}:10:00+09:00", 9 + h);
+                let login = format!(r#"{{"event_id":"l{h}","ts":"{ts}","step":"login","result":"success","customer_id":"victim","session_id":"s{h}","device_id":"thief","ip":"121.1.2.3"}}"#);
+                p.process(&p.parse(login.as_bytes()).unwrap(), &mut s).unwrap();
+                let ts = format!("2026-11-02T{:02}:11:00+09:00", 9 + h);
+                let check = format!(r#"{{"event_id":"v{h}","ts":"{ts}","step":"account_verify","result":"failure","session_id":"s{h}","device_id":"thief","ip":"121.1.2.3"}}"#);
+                last = Some(p.process(&p.parse(check.as_bytes()).unwrap(), &mut s).unwrap());
+            }
+            last.unwrap()
+        };
+        let d = guesses(true);
+        assert_eq!(d.decision.verdict, Verdict::Block, "{:?}", reasons(&d));
+        assert!(reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
+        assert!(reasons(&d).contains(&"customer_from_session".to_owned()), "the analyst is told whose the event was taken to be");
+        assert_eq!(d.customer_from_session.as_deref(), Some("victim"));
+        assert!(d.enforced.set.iter().any(|(k, _, r)| *k == EntityKind::Customer && r.is_ok()), "the customer is blocked, not nobody");
+        // Off, the checks are nobody's.
+        let d = guesses(false);
+        assert!(!reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
+        assert_eq!(d.customer_from_session, None);
     }
 
     #[test]

@@ -236,6 +236,27 @@ struct SessionState {
     taught: Option<Box<Vec<Learnt>>>,
     /// Fast at two steps: what the session teaches from now on goes back.
     scripted: bool,
+    /// An ID was scanned (or its authenticity checked) in the session,
+    /// before or after any login: someone onboards in it, whose document
+    /// is their own.
+    #[serde(default)]
+    id_scanned: bool,
+    /// The customer the session last logged in as, and from which device
+    /// (see [`Entity::logged_in_as`]). Boxed: most sessions never log in.
+    #[serde(default)]
+    login: Option<Box<SessionLogin>>,
+}
+
+/// A customer a session logged in as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionLogin {
+    pub(crate) customer: compact_str::CompactString,
+    /// Keyed hash of the login's device, if it named one.
+    pub(crate) device: Option<u64>,
+    /// Keyed hash of the ID document the login named, if it named one.
+    pub(crate) doc: Option<u64>,
+    /// Event time of the login, ms.
+    pub(crate) at_ms: i64,
 }
 
 /// Durations one session may teach each young step baseline (reported and
@@ -823,11 +844,40 @@ impl Entity {
         }
     }
 
+    /// Remember that this session (a session entity) logged in as `login`.
+    pub(crate) fn set_login(&mut self, login: SessionLogin) {
+        if let Extra::Session(s) = &mut self.extra {
+            match &mut s.login {
+                Some(held) => **held = login,
+                None => s.login = Some(Box::new(login)),
+            }
+        }
+    }
+
+    /// An ID scan in this session (a session entity).
+    pub(crate) fn note_id_scan(&mut self) {
+        if let Extra::Session(s) = &mut self.extra {
+            s.id_scanned = true;
+        }
+    }
+
+    /// The customer this session (a session entity) last logged in as, and
+    /// whether an ID was scanned in it.
+    pub(crate) fn logged_in_as(&self) -> Option<(&SessionLogin, bool)> {
+        match &self.extra {
+            Extra::Session(s) => s.login.as_deref().map(|l| (l, s.id_scanned)),
+            _ => None,
+        }
+    }
+
     /// Bytes this entity costs: the inline struct plus what it owns on the heap.
     pub(crate) fn bytes(&self) -> usize {
         let extra = match &self.extra {
             Extra::None => 0,
-            Extra::Session(s) => s.taught.as_ref().map_or(0, |t| std::mem::size_of::<Vec<Learnt>>() + t.capacity() * std::mem::size_of::<Learnt>()),
+            Extra::Session(s) => {
+                s.taught.as_ref().map_or(0, |t| std::mem::size_of::<Vec<Learnt>>() + t.capacity() * std::mem::size_of::<Learnt>())
+                    + s.login.as_ref().map_or(0, |l| std::mem::size_of::<SessionLogin>() + if l.customer.is_heap_allocated() { l.customer.capacity() } else { 0 })
+            }
             Extra::Records(_) => std::mem::size_of::<StaffProfile>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()

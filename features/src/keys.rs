@@ -183,6 +183,15 @@ fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
     Some(entity_hash(seed, EntityKind::Session, &bytes))
 }
 
+/// The session key of an event, as [`EntityKeys::of`] hashes it: the
+/// session id's, or else the implied one's.
+pub(crate) fn session_key(event: &Event, seed: HashKey) -> Option<u64> {
+    match event.session_id.as_deref() {
+        Some(id) => Some(entity_hash(seed, EntityKind::Session, id.as_bytes())),
+        None => implied_session(event, seed),
+    }
+}
+
 /// An implied session ends after this pause (event seconds)...
 pub const IMPLIED_SESSION_IDLE_S: u32 = 30 * 60;
 /// ... or this long after it began: a shared PC busy all day is not one session.

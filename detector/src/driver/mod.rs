@@ -108,7 +108,10 @@ fn decide_at(pipeline: &Pipeline, event: &Event, wall_ms: Option<i64>, scratch: 
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    sink.decided(pipeline, event, &processed, &scratch.findings)?;
+    // The sink sees the event as it was judged: an alert about the customer
+    // names the one the event was attributed to.
+    let attributed = processed.customer_from_session.clone().map(|c| Event { customer_id: Some(c), ..event.clone() });
+    sink.decided(pipeline, attributed.as_ref().unwrap_or(event), &processed, &scratch.findings)?;
     Ok(Ok(processed))
 }
 
