@@ -234,7 +234,7 @@ impl Pipeline {
     /// as in [`Pipeline::process`]: a history file must not move the clock either.
     pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
         let cap = self.check_clock(event)?;
-        let attributed = self.attributed(event);
+        let attributed = self.attributed(event, cap);
         let event = attributed.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         if event.staff_id.is_none() || observation.late {
@@ -266,11 +266,11 @@ impl Pipeline {
     /// the customer only at the login would let codes be guessed at, and
     /// 1-won checks failed, with no customer to count them against. `None`:
     /// decide the event as it is. Off with `pipeline.customer_from_session`.
-    fn attributed(&self, event: &Event) -> Option<Event> {
+    fn attributed(&self, event: &Event, cap: i64) -> Option<Event> {
         if !self.config.pipeline.customer_from_session {
             return None;
         }
-        let customer = self.store.session_customer(event, i64::MAX)?;
+        let customer = self.store.session_customer(event, cap)?;
         Some(Event { customer_id: Some(customer), ..event.clone() })
     }
 
@@ -358,7 +358,7 @@ impl Pipeline {
         if !self.dedup.first_time(&event.event_id, event.ts_ms.min(cap)) {
             return Err(EventError::Duplicate);
         }
-        let attributed = self.attributed(event);
+        let attributed = self.attributed(event, cap);
         let event = attributed.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         self.detect(event, &observation.keys, scratch);

@@ -205,8 +205,11 @@ impl std::fmt::Display for Reporting {
 /// When the generator refuses the size or the pipeline does not build.
 pub fn run_world(config: &Config, world_seed: u64, customers: usize, days: u32, reporting: Reporting) -> Result<WorldResult, DetectorError> {
     let mut data = generate_world(world_seed, customers, days)?;
+    // Scored against who each event was drawn for: a reporting that leaves
+    // the customer off an event does not make the customer it blocks nobody.
+    let drawn_customers: HashMap<String, Option<String>> = data.events.iter().map(|e| (e.event_id.clone(), e.customer_id.clone())).collect();
     reporting.apply(&mut data, world_seed);
-    decide_dataset(config, world_seed, &data)
+    decide_dataset(config, world_seed, &data, Some(&drawn_customers))
 }
 
 /// The drawn world `world_seed` (its structure and its events both from that
@@ -219,11 +222,13 @@ pub fn generate_world(world_seed: u64, customers: usize, days: u32) -> Result<Da
         .map_err(|e| DetectorError::Input { path: format!("world {world_seed}"), message: e.to_string() })
 }
 
-/// Score the pipeline on a generated dataset.
+/// Score the pipeline on a generated dataset; `drawn_customers` (event id →
+/// customer), when given, names the customers the scoreboard counts, in
+/// place of the events' own (which a reporting may have left off).
 ///
 /// # Errors
 /// When the pipeline does not build.
-pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Result<WorldResult, DetectorError> {
+pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset, drawn_customers: Option<&HashMap<String, Option<String>>>) -> Result<WorldResult, DetectorError> {
     let pipeline = Pipeline::new(config.clone())?;
     let mut scratch = pipeline.scratch();
     let mut decisions = HashMap::with_capacity(data.events.len());
@@ -241,7 +246,17 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
     let insiders: std::collections::HashSet<&str> =
         data.events.iter().filter(|e| attack_ids.contains(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
     let mut insider_events_flagged = 0;
-    let events: Vec<haechi_datasets::ScoredEvent> = data.events.iter().map(Into::into).collect();
+    let events: Vec<haechi_datasets::ScoredEvent> = data
+        .events
+        .iter()
+        .map(|e| {
+            let mut scored = haechi_datasets::ScoredEvent::from(e);
+            if let Some(drawn) = drawn_customers.and_then(|d| d.get(&e.event_id)) {
+                scored.customer_id.clone_from(drawn);
+            }
+            scored
+        })
+        .collect();
     // Each honest customer the scoreboard counts as blocked, and what blocked them first.
     let mut first_block: HashMap<&str, String> = HashMap::new();
     for (e, scored) in data.events.iter().zip(&events) {
@@ -296,8 +311,8 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset) -> Resul
         data.labels.iter().filter(|l| decisions.get(&l.event_id).is_some_and(|d| *d != "allow")).map(|l| l.incident.as_str()).collect();
     model.incidents_only_model = model_incidents.iter().filter(|i| !caught_by_decisions.contains(**i)).count();
     model.incidents = board.incidents;
-    let honest_customers = data
-        .events
+    // The same customers the scoreboard counts (the drawn ones, when given).
+    let honest_customers = events
         .iter()
         .filter(|e| !attack_ids.contains(e.event_id.as_str()) && e.staff_id.is_none())
         .filter_map(|e| e.customer_id.as_deref())
@@ -646,7 +661,7 @@ mod tests {
                 e
             })
             .collect();
-        let r = decide_dataset(&Config::default(), 0, &Dataset { events, labels: Vec::new() }).expect("decided");
+        let r = decide_dataset(&Config::default(), 0, &Dataset { events, labels: Vec::new() }, None).expect("decided");
         assert_eq!(r.board.honest_customers_blocked, 1, "{:?}", r.benign_flags_by_reason);
         assert_eq!(r.honest_blocks_by_reason, BTreeMap::from([("rules:brute_force_second_factor".to_owned(), 1)]), "flags: {:?}", r.benign_flags_by_reason);
         // The codes after the block were refused by the block list: flags of
@@ -670,13 +685,13 @@ mod tests {
     #[test]
     fn an_insiders_own_refused_work_is_counted_apart_from_honest_staff() {
         let data = insider_day();
-        let r = decide_dataset(&Config::default(), 0, &data).expect("decided");
+        let r = decide_dataset(&Config::default(), 0, &data, None).expect("decided");
         assert_eq!(r.board.benign_flagged, 1, "the lookup after the export is refused: {:?}", r.benign_flags_by_reason);
         assert_eq!((r.insider_events_flagged, r.honest_staff_blocked), (1, 0));
 
         // Unlabelled, the same staff member is an honest one refused.
         let unlabelled = Dataset { labels: Vec::new(), ..data };
-        let r = decide_dataset(&Config::default(), 0, &unlabelled).expect("decided");
+        let r = decide_dataset(&Config::default(), 0, &unlabelled, None).expect("decided");
         assert_eq!((r.insider_events_flagged, r.honest_staff_blocked), (0, 1));
     }
 }

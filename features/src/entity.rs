@@ -226,25 +226,60 @@ struct SessionState {
     timed: u16,
     fast: u16,
     quick: u16,
+    /// [`SCRIPTED`] and [`ID_SCANNED`].
+    flags: SessionFlags,
+    /// What only some sessions hold, boxed, so that every other session
+    /// (and every entity, the session state being inline) pays one pointer.
+    rare: Option<Box<SessionRare>>,
+}
+
+/// Fast at two steps: what the session teaches from now on goes back.
+const SCRIPTED: u8 = 1;
+/// An ID was scanned (or its authenticity checked) in the session, before
+/// or after any login: someone onboards in it, whose document is their own.
+const ID_SCANNED: u8 = 2;
+
+/// A session's marks, as an enum rather than a `u8`: the values it cannot
+/// take are where [`Extra`] keeps its tag, as they were in the `bool` this
+/// replaced. A plain byte would cost every entity 8 bytes (see
+/// `an_entity_fits_its_budget`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+enum SessionFlags {
+    #[default]
+    None = 0,
+    Scripted = 1,
+    IdScanned = 2,
+    Both = 3,
+}
+
+impl SessionFlags {
+    fn has(self, flag: u8) -> bool {
+        self as u8 & flag != 0
+    }
+
+    fn with(self, flag: u8) -> SessionFlags {
+        match self as u8 | flag {
+            0 => SessionFlags::None,
+            1 => SessionFlags::Scripted,
+            2 => SessionFlags::IdScanned,
+            _ => SessionFlags::Both,
+        }
+    }
+}
+
+/// What only some sessions hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SessionRare {
     /// The durations the session taught young step baselines, fast or not,
     /// until a second fast step shows it scripted and takes them all back
     /// (see [`Observe::unlearn`]; at most [`MAX_TAUGHT_PER_STEP`] a step,
     /// see [`keep_taught`]). Only a new install's first sessions (young
-    /// baselines) fill it; boxed, so that every other session (and every
-    /// entity, the session state being inline) pays one pointer.
-    #[allow(clippy::box_collection)]
-    taught: Option<Box<Vec<Learnt>>>,
-    /// Fast at two steps: what the session teaches from now on goes back.
-    scripted: bool,
-    /// An ID was scanned (or its authenticity checked) in the session,
-    /// before or after any login: someone onboards in it, whose document
-    /// is their own.
-    #[serde(default)]
-    id_scanned: bool,
+    /// baselines) fill it.
+    taught: Vec<Learnt>,
     /// The customer the session last logged in as, and from which device
-    /// (see [`Entity::logged_in_as`]). Boxed: most sessions never log in.
-    #[serde(default)]
-    login: Option<Box<SessionLogin>>,
+    /// (see [`Entity::logged_in_as`]).
+    login: Option<SessionLogin>,
 }
 
 /// A customer a session logged in as.
@@ -700,16 +735,16 @@ impl Entity {
                     let quick = o.quick && s.quick & o.step_bit == 0;
                     s.fast |= if o.fast { o.step_bit } else { 0 };
                     if let Some(l) = o.learnt {
-                        if s.scripted {
+                        if s.flags.has(SCRIPTED) {
                             unlearn.push(l);
                         } else {
-                            unlearn.extend(keep_taught(s.taught.get_or_insert_with(Box::default), l));
+                            unlearn.extend(keep_taught(&mut s.rare.get_or_insert_with(Box::default).taught, l));
                         }
                     }
                     // A retry of the one fast step is still one.
-                    if !s.scripted && s.fast.count_ones() >= 2 {
-                        s.scripted = true;
-                        unlearn.extend(s.taught.take().into_iter().flat_map(|t| *t));
+                    if !s.flags.has(SCRIPTED) && s.fast.count_ones() >= 2 {
+                        s.flags = s.flags.with(SCRIPTED);
+                        unlearn.extend(s.rare.as_mut().map(|r| std::mem::take(&mut r.taught)).unwrap_or_default());
                     }
                     s.quick |= if o.quick { o.step_bit } else { 0 };
                     (fast, quick)
@@ -844,12 +879,14 @@ impl Entity {
         }
     }
 
-    /// Remember that this session (a session entity) logged in as `login`.
+    /// Remember that this session (a session entity) logged in as `login`,
+    /// unless it holds a later login.
     pub(crate) fn set_login(&mut self, login: SessionLogin) {
         if let Extra::Session(s) = &mut self.extra {
-            match &mut s.login {
-                Some(held) => **held = login,
-                None => s.login = Some(Box::new(login)),
+            let held = &mut s.rare.get_or_insert_with(Box::default).login;
+            // A login that arrives after a later one (within the lateness) is not the latest.
+            if held.as_ref().is_none_or(|h| h.at_ms <= login.at_ms) {
+                *held = Some(login);
             }
         }
     }
@@ -857,7 +894,7 @@ impl Entity {
     /// An ID scan in this session (a session entity).
     pub(crate) fn note_id_scan(&mut self) {
         if let Extra::Session(s) = &mut self.extra {
-            s.id_scanned = true;
+            s.flags = s.flags.with(ID_SCANNED);
         }
     }
 
@@ -865,7 +902,7 @@ impl Entity {
     /// whether an ID was scanned in it.
     pub(crate) fn logged_in_as(&self) -> Option<(&SessionLogin, bool)> {
         match &self.extra {
-            Extra::Session(s) => s.login.as_deref().map(|l| (l, s.id_scanned)),
+            Extra::Session(s) => s.rare.as_ref()?.login.as_ref().map(|l| (l, s.flags.has(ID_SCANNED))),
             _ => None,
         }
     }
@@ -874,10 +911,11 @@ impl Entity {
     pub(crate) fn bytes(&self) -> usize {
         let extra = match &self.extra {
             Extra::None => 0,
-            Extra::Session(s) => {
-                s.taught.as_ref().map_or(0, |t| std::mem::size_of::<Vec<Learnt>>() + t.capacity() * std::mem::size_of::<Learnt>())
-                    + s.login.as_ref().map_or(0, |l| std::mem::size_of::<SessionLogin>() + if l.customer.is_heap_allocated() { l.customer.capacity() } else { 0 })
-            }
+            Extra::Session(s) => s.rare.as_ref().map_or(0, |r| {
+                std::mem::size_of::<SessionRare>()
+                    + r.taught.capacity() * std::mem::size_of::<Learnt>()
+                    + r.login.as_ref().map_or(0, |l| if l.customer.is_heap_allocated() { l.customer.capacity() } else { 0 })
+            }),
             Extra::Records(_) => std::mem::size_of::<StaffProfile>(),
             Extra::Profile(p) => {
                 std::mem::size_of::<Profile>()

@@ -189,7 +189,8 @@ impl FeatureStore {
     /// The customer an event that names none acts as: the one its session
     /// last logged in as, when the event is a code step (a one-time code,
     /// the 1-won check, a phone change), comes from the login's device (or,
-    /// like the login, from none) and is not older than the login. A
+    /// like the login, from none), is not older than the login and comes
+    /// within an hour of it ([`crate::keys::IMPLIED_SESSION_SPAN_S`]). A
     /// pipeline may name the customer at the login and leave it off the
     /// code steps that follow, which other services of the bank report:
     /// their guesses are still that customer's. Only a login teaches a
@@ -203,10 +204,10 @@ impl FeatureStore {
     /// 1-100, reported without session ids: 233 honest customers blocked).
     /// For the same reason a code step that names an ID document other than
     /// the login's (a relative's 1-won check, on the tablet a parent just
-    /// logged in on), or one the login did not name in a session where an
-    /// ID was scanned (before the login too: on a PC방 seat, with no session
-    /// id, another person's login can come in the middle of an onboarding),
-    /// is not attributed. The session id is the client's to
+    /// logged in on) is not attributed; nor, in a session where an ID was
+    /// scanned and passed (before the login too: on a PC방 seat, with no
+    /// session id, another person's login can come in the middle of an
+    /// onboarding), one that does not name the login's own document. The session id is the client's to
     /// choose: the device must match too, as the blast-radius guard asks of
     /// who answers its challenge.
     pub fn session_customer(&self, event: &Event, max_watermark_ms: i64) -> Option<compact_str::CompactString> {
@@ -221,13 +222,21 @@ impl FeatureStore {
             return None;
         }
         let (login, id_scanned) = session.logged_in_as()?;
+        // A visit, not the session id's whole life: an app may keep one id
+        // per install, and the next day's codes on a family tablet are not
+        // the parent's who logged in yesterday.
+        if event.ts_ms.saturating_sub(login.at_ms) > i64::from(crate::keys::IMPLIED_SESSION_SPAN_S) * 1000 {
+            return None;
+        }
         let device = event.device_id.as_deref().map(|d| entity_hash(seed, EntityKind::Device, d.as_bytes()));
         let doc = event.id_doc_hash.as_deref().map(|d| entity_hash(seed, EntityKind::IdDoc, d.as_bytes()));
-        // A document the login did not name is the customer's own (a
-        // pipeline that puts it only on the 1-won check) unless an ID was
-        // scanned in the session: then it is the applicant's, whoever
-        // logged in on the device before or during their onboarding.
-        let same_person = doc.is_none() || doc == login.doc || (login.doc.is_none() && !id_scanned);
+        // In a session where an ID was scanned someone is onboarding,
+        // whoever logged in on the device before or during it: only a
+        // document the login named is the customer's, and a step that names
+        // none may be the applicant's. Otherwise a document the login did
+        // not name is the customer's own (a pipeline that puts it only on
+        // the 1-won check).
+        let same_person = if id_scanned { doc.is_some() && doc == login.doc } else { doc.is_none() || doc == login.doc || login.doc.is_none() };
         (login.device == device && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
     }
 
@@ -364,7 +373,8 @@ impl FeatureStore {
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 }
                 let seen = e.observe(kind, layout, w, &observed, out);
-                if kind == EntityKind::Session && matches!(event.step, Step::IdOcr | Step::IdAuthenticity) {
+                // A passed scan: a failed one is anyone's to send, and would switch attribution off.
+                if kind == EntityKind::Session && success && matches!(event.step, Step::IdOcr | Step::IdAuthenticity) {
                     e.note_id_scan();
                 }
                 // Release the shard lock before any eviction pass takes them all.
@@ -913,35 +923,48 @@ mod tests {
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
         let code = |id, ts, session, device| step(id, ts, Step::AccountVerify, session, None, device, None, true);
+        let whose = |e: &Event| store.session_customer(e, i64::MAX).map(|c| c.to_string());
         // Before any login, the session has no customer.
-        assert_eq!(store.session_customer(&code(0, t0, Some("s1"), "d1"), i64::MAX), None);
+        assert_eq!(whose(&code(0, t0, Some("s1"), "d1")), None);
         store.observe(&step(1, t0 + 1_000, Step::Login, Some("s1"), Some("c1"), "d1", None, false), &mut out);
-        let guess = code(2, t0 + 10_000, Some("s1"), "d1");
-        assert_eq!(store.session_customer(&guess, i64::MAX).as_deref(), Some("c1"));
+        assert_eq!(whose(&code(2, t0 + 10_000, Some("s1"), "d1")).as_deref(), Some("c1"));
+        for code_step in [Step::Otp, Step::PhoneAuth] {
+            assert_eq!(whose(&step(2, t0 + 10_000, code_step, Some("s1"), None, "d1", None, true)).as_deref(), Some("c1"), "{code_step:?}");
+        }
         // A failed login teaches nothing: the session is still c1's.
         store.observe(&step(3, t0 + 11_000, Step::Login, Some("s1"), Some("c2"), "d1", None, true), &mut out);
-        assert_eq!(store.session_customer(&code(4, t0 + 12_000, Some("s1"), "d1"), i64::MAX).as_deref(), Some("c1"));
-        // The session id is the client's: another device in it is nobody's.
-        assert_eq!(store.session_customer(&code(5, t0 + 12_000, Some("s1"), "d2"), i64::MAX), None);
-        assert_eq!(store.session_customer(&code(6, t0 + 12_000, Some("s2"), "d1"), i64::MAX), None);
-        // Dated before the login: not the login's.
-        assert_eq!(store.session_customer(&code(7, t0, Some("s1"), "d1"), i64::MAX), None);
+        assert_eq!(whose(&code(4, t0 + 12_000, Some("s1"), "d1")).as_deref(), Some("c1"));
+        // The session id is the client's: another device in it, or none, is nobody's.
+        assert_eq!(whose(&code(5, t0 + 12_000, Some("s1"), "d2")), None);
+        assert_eq!(whose(&Event { device_id: None, ..code(6, t0 + 12_000, Some("s1"), "d1") }), None);
+        // Dated before the login: not the login's; dated at it: the login's.
+        assert_eq!(whose(&code(7, t0, Some("s1"), "d1")), None);
+        assert_eq!(whose(&code(7, t0 + 1_000, Some("s1"), "d1")).as_deref(), Some("c1"));
         // Only code steps: an ID scan or an account opening says who is present.
         for other in [Step::IdOcr, Step::FaceMatch, Step::AccountOpen, Step::RecordView, Step::Login] {
-            assert_eq!(store.session_customer(&step(8, t0 + 13_000, other, Some("s1"), None, "d1", None, false), i64::MAX), None, "{other:?}");
+            assert_eq!(whose(&step(8, t0 + 13_000, other, Some("s1"), None, "d1", None, false)), None, "{other:?}");
         }
         // An event that names its customer keeps it.
-        assert_eq!(store.session_customer(&step(9, t0 + 13_000, Step::Otp, Some("s1"), Some("c3"), "d1", None, false), i64::MAX), None);
-        // A later login moves the session to its customer.
+        assert_eq!(whose(&step(9, t0 + 13_000, Step::Otp, Some("s1"), Some("c3"), "d1", None, false)), None);
+        // A later login moves the session to its customer; one dated before
+        // it, arriving after it (within the lateness), does not.
         store.observe(&step(10, t0 + 14_000, Step::Login, Some("s1"), Some("c4"), "d1", None, false), &mut out);
-        assert_eq!(store.session_customer(&code(11, t0 + 15_000, Some("s1"), "d1"), i64::MAX).as_deref(), Some("c4"));
-        // A session idle past its time to live is over.
-        let later = t0 + 15_000 + i64::from(store.windows().idle_ttl_s()) * 1000 + 1000;
-        store.observe(&step(12, later, Step::Login, Some("s9"), Some("c9"), "d9", None, false), &mut out);
-        assert_eq!(store.session_customer(&code(13, later, Some("s1"), "d1"), i64::MAX), None);
-        // Without a session id, the device's implied session carries the login.
-        store.observe(&step(14, later + 1_000, Step::Login, None, Some("c5"), "d5", None, false), &mut out);
-        assert_eq!(store.session_customer(&code(15, later + 2_000, None, "d5"), i64::MAX).as_deref(), Some("c5"));
+        store.observe(&step(11, t0 + 13_500, Step::Login, Some("s1"), Some("c-earlier"), "d1", None, false), &mut out);
+        assert_eq!(whose(&code(12, t0 + 15_000, Some("s1"), "d1")).as_deref(), Some("c4"));
+        // A visit, not the session id's life: an hour after the login, though
+        // the session has been busy all along, the code is nobody's.
+        for m in 1..=6 {
+            store.observe(&step(20 + m, t0 + 14_000 + m as i64 * 600_000, Step::FaceMatch, Some("s1"), None, "d1", None, false), &mut out);
+        }
+        assert_eq!(whose(&code(30, t0 + 14_000 + 3_600_000, Some("s1"), "d1")).as_deref(), Some("c4"));
+        assert_eq!(whose(&code(31, t0 + 14_001 + 3_600_000, Some("s1"), "d1")), None);
+        // Without a session id, the device's implied session carries the login...
+        let t1 = t0 + 10_000_000;
+        store.observe(&step(40, t1, Step::Login, None, Some("c5"), "d5", None, false), &mut out);
+        assert_eq!(whose(&code(41, t1 + 60_000, None, "d5")).as_deref(), Some("c5"));
+        // ... until it ends: thirty idle minutes, within the hour.
+        store.observe(&step(42, t1 + 31 * 60_000, Step::Login, Some("s9"), Some("c9"), "d9", None, false), &mut out);
+        assert_eq!(whose(&code(43, t1 + 31 * 60_000, None, "d5")), None);
     }
 
     #[test]
@@ -950,22 +973,31 @@ mod tests {
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
         let check = |id, ts, session, doc| step(id, ts, Step::AccountVerify, Some(session), None, "tablet", doc, false);
+        let whose = |e: &Event| store.session_customer(e, i64::MAX).map(|c| c.to_string());
         // A login that names no document: a document on the 1-won check is
         // the customer's own, until an ID is scanned in the session.
         store.observe(&step(1, t0, Step::Login, Some("s1"), Some("parent"), "tablet", None, false), &mut out);
-        assert_eq!(store.session_customer(&check(2, t0 + 1_000, "s1", Some("doc-parent")), i64::MAX).as_deref(), Some("parent"));
-        store.observe(&step(3, t0 + 2_000, Step::IdOcr, Some("s1"), None, "tablet", Some("doc-child"), false), &mut out);
-        assert_eq!(store.session_customer(&check(4, t0 + 3_000, "s1", Some("doc-child")), i64::MAX), None, "the child onboarding");
-        assert_eq!(store.session_customer(&check(5, t0 + 3_000, "s1", None), i64::MAX).as_deref(), Some("parent"));
+        assert_eq!(whose(&check(2, t0 + 1_000, "s1", Some("doc-parent"))).as_deref(), Some("parent"));
+        // A failed scan is anyone's to send: it changes nothing.
+        store.observe(&step(3, t0 + 1_500, Step::IdOcr, Some("s1"), None, "tablet", Some("doc-junk"), true), &mut out);
+        assert_eq!(whose(&check(4, t0 + 1_600, "s1", Some("doc-parent"))).as_deref(), Some("parent"));
+        // A passed one: someone onboards, and a check is theirs, named or not.
+        store.observe(&step(5, t0 + 2_000, Step::IdOcr, Some("s1"), None, "tablet", Some("doc-child"), false), &mut out);
+        assert_eq!(whose(&check(6, t0 + 3_000, "s1", Some("doc-child"))), None, "the child onboarding");
+        assert_eq!(whose(&check(7, t0 + 3_000, "s1", None)), None, "the child's check that names no document");
         // An onboarding that another person's login interrupts, on a shared
         // seat: the document scanned before the login is still the applicant's.
-        store.observe(&step(9, t0 + 6_000, Step::IdOcr, Some("s3"), None, "seat", Some("doc-guest"), false), &mut out);
-        store.observe(&step(10, t0 + 7_000, Step::Login, Some("s3"), Some("regular"), "seat", None, false), &mut out);
-        assert_eq!(store.session_customer(&step(11, t0 + 8_000, Step::AccountVerify, Some("s3"), None, "seat", Some("doc-guest"), false), i64::MAX), None);
-        // A login that names its document: only that one is the customer's.
-        store.observe(&step(6, t0 + 4_000, Step::Login, Some("s2"), Some("parent"), "tablet", Some("doc-parent"), false), &mut out);
-        assert_eq!(store.session_customer(&check(7, t0 + 5_000, "s2", Some("doc-parent")), i64::MAX).as_deref(), Some("parent"));
-        assert_eq!(store.session_customer(&check(8, t0 + 5_000, "s2", Some("doc-child")), i64::MAX), None);
+        store.observe(&step(8, t0 + 6_000, Step::IdOcr, Some("s3"), None, "seat", Some("doc-guest"), false), &mut out);
+        store.observe(&step(9, t0 + 7_000, Step::Login, Some("s3"), Some("regular"), "seat", None, false), &mut out);
+        assert_eq!(whose(&step(10, t0 + 8_000, Step::AccountVerify, Some("s3"), None, "seat", Some("doc-guest"), false)), None);
+        // A login that names its document: only that one is the customer's,
+        // in a session where an ID was scanned too.
+        store.observe(&step(11, t0 + 4_000, Step::Login, Some("s2"), Some("parent"), "tablet", Some("doc-parent"), false), &mut out);
+        assert_eq!(whose(&check(12, t0 + 5_000, "s2", Some("doc-parent"))).as_deref(), Some("parent"));
+        assert_eq!(whose(&check(13, t0 + 5_000, "s2", Some("doc-child"))), None);
+        store.observe(&step(14, t0 + 5_500, Step::IdAuthenticity, Some("s2"), None, "tablet", Some("doc-child"), false), &mut out);
+        assert_eq!(whose(&check(15, t0 + 6_000, "s2", Some("doc-parent"))).as_deref(), Some("parent"));
+        assert_eq!(whose(&check(16, t0 + 6_000, "s2", None)), None);
     }
 
     #[test]
