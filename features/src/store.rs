@@ -998,6 +998,12 @@ mod tests {
         store.observe(&step(14, t0 + 5_500, Step::IdAuthenticity, Some("s2"), None, "tablet", Some("doc-child"), false), &mut out);
         assert_eq!(whose(&check(15, t0 + 6_000, "s2", Some("doc-parent"))).as_deref(), Some("parent"));
         assert_eq!(whose(&check(16, t0 + 6_000, "s2", None)), None);
+        // A restart keeps both the login and the scan, as a snapshot carries them.
+        let restored = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        restored.restore_state(serde_json::from_slice(&serde_json::to_vec(&store.export_state()).unwrap()).unwrap()).unwrap();
+        let whose = |e: &Event| restored.session_customer(e, i64::MAX).map(|c| c.to_string());
+        assert_eq!(whose(&check(17, t0 + 6_000, "s2", Some("doc-parent"))).as_deref(), Some("parent"));
+        assert_eq!(whose(&check(18, t0 + 6_000, "s2", None)), None);
     }
 
     #[test]

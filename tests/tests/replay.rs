@@ -233,3 +233,39 @@ fn a_replay_parsed_on_a_second_thread_decides_byte_for_byte_as_one_thread() {
     assert_eq!(refusals(&two), refusals(&one));
     assert!(refusals(&two).len() >= 10, "{:?}", refusals(&two));
 }
+
+#[test]
+fn a_guessed_1_won_check_that_names_no_customer_is_alerted_and_blocked_as_the_session_s_customer() {
+    // A pipeline that names the customer at the login only: eight wrong
+    // 1-won checks over eight hours, each after a login with the stolen
+    // password, from one phone. The alert and the block name the customer.
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for h in 0..8 {
+        let session = format!("s{h}");
+        input.push_str(&format!(
+            r#"{{"event_id":"l{h}","ts":"2026-11-02T{:02}:10:00+09:00","step":"login","result":"success","customer_id":"victim","session_id":"{session}","device_id":"thief","ip":"121.1.2.3"}}"#,
+            9 + h
+        ));
+        input.push('\n');
+        input.push_str(&format!(
+            r#"{{"event_id":"v{h}","ts":"2026-11-02T{:02}:11:00+09:00","step":"account_verify","result":"failure","session_id":"{session}","device_id":"thief","ip":"121.1.2.3"}}"#,
+            9 + h
+        ));
+        input.push('\n');
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, &input).unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let out = run_haechi(&["replay", events.to_str().unwrap(), "--alerts", alerts.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let decisions = ndjson(&out.stdout);
+    let last = decisions.iter().find(|d| d["event_id"] == "v7").expect("the last check is decided");
+    assert_eq!(last["decision"], "block", "{last}");
+    let reasons: Vec<&str> = last["reasons"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(reasons.contains(&"customer_from_session"), "the analyst is told whose the event was taken to be: {reasons:?}");
+    let alerts = ndjson(&std::fs::read(&alerts).unwrap());
+    let brute = alerts.iter().find(|a| a["rule"] == "brute_force_slow_failures").unwrap_or_else(|| panic!("no brute-force alert: {alerts:?}"));
+    assert_eq!(brute["entity_kind"], "customer");
+    assert_eq!(brute["entity"], "victim", "the alert names the customer the checks were judged as");
+}
