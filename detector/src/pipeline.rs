@@ -274,12 +274,10 @@ impl Pipeline {
         Some(Event { customer_id: Some(customer), ..event.clone() })
     }
 
-    /// Say on a decision that is not an allow that its event was judged as
-    /// its session's customer: the analyst sees a customer the event did not name.
+    /// Say on the decision that its event was judged as its session's
+    /// customer, whatever the verdict: the analyst, and the access records
+    /// filed under that customer, see a customer the event did not name.
     fn explain_attributed(&self, decision: &mut Decision) {
-        if decision.verdict == crate::Verdict::Allow {
-            return;
-        }
         let (detector, id) = &self.from_session;
         decision.reasons.push(
             crate::decision::Reason::new(detector.clone(), id.clone(), haechi_features::Severity::Low)
@@ -645,6 +643,19 @@ mod tests {
         assert!(reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
         assert!(reasons(&d).contains(&"customer_from_session".to_owned()), "the analyst is told whose the event was taken to be");
         assert_eq!(d.customer_from_session.as_deref(), Some("victim"));
+        // The first check, allowed, says so too: the records file it under the victim.
+        let first = {
+            let mut config = Config::default();
+            config.model.enabled = false;
+            let p = Pipeline::new(config).unwrap();
+            let mut s = p.scratch();
+            let login = r#"{"event_id":"l","ts":"2026-11-02T09:10:00+09:00","step":"login","result":"success","customer_id":"victim","session_id":"s","device_id":"thief"}"#;
+            p.process(&p.parse(login.as_bytes()).unwrap(), &mut s).unwrap();
+            let check = r#"{"event_id":"v","ts":"2026-11-02T09:11:00+09:00","step":"account_verify","result":"success","session_id":"s","device_id":"thief"}"#;
+            p.process(&p.parse(check.as_bytes()).unwrap(), &mut s).unwrap()
+        };
+        assert_eq!(first.decision.verdict, Verdict::Allow, "{:?}", reasons(&first));
+        assert_eq!(reasons(&first), ["customer_from_session"]);
         assert!(d.enforced.set.iter().any(|(k, _, r)| *k == EntityKind::Customer && r.is_ok()), "the customer is blocked, not nobody");
         // Off, the checks are nobody's.
         let d = guesses(false);
