@@ -138,13 +138,17 @@ pub enum Reporting {
     NoDeviceIds,
     /// No event carries a step duration.
     NoDurations,
+    /// Code steps (one-time code, 1-won check, phone check) carry no ID
+    /// document: a pipeline that names the document on the ID scans alone.
+    NoDocOnCodes,
     /// Each session's events arrive late by its own delay of up to 90 s, in
     /// their order: sessions interleave out of event-time order, as when
     /// several servers report to one stream.
     ArrivalJitter,
     /// All the rewrites that drop a field the pack can do without at once:
     /// no session ids, the customer named only at the account opening, no
-    /// record counts, no durations (device ids stay).
+    /// record counts, no durations, no document on code steps (device ids
+    /// stay).
     Bare,
 }
 
@@ -157,7 +161,7 @@ impl Reporting {
         match self {
             Reporting::AsDrawn => {}
             Reporting::Bare => {
-                for r in [Reporting::NoSessionIds, Reporting::CustomerAtAccountOpen, Reporting::NoRecordCounts, Reporting::NoDurations] {
+                for r in [Reporting::NoSessionIds, Reporting::CustomerAtAccountOpen, Reporting::NoRecordCounts, Reporting::NoDurations, Reporting::NoDocOnCodes] {
                     r.apply(data, world_seed);
                 }
             }
@@ -170,6 +174,7 @@ impl Reporting {
             Reporting::NoRecordCounts => events.iter_mut().for_each(|e| e.records = None),
             Reporting::NoDeviceIds => events.iter_mut().for_each(|e| e.device_id = None),
             Reporting::NoDurations => events.iter_mut().for_each(|e| e.duration_ms = None),
+            Reporting::NoDocOnCodes => events.iter_mut().filter(|e| e.step.is_code()).for_each(|e| e.id_doc_hash = None),
             Reporting::ArrivalJitter => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(world_seed ^ 0x6a17_7e12);
                 let mut delay: HashMap<String, i64> = HashMap::new();
@@ -606,8 +611,10 @@ mod tests {
             let before: HashMap<&str, &haechi_datasets::GeneratedEvent> = drawn.events.iter().map(|e| (e.event_id.as_str(), e)).collect();
             for after in &d.events {
                 let was = before[after.event_id.as_str()];
-                assert_eq!((after.ts_ms, after.step, &after.ip, &after.id_doc_hash, &after.account_hash, &after.staff_id), (was.ts_ms, was.step, &was.ip, &was.id_doc_hash, &was.account_hash, &was.staff_id));
+                assert_eq!((after.ts_ms, after.step, &after.ip, &after.account_hash, &after.staff_id), (was.ts_ms, was.step, &was.ip, &was.account_hash, &was.staff_id));
                 let bare = r == Reporting::Bare;
+                let doc_dropped = (bare || r == Reporting::NoDocOnCodes) && was.step.is_code();
+                assert!(after.id_doc_hash == was.id_doc_hash || (doc_dropped && after.id_doc_hash.is_none()), "{r}");
                 assert!(bare || r == Reporting::NoSessionIds || after.session_id == was.session_id, "{r}");
                 assert!(bare || r == Reporting::CustomerAtAccountOpen || after.customer_id == was.customer_id, "{r}");
                 assert!(bare || r == Reporting::NoRecordCounts || after.records == was.records, "{r}");
@@ -625,7 +632,12 @@ mod tests {
                 Reporting::NoRecordCounts => assert!(e.iter().all(|e| e.records.is_none())),
                 Reporting::NoDeviceIds => assert!(e.iter().all(|e| e.device_id.is_none())),
                 Reporting::NoDurations => assert!(e.iter().all(|e| e.duration_ms.is_none())),
-                Reporting::Bare => assert!(e.iter().all(|e| e.session_id.is_none() && e.records.is_none() && e.duration_ms.is_none())),
+                Reporting::NoDocOnCodes => {
+                    assert!(drawn.events.iter().any(|e| e.step.is_code() && e.id_doc_hash.is_some()), "the drawn world names documents on code steps");
+                    assert!(e.iter().filter(|e| e.step.is_code()).all(|e| e.id_doc_hash.is_none()));
+                    assert!(e.iter().any(|e| !e.step.is_code() && e.id_doc_hash.is_some()), "the scans keep theirs");
+                }
+                Reporting::Bare => assert!(e.iter().all(|e| e.session_id.is_none() && e.records.is_none() && e.duration_ms.is_none() && !(e.step.is_code() && e.id_doc_hash.is_some()))),
                 Reporting::ArrivalJitter => {
                     assert!(e.windows(2).any(|w| w[1].ts_ms < w[0].ts_ms), "some events arrive out of event-time order");
                     let mut last: HashMap<&str, i64> = HashMap::new();
@@ -649,20 +661,39 @@ mod tests {
         let template = world.events.iter().find(|e| e.staff_id.is_none() && e.customer_id.is_some()).expect("a customer event").clone();
         // Eight wrong codes a minute apart, then the right one: the burst rule
         // blocks the customer at the sixth, and the block list refuses the rest.
-        let events = (0..9)
-            .map(|i| {
+        let codes = |customer: Option<&str>| -> Vec<haechi_datasets::GeneratedEvent> {
+            (0..9).map(|i| {
                 let mut e = template.clone();
                 e.event_id = format!("code-{i}");
                 e.ts_ms = template.ts_ms + i * 60_000;
                 e.step = haechi_features::Step::Otp;
                 e.result = if i < 8 { haechi_features::Outcome::Failure } else { haechi_features::Outcome::Success };
-                e.customer_id = Some("c-forgetful".to_owned());
+                e.customer_id = customer.map(str::to_owned);
                 e.duration_ms = Some(20_000);
                 e
             })
-            .collect();
+            .collect()
+        };
+        let events = codes(Some("c-forgetful"));
         let r = decide_dataset(&Config::default(), 0, &Dataset { events, labels: Vec::new() }, None).expect("decided");
         assert_eq!(r.board.honest_customers_blocked, 1, "{:?}", r.benign_flags_by_reason);
+
+        // Reported as a pipeline that names the customer at the login only:
+        // the block lands on the customer all the same, and the scoreboard
+        // counts them by whom the events were drawn for. By the events as
+        // reported, it would count nobody.
+        let mut login = template.clone();
+        login.event_id = "login".to_owned();
+        login.ts_ms = template.ts_ms - 30_000;
+        login.step = haechi_features::Step::Login;
+        login.result = haechi_features::Outcome::Success;
+        login.customer_id = Some("c-forgetful".to_owned());
+        let events: Vec<_> = std::iter::once(login).chain(codes(None)).collect();
+        let drawn: HashMap<String, Option<String>> = events.iter().map(|e| (e.event_id.clone(), Some("c-forgetful".to_owned()))).collect();
+        let data = Dataset { events, labels: Vec::new() };
+        let r = decide_dataset(&Config::default(), 0, &data, Some(&drawn)).expect("decided");
+        assert_eq!(r.board.honest_customers_blocked, 1, "{:?}", r.benign_flags_by_reason);
+        assert_eq!(decide_dataset(&Config::default(), 0, &data, None).expect("decided").board.honest_customers_blocked, 0);
         assert_eq!(r.honest_blocks_by_reason, BTreeMap::from([("rules:brute_force_second_factor".to_owned(), 1)]), "flags: {:?}", r.benign_flags_by_reason);
         // The codes after the block were refused by the block list: flags of
         // their own, but the same customer, first locked out by the rule.

@@ -290,6 +290,8 @@ pub(crate) struct SessionLogin {
     pub(crate) device: Option<u64>,
     /// Keyed hash of the ID document the login named, if it named one.
     pub(crate) doc: Option<u64>,
+    /// Keyed hash of the login's subnet (/24, /64), if it came from an address.
+    pub(crate) subnet: Option<u64>,
     /// Event time of the login, ms.
     pub(crate) at_ms: i64,
 }
@@ -745,6 +747,10 @@ impl Entity {
                     if !s.flags.has(SCRIPTED) && s.fast.count_ones() >= 2 {
                         s.flags = s.flags.with(SCRIPTED);
                         unlearn.extend(s.rare.as_mut().map(|r| std::mem::take(&mut r.taught)).unwrap_or_default());
+                        // A scripted session teaches no more: the box stays only for a login.
+                        if s.rare.as_ref().is_some_and(|r| r.login.is_none()) {
+                            s.rare = None;
+                        }
                     }
                     s.quick |= if o.quick { o.step_bit } else { 0 };
                     (fast, quick)

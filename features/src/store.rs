@@ -14,7 +14,7 @@ use crate::config::{FeatureConfig, Windows};
 use crate::entity::{Entity, Learnt, Observed, SessionLogin};
 use crate::error::{Error, Result};
 use crate::event::{Event, Step};
-use crate::keys::{entity_hash, lookup_hash, session_key, EntityKeys, EntityKind, KIND_COUNT};
+use crate::keys::{entity_hash, lookup_hash, session_key, subnet_bytes, EntityKeys, EntityKind, KIND_COUNT};
 
 /// Keys are already keyed hashes, so the map must not hash them again.
 /// Entities are boxed: under churn a hash table keeps two to three slots per
@@ -188,9 +188,9 @@ impl FeatureStore {
 
     /// The customer an event that names none acts as: the one its session
     /// last logged in as, when the event is a code step (a one-time code,
-    /// the 1-won check, a phone change), comes from the login's device (or,
-    /// like the login, from none), is not older than the login and comes
-    /// within an hour of it ([`crate::keys::IMPLIED_SESSION_SPAN_S`]). A
+    /// the 1-won check, a phone change), comes from the login's device and
+    /// subnet (or, like the login, from none), is not older than the login
+    /// and comes within an hour of it ([`crate::keys::IMPLIED_SESSION_SPAN_S`]). A
     /// pipeline may name the customer at the login and leave it off the
     /// code steps that follow, which other services of the bank report:
     /// their guesses are still that customer's. Only a login teaches a
@@ -207,9 +207,15 @@ impl FeatureStore {
     /// logged in on) is not attributed; nor, in a session where an ID was
     /// scanned and passed (before the login too: on a PC방 seat, with no
     /// session id, another person's login can come in the middle of an
-    /// onboarding), one that does not name the login's own document. The session id is the client's to
-    /// choose: the device must match too, as the blast-radius guard asks of
-    /// who answers its challenge.
+    /// onboarding), one that does not name the login's own document.
+    ///
+    /// The session id and the device id are the client's to report: the
+    /// device must match, as the blast-radius guard asks of who answers
+    /// its challenge, and so must the subnet. Otherwise anyone who learnt a
+    /// customer's device id could send failed codes under it from
+    /// elsewhere, within the hour after the customer's login, and lock the
+    /// customer out. A session that changes network midway loses the
+    /// attribution, which leaves its steps as they were reported.
     pub fn session_customer(&self, event: &Event, max_watermark_ms: i64) -> Option<compact_str::CompactString> {
         if event.customer_id.is_some() || event.staff_id.is_some() || !event.step.is_code() {
             return None;
@@ -230,6 +236,10 @@ impl FeatureStore {
         }
         let device = event.device_id.as_deref().map(|d| entity_hash(seed, EntityKind::Device, d.as_bytes()));
         let doc = event.id_doc_hash.as_deref().map(|d| entity_hash(seed, EntityKind::IdDoc, d.as_bytes()));
+        let subnet = event.ip.map(|ip| {
+            let (bytes, len) = subnet_bytes(ip);
+            entity_hash(seed, EntityKind::Subnet, &bytes[..len])
+        });
         // In a session where an ID was scanned someone is onboarding,
         // whoever logged in on the device before or during it: only a
         // document the login named is the customer's, and a step that names
@@ -237,7 +247,7 @@ impl FeatureStore {
         // not name is the customer's own (a pipeline that puts it only on
         // the 1-won check).
         let same_person = if id_scanned { doc.is_some() && doc == login.doc } else { doc.is_none() || doc == login.doc || login.doc.is_none() };
-        (login.device == device && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
+        (login.device == device && login.subnet == subnet && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
     }
 
     /// Like [`FeatureStore::observe`], but the newest-time watermark never
@@ -413,7 +423,13 @@ impl FeatureStore {
         if !late && success && event.step == Step::Login && event.staff_id.is_none() {
             if let (Some(customer), Some(session)) = (&event.customer_id, keys.get(EntityKind::Session)) {
                 if let Some(mut e) = self.maps[EntityKind::Session.index()].get_mut(&session) {
-                    e.set_login(SessionLogin { customer: customer.clone(), device: keys.get(EntityKind::Device), doc: keys.get(EntityKind::IdDoc), at_ms: event.ts_ms });
+                    e.set_login(SessionLogin {
+                        customer: customer.clone(),
+                        device: keys.get(EntityKind::Device),
+                        doc: keys.get(EntityKind::IdDoc),
+                        subnet: keys.get(EntityKind::Subnet),
+                        at_ms: event.ts_ms,
+                    });
                 }
             }
         }
@@ -937,6 +953,12 @@ mod tests {
         // The session id is the client's: another device in it, or none, is nobody's.
         assert_eq!(whose(&code(5, t0 + 12_000, Some("s1"), "d2")), None);
         assert_eq!(whose(&Event { device_id: None, ..code(6, t0 + 12_000, Some("s1"), "d1") }), None);
+        // So is the device id: the same one from another network is nobody's
+        // (anyone who learnt it could lock the customer out); another exit of
+        // the login's /24 is the login's.
+        assert_eq!(whose(&Event { ip: Some("121.9.2.3".parse().unwrap()), ..code(6, t0 + 12_000, Some("s1"), "d1") }), None);
+        assert_eq!(whose(&Event { ip: None, ..code(6, t0 + 12_000, Some("s1"), "d1") }), None);
+        assert_eq!(whose(&Event { ip: Some("121.1.2.77".parse().unwrap()), ..code(6, t0 + 12_000, Some("s1"), "d1") }).as_deref(), Some("c1"));
         // Dated before the login: not the login's; dated at it: the login's.
         assert_eq!(whose(&code(7, t0, Some("s1"), "d1")), None);
         assert_eq!(whose(&code(7, t0 + 1_000, Some("s1"), "d1")).as_deref(), Some("c1"));
@@ -1352,6 +1374,29 @@ mod tests {
         assert_eq!(ready.step("ready", Step::FaceMatch, 2_500), Read { rank: 0.0, fast: 1.0, samples: before });
         assert_eq!(ready.step("ready", Step::Liveness, 2_500), Read { rank: 0.0, fast: 2.0, samples: before + 1.0 });
         assert_eq!(ready.step("after", Step::Liveness, 4_000).samples, before + 2.0, "the 4 s before and the 2.5 s stayed");
+    }
+
+    #[test]
+    fn a_session_keeps_its_login_and_what_it_taught_through_a_snapshot() {
+        let mut install = Install::with_ten_people();
+        // A login, then one fast face match: a young baseline learns it, as
+        // one fast step is not yet a script.
+        install.step("bot", Step::Login, 5_000);
+        assert_eq!(install.step("bot", Step::FaceMatch, 300), Read { rank: 0.0, fast: 1.0, samples: 10.0 });
+        // A restart, through the bytes the service writes.
+        let bytes = postcard::to_stdvec(&install.store.export_state()).unwrap();
+        let restored = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        restored.restore_state(postcard::from_bytes(&bytes).unwrap()).unwrap();
+        install.store = restored;
+        // The login is still the session's...
+        let next = install.n + 1;
+        let code = Event { customer_id: None, ..event(next, 1_764_000_000_000 + next as i64 * 1000, "bot", "10.0.0.1", "d-bot", true) };
+        assert_eq!(install.store.session_customer(&code, i64::MAX).as_deref(), Some("bot"));
+        // ... and so is what it taught: its second fast step shows it
+        // scripted, and takes back the face match learnt before the restart.
+        assert_eq!(install.step("bot", Step::Liveness, 320).fast, 2.0);
+        assert_eq!(install.step("next", Step::FaceMatch, 4_000).samples, 10.0, "the face match taught before the restart was taken back");
+        assert_eq!(install.store.session_customer(&code, i64::MAX).as_deref(), Some("bot"), "the take-back leaves the login");
     }
 
     #[test]
