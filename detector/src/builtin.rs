@@ -120,10 +120,20 @@ impl Detector for FailureStreak {
 /// passed on the same device within the middle window
 /// (`customer.methods_ok_1h` by default), together with those of the
 /// device's implied session (its run of events without a long pause).
+///
+/// An opening that names its customer counts that customer's methods on the
+/// same device within the window as well as its session's. A pipeline may
+/// fill `session_id` with a request's or one service's id, so that the
+/// opening shares it with no verification step: on drawn worlds reported so
+/// (`bench worlds --reporting session-per-step`), every honest opening was
+/// challenged. The methods still have to be this customer's, on this device,
+/// within the hour.
 pub struct FscTwoMethods {
     action: Action,
     session: MethodSlots,
     customer: MethodSlots,
+    /// Notes for an opening judged on its session's methods and its customer's.
+    session_or_customer: Vec<Arc<str>>,
     name: Arc<str>,
     id: Arc<str>,
 }
@@ -162,6 +172,7 @@ impl FscTwoMethods {
             },
             session: MethodSlots::new(session, "in the session"),
             customer: MethodSlots::new(customer, &format!("by the customer on this device in the last {window}, and in the device's implied session (the event has no session id)")),
+            session_or_customer: MethodSlots::new(customer, &format!("in the session, or by the customer on this device in the last {window}")).notes,
             name: Arc::from("builtin"),
             id: Arc::from("fsc_two_methods"),
         }
@@ -181,11 +192,14 @@ impl Detector for FscTwoMethods {
         // it; without a customer either, no method can be shown: that is no
         // method at all, or leaving the fields out would be a way around the rule.
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
-        let (slots, mask) = match (&event.session_id, &event.customer_id) {
+        let (session, customer) = (&self.session, &self.customer);
+        let (mask, notes, shown) = match (&event.session_id, &event.customer_id) {
             // The implied session (the device's run of events) and the customer's hour on this device.
-            (None, Some(_)) => (&self.customer, read(&self.customer) | read(&self.session)),
-            // A session named, or (no customer) only the device's implied session can show a method.
-            _ => (&self.session, read(&self.session)),
+            (None, Some(_)) => (read(customer) | read(session), &customer.notes, [Some(customer), None]),
+            // The session, and the customer's hour on this device.
+            (Some(_), Some(_)) => (read(session) | read(customer), &self.session_or_customer, [Some(session), Some(customer)]),
+            // No customer: only the session (or the device's implied one) can show a method.
+            _ => (read(session), &session.notes, [Some(session), None]),
         };
         if mask.count_ones() >= 2 {
             return;
@@ -199,8 +213,8 @@ impl Detector for FscTwoMethods {
             mode: Mode::Enforce,
             score: Severity::High.score(),
             entity: Some(EntityKind::Session),
-            evidence: vec![f.evidence(slots.count), f.evidence(slots.mask)],
-            note: Some(slots.notes[mask].clone()),
+            evidence: shown.into_iter().flatten().flat_map(|slots| [f.evidence(slots.count), f.evidence(slots.mask)]).collect(),
+            note: Some(notes[mask].clone()),
         });
     }
 }
@@ -288,6 +302,29 @@ mod tests {
             r#"{"event_id":"c","ts":"2026-11-02T10:05:00+09:00","step":"account_open","result":"success","customer_id":"c4","device_id":"applicants-phone"}"#,
         ]);
         assert_eq!(fsc_note(&d[2]), None);
+    }
+
+    #[test]
+    fn an_opening_in_a_session_of_its_own_counts_the_customers_methods_on_the_device() {
+        // A pipeline whose session id is a request's: the opening shares it with no step.
+        let step = |id: &str, ts: &str, step: &str, customer: &str, device: &str| {
+            format!(r#"{{"event_id":"{id}","ts":"2026-11-02T{ts}:00+09:00","session_id":"req-{id}","step":"{step}","result":"success","customer_id":"{customer}","device_id":"{device}"}}"#)
+        };
+        let opened = |events: &[String]| {
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            run_sessionless(&events).pop().unwrap()
+        };
+        let two = [step("a", "09:40", "id_authenticity", "c1", "phone"), step("b", "09:50", "account_verify", "c1", "phone")];
+        assert_eq!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "10:00", "account_open", "c1", "phone")])), None);
+        // One method is still one, and the note says where it looked.
+        let d = opened(&[two[0].clone(), step("c", "10:00", "account_open", "c1", "phone")]);
+        let note = fsc_note(&d).expect("one method");
+        assert!(note.contains("in the session, or by the customer on this device") && note.contains("methods seen: id_copy"), "{note}");
+        // Another customer's methods, or the customer's on another device, or
+        // over an hour before, are not this opening's.
+        assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "10:00", "account_open", "c2", "phone")])).is_some());
+        assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "10:00", "account_open", "c1", "other-phone")])).is_some());
+        assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "11:45", "account_open", "c1", "phone")])).is_some());
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub enum Reporting {
     AsDrawn,
     /// No event carries a session id.
     NoSessionIds,
+    /// Each event carries a session id of its own: a pipeline that reports
+    /// a request or transaction id in the field, so no two steps share one.
+    SessionPerStep,
     /// Onboarding steps name no customer; the account opening does (an
     /// applicant becomes a customer when the account is opened).
     CustomerAtAccountOpen,
@@ -166,6 +169,7 @@ impl Reporting {
                 }
             }
             Reporting::NoSessionIds => events.iter_mut().for_each(|e| e.session_id = None),
+            Reporting::SessionPerStep => events.iter_mut().for_each(|e| e.session_id = e.session_id.take().map(|s| format!("{s}/{}", e.event_id))),
             Reporting::CustomerAtAccountOpen => {
                 for e in events.iter_mut().filter(|e| e.step.is_onboarding() && e.step != Step::AccountOpen && e.staff_id.is_none()) {
                     e.customer_id = None;
@@ -615,7 +619,7 @@ mod tests {
                 let bare = r == Reporting::Bare;
                 let doc_dropped = (bare || r == Reporting::NoDocOnCodes) && was.step.is_code();
                 assert!(after.id_doc_hash == was.id_doc_hash || (doc_dropped && after.id_doc_hash.is_none()), "{r}");
-                assert!(bare || r == Reporting::NoSessionIds || after.session_id == was.session_id, "{r}");
+                assert!(bare || r == Reporting::NoSessionIds || r == Reporting::SessionPerStep || after.session_id == was.session_id, "{r}");
                 assert!(bare || r == Reporting::CustomerAtAccountOpen || after.customer_id == was.customer_id, "{r}");
                 assert!(bare || r == Reporting::NoRecordCounts || after.records == was.records, "{r}");
                 assert!(r == Reporting::NoDeviceIds || after.device_id == was.device_id, "{r}");
@@ -625,6 +629,11 @@ mod tests {
             match r {
                 Reporting::AsDrawn => assert!(e.iter().zip(&drawn.events).all(|(a, b)| a.event_id == b.event_id && a.session_id == b.session_id)),
                 Reporting::NoSessionIds => assert!(e.iter().all(|e| e.session_id.is_none())),
+                Reporting::SessionPerStep => {
+                    let ids: Vec<&str> = e.iter().filter_map(|e| e.session_id.as_deref()).collect();
+                    assert_eq!(ids.len(), drawn.events.iter().filter(|e| e.session_id.is_some()).count(), "an event with a session id keeps one");
+                    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), ids.len(), "no two events share one");
+                }
                 Reporting::CustomerAtAccountOpen => {
                     assert!(e.iter().filter(|e| e.step.is_onboarding() && e.step != haechi_features::Step::AccountOpen).all(|e| e.customer_id.is_none()));
                     assert!(e.iter().any(|e| e.step == haechi_features::Step::AccountOpen && e.customer_id.is_some()));
