@@ -73,6 +73,21 @@ pub struct FeatureConfig {
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
     /// outweigh it within a day.
     pub staff_office_hours: [u8; 2],
+    /// What a reported session id spans. `auto`: the store watches the
+    /// stream, and when hardly any event names a session an earlier one
+    /// named (a request's or one service's id in the field), keys sessions
+    /// as for events that carry none: the device's run of events.
+    /// `as-reported`: every id is a session, whatever the stream shows.
+    pub session_ids: SessionIds,
+}
+
+/// See [`FeatureConfig::session_ids`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionIds {
+    #[default]
+    Auto,
+    AsReported,
 }
 
 impl Default for FeatureConfig {
@@ -92,6 +107,7 @@ impl Default for FeatureConfig {
             quick_step_rank: 0.05,
             step_rank_margin: 0.15,
             staff_office_hours: [8, 20],
+            session_ids: SessionIds::Auto,
         }
     }
 }

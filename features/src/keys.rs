@@ -183,10 +183,10 @@ fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
     Some(entity_hash(seed, EntityKind::Session, &bytes))
 }
 
-/// The session key of an event, as [`EntityKeys::of`] hashes it: the
-/// session id's, or else the implied one's.
-pub(crate) fn session_key(event: &Event, seed: HashKey) -> Option<u64> {
-    match event.session_id.as_deref() {
+/// The session key of an event, as [`EntityKeys::of_trusting`] hashes it:
+/// the session id's (when `trust_session_ids`), or else the implied one's.
+pub(crate) fn session_key(event: &Event, seed: HashKey, trust_session_ids: bool) -> Option<u64> {
+    match event.session_id.as_deref().filter(|_| trust_session_ids) {
         Some(id) => Some(entity_hash(seed, EntityKind::Session, id.as_bytes())),
         None => implied_session(event, seed),
     }
@@ -201,11 +201,21 @@ pub const IMPLIED_SESSION_SPAN_S: u32 = 60 * 60;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EntityKeys {
     keys: [Option<u64>; KIND_COUNT],
+    /// The session key is an implied session's, not a reported id's: no
+    /// block or challenge can be set on it by name.
+    session_implied: bool,
 }
 
 impl EntityKeys {
-    /// Hash the entities `event` names.
+    /// Hash the entities `event` names, its session id as reported.
     pub fn of(event: &Event, seed: HashKey) -> EntityKeys {
+        EntityKeys::of_trusting(event, seed, true)
+    }
+
+    /// Hash the entities `event` names. Without `trust_session_ids` (the
+    /// stream's ids are a step's each, see `session_ids`), the session is
+    /// the implied one, as for an event that names none.
+    pub fn of_trusting(event: &Event, seed: HashKey, trust_session_ids: bool) -> EntityKeys {
         let mut keys = [None; KIND_COUNT];
         let mut set = |kind: EntityKind, key: Option<&str>| {
             keys[kind.index()] = key.map(|k| entity_hash(seed, kind, k.as_bytes()));
@@ -215,8 +225,10 @@ impl EntityKeys {
         set(EntityKind::Device, event.device_id.as_deref());
         set(EntityKind::Account, event.account_hash.as_deref());
         set(EntityKind::Staff, event.staff_id.as_deref());
-        set(EntityKind::Session, event.session_id.as_deref());
-        if event.session_id.is_none() {
+        let reported = event.session_id.as_deref().filter(|_| trust_session_ids);
+        set(EntityKind::Session, reported);
+        let session_implied = reported.is_none();
+        if session_implied {
             keys[EntityKind::Session.index()] = implied_session(event, seed);
         }
         if let Some(ip) = event.ip {
@@ -228,7 +240,13 @@ impl EntityKeys {
             let (bytes, len) = subnet_bytes(ip);
             keys[EntityKind::Subnet.index()] = Some(entity_hash(seed, EntityKind::Subnet, &bytes[..len]));
         }
-        EntityKeys { keys }
+        EntityKeys { keys, session_implied }
+    }
+
+    /// Whether the session key is an implied session's (no reported id, or
+    /// reported ids a step's each): nothing can name it.
+    pub fn session_is_implied(&self) -> bool {
+        self.session_implied
     }
 
     /// Name one entity by its hash (the block list looks entities up this way).

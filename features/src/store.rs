@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::{BaselineReading, Baselines, BaselinesState};
 use crate::catalog::FeatureCatalog;
-use crate::config::{FeatureConfig, Windows};
+use crate::config::{FeatureConfig, SessionIds, Windows};
 use crate::entity::{Entity, Learnt, Observed, SessionLogin};
 use crate::error::{Error, Result};
 use crate::event::{Event, Step};
+use crate::session_ids::{SessionIdGauge, SessionIdsState};
 use crate::keys::{entity_hash, lookup_hash, session_key, subnet_bytes, EntityKeys, EntityKind, KIND_COUNT};
 
 /// Keys are already keyed hashes, so the map must not hash them again.
@@ -94,6 +95,9 @@ pub struct FeatureStore {
     ip_new_1h_slot: Option<usize>,
     /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
     ip_events_1h_slot: usize,
+    /// Whether the stream's session ids span steps (see `session_ids`);
+    /// `None` when configured to take them as reported.
+    session_ids: Option<SessionIdGauge>,
 }
 
 impl FeatureStore {
@@ -131,6 +135,7 @@ impl FeatureStore {
             fast_rank: config.fast_step_rank,
             quick_rank: config.quick_step_rank,
             rank_margin: config.step_rank_margin,
+            session_ids: (config.session_ids == SessionIds::Auto).then(SessionIdGauge::default),
         })
     }
 
@@ -221,10 +226,12 @@ impl FeatureStore {
             return None;
         }
         let seed = self.windows.hash_key;
-        let key = session_key(event, seed)?;
+        let trust = self.trusts_session_ids();
+        let key = session_key(event, seed, trust)?;
         let session = self.maps[EntityKind::Session.index()].get(&key)?;
         let now_s = event_secs(self.watermark_ms.load(Ordering::Relaxed).max(event.ts_ms.min(max_watermark_ms)));
-        if self.gone(EntityKind::Session, &session, now_s, event.session_id.is_none()) {
+        let implied = event.session_id.is_none() || !trust;
+        if self.gone(EntityKind::Session, &session, now_s, implied) {
             return None;
         }
         let (login, id_scanned) = session.logged_in_as()?;
@@ -250,6 +257,12 @@ impl FeatureStore {
         (login.device == device && login.subnet == subnet && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
     }
 
+    /// Whether a reported session id keys its session: configured so, or
+    /// the stream's ids span steps (see `session_ids`).
+    pub fn trusts_session_ids(&self) -> bool {
+        self.session_ids.as_ref().is_none_or(|g| !g.per_step())
+    }
+
     /// Like [`FeatureStore::observe`], but the newest-time watermark never
     /// moves past `max_watermark_ms`. Live, that is the wall clock: an event
     /// a few minutes early (within the allowed skew) is learned from, but
@@ -258,7 +271,15 @@ impl FeatureStore {
         debug_assert_eq!(out.len(), self.catalog.len());
         out.fill(0.0);
         let w = &self.windows;
-        let keys = EntityKeys::of(event, w.hash_key);
+        let trust_session_ids = self.trusts_session_ids();
+        let keys = EntityKeys::of_trusting(event, w.hash_key, trust_session_ids);
+        if let (Some(gauge), Some(id)) = (&self.session_ids, event.session_id.as_deref()) {
+            let reported = match keys.get(EntityKind::Session).filter(|_| trust_session_ids) {
+                Some(hash) => hash,
+                None => entity_hash(w.hash_key, EntityKind::Session, id.as_bytes()),
+            };
+            gauge.note(reported);
+        }
         let newest = event.ts_ms.min(max_watermark_ms);
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
         let watermark_s = event_secs(previous.max(newest));
@@ -292,7 +313,7 @@ impl FeatureStore {
         // step took: the time since the session's previous event. Steps
         // timed so are ranked against, and teach, their own baseline.
         let gap_timed = event.duration_ms.is_none() && !staff_access;
-        let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s, event.session_id.is_none()) } else { event.duration_ms };
+        let duration_ms = if gap_timed { self.session_gap_ms(&keys, event.ts_ms, watermark_s, keys.session_is_implied()) } else { event.duration_ms };
         // Staff accesses are judged against staff hours, and their durations
         // teach no customer step's baseline. Neither does an agent that names
         // itself automation: the baselines describe people, and a campaign of
@@ -362,7 +383,7 @@ impl FeatureStore {
             // sweep has reached it yet: a stream decided in order gets the
             // same features whenever sweeps run (inline, on another thread,
             // or not at all).
-            let implied = kind == EntityKind::Session && event.session_id.is_none();
+            let implied = kind == EntityKind::Session && keys.session_is_implied();
             let expired = |e: &Entity| self.gone(kind, e, watermark_s, implied);
             let seen = if late {
                 match map.get_mut(&key).filter(|e| !expired(e)) {
@@ -729,6 +750,7 @@ pub struct StoreState {
     evicted: [u64; KIND_COUNT],
     entities: Vec<Vec<(u64, Entity)>>,
     baselines: BaselinesState,
+    session_ids: SessionIdsState,
 }
 
 impl StoreState {
@@ -766,6 +788,7 @@ impl FeatureStore {
             evicted: std::array::from_fn(|i| self.evicted[i].load(Ordering::Relaxed)),
             entities: self.maps.iter().map(|m| m.iter().map(|e| (*e.key(), (**e.value()).clone())).collect()).collect(),
             baselines: self.baselines.export_state(),
+            session_ids: self.session_ids.as_ref().map(SessionIdGauge::export_state).unwrap_or_default(),
         }
     }
 
@@ -783,7 +806,12 @@ impl FeatureStore {
         if state.entities.len() != KIND_COUNT {
             return Err(Error::Snapshot(format!("{} entity kinds, this build has {KIND_COUNT}", state.entities.len())));
         }
+        // Checked before anything changes; restored once the baselines took theirs.
+        state.session_ids.check()?;
         self.baselines.restore_state(&state.baselines)?;
+        if let Some(gauge) = &self.session_ids {
+            gauge.restore_state(&state.session_ids)?;
+        }
         for (i, entities) in state.entities.into_iter().enumerate() {
             let map = &self.maps[i];
             map.clear();
@@ -1374,6 +1402,35 @@ mod tests {
         assert_eq!(ready.step("ready", Step::FaceMatch, 2_500), Read { rank: 0.0, fast: 1.0, samples: before });
         assert_eq!(ready.step("ready", Step::Liveness, 2_500), Read { rank: 0.0, fast: 2.0, samples: before + 1.0 });
         assert_eq!(ready.step("after", Step::Liveness, 4_000).samples, before + 2.0, "the 4 s before and the 2.5 s stayed");
+    }
+
+    #[test]
+    fn session_ids_that_no_two_steps_share_give_way_to_the_devices_run_of_events() {
+        let run = |session_ids: SessionIds| {
+            let store = FeatureStore::new(&FeatureConfig { session_ids, ..FeatureConfig::default() }).unwrap();
+            let mut out = vec![0.0; store.catalog().len()];
+            let t0 = 1_764_000_000_000;
+            // A pipeline that puts a request id in the field: a thousand people, a fresh id on each step.
+            for i in 0..1_000 {
+                let mut e = event(i, t0 + i as i64 * 1_000, &format!("c{i}"), "121.1.2.3", &format!("d{i}"), false);
+                e.session_id = Some(format!("req-{i}").into());
+                store.observe(&e, &mut out);
+            }
+            // One device's two steps, a request id each: one session or two?
+            let mut e = event(2_000, t0 + 1_001_000, "c-bot", "121.1.2.3", "d-bot", false);
+            for id in ["req-a", "req-b"] {
+                e.session_id = Some(id.into());
+                store.observe(&e, &mut out);
+            }
+            let together = get(&store, &out, "session.events_10m");
+            // The device back two hours later: a new visit, as for events that name no session.
+            e.ts_ms += 2 * 3_600_000;
+            e.session_id = Some("req-c".into());
+            store.observe(&e, &mut out);
+            (together, get(&store, &out, "session.events_24h"), store.trusts_session_ids())
+        };
+        assert_eq!(run(SessionIds::Auto), (2.0, 1.0, false));
+        assert_eq!(run(SessionIds::AsReported), (1.0, 1.0, true));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub fn restart_config(config: &Config, data_dir: &Path, entities: usize) -> (Con
     config.server.watch_files = false;
     config.server.audit_log = None;
     config.blocks.state_file = None;
+    // The fill gives every event a session of its own, which `auto` would
+    // take for request ids and key by device halfway through: the tail
+    // would then meet other session entities than the fill left.
+    config.features.session_ids = haechi_features::SessionIds::AsReported;
     let want = entities + entities / 8;
     let caps = &mut config.features.max_entities;
     let mut raised = Vec::new();

@@ -609,7 +609,8 @@ impl Enforcer {
                 };
                 challenges = true;
                 d.reasons.push(Reason::new(self.names.blast_radius.clone(), Arc::from(scope.as_str()), Severity::Medium).with_detail(detail.clone()));
-                if let (Some(hash), Some(session)) = (keys.get(EntityKind::Session), event.session_id.as_deref()) {
+                // An implied session's key is nobody's to name (nor a request id's).
+                if let (Some(hash), Some(session)) = (keys.get(EntityKind::Session), event.session_id.as_deref().filter(|_| !keys.session_is_implied())) {
                     let r = self.blocks.set_automatic(
                         EntityKind::Session,
                         hash,
@@ -629,6 +630,12 @@ impl Enforcer {
             }
             still_blocks = true;
             let (Some(hash), Some(key)) = (keys.get(scope), entity_text(event, scope)) else { continue };
+            if scope == EntityKind::Session && keys.session_is_implied() {
+                // The reported id is a step's (see `session_ids`): the key is
+                // the implied session's, and a block under the id's name could
+                // be neither lifted by it nor told apart.
+                continue;
+            }
             let by = if req.rate_limit { SetBy::RateLimit } else { SetBy::Rule };
             let replace_passing = scope == EntityKind::Staff && !req.rate_limit && working_hours;
             let r = self.set_block(event, now, scope, hash, key, req, set_by_text, carried.map(|c| c as u32), replace_passing);
