@@ -684,6 +684,7 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         s.metrics.entities.with_label_values(&[kind.as_str()]).set(store.entity_count(kind) as i64);
     }
     s.metrics.feature_history.set(store.history_ms() / 1000);
+    s.metrics.session_ids_per_step.set(i64::from(!store.trusts_session_ids()));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

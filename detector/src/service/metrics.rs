@@ -25,6 +25,7 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub entities: IntGaugeVec,
     pub feature_history: IntGauge,
+    pub session_ids_per_step: IntGauge,
     pub entities_evicted: IntCounterVec,
     pub alert_subscribers: IntGauge,
     pub alert_subscribers_refused: IntCounter,
@@ -85,6 +86,12 @@ impl Metrics {
         )
         .expect("valid");
         r.register(Box::new(feature_history.clone())).expect("registered once");
+        let session_ids_per_step = IntGauge::new(
+            "haechi_session_ids_per_step",
+            "1 while the stream's session ids are taken for a step's each (hardly any event names a session an earlier one named) and sessions are keyed by the device's run of events instead ([features] session_ids = \"auto\").",
+        )
+        .expect("valid");
+        r.register(Box::new(session_ids_per_step.clone())).expect("registered once");
         let breaker_trips = IntCounter::new("haechi_block_circuit_breaker_trips_total", "Automatic blocks refused because the per-minute cap was reached.").expect("valid");
         r.register(Box::new(breaker_trips.clone())).expect("registered once");
         let blast_radius_guarded = IntCounter::new(
@@ -214,6 +221,7 @@ impl Metrics {
             request_seconds,
             entities,
             feature_history,
+            session_ids_per_step,
             alert_subscribers,
             alert_subscribers_refused,
             late_events,
