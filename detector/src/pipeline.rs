@@ -478,6 +478,32 @@ mod tests {
     }
 
     #[test]
+    fn an_analysts_block_on_a_session_id_holds_when_the_streams_ids_are_a_steps_each() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        let step = |i: usize, session: &str| {
+            let json = format!(
+                r#"{{"event_id":"e{i}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"login","result":"success","customer_id":"c{i}","device_id":"d{i}","session_id":"{session}"}}"#,
+                i / 60 % 60,
+                i % 60
+            );
+            p.parse(json.as_bytes()).unwrap()
+        };
+        // A request id on every step: the store stops keying sessions by them.
+        for i in 0..1_000 {
+            p.process(&step(i, &format!("req-{i}")), &mut s).unwrap();
+        }
+        assert!(!p.store().trusts_session_ids());
+        let first = p.process(&step(1_000, "held"), &mut s).unwrap();
+        assert!(first.keys.session_is_implied());
+        let held = first.keys.untrusted_session().expect("the reported id's hash");
+        p.enforcer().blocks().set_manual(EntityKind::Session, held, "held".into(), std::time::Duration::from_secs(3_600), "seen".into(), "analyst:kim".into());
+        let next = p.process(&step(1_001, "held"), &mut s).unwrap();
+        assert_eq!(next.decision.verdict, Verdict::Block, "{:?}", next.decision);
+        assert_eq!(p.process(&step(1_002, "other"), &mut s).unwrap().decision.verdict, Verdict::Allow);
+    }
+
+    #[test]
     fn a_night_the_staff_member_was_blocked_for_does_not_become_their_habit() {
         // `records` at 23:00 on the first day; with `address_blocked`, an
         // analyst's block on the workstation's address is in force at that hour only.

@@ -204,6 +204,9 @@ pub struct EntityKeys {
     /// The session key is an implied session's, not a reported id's: no
     /// block or challenge can be set on it by name.
     session_implied: bool,
+    /// The reported session id's hash when it does not key the session (ids
+    /// a step's each): an analyst's block on that id still applies.
+    untrusted_session: Option<u64>,
 }
 
 impl EntityKeys {
@@ -228,6 +231,7 @@ impl EntityKeys {
         let reported = event.session_id.as_deref().filter(|_| trust_session_ids);
         set(EntityKind::Session, reported);
         let session_implied = reported.is_none();
+        let untrusted_session = event.session_id.as_deref().filter(|_| !trust_session_ids).map(|id| entity_hash(seed, EntityKind::Session, id.as_bytes()));
         if session_implied {
             keys[EntityKind::Session.index()] = implied_session(event, seed);
         }
@@ -240,13 +244,28 @@ impl EntityKeys {
             let (bytes, len) = subnet_bytes(ip);
             keys[EntityKind::Subnet.index()] = Some(entity_hash(seed, EntityKind::Subnet, &bytes[..len]));
         }
-        EntityKeys { keys, session_implied }
+        EntityKeys { keys, session_implied, untrusted_session }
     }
 
     /// Whether the session key is an implied session's (no reported id, or
     /// reported ids a step's each): nothing can name it.
     pub fn session_is_implied(&self) -> bool {
         self.session_implied
+    }
+
+    /// The hash of the session id the event reports, whether or not it keys
+    /// the session (see [`EntityKeys::of_trusting`]).
+    pub fn reported_session(&self) -> Option<u64> {
+        if self.session_implied {
+            self.untrusted_session
+        } else {
+            self.get(EntityKind::Session)
+        }
+    }
+
+    /// The reported session id's hash when it does not key the session.
+    pub fn untrusted_session(&self) -> Option<u64> {
+        self.untrusted_session
     }
 
     /// Name one entity by its hash (the block list looks entities up this way).

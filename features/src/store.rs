@@ -273,11 +273,7 @@ impl FeatureStore {
         let w = &self.windows;
         let trust_session_ids = self.trusts_session_ids();
         let keys = EntityKeys::of_trusting(event, w.hash_key, trust_session_ids);
-        if let (Some(gauge), Some(id)) = (&self.session_ids, event.session_id.as_deref()) {
-            let reported = match keys.get(EntityKind::Session).filter(|_| trust_session_ids) {
-                Some(hash) => hash,
-                None => entity_hash(w.hash_key, EntityKind::Session, id.as_bytes()),
-            };
+        if let (Some(gauge), Some(reported)) = (&self.session_ids, keys.reported_session()) {
             gauge.note(reported);
         }
         let newest = event.ts_ms.min(max_watermark_ms);

@@ -533,8 +533,10 @@ impl BlockList {
             return None;
         }
         let mut best: Option<(Block, BlockAction)> = None;
-        for kind in EntityKind::ALL {
-            let Some(h) = keys.get(kind) else { continue };
+        // A session id that does not key its session (the stream's ids are a
+        // step's each) is still the id an analyst may have blocked.
+        let named = EntityKind::ALL.into_iter().filter_map(|kind| keys.get(kind).map(|h| (kind, h)));
+        for (kind, h) in named.chain(keys.untrusted_session().map(|h| (EntityKind::Session, h))) {
             if let Some(b) = self.entries.get(&(kind, h)) {
                 if b.expires_at_ms <= now || best.as_ref().is_some_and(|(cur, applied)| rank(&b, b.action) <= rank(cur, *applied)) {
                     continue;
