@@ -479,7 +479,10 @@ mod tests {
 
     #[test]
     fn an_analysts_block_on_a_session_id_holds_when_the_streams_ids_are_a_steps_each() {
-        let p = pipeline();
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.features.session_ids = haechi_features::SessionIds::Auto;
+        let p = Pipeline::new(config).unwrap();
         let mut s = p.scratch();
         let step = |i: usize, session: &str| {
             let json = format!(
