@@ -134,6 +134,9 @@ pub struct FscTwoMethods {
     customer: MethodSlots,
     /// Notes for an opening judged on its session's methods and its customer's.
     session_or_customer: Vec<Arc<str>>,
+    /// Notes for an opening whose session id does not key its session (the
+    /// stream's ids are a step's each): judged as one that names none.
+    untrusted_session: Vec<Arc<str>>,
     name: Arc<str>,
     id: Arc<str>,
 }
@@ -173,6 +176,11 @@ impl FscTwoMethods {
             session: MethodSlots::new(session, "in the session"),
             customer: MethodSlots::new(customer, &format!("by the customer on this device in the last {window}, and in the device's implied session (the event has no session id)")),
             session_or_customer: MethodSlots::new(customer, &format!("in the session, or by the customer on this device in the last {window}")).notes,
+            untrusted_session: MethodSlots::new(
+                customer,
+                &format!("by the customer on this device in the last {window}, and in the device's implied session (the stream's session ids are a step's each)"),
+            )
+            .notes,
             name: Arc::from("builtin"),
             id: Arc::from("fsc_two_methods"),
         }
@@ -193,11 +201,17 @@ impl Detector for FscTwoMethods {
         // method at all, or leaving the fields out would be a way around the rule.
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
         let (session, customer) = (&self.session, &self.customer);
-        let (mask, notes, shown) = match (&event.session_id, &event.customer_id) {
+        // Which session the store keyed, not which id the event carries: a
+        // stream whose ids are a step's each is judged as one without them.
+        let keys = f.keys();
+        let (mask, notes, shown) = match (keys.session_is_implied(), &event.customer_id) {
             // The implied session (the device's run of events) and the customer's hour on this device.
-            (None, Some(_)) => (read(customer) | read(session), &customer.notes, [Some(customer), None]),
+            (true, Some(_)) => {
+                let notes = if keys.untrusted_session().is_some() { &self.untrusted_session } else { &customer.notes };
+                (read(customer) | read(session), notes, [Some(customer), None])
+            }
             // The session, and the customer's hour on this device.
-            (Some(_), Some(_)) => (read(session) | read(customer), &self.session_or_customer, [Some(session), Some(customer)]),
+            (false, Some(_)) => (read(session) | read(customer), &self.session_or_customer, [Some(session), Some(customer)]),
             // No customer: only the session (or the device's implied one) can show a method.
             _ => (read(session), &session.notes, [Some(session), None]),
         };
@@ -325,6 +339,101 @@ mod tests {
         assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "10:00", "account_open", "c2", "phone")])).is_some());
         assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "10:00", "account_open", "c1", "other-phone")])).is_some());
         assert!(fsc_note(&opened(&[two[0].clone(), two[1].clone(), step("c", "11:45", "account_open", "c1", "phone")])).is_some());
+    }
+
+    /// One event: `customer` and `session` are left out when empty.
+    fn event(id: &str, minute: u32, step: &str, customer: &str, session: &str, device: &str, ip: &str) -> String {
+        let field = |name: &str, value: &str| if value.is_empty() { String::new() } else { format!(r#","{name}":"{value}""#) };
+        format!(
+            r#"{{"event_id":"{id}","ts":"2026-11-02T10:{minute:02}:00+09:00","step":"{step}","result":"success"{}{}{}{}}}"#,
+            field("customer_id", customer),
+            field("session_id", session),
+            field("device_id", device),
+            field("ip", ip)
+        )
+    }
+
+    fn decide(p: &Pipeline, events: &[String]) -> Vec<crate::Decision> {
+        let mut s = p.scratch();
+        events.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap().decision).collect()
+    }
+
+    fn pipeline(session_ids: haechi_features::SessionIds) -> Pipeline {
+        let mut config = Config::default();
+        config.model.enabled = false;
+        config.features.session_ids = session_ids;
+        Pipeline::new(config).unwrap()
+    }
+
+    #[test]
+    fn on_a_shared_device_without_session_ids_one_applicants_methods_are_not_the_nexts() {
+        let seat = |id: &str, minute: u32, step: &str, customer: &str| event(id, minute, step, customer, "", "pc-bang-seat-7", "121.1.2.3");
+        let p = || pipeline(haechi_features::SessionIds::AsReported);
+        // A's methods name nobody (the customer is named at the opening):
+        // A's opening passes, and spends them; B's, right after, shows none.
+        let d = decide(
+            &p(),
+            &[seat("a", 1, "id_authenticity", ""), seat("b", 3, "liveness", ""), seat("c", 5, "account_open", "cA"), seat("d", 7, "account_open", "cB")],
+        );
+        assert_eq!(fsc_note(&d[2]), None);
+        assert!(fsc_note(&d[3]).is_some_and(|n| n.contains("methods seen: none")), "{:?}", fsc_note(&d[3]));
+        // A's methods name A: B's opening before A's reads none, spends
+        // none, and A's own opening still passes.
+        let d = decide(
+            &p(),
+            &[seat("a", 1, "id_authenticity", "cA"), seat("b", 3, "account_verify", "cA"), seat("c", 5, "account_open", "cB"), seat("d", 7, "account_open", "cA")],
+        );
+        assert!(fsc_note(&d[2]).is_some_and(|n| n.contains("methods seen: none")), "{:?}", fsc_note(&d[2]));
+        assert_eq!(fsc_note(&d[3]), None);
+        // A parent's code, then a child's onboarding that names nobody until
+        // the opening: what named nobody is anyone's, so the child's counts.
+        let d = decide(
+            &p(),
+            &[seat("a", 1, "otp", "cParent"), seat("b", 3, "id_authenticity", ""), seat("c", 4, "account_verify", ""), seat("d", 5, "account_open", "cChild")],
+        );
+        assert_eq!(fsc_note(&d[3]), None, "{:?}", d[3]);
+        // B's own methods after A's are B's.
+        let d = decide(
+            &p(),
+            &[seat("a", 1, "id_authenticity", "cA"), seat("b", 3, "otp", "cB"), seat("c", 4, "account_verify", "cB"), seat("d", 5, "account_open", "cB")],
+        );
+        assert_eq!(fsc_note(&d[3]), None, "{:?}", d[3]);
+    }
+
+    #[test]
+    fn a_customers_methods_count_only_where_a_device_or_subnet_ties_them_to_the_opening() {
+        let p = || pipeline(haechi_features::SessionIds::AsReported);
+        // A request id each, so only the customer's own methods can count.
+        let steps = |device: &str, ips: [&str; 3]| {
+            vec![
+                event("a", 1, "id_authenticity", "c5", "req-a", device, ips[0]),
+                event("b", 3, "account_verify", "c5", "req-b", device, ips[1]),
+                event("c", 5, "account_open", "c5", "req-c", device, ips[2]),
+            ]
+        };
+        // No device and no address on any of them: nothing says they were one person's.
+        assert!(fsc_note(&decide(&p(), &steps("", ["", "", ""]))[2]).is_some_and(|n| n.contains("methods seen: none")));
+        // One subnet, no device: one place.
+        assert_eq!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", "121.1.2.9"]))[2]), None);
+        // The methods from another subnet, the opening from none.
+        assert!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", ""]))[2]).is_some());
+        assert!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", "175.9.8.7"]))[2]).is_some());
+        // One device.
+        assert_eq!(fsc_note(&decide(&p(), &steps("phone", ["", "", ""]))[2]), None);
+    }
+
+    #[test]
+    fn while_the_streams_session_ids_are_a_steps_each_another_customers_methods_do_not_count() {
+        let p = pipeline(haechi_features::SessionIds::Auto);
+        // Successful logins by many customers, a request id each: the store stops keying sessions by them.
+        let warm: Vec<String> = (0..3_000).map(|i| event(&format!("w{i}"), i / 100, "login", &format!("w{i}"), &format!("req-w{i}"), &format!("d{i}"), "")).collect();
+        decide(&p, &warm);
+        assert!(!p.store().trusts_session_ids());
+        let on = |id: &str, minute: u32, step: &str, customer: &str| event(id, 30 + minute, step, customer, &format!("req-{id}"), "shared-phone", "121.1.2.3");
+        let d = decide(&p, &[on("a", 1, "id_authenticity", "c1"), on("b", 3, "account_verify", "c1"), on("c", 5, "account_open", "c2"), on("d", 7, "account_open", "c1")]);
+        let note = fsc_note(&d[2]).expect("c1's methods are not c2's");
+        assert!(note.contains("methods seen: none") && note.contains("a step's each"), "{note}");
+        assert_eq!(fsc_note(&d[3]), None);
     }
 
     #[test]

@@ -493,17 +493,17 @@ mod tests {
             p.parse(json.as_bytes()).unwrap()
         };
         // A request id on every step: the store stops keying sessions by them.
-        for i in 0..1_000 {
+        for i in 0..3_000 {
             p.process(&step(i, &format!("req-{i}")), &mut s).unwrap();
         }
         assert!(!p.store().trusts_session_ids());
-        let first = p.process(&step(1_000, "held"), &mut s).unwrap();
+        let first = p.process(&step(3_000, "held"), &mut s).unwrap();
         assert!(first.keys.session_is_implied());
         let held = first.keys.untrusted_session().expect("the reported id's hash");
         p.enforcer().blocks().set_manual(EntityKind::Session, held, "held".into(), std::time::Duration::from_secs(3_600), "seen".into(), "analyst:kim".into());
-        let next = p.process(&step(1_001, "held"), &mut s).unwrap();
+        let next = p.process(&step(3_001, "held"), &mut s).unwrap();
         assert_eq!(next.decision.verdict, Verdict::Block, "{:?}", next.decision);
-        assert_eq!(p.process(&step(1_002, "other"), &mut s).unwrap().decision.verdict, Verdict::Allow);
+        assert_eq!(p.process(&step(3_002, "other"), &mut s).unwrap().decision.verdict, Verdict::Allow);
     }
 
     #[test]

@@ -73,14 +73,12 @@ pub struct FeatureConfig {
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
     /// outweigh it within a day.
     pub staff_office_hours: [u8; 2],
-    /// What a reported session id spans. `as-reported` (the default): every
-    /// id is a session. `auto`: the store watches the stream, and when
-    /// hardly any event names a session an earlier one named (a request's
-    /// or one service's id in the field), keys sessions as for events that
-    /// carry none: the device's run of events. Not the default: whoever can
-    /// put events in the stream can flip that verdict with a burst of fresh
-    /// ids, and while it stands the FSC check reads a device's run, which
-    /// may hold another applicant's methods.
+    /// What a reported session id spans. `auto` (the default): the store
+    /// watches the stream, and when hardly any successful event names a
+    /// session an earlier one named (a request's or one service's id in the
+    /// field), keys sessions as for events that carry none: the device's
+    /// run of events (see `session_ids.rs` for what a client cannot do to
+    /// that verdict). `as-reported`: every id is a session.
     pub session_ids: SessionIds,
 }
 
@@ -88,8 +86,8 @@ pub struct FeatureConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionIds {
-    Auto,
     #[default]
+    Auto,
     AsReported,
 }
 
@@ -110,7 +108,7 @@ impl Default for FeatureConfig {
             quick_step_rank: 0.05,
             step_rank_margin: 0.15,
             staff_office_hours: [8, 20],
-            session_ids: SessionIds::AsReported,
+            session_ids: SessionIds::Auto,
         }
     }
 }

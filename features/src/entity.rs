@@ -65,11 +65,25 @@ pub(crate) struct Observed {
     pub step_bit: u16,
     /// The event is an onboarding step.
     pub onboarding: bool,
+    /// The session is implied (the device's run of events), not a reported id's.
+    pub session_implied: bool,
     /// The duration this event taught its step's population baseline while
     /// the baseline was young, if any: what the session keeps in case it
     /// turns out scripted (only a young baseline takes a duration back,
     /// `Baselines::unlearn_step`).
     pub learnt: Option<Learnt>,
+}
+
+impl Observed {
+    /// Where the event happened, for checks that two of a customer's steps
+    /// were taken together: its device's key fragment, or else its subnet's
+    /// (0: neither named). Two places of 0 are not one place: an event that
+    /// leaves out its device and address must not pair with any other that
+    /// does, or leaving them out would be the way to borrow a customer's
+    /// methods or pair a photo with someone else's live face.
+    pub(crate) fn place(&self) -> u32 {
+        self.device.or(self.related[EntityKind::Subnet.index()]).unwrap_or(0)
+    }
 }
 
 /// A duration one event taught a step's population baseline: what to take
@@ -141,8 +155,8 @@ struct Profile {
     /// every failure mixed in.
     code_failures: Vec<u32>,
     /// When each verification method of [`METHOD_NAMES`] last succeeded for
-    /// the customer (event seconds; 0: never), and on which device (0: none
-    /// named). The FSC's two-method check reads the session's methods; a
+    /// the customer (event seconds; 0: never), and where ([`Observed::place`]).
+    /// The FSC's two-method check reads the session's methods; a
     /// pipeline that sends no session id is judged on what the customer
     /// proved on the same device in the last hour instead.
     methods_at: [(u32, u32); METHOD_NAMES.len()],
@@ -151,10 +165,10 @@ struct Profile {
     /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
     /// When a face match (0) and a liveness check (1) last passed for the
-    /// customer (event seconds; 0: never), and on which device. A face
-    /// match alone passes on a held-up photo of the owner, a liveness check
-    /// alone on the attacker's own face: only the pair, on one device within
-    /// the middle window, says the owner is there.
+    /// customer (event seconds; 0: never), and where ([`Observed::place`]).
+    /// A face match alone passes on a held-up photo of the owner, a liveness
+    /// check alone on the attacker's own face: only the pair, in one place
+    /// within the middle window, says the owner is there.
     #[serde(default)]
     face_checks: [(u32, u32); 2],
     /// The clock hour (of event time, since the epoch; 0: never) at which
@@ -218,7 +232,9 @@ impl Profile {
 /// What a session has shown so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SessionState {
-    /// Bits of [`METHOD_NAMES`] that succeeded in this session.
+    /// Bits of [`METHOD_NAMES`] that succeeded in this session; in an
+    /// implied session, only those whose step named no customer (see
+    /// `SessionRare::owner`).
     methods: u8,
     /// Steps (`Observed::step_bit`) this session has timed, and those it has
     /// counted as fast and as quick: each step counts once, at its first fast
@@ -231,6 +247,33 @@ struct SessionState {
     /// What only some sessions hold, boxed, so that every other session
     /// (and every entity, the session state being inline) pays one pointer.
     rare: Option<Box<SessionRare>>,
+}
+
+impl SessionState {
+    /// The methods that count for an event of `customer` (key fragment):
+    /// in an implied session, the anonymous ones and, unless they were
+    /// another customer's, the named ones.
+    fn methods_for(&self, implied: bool, customer: Option<u32>) -> u8 {
+        match (&self.rare, implied) {
+            (Some(r), true) if !r.owned_by_other_than(customer) => self.methods | r.owned,
+            _ => self.methods,
+        }
+    }
+
+    /// Note a method proved in the session by `customer` (key fragment).
+    fn prove(&mut self, method: u8, implied: bool, customer: Option<u32>) {
+        match (implied, customer) {
+            (true, Some(customer)) => {
+                let r = self.rare.get_or_insert_with(Box::default);
+                if r.owner != Some(customer) {
+                    r.owner = Some(customer);
+                    r.owned = 0;
+                }
+                r.owned |= 1 << method;
+            }
+            _ => self.methods |= 1 << method,
+        }
+    }
 }
 
 /// Fast at two steps: what the session teaches from now on goes back.
@@ -280,6 +323,27 @@ struct SessionRare {
     /// The customer the session last logged in as, and from which device
     /// (see [`Entity::logged_in_as`]).
     login: Option<SessionLogin>,
+    /// In an implied session, the customer (key fragment) whose steps last
+    /// proved a method, and the methods they proved since another customer's
+    /// did. An implied session is a device's run of events, and on a shared
+    /// device (a PC방 seat, a family tablet) or under a borrowed device id
+    /// that run holds several people: a method proved by one customer is
+    /// not another's. Methods whose step named no customer (a pipeline that
+    /// names the customer at the opening only) stay in the session's own
+    /// mask, anyone's, as they were before.
+    owner: Option<u32>,
+    owned: u8,
+}
+
+impl SessionRare {
+    /// Nothing but durations to give back: a scripted session drops the box.
+    fn only_taught(&self) -> bool {
+        self.login.is_none() && self.owner.is_none()
+    }
+
+    fn owned_by_other_than(&self, customer: Option<u32>) -> bool {
+        matches!((self.owner, customer), (Some(owner), Some(this)) if owner != this)
+    }
 }
 
 /// A customer a session logged in as.
@@ -674,8 +738,8 @@ impl Entity {
                 // Methods proved on this device within the middle window and
                 // not after this event: a backdated event cannot borrow a
                 // later success, nor one device another's.
-                let device = o.device.unwrap_or(0);
-                let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on == device);
+                let place = o.place();
+                let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on != 0 && *on == place);
                 let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
                 if let Some(m) = l.methods {
                     out[m] = mask.count_ones() as f32;
@@ -684,8 +748,9 @@ impl Entity {
             }
             (Extra::Session(st), _, _) => {
                 if let Some(s) = l.session {
-                    out[s] = st.methods.count_ones() as f32;
-                    out[s + 1] = f32::from(st.methods);
+                    let methods = st.methods_for(o.session_implied, o.related[EntityKind::Customer.index()]);
+                    out[s] = methods.count_ones() as f32;
+                    out[s + 1] = f32::from(methods);
                 }
             }
             (Extra::Records(a), _, Some(s)) => {
@@ -748,7 +813,7 @@ impl Entity {
                         s.flags = s.flags.with(SCRIPTED);
                         unlearn.extend(s.rare.as_mut().map(|r| std::mem::take(&mut r.taught)).unwrap_or_default());
                         // A scripted session teaches no more: the box stays only for a login.
-                        if s.rare.as_ref().is_some_and(|r| r.login.is_none()) {
+                        if s.rare.as_ref().is_some_and(|r| r.only_taught()) {
                             s.rare = None;
                         }
                     }
@@ -776,7 +841,7 @@ impl Entity {
         match &mut self.extra {
             Extra::Session(st) => {
                 if let Some(m) = o.method {
-                    st.methods |= 1 << m;
+                    st.prove(m, o.session_implied, o.related[EntityKind::Customer.index()]);
                 }
             }
             Extra::Profile(p) if o.code_step && o.failure => p.add_code_failure(w, o.secs),
@@ -785,7 +850,7 @@ impl Entity {
                 if let Some(m) = o.method {
                     let last = &mut p.methods_at[usize::from(m)];
                     if o.secs >= last.0 {
-                        *last = (o.secs.max(1), o.device.unwrap_or(0));
+                        *last = (o.secs.max(1), o.place());
                     }
                 }
                 // Only a pass the owner alone can give teaches the profile.
@@ -804,12 +869,12 @@ impl Entity {
                 if let Some(i) = o.face_check {
                     // A backdated pass cannot replace a later one.
                     if o.secs >= p.face_checks[i].0 {
-                        p.face_checks[i] = (o.secs.max(1), o.device.unwrap_or(0));
+                        p.face_checks[i] = (o.secs.max(1), o.place());
                     }
                 }
                 let [face, live] = p.face_checks;
                 let face_and_liveness =
-                    o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
+                    o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
                 let says_who = (o.code_step && !guessing) || face_and_liveness;
                 if !says_who {
                     return [0; 2];
@@ -893,6 +958,21 @@ impl Entity {
             // A login that arrives after a later one (within the lateness) is not the latest.
             if held.as_ref().is_none_or(|h| h.at_ms <= login.at_ms) {
                 *held = Some(login);
+            }
+        }
+    }
+
+    /// An account was opened in this implied session (a session entity),
+    /// for `customer` (key fragment), if it named one: the methods it
+    /// counted were that applicant's, and the next one on the device (a
+    /// PC방 seat, a family tablet) proves their own. Another customer's
+    /// methods, which it did not count, stay theirs.
+    pub(crate) fn spend_methods(&mut self, customer: Option<u32>) {
+        if let Extra::Session(s) = &mut self.extra {
+            s.methods = 0;
+            if let Some(r) = s.rare.as_mut().filter(|r| !r.owned_by_other_than(customer)) {
+                r.owner = None;
+                r.owned = 0;
             }
         }
     }

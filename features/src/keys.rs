@@ -183,12 +183,12 @@ fn implied_session(event: &Event, seed: HashKey) -> Option<u64> {
     Some(entity_hash(seed, EntityKind::Session, &bytes))
 }
 
-/// The session key of an event, as [`EntityKeys::of_trusting`] hashes it:
+/// The session key of an event, and whether it is an implied session's:
 /// the session id's (when `trust_session_ids`), or else the implied one's.
-pub(crate) fn session_key(event: &Event, seed: HashKey, trust_session_ids: bool) -> Option<u64> {
+pub(crate) fn session_key(event: &Event, seed: HashKey, trust_session_ids: bool) -> Option<(u64, bool)> {
     match event.session_id.as_deref().filter(|_| trust_session_ids) {
-        Some(id) => Some(entity_hash(seed, EntityKind::Session, id.as_bytes())),
-        None => implied_session(event, seed),
+        Some(id) => Some((entity_hash(seed, EntityKind::Session, id.as_bytes()), false)),
+        None => implied_session(event, seed).map(|key| (key, true)),
     }
 }
 
@@ -228,13 +228,11 @@ impl EntityKeys {
         set(EntityKind::Device, event.device_id.as_deref());
         set(EntityKind::Account, event.account_hash.as_deref());
         set(EntityKind::Staff, event.staff_id.as_deref());
-        let reported = event.session_id.as_deref().filter(|_| trust_session_ids);
-        set(EntityKind::Session, reported);
-        let session_implied = reported.is_none();
+        let session = session_key(event, seed, trust_session_ids);
+        keys[EntityKind::Session.index()] = session.map(|(key, _)| key);
+        // No key at all (no session id, device or customer) names nothing either.
+        let session_implied = session.is_none_or(|(_, implied)| implied);
         let untrusted_session = event.session_id.as_deref().filter(|_| !trust_session_ids).map(|id| entity_hash(seed, EntityKind::Session, id.as_bytes()));
-        if session_implied {
-            keys[EntityKind::Session.index()] = implied_session(event, seed);
-        }
         if let Some(ip) = event.ip {
             let key = match ip {
                 IpAddr::V4(v4) => entity_hash(seed, EntityKind::Ip, &v4.octets()),

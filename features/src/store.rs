@@ -227,10 +227,9 @@ impl FeatureStore {
         }
         let seed = self.windows.hash_key;
         let trust = self.trusts_session_ids();
-        let key = session_key(event, seed, trust)?;
+        let (key, implied) = session_key(event, seed, trust)?;
         let session = self.maps[EntityKind::Session.index()].get(&key)?;
         let now_s = event_secs(self.watermark_ms.load(Ordering::Relaxed).max(event.ts_ms.min(max_watermark_ms)));
-        let implied = event.session_id.is_none() || !trust;
         if self.gone(EntityKind::Session, &session, now_s, implied) {
             return None;
         }
@@ -273,8 +272,9 @@ impl FeatureStore {
         let w = &self.windows;
         let trust_session_ids = self.trusts_session_ids();
         let keys = EntityKeys::of_trusting(event, w.hash_key, trust_session_ids);
-        if let (Some(gauge), Some(reported)) = (&self.session_ids, keys.reported_session()) {
-            gauge.note(reported);
+        if let (Some(gauge), Some(reported), false) = (&self.session_ids, keys.reported_session(), event.is_failure()) {
+            let client = [EntityKind::Customer, EntityKind::Staff, EntityKind::Device, EntityKind::Ip].into_iter().find_map(|k| keys.get(k));
+            gauge.note(reported, client);
         }
         let newest = event.ts_ms.min(max_watermark_ms);
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
@@ -352,6 +352,7 @@ impl FeatureStore {
             },
             step_bit: 1 << event.step as u16,
             onboarding,
+            session_implied: keys.session_is_implied(),
             // Only a young baseline takes a duration back (it refuses once
             // ready, whatever it is handed), so the reading names only what a
             // young one learnt: a session of a step past its first hundred
@@ -403,6 +404,9 @@ impl FeatureStore {
                 // A passed scan: a failed one is anyone's to send, and would switch attribution off.
                 if kind == EntityKind::Session && success && matches!(event.step, Step::IdOcr | Step::IdAuthenticity) {
                     e.note_id_scan();
+                }
+                if implied && success && event.step == Step::AccountOpen {
+                    e.spend_methods(related[EntityKind::Customer.index()]);
                 }
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -707,6 +711,7 @@ impl FeatureStore {
             face_check: None,
             step_bit: 0,
             onboarding: false,
+            session_implied: false,
             learnt: None,
         };
         entity.observe(kind, &layout, &self.windows, &probe, &mut out);
@@ -1402,18 +1407,18 @@ mod tests {
 
     #[test]
     fn session_ids_that_no_two_steps_share_give_way_to_the_devices_run_of_events() {
-        let run = |session_ids: SessionIds| {
+        let run = |session_ids: SessionIds, failed: bool| {
             let store = FeatureStore::new(&FeatureConfig { session_ids, ..FeatureConfig::default() }).unwrap();
             let mut out = vec![0.0; store.catalog().len()];
             let t0 = 1_764_000_000_000;
-            // A pipeline that puts a request id in the field: a thousand people, a fresh id on each step.
-            for i in 0..1_000 {
-                let mut e = event(i, t0 + i as i64 * 1_000, &format!("c{i}"), "121.1.2.3", &format!("d{i}"), false);
+            // A pipeline that puts a request id in the field: three thousand people, a fresh id on each step.
+            for i in 0..3_000 {
+                let mut e = event(i, t0 + i as i64 * 1_000, &format!("c{i}"), "121.1.2.3", &format!("d{i}"), failed);
                 e.session_id = Some(format!("req-{i}").into());
                 store.observe(&e, &mut out);
             }
             // One device's two steps, a request id each: one session or two?
-            let mut e = event(2_000, t0 + 1_001_000, "c-bot", "121.1.2.3", "d-bot", false);
+            let mut e = event(4_000, t0 + 3_001_000, "c-bot", "121.1.2.3", "d-bot", false);
             for id in ["req-a", "req-b"] {
                 e.session_id = Some(id.into());
                 store.observe(&e, &mut out);
@@ -1425,8 +1430,10 @@ mod tests {
             store.observe(&e, &mut out);
             (together, get(&store, &out, "session.events_24h"), store.trusts_session_ids())
         };
-        assert_eq!(run(SessionIds::Auto), (2.0, 1.0, false));
-        assert_eq!(run(SessionIds::AsReported), (1.0, 1.0, true));
+        assert_eq!(run(SessionIds::Auto, false), (2.0, 1.0, false));
+        assert_eq!(run(SessionIds::AsReported, false), (1.0, 1.0, true));
+        // Failed logins with fresh ids are anyone's to send: they do not count.
+        assert_eq!(run(SessionIds::Auto, true), (1.0, 1.0, true));
     }
 
     #[test]

@@ -531,13 +531,28 @@ async fn get_audit(State(s): State<Arc<AppState>>, axum::Extension(who): axum::E
     responses((status = 200, description = "The entity's features now, and its block.", body = Object)))]
 async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(String, String)>) -> Result<Json<serde_json::Value>, ApiError> {
     let k = EntityKind::parse(&kind).ok_or_else(|| ApiError::bad_request(format!("unknown kind `{kind}`")))?;
-    let features = s.pipeline.store().entity_features(k, &key).ok_or_else(|| ApiError::not_found(format!("no state for {kind} {key}")))?;
+    let store = s.pipeline.store();
+    let features = store.entity_features(k, &key);
+    // While the stream's session ids are a step's each, sessions are keyed
+    // by the device's run of events and no state is kept under a reported
+    // id; a block set on one still applies, and the analyst is told why the
+    // features are missing rather than that the session does not exist.
+    let untrusted = k == EntityKind::Session && !store.trusts_session_ids();
+    if features.is_none() && !untrusted {
+        return Err(ApiError::not_found(format!("no state for {kind} {key}")));
+    }
     let (_, hash) = scope_and_hash(&s, &kind, &key)?;
     let mut keys = haechi_features::EntityKeys::default();
     keys.set(k, hash);
     let block = s.blocks().check(&keys, crate::enforce::now_ms()).map(|b| BlockView::from(&b));
-    let map: serde_json::Map<String, serde_json::Value> = features.into_iter().map(|(n, v)| (n, serde_json::json!(v))).collect();
-    Ok(Json(serde_json::json!({ "kind": k, "key": key, "features": map, "block": block })))
+    let map: serde_json::Map<String, serde_json::Value> = features.unwrap_or_default().into_iter().map(|(n, v)| (n, serde_json::json!(v))).collect();
+    let mut body = serde_json::json!({ "kind": k, "key": key, "features": map, "block": block });
+    if untrusted {
+        body["note"] = serde_json::json!(
+            "the stream's session ids are a step's each (haechi_session_ids_per_step is 1): sessions are keyed by the device's run of events, and no state is kept under a reported session id"
+        );
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -762,6 +777,52 @@ mod tests {
         let lines: Vec<u64> = v["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
         assert_eq!(lines, vec![3, 4], "{v}");
         assert_eq!(v["decisions"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_looked_up_while_the_streams_ids_are_a_steps_each_says_why_it_has_no_features() {
+        let get = |app: Router, path: &str| {
+            let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+            async move {
+                let res = app.oneshot(req).await.unwrap();
+                let status = res.status();
+                let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+                (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            }
+        };
+        let mut config = crate::Config::default();
+        config.server.watch_files = false;
+        config.features.session_ids = haechi_features::SessionIds::Auto;
+        let s = super::super::build_state(config).unwrap();
+        let app = router(s.clone(), CancellationToken::new());
+        // Before any verdict, an unknown session is just unknown.
+        assert_eq!(get(app.clone(), "/v1/entities/session/req-7").await.0, StatusCode::NOT_FOUND);
+        let mut scratch = s.pipeline.scratch();
+        for i in 0..3_000 {
+            let line = format!(
+                r#"{{"event_id":"w{i}","ts":"2026-11-02T10:{:02}:{:02}+09:00","step":"login","result":"success","customer_id":"c{i}","device_id":"d{i}","session_id":"req-{i}"}}"#,
+                i / 60 % 60,
+                i % 60
+            );
+            s.pipeline.process(&s.pipeline.parse(line.as_bytes()).unwrap(), &mut scratch).unwrap();
+        }
+        assert!(!s.pipeline.store().trusts_session_ids());
+        // A session first seen now keeps no state under its id; an analyst's block on it shows.
+        let late = r#"{"event_id":"late","ts":"2026-11-02T11:00:00+09:00","step":"login","result":"success","customer_id":"c-late","device_id":"d-late","session_id":"req-late"}"#;
+        s.pipeline.process(&s.pipeline.parse(late.as_bytes()).unwrap(), &mut scratch).unwrap();
+        let (_, hash) = scope_and_hash(&s, "session", "req-late").unwrap();
+        s.blocks().set_manual(EntityKind::Session, hash, "req-late".into(), std::time::Duration::from_secs(3_600), "seen".into(), "analyst:kim".into());
+        let (status, body) = get(app.clone(), "/v1/entities/session/req-late").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["note"].as_str().unwrap().contains("a step's each"), "{body}");
+        assert_eq!(body["features"], serde_json::json!({}));
+        assert_eq!(body["block"]["key"], "req-late", "{body}");
+        // One seen before the verdict keeps its old state, with the same note.
+        let (status, body) = get(app.clone(), "/v1/entities/session/req-7").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["note"].is_string() && body["features"]["session.present"] == 1.0, "{body}");
+        // Other kinds are as they were.
+        assert_eq!(get(app, "/v1/entities/customer/nobody").await.0, StatusCode::NOT_FOUND);
     }
 
     /// Who may call what, written out: the security contract of every route in the OpenAPI
