@@ -251,11 +251,12 @@ struct SessionState {
 
 impl SessionState {
     /// The methods that count for an event of `customer` (key fragment):
-    /// in an implied session, the anonymous ones and, unless they were
-    /// another customer's, the named ones.
+    /// in an implied session, the anonymous ones and, if the event names
+    /// the customer who proved them, the named ones. An event that names no
+    /// customer cannot show that they are its own.
     fn methods_for(&self, implied: bool, customer: Option<u32>) -> u8 {
         match (&self.rare, implied) {
-            (Some(r), true) if !r.owned_by_other_than(customer) => self.methods | r.owned,
+            (Some(r), true) if r.owned_by(customer) => self.methods | r.owned,
             _ => self.methods,
         }
     }
@@ -341,8 +342,8 @@ impl SessionRare {
         self.login.is_none() && self.owner.is_none()
     }
 
-    fn owned_by_other_than(&self, customer: Option<u32>) -> bool {
-        matches!((self.owner, customer), (Some(owner), Some(this)) if owner != this)
+    fn owned_by(&self, customer: Option<u32>) -> bool {
+        customer.is_some() && self.owner == customer
     }
 }
 
@@ -970,7 +971,7 @@ impl Entity {
     pub(crate) fn spend_methods(&mut self, customer: Option<u32>) {
         if let Extra::Session(s) = &mut self.extra {
             s.methods = 0;
-            if let Some(r) = s.rare.as_mut().filter(|r| !r.owned_by_other_than(customer)) {
+            if let Some(r) = s.rare.as_mut().filter(|r| r.owned_by(customer)) {
                 r.owner = None;
                 r.owned = 0;
             }

@@ -11,15 +11,19 @@
 //! ids once they repeat again.
 //!
 //! The verdict holds for every client, so an attacker must not be able to
-//! buy it. Only successful steps are watched: a failed login with a fresh id
-//! is anyone's to send. Each client (the customer, else the staff member,
-//! the device, the address) brings at most one new id to a verdict, so one
-//! account's many logins count once. And it takes [`VERDICTS_TO_DISTRUST`]
-//! verdicts in a row to stop trusting the ids, one to trust them again: a
-//! mistaken flip costs the detection of a stream without session ids, a
-//! mistaken trust only the per-session reading of a pipeline that never had it.
+//! buy it. A new id counts only at a step that needs a secret the attacker
+//! would have to steal for each id: a successful login (by its customer) or
+//! a staff access (by its staff member). A failed login is anyone's to send,
+//! and so is a passed ID scan or a code sent to the applicant's own phone,
+//! under as many made-up customer ids as one likes. Each customer or staff
+//! member brings at most one new id to a verdict, so one account's many
+//! logins count once. Any later successful step that names a watched id
+//! counts as a repeat. And it takes [`VERDICTS_TO_DISTRUST`] verdicts in a
+//! row to stop trusting the ids, one to trust them again: a mistaken flip
+//! costs the detection of a stream without session ids, a mistaken trust
+//! only the per-session reading of a pipeline that never had it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -28,21 +32,24 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// One session in this many is watched (by its keyed hash, so all of its
-/// events or none): the lock is taken for one event in four. With
+/// events or none): the lock is taken for one event in two. With
 /// [`VERDICTS_TO_DISTRUST`] verdicts of [`EVENTS_PER_VERDICT`], a stream
-/// whose ids are a step's each is seen so after about 800 successful events.
-const WATCH_ONE_IN: u64 = 4;
+/// whose ids are a step's each is seen so after about 400 successful logins.
+const WATCH_ONE_IN: u64 = 2;
 /// Watched session ids remembered, oldest forgotten first.
 const REMEMBERED: usize = 2_048;
-/// Watched events per verdict: about 250 successful events carrying a session id.
+/// Watched events per verdict (new ids and repeats).
 const EVENTS_PER_VERDICT: u32 = 64;
 /// Below this share of watched events naming a session seen before, the ids
 /// are a step's each. Honest traffic with real sessions (a login and its
-/// code, an onboarding of six steps) shows a half or more.
+/// code, or its next steps) shows far more.
 const PER_STEP_BELOW: f32 = 0.1;
 /// At or above this share the reported ids are trusted again. Between the
 /// two, the verdict stands: a mix of the two kinds does not flip it per block.
 const SPANNING_FROM: f32 = 0.2;
+/// Repeats one watched id counts, ever: one account resending one id cannot
+/// hold up the share of a stream whose ids are otherwise a step's each.
+const REPEATS_PER_ID: u8 = 3;
 /// Verdicts in a row below [`PER_STEP_BELOW`] before the ids stop keying sessions.
 pub(crate) const VERDICTS_TO_DISTRUST: u8 = 3;
 
@@ -55,7 +62,8 @@ pub(crate) struct SessionIdGauge {
 
 #[derive(Debug, Default)]
 struct Watch {
-    seen: HashSet<u64>,
+    /// Watched ids, and the repeats each has counted.
+    seen: HashMap<u64, u8>,
     order: VecDeque<u64>,
     events: u32,
     repeats: u32,
@@ -69,8 +77,8 @@ struct Watch {
 /// must key its sessions as the run before it did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SessionIdsState {
-    /// Watched ids, oldest first.
-    remembered: Vec<u64>,
+    /// Watched ids, oldest first, and the repeats each has counted.
+    remembered: Vec<(u64, u8)>,
     events: u32,
     repeats: u32,
     clients: Vec<u64>,
@@ -83,8 +91,8 @@ impl SessionIdsState {
     ///
     /// # Errors
     /// [`Error::Snapshot`] when no gauge could have written this state.
-    pub(crate) fn check(&self) -> Result<HashSet<u64>> {
-        let seen: HashSet<u64> = self.remembered.iter().copied().collect();
+    pub(crate) fn check(&self) -> Result<HashMap<u64, u8>> {
+        let seen: HashMap<u64, u8> = self.remembered.iter().copied().collect();
         let clients = self.clients.iter().collect::<HashSet<_>>().len();
         let sound = self.remembered.len() <= REMEMBERED
             && seen.len() == self.remembered.len()
@@ -92,10 +100,11 @@ impl SessionIdsState {
             && self.repeats <= self.events
             && clients == self.clients.len()
             && self.clients.len() as u32 == self.events - self.repeats
-            && self.low_verdicts <= VERDICTS_TO_DISTRUST;
+            && self.low_verdicts <= VERDICTS_TO_DISTRUST
+            && self.remembered.iter().all(|(_, n)| *n <= REPEATS_PER_ID);
         if !sound {
             return Err(Error::Snapshot(format!(
-                "the session-id gauge holds {} ids ({} distinct, at most {REMEMBERED}), {} repeats in {} events (fewer than {EVENTS_PER_VERDICT}), {} clients ({clients} distinct) and {} low verdicts (at most {VERDICTS_TO_DISTRUST})",
+                "the session-id gauge holds {} ids ({} distinct, at most {REMEMBERED}, at most {REPEATS_PER_ID} repeats each), {} repeats in {} events (fewer than {EVENTS_PER_VERDICT}), {} clients ({clients} distinct) and {} low verdicts (at most {VERDICTS_TO_DISTRUST})",
                 self.remembered.len(),
                 seen.len(),
                 self.repeats,
@@ -112,7 +121,7 @@ impl SessionIdGauge {
     pub(crate) fn export_state(&self) -> SessionIdsState {
         let w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         SessionIdsState {
-            remembered: w.order.iter().copied().collect(),
+            remembered: w.order.iter().map(|id| (*id, w.seen.get(id).copied().unwrap_or(0))).collect(),
             events: w.events,
             repeats: w.repeats,
             clients: w.clients.clone(),
@@ -128,7 +137,7 @@ impl SessionIdGauge {
         let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *w = Watch {
             seen,
-            order: state.remembered.iter().copied().collect(),
+            order: state.remembered.iter().map(|(id, _)| *id).collect(),
             events: state.events,
             repeats: state.repeats,
             clients: state.clients.clone(),
@@ -144,17 +153,22 @@ impl SessionIdGauge {
     }
 
     /// Note a successful event that carries a session id, by the id's keyed
-    /// hash, and the keyed hash of the client that sent it. An event that
-    /// names no client cannot be told from a spray of them: it is not counted.
-    pub(crate) fn note(&self, session_hash: u64, client: Option<u64>) {
+    /// hash. `opener` is the keyed hash of who proved a secret at it (the
+    /// customer of a successful login, the staff member of an access), if
+    /// anyone did: only such an event brings a new id.
+    pub(crate) fn note(&self, session_hash: u64, opener: Option<u64>) {
         if session_hash % WATCH_ONE_IN != 0 {
             return;
         }
-        let Some(client) = client else { return };
         let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if w.seen.contains(&session_hash) {
+        if let Some(repeats) = w.seen.get_mut(&session_hash) {
+            if *repeats == REPEATS_PER_ID {
+                return;
+            }
+            *repeats += 1;
             w.repeats += 1;
         } else {
+            let Some(client) = opener else { return };
             if w.clients.contains(&client) {
                 return;
             }
@@ -164,7 +178,7 @@ impl SessionIdGauge {
                     w.seen.remove(&oldest);
                 }
             }
-            w.seen.insert(session_hash);
+            w.seen.insert(session_hash, 0);
             w.order.push_back(session_hash);
         }
         w.events += 1;
@@ -207,7 +221,7 @@ mod tests {
     #[test]
     fn ids_that_never_repeat_are_a_steps_each_and_repeating_ones_win_back_trust() {
         let gauge = SessionIdGauge::default();
-        // Three steps a session: trusted from the start, and after three verdicts.
+        // Three steps a session: trusted (as before any verdict) after three verdicts.
         for s in 0..u64::from(EVENTS_PER_VERDICT) {
             for _ in 0..3 {
                 gauge.note(watched(s), Some(s));
@@ -238,22 +252,24 @@ mod tests {
             gauge.note(watched(id), Some(id));
         }
         assert!(gauge.per_step());
-        // Sessions of two steps again: trusted again at the first verdict.
+        // Sessions of two steps again, a login and its code (which proves
+        // no secret of its own, but names a watched id): trusted again at
+        // the first verdict.
         for s in 5_000..5_000 + u64::from(EVENTS_PER_VERDICT) / 2 {
             gauge.note(watched(s), Some(s));
-            gauge.note(watched(s), Some(s));
+            gauge.note(watched(s), None);
         }
         assert!(!gauge.per_step());
     }
 
     #[test]
-    fn one_client_or_a_nameless_one_cannot_make_the_ids_untrusted() {
+    fn one_client_or_steps_that_prove_no_secret_cannot_make_the_ids_untrusted() {
         let gauge = SessionIdGauge::default();
-        // One account (or device) logging in again and again, a fresh id each time.
+        // One account logging in again and again, a fresh id each time.
         for s in 0..100_000 {
             gauge.note(watched(s), Some(7));
         }
-        // Events that name no customer, device or address.
+        // Passed ID scans, codes to the applicant's own phone: no opener.
         for s in 0..100_000 {
             gauge.note(watched(s), None);
         }
@@ -283,19 +299,25 @@ mod tests {
         restored.restore_state(&postcard::from_bytes(&postcard::to_stdvec(&gauge.export_state()).unwrap()).unwrap()).unwrap();
         assert_eq!(restored.export_state(), gauge.export_state());
         assert!(restored.per_step());
-        // The same next events give both the same verdict: the ten ids of
-        // the open block, repeated, win back trust at its end in both; and
-        // the clients already counted in it still count once.
+        // The same next events give both the same verdict, at the same event.
         for g in [&gauge, &restored] {
+            // The clients already counted in the open verdict count once.
             for s in 20_000..20_010 {
                 g.note(watched(s + 1_000), Some(s));
             }
-            for s in 0..u64::from(EVENTS_PER_VERDICT) - 20 {
-                g.note(watched(20_000 + s % 10), Some(s));
+            // Each of its ten ids counts three repeats, and no more.
+            for _ in 0..10 {
+                for s in 20_000..20_010 {
+                    g.note(watched(s), None);
+                }
             }
-            assert!(g.per_step(), "the ten clients' second fresh ids were not counted");
-            for s in 0..10 {
-                g.note(watched(20_000 + s), Some(s));
+            let open = g.export_state();
+            assert_eq!((open.events, open.repeats, open.clients.len()), (40, 30, 10), "a client's second new id or an id's fourth repeat counted");
+            assert!(g.per_step());
+            // Twelve sessions of a login and its code end the verdict at 64 events, 42 repeats: trusted again.
+            for s in 30_000..30_012 {
+                g.note(watched(s), Some(s));
+                g.note(watched(s), None);
             }
             assert!(!g.per_step());
         }
@@ -305,7 +327,8 @@ mod tests {
         let good = gauge.export_state();
         let bad = [
             SessionIdsState { remembered: [good.remembered.clone(), vec![good.remembered[0]]].concat(), ..good.clone() },
-            SessionIdsState { events: EVENTS_PER_VERDICT, ..good.clone() },
+            SessionIdsState { events: EVENTS_PER_VERDICT, repeats: EVENTS_PER_VERDICT, clients: vec![], ..good.clone() },
+            SessionIdsState { remembered: vec![(8, REPEATS_PER_ID + 1)], ..good.clone() },
             SessionIdsState { clients: vec![1, 1], events: 2, repeats: 0, ..good.clone() },
             SessionIdsState { clients: vec![1], events: 2, repeats: 0, ..good.clone() },
             SessionIdsState { low_verdicts: VERDICTS_TO_DISTRUST + 1, per_step: true, ..good.clone() },

@@ -273,8 +273,12 @@ impl FeatureStore {
         let trust_session_ids = self.trusts_session_ids();
         let keys = EntityKeys::of_trusting(event, w.hash_key, trust_session_ids);
         if let (Some(gauge), Some(reported), false) = (&self.session_ids, keys.reported_session(), event.is_failure()) {
-            let client = [EntityKind::Customer, EntityKind::Staff, EntityKind::Device, EntityKind::Ip].into_iter().find_map(|k| keys.get(k));
-            gauge.note(reported, client);
+            let opener = match event.step {
+                Step::Login => keys.get(EntityKind::Customer),
+                step if step.is_staff_access() => keys.get(EntityKind::Staff),
+                _ => None,
+            };
+            gauge.note(reported, opener);
         }
         let newest = event.ts_ms.min(max_watermark_ms);
         let previous = self.watermark_ms.fetch_max(newest, Ordering::Relaxed);
@@ -1406,14 +1410,44 @@ mod tests {
     }
 
     #[test]
+    fn in_a_devices_implied_session_named_methods_count_only_for_their_customer_and_an_opening_spends_them() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let mut n = 0;
+        // Steps on one PC방 seat, no session id: the session's methods as each step reads them.
+        let mut step = |step: Step, customer: Option<&str>| {
+            n += 1;
+            let mut e = event(n, 1_764_000_000_000 + n as i64 * 20_000, customer.unwrap_or("-"), "121.1.2.3", "seat-7", false);
+            (e.step, e.customer_id, e.session_id) = (step, customer.map(Into::into), None);
+            store.observe(&e, &mut out);
+            get(&store, &out, "session.methods_ok")
+        };
+        step(Step::IdAuthenticity, Some("cA"));
+        assert_eq!(step(Step::Otp, Some("cA")), 2.0);
+        // Nobody named, or another customer: A's methods are not theirs, and they spend none of them.
+        assert_eq!(step(Step::AccountOpen, None), 0.0);
+        assert_eq!(step(Step::AccountOpen, Some("cB")), 0.0);
+        // A method that names nobody is anyone's.
+        assert_eq!(step(Step::AccountVerify, None), 1.0);
+        assert_eq!(step(Step::AccountOpen, Some("cA")), 3.0);
+        // A's opening spent all three.
+        assert_eq!(step(Step::AccountOpen, Some("cA")), 0.0);
+        // A new customer's methods replace the last one's.
+        step(Step::IdAuthenticity, Some("cA"));
+        assert_eq!(step(Step::Otp, Some("cB")), 1.0);
+        assert_eq!(step(Step::AccountOpen, Some("cA")), 0.0);
+    }
+
+    #[test]
     fn session_ids_that_no_two_steps_share_give_way_to_the_devices_run_of_events() {
-        let run = |session_ids: SessionIds, failed: bool| {
+        let run = |session_ids: SessionIds, step: Step, failed: bool| {
             let store = FeatureStore::new(&FeatureConfig { session_ids, ..FeatureConfig::default() }).unwrap();
             let mut out = vec![0.0; store.catalog().len()];
             let t0 = 1_764_000_000_000;
             // A pipeline that puts a request id in the field: three thousand people, a fresh id on each step.
             for i in 0..3_000 {
                 let mut e = event(i, t0 + i as i64 * 1_000, &format!("c{i}"), "121.1.2.3", &format!("d{i}"), failed);
+                e.step = step;
                 e.session_id = Some(format!("req-{i}").into());
                 store.observe(&e, &mut out);
             }
@@ -1430,10 +1464,12 @@ mod tests {
             store.observe(&e, &mut out);
             (together, get(&store, &out, "session.events_24h"), store.trusts_session_ids())
         };
-        assert_eq!(run(SessionIds::Auto, false), (2.0, 1.0, false));
-        assert_eq!(run(SessionIds::AsReported, false), (1.0, 1.0, true));
-        // Failed logins with fresh ids are anyone's to send: they do not count.
-        assert_eq!(run(SessionIds::Auto, true), (1.0, 1.0, true));
+        assert_eq!(run(SessionIds::Auto, Step::Login, false), (2.0, 1.0, false));
+        assert_eq!(run(SessionIds::AsReported, Step::Login, false), (1.0, 1.0, true));
+        // Failed logins with fresh ids are anyone's to send, and so are
+        // codes passed on one's own phone under made-up customers: they do not count.
+        assert_eq!(run(SessionIds::Auto, Step::Login, true), (1.0, 1.0, true));
+        assert_eq!(run(SessionIds::Auto, Step::Otp, false), (1.0, 1.0, true));
     }
 
     #[test]

@@ -549,7 +549,7 @@ async fn get_entity(State(s): State<Arc<AppState>>, Path((kind, key)): Path<(Str
     let mut body = serde_json::json!({ "kind": k, "key": key, "features": map, "block": block });
     if untrusted {
         body["note"] = serde_json::json!(
-            "the stream's session ids are a step's each (haechi_session_ids_per_step is 1): sessions are keyed by the device's run of events, and no state is kept under a reported session id"
+            "the stream's session ids are a step's each (haechi_session_ids_per_step is 1): sessions are keyed by the device's run of events, so no state is kept under a reported session id now, and any features shown were kept before that verdict; a block on the id still applies"
         );
     }
     Ok(Json(body))
