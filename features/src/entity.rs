@@ -736,9 +736,9 @@ impl Entity {
                     out[s + 9 + j] = p.code_failures.iter().filter(|t| **t >= cut).count() as f32;
                 }
                 out[s + 12] = code_failure_pace;
-                // Methods proved on this device within the middle window and
-                // not after this event: a backdated event cannot borrow a
-                // later success, nor one device another's.
+                // Methods proved in this place (device, else subnet) within
+                // the middle window and not after this event: a backdated
+                // event cannot borrow a later success, nor one device another's.
                 let place = o.place();
                 let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on != 0 && *on == place);
                 let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
@@ -813,7 +813,7 @@ impl Entity {
                     if !s.flags.has(SCRIPTED) && s.fast.count_ones() >= 2 {
                         s.flags = s.flags.with(SCRIPTED);
                         unlearn.extend(s.rare.as_mut().map(|r| std::mem::take(&mut r.taught)).unwrap_or_default());
-                        // A scripted session teaches no more: the box stays only for a login.
+                        // A scripted session teaches no more: the box stays only for a login or a customer's methods.
                         if s.rare.as_ref().is_some_and(|r| r.only_taught()) {
                             s.rare = None;
                         }
