@@ -73,12 +73,14 @@ pub struct FeatureConfig {
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
     /// outweigh it within a day.
     pub staff_office_hours: [u8; 2],
-    /// What a reported session id spans. `auto` (the default): the store
-    /// watches the stream, and when hardly any successful event names a
+    /// What a reported session id spans. `as-reported` (the default): every
+    /// id is a session. `auto`: the store watches the stream, and when hardly any successful event names a
     /// session an earlier one named (a request's or one service's id in the
     /// field), keys sessions as for events that carry none: the device's
     /// run of events (see `session_ids.rs` for what a client cannot do to
-    /// that verdict). `as-reported`: every id is a session.
+    /// that verdict). Not the default: a pipeline whose login carries its
+    /// own id and whose later steps share another is taken for one id per
+    /// step, and a few accounts of one's own can move the verdict.
     pub session_ids: SessionIds,
 }
 
@@ -86,8 +88,8 @@ pub struct FeatureConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionIds {
-    #[default]
     Auto,
+    #[default]
     AsReported,
 }
 
@@ -108,7 +110,7 @@ impl Default for FeatureConfig {
             quick_step_rank: 0.05,
             step_rank_margin: 0.15,
             staff_office_hours: [8, 20],
-            session_ids: SessionIds::Auto,
+            session_ids: SessionIds::AsReported,
         }
     }
 }
