@@ -415,7 +415,7 @@ mod tests {
         assert!(fsc_note(&decide(&p(), &steps("", ["", "", ""]))[2]).is_some_and(|n| n.contains("methods seen: none")));
         // One subnet, no device: one place.
         assert_eq!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", "121.1.2.9"]))[2]), None);
-        // The methods from another subnet, the opening from none.
+        // The methods from one subnet, the opening from no address or from another subnet.
         assert!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", ""]))[2]).is_some());
         assert!(fsc_note(&decide(&p(), &steps("", ["121.1.2.3", "121.1.2.40", "175.9.8.7"]))[2]).is_some());
         // One device.

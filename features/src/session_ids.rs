@@ -289,7 +289,7 @@ mod tests {
     fn the_gauge_goes_on_after_a_restart_as_it_would_have() {
         let gauge = SessionIdGauge::default();
         fresh(&gauge, 0, VERDICTS_TO_DISTRUST as u32);
-        // Ten events into the next verdict, and a first low verdict after a trusting one would be the third.
+        // Three low verdicts (distrusted), a fourth, and ten events into the next verdict.
         fresh(&gauge, 10_000, 1);
         for s in 20_000..20_010 {
             gauge.note(watched(s), Some(s));
@@ -299,7 +299,7 @@ mod tests {
         restored.restore_state(&postcard::from_bytes(&postcard::to_stdvec(&gauge.export_state()).unwrap()).unwrap()).unwrap();
         assert_eq!(restored.export_state(), gauge.export_state());
         assert!(restored.per_step());
-        // The same next events give both the same verdict, at the same event.
+        // The same next events give both the same state and verdict.
         for g in [&gauge, &restored] {
             // The clients already counted in the open verdict count once.
             for s in 20_000..20_010 {
