@@ -128,7 +128,11 @@ pub struct KindLayout {
     /// code_failure_pace (a failed code's gap to the customer's previous one,
     /// over the longest pause between their failed codes before it, of
     /// those kept for the long window; 0 for any other event, or with fewer
-    /// than two before it), then the `methods` pair.
+    /// than two before it), face_shown_s (seconds since the event's device,
+    /// or its subnet when it names none, passed a face match and a liveness
+    /// check for this customer, counted from the older of the two; -1: the
+    /// latest of each did not pass there, or more than the middle window
+    /// apart), then the `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification
     /// methods the customer passed in it on the event's device, whatever
@@ -204,6 +208,7 @@ impl FeatureCatalog {
                     names.push(format!("{k}.code_failures_{label}"));
                 }
                 names.push(format!("{k}.code_failure_pace"));
+                names.push(format!("{k}.face_shown_s"));
                 l.methods = Some(names.len());
                 for n in ["methods_ok", "methods_mask"] {
                     names.push(format!("{k}.{n}_{}", labels[1]));

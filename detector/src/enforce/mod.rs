@@ -122,6 +122,10 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
+    /// Slot of `customer.face_shown_s`, the middle window's length in
+    /// seconds and its label: how recently the event's device showed the
+    /// customer's face, alive, to count as the owner's.
+    face_shown: Option<(usize, f32, Arc<str>)>,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
     cold_start_needs_ms: Option<i64>,
@@ -217,6 +221,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
+        let face_shown = catalog.slot("customer.face_shown_s").map(|slot| (slot, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -228,6 +233,7 @@ impl Enforcer {
             routine_staff,
             owner_device_slots,
             owner_device_min_age_ms,
+            face_shown,
             cold_start_needs_ms,
             names: Names { blocklist: Arc::from("blocklist"), rate_limit: Arc::from("rate_limit"), blast_radius: Arc::from("blast_radius") },
             recovering: std::sync::atomic::AtomicBool::new(false),
@@ -378,6 +384,12 @@ impl Enforcer {
         let device = keys.get(EntityKind::Device);
         let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
         let proves_presence = event.result == haechi_features::Outcome::Success && event.step.proves_presence();
+        // The customer's face, alive, matched on this device within the
+        // middle window: the step-up a block about guessed codes asks for,
+        // already given. The rest of the owner's onboarding on a new phone
+        // (the 1-won check, the opening, a mistyped code) is theirs; a
+        // guesser of codes cannot show the owner's face.
+        let device_showed_face = device.is_some() && self.face_shown.as_ref().is_some_and(|(slot, window_s, _)| (0.0..*window_s).contains(&features[*slot]));
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
@@ -411,7 +423,7 @@ impl Enforcer {
             // makes the owner, re-verifying on a new phone while their
             // account is guessed at, prove themselves twice. Their code,
             // login, 1-won check and account opening are still stepped up.
-            if proves_presence && b.lets_presence_check_pass(device) {
+            if (proves_presence || device_showed_face) && b.lets_presence_check_pass(device) {
                 *passed_check_over.borrow_mut() = Some(b.set_by.clone());
                 return None;
             }
@@ -426,7 +438,7 @@ impl Enforcer {
         // Whichever entry wins, a guess met by a customer block about
         // guessing makes its device one of the offending (the owner's
         // vouched phone aside), whether or not a rule fires on it.
-        if guess && !spared_any.get() {
+        if guess && !spared_any.get() && !(device_showed_face && passed_check_over.borrow().is_some()) {
             if let Some(customer) = keys.get(EntityKind::Customer) {
                 self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
             }
@@ -466,10 +478,17 @@ impl Enforcer {
         // document's or an address's block, an analyst's, still decides.
         if let Some(set_by) = passed_check_over.take().filter(|_| in_force.is_none()) {
             out.passed_presence_check = true;
-            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("presence_check"), Severity::Low).with_detail(format!(
-                "the customer is blocked by {set_by} for the devices its guessed codes came from; a passed {} from another device gives a guesser nothing, so this block lets it through",
-                event.step.as_str()
-            )));
+            let detail = match self.face_shown.as_ref().filter(|_| device_showed_face && !proves_presence) {
+                Some((_, _, window)) => format!(
+                    "the customer is blocked by {set_by} for the devices its guessed codes came from; this device matched the customer's face with liveness in the last {window}, which answers the step-up the block asks for, so it lets this {} through",
+                    event.step.as_str()
+                ),
+                None => format!(
+                    "the customer is blocked by {set_by} for the devices its guessed codes came from; a passed {} from another device gives a guesser nothing, so this block lets it through",
+                    event.step.as_str()
+                ),
+            };
+            d.reasons.push(Reason::new(self.names.blocklist.clone(), Arc::from("presence_check"), Severity::Low).with_detail(detail));
         }
         let routine_passed_over = routine_passed_over.take();
         // Passed over by the staff block, whatever else stands: what it lets
@@ -1136,20 +1155,38 @@ rules:
         assert!(d.reasons[0].detail.as_deref().is_some_and(|t| t.contains("step-up")), "{d:?}");
         // A passed ID scan, authenticity check, face match or liveness check
         // from that phone gives a guesser of codes nothing: let through, and
-        // told why. The code and account opening it leads to are stepped up
+        // told why. Until the phone has matched the owner's face with
+        // liveness, the code and account opening it leads to are stepped up
         // by the block.
         let stepped_up_by_the_block = |d: &Decision| d.blocked_by.as_ref().map(|b| (b.scope, b.action)) == Some((EntityKind::Customer, BlockAction::Challenge));
-        for (i, step) in ["id_ocr", "id_authenticity", "face_match", "liveness"].into_iter().enumerate() {
+        let presence_passed = |d: &Decision, why: &str| {
+            d.verdict == Verdict::Allow && d.blocked_by.is_none() && d.reasons.iter().any(|r| &*r.id == "presence_check" && r.severity == Severity::Low && r.detail.as_deref().is_some_and(|t| t.contains(why)))
+        };
+        for (i, step) in ["id_ocr", "id_authenticity"].into_iter().enumerate() {
             let d = one(80 + i, 11, step, "success", "owners-new-phone");
-            assert_eq!((d.verdict, d.blocked_by.as_ref()), (Verdict::Allow, None), "{d:?}");
-            assert!(d.reasons.iter().any(|r| &*r.id == "presence_check" && r.severity == Severity::Low && r.detail.as_deref().is_some_and(|t| t.contains("lets it through"))), "{d:?}");
+            assert!(presence_passed(&d, "gives a guesser nothing, so this block lets it through"), "{d:?}");
         }
         let open = one(84, 11, "account_open", "success", "owners-new-phone");
         assert!(open.verdict == Verdict::Challenge && stepped_up_by_the_block(&open), "{open:?}");
         let code = one(85, 11, "otp", "success", "owners-new-phone");
         assert!(code.verdict == Verdict::Challenge && stepped_up_by_the_block(&code), "a passed code is what a guesser is after: {code:?}");
+        // A face match and a liveness check on another of the owner's
+        // devices: let through, and from then on that device has answered
+        // the step-up within the hour. Its 1-won check, code and even a
+        // mistyped password pass, and the mistyped one does not make it
+        // offending.
+        // A face match alone answers nothing.
+        let face = one(86, 11, "face_match", "success", "owners-laptop");
+        assert!(presence_passed(&face, "gives a guesser nothing"), "{face:?}");
+        let open = one(87, 11, "account_open", "success", "owners-laptop");
+        assert!(open.verdict == Verdict::Challenge && stepped_up_by_the_block(&open), "a face match without liveness: {open:?}");
+        assert!(presence_passed(&one(88, 11, "liveness", "success", "owners-laptop"), "gives a guesser nothing"));
+        for (i, (step, result)) in [("account_verify", "success"), ("otp", "success"), ("login", "failure"), ("login", "success")].into_iter().enumerate() {
+            let d = one(89 + i, 12, step, result, "owners-laptop");
+            assert!(presence_passed(&d, "matched the customer's face with liveness in the last 1h"), "{step} {result}: {d:?}");
+        }
         // The guesser's own device is refused whatever it passes.
-        assert_eq!(one(86, 11, "face_match", "success", "stranger").verdict, Verdict::Block);
+        assert_eq!(one(94, 12, "face_match", "success", "stranger").verdict, Verdict::Block);
         // A block that failed faces can set too (the failure streak, by
         // default) steps up a passed face match: a spoofer rotating device
         // ids must not get their one good try through.
@@ -1196,6 +1233,10 @@ rules:
         let bare_guess = run(&p, &[br#"{"event_id":"e42","ts":"2026-11-09T03:32:00+09:00","step":"otp","result":"failure","customer_id":"owner","ip":"10.42.0.1"}"#.to_vec()]).remove(0);
         assert_eq!(bare_guess.verdict, Verdict::Block, "{bare_guess:?}");
         assert_eq!(one(43, 33, "login", "success", "owners-tablet").verdict, Verdict::Challenge);
+        // An hour after the owner's face was matched on the laptop, the
+        // match has left the window: the laptop is stepped up again.
+        let later = run(&p, &[on_device(95, "2026-11-09T04:13:00+09:00", "login", "success", "owners-laptop")]).remove(0);
+        assert!(later.verdict == Verdict::Challenge && stepped_up_by_the_block(&later), "{later:?}");
         // A customer block by a rule not about guessing (not listed)
         // refuses every device, and so does every block with the list empty.
         for adjust in [(|_: &mut Config| {}) as fn(&mut Config), |c: &mut Config| c.blocks.step_up_other_devices_for.clear()] {
