@@ -1761,6 +1761,38 @@ mod tests {
     }
 
     #[test]
+    fn face_shown_s_counts_only_a_face_match_and_a_liveness_check_passed_on_the_events_device() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let mut n = 0;
+        let mut shown = |at_s: i64, what: Step, device: &str, failure: bool| {
+            n += 1;
+            store.observe(&step(n, t0 + at_s * 1_000, what, None, Some("c1"), device, None, failure), &mut out);
+            get(&store, &out, "customer.face_shown_s")
+        };
+        assert_eq!(shown(0, Step::Login, "phone", false), -1.0, "nothing shown yet");
+        // A face match alone passes on a held-up photo: nothing.
+        assert_eq!(shown(10, Step::FaceMatch, "phone", false), -1.0);
+        // A failed liveness check pairs with nothing.
+        assert_eq!(shown(20, Step::Liveness, "phone", true), -1.0);
+        // The pair, on one device: counted from the older of the two.
+        assert_eq!(shown(30, Step::Liveness, "phone", false), 20.0);
+        assert_eq!(shown(100, Step::AccountVerify, "phone", true), 90.0);
+        // Another device of the customer's has shown nothing.
+        assert_eq!(shown(110, Step::Otp, "laptop", false), -1.0);
+        // A liveness check on the laptop breaks the phone's pair: the latest
+        // of each must pass in one place.
+        assert_eq!(shown(120, Step::Liveness, "laptop", false), -1.0);
+        assert_eq!(shown(130, Step::Otp, "phone", false), -1.0);
+        // A face match on the laptop pairs with it there, and the count runs on past the window.
+        assert_eq!(shown(140, Step::FaceMatch, "laptop", false), 20.0);
+        assert_eq!(shown(140 + 7_200, Step::Login, "laptop", false), 7_220.0);
+        // Checks an hour and more apart are no pair.
+        assert_eq!(shown(140 + 7_300, Step::Liveness, "laptop", false), -1.0);
+    }
+
+    #[test]
     fn code_failure_pace_is_the_gap_to_the_last_failed_code_over_the_longest_pause_before_it() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
