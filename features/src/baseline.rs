@@ -235,6 +235,56 @@ impl StepBaseline {
     }
 }
 
+/// Closed staff working days the bank's typical day is the median of.
+const STAFF_DAYS_KEPT: usize = 64;
+/// Closed staff working days before the bank's typical day speaks.
+pub const MIN_STAFF_DAYS: usize = 5;
+
+/// The records of the bank's latest closed staff working days (each an
+/// unrefused day of one member that read something), and their median.
+/// A member new to the store (a new hire, or a new install not warmed from
+/// history) has no typical day of their own; the bank's staff have one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StaffDays {
+    records: std::collections::VecDeque<u32>,
+    median: f32,
+}
+
+impl StaffDays {
+    fn learn(&mut self, records: u32) {
+        if records == 0 {
+            return;
+        }
+        if self.records.len() == STAFF_DAYS_KEPT {
+            self.records.pop_front();
+        }
+        self.records.push_back(records);
+        self.median = median_day(&self.records);
+    }
+
+    fn typical(&self) -> f32 {
+        if self.records.len() < MIN_STAFF_DAYS {
+            0.0
+        } else {
+            self.median
+        }
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.records.len() > STAFF_DAYS_KEPT || self.records.contains(&0) || self.median != median_day(&self.records) {
+            return Err(Error::Snapshot(format!("the staff days ({} kept, median {}) are not what this build keeps", self.records.len(), self.median)));
+        }
+        Ok(())
+    }
+}
+
+/// The median of days' records (the lower of the middle two); 0 for none.
+fn median_day(records: &std::collections::VecDeque<u32>) -> f32 {
+    let mut sorted: Vec<u32> = records.iter().copied().collect();
+    sorted.sort_unstable();
+    sorted.get(sorted.len().saturating_sub(1) / 2).map_or(0.0, |r| *r as f32)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct HourBaseline {
     current: [u64; 24],
@@ -556,6 +606,8 @@ pub struct Baselines {
     /// Staff access keeps its own hours: a bank's staff work office hours,
     /// whatever its customers do.
     staff_hours: Mutex<HourBaseline>,
+    /// The records of the staff's working days.
+    staff_days: Mutex<StaffDays>,
     /// Fresh identities one address onboards in an hour, read at each onboarding event.
     ip_onboarding: Mutex<LevelBaseline>,
     onboarding_rate: Mutex<OnboardingRate>,
@@ -587,6 +639,7 @@ impl Baselines {
             hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0, min_samples: MIN_HOUR_SAMPLES }),
             // The prior sits in the previous epoch: the first rotation forgets it.
             staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
+            staff_days: Mutex::new(StaffDays::default()),
             ip_onboarding: Mutex::new(LevelBaseline::new()),
             onboarding_rate: Mutex::new(OnboardingRate::default()),
             new_identities: Mutex::new(NewIdentityCount::default()),
@@ -686,16 +739,27 @@ impl Baselines {
     }
 
     /// Learn one finished working day of one staff member: each hour they
-    /// worked counts once. Days, not accesses: an insider's thousand-record
-    /// night counts as one night, and only once it is over, so the pull
-    /// itself never makes its hour look usual.
-    pub fn learn_staff_day(&self, hours_mask: u32) {
-        let mut h = self.staff_hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for hour in 0..24u8 {
-            if hours_mask & (1 << hour) != 0 {
-                h.record(hour);
+    /// worked counts once, and the records they read. Days, not accesses:
+    /// an insider's thousand-record night counts as one night, and only
+    /// once it is over, so the pull itself never makes its hour look usual.
+    /// (A day on which the member was refused an access never comes here.)
+    pub fn learn_staff_day(&self, hours_mask: u32, records: u32) {
+        {
+            let mut h = locked(&self.staff_hours);
+            for hour in 0..24u8 {
+                if hours_mask & (1 << hour) != 0 {
+                    h.record(hour);
+                }
             }
         }
+        locked(&self.staff_days).learn(records);
+    }
+
+    /// Records the bank's staff read on a typical working day: the median
+    /// of the latest closed days that read something (0 before
+    /// [`MIN_STAFF_DAYS`] of them).
+    pub fn staff_typical_day(&self) -> f32 {
+        locked(&self.staff_days).typical()
     }
 
     /// Durations (ms) of one step at the given quantiles, for the entity API
@@ -765,6 +829,7 @@ pub struct BaselinesState {
     steps: Vec<StepState>,
     hours: HourBaseline,
     staff_hours: HourBaseline,
+    staff_days: StaffDays,
     ip_onboarding: LevelState,
     onboarding_rate: OnboardingRate,
     new_identities: NewIdentityCount,
@@ -805,6 +870,7 @@ impl Baselines {
             steps,
             hours: locked(&self.hours).clone(),
             staff_hours: locked(&self.staff_hours).clone(),
+            staff_days: locked(&self.staff_days).clone(),
             ip_onboarding: LevelState { current: HistogramState::of(&ip.current), previous: HistogramState::of(&ip.previous), since_refresh: ip.since_refresh, level: ip.level },
             onboarding_rate: locked(&self.onboarding_rate).clone(),
             new_identities: locked(&self.new_identities).clone(),
@@ -841,6 +907,7 @@ impl Baselines {
         state.onboarding_rate.counts.check("an onboarding rate")?;
         state.new_identities.counts.check("a count of fresh identities")?;
         state.returning.check()?;
+        state.staff_days.check()?;
         let ip = &state.ip_onboarding;
         let ip = LevelBaseline { current: ip.current.restore()?, previous: ip.previous.restore()?, since_refresh: ip.since_refresh, level: ip.level };
         for (slot, restored) in self.steps.iter().zip(steps) {
@@ -848,6 +915,7 @@ impl Baselines {
         }
         *locked(&self.hours) = state.hours.clone();
         *locked(&self.staff_hours) = state.staff_hours.clone();
+        *locked(&self.staff_days) = state.staff_days.clone();
         *locked(&self.ip_onboarding) = ip;
         *locked(&self.onboarding_rate) = state.onboarding_rate.clone();
         *locked(&self.new_identities) = state.new_identities.clone();
@@ -1080,9 +1148,36 @@ mod tests {
         assert!(b.staff_hour_activity(11) > 1.0);
         // This bank's staff really work nights: the data wins.
         for _ in 0..1_000 {
-            b.learn_staff_day((1 << 2) | (1 << 3));
+            b.learn_staff_day((1 << 2) | (1 << 3), 10);
         }
         assert!(b.staff_hour_activity(3) > 5.0);
+    }
+
+    #[test]
+    fn the_banks_typical_staff_day_is_the_median_of_its_latest_closed_days() {
+        let b = Baselines::default();
+        // Four days are not enough to speak; a day that read nothing is not a day.
+        for records in [30, 2_000, 25, 0, 40] {
+            b.learn_staff_day(1 << 10, records);
+        }
+        assert_eq!(b.staff_typical_day(), 0.0);
+        // The fifth: a batch team's export does not move the median.
+        b.learn_staff_day(1 << 10, 35);
+        assert_eq!(b.staff_typical_day(), 35.0);
+        // Only the latest days count: sixty-four quiet ones push the rest out.
+        for _ in 0..STAFF_DAYS_KEPT {
+            b.learn_staff_day(1 << 10, 4);
+        }
+        assert_eq!(b.staff_typical_day(), 4.0);
+        // A snapshot keeps them; one whose median disagrees with its days is refused.
+        let restored = Baselines::default();
+        restored.restore_state(&b.export_state()).unwrap();
+        assert_eq!(restored.staff_typical_day(), 4.0);
+        let mut broken = b.export_state();
+        broken.staff_days.median = 9.0;
+        let fresh = Baselines::default();
+        assert!(fresh.restore_state(&broken).unwrap_err().to_string().contains("staff days"));
+        assert_eq!(fresh.staff_typical_day(), 0.0, "a refused state changes nothing");
     }
 
     #[test]

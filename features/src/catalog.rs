@@ -148,7 +148,9 @@ pub struct KindLayout {
     /// a block on the member themself refused them an access (0: today; a
     /// block on an address or session they share does not count;
     /// [`crate::NEVER_REFUSED_DAYS`] if never, or not within what the store
-    /// remembers).
+    /// remembers), peers_typical_daily_records (the bank's: the median
+    /// records of the staff's latest 64 closed working days that read
+    /// something and were refused nothing; 0 before five).
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -225,7 +227,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
                 }
-                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit", "days_since_refused"] {
+                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit", "days_since_refused", "peers_typical_daily_records"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

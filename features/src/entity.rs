@@ -39,6 +39,9 @@ pub(crate) struct Observed {
     pub device: Option<u32>,
     pub duration_ms: Option<u32>,
     pub records: u32,
+    /// Records the bank's staff read on a typical working day (staff
+    /// accesses only; 0 until enough days are known).
+    pub staff_typical_day: f32,
     /// The customer's key fragment if they are a returning customer.
     pub returning: Option<u32>,
     /// The customer's key fragment if they are a fresh identity onboarding.
@@ -444,6 +447,14 @@ struct StaffProfile {
     session_began: u32,
 }
 
+/// A staff member's working day that joined their habit: the local hours
+/// worked (bit h: hour h; 0: no day) and the records read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StaffDay {
+    pub hours: u32,
+    pub records: u32,
+}
+
 /// A working day that is over: its hours and records.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct ClosedDay {
@@ -465,11 +476,11 @@ const CLOSED_DAY_GRACE_S: u32 = 6 * 3_600;
 const SAME_SESSION_GAP_S: u32 = 3 * 3_600;
 
 impl StaffProfile {
-    /// Add one access; returns the hours of each working day it taught the
-    /// habit (for the bank's staff hours; 0: none). Two at most: the day
-    /// that waited out its grace, and the one this access closed, if its
-    /// grace is over too (a member back after a day off).
-    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> [u32; 2] {
+    /// Add one access; returns each working day it taught the habit (for
+    /// the bank's staff hours and typical day). Two at most: the day that
+    /// waited out its grace, and the one this access closed, if its grace
+    /// is over too (a member back after a day off).
+    fn add(&mut self, w: &Windows, secs: u32, hour: u8, records: u32) -> [StaffDay; 2] {
         self.records.add(w, secs, records);
         let day = w.local_day(secs);
         let local = w.local_secs(secs);
@@ -479,7 +490,7 @@ impl StaffProfile {
         let continues = local <= self.last_local.saturating_add(SAME_SESSION_GAP_S);
         let session_began = self.session_began;
         let ready = move |p: &ClosedDay| grace_over(p) && !(continues && session_began <= p.last_local);
-        let mut learned = [0; 2];
+        let mut learned = [StaffDay::default(); 2];
         if self.pending.as_ref().is_some_and(ready) {
             learned[0] = self.learn_pending();
         }
@@ -510,9 +521,9 @@ impl StaffProfile {
         learned
     }
 
-    /// The closed day joins the habit; its hours (0: there was none).
-    fn learn_pending(&mut self) -> u32 {
-        let Some(d) = self.pending.take() else { return 0 };
+    /// The closed day joins the habit; its hours and records (none: there was none).
+    fn learn_pending(&mut self) -> StaffDay {
+        let Some(d) = self.pending.take() else { return StaffDay::default() };
         self.habit_hours |= self.hours & d.hours;
         self.hours |= d.hours;
         if d.records > 0 {
@@ -522,7 +533,7 @@ impl StaffProfile {
             let alpha = if self.days_active <= 3 { 1.0 / f32::from(self.days_active) } else { 0.2 };
             self.typical_daily += alpha * (x - self.typical_daily);
         }
-        d.hours
+        StaffDay { hours: d.hours, records: d.records }
     }
 
     /// The pipeline refused an access at `secs`: the day it was counted
@@ -558,8 +569,8 @@ pub(crate) struct Observe {
     /// event's hour: a passed event of a customer who was returning before
     /// it, in a later hour than their last.
     pub returning_moved: Option<(u32, u32)>,
-    /// The hours of each staff working day this event taught the habit (0: none).
-    pub closed_staff_days: [u32; 2],
+    /// Each staff working day this event taught the habit (hours 0: none).
+    pub closed_staff_days: [StaffDay; 2],
     /// Durations a young step baseline must take back: this event made its
     /// session's second fast step, and a session fast at two steps is what
     /// the pack calls a script; then everything the session taught young
@@ -674,7 +685,7 @@ impl Entity {
             }
             _ => None,
         };
-        let closed_days = if o.apply { self.apply(kind, w, o, &mut unlearn) } else { [0; 2] };
+        let closed_days = if o.apply { self.apply(kind, w, o, &mut unlearn) } else { [StaffDay::default(); 2] };
         // Was the staff member seen at this very hour before? Office hours
         // are a tight habit: the hour after closing is already unusual. Read
         // after `apply`, so that an access is judged with every day that has
@@ -776,6 +787,7 @@ impl Entity {
                     0 => NEVER_REFUSED_DAYS,
                     d => w.local_day(now).saturating_sub(d - 1) as f32,
                 };
+                out[s + 9] = o.staff_typical_day;
             }
             _ => {}
         }
@@ -783,7 +795,7 @@ impl Entity {
     }
 
     /// Durations the baselines must take back go to `unlearn` (see [`Observe::unlearn`]).
-    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed, unlearn: &mut Vec<Learnt>) -> [u32; 2] {
+    fn apply(&mut self, kind: EntityKind, w: &Windows, o: &Observed, unlearn: &mut Vec<Learnt>) -> [StaffDay; 2] {
         self.total = self.total.saturating_add(1);
         self.counts.add(w, o.secs, o.failure);
         // Failures a middle window of quiet apart are not a streak: a
@@ -886,7 +898,7 @@ impl Entity {
                     o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
                 let says_who = (o.code_step && !guessing) || face_and_liveness;
                 if !says_who {
-                    return [0; 2];
+                    return [StaffDay::default(); 2];
                 }
                 p.hours |= 1 << o.hour;
                 if let Some(d) = o.device {
@@ -920,7 +932,7 @@ impl Entity {
             Extra::Records(a) => return a.add(w, o.secs, o.hour, o.records),
             Extra::Profile(_) | Extra::None => {}
         }
-        [0; 2]
+        [StaffDay::default(); 2]
     }
 
     /// A returning customer: has logged in successfully (in the state the
@@ -1030,6 +1042,11 @@ impl Entity {
 mod tests {
     use super::*;
 
+    /// The hours of the days an access taught (the records are the bank's typical day's business).
+    fn hours(days: [StaffDay; 2]) -> [u32; 2] {
+        days.map(|d| d.hours)
+    }
+
     /// The default windows, and the event seconds of local `hour` on local day `day`.
     fn windows_and_clock() -> (Windows, impl Fn(u32, u32) -> u32) {
         let w = crate::config::FeatureConfig::default().validate().unwrap();
@@ -1044,20 +1061,20 @@ mod tests {
         p.add(&w, at(20_000, 10), 10, 5);
         p.add(&w, at(20_000, 23), 23, 50);
         p.refuse(&w, at(20_000, 23), true);
-        assert_eq!(p.add(&w, at(20_001, 10), 10, 5), [0, 0], "no hours for the bank's staff baseline either");
+        assert_eq!(hours(p.add(&w, at(20_001, 10), 10, 5)), [0, 0], "no hours for the bank's staff baseline either");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (0, 0, 0, 0.0));
         // A late access from the day before is counted into the day open
         // now; refused, it is that day that teaches nothing.
         p.add(&w, at(20_000, 23) + 1_800, 23, 3);
         p.refuse(&w, at(20_000, 23) + 1_800, true);
-        assert_eq!(p.add(&w, at(20_002, 10), 10, 1), [0, 0]);
+        assert_eq!(hours(p.add(&w, at(20_002, 10), 10, 1)), [0, 0]);
         assert_eq!((p.hours, p.days_active), (0, 0));
         // Any refusal falls on the day open now, where its access was counted.
         p.refuse(&w, at(20_001, 10), true);
-        assert_eq!(p.add(&w, at(20_003, 10), 10, 1), [0, 0], "day 20_002 was open");
-        assert_eq!(p.add(&w, at(20_004, 10), 10, 1), [0, 1 << 10], "the first access after 06:00 closes a day that teaches at once");
+        assert_eq!(hours(p.add(&w, at(20_003, 10), 10, 1)), [0, 0], "day 20_002 was open");
+        assert_eq!(hours(p.add(&w, at(20_004, 10), 10, 1)), [0, 1 << 10], "the first access after 06:00 closes a day that teaches at once");
         assert_eq!((p.hours, p.habit_hours, p.days_active, p.typical_daily), (1 << 10, 0, 1, 1.0), "seen, but one day is not yet a habit");
-        assert_eq!(p.add(&w, at(20_005, 10), 10, 1), [0, 1 << 10]);
+        assert_eq!(hours(p.add(&w, at(20_005, 10), 10, 1)), [0, 1 << 10]);
         assert_eq!((p.habit_hours, p.days_active), (1 << 10, 2), "an hour worked on two days is");
     }
 
@@ -1066,9 +1083,9 @@ mod tests {
         let (w, at) = windows_and_clock();
         let mut p = StaffProfile::default();
         p.add(&w, at(20_000, 3), 3, 5);
-        assert_eq!(p.add(&w, at(20_001, 3), 3, 5), [0, 0], "last night waits for 06:00");
+        assert_eq!(hours(p.add(&w, at(20_001, 3), 3, 5)), [0, 0], "last night waits for 06:00");
         // Back two days later: both nights teach, the older one first.
-        assert_eq!(p.add(&w, at(20_003, 3), 3, 5), [1 << 3, 1 << 3]);
+        assert_eq!(hours(p.add(&w, at(20_003, 3), 3, 5)), [1 << 3, 1 << 3]);
         assert_eq!((p.habit_hours, p.days_active), (1 << 3, 2));
     }
 
@@ -1081,7 +1098,7 @@ mod tests {
             // twenty minutes, past midnight.
             for k in 0..17 {
                 let t = at(20_000, 22) + k * 1_200;
-                assert_eq!(p.add(&w, t, ((22 + k / 3) % 24) as u8, 5), [0, 0], "the night waits for 06:00");
+                assert_eq!(hours(p.add(&w, t, ((22 + k / 3) % 24) as u8, 5)), [0, 0], "the night waits for 06:00");
             }
         };
         // First refused at 03:20, more than three hours after the night's
@@ -1089,17 +1106,17 @@ mod tests {
         let mut refused = StaffProfile::default();
         night(&mut refused);
         refused.refuse(&w, at(20_000, 22) + 16 * 1_200, true);
-        assert_eq!(refused.add(&w, at(20_001, 10), 10, 5), [0, 0]);
-        assert_eq!(refused.add(&w, at(20_002, 10), 10, 5), [0, 0], "the day of the refusal teaches nothing either");
+        assert_eq!(hours(refused.add(&w, at(20_001, 10), 10, 5)), [0, 0]);
+        assert_eq!(hours(refused.add(&w, at(20_002, 10), 10, 5)), [0, 0], "the day of the refusal teaches nothing either");
         assert_eq!((refused.hours, refused.days_active), (0, 0));
         // First refused at 06:20, still the same session: the night still waits, then is struck.
         let mut past_six = StaffProfile::default();
         night(&mut past_six);
         for k in 17..26 {
-            assert_eq!(past_six.add(&w, at(20_000, 22) + k * 1_200, ((22 + k / 3) % 24) as u8, 5), [0, 0], "the session goes on");
+            assert_eq!(hours(past_six.add(&w, at(20_000, 22) + k * 1_200, ((22 + k / 3) % 24) as u8, 5)), [0, 0], "the session goes on");
         }
         past_six.refuse(&w, at(20_000, 22) + 25 * 1_200, true);
-        assert_eq!(past_six.add(&w, at(20_001, 10), 10, 5), [0, 0], "after a pause: the night was struck");
+        assert_eq!(hours(past_six.add(&w, at(20_001, 10), 10, 5)), [0, 0], "after a pause: the night was struck");
         assert_eq!((past_six.hours, past_six.days_active), (0, 0));
         // A pull that starts at 00:44, long after a day's work that ended at
         // 16:00, is refused alone: that day's work still teaches.
@@ -1110,16 +1127,16 @@ mod tests {
         after_a_day.refuse(&w, at(20_001, 0) + 2_640, true);
         // A late access from that afternoon, refused, is not part of the night's session either.
         after_a_day.refuse(&w, at(20_000, 15), true);
-        assert_eq!(after_a_day.add(&w, at(20_001, 10), 10, 1), [1 << 10 | 1 << 16, 0]);
-        assert_eq!(after_a_day.add(&w, at(20_002, 10), 10, 1), [0, 0], "the night's day is refused");
+        assert_eq!(hours(after_a_day.add(&w, at(20_001, 10), 10, 1)), [1 << 10 | 1 << 16, 0]);
+        assert_eq!(hours(after_a_day.add(&w, at(20_002, 10), 10, 1)), [0, 0], "the night's day is refused");
         assert_eq!((after_a_day.hours, after_a_day.days_active, after_a_day.typical_daily), (1 << 10 | 1 << 16, 1, 10.0));
         // Not refused, the night joins at the first access after 06:00 once
         // its session has ended (at 06:00 it is still going on).
         let mut let_through = StaffProfile::default();
         night(&mut let_through);
         let taught = 1 << 10 | 1 << 22 | 1 << 23;
-        assert_eq!(let_through.add(&w, at(20_001, 6), 6, 0), [0, 0]);
-        assert_eq!(let_through.add(&w, at(20_001, 10), 10, 1), [taught, 0]);
+        assert_eq!(hours(let_through.add(&w, at(20_001, 6), 6, 0)), [0, 0]);
+        assert_eq!(hours(let_through.add(&w, at(20_001, 10), 10, 1)), [taught, 0]);
         assert_eq!((let_through.hours, let_through.days_active, let_through.typical_daily), (taught, 1, 35.0));
     }
 

@@ -342,6 +342,7 @@ impl FeatureStore {
             // A record access that does not say how many records it touched touched one:
             // a pipeline that sends an event per record must not read as touching none.
             records: event.records.map_or(u32::from(staff_access), |r| r.min(u64::from(u32::MAX)) as u32),
+            staff_typical_day: if staff_access { self.baselines.staff_typical_day() } else { 0.0 },
             returning: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
@@ -419,8 +420,8 @@ impl FeatureStore {
                 }
                 seen
             };
-            for hours in seen.closed_staff_days.into_iter().filter(|h| *h != 0) {
-                self.baselines.learn_staff_day(hours);
+            for day in seen.closed_staff_days.into_iter().filter(|d| d.hours != 0) {
+                self.baselines.learn_staff_day(day.hours, day.records);
             }
             for l in seen.unlearn {
                 self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms), l.placed);
@@ -705,6 +706,7 @@ impl FeatureStore {
             device: None,
             duration_ms: None,
             records: 0,
+            staff_typical_day: 0.0,
             returning: None,
             new_identity: None,
             method: None,

@@ -317,8 +317,11 @@ pub struct BlockConfig {
     /// access to more or fewer than one record, any late event) and lets
     /// through one record read at an hour the bank's staff work, with a reason on the
     /// decision, while the member has read no more in the last hour than on
-    /// a typical day of their own (a member with no typical day has no
-    /// routine): the counter work of the morning after. One block lets
+    /// a typical day of their own (a member with no day of their own yet,
+    /// as every member of a new install not warmed from history: of the
+    /// bank's staff, `staff.peers_typical_daily_records`; before the store
+    /// has closed five staff days, no routine): the counter work of the
+    /// morning after. One block lets
     /// through no more records than the member's typical day on any one
     /// day, however long repeat offenses make it (decisions made at the
     /// same moment on other threads may each take the last one). A rule not

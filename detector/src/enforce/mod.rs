@@ -138,7 +138,8 @@ pub struct Enforcer {
 const ROUTINE_STAFF_WORK: &str = "routine_staff_work";
 
 /// One record read, in time, at an hour the bank's staff work, in an hour in
-/// which the staff member has read no more than on a typical day of their own.
+/// which the staff member has read no more than on a typical day of their
+/// own, or, for a member with no day of their own yet, of the bank's staff.
 #[derive(Clone, Copy)]
 struct RoutineStaffWork {
     /// `event.hour_activity`, and the bar the hour must reach.
@@ -148,6 +149,11 @@ struct RoutineStaffWork {
     /// length while the pass is on) and `staff.typical_daily_records`.
     records_1h: usize,
     typical_daily_records: usize,
+    /// `staff.days_active` and `staff.peers_typical_daily_records`: a member
+    /// new to the store (a new hire, a new install not warmed from history)
+    /// is held to the bank's typical day until a day of their own joins.
+    days_active: usize,
+    peers_typical_daily_records: usize,
     /// `event.late`: a late event teaches the store nothing, so its hour's
     /// count would never grow.
     late: usize,
@@ -166,6 +172,8 @@ impl RoutineStaffWork {
             hour_bar: config.routine_staff_hour_activity,
             records_1h: catalog.slot("staff.records_1h")?,
             typical_daily_records: catalog.slot("staff.typical_daily_records")?,
+            days_active: catalog.slot("staff.days_active")?,
+            peers_typical_daily_records: catalog.slot("staff.peers_typical_daily_records")?,
             late: catalog.slot("event.late")?,
             windows: *windows,
         })
@@ -177,9 +185,10 @@ impl RoutineStaffWork {
     }
 
     /// The event is routine work; then its local day, and how many records
-    /// a block may let through that day (the member's typical day).
+    /// a block may let through that day (the member's typical day, or the
+    /// bank's while they have none).
     fn budget(&self, event: &Event, features: &[f32]) -> Option<(u32, f32)> {
-        let typical = features[self.typical_daily_records];
+        let typical = if features[self.days_active] >= 1.0 { features[self.typical_daily_records] } else { features[self.peers_typical_daily_records] };
         // Exactly one record: an access that says it touched none would
         // count nothing against the hour.
         (event.step == haechi_features::Step::RecordView
@@ -1432,6 +1441,41 @@ rules:
         // The block itself stands, and has counted what it let through.
         let block = p.enforcer().blocks().list_at(0).into_iter().find(|b| b.scope == EntityKind::Staff).expect("the staff block");
         assert_eq!(block.routine_records_passed, 2);
+    }
+
+    fn access_by(staff: &str, i: usize, ts: &str, step: &str, records: u32) -> Vec<u8> {
+        format!(r#"{{"event_id":"n{i}","ts":"{ts}","step":"{step}","result":"success","staff_id":"{staff}","customer_id":"c{i}","records":{records},"ip":"10.20.1.8"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_member_with_no_day_of_their_own_is_held_to_the_banks_typical_day() {
+        // `colleagues` members each read three records on the 1st, and come
+        // back on the 2nd at 09:00, which closes their day. A member the
+        // store has never seen pulls forty records that night and is blocked.
+        let blocked_newcomer_at_ten = |colleagues: usize| {
+            let p = pipeline_from(STAFF_PULL_RULE, |_| {});
+            let mut events = Vec::new();
+            for m in 0..colleagues {
+                for k in 0..3 {
+                    events.push(access_by(&format!("st-{m}"), 10 * m + k, &format!("2026-11-01T10:{m}{k}:00+09:00"), "record_view", 1));
+                }
+            }
+            events.push(access_by("st-new", 100, "2026-11-02T02:00:00+09:00", "record_export", 40));
+            for m in 0..colleagues {
+                events.push(access_by(&format!("st-{m}"), 200 + m, &format!("2026-11-02T09:0{m}:00+09:00"), "record_view", 1));
+            }
+            let d = run(&p, &events);
+            assert_eq!(d[3 * colleagues].verdict, Verdict::Block, "the night's pull");
+            let views: Vec<Vec<u8>> = (0..4).map(|k| access_by("st-new", 300 + k, &format!("2026-11-02T10:{k}0:00+09:00"), "record_view", 1)).collect();
+            let d = run(&p, &views);
+            let peers = d[0].reasons.iter().any(|r| &*r.id == "routine_staff_work");
+            (verdicts(&d), peers)
+        };
+        // Five closed days: the bank's typical day is three records, and the
+        // newcomer's morning after is let through up to it.
+        assert_eq!(blocked_newcomer_at_ten(5), (vec![Verdict::Allow, Verdict::Allow, Verdict::Allow, Verdict::Block], true));
+        // Four are too few for the bank to have a typical day: nothing is routine.
+        assert_eq!(blocked_newcomer_at_ten(4), (vec![Verdict::Block; 4], false));
     }
 
     #[test]
