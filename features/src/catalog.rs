@@ -128,10 +128,10 @@ pub struct KindLayout {
     /// code_failure_pace (a failed code's gap to the customer's previous one,
     /// over the longest pause between their failed codes before it, of
     /// those kept for the long window; 0 for any other event, or with fewer
-    /// than two before it), face_shown_s (seconds since the event's device,
-    /// or its subnet when it names none, passed a face match and a liveness
-    /// check for this customer, counted from the older of the two; -1: the
-    /// latest of each did not pass there, or more than the middle window
+    /// than two before it), face_shown_s (seconds since the event's device
+    /// passed a face match and a liveness check for this customer, counted
+    /// from the older of the two; -1: the event names no device, or the
+    /// latest of each did not pass on it, or more than the middle window
     /// apart), then the `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification

@@ -749,9 +749,11 @@ impl Entity {
                 out[s + 12] = code_failure_pace;
                 // Only the pair, in one place, says the owner is there (see
                 // `face_checks`); a backdated event cannot borrow a later one.
-                let place = o.place();
+                // A device only: a subnet may be a carrier exit that the
+                // guesser shares with the owner.
+                let device_place = o.device.map_or(0, |_| o.place());
                 let [face, live] = p.face_checks;
-                let shown_here = place != 0 && face.0 != 0 && live.0 != 0 && face.1 == place && live.1 == place && face.0.abs_diff(live.0) <= w.mid.len_s();
+                let shown_here = device_place != 0 && face.0 != 0 && live.0 != 0 && face.1 == device_place && live.1 == device_place && face.0.abs_diff(live.0) <= w.mid.len_s();
                 out[s + 13] = match face.0.max(live.0) {
                     newer if shown_here && newer <= o.secs => (o.secs - face.0.min(live.0)) as f32,
                     _ => -1.0,
@@ -759,6 +761,7 @@ impl Entity {
                 // Methods proved in this place (device, else subnet) within
                 // the middle window and not after this event: a backdated
                 // event cannot borrow a later success, nor one device another's.
+                let place = o.place();
                 let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on != 0 && *on == place);
                 let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
                 if let Some(m) = l.methods {

@@ -1792,6 +1792,17 @@ mod tests {
         assert_eq!(shown(140 + 7_200, Step::Login, "laptop", false), 7_220.0);
         // Checks an hour and more apart are no pair.
         assert_eq!(shown(140 + 7_300, Step::Liveness, "laptop", false), -1.0);
+        // Without device ids the pair would be the subnet's, a carrier exit's
+        // perhaps: it counts for nobody.
+        let mut bare = |id: usize, at_s: i64, what: Step| {
+            let mut e = step(id, t0 + (10_000 + at_s) * 1_000, what, None, Some("c2"), "x", None, false);
+            e.device_id = None;
+            store.observe(&e, &mut out);
+            get(&store, &out, "customer.face_shown_s")
+        };
+        bare(50, 0, Step::FaceMatch);
+        bare(51, 10, Step::Liveness);
+        assert_eq!(bare(52, 20, Step::Otp), -1.0);
     }
 
     #[test]
