@@ -106,11 +106,13 @@ impl Step {
         matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness)
     }
 
-    /// Checks of who the person is that give nothing away by themselves.
-    /// Login, the account opening, record access and the sensitive checks
-    /// are where a session gets what it came for.
+    /// Checks of who the person is that give nothing away by themselves:
+    /// the FSC's verification methods. Login, the account opening, record
+    /// access and a phone change are where a session gets what it came for.
+    /// The 1-won account check is a method too: it proves the applicant
+    /// holds an account in their name, and opens nothing.
     pub fn is_identity_check(self) -> bool {
-        matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::Otp)
+        matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::Otp | Step::AccountVerify)
     }
 }
 

@@ -362,10 +362,12 @@ impl Enforcer {
     /// one-time code is the attacker's own). From then on the holder's
     /// identity checks that pass, dated no earlier than the answer, are not
     /// challenged again: neither by the entry nor by the guard turning the
-    /// same rule's block into a challenge again. Its login, account opening,
-    /// record access and sensitive checks (where a proxy's session gets what
-    /// it came for) still are, every time; so is a challenge set for a rate
-    /// limit or for want of history.
+    /// same rule's block into a challenge again (the 1-won account check
+    /// among them: an honest applicant at a busy exit during an attack is
+    /// asked once more, at the opening, not at every step). Its login,
+    /// account opening, record access and phone change (where a proxy's
+    /// session gets what it came for) still are, every time; so is a
+    /// challenge set for a rate limit or for want of history.
     fn guard_answer(&self, event: &Event, keys: &EntityKeys, now: i64) -> GuardAnswer {
         let passed = event.result == haechi_features::Outcome::Success;
         if !passed || !event.step.is_identity_check() {
@@ -902,13 +904,17 @@ rules:
         // A check dated before the answer, arriving after it, answers nothing.
         let late = run(&p, &[line(2014, "2026-11-02T10:06:20+09:00", "id_authenticity", "success", "new2", nat, "o2", None)]);
         assert_eq!(late[0].verdict, Verdict::Challenge, "{:?}", late[0]);
-        // A check it fails is still challenged; so are the 1-won account
-        // check and the account opening, where the session gets what it came for.
+        // The 1-won account check, a verification method that opens
+        // nothing, passes too. A check it fails is still challenged; so are
+        // a phone change and the account opening, where the session gets
+        // what it came for.
+        let one_won = run(&p, &[line(2016, "2026-11-02T10:07:30+09:00", "account_verify", "success", "new2", nat, "o2", None)]);
+        assert_eq!(one_won[0].verdict, Verdict::Allow, "{:?}", one_won[0]);
         let rest = run(
             &p,
             &[
-                line(2002, "2026-11-02T10:07:00+09:00", "liveness", "failure", "new2", nat, "o2", None),
-                line(2016, "2026-11-02T10:07:30+09:00", "account_verify", "success", "new2", nat, "o2", None),
+                line(2002, "2026-11-02T10:07:40+09:00", "liveness", "failure", "new2", nat, "o2", None),
+                line(2018, "2026-11-02T10:07:50+09:00", "phone_auth", "success", "new2", nat, "o2", None),
                 line(2003, "2026-11-02T10:08:00+09:00", "account_open", "success", "new2", nat, "o2", None),
             ],
         );
