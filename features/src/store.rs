@@ -1763,6 +1763,37 @@ mod tests {
     }
 
     #[test]
+    fn a_face_match_and_a_liveness_check_teach_the_profile_only_as_a_pair_in_one_place() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let mut n = 0;
+        let mut taught = |customer: &str, at_s: i64, what: Step, device: Option<&str>, ip: Option<&str>| {
+            n += 1;
+            let mut e = step(n, t0 + at_s * 1_000, what, None, Some(customer), device.unwrap_or("-"), None, false);
+            e.device_id = device.map(Into::into);
+            e.ip = ip.map(|a| a.parse().unwrap());
+            store.observe(&e, &mut out);
+            (get(&store, &out, "customer.known_devices"), get(&store, &out, "customer.profile_hours"))
+        };
+        // A face match on the phone and a liveness check on the laptop: no
+        // pair, so neither device nor hour is the customer's.
+        assert_eq!(taught("c1", 0, Step::FaceMatch, Some("phone"), Some("121.1.2.3")), (0.0, 0.0));
+        assert_eq!(taught("c1", 10, Step::Liveness, Some("laptop"), Some("121.1.2.3")), (0.0, 0.0));
+        // The laptop's face match completes a pair there: it is known.
+        assert_eq!(taught("c1", 20, Step::FaceMatch, Some("laptop"), Some("121.1.2.3")), (1.0, 1.0));
+        // Without a device, one subnet is one place...
+        assert_eq!(taught("c2", 0, Step::FaceMatch, None, Some("121.1.2.3")), (0.0, 0.0));
+        assert_eq!(taught("c2", 10, Step::Liveness, None, Some("121.1.2.40")).1, 1.0);
+        // ... two subnets are not, and neither are two events that name no
+        // place at all.
+        assert_eq!(taught("c3", 0, Step::FaceMatch, None, Some("121.1.2.3")), (0.0, 0.0));
+        assert_eq!(taught("c3", 10, Step::Liveness, None, Some("175.9.8.7")), (0.0, 0.0));
+        assert_eq!(taught("c4", 0, Step::FaceMatch, None, None), (0.0, 0.0));
+        assert_eq!(taught("c4", 10, Step::Liveness, None, None), (0.0, 0.0));
+    }
+
+    #[test]
     fn face_shown_s_counts_only_a_face_match_and_a_liveness_check_passed_on_the_events_device() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
