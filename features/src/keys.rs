@@ -201,12 +201,21 @@ pub const IMPLIED_SESSION_SPAN_S: u32 = 60 * 60;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EntityKeys {
     keys: [Option<u64>; KIND_COUNT],
-    /// The session key is an implied session's, not a reported id's: no
-    /// block or challenge can be set on it by name.
-    session_implied: bool,
-    /// The reported session id's hash when it does not key the session (ids
-    /// a step's each): an analyst's block on that id still applies.
-    untrusted_session: Option<u64>,
+    session_keyed: SessionKeyed,
+}
+
+/// What keys the event's session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum SessionKeyed {
+    /// The reported id.
+    #[default]
+    ByReportedId,
+    /// An implied session (the device's run of events, see `session_key`),
+    /// not a reported id: no block or challenge can be set on it by name.
+    /// `untrusted`: the reported id's hash, when the event reports one that
+    /// does not key the session (ids a step's each); an analyst's block on
+    /// that id still applies.
+    Implied { untrusted: Option<u64> },
 }
 
 impl EntityKeys {
@@ -231,8 +240,11 @@ impl EntityKeys {
         let session = session_key(event, seed, trust_session_ids);
         keys[EntityKind::Session.index()] = session.map(|(key, _)| key);
         // No key at all (no session id, device or customer) names nothing either.
-        let session_implied = session.is_none_or(|(_, implied)| implied);
-        let untrusted_session = event.session_id.as_deref().filter(|_| !trust_session_ids).map(|id| entity_hash(seed, EntityKind::Session, id.as_bytes()));
+        let session_keyed = if session.is_none_or(|(_, implied)| implied) {
+            SessionKeyed::Implied { untrusted: event.session_id.as_deref().filter(|_| !trust_session_ids).map(|id| entity_hash(seed, EntityKind::Session, id.as_bytes())) }
+        } else {
+            SessionKeyed::ByReportedId
+        };
         if let Some(ip) = event.ip {
             let key = match ip {
                 IpAddr::V4(v4) => entity_hash(seed, EntityKind::Ip, &v4.octets()),
@@ -242,28 +254,30 @@ impl EntityKeys {
             let (bytes, len) = subnet_bytes(ip);
             keys[EntityKind::Subnet.index()] = Some(entity_hash(seed, EntityKind::Subnet, &bytes[..len]));
         }
-        EntityKeys { keys, session_implied, untrusted_session }
+        EntityKeys { keys, session_keyed }
     }
 
     /// Whether the session key is an implied session's (no reported id, or
     /// reported ids a step's each): nothing can name it.
     pub fn session_is_implied(&self) -> bool {
-        self.session_implied
+        matches!(self.session_keyed, SessionKeyed::Implied { .. })
     }
 
     /// The hash of the session id the event reports, whether or not it keys
     /// the session (see [`EntityKeys::of_trusting`]).
     pub fn reported_session(&self) -> Option<u64> {
-        if self.session_implied {
-            self.untrusted_session
-        } else {
-            self.get(EntityKind::Session)
+        match self.session_keyed {
+            SessionKeyed::Implied { untrusted } => untrusted,
+            SessionKeyed::ByReportedId => self.get(EntityKind::Session),
         }
     }
 
     /// The reported session id's hash when it does not key the session.
     pub fn untrusted_session(&self) -> Option<u64> {
-        self.untrusted_session
+        match self.session_keyed {
+            SessionKeyed::Implied { untrusted } => untrusted,
+            SessionKeyed::ByReportedId => None,
+        }
     }
 
     /// Name one entity by its hash (the block list looks entities up this way).
