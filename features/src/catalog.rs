@@ -131,8 +131,8 @@ pub struct KindLayout {
     /// than two before it), face_shown_s (seconds since the event's device
     /// passed a face match and a liveness check for this customer, counted
     /// from the older of the two; -1: the event names no device, or the
-    /// latest of each did not pass on it, or more than the middle window
-    /// apart), then the `methods` pair.
+    /// latest passed of each did not pass on it, or they passed more than
+    /// the middle window apart, or after the event), then the `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification
     /// methods the customer passed in it on the event's device, whatever

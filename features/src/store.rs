@@ -1821,6 +1821,10 @@ mod tests {
         // A face match on the laptop pairs with it there, and the count runs on past the window.
         assert_eq!(shown(140, Step::FaceMatch, "laptop", false), 20.0);
         assert_eq!(shown(140 + 7_200, Step::Login, "laptop", false), 7_220.0);
+        // A failed face match does not undo the pair; an event dated before
+        // the pair, arriving after it, cannot borrow it.
+        assert_eq!(shown(150, Step::FaceMatch, "laptop", true), 30.0);
+        assert_eq!(shown(125, Step::Otp, "laptop", false), -1.0);
         // Checks an hour and more apart are no pair.
         assert_eq!(shown(140 + 7_300, Step::Liveness, "laptop", false), -1.0);
         // Without device ids the pair would be the subnet's, a carrier exit's

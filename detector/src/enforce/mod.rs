@@ -122,10 +122,10 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
-    /// Slot of `customer.face_shown_s`, the middle window's length in
-    /// seconds and its label: how recently the event's device showed the
-    /// customer's face, alive, to count as the owner's.
-    face_shown: Option<(usize, f32, Arc<str>)>,
+    /// Slots of `customer.face_shown_s` and `customer.present`, the middle
+    /// window's length in seconds and its label: how recently the event's
+    /// device showed the customer's face, alive, to count as the owner's.
+    face_shown: Option<(usize, usize, f32, Arc<str>)>,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
     cold_start_needs_ms: Option<i64>,
@@ -230,7 +230,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
-        let face_shown = catalog.slot("customer.face_shown_s").map(|slot| (slot, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
+        let face_shown = catalog.slot("customer.face_shown_s").zip(catalog.slot("customer.present")).map(|(slot, present)| (slot, present, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -395,12 +395,19 @@ impl Enforcer {
         let device = keys.get(EntityKind::Device);
         let guess = event.is_failure() && (event.step.is_code() || event.step == haechi_features::Step::Login);
         let proves_presence = event.result == haechi_features::Outcome::Success && event.step.proves_presence();
-        // The customer's face, alive, matched on this device within the
-        // middle window: the step-up a block about guessed codes asks for,
-        // already given. The rest of the owner's onboarding on a new phone
-        // (the 1-won check, the opening, a mistyped code) is theirs; a
-        // guesser of codes cannot show the owner's face.
-        let device_showed_face = device.is_some() && self.face_shown.as_ref().is_some_and(|(slot, window_s, _)| (0.0..*window_s).contains(&features[*slot]));
+        // The customer's face matched, and a liveness check passed, on this
+        // device within the middle window: the step-up a block about
+        // guessed codes asks for, already given. What the device then
+        // passes (the owner's 1-won check, opening or code on a new phone)
+        // is let through. What it fails is not: the pair is two events, and
+        // a guesser who passes a face match on a photo of the owner and a
+        // liveness check on their own face must get one guess for it at
+        // most, after which the device is offending like any other.
+        // `customer.present`: a late event of a customer the store no
+        // longer holds reads zeros, which is no face.
+        let device_showed_face = device.is_some()
+            && !event.is_failure()
+            && self.face_shown.as_ref().is_some_and(|(slot, present, window_s, _)| features[*present] == 1.0 && (0.0..*window_s).contains(&features[*slot]));
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
@@ -433,7 +440,8 @@ impl Enforcer {
             // guesser of passwords and codes is after: stepping it up only
             // makes the owner, re-verifying on a new phone while their
             // account is guessed at, prove themselves twice. Their code,
-            // login, 1-won check and account opening are still stepped up.
+            // login, 1-won check and account opening are still stepped up,
+            // until the device has shown the owner's face (above).
             if (proves_presence || device_showed_face) && b.lets_presence_check_pass(device) {
                 *passed_check_over.borrow_mut() = Some(b.set_by.clone());
                 return None;
@@ -449,7 +457,7 @@ impl Enforcer {
         // Whichever entry wins, a guess met by a customer block about
         // guessing makes its device one of the offending (the owner's
         // vouched phone aside), whether or not a rule fires on it.
-        if guess && !spared_any.get() && !(device_showed_face && passed_check_over.borrow().is_some()) {
+        if guess && !spared_any.get() {
             if let Some(customer) = keys.get(EntityKind::Customer) {
                 self.blocks.note_offending_device(EntityKind::Customer, customer, device, now);
             }
@@ -490,7 +498,7 @@ impl Enforcer {
         if let Some(set_by) = passed_check_over.take().filter(|_| in_force.is_none()) {
             out.passed_presence_check = true;
             let detail = match self.face_shown.as_ref().filter(|_| device_showed_face && !proves_presence) {
-                Some((_, _, window)) => format!(
+                Some((_, _, _, window)) => format!(
                     "the customer is blocked by {set_by} for the devices its guessed codes came from; this device matched the customer's face with liveness in the last {window}, which answers the step-up the block asks for, so it lets this {} through",
                     event.step.as_str()
                 ),
@@ -1187,19 +1195,26 @@ rules:
         assert!(code.verdict == Verdict::Challenge && stepped_up_by_the_block(&code), "a passed code is what a guesser is after: {code:?}");
         // A face match and a liveness check on another of the owner's
         // devices: let through, and from then on that device has answered
-        // the step-up within the hour. Its 1-won check, code and even a
-        // mistyped password pass, and the mistyped one does not make it
-        // offending.
+        // the step-up within the hour: its 1-won check, code and login pass.
         // A face match alone answers nothing.
         let face = one(86, 11, "face_match", "success", "owners-laptop");
         assert!(presence_passed(&face, "gives a guesser nothing"), "{face:?}");
         let open = one(87, 11, "account_open", "success", "owners-laptop");
         assert!(open.verdict == Verdict::Challenge && stepped_up_by_the_block(&open), "a face match without liveness: {open:?}");
         assert!(presence_passed(&one(88, 11, "liveness", "success", "owners-laptop"), "gives a guesser nothing"));
-        for (i, (step, result)) in [("account_verify", "success"), ("otp", "success"), ("login", "failure"), ("login", "success")].into_iter().enumerate() {
-            let d = one(89 + i, 12, step, result, "owners-laptop");
-            assert!(presence_passed(&d, "matched the customer's face with liveness in the last 1h"), "{step} {result}: {d:?}");
+        for (i, step) in ["account_verify", "otp", "login"].into_iter().enumerate() {
+            let d = one(89 + i, 12, step, "success", "owners-laptop");
+            assert!(presence_passed(&d, "matched the customer's face with liveness in the last 1h"), "{step}: {d:?}");
         }
+        // The pair is two events: a guesser can pass a face match on a photo
+        // of the owner and a liveness check on their own face. Such a
+        // device's wrong code is refused and makes it offending, so the pair
+        // buys one guess; its next passed code is refused.
+        assert!(presence_passed(&one(96, 12, "face_match", "success", "forged-pair"), "gives a guesser nothing"));
+        assert!(presence_passed(&one(97, 12, "liveness", "success", "forged-pair"), "gives a guesser nothing"));
+        assert_eq!(one(98, 12, "login", "failure", "forged-pair").verdict, Verdict::Block);
+        let after = one(99, 12, "otp", "success", "forged-pair");
+        assert!(after.verdict == Verdict::Block && after.reasons.iter().all(|r| &*r.id != "presence_check"), "{after:?}");
         // The guesser's own device is refused whatever it passes.
         assert_eq!(one(94, 12, "face_match", "success", "stranger").verdict, Verdict::Block);
         // A block that failed faces can set too (the failure streak, by
