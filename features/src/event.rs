@@ -109,8 +109,10 @@ impl Step {
     /// Checks of who the person is that give nothing away by themselves:
     /// the FSC's verification methods. Login, the account opening, record
     /// access and a phone change are where a session gets what it came for.
-    /// The 1-won account check is a method too: it proves the applicant
-    /// holds an account in their name, and opens nothing.
+    /// The 1-won account check is a method too: in onboarding it proves
+    /// the applicant holds an account in their name, and opens nothing.
+    /// After a login it is also a sensitive step ([`Step::is_sensitive`]),
+    /// which the takeover rules judge on their own.
     pub fn is_identity_check(self) -> bool {
         matches!(self, Step::IdOcr | Step::IdAuthenticity | Step::FaceMatch | Step::Liveness | Step::Otp | Step::AccountVerify)
     }

@@ -303,7 +303,13 @@ pub struct BlockConfig {
     /// what a step-up asks for, and not what a guesser of codes is after; the
     /// owner re-verifying on a new phone passes them. The failure streak
     /// counts failed faces too, so it is not listed: a face spoofer rotating
-    /// device ids must still be stepped up when one try passes.
+    /// device ids must still be stepped up when one try passes. Once such a
+    /// device has passed a face match and a liveness check for the customer
+    /// within the middle window (`customer.face_shown_s`), whatever else it
+    /// passes is let through too; what it fails is refused and makes it
+    /// offending. That trusts the bank's pipeline to run the two checks on
+    /// one capture: a guesser who passes the face match on a photo and the
+    /// liveness check on their own face gets one guess per device id so.
     pub presence_checks_pass_for: Vec<String>,
     /// Until the store stands on a long window of history (a new install,
     /// not warmed from history), nobody has been seen returning for long

@@ -122,7 +122,7 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
-    /// Slots of `customer.face_shown_s` and `customer.present`, the middle
+    /// Slots of `customer.face_shown_s` and `event.late`, the middle
     /// window's length in seconds and its label: how recently the event's
     /// device showed the customer's face, alive, to count as the owner's.
     face_shown: Option<(usize, usize, f32, Arc<str>)>,
@@ -230,7 +230,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
-        let face_shown = catalog.slot("customer.face_shown_s").zip(catalog.slot("customer.present")).map(|(slot, present)| (slot, present, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
+        let face_shown = catalog.slot("customer.face_shown_s").zip(catalog.slot("event.late")).map(|(slot, late)| (slot, late, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -403,11 +403,11 @@ impl Enforcer {
         // a guesser who passes a face match on a photo of the owner and a
         // liveness check on their own face must get one guess for it at
         // most, after which the device is offending like any other.
-        // `customer.present`: a late event of a customer the store no
-        // longer holds reads zeros, which is no face.
+        // Not for a late event: one whose customer the store no longer
+        // holds reads zeros, which would look like a face shown just now.
         let device_showed_face = device.is_some()
             && !event.is_failure()
-            && self.face_shown.as_ref().is_some_and(|(slot, present, window_s, _)| features[*present] == 1.0 && (0.0..*window_s).contains(&features[*slot]));
+            && self.face_shown.as_ref().is_some_and(|(slot, late, window_s, _)| features[*late] == 0.0 && (0.0..*window_s).contains(&features[*slot]));
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
@@ -915,7 +915,7 @@ rules:
         // The 1-won account check, a verification method that opens
         // nothing, passes too. A check it fails is still challenged; so are
         // a phone change and the account opening, where the session gets
-        // what it came for.
+        // what it came for, and so is a login.
         let one_won = run(&p, &[line(2016, "2026-11-02T10:07:30+09:00", "account_verify", "success", "new2", nat, "o2", None)]);
         assert_eq!(one_won[0].verdict, Verdict::Allow, "{:?}", one_won[0]);
         let rest = run(
@@ -923,13 +923,14 @@ rules:
             &[
                 line(2002, "2026-11-02T10:07:40+09:00", "liveness", "failure", "new2", nat, "o2", None),
                 line(2018, "2026-11-02T10:07:50+09:00", "phone_auth", "success", "new2", nat, "o2", None),
+                line(2019, "2026-11-02T10:07:55+09:00", "login", "success", "new2", nat, "o2", None),
                 line(2003, "2026-11-02T10:08:00+09:00", "account_open", "success", "new2", nat, "o2", None),
             ],
         );
         for r in &rest {
             assert_eq!(r.verdict, Verdict::Challenge, "{r:?}");
         }
-        assert_eq!(rest[2].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
+        assert_eq!(rest[3].blocked_by.as_ref().unwrap().scope, EntityKind::Session);
         // The session id is the client's to choose: another customer, or the
         // same customer on another device, cannot answer for the one challenged.
         let borrowed = run(&p, &[line(2005, "2026-11-02T10:08:30+09:00", "face_match", "success", "new1", nat, "o2", None)]);
@@ -1305,6 +1306,31 @@ rules:
 
     fn on_device(i: usize, ts: &str, step: &str, result: &str, device: &str) -> Vec<u8> {
         format!(r#"{{"event_id":"e{i}","ts":"{ts}","step":"{step}","result":"{result}","customer_id":"owner","ip":"10.{i}.0.1","session_id":"s{i}","device_id":"{device}"}}"#).into_bytes()
+    }
+
+    #[test]
+    fn a_late_event_of_a_customer_the_store_no_longer_holds_shows_no_face() {
+        let p = brute_force_pipeline_with(|c| {
+            c.blocks.step_up_other_devices_for = vec!["rules:codes_guessed".into()];
+            c.blocks.presence_checks_pass_for = vec!["rules:codes_guessed".into()];
+        });
+        let mut scratch = p.scratch();
+        let mut process = |line: &str| p.process(&p.parse(line.as_bytes()).unwrap(), &mut scratch).unwrap();
+        // Event time moves on; then events an hour late name a customer the
+        // store does not hold (evicted, or expired): their features read
+        // zeros, which must not pass for a face shown on the device just now.
+        process(r#"{"event_id":"w","ts":"2026-11-09T04:00:00+09:00","step":"login","result":"success","customer_id":"someone","ip":"10.9.0.1","device_id":"d9"}"#);
+        let late = |id: &str, device: &str| format!(r#"{{"event_id":"{id}","ts":"2026-11-09T03:00:00+09:00","step":"otp","result":"success","customer_id":"ghost","ip":"10.9.0.2","device_id":"{device}"}}"#);
+        let probe = process(&late("l1", "guessers-phone"));
+        assert!(probe.late);
+        let ghost = probe.keys.get(EntityKind::Customer).unwrap();
+        let now = p.parse(late("l1", "x").as_bytes()).unwrap().ts_ms;
+        let blocks = p.enforcer().blocks();
+        blocks.set_automatic(EntityKind::Customer, ghost, "ghost".into(), Duration::from_secs(3600), "test".into(), "rules:codes_guessed".into(), BlockAction::Block, now, Some(now), None, None).unwrap();
+        blocks.note_offending_device(EntityKind::Customer, ghost, probe.keys.get(EntityKind::Device), now);
+        let d = process(&late("l2", "fresh-phone"));
+        assert_eq!(d.decision.verdict, Verdict::Challenge, "stepped up, not let through: {:?}", d.decision);
+        assert!(d.decision.reasons.iter().all(|r| &*r.id != "presence_check"), "{:?}", d.decision);
     }
 
     #[test]
