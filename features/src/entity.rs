@@ -184,6 +184,14 @@ struct Profile {
 }
 
 impl Profile {
+    /// The latest passed face match and liveness check as a pair: both
+    /// passed in one place (see [`Observed::place`]) within the middle
+    /// window of each other. Their place, and the older and newer time.
+    fn face_pair(&self, w: &Windows) -> Option<(u32, u32, u32)> {
+        let [face, live] = self.face_checks;
+        (face.0 != 0 && live.0 != 0 && face.1 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s()).then(|| (face.1, face.0.min(live.0), face.0.max(live.0)))
+    }
+
     fn knows_device(&self, device: u32) -> bool {
         self.devices.iter().any(|(d, _)| *d == device)
     }
@@ -752,10 +760,8 @@ impl Entity {
                 // A device only: a subnet may be a carrier exit that the
                 // guesser shares with the owner.
                 let device_place = o.device.map_or(0, |_| o.place());
-                let [face, live] = p.face_checks;
-                let shown_here = device_place != 0 && face.0 != 0 && live.0 != 0 && face.1 == device_place && live.1 == device_place && face.0.abs_diff(live.0) <= w.mid.len_s();
-                out[s + 13] = match face.0.max(live.0) {
-                    newer if shown_here && newer <= o.secs => (o.secs - face.0.min(live.0)) as f32,
+                out[s + 13] = match p.face_pair(w) {
+                    Some((place, older, newer)) if device_place != 0 && place == device_place && newer <= o.secs => (o.secs - older) as f32,
                     _ => -1.0,
                 };
                 // Methods proved in this place (device, else subnet) within
@@ -896,9 +902,7 @@ impl Entity {
                         p.face_checks[i] = (o.secs.max(1), o.place());
                     }
                 }
-                let [face, live] = p.face_checks;
-                let face_and_liveness =
-                    o.face_check.is_some() && face.0 != 0 && live.0 != 0 && face.1 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s();
+                let face_and_liveness = o.face_check.is_some() && p.face_pair(w).is_some();
                 let says_who = (o.code_step && !guessing) || face_and_liveness;
                 if !says_who {
                     return [StaffDay::default(); 2];
