@@ -157,7 +157,7 @@ impl SessionIdGauge {
     /// customer of a successful login, the staff member of an access), if
     /// anyone did: only such an event brings a new id.
     pub(crate) fn note(&self, session_hash: u64, opener: Option<u64>) {
-        if session_hash % WATCH_ONE_IN != 0 {
+        if !session_hash.is_multiple_of(WATCH_ONE_IN) {
             return;
         }
         let mut w = self.watch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
