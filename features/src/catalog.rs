@@ -149,7 +149,7 @@ pub struct KindLayout {
     /// block on an address or session they share does not count;
     /// [`crate::NEVER_REFUSED_DAYS`] if never, or not within what the store
     /// remembers), peers_typical_daily_records (the bank's: the median
-    /// records of the staff's latest 64 closed working days that read
+    /// records of the staff's latest 1,024 closed working days that read
     /// something and were refused nothing; 0 before five).
     pub records: Option<usize>,
     /// One past the kind's last slot.
