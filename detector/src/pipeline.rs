@@ -107,7 +107,7 @@ impl Pipeline {
         if config.builtin.enabled {
             detectors.push(Arc::new(FailureStreak::new(config.builtin.clone(), store.catalog())));
             if config.builtin.fsc_two_methods {
-                detectors.push(Arc::new(FscTwoMethods::new(&config.builtin, store.catalog())));
+                detectors.push(Arc::new(FscTwoMethods::new(&config.builtin, store.catalog(), store.windows())));
             }
         }
         let dedup = Dedup::new(config.pipeline.dedup_window.as_millis() as i64, store.windows().hash_key);
@@ -693,6 +693,28 @@ mod tests {
     }
 
     #[test]
+    fn the_odd_hour_rule_asks_for_an_hour_quiet_for_the_population_too() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        daytime_population(&p, &mut s);
+        let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
+        let mut run = |events: [(&str, &str, &str, &str, &str); 3]| {
+            let decided: Vec<Processed> = events.iter().map(|(id, ts, step, device, region)| p.process(&event(&p, id, ts, step, &format!("cust-{}", &id[..1]), device, region), &mut s).unwrap()).collect();
+            decided.into_iter().last().unwrap()
+        };
+        // A daytime customer at 03:00 on a new phone in Busan.
+        let d = run([("a1", "2026-11-03T11:00:00+09:00", "login", "p1", "KR-11"), ("a2", "2026-11-03T11:01:00+09:00", "otp", "p1", "KR-11"), ("a3", "2026-11-04T03:00:00+09:00", "login", "p2", "KR-26")]);
+        assert!(fired(&d), "{:?}", reasons(&d));
+        // A night-shift customer at 03:00 as always.
+        let d = run([("b1", "2026-11-04T03:10:00+09:00", "login", "p1", "KR-11"), ("b2", "2026-11-04T03:11:00+09:00", "otp", "p1", "KR-11"), ("b3", "2026-11-05T03:00:00+09:00", "login", "p2", "KR-26")]);
+        assert!(!fired(&d), "{:?}", reasons(&d));
+        // A home PC at night, then the phone at 10:00 (another device, the
+        // carrier gateway's region): an hour the population lives in.
+        let d = run([("c1", "2026-11-06T01:10:00+09:00", "login", "pc", "KR-29"), ("c2", "2026-11-06T01:11:00+09:00", "otp", "pc", "KR-29"), ("c3", "2026-11-06T10:00:00+09:00", "login", "phone", "KR-11")]);
+        assert!(!fired(&d), "{:?}", reasons(&d));
+    }
+
+    #[test]
     fn a_cold_start_takeover_is_judged_on_population_cues() {
         let p = pipeline();
         let mut s = p.scratch();
@@ -736,8 +758,21 @@ mod tests {
 
     #[test]
     fn a_warmed_profile_sees_a_takeover_that_a_cold_one_cannot() {
-        // Three daytime sessions over three days: a login and its OTP each.
-        let history: String = (0..6)
+        // The bank's daytime population the day before (its hours say what
+        // an odd hour is), then c1's three daytime sessions over three days:
+        // a login and its OTP each.
+        let population: String = (0..2_500)
+            .map(|i| {
+                let minute = i * (9 * 60) / 2_500;
+                format!(
+                    "{{\"event_id\":\"pop{i}\",\"ts\":\"2026-11-01T{:02}:{:02}:00+09:00\",\"step\":\"login\",\"result\":\"success\",\"customer_id\":\"c{i}\",\"device_id\":\"d{i}\"}}\n",
+                    9 + minute / 60,
+                    minute % 60
+                )
+            })
+            .collect();
+        let history: String = population
+            + &(0..6)
             .map(|i| {
                 format!(
                     "{{\"event_id\":\"h{i}\",\"ts\":\"2026-11-0{}T11:0{i}:00+09:00\",\"step\":\"{}\",\"result\":\"success\",\"customer_id\":\"c1\",\"device_id\":\"p1\",\"region\":\"KR-11\"}}\n",
@@ -745,7 +780,7 @@ mod tests {
                     if i % 2 == 0 { "login" } else { "otp" }
                 )
             })
-            .collect();
+            .collect::<String>();
         let takeover = |p: &Pipeline| {
             let mut s = p.scratch();
             p.process(&event(p, "t1", "2026-11-06T03:00:00+09:00", "login", "c1", "p2", "KR-26"), &mut s).unwrap()
@@ -754,7 +789,7 @@ mod tests {
         assert!(!reasons(&takeover(&cold)).contains(&"takeover_odd_hour_new_device_region".to_owned()), "no profile, no judgement");
         let warm = pipeline();
         let summary = crate::warm(&warm, &mut history.as_bytes(), &mut std::io::sink()).unwrap();
-        assert_eq!(summary.accepted, 6);
+        assert_eq!(summary.accepted, 2_506);
         let d = takeover(&warm);
         assert!(reasons(&d).contains(&"takeover_odd_hour_new_device_region".to_owned()), "{:?}", reasons(&d));
         assert_eq!(d.decision.verdict, Verdict::Challenge);

@@ -132,11 +132,16 @@ pub struct KindLayout {
     /// passed a face match and a liveness check for this customer, counted
     /// from the older of the two; -1: the event names no device, or the
     /// latest passed of each did not pass on it, or they passed more than
-    /// the middle window apart, or after the event), then the `methods` pair.
+    /// the middle window apart, or after the event), owner_login_here_s (seconds
+    /// since the customer's latest passed login on a device their profile
+    /// already knew, or while it knew none, if it was in this event's
+    /// place: its device, else its subnet, or for an event that names
+    /// neither, the customer's place within the short window before it;
+    /// -1 otherwise), then the `methods` pair.
     pub profile: Option<usize>,
     /// methods_ok and methods_mask of the middle window: verification
-    /// methods the customer passed in it on the event's device, whatever
-    /// the session (customers only).
+    /// methods the customer passed in it in the event's place (as
+    /// owner_login_here_s says), whatever the session (customers only).
     pub methods: Option<usize>,
     /// methods_ok, methods_mask (sessions only).
     pub session: Option<usize>,
@@ -211,6 +216,7 @@ impl FeatureCatalog {
                 }
                 names.push(format!("{k}.code_failure_pace"));
                 names.push(format!("{k}.face_shown_s"));
+                names.push(format!("{k}.owner_login_here_s"));
                 l.methods = Some(names.len());
                 for n in ["methods_ok", "methods_mask"] {
                     names.push(format!("{k}.{n}_{}", labels[1]));

@@ -181,6 +181,17 @@ struct Profile {
     /// distinct customers, as an address's `distinct_returning_24h` is.
     #[serde(default)]
     returning_hour: u32,
+    /// When and where ([`Observed::place`]) the customer's latest event
+    /// that named a place happened. A pipeline may report backend steps (an
+    /// ID check, the account opening) with no device and no address: such a
+    /// step is taken where the customer was within the short window, so
+    /// that it pairs with the steps the app reported around it.
+    #[serde(default)]
+    last_place: (u32, u32),
+    /// When and where the customer last passed a login on a device the
+    /// profile already knew, or while it knew none (0: never).
+    #[serde(default)]
+    login_at: (u32, u32),
 }
 
 impl Profile {
@@ -190,6 +201,21 @@ impl Profile {
     fn face_pair(&self, w: &Windows) -> Option<(u32, u32, u32)> {
         let [face, live] = self.face_checks;
         (face.0 != 0 && live.0 != 0 && face.1 != 0 && face.1 == live.1 && face.0.abs_diff(live.0) <= w.mid.len_s()).then(|| (face.1, face.0.min(live.0), face.0.max(live.0)))
+    }
+
+    /// Where a customer's event counts for methods and logins: its own
+    /// place, or for a step that names neither a device nor an address, the
+    /// customer's latest place within the short window before it (0: none).
+    /// Only the verification methods and the login take it: a face match
+    /// and a liveness check pair only where each named its place.
+    fn place_of(&self, w: &Windows, o: &Observed) -> u32 {
+        match o.place() {
+            0 => {
+                let (at, place) = self.last_place;
+                if at != 0 && at <= o.secs && o.secs - at <= w.short.len_s() { place } else { 0 }
+            }
+            place => place,
+        }
     }
 
     fn knows_device(&self, device: u32) -> bool {
@@ -764,10 +790,15 @@ impl Entity {
                     Some((place, older, newer)) if device_place != 0 && place == device_place && newer <= o.secs => (o.secs - older) as f32,
                     _ => -1.0,
                 };
-                // Methods proved in this place (device, else subnet) within
+                // Methods proved in this place (device, else subnet, else
+                // the customer's place just before: see `place_of`) within
                 // the middle window and not after this event: a backdated
                 // event cannot borrow a later success, nor one device another's.
-                let place = o.place();
+                let place = p.place_of(w, o);
+                out[s + 14] = match p.login_at {
+                    (at, on) if at != 0 && on != 0 && on == place && at <= o.secs => (o.secs - at) as f32,
+                    _ => -1.0,
+                };
                 let recent = p.methods_at.iter().enumerate().filter(|(_, (at, on))| *at != 0 && *at >= c1 && *at <= o.secs && *on != 0 && *on == place);
                 let mask = recent.fold(0u8, |mask, (m, _)| mask | 1 << m);
                 if let Some(m) = l.methods {
@@ -868,6 +899,17 @@ impl Entity {
             }
         }
         let stamp = self.last_seen().max(1);
+        // Taken before this event moves the customer's latest place.
+        let method_place = match &mut self.extra {
+            Extra::Profile(p) => {
+                let place = p.place_of(w, o);
+                if o.place() != 0 && o.secs >= p.last_place.0 {
+                    p.last_place = (o.secs.max(1), o.place());
+                }
+                place
+            }
+            _ => 0,
+        };
         match &mut self.extra {
             Extra::Session(st) => {
                 if let Some(m) = o.method {
@@ -875,12 +917,22 @@ impl Entity {
                 }
             }
             Extra::Profile(p) if o.code_step && o.failure => p.add_code_failure(w, o.secs),
-            Extra::Profile(p) if o.login_ok => p.logged_in = true,
+            Extra::Profile(p) if o.login_ok => {
+                p.logged_in = true;
+                // A password alone opens a stolen account as well: only a
+                // login on a device the profile already knew (or before it
+                // knew any: a new install judges on population cues) says
+                // the owner is here.
+                let owners_device = o.device.map_or(p.devices.is_empty(), |d| p.devices.is_empty() || p.knows_device(d));
+                if owners_device && o.secs >= p.login_at.0 {
+                    p.login_at = (o.secs.max(1), method_place);
+                }
+            }
             Extra::Profile(p) if !o.failure => {
                 if let Some(m) = o.method {
                     let last = &mut p.methods_at[usize::from(m)];
                     if o.secs >= last.0 {
-                        *last = (o.secs.max(1), o.place());
+                        *last = (o.secs.max(1), method_place);
                     }
                 }
                 // Only a pass the owner alone can give teaches the profile.
