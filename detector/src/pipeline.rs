@@ -765,7 +765,7 @@ mod tests {
             .map(|i| {
                 let minute = i * (9 * 60) / 2_500;
                 format!(
-                    "{{\"event_id\":\"pop{i}\",\"ts\":\"2026-11-01T{:02}:{:02}:00+09:00\",\"step\":\"login\",\"result\":\"success\",\"customer_id\":\"c{i}\",\"device_id\":\"d{i}\"}}\n",
+                    "{{\"event_id\":\"pop{i}\",\"ts\":\"2026-11-01T{:02}:{:02}:00+09:00\",\"step\":\"login\",\"result\":\"success\",\"customer_id\":\"pop{i}\",\"device_id\":\"d{i}\"}}\n",
                     9 + minute / 60,
                     minute % 60
                 )

@@ -321,12 +321,17 @@ impl HourBaseline {
         }
     }
 
+    /// Enough events to say which hours are quiet.
+    fn known(&self) -> bool {
+        self.current_n + self.previous.iter().sum::<u64>() >= self.min_samples
+    }
+
     /// This hour's share of events, times 24: 1.0 is an average hour, 0.1 a
     /// hour this population rarely uses.
     fn activity(&self, hour: u8) -> f32 {
         let h = usize::from(hour) % 24;
         let total: u64 = self.current_n + self.previous.iter().sum::<u64>();
-        if total < self.min_samples {
+        if !self.known() {
             return 1.0;
         }
         ((self.current[h] + self.previous[h]) as f64 * 24.0 / total as f64) as f32
@@ -586,6 +591,9 @@ pub struct BaselineReading {
     pub samples: u64,
     /// The event's local hour's share of population activity, times 24.
     pub hour_activity: f32,
+    /// The population's hours rest on enough events to say which are quiet
+    /// (`hour_activity` is 1.0, an average hour, until they do).
+    pub hours_known: bool,
     /// The duration was learnt by a baseline still young after it, which
     /// can take it back ([`Baselines::unlearn_step`]), and where it went.
     pub learnt_young: Option<Placed>,
@@ -686,15 +694,15 @@ impl Baselines {
             };
             (rank, apart, n, learnt_young)
         };
-        let hour_activity = {
+        let (hour_activity, hours_known) = {
             let mut h = self.hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let a = h.activity(hour);
+            let read = (h.activity(hour), h.known());
             if learn {
                 h.record(hour);
             }
-            a
+            read
         };
-        BaselineReading { duration_rank, apart_rank, samples, hour_activity, learnt_young }
+        BaselineReading { duration_rank, apart_rank, samples, hour_activity, hours_known, learnt_young }
     }
 
     /// Take back a duration of `step` (timed by the gap, as in

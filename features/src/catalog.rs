@@ -79,11 +79,16 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// `history_hours` is how much event time the store stands on
 /// ([`crate::FeatureStore::history_ms`]): a rule that reads an absence over a
 /// window ("no returning customer in 24 h") can ask for enough of it.
+/// `population_hours_known` is 1 once the population's hours rest on
+/// enough events to say which are quiet (for staff steps, always: the
+/// bank's office hours are their prior); until then `hour_activity` reads
+/// 1.0, so a rule that asks for a quiet hour can fall back on what it asked
+/// before there was a population to ask.
 /// `population_returning_24h` is the population's distinct returning
 /// customers in the last 24 clock hours (read at onboarding events): against
 /// `population_new_identities_24h`, how much of this population's traffic is
 /// applicants, which an address's own mix is compared with.
-pub const EVENT_FEATURES: [&str; 19] = [
+pub const EVENT_FEATURES: [&str; 20] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -103,6 +108,7 @@ pub const EVENT_FEATURES: [&str; 19] = [
     "event.population_new_identities_24h",
     "event.history_hours",
     "event.population_returning_24h",
+    "event.population_hours_known",
 ];
 
 /// Slot offsets of one kind's features.
@@ -133,8 +139,8 @@ pub struct KindLayout {
     /// from the older of the two; -1: the event names no device, or the
     /// latest passed of each did not pass on it, or they passed more than
     /// the middle window apart, or after the event), owner_login_here_s (seconds
-    /// since the customer's latest passed login on a device their profile
-    /// already knew, or while it knew none, if it was in this event's
+    /// since the customer's latest passed login on a device that had passed
+    /// a code for them, or while their profile knew no device, if it was in this event's
     /// place: its device, else its subnet, or for an event that names
     /// neither, the customer's place within the short window before it;
     /// -1 otherwise), then the `methods` pair.

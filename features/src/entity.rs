@@ -83,7 +83,9 @@ impl Observed {
     /// (0: neither named). Two places of 0 are not one place: an event that
     /// leaves out its device and address must not pair with any other that
     /// does, or leaving them out would be the way to borrow a customer's
-    /// methods or pair a photo with someone else's live face.
+    /// methods or pair a photo with someone else's live face. (For methods
+    /// and logins a customer's placeless step may take the one place their
+    /// passed events came from just before: `Profile::place_of`.)
     pub(crate) fn place(&self) -> u32 {
         self.device.or(self.related[EntityKind::Subnet.index()]).unwrap_or(0)
     }
@@ -181,15 +183,19 @@ struct Profile {
     /// distinct customers, as an address's `distinct_returning_24h` is.
     #[serde(default)]
     returning_hour: u32,
-    /// When and where ([`Observed::place`]) the customer's latest event
-    /// that named a place happened. A pipeline may report backend steps (an
-    /// ID check, the account opening) with no device and no address: such a
-    /// step is taken where the customer was within the short window, so
-    /// that it pairs with the steps the app reported around it.
+    /// When and where ([`Observed::place`]) the customer's latest passed
+    /// event that named a place happened. A pipeline may report backend
+    /// steps (an ID check, the account opening) with no device and no
+    /// address: such a step is taken where the customer's passed events
+    /// came from within the short window before it (see [`Profile::place_of`]).
     #[serde(default)]
     last_place: (u32, u32),
-    /// When and where the customer last passed a login on a device the
-    /// profile already knew, or while it knew none (0: never).
+    /// When a passed event of the customer last came from another place
+    /// than `last_place` (0: never).
+    #[serde(default)]
+    other_place_at: u32,
+    /// When and where the customer last passed a login on a device that
+    /// had passed a code for them, or while the profile knew no device (0: never).
     #[serde(default)]
     login_at: (u32, u32),
 }
@@ -205,16 +211,47 @@ impl Profile {
 
     /// Where a customer's event counts for methods and logins: its own
     /// place, or for a step that names neither a device nor an address, the
-    /// customer's latest place within the short window before it (0: none).
-    /// Only the verification methods and the login take it: a face match
-    /// and a liveness check pair only where each named its place.
+    /// one place the customer's passed events came from within the short
+    /// window before it (0: none). Only the verification methods and the
+    /// login take it: a face match and a liveness check pair only where each
+    /// named its place.
+    ///
+    /// Anyone who knows a customer's id can send an event for it from their
+    /// own device. A failed one moves nothing, and when passed events came
+    /// from two places within the window (the owner's app and someone else's
+    /// device), or the latest is dated after the step, the step is placed
+    /// nowhere: it counts for nobody, as before it had a place at all.
     fn place_of(&self, w: &Windows, o: &Observed) -> u32 {
         match o.place() {
             0 => {
                 let (at, place) = self.last_place;
-                if at != 0 && at <= o.secs && o.secs - at <= w.short.len_s() { place } else { 0 }
+                let short = w.short.len_s();
+                let recent = at != 0 && at <= o.secs && o.secs - at <= short;
+                let contested = self.other_place_at != 0 && u64::from(self.other_place_at) + u64::from(short) >= u64::from(o.secs);
+                if recent && !contested {
+                    place
+                } else {
+                    0
+                }
             }
             place => place,
+        }
+    }
+
+    /// A passed event named a place: it becomes the latest, or, dated
+    /// before the latest, marks another place seen.
+    fn passed_at_place(&mut self, secs: u32, here: u32) {
+        let secs = secs.max(1);
+        let (at, place) = self.last_place;
+        if here == place {
+            self.last_place.0 = at.max(secs);
+        } else if secs >= at {
+            if at != 0 {
+                self.other_place_at = self.other_place_at.max(at);
+            }
+            self.last_place = (secs, here);
+        } else {
+            self.other_place_at = self.other_place_at.max(secs);
         }
     }
 
@@ -903,8 +940,8 @@ impl Entity {
         let method_place = match &mut self.extra {
             Extra::Profile(p) => {
                 let place = p.place_of(w, o);
-                if o.place() != 0 && o.secs >= p.last_place.0 {
-                    p.last_place = (o.secs.max(1), o.place());
+                if o.place() != 0 && !o.failure {
+                    p.passed_at_place(o.secs, o.place());
                 }
                 place
             }
@@ -920,10 +957,12 @@ impl Entity {
             Extra::Profile(p) if o.login_ok => {
                 p.logged_in = true;
                 // A password alone opens a stolen account as well: only a
-                // login on a device the profile already knew (or before it
-                // knew any: a new install judges on population cues) says
-                // the owner is here.
-                let owners_device = o.device.map_or(p.devices.is_empty(), |d| p.devices.is_empty() || p.knows_device(d));
+                // login on a device that passed a code for the customer (or
+                // before the profile knew any device: a new install judges
+                // on population cues) says the owner is here.
+                // A device id is the client's to report: only one that
+                // passed a code for the customer vouches for it.
+                let owners_device = o.device.map_or(p.devices.is_empty(), |d| p.devices.is_empty() || p.code_passed_at(d).is_some_and(|at| at <= o.secs));
                 if owners_device && o.secs >= p.login_at.0 {
                     p.login_at = (o.secs.max(1), method_place);
                 }

@@ -323,7 +323,7 @@ impl FeatureStore {
         let learn = !late && !automation;
         let onboarding = event.step.is_onboarding();
         let baseline = if staff_access {
-            BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour), learnt_young: None }
+            BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour), hours_known: true, learnt_young: None }
         } else {
             self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, learn)
         };
@@ -868,6 +868,7 @@ fn write_event_features(event: &Event, hour: u8, late: bool, automation: bool, b
     out[10] = baseline.hour_activity;
     out[11] = f32::from(event.step.is_onboarding());
     out[12] = f32::from(event.region.is_some());
+    out[19] = f32::from(baseline.hours_known);
 }
 
 /// The FSC verification method a successful step proves (a bit index of
