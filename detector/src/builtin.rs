@@ -255,8 +255,6 @@ impl Detector for FscTwoMethods {
         // method at all, or leaving the fields out would be a way around the rule.
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
         let (session, customer) = (&self.session, &self.customer);
-        // Which session the store keyed, not which id the event carries: a
-        // stream whose ids are a step's each is judged as one without them.
         // A late event of a customer the store no longer holds reads zeros,
         // which would look like a login this very second. At an hour the
         // population seldom uses, or before its hours are known, a login
@@ -268,6 +266,8 @@ impl Detector for FscTwoMethods {
         if event.customer_id.is_some() && self.logged_in_here.as_ref().is_some_and(spared) {
             return;
         }
+        // Which session the store keyed, not which id the event carries: a
+        // stream whose ids are a step's each is judged as one without them.
         let keys = f.keys();
         let (mask, notes, shown) = match (keys.session_is_implied(), &event.customer_id) {
             // The implied session (the device's run of events) and the customer's hour on this device.

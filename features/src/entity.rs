@@ -956,12 +956,11 @@ impl Entity {
             Extra::Profile(p) if o.code_step && o.failure => p.add_code_failure(w, o.secs),
             Extra::Profile(p) if o.login_ok => {
                 p.logged_in = true;
-                // A password alone opens a stolen account as well: only a
-                // login on a device that passed a code for the customer (or
-                // before the profile knew any device: a new install judges
-                // on population cues) says the owner is here.
-                // A device id is the client's to report: only one that
-                // passed a code for the customer vouches for it.
+                // A password alone opens a stolen account as well, and a
+                // device id is the client's to report: only a login on a
+                // device that passed a code for the customer (or before the
+                // profile knew any device: a new install judges on population
+                // cues) says the owner is here.
                 let owners_device = o.device.map_or(p.devices.is_empty(), |d| p.devices.is_empty() || p.code_passed_at(d).is_some_and(|at| at <= o.secs));
                 if owners_device && o.secs >= p.login_at.0 {
                     p.login_at = (o.secs.max(1), method_place);
