@@ -146,7 +146,7 @@ fn a_brute_force_burst_streams_alerts_blocks_and_can_be_lifted() {
         }
     });
     // Wait until the stream is attached: a throwaway alert proves it (a new
-    // staff member pulling 1500 records at once, blocked on its own scope).
+    // staff member pulling 1500 records at once, an alert on their own scope).
     let mut n = 0;
     let mut first = None;
     eventually("the stream to attach", || {
