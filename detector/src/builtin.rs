@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Action, Detector, EntityKind, Event, FeatureCatalog, FeatureView, Finding, Mode, Severity, Step, Windows, METHOD_NAMES};
+use haechi_features::{Action, Detector, EntityKind, Event, FeatureCatalog, FeatureView, Finding, Mode, SecondsSinceWithin, Severity, Step, Windows, METHOD_NAMES};
 use serde::{Deserialize, Serialize};
 
 /// Thresholds of the built-in detector.
@@ -172,15 +172,12 @@ pub struct FscTwoMethods {
     id: Arc<str>,
 }
 
-/// Slots of `customer.owner_login_here_s`, `event.late`,
-/// `event.hour_activity` and `event.population_hours_known`, and the middle
-/// window in seconds.
+/// `customer.owner_login_here_s` within the middle window, and the slots
+/// of `event.hour_activity` and `event.population_hours_known`.
 struct LoginSlots {
-    login: usize,
-    late: usize,
+    login: SecondsSinceWithin,
     hour: usize,
     hours_known: usize,
-    window_s: f32,
 }
 
 /// Where one scope's method count and mask are read, and the note for every mask.
@@ -227,11 +224,9 @@ impl FscTwoMethods {
                 .fsc_spare_logged_in
                 .then(|| {
                     Some(LoginSlots {
-                        login: catalog.slot("customer.owner_login_here_s")?,
-                        late: catalog.slot("event.late")?,
+                        login: SecondsSinceWithin::resolve(catalog, "customer.owner_login_here_s", windows.mid.len_s())?,
                         hour: catalog.slot("event.hour_activity")?,
                         hours_known: catalog.slot("event.population_hours_known")?,
-                        window_s: windows.mid.len_s() as f32,
                     })
                 })
                 .flatten(),
@@ -255,13 +250,11 @@ impl Detector for FscTwoMethods {
         // method at all, or leaving the fields out would be a way around the rule.
         let read = |slots: &MethodSlots| (f.get(slots.mask) as usize) & (slots.notes.len() - 1);
         let (session, customer) = (&self.session, &self.customer);
-        // A late event of a customer the store no longer holds reads zeros,
-        // which would look like a login this very second. At an hour the
-        // population seldom uses, or before its hours are known, a login
+        // At an hour the population seldom uses, or before its hours are known, a login
         // proves too little: a profile that knew no device would take a
         // night's takeover's own login for the owner's.
         let spared = |s: &LoginSlots| {
-            f.get(s.late) == 0.0 && f.get(s.hours_known) == 1.0 && f.get(s.hour) >= SPARE_FROM_HOUR_ACTIVITY && (0.0..s.window_s).contains(&f.get(s.login))
+            f.get(s.hours_known) == 1.0 && f.get(s.hour) >= SPARE_FROM_HOUR_ACTIVITY && s.login.holds(f.values())
         };
         if event.customer_id.is_some() && self.logged_in_here.as_ref().is_some_and(spared) {
             return;

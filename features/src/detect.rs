@@ -119,6 +119,30 @@ pub struct Finding {
     pub note: Option<Arc<str>>,
 }
 
+/// A seconds-since feature (`customer.face_shown_s`, `customer.owner_login_here_s`)
+/// read as "within the window": resolved once at load time, with
+/// `event.late`. A late event of an entity the store no longer holds reads
+/// zeros, which would look like "this very second"; a late event never
+/// counts.
+#[derive(Debug, Clone, Copy)]
+pub struct SecondsSinceWithin {
+    slot: usize,
+    late: usize,
+    window_s: f32,
+}
+
+impl SecondsSinceWithin {
+    /// `None` when the catalog has no such feature.
+    pub fn resolve(catalog: &FeatureCatalog, name: &str, window_s: u32) -> Option<SecondsSinceWithin> {
+        Some(SecondsSinceWithin { slot: catalog.slot(name)?, late: catalog.slot("event.late")?, window_s: window_s as f32 })
+    }
+
+    /// The feature is in [0, window) and the event is not late.
+    pub fn holds(&self, values: &[f32]) -> bool {
+        values[self.late] == 0.0 && (0.0..self.window_s).contains(&values[self.slot])
+    }
+}
+
 /// A read view of one event's features: every entity the event names, as
 /// they stand after the event.
 #[derive(Debug, Clone, Copy)]

@@ -45,7 +45,7 @@ pub use baseline::{BaselineReading, Baselines, BaselinesState, Placed, MIN_BASEL
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::{METHOD_NAMES, NEVER_REFUSED_DAYS};
 pub use config::{EntityCaps, FeatureConfig, HashKeySource, SessionIds, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};
-pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, Severity};
+pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, SecondsSinceWithin, Severity};
 pub use error::{Error, Result};
 pub use event::{
     format_rfc3339_ms, parse_rfc3339_ms, AttrValue, Channel, Event, Outcome, RawEvent, Step, DEFAULT_MAX_EVENT_BYTES,

@@ -21,7 +21,7 @@ mod suppress;
 use std::sync::Arc;
 use std::time::Duration;
 
-use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, Severity, Windows, DISTINCT_COLUMNS, KIND_COUNT};
+use haechi_features::{entity_text, EntityKeys, EntityKind, Event, FeatureCatalog, Relation, SecondsSinceWithin, Severity, Windows, DISTINCT_COLUMNS, KIND_COUNT};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -122,10 +122,10 @@ pub struct Enforcer {
     /// customer blocks spare the owner's devices.
     owner_device_slots: Option<(usize, usize)>,
     owner_device_min_age_ms: i64,
-    /// Slots of `customer.face_shown_s` and `event.late`, the middle
-    /// window's length in seconds and its label: how recently the event's
-    /// device showed the customer's face, alive, to count as the owner's.
-    face_shown: Option<(usize, usize, f32, Arc<str>)>,
+    /// `customer.face_shown_s` within the middle window, and the window's
+    /// label: how recently the event's device showed the customer's face,
+    /// alive, to count as the owner's.
+    face_shown: Option<(SecondsSinceWithin, Arc<str>)>,
     /// History the store needs before a shared scope's blast radius is
     /// known (the long window), when cold-start challenges are on.
     cold_start_needs_ms: Option<i64>,
@@ -230,7 +230,7 @@ impl Enforcer {
         };
         let owner_device_min_age_ms = i64::try_from(blocks.config().owner_device_min_age.as_millis()).unwrap_or(i64::MAX);
         let cold_start_needs_ms = blocks.config().cold_start_challenge.then_some(long_window_ms);
-        let face_shown = catalog.slot("customer.face_shown_s").zip(catalog.slot("event.late")).map(|(slot, late)| (slot, late, windows.mid.len_s() as f32, Arc::from(windows.mid.label.as_str())));
+        let face_shown = SecondsSinceWithin::resolve(catalog, "customer.face_shown_s", windows.mid.len_s()).map(|within| (within, Arc::from(windows.mid.label.as_str())));
         Enforcer {
             blocks,
             suppressions: Suppressions::default(),
@@ -407,7 +407,7 @@ impl Enforcer {
         // holds reads zeros, which would look like a face shown just now.
         let device_showed_face = device.is_some()
             && !event.is_failure()
-            && self.face_shown.as_ref().is_some_and(|(slot, late, window_s, _)| features[*late] == 0.0 && (0.0..*window_s).contains(&features[*slot]));
+            && self.face_shown.as_ref().is_some_and(|(within, _)| within.holds(features));
         let passed_check_over: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
         // The counter work a block on a staff member's night (or bulk pull)
         // has no quarrel with.
@@ -498,7 +498,7 @@ impl Enforcer {
         if let Some(set_by) = passed_check_over.take().filter(|_| in_force.is_none()) {
             out.passed_presence_check = true;
             let detail = match self.face_shown.as_ref().filter(|_| device_showed_face && !proves_presence) {
-                Some((_, _, _, window)) => format!(
+                Some((_, window)) => format!(
                     "the customer is blocked by {set_by} for the devices its guessed codes came from; this device matched the customer's face with liveness in the last {window}, which answers the step-up the block asks for, so it lets this {} through",
                     event.step.as_str()
                 ),
