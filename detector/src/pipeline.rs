@@ -420,10 +420,12 @@ mod tests {
 
     /// A daytime population: enough events for the hour baseline to speak.
     fn daytime_population(p: &Pipeline, s: &mut Scratch) {
+        // Two days: the population's hours speak once every hour of day has
+        // closed, so a night after one day alone still reads as unknown.
         for i in 0..2_500 {
             // In time order, 09:00 to 17:59: out-of-order events would be too late to learn from.
-            let minute = i * (9 * 60) / 2_500;
-            let ts = format!("2026-11-02T{:02}:{:02}:00+09:00", 9 + minute / 60, minute % 60);
+            let (day, minute) = (1 + i / 1_250, (i % 1_250) * (9 * 60) / 1_250);
+            let ts = format!("2026-11-0{day}T{:02}:{:02}:00+09:00", 9 + minute / 60, minute % 60);
             let e = event(p, &format!("pop{i}"), &ts, "login", &format!("c{i}"), &format!("d{i}"), "KR-11");
             p.process(&e, s).unwrap();
         }
@@ -712,6 +714,30 @@ mod tests {
         // carrier gateway's region): an hour the population lives in.
         let d = run([("c1", "2026-11-06T01:10:00+09:00", "login", "pc", "KR-29"), ("c2", "2026-11-06T01:11:00+09:00", "otp", "pc", "KR-29"), ("c3", "2026-11-06T10:00:00+09:00", "login", "phone", "KR-11")]);
         assert!(!fired(&d), "{:?}", reasons(&d));
+    }
+
+    #[test]
+    fn before_the_population_hours_are_known_the_odd_hour_rule_asks_for_a_day_of_profile() {
+        // A new install's first day: no hour of day has closed yet, so none
+        // can be called quiet, and every profile is hours old.
+        let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
+        let run = |history: [(&str, &str); 2], odd: &str| {
+            let p = pipeline();
+            let mut s = p.scratch();
+            for (i, (ts, step)) in history.iter().enumerate() {
+                p.process(&event(&p, &format!("h{i}"), ts, step, "c1", "p1", "KR-11"), &mut s).unwrap();
+            }
+            let d = p.process(&event(&p, "t", odd, "login", "c1", "p2", "KR-26"), &mut s).unwrap();
+            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            d
+        };
+        // Seen this morning; tonight on another phone in Busan: a customer
+        // changing phones as much as a takeover, on a profile of hours.
+        let d = run([("2026-11-02T09:00:00+09:00", "login"), ("2026-11-02T09:01:00+09:00", "otp")], "2026-11-02T23:00:00+09:00");
+        assert!(!fired(&d), "{:?}", reasons(&d));
+        // A profile two days deep (a restart without warm-up): judged on it, as before.
+        let d = run([("2026-10-31T09:00:00+09:00", "login"), ("2026-10-31T09:01:00+09:00", "otp")], "2026-11-02T23:00:00+09:00");
+        assert!(fired(&d), "{:?}", reasons(&d));
     }
 
     #[test]

@@ -76,11 +76,10 @@ const REFRESH_EVERY: u64 = 128;
 const RANKS: [f64; 17] = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.99, 1.0];
 /// Durations above an hour are clamped: nobody types a code for longer.
 const MAX_DURATION_MS: u64 = 3_600_000;
-/// Hour-of-day baseline: events per epoch before rotation.
-const HOUR_EPOCH_EVENTS: u64 = 200_000;
-/// Staff hour epochs rotate sooner: a bank has far fewer staff accesses.
+/// Staff working hours per epoch before rotation.
 const STAFF_HOUR_EPOCH_EVENTS: u64 = 20_000;
-/// Events before the hour baseline speaks; until then every hour reads 1.0 (average).
+/// Events before the population's hours speak (with every hour of day seen
+/// closing at least once); until then every hour reads 1.0 (average).
 pub const MIN_HOUR_SAMPLES: u64 = 2_000;
 /// Staff working hours (one per staff member, day and hour) before the staff
 /// hour baseline speaks; the office-hours prior alone is worth this many.
@@ -292,46 +291,133 @@ fn median_day(records: &std::collections::VecDeque<u32>) -> f32 {
     *days.select_nth_unstable(middle).1 as f32
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct HourBaseline {
-    current: [u64; 24],
-    previous: [u64; 24],
-    current_n: u64,
-    min_samples: u64,
+/// An event's clock hour: its local hour of day, and which local clock hour
+/// it falls in (counted from the Unix epoch, in event time), which tells a
+/// population baseline when an hour has closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHour {
+    /// Local hour of day, 0..24.
+    pub local: u8,
+    /// Local clock hours since the Unix epoch.
+    pub index: i64,
 }
 
-impl HourBaseline {
-    fn epoch(&self) -> u64 {
-        if self.min_samples == MIN_STAFF_HOUR_SAMPLES {
-            STAFF_HOUR_EPOCH_EVENTS
-        } else {
-            HOUR_EPOCH_EVENTS
-        }
+impl EventHour {
+    /// The hour of an event at `ts_ms` (Unix milliseconds) for a bank at `utc_offset_s`.
+    pub fn at(ts_ms: i64, utc_offset_s: i32) -> EventHour {
+        let index = (ts_ms + i64::from(utc_offset_s) * 1000).div_euclid(3_600_000);
+        EventHour { local: index.rem_euclid(24) as u8, index }
     }
 }
 
-impl HourBaseline {
+/// Closed clock hours a population's hours are weighed over before they
+/// fade by half: four weeks, so a promotion month moves them, one night does not.
+const POPULATION_HOURS_SPAN: u32 = 28 * 24;
+
+/// The population's events by local hour of day, over closed clock hours.
+///
+/// Counting events per hour of day and dividing by all events (as the staff
+/// hours do with whole days) reads wrong while the hours have not been seen
+/// equally often: on a new install's first day the hour still running held
+/// only its first minutes, so every hour looked quiet as it began, and on
+/// the second day the evening hours, seen once, looked half as busy as the
+/// morning ones, seen twice. Here each local hour's events are divided by
+/// how many times that hour has closed, and the hour still running counts
+/// only once it closes: an hour of day speaks once every one has been seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PopulationHours {
+    /// Events of each local hour, over its closed clock hours.
+    events: [u64; 24],
+    /// Closed clock hours of each local hour (an hour without an event closes too).
+    closed: [u32; 24],
+    /// The clock hour still running (`i64::MIN`: none yet), its local hour and its events so far.
+    open_index: i64,
+    open_local: u8,
+    open_events: u64,
+}
+
+impl Default for PopulationHours {
+    fn default() -> Self {
+        PopulationHours { events: [0; 24], closed: [0; 24], open_index: i64::MIN, open_local: 0, open_events: 0 }
+    }
+}
+
+impl PopulationHours {
+    fn record(&mut self, at: EventHour) {
+        if self.open_index == i64::MIN {
+            (self.open_index, self.open_local, self.open_events) = (at.index, at.local, 1);
+            return;
+        }
+        if at.index == self.open_index {
+            self.open_events += 1;
+            return;
+        }
+        if at.index < self.open_index {
+            // Within the allowed lateness: its hour has closed and was counted as seen.
+            self.events[usize::from(at.local) % 24] += 1;
+            return;
+        }
+        let open = usize::from(self.open_local) % 24;
+        self.events[open] += self.open_events;
+        self.closed[open] += 1;
+        // Hours with no event close too; past a day of silence (an outage) every
+        // hour has been seen empty once and more would only dilute them all alike.
+        let silent = (at.index - self.open_index - 1).clamp(0, 24) as usize;
+        for k in 1..=silent {
+            self.closed[(open + k) % 24] += 1;
+        }
+        (self.open_index, self.open_local, self.open_events) = (at.index, at.local, 1);
+        if self.closed.iter().sum::<u32>() >= POPULATION_HOURS_SPAN {
+            for h in 0..24 {
+                self.events[h] /= 2;
+                self.closed[h] = self.closed[h].div_ceil(2);
+            }
+        }
+    }
+
+    /// Every hour of day has closed at least once, over enough events to say which are quiet.
+    fn known(&self) -> bool {
+        self.closed.iter().all(|c| *c > 0) && self.events.iter().sum::<u64>() >= MIN_HOUR_SAMPLES
+    }
+
+    /// This local hour's events per closed hour, over all hours' (1.0: an
+    /// average hour; 0.1 an hour this population rarely uses). 1.0 until known.
+    fn activity(&self, hour: u8) -> f32 {
+        if !self.known() {
+            return 1.0;
+        }
+        let h = usize::from(hour) % 24;
+        let all = self.events.iter().sum::<u64>() as f64 / f64::from(self.closed.iter().sum::<u32>());
+        (self.events[h] as f64 / f64::from(self.closed[h]) / all) as f32
+    }
+}
+
+/// The hours the bank's staff work: each working day counts each hour it
+/// worked once (see [`Baselines::learn_staff_day`]), over epochs of days.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StaffHours {
+    current: [u64; 24],
+    previous: [u64; 24],
+    current_n: u64,
+}
+
+impl StaffHours {
     fn record(&mut self, hour: u8) {
         self.current[usize::from(hour) % 24] += 1;
         self.current_n += 1;
-        if self.current_n >= self.epoch() {
+        if self.current_n >= STAFF_HOUR_EPOCH_EVENTS {
             self.previous = self.current;
             self.current = [0; 24];
             self.current_n = 0;
         }
     }
 
-    /// Enough events to say which hours are quiet.
-    fn known(&self) -> bool {
-        self.current_n + self.previous.iter().sum::<u64>() >= self.min_samples
-    }
-
-    /// This hour's share of events, times 24: 1.0 is an average hour, 0.1 a
-    /// hour this population rarely uses.
+    /// This hour's share of working hours, times 24: 1.0 is an average hour,
+    /// 0.1 an hour the staff rarely work. 1.0 until enough are known.
     fn activity(&self, hour: u8) -> f32 {
         let h = usize::from(hour) % 24;
         let total: u64 = self.current_n + self.previous.iter().sum::<u64>();
-        if !self.known() {
+        if total < MIN_STAFF_HOUR_SAMPLES {
             return 1.0;
         }
         ((self.current[h] + self.previous[h]) as f64 * 24.0 / total as f64) as f32
@@ -617,10 +703,10 @@ pub struct Baselines {
     /// taken from the gap since the session's previous event (which holds
     /// the person's pauses too, so the two are never ranked together).
     steps: Vec<Mutex<StepBaseline>>,
-    hours: Mutex<HourBaseline>,
+    hours: Mutex<PopulationHours>,
     /// Staff access keeps its own hours: a bank's staff work office hours,
     /// whatever its customers do.
-    staff_hours: Mutex<HourBaseline>,
+    staff_hours: Mutex<StaffHours>,
     /// The records of the staff's working days.
     staff_days: Mutex<StaffDays>,
     /// Fresh identities one address onboards in an hour, read at each onboarding event.
@@ -651,9 +737,9 @@ impl Baselines {
         }
         Baselines {
             steps: (0..2 * Step::ALL.len()).map(|_| Mutex::new(StepBaseline::new())).collect(),
-            hours: Mutex::new(HourBaseline { current: [0; 24], previous: [0; 24], current_n: 0, min_samples: MIN_HOUR_SAMPLES }),
+            hours: Mutex::new(PopulationHours::default()),
             // The prior sits in the previous epoch: the first rotation forgets it.
-            staff_hours: Mutex::new(HourBaseline { current: [0; 24], previous: prior, current_n: 0, min_samples: MIN_STAFF_HOUR_SAMPLES }),
+            staff_hours: Mutex::new(StaffHours { current: [0; 24], previous: prior, current_n: 0 }),
             staff_days: Mutex::new(StaffDays::default()),
             ip_onboarding: Mutex::new(LevelBaseline::new()),
             onboarding_rate: Mutex::new(OnboardingRate::default()),
@@ -665,7 +751,7 @@ impl Baselines {
     /// Read where the event stands against the population as it was before
     /// it, then learn from it (unless `learn` is false: a late event, or one
     /// whose agent names itself automation; the baselines describe people).
-    pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: u8, learn: bool) -> BaselineReading {
+    pub fn observe(&self, step: Step, duration_ms: Option<u64>, hour: EventHour, learn: bool) -> BaselineReading {
         self.observe_timed(step, duration_ms, false, 0.0, hour, learn)
     }
 
@@ -674,7 +760,7 @@ impl Baselines {
     /// ranked among, and learnt into, durations taken the same way.
     /// `apart_rank` is the rank of the duration longer by `margin` (a share),
     /// once the step's baseline is ready; before, `duration_rank`.
-    pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: u8, learn: bool) -> BaselineReading {
+    pub fn observe_timed(&self, step: Step, duration_ms: Option<u64>, gap_timed: bool, margin: f32, hour: EventHour, learn: bool) -> BaselineReading {
         let table = step_table(step, gap_timed);
         let (duration_rank, apart_rank, samples, learnt_young) = {
             let mut s = self.steps[table].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -696,7 +782,7 @@ impl Baselines {
         };
         let (hour_activity, hours_known) = {
             let mut h = self.hours.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let read = (h.activity(hour), h.known());
+            let read = (h.activity(hour.local), h.known());
             if learn {
                 h.record(hour);
             }
@@ -842,8 +928,8 @@ struct LevelState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaselinesState {
     steps: Vec<StepState>,
-    hours: HourBaseline,
-    staff_hours: HourBaseline,
+    hours: PopulationHours,
+    staff_hours: StaffHours,
     staff_days: StaffDays,
     ip_onboarding: LevelState,
     onboarding_rate: OnboardingRate,
@@ -953,7 +1039,7 @@ mod tests {
     /// Teach `step` `n` people's durations around `median`.
     fn learn_people(b: &Baselines, step: Step, rng: &mut impl Rng, median: f64, n: u64) {
         for _ in 0..n {
-            b.observe(step, Some(person(rng, median)), 10, true);
+            b.observe(step, Some(person(rng, median)), at(10), true);
         }
     }
 
@@ -964,7 +1050,7 @@ mod tests {
             let b = Baselines::default();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
             learn_people(&b, Step::IdAuthenticity, &mut rng, median, 5_000);
-            let at = |ms: f64| b.observe(Step::IdAuthenticity, Some(ms as u64), 10, false).duration_rank;
+            let at = |ms: f64| b.observe(Step::IdAuthenticity, Some(ms as u64), at(10), false).duration_rank;
             let r_median = at(median);
             assert!((0.4..0.6).contains(&r_median), "median ranks {r_median}");
             assert!(at(median * 0.2) < 0.01, "a fifth of the median is rare in this world");
@@ -983,31 +1069,31 @@ mod tests {
     fn a_young_baseline_only_ranks_what_is_far_faster_than_anyone() {
         let b = Baselines::default();
         for i in 0..MIN_COLD_SAMPLES {
-            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+            b.observe(Step::Liveness, Some(4_000 + i * 100), at(3), true);
         }
-        assert_eq!(b.observe(Step::Liveness, Some(600), 3, false).duration_rank, 0.0, "600 ms where people took 4 s or more");
-        assert_eq!(b.observe(Step::Liveness, Some(1_100), 3, false).duration_rank, 0.5, "under half, not a quarter: too few people yet");
-        assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5, "quicker than anyone, but not by half: no opinion yet");
+        assert_eq!(b.observe(Step::Liveness, Some(600), at(3), false).duration_rank, 0.0, "600 ms where people took 4 s or more");
+        assert_eq!(b.observe(Step::Liveness, Some(1_100), at(3), false).duration_rank, 0.5, "under half, not a quarter: too few people yet");
+        assert_eq!(b.observe(Step::Liveness, Some(2_500), at(3), false).duration_rank, 0.5, "quicker than anyone, but not by half: no opinion yet");
         for i in MIN_COLD_SAMPLES..COLD_SAMPLES_AT_HALF {
-            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+            b.observe(Step::Liveness, Some(4_000 + i * 100), at(3), true);
         }
-        assert_eq!(b.observe(Step::Liveness, Some(1_100), 3, false).duration_rank, 0.0, "under half, among twenty people");
-        assert_eq!(b.observe(Step::Liveness, Some(2_500), 3, false).duration_rank, 0.5);
+        assert_eq!(b.observe(Step::Liveness, Some(1_100), at(3), false).duration_rank, 0.0, "under half, among twenty people");
+        assert_eq!(b.observe(Step::Liveness, Some(2_500), at(3), false).duration_rank, 0.5);
     }
 
     #[test]
     fn a_young_baseline_holds_out_from_twenty_samples_not_before() {
         let b = Baselines::default();
         for i in 0..(COLD_SAMPLES_AT_HALF - 1) {
-            b.observe(Step::Liveness, Some(8_000 + i * 100), 3, true);
+            b.observe(Step::Liveness, Some(8_000 + i * 100), at(3), true);
         }
         // Nineteen samples: 1 s ranks (under a quarter of 8 s) and is learnt.
-        assert_eq!(b.observe(Step::Liveness, Some(1_000), 3, true).duration_rank, 0.0);
-        assert_eq!(b.observe(Step::Liveness, Some(900), 3, false).duration_rank, 0.5, "1 s is the fastest now");
+        assert_eq!(b.observe(Step::Liveness, Some(1_000), at(3), true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::Liveness, Some(900), at(3), false).duration_rank, 0.5, "1 s is the fastest now");
         // Twenty: 450 ms ranks (under half of 1 s) and is held out, so the
         // fastest stays 1 s and 480 ms still ranks.
-        assert_eq!(b.observe(Step::Liveness, Some(450), 3, true).duration_rank, 0.0);
-        assert_eq!(b.observe(Step::Liveness, Some(480), 3, false).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::Liveness, Some(450), at(3), true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::Liveness, Some(480), at(3), false).duration_rank, 0.0);
     }
 
     #[test]
@@ -1015,46 +1101,46 @@ mod tests {
         // A small bank's first night: six people through face match, 8.5-17 s each.
         let b = Baselines::default();
         for ms in [10_693, 17_365, 17_038, 11_416, 8_946, 8_541] {
-            b.observe(Step::FaceMatch, Some(ms), 1, true);
+            b.observe(Step::FaceMatch, Some(ms), at(1), true);
         }
-        assert_eq!(b.observe(Step::FaceMatch, Some(225), 1, false).duration_rank, 0.0, "a 225 ms face match is no person's");
+        assert_eq!(b.observe(Step::FaceMatch, Some(225), at(1), false).duration_rank, 0.0, "a 225 ms face match is no person's");
         // Five people were not enough.
         let few = Baselines::default();
         for ms in [10_693, 17_365, 17_038, 11_416, 8_946] {
-            few.observe(Step::FaceMatch, Some(ms), 1, true);
+            few.observe(Step::FaceMatch, Some(ms), at(1), true);
         }
-        assert_eq!(few.observe(Step::FaceMatch, Some(225), 1, false).duration_rank, 0.5);
+        assert_eq!(few.observe(Step::FaceMatch, Some(225), at(1), false).duration_rank, 0.5);
         // Before twenty samples nothing is held: a step's quick minority that
         // had not come yet (an auto-capture at 1.5 s) becomes its fastest,
         // rather than ranking fast for good.
-        assert_eq!(b.observe(Step::FaceMatch, Some(1_500), 1, true).duration_rank, 0.0);
-        assert_eq!(b.observe(Step::FaceMatch, Some(1_400), 1, false).duration_rank, 0.5, "1.5 s was learnt");
+        assert_eq!(b.observe(Step::FaceMatch, Some(1_500), at(1), true).duration_rank, 0.0);
+        assert_eq!(b.observe(Step::FaceMatch, Some(1_400), at(1), false).duration_rank, 0.5, "1.5 s was learnt");
     }
 
     #[test]
     fn a_young_baseline_takes_a_duration_back_a_ready_one_does_not() {
         let b = Baselines::default();
         for i in 0..10 {
-            b.observe(Step::FaceMatch, Some(4_000 + i * 100), 1, true);
+            b.observe(Step::FaceMatch, Some(4_000 + i * 100), at(1), true);
         }
         // A script's 300 ms, learnt, is the fastest: the next script at 280 ms no longer ranks.
-        let script = b.observe(Step::FaceMatch, Some(300), 1, true);
+        let script = b.observe(Step::FaceMatch, Some(300), at(1), true);
         assert_eq!((script.duration_rank, script.learnt_young), (0.0, Some(Placed::Ranked)));
-        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.5);
-        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).learnt_young, None, "not learnt, nothing to take back");
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), at(1), false).duration_rank, 0.5);
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), at(1), false).learnt_young, None, "not learnt, nothing to take back");
         assert!(b.unlearn_step(Step::FaceMatch, false, 300, Placed::Ranked));
-        assert_eq!(b.observe(Step::FaceMatch, Some(280), 1, false).duration_rank, 0.0, "4 s is the fastest again");
+        assert_eq!(b.observe(Step::FaceMatch, Some(280), at(1), false).duration_rank, 0.0, "4 s is the fastest again");
         // Nothing of that duration left to take back, nor in the other timing's table.
         assert!(!b.unlearn_step(Step::FaceMatch, false, 300, Placed::Ranked));
-        b.observe(Step::FaceMatch, Some(300), 1, true);
+        b.observe(Step::FaceMatch, Some(300), at(1), true);
         assert!(!b.unlearn_step(Step::FaceMatch, true, 300, Placed::Ranked), "gap-timed durations are another table");
         // From twenty samples a young baseline holds out what is under half
         // its fastest: taken back from the hold, not from an epoch's bucket.
         let young = Baselines::default();
         for i in 0..COLD_SAMPLES_AT_HALF {
-            young.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
+            young.observe(Step::FaceMatch, Some(4_000 + i * 10), at(1), true);
         }
-        assert_eq!(young.observe(Step::FaceMatch, Some(1_500), 1, true).learnt_young, Some(Placed::Held));
+        assert_eq!(young.observe(Step::FaceMatch, Some(1_500), at(1), true).learnt_young, Some(Placed::Held));
         let table = |b: &Baselines| {
             let s = locked(&b.steps[step_table(Step::FaceMatch, false)]);
             (s.held.len(), s.samples())
@@ -1074,9 +1160,9 @@ mod tests {
         // A ready baseline takes nothing back.
         let ready = Baselines::default();
         for i in 0..MIN_BASELINE_SAMPLES {
-            ready.observe(Step::FaceMatch, Some(4_000 + i * 10), 1, true);
+            ready.observe(Step::FaceMatch, Some(4_000 + i * 10), at(1), true);
         }
-        assert_eq!(ready.observe(Step::FaceMatch, Some(3_000), 1, true).learnt_young, None, "a ready baseline keeps what it learns");
+        assert_eq!(ready.observe(Step::FaceMatch, Some(3_000), at(1), true).learnt_young, None, "a ready baseline keeps what it learns");
         assert!(!ready.unlearn_step(Step::FaceMatch, false, 3_000, Placed::Ranked));
         assert_eq!(table(&ready).1, MIN_BASELINE_SAMPLES + 1);
     }
@@ -1096,16 +1182,16 @@ mod tests {
     fn the_margin_waits_for_a_ready_baseline() {
         let b = Baselines::default();
         for i in 0..COLD_SAMPLES_AT_HALF {
-            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+            b.observe(Step::Liveness, Some(4_000 + i * 100), at(3), true);
         }
         // 1,900 ms is under half of 4,000: a young baseline ranks it, margin or not.
-        let young = b.observe_timed(Step::Liveness, Some(1_900), false, 0.15, 3, false);
+        let young = b.observe_timed(Step::Liveness, Some(1_900), false, 0.15, at(3), false);
         assert_eq!((young.duration_rank, young.apart_rank), (0.0, 0.0));
         for i in 0..MIN_BASELINE_SAMPLES {
-            b.observe(Step::Liveness, Some(4_000 + i * 100), 3, true);
+            b.observe(Step::Liveness, Some(4_000 + i * 100), at(3), true);
         }
         // Ready: 3,900 ms is below everyone, 4,485 ms (15% more) is not.
-        let ready = b.observe_timed(Step::Liveness, Some(3_900), false, 0.15, 3, false);
+        let ready = b.observe_timed(Step::Liveness, Some(3_900), false, 0.15, at(3), false);
         assert_eq!(ready.duration_rank, 0.0);
         assert!(ready.apart_rank > 0.01, "{}", ready.apart_rank);
     }
@@ -1114,17 +1200,17 @@ mod tests {
     fn an_empty_baseline_reads_typical() {
         let b = Baselines::default();
         for _ in 0..(MIN_COLD_SAMPLES - 1) {
-            b.observe(Step::Otp, Some(10_000), 3, true);
+            b.observe(Step::Otp, Some(10_000), at(3), true);
         }
-        assert_eq!(b.observe(Step::Otp, Some(1), 3, false).duration_rank, 0.5, "no rank at all before six samples");
+        assert_eq!(b.observe(Step::Otp, Some(1), at(3), false).duration_rank, 0.5, "no rank at all before six samples");
         for _ in 0..(MIN_BASELINE_SAMPLES - MIN_COLD_SAMPLES) {
-            b.observe(Step::Otp, Some(10_000), 3, true);
+            b.observe(Step::Otp, Some(10_000), at(3), true);
         }
-        let r = b.observe(Step::Otp, Some(6_000), 3, false);
+        let r = b.observe(Step::Otp, Some(6_000), at(3), false);
         assert_eq!(r.duration_rank, 0.5, "no percentile before the baseline is ready");
         assert_eq!(r.samples, MIN_BASELINE_SAMPLES - 1);
         assert_eq!(r.hour_activity, 1.0, "no hour baseline yet either");
-        assert_eq!(b.observe(Step::Otp, None, 3, false).duration_rank, 0.5);
+        assert_eq!(b.observe(Step::Otp, None, at(3), false).duration_rank, 0.5);
     }
 
     #[test]
@@ -1132,28 +1218,106 @@ mod tests {
         let b = Baselines::default();
         for i in 0..2_000u64 {
             // Reported: about a second. Taken from gaps: about half a minute.
-            b.observe(Step::Otp, Some(800 + i % 400), 11, true);
-            b.observe_timed(Step::Otp, Some(25_000 + (i % 100) * 100), true, 0.0, 11, true);
+            b.observe(Step::Otp, Some(800 + i % 400), at(11), true);
+            b.observe_timed(Step::Otp, Some(25_000 + (i % 100) * 100), true, 0.0, at(11), true);
         }
-        let reported = b.observe(Step::Otp, Some(1_000), 11, false);
-        let gap = b.observe_timed(Step::Otp, Some(1_000), true, 0.0, 11, false);
+        let reported = b.observe(Step::Otp, Some(1_000), at(11), false);
+        let gap = b.observe_timed(Step::Otp, Some(1_000), true, 0.0, at(11), false);
         assert!(reported.duration_rank > 0.2, "a second is ordinary among reported durations: {}", reported.duration_rank);
         assert!(gap.duration_rank < 0.01, "and the fastest of all among gaps: {}", gap.duration_rank);
         assert_eq!((reported.samples, gap.samples), (2_000, 2_000));
     }
 
+    /// An hour for tests that read no hour of day: each local hour its own clock hour of day 0.
+    fn at(local: u8) -> EventHour {
+        EventHour { local, index: i64::from(local) }
+    }
+
+    /// Feed `days` days of a population from `first_day`: `per_hour(h)` events in each local hour h.
+    fn live_days(b: &Baselines, first_day: i64, days: i64, per_hour: impl Fn(u8) -> u32) {
+        for index in first_day * 24..(first_day + days) * 24 {
+            let hour = EventHour { local: index.rem_euclid(24) as u8, index };
+            for _ in 0..per_hour(hour.local) {
+                b.observe(Step::Login, None, hour, true);
+            }
+        }
+    }
+
+    fn activity(b: &Baselines, day: i64, local: u8) -> (f32, bool) {
+        let r = b.observe(Step::Login, None, EventHour { local, index: day * 24 + i64::from(local) }, false);
+        (r.hour_activity, r.hours_known)
+    }
+
+    /// A daytime population: busy 9..18, a trickle at 2 am, some traffic otherwise.
+    fn daytime(h: u8) -> u32 {
+        match h {
+            9..=17 => 200,
+            2 => 2,
+            _ => 20,
+        }
+    }
+
     #[test]
     fn hour_activity_finds_the_quiet_hours_of_this_population() {
         let b = Baselines::default();
-        for i in 0..10_000u32 {
-            // A daytime population: 9..18 mostly, a trickle at 2 am.
-            let hour = if i % 500 == 0 { 2 } else { 9 + (i % 9) as u8 };
-            b.observe(Step::Login, None, hour, true);
-        }
-        let day = b.observe(Step::Login, None, 11, false).hour_activity;
-        let night = b.observe(Step::Login, None, 2, false).hour_activity;
+        live_days(&b, 0, 3, daytime);
+        let (day, known) = activity(&b, 3, 11);
+        let (night, _) = activity(&b, 3, 2);
+        assert!(known);
         assert!(day > 2.0, "{day}");
         assert!(night < 0.1, "{night}");
+    }
+
+    #[test]
+    fn the_population_hours_speak_only_once_every_hour_of_day_has_closed() {
+        let b = Baselines::default();
+        // Busy from the first hour: thousands of events long before a day has passed.
+        for index in 0..23 {
+            for _ in 0..daytime((index % 24) as u8) {
+                b.observe(Step::Login, None, EventHour { local: (index % 24) as u8, index }, true);
+            }
+        }
+        // 23:00 of the first day: more than enough events, but 23:00 itself
+        // has never closed, and its first minutes alone would read as quiet.
+        let (reading, known) = activity(&b, 0, 23);
+        assert!(!known);
+        assert_eq!(reading, 1.0, "no opinion before a whole day");
+        b.observe(Step::Login, None, EventHour { local: 0, index: 24 }, true);
+        assert!(activity(&b, 1, 0).1, "known once 23:00 has closed");
+    }
+
+    #[test]
+    fn an_hour_of_day_seen_once_is_not_read_as_half_as_busy_as_one_seen_twice() {
+        // A population as busy at 22:00 as at 10:00. On the second evening,
+        // 10:00 has been seen twice and 22:00 once (while it runs, its own
+        // events do not count): shares of all events read 22:00 at about half
+        // of 10:00, which the odd-hour rules would take for a quiet hour.
+        let b = Baselines::default();
+        live_days(&b, 0, 1, |_| 100);
+        for index in 24..24 + 22 {
+            for _ in 0..100 {
+                b.observe(Step::Login, None, EventHour { local: (index % 24) as u8, index }, true);
+            }
+        }
+        let evening = b.observe(Step::Login, None, EventHour { local: 22, index: 24 + 22 }, false).hour_activity;
+        let morning = b.observe(Step::Login, None, EventHour { local: 10, index: 24 + 22 }, false).hour_activity;
+        assert!((evening - 1.0).abs() < 0.01 && (morning - 1.0).abs() < 0.01, "{evening} {morning}");
+    }
+
+    #[test]
+    fn a_silent_hour_closes_too_and_fading_keeps_the_shape() {
+        // An outage of three hours: those hours were seen, empty.
+        let b = Baselines::default();
+        live_days(&b, 0, 2, |h| if (3..6).contains(&h) { 0 } else { 100 });
+        let (quiet, known) = activity(&b, 2, 4);
+        assert!(known);
+        assert_eq!(quiet, 0.0);
+        // Weeks of the same population (past the span, so it fades by half,
+        // more than once): the shape stays.
+        live_days(&b, 2, 70, daytime);
+        let (day, _) = activity(&b, 72, 11);
+        let (night, _) = activity(&b, 72, 2);
+        assert!(day > 2.0 && night < 0.1, "{day} {night}");
     }
 
     #[test]
@@ -1199,13 +1363,13 @@ mod tests {
     fn epochs_rotate_so_the_baseline_follows_change() {
         let b = Baselines::default();
         for _ in 0..EPOCH_SAMPLES {
-            b.observe(Step::FaceMatch, Some(10_000), 10, true);
+            b.observe(Step::FaceMatch, Some(10_000), at(10), true);
         }
         // The pipeline changes: the step now takes 1 s. After two epochs the old world is gone.
         for _ in 0..(2 * EPOCH_SAMPLES) {
-            b.observe(Step::FaceMatch, Some(1_000), 10, true);
+            b.observe(Step::FaceMatch, Some(1_000), at(10), true);
         }
-        let r = b.observe(Step::FaceMatch, Some(1_000), 10, false).duration_rank;
+        let r = b.observe(Step::FaceMatch, Some(1_000), at(10), false).duration_rank;
         assert!(r > 0.3, "1 s is typical now, ranks {r}");
         assert_eq!(b.step_quantiles(Step::FaceMatch, &[0.5]).unwrap()[0] / 10, 100);
     }
@@ -1219,12 +1383,12 @@ mod tests {
         // A campaign: one face match in ten is a script's, at 300-700 ms.
         for i in 0..3_000u64 {
             let ms = if i % 10 == 0 { 300 + i % 400 } else { person(&mut rng, 5_000.0) };
-            b.observe(Step::FaceMatch, Some(ms), 10, true);
+            b.observe(Step::FaceMatch, Some(ms), at(10), true);
         }
-        let script = b.observe_timed(Step::FaceMatch, Some(650), false, 0.15, 10, false);
+        let script = b.observe_timed(Step::FaceMatch, Some(650), false, 0.15, at(10), false);
         // Learnt, the campaign would be the fastest tenth: 650 ms would rank about 0.1.
         assert!(script.apart_rank < 0.001, "a script ranks {} after 300 of its own", script.apart_rank);
-        let median_person = b.observe(Step::FaceMatch, Some(5_000), 10, false).duration_rank;
+        let median_person = b.observe(Step::FaceMatch, Some(5_000), at(10), false).duration_rank;
         assert!((0.4..0.6).contains(&median_person), "the median person ranks {median_person}");
     }
 
@@ -1250,13 +1414,13 @@ mod tests {
             let draws: Vec<u64> = (0..20_000).map(|_| wide_person(&mut rng, 3_000.0, floor_share)).collect();
             let b = Baselines::default();
             for &ms in &draws {
-                b.observe(Step::Liveness, Some(ms), 10, true);
+                b.observe(Step::Liveness, Some(ms), at(10), true);
             }
             let mut sorted = draws.clone();
             sorted.sort_unstable();
             for (q, lo, hi) in [(0.01, 0.007, 0.013), (0.05, 0.04, 0.06)] {
                 let truth = sorted[(sorted.len() as f64 * q) as usize];
-                let rank = b.observe(Step::Liveness, Some(truth), 10, false).duration_rank;
+                let rank = b.observe(Step::Liveness, Some(truth), at(10), false).duration_rank;
                 assert!((lo..hi).contains(&rank), "floor share {floor_share}: the people's own {q} quantile ({truth} ms) ranks {rank}");
             }
         }
@@ -1271,8 +1435,8 @@ mod tests {
         // The bank moves the check to a backend that answers in ~400 ms, for everyone.
         let mut held_until = None;
         for i in 0..2_000 {
-            b.observe(Step::IdAuthenticity, Some(person(&mut rng, 400.0)), 10, true);
-            let rank = b.observe(Step::IdAuthenticity, Some(400), 10, false).duration_rank;
+            b.observe(Step::IdAuthenticity, Some(person(&mut rng, 400.0)), at(10), true);
+            let rank = b.observe(Step::IdAuthenticity, Some(400), at(10), false).duration_rank;
             if held_until.is_none() && rank > 0.0 {
                 held_until = Some(i);
             }
@@ -1284,7 +1448,7 @@ mod tests {
         // a window is held longer: up to about 220 samples.)
         let held_until = held_until.expect("400 ms never became ordinary");
         assert!((45..=60).contains(&held_until), "taken in after {held_until}");
-        let now = b.observe(Step::IdAuthenticity, Some(400), 10, false).duration_rank;
+        let now = b.observe(Step::IdAuthenticity, Some(400), at(10), false).duration_rank;
         // Half the 2,000 new checks are at or under 400 ms, of 4,400 samples.
         assert!((0.18..0.28).contains(&now), "after 2,000 checks at ~400 ms, 400 ms ranks {now}");
     }
@@ -1297,10 +1461,10 @@ mod tests {
         // One script in eight, over several windows: never a sixth, never taken in.
         for i in 0..(5 * HOLD_WINDOW) {
             let ms = if i % 8 == 0 { 500 } else { person(&mut rng, 5_000.0) };
-            b.observe(Step::FaceMatch, Some(ms), 10, true);
+            b.observe(Step::FaceMatch, Some(ms), at(10), true);
         }
         assert!(!locked(&b.steps[Step::FaceMatch as usize]).held.is_empty());
-        assert!(b.observe(Step::FaceMatch, Some(500), 10, false).duration_rank < 0.001);
+        assert!(b.observe(Step::FaceMatch, Some(500), at(10), false).duration_rank < 0.001);
         // The campaign stops; within a window the hold is empty again.
         learn_people(&b, Step::FaceMatch, &mut rng, 5_000.0, HOLD_WINDOW);
         assert_eq!(locked(&b.steps[Step::FaceMatch as usize]).held.len(), 0, "the window closed");
@@ -1312,24 +1476,24 @@ mod tests {
         // 400 ranked samples, so the window is past its 300 minimum and a
         // restore that lost the window's count would take in sooner.
         for i in 0..400 {
-            b.observe(Step::Otp, Some(4_000 + i * 5), 10, true);
+            b.observe(Step::Otp, Some(4_000 + i * 5), at(10), true);
         }
         // Held, under a sixth of the window: not yet taken in.
         for _ in 0..30 {
-            b.observe(Step::Otp, Some(500), 10, true);
+            b.observe(Step::Otp, Some(500), at(10), true);
         }
         let restored = Baselines::default();
         restored.restore_state(&serde_json::from_slice(&serde_json::to_vec(&b.export_state()).unwrap()).unwrap()).unwrap();
         assert_eq!(locked(&restored.steps[Step::Otp as usize]).held.len(), 30);
         // Both take in the faster step at the same sample.
         for i in 0..100 {
-            let before = [&b, &restored].map(|x| x.observe(Step::Otp, Some(500), 10, false).duration_rank);
+            let before = [&b, &restored].map(|x| x.observe(Step::Otp, Some(500), at(10), false).duration_rank);
             assert_eq!(before[0], before[1], "sample {i}");
-            b.observe(Step::Otp, Some(500), 10, true);
-            restored.observe(Step::Otp, Some(500), 10, true);
+            b.observe(Step::Otp, Some(500), at(10), true);
+            restored.observe(Step::Otp, Some(500), at(10), true);
         }
         // Taken in (80 of 480 at 500 ms when the table was rebuilt): no longer the fastest.
-        assert!(b.observe(Step::Otp, Some(500), 10, false).duration_rank > 0.05);
+        assert!(b.observe(Step::Otp, Some(500), at(10), false).duration_rank > 0.05);
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// ([`crate::FeatureStore::history_ms`]): a rule that reads an absence over a
 /// window ("no returning customer in 24 h") can ask for enough of it.
 /// `population_hours_known` is 1 once the population's hours rest on
-/// enough events to say which are quiet (for staff steps, always: the
+/// enough events to say which are quiet, and every hour of day has closed
+/// at least once: a day of event time (for staff steps, always: the
 /// bank's office hours are their prior); until then `hour_activity` reads
 /// 1.0, so a rule that asks for a quiet hour can fall back on what it asked
 /// before there was a population to ask.

@@ -41,7 +41,7 @@ mod session_ids;
 mod store;
 mod window;
 
-pub use baseline::{BaselineReading, Baselines, BaselinesState, Placed, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
+pub use baseline::{BaselineReading, Baselines, BaselinesState, EventHour, Placed, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
 pub use entity::{METHOD_NAMES, NEVER_REFUSED_DAYS};
 pub use config::{EntityCaps, FeatureConfig, HashKeySource, SessionIds, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};

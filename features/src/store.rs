@@ -8,7 +8,7 @@ use nohash_hasher::BuildNoHashHasher;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{BaselineReading, Baselines, BaselinesState};
+use crate::baseline::{BaselineReading, Baselines, BaselinesState, EventHour};
 use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, SessionIds, Windows};
 use crate::entity::{Entity, Learnt, Observed, SessionLogin};
@@ -299,8 +299,8 @@ impl FeatureStore {
             self.first_event_ms.fetch_min(event.ts_ms, Ordering::Relaxed);
         }
         let secs = event_secs(event.ts_ms);
-        let local = i64::from(secs) + i64::from(w.utc_offset_s);
-        let hour = (local.rem_euclid(86_400) / 3600) as u8;
+        let clock_hour = EventHour::at(event.ts_ms, w.utc_offset_s);
+        let hour = clock_hour.local;
         let mut related = [None; KIND_COUNT];
         for kind in EntityKind::ALL {
             related[kind.index()] = keys.get(kind).map(|h| (h >> 32) as u32);
@@ -325,7 +325,7 @@ impl FeatureStore {
         let baseline = if staff_access {
             BaselineReading { duration_rank: 0.5, apart_rank: 0.5, samples: 0, hour_activity: self.baselines.staff_hour_activity(hour), hours_known: true, learnt_young: None }
         } else {
-            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, hour, learn)
+            self.baselines.observe_timed(event.step, duration_ms, gap_timed, self.rank_margin, clock_hour, learn)
         };
         let success = !event.is_failure();
         let ranked = duration_ms.is_some() && baseline.samples >= crate::baseline::MIN_COLD_SAMPLES;
@@ -1103,12 +1103,16 @@ mod tests {
     #[test]
     fn an_automation_agent_sets_neither_the_population_hours_nor_an_addresses_onboarding_level() {
         // The hour rhythm and the per-address onboarding level need
-        // thousands of readings: 2,100 people, each onboarding from their own
-        // address over 17.5 hours, then 80 headless scripts from one address
-        // in the last hour, then one more person.
+        // thousands of readings, and the hours every hour of day closing once:
+        // 2,100 people, each onboarding from their own address over 26 hours,
+        // then 80 headless scripts from one address in the hour after next,
+        // then one more person two hours on. Had the scripts been counted,
+        // the hour they closed would move the average hour the last person
+        // is read against.
         let t0 = 1_764_000_000_000;
-        let person = |i: usize, ip: String, agent: &str| {
-            let mut e = event(i, t0 + i as i64 * 30_000, &format!("c{i}"), &ip, &format!("d{i}"), false);
+        const HOUR: i64 = 3_600_000;
+        let person = |i: usize, ts_ms: i64, ip: String, agent: &str| {
+            let mut e = event(i, ts_ms, &format!("c{i}"), &ip, &format!("d{i}"), false);
             e.step = Step::Liveness;
             e.duration_ms = Some(5_000);
             e.user_agent = Some(agent.into());
@@ -1119,18 +1123,18 @@ mod tests {
             let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
             let mut out = vec![0.0; store.catalog().len()];
             for i in 0..2_100 {
-                store.observe(&person(i, own_address(i), APP), &mut out);
+                store.observe(&person(i, t0 + i as i64 * 45_000, own_address(i), APP), &mut out);
             }
-            for i in 2_100..2_180 {
+            for k in 0..80 {
                 if scripts {
-                    store.observe(&person(i, "45.1.2.3".into(), "python-requests/2.31"), &mut out);
+                    store.observe(&person(2_100 + k, t0 + 27 * HOUR + k as i64 * 30_000, "45.1.2.3".into(), "python-requests/2.31"), &mut out);
                 }
             }
-            store.observe(&person(2_180, own_address(2_180), APP), &mut out);
-            ["event.hour_activity", "event.ip_new_identities_1h_p99"].map(|f| get(&store, &out, f))
+            store.observe(&person(2_180, t0 + 29 * HOUR, own_address(2_180), APP), &mut out);
+            ["event.hour_activity", "event.ip_new_identities_1h_p99", "event.population_hours_known"].map(|f| get(&store, &out, f))
         };
         let without = last_reading(false);
-        assert_ne!(without[0], 1.0, "the hour baseline has spoken");
+        assert_eq!(without[2], 1.0, "the hour baseline has spoken");
         assert!(without[1] < 1.0e6, "the level baseline has spoken");
         assert_eq!(last_reading(true), without);
     }

@@ -15,8 +15,10 @@ use std::process::Command;
 
 /// Pooled over the three worlds when the guard was set: 109 of 14,116 benign
 /// events flagged (0.77%), 81 of 105 incidents caught. The build before the
-/// sitting that set it flagged 126 (0.89%) and caught 82.
-const MAX_BENIGN_FLAG_RATE: f64 = 0.0085;
+/// sitting that set it flagged 126 (0.89%) and caught 82. Lowered when the
+/// population's hours stopped reading a new install's first day as quiet:
+/// 88 flagged (0.62%), 81 caught; the build before flagged 106 (0.75%).
+const MAX_BENIGN_FLAG_RATE: f64 = 0.0072;
 const MIN_INCIDENT_RECALL: f64 = 0.72;
 
 #[test]
