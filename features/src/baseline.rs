@@ -623,6 +623,49 @@ impl NewIdentityCount {
     }
 }
 
+/// Failed logins of customers the store knows, on devices nobody had used
+/// before, by minute and by hour of event time: credential stuffing tries
+/// victim after victim, each on a fresh device, through addresses shared
+/// with everyone (a carrier NAT's exits), so that no address, device or
+/// customer sees more than a try or two; only the population sees the
+/// campaign, as more of these in an hour than its own hours hold. Honest
+/// ones (a customer's new phone and a mistyped PIN) are steady and few.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StrangerFailures {
+    counts: MinuteHourCounts,
+    /// The first hour counted: how many hours the average may span.
+    first_hour: Option<i64>,
+}
+
+/// Hours of history before the population's hourly rate of stranger
+/// failures is read (until then it reads -1).
+pub const STRANGER_MIN_HOURS: i64 = 6;
+
+impl StrangerFailures {
+    /// Count one at `ts_ms` (if `count`), then read those of the last hour,
+    /// this one included, and the average of the complete clock hours of
+    /// the day before the current one (-1 with less than
+    /// [`STRANGER_MIN_HOURS`] of them since the first counted).
+    fn observe(&mut self, ts_ms: i64, count: bool) -> (f32, f32) {
+        let minute = ts_ms.div_euclid(60_000);
+        let hour = minute.div_euclid(60);
+        if count {
+            self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
+            self.counts.count(minute);
+        }
+        let last_hour = self.counts.last_hour(minute);
+        // Over the clock, hours without one included: honest ones are rare
+        // enough that most hours hold none.
+        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 23));
+        let hourly = if span >= STRANGER_MIN_HOURS {
+            self.counts.hours_in(hour - span..=hour - 1).map(u64::from).sum::<u64>() as f32 / span as f32
+        } else {
+            -1.0
+        };
+        (last_hour as f32, hourly)
+    }
+}
+
 /// Returning customers the whole population carried, by clock hour of
 /// event time: each customer sits in the hour of their last passed event as
 /// a returning customer, so the last 24 hours hold distinct customers. What
@@ -714,6 +757,7 @@ pub struct Baselines {
     onboarding_rate: Mutex<OnboardingRate>,
     new_identities: Mutex<NewIdentityCount>,
     returning: Mutex<ReturningCount>,
+    stranger_failures: Mutex<StrangerFailures>,
 }
 
 impl Default for Baselines {
@@ -745,6 +789,7 @@ impl Baselines {
             onboarding_rate: Mutex::new(OnboardingRate::default()),
             new_identities: Mutex::new(NewIdentityCount::default()),
             returning: Mutex::new(ReturningCount::default()),
+            stranger_failures: Mutex::new(StrangerFailures::default()),
         }
     }
 
@@ -819,6 +864,13 @@ impl Baselines {
     /// is one not counted before (`fresh`; see [`NewIdentityCount`]).
     pub fn new_identities(&self, ts_ms: i64, fresh: bool) -> (f32, f32) {
         locked(&self.new_identities).observe(ts_ms, fresh)
+    }
+
+    /// The population's failed logins of known customers on devices nobody
+    /// had used, in the last hour and per hour over the day before, counting
+    /// first this one if it is one (`count`; see [`StrangerFailures`]).
+    pub fn stranger_login_failures(&self, ts_ms: i64, count: bool) -> (f32, f32) {
+        locked(&self.stranger_failures).observe(ts_ms, count)
     }
 
     /// A returning customer's last active hour (hours since the epoch of
@@ -935,6 +987,7 @@ pub struct BaselinesState {
     onboarding_rate: OnboardingRate,
     new_identities: NewIdentityCount,
     returning: ReturningCount,
+    stranger_failures: StrangerFailures,
 }
 
 /// The step baseline a duration is ranked in and learnt into: reported
@@ -976,6 +1029,7 @@ impl Baselines {
             onboarding_rate: locked(&self.onboarding_rate).clone(),
             new_identities: locked(&self.new_identities).clone(),
             returning: locked(&self.returning).clone(),
+            stranger_failures: locked(&self.stranger_failures).clone(),
         }
     }
 
@@ -1007,6 +1061,7 @@ impl Baselines {
             .collect::<Result<Vec<StepBaseline>, Error>>()?;
         state.onboarding_rate.counts.check("an onboarding rate")?;
         state.new_identities.counts.check("a count of fresh identities")?;
+        state.stranger_failures.counts.check("a count of stranger login failures")?;
         state.returning.check()?;
         state.staff_days.check()?;
         let ip = &state.ip_onboarding;
@@ -1021,6 +1076,7 @@ impl Baselines {
         *locked(&self.onboarding_rate) = state.onboarding_rate.clone();
         *locked(&self.new_identities) = state.new_identities.clone();
         *locked(&self.returning) = state.returning.clone();
+        *locked(&self.stranger_failures) = state.stranger_failures.clone();
         Ok(())
     }
 }
@@ -1255,6 +1311,27 @@ mod tests {
             2 => 2,
             _ => 20,
         }
+    }
+
+    #[test]
+    fn stranger_failures_read_their_hourly_average_only_after_six_hours() {
+        const HOUR: i64 = 3_600_000;
+        let b = Baselines::default();
+        // One an hour from 08:00; reading at 13:30 spans five complete hours.
+        for h in 0..6 {
+            b.stranger_login_failures(h * HOUR, true);
+        }
+        assert_eq!(b.stranger_login_failures(5 * HOUR + HOUR / 2, false), (1.0, -1.0), "five hours are too few");
+        // At 14:10, six complete hours behind: six in them, one in the last hour (13:00 is past it).
+        let (last_hour, hourly) = b.stranger_login_failures(6 * HOUR + HOUR / 6, true);
+        assert_eq!((last_hour, hourly), (1.0, 1.0));
+        // A burst within the hour counts each; the average over the day before is unmoved.
+        for m in 1..=5 {
+            let (n, avg) = b.stranger_login_failures(6 * HOUR + HOUR / 6 + m * 60_000, true);
+            assert_eq!((n, avg), (1.0 + m as f32, 1.0));
+        }
+        // Not counted: read only.
+        assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 2, false).0, 6.0);
     }
 
     #[test]

@@ -89,7 +89,14 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// customers in the last 24 clock hours (read at onboarding events): against
 /// `population_new_identities_24h`, how much of this population's traffic is
 /// applicants, which an address's own mix is compared with.
-pub const EVENT_FEATURES: [&str; 20] = [
+/// `stranger_login_failure` is 1 for a failed login of a customer the store
+/// knows, on a device nobody had used before (read at failed logins only);
+/// `population_stranger_failures_1h` counts those of the whole population in
+/// the last hour, this one included, and `population_stranger_failures_hourly`
+/// is their average per hour over the day before (-1 until six hours of
+/// them): a credential-stuffing campaign that spreads its tries so that no
+/// address, device or customer sees more than one or two shows here only.
+pub const EVENT_FEATURES: [&str; 23] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -110,6 +117,9 @@ pub const EVENT_FEATURES: [&str; 20] = [
     "event.history_hours",
     "event.population_returning_24h",
     "event.population_hours_known",
+    "event.stranger_login_failure",
+    "event.population_stranger_failures_1h",
+    "event.population_stranger_failures_hourly",
 ];
 
 /// Slot offsets of one kind's features.

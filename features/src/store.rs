@@ -372,6 +372,10 @@ impl FeatureStore {
         // One of the population's fresh identities, counted at the first
         // onboarding step at which an address counts it.
         let mut first_fresh = false;
+        // A device nobody had used (new to the store, or back after its time
+        // to live), and a customer the store has seen before: together, at a
+        // failed login, a stranger's try at a known account.
+        let (mut device_fresh, mut customer_known) = (false, false);
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
         for kind in EntityKind::ALL {
@@ -401,10 +405,12 @@ impl FeatureStore {
                     inserted = true;
                     Box::new(Entity::new(kind, secs))
                 });
-                if !inserted && expired(&e) {
+                let reset = !inserted && expired(&e);
+                if reset {
                     **e = Entity::new(kind, secs);
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 }
+                device_fresh |= kind == EntityKind::Device && (inserted || reset);
                 let seen = e.observe(kind, layout, w, &observed, out);
                 // A passed scan: a failed one is anyone's to send, and would switch attribution off.
                 if kind == EntityKind::Session && success && matches!(event.step, Step::IdOcr | Step::IdAuthenticity) {
@@ -427,6 +433,7 @@ impl FeatureStore {
                 self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms), l.placed);
             }
             if kind == EntityKind::Customer {
+                customer_known = layout.profile.is_some_and(|slot| out[slot] > 0.0);
                 first_fresh = seen.first_fresh;
                 if let Some((from, to)) = seen.returning_moved {
                     self.baselines.returning_moved(from, to);
@@ -484,6 +491,15 @@ impl FeatureStore {
         out[17] = (self.history_ms() as f64 / 3_600_000.0) as f32;
         // The population's returning customers of the day, read at onboarding events only.
         out[18] = if onboarding { self.baselines.returning_customers(event.ts_ms) } else { 0.0 };
+        // Stranger login failures, read at failed logins only; a late event
+        // changes no entity, so it is never one.
+        (out[20], out[21], out[22]) = if event.step == Step::Login && event.is_failure() && event.staff_id.is_none() {
+            let stranger = device_fresh && customer_known && !late;
+            let (last_hour, hourly) = self.baselines.stranger_login_failures(event.ts_ms, stranger && learn);
+            (f32::from(stranger), last_hour, hourly)
+        } else {
+            (0.0, 0.0, -1.0)
+        };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
