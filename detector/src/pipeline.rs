@@ -820,6 +820,25 @@ mod tests {
         let decided: Vec<Processed> = takeover.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap()).collect();
         assert_eq!(f(&s, "session.methods_ok"), 2.0);
         assert!(reasons(&decided[1]).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(&decided[1]));
+        // A customer with a history (whose profile learnt no device: their
+        // codes came without one) is judged so too from a region this
+        // population never uses, and not from their own.
+        for id in ["a", "b"] {
+            let (c, own) = (format!("known-{id}"), format!("own-phone-{id}"));
+            p.process(&event(&p, &format!("{id}h"), "2026-11-04T12:00:00+09:00", "login", &c, &own, "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, &format!("{id}i"), "2026-11-04T12:01:00+09:00", "login", &c, &own, "KR-11"), &mut s).unwrap();
+        }
+        let taken = |s: &mut Scratch, id: &str, minute: u32, region: &str| {
+            let (c, taker) = (format!("known-{id}"), format!("taker-{id}"));
+            p.process(&event(&p, &format!("{id}l"), &format!("2026-11-05T03:{minute:02}:00+09:00"), "login", &c, &taker, region), s).unwrap();
+            p.process(&event(&p, &format!("{id}p"), &format!("2026-11-05T03:{:02}:00+09:00", minute + 1), "phone_auth", &c, &taker, region), s).unwrap()
+        };
+        let abroad = taken(&mut s, "a", 10, "JP-13");
+        assert!(f(&s, "event.region_share") < 0.005 && f(&s, "customer.prior_events") >= 2.0, "{}", f(&s, "event.region_share"));
+        assert!(reasons(&abroad).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(&abroad));
+        let home = taken(&mut s, "b", 20, "KR-11");
+        assert!(f(&s, "event.region_share") > 0.9 && f(&s, "customer.prior_events") >= 2.0);
+        assert!(!reasons(&home).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(&home));
     }
 
     #[test]

@@ -666,6 +666,67 @@ impl StrangerFailures {
     }
 }
 
+/// How often the population's events name each region: the share of them
+/// that came from the event's region. A takeover from abroad, or through a
+/// foreign data centre, comes from a region this bank's customers almost
+/// never use; a bank whose customers live abroad sees those regions often,
+/// and they are not rare there. Counts halve every [`REGION_HALVE_EVERY`]
+/// events so the shares follow the traffic, and at most [`REGION_CAP`]
+/// regions are kept: a spray of made-up regions pushes out only the rarest,
+/// and an evicted region reads as rare, which asks more of its events, not less.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RegionShares {
+    /// Region hash and its count.
+    counts: Vec<(u32, u32)>,
+    total: u64,
+}
+
+/// Regions a population keeps counts for.
+pub const REGION_CAP: usize = 512;
+/// Events with a region between halvings of the counts.
+const REGION_HALVE_EVERY: u64 = 200_000;
+/// Events with a region before a share is read (until then it reads -1).
+pub const MIN_REGION_SAMPLES: u64 = 2_000;
+
+impl RegionShares {
+    /// The share of counted events from `region` as it stood before this
+    /// event (-1 before [`MIN_REGION_SAMPLES`]), then count it if `learn`.
+    fn observe(&mut self, region: u32, learn: bool) -> f32 {
+        let at = self.counts.iter().position(|(r, _)| *r == region);
+        let share = if self.total < MIN_REGION_SAMPLES { -1.0 } else { at.map_or(0, |i| self.counts[i].1) as f32 / self.total as f32 };
+        if learn {
+            match at {
+                Some(i) => self.counts[i].1 += 1,
+                None => {
+                    if self.counts.len() == REGION_CAP {
+                        let rarest = self.counts.iter().enumerate().min_by_key(|(_, (_, n))| *n).map_or(0, |(i, _)| i);
+                        self.total -= u64::from(self.counts.swap_remove(rarest).1);
+                    }
+                    self.counts.push((region, 1));
+                }
+            }
+            self.total += 1;
+            if self.total % REGION_HALVE_EVERY == 0 {
+                for c in &mut self.counts {
+                    c.1 /= 2;
+                }
+                self.counts.retain(|(_, n)| *n > 0);
+                self.total = self.counts.iter().map(|(_, n)| u64::from(*n)).sum();
+            }
+        }
+        share
+    }
+
+    /// A copy from a snapshot must be within the cap and add up.
+    fn check(&self) -> Result<(), Error> {
+        let sum: u64 = self.counts.iter().map(|(_, n)| u64::from(*n)).sum();
+        if self.counts.len() > REGION_CAP || sum != self.total {
+            return Err(Error::Snapshot(format!("region shares of {} regions adding up to {sum}, not {}", self.counts.len(), self.total)));
+        }
+        Ok(())
+    }
+}
+
 /// Returning customers the whole population carried, by clock hour of
 /// event time: each customer sits in the hour of their last passed event as
 /// a returning customer, so the last 24 hours hold distinct customers. What
@@ -758,6 +819,7 @@ pub struct Baselines {
     new_identities: Mutex<NewIdentityCount>,
     returning: Mutex<ReturningCount>,
     stranger_failures: Mutex<StrangerFailures>,
+    regions: Mutex<RegionShares>,
 }
 
 impl Default for Baselines {
@@ -790,6 +852,7 @@ impl Baselines {
             new_identities: Mutex::new(NewIdentityCount::default()),
             returning: Mutex::new(ReturningCount::default()),
             stranger_failures: Mutex::new(StrangerFailures::default()),
+            regions: Mutex::new(RegionShares::default()),
         }
     }
 
@@ -871,6 +934,13 @@ impl Baselines {
     /// first this one if it is one (`count`; see [`StrangerFailures`]).
     pub fn stranger_login_failures(&self, ts_ms: i64, count: bool) -> (f32, f32) {
         locked(&self.stranger_failures).observe(ts_ms, count)
+    }
+
+    /// The share of the population's events that named `region` (a hash),
+    /// before this one (-1 until enough have); then count it if `learn`
+    /// (see [`RegionShares`]).
+    pub fn region_share(&self, region: u32, learn: bool) -> f32 {
+        locked(&self.regions).observe(region, learn)
     }
 
     /// A returning customer's last active hour (hours since the epoch of
@@ -988,6 +1058,7 @@ pub struct BaselinesState {
     new_identities: NewIdentityCount,
     returning: ReturningCount,
     stranger_failures: StrangerFailures,
+    regions: RegionShares,
 }
 
 /// The step baseline a duration is ranked in and learnt into: reported
@@ -1030,6 +1101,7 @@ impl Baselines {
             new_identities: locked(&self.new_identities).clone(),
             returning: locked(&self.returning).clone(),
             stranger_failures: locked(&self.stranger_failures).clone(),
+            regions: locked(&self.regions).clone(),
         }
     }
 
@@ -1062,6 +1134,7 @@ impl Baselines {
         state.onboarding_rate.counts.check("an onboarding rate")?;
         state.new_identities.counts.check("a count of fresh identities")?;
         state.stranger_failures.counts.check("a count of stranger login failures")?;
+        state.regions.check()?;
         state.returning.check()?;
         state.staff_days.check()?;
         let ip = &state.ip_onboarding;
@@ -1077,6 +1150,7 @@ impl Baselines {
         *locked(&self.new_identities) = state.new_identities.clone();
         *locked(&self.returning) = state.returning.clone();
         *locked(&self.stranger_failures) = state.stranger_failures.clone();
+        *locked(&self.regions) = state.regions.clone();
         Ok(())
     }
 }
@@ -1332,6 +1406,35 @@ mod tests {
         }
         // Not counted: read only.
         assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 2, false).0, 6.0);
+    }
+
+    #[test]
+    fn a_region_this_population_rarely_uses_reads_a_small_share_and_a_spray_cannot_make_it_common() {
+        let b = Baselines::default();
+        assert_eq!(b.region_share(1, true), -1.0, "no share before enough events");
+        for i in 0..MIN_REGION_SAMPLES {
+            b.region_share(if i % 100 == 0 { 7 } else { 1 + (i % 3) as u32 }, true);
+        }
+        let home = b.region_share(1, false);
+        assert!((0.3..0.4).contains(&home), "{home}");
+        let abroad = b.region_share(7, false);
+        assert!(abroad > 0.0 && abroad < 0.011, "{abroad}");
+        assert_eq!(b.region_share(99, false), 0.0, "never seen");
+        // A spray of made-up regions fills the cap and pushes out the rarest,
+        // never the regions the population lives in.
+        for r in 1_000..1_000 + 2 * REGION_CAP as u32 {
+            b.region_share(r, true);
+        }
+        assert!(b.region_share(1, false) > 0.2, "home stays common");
+        assert!(locked(&b.regions).counts.len() <= REGION_CAP);
+        locked(&b.regions).check().unwrap();
+        // Halving keeps the shares and the sum.
+        for i in 0..REGION_HALVE_EVERY {
+            b.region_share(1 + (i % 2) as u32, true);
+        }
+        locked(&b.regions).check().unwrap();
+        let home = b.region_share(1, false);
+        assert!((0.4..0.6).contains(&home), "{home}");
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// is their average per hour over the day before (-1 until six hours of
 /// them): a credential-stuffing campaign that spreads its tries so that no
 /// address, device or customer sees more than one or two shows here only.
-pub const EVENT_FEATURES: [&str; 23] = [
+/// `region_share` is the share of the population's events (with a region)
+/// that named the event's region, before it: a region this bank's customers
+/// almost never use reads near 0 (-1 without a region, or before 2,000
+/// events with one).
+pub const EVENT_FEATURES: [&str; 24] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -120,6 +124,7 @@ pub const EVENT_FEATURES: [&str; 23] = [
     "event.stranger_login_failure",
     "event.population_stranger_failures_1h",
     "event.population_stranger_failures_hourly",
+    "event.region_share",
 ];
 
 /// Slot offsets of one kind's features.

@@ -500,6 +500,12 @@ impl FeatureStore {
         } else {
             (0.0, 0.0, -1.0)
         };
+        // Every event with a region, staff accesses aside (they name the
+        // bank's own offices): what the population's regions are.
+        out[23] = match event.region.as_deref() {
+            Some(r) if !staff_access => self.baselines.region_share(entity_hash(w.hash_key, EntityKind::Subnet, r.as_bytes()) as u32, learn),
+            _ => -1.0,
+        };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
         Observation { keys, late }
     }
