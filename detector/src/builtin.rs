@@ -533,9 +533,11 @@ mod tests {
             config.builtin.fsc_spare_logged_in = true;
             Pipeline::new(config).unwrap()
         };
-        // The day before, the population's hours: everyone at 10:00.
-        let population: Vec<String> =
-            (0..2_500).map(|i| event(&format!("w{i}"), i / 50, "login", &format!("w{i}"), &format!("s-w{i}"), &format!("d{i}"), "").replace("2026-11-02T", "2026-11-01T")).collect();
+        // The day before, the population's hours: everyone at 10:00 (after
+        // the install's first minutes, at 09:59, whose hour counts for nothing).
+        let population: Vec<String> = std::iter::once(event("w-first", 0, "login", "w-first", "s-w-first", "d-first", "").replace("2026-11-02T10:00", "2026-11-01T09:59"))
+            .chain((0..2_500).map(|i| event(&format!("w{i}"), i / 50, "login", &format!("w{i}"), &format!("s-w{i}"), &format!("d{i}"), "").replace("2026-11-02T", "2026-11-01T")))
+            .collect();
         let p = || {
             let p = spare();
             decide(&p, &population);

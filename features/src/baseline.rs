@@ -310,8 +310,10 @@ impl EventHour {
     }
 }
 
-/// Closed clock hours a population's hours are weighed over before they
-/// fade by half: four weeks, so a promotion month moves them, one night does not.
+/// Closed clock hours a population's hours hold (with twice the events
+/// they need to speak) before they fade by half: a memory of two to four
+/// weeks, so that a promotion month moves them; one night's flood adds at
+/// most [`POPULATION_HOUR_CAP`] average hours.
 const POPULATION_HOURS_SPAN: u32 = 28 * 24;
 
 /// The population's events by local hour of day, over closed clock hours.
@@ -334,13 +336,21 @@ struct PopulationHours {
     open_index: i64,
     open_local: u8,
     open_events: u64,
+    /// The open hour is the first one seen, which began before the install
+    /// (or the warm-up file) did: it closes uncounted, or its few minutes
+    /// would read as a quiet hour for weeks.
+    open_partial: bool,
 }
 
 impl Default for PopulationHours {
     fn default() -> Self {
-        PopulationHours { events: [0; 24], closed: [0; 24], open_index: i64::MIN, open_local: 0, open_events: 0 }
+        PopulationHours { events: [0; 24], closed: [0; 24], open_index: i64::MIN, open_local: 0, open_events: 0, open_partial: true }
     }
 }
+
+/// One closed hour adds at most this many average hours' events: a night's
+/// flood of junk events must not make the night read busy for weeks.
+const POPULATION_HOUR_CAP: f64 = 3.0;
 
 impl PopulationHours {
     fn record(&mut self, at: EventHour) {
@@ -358,8 +368,14 @@ impl PopulationHours {
             return;
         }
         let open = usize::from(self.open_local) % 24;
-        self.events[open] += self.open_events;
-        self.closed[open] += 1;
+        if !std::mem::replace(&mut self.open_partial, false) {
+            let events = match self.average_hour() {
+                Some(average) if self.known() => self.open_events.min((average * POPULATION_HOUR_CAP).ceil() as u64),
+                _ => self.open_events,
+            };
+            self.events[open] += events;
+            self.closed[open] += 1;
+        }
         // Hours with no event close too; past a day of silence (an outage) every
         // hour has been seen empty once and more would only dilute them all alike.
         let silent = (at.index - self.open_index - 1).clamp(0, 24) as usize;
@@ -367,28 +383,54 @@ impl PopulationHours {
             self.closed[(open + k) % 24] += 1;
         }
         (self.open_index, self.open_local, self.open_events) = (at.index, at.local, 1);
-        if self.closed.iter().sum::<u32>() >= POPULATION_HOURS_SPAN {
+        // Fading waits for twice the events the hours need to speak, so that
+        // a small bank's hours, once known, do not fall silent at a halving.
+        if self.closed_total() >= u64::from(POPULATION_HOURS_SPAN) && self.events_total() >= 2 * MIN_HOUR_SAMPLES {
             for h in 0..24 {
-                self.events[h] /= 2;
+                self.events[h] = self.events[h].div_ceil(2);
                 self.closed[h] = self.closed[h].div_ceil(2);
             }
         }
     }
 
+    fn events_total(&self) -> u64 {
+        self.events.iter().sum()
+    }
+
+    fn closed_total(&self) -> u64 {
+        self.closed.iter().map(|c| u64::from(*c)).sum()
+    }
+
+    /// Events per closed hour, over every hour of day (`None` before any closed).
+    fn average_hour(&self) -> Option<f64> {
+        let closed = self.closed_total();
+        (closed > 0).then(|| self.events_total() as f64 / closed as f64)
+    }
+
     /// Every hour of day has closed at least once, over enough events to say which are quiet.
     fn known(&self) -> bool {
-        self.closed.iter().all(|c| *c > 0) && self.events.iter().sum::<u64>() >= MIN_HOUR_SAMPLES
+        self.closed.iter().all(|c| *c > 0) && self.events_total() >= MIN_HOUR_SAMPLES
     }
 
     /// This local hour's events per closed hour, over all hours' (1.0: an
     /// average hour; 0.1 an hour this population rarely uses). 1.0 until known.
     fn activity(&self, hour: u8) -> f32 {
-        if !self.known() {
-            return 1.0;
-        }
         let h = usize::from(hour) % 24;
-        let all = self.events.iter().sum::<u64>() as f64 / f64::from(self.closed.iter().sum::<u32>());
-        (self.events[h] as f64 / f64::from(self.closed[h]) / all) as f32
+        match self.average_hour() {
+            Some(average) if self.known() && average > 0.0 => (self.events[h] as f64 / f64::from(self.closed[h]) / average) as f32,
+            _ => 1.0,
+        }
+    }
+
+    /// A copy from a snapshot: an open hour whose local hour is its own, and
+    /// closed hours within what fading keeps (a tampered or broken copy
+    /// would otherwise freeze the hours or overflow their sums).
+    fn check(&self) -> Result<(), Error> {
+        let consistent = self.open_index == i64::MIN || (self.open_index > i64::MIN / 2 && i64::from(self.open_local) == self.open_index.rem_euclid(24));
+        if !consistent {
+            return Err(Error::Snapshot(format!("population hours open at clock hour {} but local hour {}", self.open_index, self.open_local)));
+        }
+        Ok(())
     }
 }
 
@@ -623,29 +665,32 @@ impl NewIdentityCount {
     }
 }
 
-/// Failed logins of customers the store knows, on devices nobody had used
-/// before, by minute and by hour of event time: credential stuffing tries
-/// victim after victim, each on a fresh device, through addresses shared
-/// with everyone (a carrier NAT's exits), so that no address, device or
-/// customer sees more than a try or two; only the population sees the
-/// campaign, as more of these in an hour than its own hours hold. Honest
-/// ones (a customer's new phone and a mistyped PIN) are steady and few.
+/// Failed logins of returning customers (ones who have logged in before),
+/// on devices that never carried a returning customer (or that the event
+/// does not name), by minute and by hour of event time: credential
+/// stuffing tries victim after victim, each on a fresh device, through
+/// addresses shared with everyone (a carrier NAT's exits), so that no
+/// address, device or customer sees more than a try or two; only the
+/// population sees the campaign, as more of these in an hour than its own
+/// hours hold. Honest ones (a customer's new phone and a mistyped PIN) are
+/// steady and few. The day's level is the median hour, not the mean: a
+/// campaign's own hours must not raise the bar it is measured against.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct StrangerFailures {
     counts: MinuteHourCounts,
-    /// The first hour counted: how many hours the average may span.
+    /// The first hour counted: how many hours the level may span.
     first_hour: Option<i64>,
 }
 
-/// Hours of history before the population's hourly rate of stranger
+/// Hours of history before the population's hourly level of stranger
 /// failures is read (until then it reads -1).
 pub const STRANGER_MIN_HOURS: i64 = 6;
 
 impl StrangerFailures {
     /// Count one at `ts_ms` (if `count`), then read those of the last hour,
-    /// this one included, and the average of the complete clock hours of
-    /// the day before the current one (-1 with less than
-    /// [`STRANGER_MIN_HOURS`] of them since the first counted).
+    /// this one included, and the median of the complete clock hours of the
+    /// day before the current one, hours without one included (-1 with less
+    /// than [`STRANGER_MIN_HOURS`] of them since the first counted).
     fn observe(&mut self, ts_ms: i64, count: bool) -> (f32, f32) {
         let minute = ts_ms.div_euclid(60_000);
         let hour = minute.div_euclid(60);
@@ -654,15 +699,20 @@ impl StrangerFailures {
             self.counts.count(minute);
         }
         let last_hour = self.counts.last_hour(minute);
-        // Over the clock, hours without one included: honest ones are rare
-        // enough that most hours hold none.
         let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 23));
-        let hourly = if span >= STRANGER_MIN_HOURS {
-            self.counts.hours_in(hour - span..=hour - 1).map(u64::from).sum::<u64>() as f32 / span as f32
+        let level = if span >= STRANGER_MIN_HOURS {
+            let mut hours = [0u32; 23];
+            for (slot, n) in hours.iter_mut().zip(self.counts.hours_in(hour - span..=hour - 1)) {
+                *slot = n;
+            }
+            // Hours the ring holds no count for are zeros, already in place.
+            let hours = &mut hours[..span as usize];
+            let middle = hours.len() / 2;
+            *hours.select_nth_unstable(middle).1 as f32
         } else {
             -1.0
         };
-        (last_hour as f32, hourly)
+        (last_hour as f32, level)
     }
 }
 
@@ -1135,6 +1185,7 @@ impl Baselines {
         state.new_identities.counts.check("a count of fresh identities")?;
         state.stranger_failures.counts.check("a count of stranger login failures")?;
         state.regions.check()?;
+        state.hours.check()?;
         state.returning.check()?;
         state.staff_days.check()?;
         let ip = &state.ip_onboarding;
@@ -1388,7 +1439,7 @@ mod tests {
     }
 
     #[test]
-    fn stranger_failures_read_their_hourly_average_only_after_six_hours() {
+    fn stranger_failures_read_their_median_hour_only_after_six_hours() {
         const HOUR: i64 = 3_600_000;
         let b = Baselines::default();
         // One an hour from 08:00; reading at 13:30 spans five complete hours.
@@ -1396,16 +1447,26 @@ mod tests {
             b.stranger_login_failures(h * HOUR, true);
         }
         assert_eq!(b.stranger_login_failures(5 * HOUR + HOUR / 2, false), (1.0, -1.0), "five hours are too few");
-        // At 14:10, six complete hours behind: six in them, one in the last hour (13:00 is past it).
-        let (last_hour, hourly) = b.stranger_login_failures(6 * HOUR + HOUR / 6, true);
-        assert_eq!((last_hour, hourly), (1.0, 1.0));
-        // A burst within the hour counts each; the average over the day before is unmoved.
-        for m in 1..=5 {
-            let (n, avg) = b.stranger_login_failures(6 * HOUR + HOUR / 6 + m * 60_000, true);
-            assert_eq!((n, avg), (1.0 + m as f32, 1.0));
+        // At 14:10, six complete hours behind: one in each, one in the last hour (13:00 is past it).
+        assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 6, true), (1.0, 1.0));
+        // A burst within the hour counts each; the day's level is unmoved.
+        for m in 1..=9 {
+            let (n, level) = b.stranger_login_failures(6 * HOUR + HOUR / 6 + m * 60_000, true);
+            assert_eq!((n, level), (1.0 + m as f32, 1.0));
         }
-        // Not counted: read only.
-        assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 2, false).0, 6.0);
+        // Three hours of a campaign later, its own hours do not raise the
+        // bar it is read against: the median hour is still one (a mean would read 4).
+        for h in 7..9 {
+            for m in 0..10 {
+                b.stranger_login_failures(h * HOUR + m * 60_000, true);
+            }
+        }
+        let (_, level) = b.stranger_login_failures(9 * HOUR + 30 * 60_000, false);
+        assert_eq!(level, 1.0);
+        // Quiet hours count as zeros: a day of one failure in its first hour reads 0.
+        let quiet = Baselines::default();
+        quiet.stranger_login_failures(0, true);
+        assert_eq!(quiet.stranger_login_failures(20 * HOUR, false).1, 0.0);
     }
 
     #[test]
@@ -1451,6 +1512,8 @@ mod tests {
     #[test]
     fn the_population_hours_speak_only_once_every_hour_of_day_has_closed() {
         let b = Baselines::default();
+        // The install's first minutes, at 23:50 the day before: that hour closes uncounted.
+        b.observe(Step::Login, None, EventHour { local: 23, index: -1 }, true);
         // Busy from the first hour: thousands of events long before a day has passed.
         for index in 0..23 {
             for _ in 0..daytime((index % 24) as u8) {
@@ -1464,6 +1527,40 @@ mod tests {
         assert_eq!(reading, 1.0, "no opinion before a whole day");
         b.observe(Step::Login, None, EventHour { local: 0, index: 24 }, true);
         assert!(activity(&b, 1, 0).1, "known once 23:00 has closed");
+    }
+
+    #[test]
+    fn the_first_partial_hour_a_flood_and_fading_do_not_bend_the_hours() {
+        // An install that starts at 09:50: ten minutes of 09:00 must not
+        // make 09:00 read as a quiet hour the next days.
+        let b = Baselines::default();
+        for index in 9..6 * 24 {
+            let events = if index == 9 { 15 } else { 100 };
+            for _ in 0..events {
+                b.observe(Step::Login, None, EventHour { local: (index % 24) as u8, index }, true);
+            }
+        }
+        let (nine, known) = activity(&b, 6, 9);
+        assert!(known);
+        assert!((nine - 1.0).abs() < 0.01, "{nine}: 09:00 is an hour like the others");
+        // One night's flood of fifty average hours at 03:00 adds at most three.
+        let b = Baselines::default();
+        live_days(&b, 0, 3, |h| if (1..6).contains(&h) { 2 } else { 100 });
+        live_days(&b, 3, 1, |h| match h {
+            3 => 5_000,
+            1..=5 => 2,
+            _ => 100,
+        });
+        let (night, _) = activity(&b, 4, 3);
+        assert!(night < 1.0, "{night}: still under an average hour");
+        // A small bank (100 events a day) keeps its hours known across fading:
+        // halving at four weeks would have left 1,400 events, too few to speak.
+        let b = Baselines::default();
+        live_days(&b, 0, 120, |h| u32::from((8..18).contains(&h)) * 10);
+        for day in [30, 41, 45, 60, 90, 120] {
+            assert!(activity(&b, day, 11).1, "known on day {day}");
+        }
+        assert!(activity(&b, 120, 3).0 < 0.1 && activity(&b, 120, 11).0 > 1.5);
     }
 
     #[test]

@@ -89,13 +89,15 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// customers in the last 24 clock hours (read at onboarding events): against
 /// `population_new_identities_24h`, how much of this population's traffic is
 /// applicants, which an address's own mix is compared with.
-/// `stranger_login_failure` is 1 for a failed login of a customer the store
-/// knows, on a device nobody had used before (read at failed logins only);
+/// `stranger_login_failure` is 1 for a failed login of a returning customer
+/// (one who has logged in before) on a device that never carried a
+/// returning customer, or that the event does not name;
 /// `population_stranger_failures_1h` counts those of the whole population in
-/// the last hour, this one included, and `population_stranger_failures_hourly`
-/// is their average per hour over the day before (-1 until six hours of
-/// them): a credential-stuffing campaign that spreads its tries so that no
-/// address, device or customer sees more than one or two shows here only.
+/// the last hour (each customer once a clock hour), this one included, and `population_stranger_failures_hourly`
+/// is the median hour of the day before (-1 until six hours have passed since
+/// the first): a credential-stuffing campaign that spreads its tries so that
+/// no address, device or customer sees more than one or two shows here only.
+/// The two counts are read at every login (0 and -1 at other events).
 /// `region_share` is the share of the population's events (with a region)
 /// that named the event's region, before it: a region this bank's customers
 /// almost never use reads near 0 (-1 without a region, or before 2,000

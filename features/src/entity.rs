@@ -169,6 +169,9 @@ struct Profile {
     /// onboarding step met while the customer was not returning (an address
     /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
+    /// The clock hour (hours since the epoch) of the latest stranger's failed
+    /// login the population counted for this customer (0: none).
+    stranger_failure_hour: u32,
     /// When a face match (0) and a liveness check (1) last passed for the
     /// customer (event seconds; 0: never), and where ([`Observed::place`]).
     /// A face match alone passes on a held-up photo of the owner, a liveness
@@ -1096,6 +1099,21 @@ impl Entity {
     }
 
     /// An ID scan in this session (a session entity).
+    /// Whether a stranger's failed login in clock hour `hour` (hours since
+    /// the epoch) is the customer's first that hour, noting it: the
+    /// population counts customers tried, not tries, so that a handful of
+    /// accounts failed over and over cannot raise the bar a campaign is
+    /// measured against, nor make one.
+    pub(crate) fn first_stranger_failure_in(&mut self, hour: u32) -> bool {
+        match &mut self.extra {
+            Extra::Profile(p) if p.stranger_failure_hour < hour => {
+                p.stranger_failure_hour = hour;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn note_id_scan(&mut self) {
         if let Extra::Session(s) = &mut self.extra {
             s.flags = s.flags.with(ID_SCANNED);

@@ -93,6 +93,8 @@ pub struct FeatureStore {
     rank_margin: f32,
     /// Slot of `ip.distinct_new_identities_<mid window>`, read into the IP onboarding baseline.
     ip_new_1h_slot: Option<usize>,
+    /// `device.distinct_returning_total`: whether a device ever carried a returning customer.
+    device_returning_total_slot: Option<usize>,
     /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
     ip_events_1h_slot: usize,
     /// Whether the stream's session ids span steps (see `session_ids`);
@@ -115,8 +117,10 @@ impl FeatureStore {
         // `present`, then the event counts of the three windows: the middle one.
         let ip_events_1h_slot = catalog.layout(EntityKind::Ip).base + 2;
         assert!(catalog.name(ip_events_1h_slot).starts_with("ip.events_"), "the catalog's layout moved: {}", catalog.name(ip_events_1h_slot));
+        let device_returning_total_slot = catalog.slot("device.distinct_returning_total");
         Ok(FeatureStore {
             ip_new_1h_slot,
+            device_returning_total_slot,
             ip_events_1h_slot,
             catalog: Arc::new(catalog),
             windows,
@@ -372,10 +376,11 @@ impl FeatureStore {
         // One of the population's fresh identities, counted at the first
         // onboarding step at which an address counts it.
         let mut first_fresh = false;
-        // A device nobody had used (new to the store, or back after its time
-        // to live), and a customer the store has seen before: together, at a
-        // failed login, a stranger's try at a known account.
-        let (mut device_fresh, mut customer_known) = (false, false);
+        // A returning customer (one who has logged in before: a made-up or
+        // merely named id is not), on a device that never carried one (a
+        // device id sent once to age it still carried nobody): together, at
+        // a failed login, a stranger's try at a known account.
+        let (mut device_vouched, mut customer_returning) = (false, false);
         // The customer goes first: whether they are returning decides what
         // every address and device they use counts them as.
         for kind in EntityKind::ALL {
@@ -410,7 +415,6 @@ impl FeatureStore {
                     **e = Entity::new(kind, secs);
                     self.expired.fetch_add(1, Ordering::Relaxed);
                 }
-                device_fresh |= kind == EntityKind::Device && (inserted || reset);
                 let seen = e.observe(kind, layout, w, &observed, out);
                 // A passed scan: a failed one is anyone's to send, and would switch attribution off.
                 if kind == EntityKind::Session && success && matches!(event.step, Step::IdOcr | Step::IdAuthenticity) {
@@ -432,8 +436,11 @@ impl FeatureStore {
             for l in seen.unlearn {
                 self.baselines.unlearn_step(l.step, l.gap_timed, u64::from(l.ms), l.placed);
             }
+            if kind == EntityKind::Device {
+                device_vouched = self.device_returning_total_slot.is_some_and(|slot| out[slot] > 0.0);
+            }
             if kind == EntityKind::Customer {
-                customer_known = layout.profile.is_some_and(|slot| out[slot] > 0.0);
+                customer_returning = seen.returning_before;
                 first_fresh = seen.first_fresh;
                 if let Some((from, to)) = seen.returning_moved {
                     self.baselines.returning_moved(from, to);
@@ -493,10 +500,16 @@ impl FeatureStore {
         out[18] = if onboarding { self.baselines.returning_customers(event.ts_ms) } else { 0.0 };
         // Stranger login failures, read at failed logins only; a late event
         // changes no entity, so it is never one.
-        (out[20], out[21], out[22]) = if event.step == Step::Login && event.is_failure() && event.staff_id.is_none() {
-            let stranger = device_fresh && customer_known && !late;
-            let (last_hour, hourly) = self.baselines.stranger_login_failures(event.ts_ms, stranger && learn);
-            (f32::from(stranger), last_hour, hourly)
+        // The population's counts are read at every login, so that a rule can
+        // step up the stranger whose try succeeds inside a campaign's hour.
+        (out[20], out[21], out[22]) = if event.step == Step::Login && event.staff_id.is_none() {
+            let stranger = event.is_failure() && customer_returning && !device_vouched && !late;
+            let hour = u32::try_from(event.ts_ms.div_euclid(3_600_000)).unwrap_or(0);
+            let count = stranger
+                && learn
+                && keys.get(EntityKind::Customer).is_some_and(|key| self.maps[EntityKind::Customer.index()].get_mut(&key).is_some_and(|mut e| e.first_stranger_failure_in(hour)));
+            let (last_hour, level) = self.baselines.stranger_login_failures(event.ts_ms, count);
+            (f32::from(stranger), last_hour, level)
         } else {
             (0.0, 0.0, -1.0)
         };
