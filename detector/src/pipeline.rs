@@ -421,12 +421,15 @@ mod tests {
     /// A daytime population: enough events for the hour baseline to speak.
     fn daytime_population(p: &Pipeline, s: &mut Scratch) {
         // Two days: the population's hours speak once every hour of day has
-        // closed, so a night after one day alone still reads as unknown.
-        for i in 0..2_500 {
+        // closed, so a night after one day alone still reads as unknown. A
+        // thousand customers, each on their own phone, log in two times a
+        // day: their later logins are a returning customer's, which the
+        // population's regions learn from.
+        for i in 0..4_000 {
             // In time order, 09:00 to 17:59: out-of-order events would be too late to learn from.
-            let (day, minute) = (1 + i / 1_250, (i % 1_250) * (9 * 60) / 1_250);
+            let (day, minute) = (1 + i / 2_000, (i % 2_000) * (9 * 60) / 2_000);
             let ts = format!("2026-11-0{day}T{:02}:{:02}:00+09:00", 9 + minute / 60, minute % 60);
-            let e = event(p, &format!("pop{i}"), &ts, "login", &format!("c{i}"), &format!("d{i}"), "KR-11");
+            let e = event(p, &format!("pop{i}"), &ts, "login", &format!("c{}", i % 1_000), &format!("d{}", i % 1_000), "KR-11");
             p.process(&e, s).unwrap();
         }
     }
@@ -750,27 +753,28 @@ mod tests {
             );
             p.process(&p.parse(json.as_bytes()).unwrap(), s).unwrap()
         };
-        // Eight hours of a bank: 40 customers log in on their phones, and in
-        // every other hour `typos` of them mistype on a new phone.
-        let bank = |typos: usize| {
+        // Eight hours of a bank: 60 customers log in on their phones, and
+        // `typos` others of them mistype on a new phone: in every other hour,
+        // or in every hour.
+        let bank = |typos: usize, every_hour: bool| {
             let p = pipeline();
             let mut s = p.scratch();
             for h in 0..8 {
-                for t in 0..if h % 2 == 1 { typos } else { 0 } {
-                    let d = login(&p, &mut s, &format!("typo{h}-{t}"), format!("2026-11-02T{:02}:0{t}:00+09:00", 8 + h), &format!("c{}", h + t), &format!("new-phone{h}-{t}"), false);
+                for t in 0..if every_hour || h % 2 == 1 { typos } else { 0 } {
+                    let d = login(&p, &mut s, &format!("typo{h}-{t}"), format!("2026-11-02T{:02}:0{t}:00+09:00", 8 + h), &format!("c{}", h * 6 + t), &format!("new-phone{h}-{t}"), false);
                     assert!(!stuffing(&d), "{:?}", reasons(&d));
                 }
-                for c in 0..40 {
-                    login(&p, &mut s, &format!("ok{h}-{c}"), format!("2026-11-02T{:02}:{:02}:00+09:00", 8 + h, 10 + c), &format!("c{c}"), &format!("phone{c}"), true);
+                for c in 0..60 {
+                    login(&p, &mut s, &format!("ok{h}-{c}"), format!("2026-11-02T{:02}:{:02}:00+09:00", 8 + h, c.min(49) + 10), &format!("c{c}"), &format!("phone{c}"), true);
                 }
             }
             (p, s)
         };
-        let (p, mut s) = bank(1);
+        let (p, mut s) = bank(1, false);
         let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
-        // 16:10 (the last typo, at 15:05, is past the hour): a campaign, one
+        // 16:10 (the last typo, at 15:00, is past the hour): a campaign, one
         // try per victim, each on a fresh device.
-        let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 10 + v), &format!("fresh{v}"), false))).collect();
+        let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 50 + v), &format!("fresh{v}"), false))).collect();
         assert_eq!(fired, [false, false, false, false, true, true], "five in the hour (the day's median hour holds one)");
         assert_eq!(f(&s, "event.population_stranger_failures_1h"), 6.0);
         assert_eq!(f(&s, "event.population_stranger_failures_hourly"), 1.0);
@@ -782,16 +786,18 @@ mod tests {
             assert!(!stuffing(&login(&p, &mut s, &format!("nobody{k}"), "2026-11-02T16:41:00+09:00".into(), "made-up", &format!("fresh-x{k}"), false)));
             assert_eq!(f(&s, "event.stranger_login_failure"), 0.0);
         }
-        // A stranger's try on a known account, again in the campaign's hour: stepped up.
-        assert!(stuffing(&login(&p, &mut s, "cs7", "2026-11-02T16:42:00+09:00".into(), "c30", "fresh7", false)));
+        // A stranger's try on a known account, again in the campaign's hour,
+        // on a device id sent once before to age it: still a stranger's, and stepped up.
+        login(&p, &mut s, "age", "2026-11-02T16:41:30+09:00".into(), "made-up", "aged7", false);
+        assert!(stuffing(&login(&p, &mut s, "cs7", "2026-11-02T16:42:00+09:00".into(), "c57", "aged7", false)));
         assert_eq!(f(&s, "event.population_stranger_failures_1h"), 7.0);
-        // The same account tried again counts once this hour (still stepped up).
-        assert!(stuffing(&login(&p, &mut s, "cs7b", "2026-11-02T16:43:00+09:00".into(), "c30", "fresh7b", false)));
+        // The same account tried again counts once a day (still stepped up).
+        assert!(stuffing(&login(&p, &mut s, "cs7b", "2026-11-02T16:43:00+09:00".into(), "c57", "fresh7b", false)));
         assert_eq!(f(&s, "event.population_stranger_failures_1h"), 7.0);
-        // A bank whose median hour holds six (typos in every other hour, six
-        // each): six in an hour are under three times it.
-        let (p, mut s) = bank(6);
-        let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 10 + v), &format!("fresh{v}"), false))).collect();
+        // A bank whose median hour holds six (six typos every hour): six in
+        // an hour are under three times it.
+        let (p, mut s) = bank(6, true);
+        let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 50 + v), &format!("fresh{v}"), false))).collect();
         assert_eq!(s.features()[p.store().catalog().slot("event.population_stranger_failures_hourly").unwrap()], 6.0);
         assert_eq!(fired, [false; 6]);
     }

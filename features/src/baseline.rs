@@ -313,7 +313,7 @@ impl EventHour {
 /// Closed clock hours a population's hours hold (with twice the events
 /// they need to speak) before they fade by half: a memory of two to four
 /// weeks, so that a promotion month moves them; one night's flood adds at
-/// most [`POPULATION_HOUR_CAP`] average hours.
+/// most [`POPULATION_HOUR_CAP`] times that hour's own mean.
 const POPULATION_HOURS_SPAN: u32 = 28 * 24;
 
 /// The population's events by local hour of day, over closed clock hours.
@@ -348,8 +348,9 @@ impl Default for PopulationHours {
     }
 }
 
-/// One closed hour adds at most this many average hours' events: a night's
-/// flood of junk events must not make the night read busy for weeks.
+/// One closed hour adds at most this many times its own hour of day's mean
+/// (see `PopulationHours::hour_cap`): a night's flood of junk events must
+/// not make the night read busy for weeks.
 const POPULATION_HOUR_CAP: f64 = 3.0;
 
 impl PopulationHours {
@@ -363,16 +364,14 @@ impl PopulationHours {
             return;
         }
         if at.index < self.open_index {
-            // Within the allowed lateness: its hour has closed and was counted as seen.
-            self.events[usize::from(at.local) % 24] += 1;
+            // Within the allowed lateness, for an hour already closed: left
+            // out, at most minutes of honest traffic, or events backdated
+            // into a closed hour would pass round its cap.
             return;
         }
         let open = usize::from(self.open_local) % 24;
         if !std::mem::replace(&mut self.open_partial, false) {
-            let events = match self.average_hour() {
-                Some(average) if self.known() => self.open_events.min((average * POPULATION_HOUR_CAP).ceil() as u64),
-                _ => self.open_events,
-            };
+            let events = self.open_events.min(self.hour_cap(open));
             self.events[open] += events;
             self.closed[open] += 1;
         }
@@ -390,6 +389,23 @@ impl PopulationHours {
                 self.events[h] = self.events[h].div_ceil(2);
                 self.closed[h] = self.closed[h].div_ceil(2);
             }
+        }
+    }
+
+    /// The most one closed clock hour of local hour `h` adds: three times
+    /// that hour's own mean (and a tenth of an average hour, so that an
+    /// hour with no history can grow); a night's flood of junk moves a
+    /// quiet hour by little more than its own size, night after night, and
+    /// an honest change of rhythm still comes through within weeks. An hour
+    /// of day never closed yet has no mean: the first day is taken whole,
+    /// since its morning is many times its night.
+    fn hour_cap(&self, h: usize) -> u64 {
+        match self.average_hour() {
+            Some(average) if self.closed[h] > 0 => {
+                let own = self.events[h] as f64 / f64::from(self.closed[h]);
+                (POPULATION_HOUR_CAP * own).max(0.1 * average).ceil() as u64
+            }
+            _ => u64::MAX,
         }
     }
 
@@ -422,9 +438,9 @@ impl PopulationHours {
         }
     }
 
-    /// A copy from a snapshot: an open hour whose local hour is its own, and
-    /// closed hours within what fading keeps (a tampered or broken copy
-    /// would otherwise freeze the hours or overflow their sums).
+    /// A copy from a snapshot: an open hour whose local hour is its own (a
+    /// broken copy would otherwise misplace every hour it closes; the sums
+    /// are taken in u64 and cannot overflow).
     fn check(&self) -> Result<(), Error> {
         let consistent = self.open_index == i64::MIN || (self.open_index > i64::MIN / 2 && i64::from(self.open_local) == self.open_index.rem_euclid(24));
         if !consistent {
@@ -690,12 +706,16 @@ impl StrangerFailures {
     /// Count one at `ts_ms` (if `count`), then read those of the last hour,
     /// this one included, and the median of the complete clock hours of the
     /// day before the current one, hours without one included (-1 with less
-    /// than [`STRANGER_MIN_HOURS`] of them since the first counted).
-    fn observe(&mut self, ts_ms: i64, count: bool) -> (f32, f32) {
+    /// than [`STRANGER_MIN_HOURS`] of them since the first login learnt, `learn`).
+    fn observe(&mut self, ts_ms: i64, count: bool, learn: bool) -> (f32, f32) {
         let minute = ts_ms.div_euclid(60_000);
         let hour = minute.div_euclid(60);
-        if count {
+        // From the first login learnt, counted or not: a bank that has not
+        // had a stranger failure yet has a level of none, not no level.
+        if learn {
             self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
+        }
+        if count {
             self.counts.count(minute);
         }
         let last_hour = self.counts.last_hour(minute);
@@ -717,7 +737,8 @@ impl StrangerFailures {
 }
 
 /// How often the population's events name each region: the share of them
-/// that came from the event's region. A takeover from abroad, or through a
+/// that came from the event's region (the store teaches it passed events
+/// of returning customers only). A takeover from abroad, or through a
 /// foreign data centre, comes from a region this bank's customers almost
 /// never use; a bank whose customers live abroad sees those regions often,
 /// and they are not rare there. Counts halve every [`REGION_HALVE_EVERY`]
@@ -980,10 +1001,11 @@ impl Baselines {
     }
 
     /// The population's failed logins of known customers on devices nobody
-    /// had used, in the last hour and per hour over the day before, counting
-    /// first this one if it is one (`count`; see [`StrangerFailures`]).
-    pub fn stranger_login_failures(&self, ts_ms: i64, count: bool) -> (f32, f32) {
-        locked(&self.stranger_failures).observe(ts_ms, count)
+    /// had used, in the last hour and the median hour of the day before,
+    /// counting first this one if it is one (`count`; `learn`: a login the
+    /// baselines learn from; see [`StrangerFailures`]).
+    pub fn stranger_login_failures(&self, ts_ms: i64, count: bool, learn: bool) -> (f32, f32) {
+        locked(&self.stranger_failures).observe(ts_ms, count, learn)
     }
 
     /// The share of the population's events that named `region` (a hash),
@@ -1444,29 +1466,29 @@ mod tests {
         let b = Baselines::default();
         // One an hour from 08:00; reading at 13:30 spans five complete hours.
         for h in 0..6 {
-            b.stranger_login_failures(h * HOUR, true);
+            b.stranger_login_failures(h * HOUR, true, true);
         }
-        assert_eq!(b.stranger_login_failures(5 * HOUR + HOUR / 2, false), (1.0, -1.0), "five hours are too few");
+        assert_eq!(b.stranger_login_failures(5 * HOUR + HOUR / 2, false, false), (1.0, -1.0), "five hours are too few");
         // At 14:10, six complete hours behind: one in each, one in the last hour (13:00 is past it).
-        assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 6, true), (1.0, 1.0));
+        assert_eq!(b.stranger_login_failures(6 * HOUR + HOUR / 6, true, true), (1.0, 1.0));
         // A burst within the hour counts each; the day's level is unmoved.
         for m in 1..=9 {
-            let (n, level) = b.stranger_login_failures(6 * HOUR + HOUR / 6 + m * 60_000, true);
+            let (n, level) = b.stranger_login_failures(6 * HOUR + HOUR / 6 + m * 60_000, true, true);
             assert_eq!((n, level), (1.0 + m as f32, 1.0));
         }
         // Three hours of a campaign later, its own hours do not raise the
         // bar it is read against: the median hour is still one (a mean would read 4).
         for h in 7..9 {
             for m in 0..10 {
-                b.stranger_login_failures(h * HOUR + m * 60_000, true);
+                b.stranger_login_failures(h * HOUR + m * 60_000, true, true);
             }
         }
-        let (_, level) = b.stranger_login_failures(9 * HOUR + 30 * 60_000, false);
+        let (_, level) = b.stranger_login_failures(9 * HOUR + 30 * 60_000, false, false);
         assert_eq!(level, 1.0);
         // Quiet hours count as zeros: a day of one failure in its first hour reads 0.
         let quiet = Baselines::default();
-        quiet.stranger_login_failures(0, true);
-        assert_eq!(quiet.stranger_login_failures(20 * HOUR, false).1, 0.0);
+        quiet.stranger_login_failures(0, true, true);
+        assert_eq!(quiet.stranger_login_failures(20 * HOUR, false, false).1, 0.0);
     }
 
     #[test]
@@ -1487,13 +1509,24 @@ mod tests {
             b.region_share(r, true);
         }
         assert!(b.region_share(1, false) > 0.2, "home stays common");
+        assert!(b.region_share(7, false) > 0.0, "a real region seen twenty times outlives a spray of ones");
         assert!(locked(&b.regions).counts.len() <= REGION_CAP);
         locked(&b.regions).check().unwrap();
+        // A real region seen once is as rare as a sprayed one: it may be the one pushed out.
+        b.region_share(42, true);
+        for r in 5_000..5_000 + REGION_CAP as u32 {
+            b.region_share(r, true);
+        }
+        assert_eq!(b.region_share(42, false), 0.0, "evicted: it reads as rare, which asks more of its events");
         // Halving keeps the shares and the sum.
+        let before = locked(&b.regions).total;
         for i in 0..REGION_HALVE_EVERY {
             b.region_share(1 + (i % 2) as u32, true);
         }
         locked(&b.regions).check().unwrap();
+        let after = locked(&b.regions).total;
+        assert!(after < before + REGION_HALVE_EVERY / 2, "halved: {before} -> {after}");
+        assert!(locked(&b.regions).counts.iter().all(|(r, _)| *r < 1_000), "the spray faded out");
         let home = b.region_share(1, false);
         assert!((0.4..0.6).contains(&home), "{home}");
     }
@@ -1543,7 +1576,8 @@ mod tests {
         let (nine, known) = activity(&b, 6, 9);
         assert!(known);
         assert!((nine - 1.0).abs() < 0.01, "{nine}: 09:00 is an hour like the others");
-        // One night's flood of fifty average hours at 03:00 adds at most three.
+        // One night's flood of fifty average hours at 03:00 adds at most three
+        // times what 03:00 held before; backdated into a closed hour, nothing.
         let b = Baselines::default();
         live_days(&b, 0, 3, |h| if (1..6).contains(&h) { 2 } else { 100 });
         live_days(&b, 3, 1, |h| match h {
@@ -1551,8 +1585,12 @@ mod tests {
             1..=5 => 2,
             _ => 100,
         });
+        // At 04:00 of day 3, the same flood dated 03:59 (within the lateness).
+        for _ in 0..5_000 {
+            b.observe(Step::Login, None, EventHour { local: 3, index: 3 * 24 + 3 }, true);
+        }
         let (night, _) = activity(&b, 4, 3);
-        assert!(night < 1.0, "{night}: still under an average hour");
+        assert!(night < 0.1, "{night}: still a quiet hour");
         // A small bank (100 events a day) keeps its hours known across fading:
         // halving at four weeks would have left 1,400 events, too few to speak.
         let b = Baselines::default();

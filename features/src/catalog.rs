@@ -93,15 +93,16 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// (one who has logged in before) on a device that never carried a
 /// returning customer, or that the event does not name;
 /// `population_stranger_failures_1h` counts those of the whole population in
-/// the last hour (each customer once a clock hour), this one included, and `population_stranger_failures_hourly`
+/// the last hour (each customer once a day), this one included, and `population_stranger_failures_hourly`
 /// is the median hour of the day before (-1 until six hours have passed since
 /// the first): a credential-stuffing campaign that spreads its tries so that
 /// no address, device or customer sees more than one or two shows here only.
 /// The two counts are read at every login (0 and -1 at other events).
 /// `region_share` is the share of the population's events (with a region)
 /// that named the event's region, before it: a region this bank's customers
-/// almost never use reads near 0 (-1 without a region, or before 2,000
-/// events with one).
+/// almost never use reads near 0 (-1 without a region, at staff accesses,
+/// or before 2,000 passed events of returning customers with one, which
+/// alone teach it).
 pub const EVENT_FEATURES: [&str; 24] = [
     "event.hour",
     "event.duration_ms",

@@ -169,8 +169,8 @@ struct Profile {
     /// onboarding step met while the customer was not returning (an address
     /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
-    /// The clock hour (hours since the epoch) of the latest stranger's failed
-    /// login the population counted for this customer (0: none).
+    /// The clock hour (hours since the epoch) of the stranger's failed login
+    /// the population last counted for this customer (0: none); one a day.
     stranger_failure_hour: u32,
     /// When a face match (0) and a liveness check (1) last passed for the
     /// customer (event seconds; 0: never), and where ([`Observed::place`]).
@@ -1098,15 +1098,15 @@ impl Entity {
         }
     }
 
-    /// An ID scan in this session (a session entity).
     /// Whether a stranger's failed login in clock hour `hour` (hours since
-    /// the epoch) is the customer's first that hour, noting it: the
+    /// the epoch) is the customer's first in 24 hours, noting it: the
     /// population counts customers tried, not tries, so that a handful of
-    /// accounts failed over and over cannot raise the bar a campaign is
-    /// measured against, nor make one.
+    /// accounts failed over and over, hour after hour, can neither raise
+    /// the bar a campaign is measured against by more than their number
+    /// once a day, nor make a campaign.
     pub(crate) fn first_stranger_failure_in(&mut self, hour: u32) -> bool {
         match &mut self.extra {
-            Extra::Profile(p) if p.stranger_failure_hour < hour => {
+            Extra::Profile(p) if p.stranger_failure_hour == 0 || p.stranger_failure_hour.saturating_add(24) <= hour => {
                 p.stranger_failure_hour = hour;
                 true
             }
@@ -1114,6 +1114,7 @@ impl Entity {
         }
     }
 
+    /// An ID scan in this session (a session entity).
     pub(crate) fn note_id_scan(&mut self) {
         if let Extra::Session(s) = &mut self.extra {
             s.flags = s.flags.with(ID_SCANNED);

@@ -498,25 +498,28 @@ impl FeatureStore {
         out[17] = (self.history_ms() as f64 / 3_600_000.0) as f32;
         // The population's returning customers of the day, read at onboarding events only.
         out[18] = if onboarding { self.baselines.returning_customers(event.ts_ms) } else { 0.0 };
-        // Stranger login failures, read at failed logins only; a late event
-        // changes no entity, so it is never one.
-        // The population's counts are read at every login, so that a rule can
-        // step up the stranger whose try succeeds inside a campaign's hour.
+        // A late event changes no entity, so it is never a stranger's failure.
+        // Stranger login failures, counted and read at logins only (read at
+        // every login, so that a login's own features show the hour it is in).
         (out[20], out[21], out[22]) = if event.step == Step::Login && event.staff_id.is_none() {
             let stranger = event.is_failure() && customer_returning && !device_vouched && !late;
             let hour = u32::try_from(event.ts_ms.div_euclid(3_600_000)).unwrap_or(0);
             let count = stranger
                 && learn
                 && keys.get(EntityKind::Customer).is_some_and(|key| self.maps[EntityKind::Customer.index()].get_mut(&key).is_some_and(|mut e| e.first_stranger_failure_in(hour)));
-            let (last_hour, level) = self.baselines.stranger_login_failures(event.ts_ms, count);
+            let (last_hour, level) = self.baselines.stranger_login_failures(event.ts_ms, count, learn);
             (f32::from(stranger), last_hour, level)
         } else {
             (0.0, 0.0, -1.0)
         };
-        // Every event with a region, staff accesses aside (they name the
-        // bank's own offices): what the population's regions are.
+        // Read at every event with a region, staff accesses aside (they name
+        // the bank's own offices); learnt only from passed events of
+        // returning customers: failed events and made-up ids are anyone's to
+        // send, and would make a foreign region common in a few hundred.
         out[23] = match event.region.as_deref() {
-            Some(r) if !staff_access => self.baselines.region_share(entity_hash(w.hash_key, EntityKind::Subnet, r.as_bytes()) as u32, learn),
+            Some(r) if !staff_access => {
+                self.baselines.region_share(entity_hash(w.hash_key, EntityKind::Subnet, r.as_bytes()) as u32, learn && success && customer_returning)
+            }
             _ => -1.0,
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
