@@ -777,7 +777,7 @@ impl RegionShares {
                 }
             }
             self.total += 1;
-            if self.total % REGION_HALVE_EVERY == 0 {
+            if self.total.is_multiple_of(REGION_HALVE_EVERY) {
                 for c in &mut self.counts {
                     c.1 /= 2;
                 }
