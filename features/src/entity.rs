@@ -169,7 +169,7 @@ struct Profile {
     /// onboarding step met while the customer was not returning (an address
     /// counts them at every such step, in each of its windows).
     counted_fresh: bool,
-    /// The clock hour (hours since the epoch) of the stranger's failed login
+    /// The local clock hour (`EventHour::index`) of the stranger's failed login
     /// the population last counted for this customer (0: none); one a day.
     stranger_failure_hour: u32,
     /// When a face match (0) and a liveness check (1) last passed for the
@@ -1098,7 +1098,7 @@ impl Entity {
         }
     }
 
-    /// Whether a stranger's failed login in clock hour `hour` (hours since
+    /// Whether a stranger's failed login in local clock hour `hour` (`EventHour::index`: hours since
     /// the epoch) is the customer's first in 24 hours, noting it: the
     /// population counts customers tried, not tries, so that a handful of
     /// accounts failed over and over, hour after hour, can neither raise

@@ -304,6 +304,9 @@ impl FeatureStore {
         }
         let secs = event_secs(event.ts_ms);
         let clock_hour = EventHour::at(event.ts_ms, w.utc_offset_s);
+        // Hashed once: the profile keeps its low 16 bits, the population's
+        // region shares its high 32.
+        let region_hash = event.region.as_deref().map(|r| entity_hash(w.hash_key, EntityKind::Customer, r.as_bytes()));
         let hour = clock_hour.local;
         let mut related = [None; KIND_COUNT];
         for kind in EntityKind::ALL {
@@ -340,7 +343,7 @@ impl FeatureStore {
             apply: !late,
             related,
             hour,
-            region: event.region.as_deref().map(|r| entity_hash(w.hash_key, EntityKind::Customer, r.as_bytes()) as u16),
+            region: region_hash.map(|h| h as u16),
             device: related[EntityKind::Device.index()],
             duration_ms: duration_ms.map(|d| d.min(u64::from(u32::MAX)) as u32),
             // A record access that does not say how many records it touched touched one:
@@ -503,7 +506,7 @@ impl FeatureStore {
         // every login, so that a login's own features show the hour it is in).
         (out[20], out[21], out[22]) = if event.step == Step::Login && event.staff_id.is_none() {
             let stranger = event.is_failure() && customer_returning && !device_vouched && !late;
-            let hour = u32::try_from(event.ts_ms.div_euclid(3_600_000)).unwrap_or(0);
+            let hour = u32::try_from(clock_hour.index).unwrap_or(0);
             let count = stranger
                 && learn
                 && keys.get(EntityKind::Customer).is_some_and(|key| self.maps[EntityKind::Customer.index()].get_mut(&key).is_some_and(|mut e| e.first_stranger_failure_in(hour)));
@@ -516,10 +519,8 @@ impl FeatureStore {
         // the bank's own offices); learnt only from passed events of
         // returning customers: failed events and made-up ids are anyone's to
         // send, and would make a foreign region common in a few hundred.
-        out[23] = match event.region.as_deref() {
-            Some(r) if !staff_access => {
-                self.baselines.region_share(entity_hash(w.hash_key, EntityKind::Subnet, r.as_bytes()) as u32, learn && success && customer_returning)
-            }
+        out[23] = match region_hash {
+            Some(h) if !staff_access => self.baselines.region_share((h >> 32) as u32, learn && success && customer_returning),
             _ => -1.0,
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
