@@ -159,7 +159,8 @@ pub struct KindLayout {
     /// latest passed of each did not pass on it, or they passed more than
     /// the middle window apart, or after the event), owner_login_here_s (seconds
     /// since the customer's latest passed login on a device that had passed
-    /// a code for them, or while their profile knew no device, if it was in this event's
+    /// a code for them, or while their profile knew no device and every
+    /// passed event of theirs came from the login's place, if it was in this event's
     /// place: its device, else its subnet, or for an event that names
     /// neither, the customer's place within the short window before it;
     /// -1 otherwise), then the `methods` pair.

@@ -963,8 +963,13 @@ impl Entity {
                 // device id is the client's to report: only a login on a
                 // device that passed a code for the customer (or before the
                 // profile knew any device: a new install judges on population
-                // cues) says the owner is here.
-                let owners_device = o.device.map_or(p.devices.is_empty(), |d| p.devices.is_empty() || p.code_passed_at(d).is_some_and(|at| at <= o.secs));
+                // cues) says the owner is here. Before it knew one, only
+                // while every passed event of the customer came from this
+                // place: a login from a second place is as likely a stranger's
+                // on an account whose owner never passed a code (and one
+                // within minutes of the owner's is someone else on it too).
+                let first_place = p.devices.is_empty() && p.other_place_at == 0;
+                let owners_device = o.device.map_or(first_place, |d| first_place || p.code_passed_at(d).is_some_and(|at| at <= o.secs));
                 if owners_device && o.secs >= p.login_at.0 {
                     p.login_at = (o.secs.max(1), method_place);
                 }
