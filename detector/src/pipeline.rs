@@ -720,6 +720,28 @@ mod tests {
     }
 
     #[test]
+    fn a_sensitive_step_on_a_new_device_is_judged_at_the_populations_quiet_hours() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        daytime_population(&p, &mut s);
+        let fired = |d: &Processed| reasons(d).contains(&"takeover_sensitive_step_new_device".to_owned());
+        let mut run = |customer: &str, sensitive_at: &str| {
+            p.process(&event(&p, &format!("{customer}1"), "2026-11-03T11:00:00+09:00", "login", customer, "own-phone", "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, &format!("{customer}2"), "2026-11-03T11:01:00+09:00", "otp", customer, "own-phone", "KR-11"), &mut s).unwrap();
+            let d = p.process(&event(&p, &format!("{customer}3"), sensitive_at, "phone_auth", customer, "new-phone", "KR-11"), &mut s).unwrap();
+            assert_eq!(s.features()[p.store().catalog().slot("customer.hour_seen").unwrap()], 0.0, "an hour the customer was never seen at");
+            d
+        };
+        // At 03:00, an hour this population does not bank at: stepped up.
+        let d = run("night", "2026-11-04T03:00:00+09:00");
+        assert!(fired(&d), "{:?}", reasons(&d));
+        // At 15:00, an hour it lives in, a customer whose profile saw only
+        // their mornings changes phones: no takeover.
+        let d = run("afternoon", "2026-11-04T15:00:00+09:00");
+        assert!(!fired(&d), "{:?}", reasons(&d));
+    }
+
+    #[test]
     fn before_the_population_hours_are_known_the_odd_hour_rule_asks_for_a_day_of_profile() {
         // A new install's first day: no hour of day has closed yet, so none
         // can be called quiet, and every profile is hours old.
@@ -861,6 +883,41 @@ mod tests {
         let home = taken(&mut s, "b", 20, "KR-11");
         assert!(f(&s, "event.region_share") > 0.9 && f(&s, "customer.prior_events") >= 2.0);
         assert!(!reasons(&home).contains(&"takeover_cold_start".to_owned()), "{:?}", reasons(&home));
+    }
+
+    #[test]
+    fn from_a_rare_region_an_hour_somewhat_quiet_is_enough_and_for_no_history_it_is_not() {
+        // A bank busy every hour, but at 02:00 about a third as busy: a night
+        // that is not empty (a world where many bank late) reads 0.25 to 0.5.
+        let p = pipeline();
+        let mut s = p.scratch();
+        let mut n = 0;
+        p.process(&event(&p, "first", "2026-11-01T23:59:00+09:00", "login", "c0", "d0", "KR-11"), &mut s).unwrap();
+        for day in 2..=3 {
+            for hour in 0..24 {
+                let per_hour = if hour == 2 { 35 } else { 100 };
+                for k in 0..per_hour {
+                    let ts = format!("2026-11-0{day}T{hour:02}:{:02}:00+09:00", k * 60 / per_hour);
+                    p.process(&event(&p, &format!("pop{n}"), &ts, "login", &format!("c{}", n % 500), &format!("d{}", n % 500), "KR-11"), &mut s).unwrap();
+                    n += 1;
+                }
+            }
+        }
+        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let cold_start = |d: &Processed| reasons(d).contains(&"takeover_cold_start".to_owned());
+        // c5, with two days of history, from abroad on a device nobody used.
+        p.process(&event(&p, "t1", "2026-11-04T02:10:00+09:00", "login", "c5", "taker", "JP-13"), &mut s).unwrap();
+        let taken = p.process(&event(&p, "t2", "2026-11-04T02:11:00+09:00", "phone_auth", "c5", "taker", "JP-13"), &mut s).unwrap();
+        let hour = f(&s, "event.hour_activity");
+        assert!((0.25..0.5).contains(&hour), "{hour}");
+        assert!(f(&s, "event.region_share") < 0.005 && f(&s, "customer.history_days") >= 1.0);
+        assert!(cold_start(&taken), "{:?}", reasons(&taken));
+        // A customer first seen now, at home, on a new phone: at this hour
+        // many honest people change phones; only a quieter one is judged.
+        p.process(&event(&p, "n1", "2026-11-04T02:20:00+09:00", "login", "newcomer", "new-phone", "KR-11"), &mut s).unwrap();
+        let newcomer = p.process(&event(&p, "n2", "2026-11-04T02:21:00+09:00", "phone_auth", "newcomer", "new-phone", "KR-11"), &mut s).unwrap();
+        assert!(f(&s, "customer.prior_events") < 2.0);
+        assert!(!cold_start(&newcomer), "{:?}", reasons(&newcomer));
     }
 
     #[test]
