@@ -886,7 +886,7 @@ mod tests {
     }
 
     #[test]
-    fn from_a_rare_region_an_hour_somewhat_quiet_is_enough_and_for_no_history_it_is_not() {
+    fn an_hour_somewhat_quiet_is_enough_from_a_rare_region_or_after_a_login_not_for_an_applicant() {
         // A bank busy every hour, but at 02:00 about a third as busy: a night
         // that is not empty (a world where many bank late) reads 0.25 to 0.5.
         let p = pipeline();
@@ -912,12 +912,39 @@ mod tests {
         assert!((0.25..0.5).contains(&hour), "{hour}");
         assert!(f(&s, "event.region_share") < 0.005 && f(&s, "customer.history_days") >= 1.0);
         assert!(cold_start(&taken), "{:?}", reasons(&taken));
-        // A customer first seen now, at home, on a new phone: at this hour
-        // many honest people change phones; only a quieter one is judged.
-        p.process(&event(&p, "n1", "2026-11-04T02:20:00+09:00", "login", "newcomer", "new-phone", "KR-11"), &mut s).unwrap();
-        let newcomer = p.process(&event(&p, "n2", "2026-11-04T02:21:00+09:00", "phone_auth", "newcomer", "new-phone", "KR-11"), &mut s).unwrap();
-        assert!(f(&s, "customer.prior_events") < 2.0);
-        assert!(!cold_start(&newcomer), "{:?}", reasons(&newcomer));
+        // An applicant first named at the phone check, at home, on a new
+        // phone: at this hour many verify their phones; only a quieter one is judged.
+        let applicant = p.process(&event(&p, "n2", "2026-11-04T02:21:00+09:00", "phone_auth", "applicant", "new-phone", "KR-11"), &mut s).unwrap();
+        assert!(f(&s, "customer.prior_events") < 2.0 && f(&s, "customer.returning") == 0.0);
+        assert!(!cold_start(&applicant), "{:?}", reasons(&applicant));
+        // An existing customer new to the store (a passed login first) is judged at it.
+        p.process(&event(&p, "e1", "2026-11-04T02:30:00+09:00", "login", "existing", "other-new-phone", "KR-11"), &mut s).unwrap();
+        let existing = p.process(&event(&p, "e2", "2026-11-04T02:31:00+09:00", "phone_auth", "existing", "other-new-phone", "KR-11"), &mut s).unwrap();
+        assert!(f(&s, "customer.prior_events") < 2.0 && f(&s, "customer.returning") == 1.0);
+        assert!(cold_start(&existing), "{:?}", reasons(&existing));
+    }
+
+    #[test]
+    fn before_the_population_hours_are_known_a_logged_in_newcomer_is_judged_at_night_by_the_clock() {
+        // A new install's first hours: no hour of day has closed.
+        let run = |customer: &str, first: Option<&str>, sensitive_at: &str| {
+            let p = pipeline();
+            let mut s = p.scratch();
+            for i in 0..50 {
+                p.process(&event(&p, &format!("w{i}"), "2026-11-02T00:00:00+09:00", "login", &format!("w{i}"), &format!("dw{i}"), "KR-11"), &mut s).unwrap();
+            }
+            if let Some(at) = first {
+                p.process(&event(&p, "l", at, "login", customer, "fresh-phone", "KR-11"), &mut s).unwrap();
+            }
+            let d = p.process(&event(&p, "x", sensitive_at, "phone_auth", customer, "fresh-phone", "KR-11"), &mut s).unwrap();
+            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            reasons(&d).contains(&"takeover_cold_start".to_owned())
+        };
+        assert!(run("c1", Some("2026-11-02T03:10:00+09:00"), "2026-11-02T03:11:00+09:00"), "a login, then a phone change at 03:11");
+        assert!(run("c1", Some("2026-11-02T23:10:00+09:00"), "2026-11-02T23:11:00+09:00"), "and at 23:11");
+        assert!(!run("c1", Some("2026-11-02T14:10:00+09:00"), "2026-11-02T14:11:00+09:00"), "by day: nothing");
+        assert!(!run("c1", Some("2026-11-02T07:10:00+09:00"), "2026-11-02T07:11:00+09:00"), "from 07:00: nothing");
+        assert!(!run("applicant", None, "2026-11-02T03:11:00+09:00"), "an applicant first named at the phone check: nothing");
     }
 
     #[test]
