@@ -724,21 +724,41 @@ mod tests {
         let p = pipeline();
         let mut s = p.scratch();
         daytime_population(&p, &mut s);
+        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
         let fired = |d: &Processed| reasons(d).contains(&"takeover_sensitive_step_new_device".to_owned());
-        let mut run = |customer: &str, sensitive_at: &str| {
-            p.process(&event(&p, &format!("{customer}1"), "2026-11-03T11:00:00+09:00", "login", customer, "own-phone", "KR-11"), &mut s).unwrap();
-            p.process(&event(&p, &format!("{customer}2"), "2026-11-03T11:01:00+09:00", "otp", customer, "own-phone", "KR-11"), &mut s).unwrap();
-            let d = p.process(&event(&p, &format!("{customer}3"), sensitive_at, "phone_auth", customer, "new-phone", "KR-11"), &mut s).unwrap();
-            assert_eq!(s.features()[p.store().catalog().slot("customer.hour_seen").unwrap()], 0.0, "an hour the customer was never seen at");
+        // Two customers whose profiles saw only their mornings, in time order.
+        for (i, customer) in ["afternoon", "night"].iter().enumerate() {
+            let at = |minute: usize| format!("2026-11-03T11:{:02}:00+09:00", 2 * i + minute);
+            p.process(&event(&p, &format!("{customer}1"), &at(0), "login", customer, "own-phone", "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, &format!("{customer}2"), &at(1), "otp", customer, "own-phone", "KR-11"), &mut s).unwrap();
+        }
+        let sensitive = |s: &mut Scratch, customer: &str, at: &str| {
+            let d = p.process(&event(&p, &format!("{customer}3"), at, "phone_auth", customer, "new-phone", "KR-11"), s).unwrap();
+            assert_eq!(f(s, "customer.hour_seen"), 0.0, "an hour the customer was never seen at");
+            assert!(f(s, "customer.prior_events") >= 2.0 && f(s, "customer.new_device") == 1.0 && f(s, "event.population_hours_known") == 1.0);
             d
         };
-        // At 03:00, an hour this population does not bank at: stepped up.
-        let d = run("night", "2026-11-04T03:00:00+09:00");
-        assert!(fired(&d), "{:?}", reasons(&d));
-        // At 15:00, an hour it lives in, a customer whose profile saw only
-        // their mornings changes phones: no takeover.
-        let d = run("afternoon", "2026-11-04T15:00:00+09:00");
+        // At 15:00, an hour this population lives in, a phone change: no takeover.
+        let d = sensitive(&mut s, "afternoon", "2026-11-04T15:00:00+09:00");
+        assert!(f(&s, "event.hour_activity") >= 0.5, "{}", f(&s, "event.hour_activity"));
         assert!(!fired(&d), "{:?}", reasons(&d));
+        // At 03:00, an hour it does not bank at: stepped up.
+        let d = sensitive(&mut s, "night", "2026-11-05T03:00:00+09:00");
+        assert!(f(&s, "event.hour_activity") < 0.5, "{}", f(&s, "event.hour_activity"));
+        assert!(fired(&d), "{:?}", reasons(&d));
+        // Before the population's hours are known: a profile a day deep is
+        // judged on its own hours, one of hours is not.
+        let run = |history_day: &str| {
+            let p = pipeline();
+            let mut s = p.scratch();
+            p.process(&event(&p, "h1", &format!("{history_day}T09:00:00+09:00"), "login", "c1", "own-phone", "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, "h2", &format!("{history_day}T09:01:00+09:00"), "otp", "c1", "own-phone", "KR-11"), &mut s).unwrap();
+            let d = p.process(&event(&p, "x", "2026-11-02T23:00:00+09:00", "phone_auth", "c1", "new-phone", "KR-11"), &mut s).unwrap();
+            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            reasons(&d).contains(&"takeover_sensitive_step_new_device".to_owned())
+        };
+        assert!(run("2026-11-01"), "a profile of a day and more");
+        assert!(!run("2026-11-02"), "a profile of hours");
     }
 
     #[test]
@@ -944,6 +964,8 @@ mod tests {
         assert!(run("c1", Some("2026-11-02T23:10:00+09:00"), "2026-11-02T23:11:00+09:00"), "and at 23:11");
         assert!(!run("c1", Some("2026-11-02T14:10:00+09:00"), "2026-11-02T14:11:00+09:00"), "by day: nothing");
         assert!(!run("c1", Some("2026-11-02T07:10:00+09:00"), "2026-11-02T07:11:00+09:00"), "from 07:00: nothing");
+        assert!(run("c1", Some("2026-11-02T06:58:00+09:00"), "2026-11-02T06:59:00+09:00"), "06:59 is still night");
+        assert!(!run("c1", Some("2026-11-02T22:58:00+09:00"), "2026-11-02T22:59:00+09:00"), "22:59 is not yet");
         assert!(!run("applicant", None, "2026-11-02T03:11:00+09:00"), "an applicant first named at the phone check: nothing");
     }
 

@@ -19,9 +19,18 @@ use std::process::Command;
 /// population's hours stopped reading a new install's first day as quiet:
 /// 88 flagged (0.62%), 81 caught; the build before flagged 106 (0.75%).
 /// With the credential-stuffing and rare-region rules of the same sitting:
-/// 88 flagged, 82 caught.
-const MAX_BENIGN_FLAG_RATE: f64 = 0.0072;
-const MIN_INCIDENT_RECALL: f64 = 0.72;
+/// 88 flagged, 82 caught. Lowered again when an existing customer's
+/// further account after their own login stopped being asked for two
+/// methods, a second application on one card and phone became an alert,
+/// and a sensitive step on a new phone asked for a quiet hour: 36 flagged
+/// (0.26%), 82 caught; with the rule for an insider just past the shift, 83
+/// caught (0.79); with the cold-start takeover judged on a new install's
+/// first night, 40 flagged (0.28%), 88 caught (0.84); with a slow proxy's
+/// third fresh identity stepped up, 45 flagged (0.32%), 91 caught (0.87).
+/// The recall floor was raised from 0.72 with them. Each figure was measured
+/// after its change was chosen on other seeds; none was chosen here.
+const MAX_BENIGN_FLAG_RATE: f64 = 0.0040;
+const MIN_INCIDENT_RECALL: f64 = 0.82;
 
 #[test]
 fn another_generators_traffic_is_accepted_and_detection_does_not_fall_back() {
