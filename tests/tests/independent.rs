@@ -26,7 +26,8 @@ use std::process::Command;
 /// (0.26%), 82 caught; with the rule for an insider just past the shift, 83
 /// caught (0.79); with the cold-start takeover judged on a new install's
 /// first night, 40 flagged (0.28%), 88 caught (0.84); with a slow proxy's
-/// third fresh identity stepped up, 45 flagged (0.32%), 91 caught (0.87).
+/// third fresh identity stepped up, 45 flagged (0.32%), 91 caught (0.87);
+/// with a one-device address left to the device rules, 41 flagged (0.29%).
 /// The recall floor was raised from 0.72 with them. Each figure was measured
 /// after its change was chosen on other seeds; none was chosen here.
 const MAX_BENIGN_FLAG_RATE: f64 = 0.0040;
