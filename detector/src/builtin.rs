@@ -343,9 +343,7 @@ mod tests {
     use crate::{Config, Pipeline, Verdict};
 
     fn run(lines: &[&str]) -> Vec<crate::Decision> {
-        let mut config = Config::default();
-        config.model.enabled = false;
-        let p = Pipeline::new(config).unwrap();
+        let p = pipeline_with(|_| {});
         let mut s = p.scratch();
         lines
             .iter()
@@ -368,9 +366,7 @@ mod tests {
 
     /// Events without a session id, each a whole JSON object.
     fn run_sessionless(events: &[&str]) -> Vec<crate::Decision> {
-        let mut config = Config::default();
-        config.model.enabled = false;
-        let p = Pipeline::new(config).unwrap();
+        let p = pipeline_with(|_| {});
         let mut s = p.scratch();
         events.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap().decision).collect()
     }
@@ -463,11 +459,16 @@ mod tests {
         events.iter().map(|e| p.process(&p.parse(e.as_bytes()).unwrap(), &mut s).unwrap().decision).collect()
     }
 
-    fn pipeline(session_ids: haechi_features::SessionIds) -> Pipeline {
+    /// A pipeline without the model, its configuration tweaked by `tweak`.
+    fn pipeline_with(tweak: impl FnOnce(&mut Config)) -> Pipeline {
         let mut config = Config::default();
         config.model.enabled = false;
-        config.features.session_ids = session_ids;
+        tweak(&mut config);
         Pipeline::new(config).unwrap()
+    }
+
+    fn pipeline(session_ids: haechi_features::SessionIds) -> Pipeline {
+        pipeline_with(|c| c.features.session_ids = session_ids)
     }
 
     #[test]
@@ -574,12 +575,7 @@ mod tests {
 
     #[test]
     fn a_customer_who_logged_in_where_the_account_is_opened_is_not_asked_for_two_methods() {
-        let spare = || {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            assert!(config.builtin.fsc_spare_logged_in, "on by default");
-            Pipeline::new(config).unwrap()
-        };
+        let spare = || pipeline_with(|c| assert!(c.builtin.fsc_spare_logged_in, "on by default"));
         // The day before, the population's hours: everyone at 10:00 (after
         // the install's first minutes, at 09:59, whose hour counts for nothing).
         let population: Vec<String> = std::iter::once(event("w-first", 0, "login", "w-first", "s-w-first", "d-first", "").replace("2026-11-02T10:00", "2026-11-01T09:59"))
@@ -610,12 +606,7 @@ mod tests {
         let at_three = |e: String| e.replace("2026-11-02T10:", "2026-11-02T03:");
         let night = [at_three(login(1, "phone")), at_three(code(2, "phone")), at_three(open(3, "phone"))];
         assert!(fsc_note(&decide(&spare(), &night)[2]).is_some_and(|n| n.contains("methods seen: otp_or_card") && !n.contains("besides")));
-        let short_day = {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.builtin.fsc_spare_day_hours = [11, 20];
-            Pipeline::new(config).unwrap()
-        };
+        let short_day = pipeline_with(|c| c.builtin.fsc_spare_day_hours = [11, 20]);
         assert!(spared(&short_day, "phone").is_some_and(|n| n.contains("methods seen: otp_or_card")));
         // Nor at an hour the population seldom uses: a profile that knew no
         // device would take a night's takeover's login for the owner's.
@@ -649,12 +640,7 @@ mod tests {
         // Another customer's login on the device vouches for nobody else.
         assert!(fsc_note(&decide(&p(), &[login(1, "phone"), open(3, "phone").replace("c7", "c8")])[1]).is_some());
         // Turned off, every opening is asked for two methods.
-        let strict = {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.builtin.fsc_spare_logged_in = false;
-            Pipeline::new(config).unwrap()
-        };
+        let strict = pipeline_with(|c| c.builtin.fsc_spare_logged_in = false);
         decide(&strict, &population);
         assert!(spared(&strict, "phone").is_some_and(|n| n.contains("methods seen: otp_or_card")));
         // Event time has moved on; a late opening of a customer the store does
