@@ -605,6 +605,24 @@ impl MinuteHourCounts {
     }
 }
 
+/// The earliest clock hour a population count has learnt from: how many
+/// complete hours of the day before the current one (at most 23) its level
+/// may span, so that a new install's first hours do not read as a quiet day.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct FirstHour(Option<i64>);
+
+impl FirstHour {
+    fn note(&mut self, hour: i64) {
+        self.0 = Some(self.0.map_or(hour, |first| first.min(hour)));
+    }
+
+    /// Complete hours between the first and `hour`, at most 23.
+    fn hours_before(self, hour: i64) -> i64 {
+        self.0.map_or(0, |first| (hour - first).clamp(0, 23))
+    }
+}
+
 /// How busy onboarding is right now against its own recent past: onboarding
 /// events in the last hour of event time, over what the last day's hours
 /// held on average, scaled by the hour's place in the daily rhythm. A
@@ -614,7 +632,7 @@ impl MinuteHourCounts {
 pub(crate) struct OnboardingRate {
     counts: MinuteHourCounts,
     /// The first hour seen: how much of the day the average may span.
-    first_hour: Option<i64>,
+    first_hour: FirstHour,
 }
 
 /// Hours of onboarding history the surge needs before it reads anything but 1.
@@ -640,7 +658,7 @@ impl OnboardingRate {
         // The average is over hours that had onboarding, not over the clock: a gap in the
         // traffic (a restart from an old snapshot, a warm-up from a file with holes) must not
         // read as a quiet day. An honest quiet night then reads a little low, never high.
-        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 23)).min(hours_with_onboarding);
+        let span = self.first_hour.hours_before(hour).min(hours_with_onboarding);
         let surge = if span >= SURGE_MIN_HOURS && day >= SURGE_MIN_EVENTS {
             let average = day as f32 / span as f32;
             ((last_hour as f32 - own).max(0.0) / (average * hour_activity.max(SURGE_QUIET_FLOOR))).min(SURGE_MAX)
@@ -648,7 +666,7 @@ impl OnboardingRate {
             1.0
         };
         if learn {
-            self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
+            self.first_hour.note(hour);
             self.counts.count(minute);
         }
         surge
@@ -695,7 +713,7 @@ impl NewIdentityCount {
 pub(crate) struct StrangerFailures {
     counts: MinuteHourCounts,
     /// The first hour counted: how many hours the level may span.
-    first_hour: Option<i64>,
+    first_hour: FirstHour,
 }
 
 /// Hours of history before the population's hourly level of stranger
@@ -713,13 +731,13 @@ impl StrangerFailures {
         // From the first login learnt, counted or not: a bank that has not
         // had a stranger failure yet has a level of none, not no level.
         if learn {
-            self.first_hour = Some(self.first_hour.map_or(hour, |f| f.min(hour)));
+            self.first_hour.note(hour);
         }
         if count {
             self.counts.count(minute);
         }
         let last_hour = self.counts.last_hour(minute);
-        let span = self.first_hour.map_or(0, |f| (hour - f).clamp(0, 23));
+        let span = self.first_hour.hours_before(hour);
         let level = if span >= STRANGER_MIN_HOURS {
             let mut hours = [0u32; 23];
             for (slot, n) in hours.iter_mut().zip(self.counts.hours_in(hour - span..=hour - 1)) {
