@@ -720,6 +720,45 @@ mod tests {
     }
 
     #[test]
+    fn a_new_device_is_weighed_against_how_often_its_channel_brings_one() {
+        let p = pipeline();
+        let mut s = p.scratch();
+        daytime_population(&p, &mut s);
+        let on = |id: &str, ts: &str, step: &str, customer: &str, device: &str, region: &str, channel: &str| {
+            let json = format!(
+                r#"{{"event_id":"{id}","ts":"{ts}","step":"{step}","result":"success","customer_id":"{customer}","device_id":"{device}","session_id":"s-{id}","region":"{region}","ip":"121.2.{}.1","channel":"{channel}"}}"#,
+                id.len()
+            );
+            p.parse(json.as_bytes()).unwrap()
+        };
+        // Forty customers pass a code on their phone and log in on the app,
+        // then come back: on the app on that phone, and through the web on a
+        // browser whose fingerprint resets every session.
+        for i in 0..40 {
+            let (c, phone) = (format!("w{i}"), format!("phone-w{i}"));
+            let visits = [("otp", phone.as_str(), "app"), ("login", &phone, "app"), ("login", &phone, "app"), ("login", "fp-a", "web"), ("login", "fp-b", "web")];
+            for (k, (step, device, channel)) in visits.into_iter().enumerate() {
+                let device = if channel == "web" { format!("{device}-{i}") } else { device.to_owned() };
+                let ts = format!("2026-11-03T10:{i:02}:{:02}+09:00", 10 * k);
+                p.process(&on(&format!("w{i}-{k}"), &ts, step, &c, &device, "KR-11", channel), &mut s).unwrap();
+            }
+        }
+        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
+        // At 03:00, from Busan, on a device new to the customer: through the
+        // web, where returning customers always bring a new one, that says
+        // nothing; on the app, where they never do, it does.
+        let d = p.process(&on("x1", "2026-11-04T03:00:00+09:00", "login", "w0", "fp-c-0", "KR-26", "web"), &mut s).unwrap();
+        assert_eq!(f(&s, "event.channel_new_device_share"), 1.0);
+        assert!(f(&s, "customer.new_device") == 1.0 && f(&s, "customer.new_region") == 1.0 && f(&s, "event.hour_activity") < 0.5);
+        assert!(!fired(&d), "{:?}", reasons(&d));
+        let d = p.process(&on("x2", "2026-11-04T03:01:00+09:00", "login", "w1", "another-phone", "KR-26", "app"), &mut s).unwrap();
+        assert_eq!(f(&s, "event.channel_new_device_share"), 0.0);
+        assert!(f(&s, "customer.new_device") == 1.0 && f(&s, "customer.new_region") == 1.0 && f(&s, "event.hour_activity") < 0.5);
+        assert!(fired(&d), "{:?}", reasons(&d));
+    }
+
+    #[test]
     fn a_sensitive_step_on_a_new_device_is_judged_at_the_populations_quiet_hours() {
         let p = pipeline();
         let mut s = p.scratch();

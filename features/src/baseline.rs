@@ -816,6 +816,53 @@ impl RegionShares {
     }
 }
 
+/// How often each channel's returning customers log in on a device their
+/// profile does not know. A world whose web sessions reset their browser
+/// fingerprint shows most web logins on a "new" device, and the same
+/// world's app logins almost none: a new device is evidence of a takeover
+/// only on a channel where returning customers seldom bring one. Learnt
+/// from passed logins of returning customers whose profile knew a device
+/// (a stranger's try fails, or is one of a few). The counts halve at
+/// [`CHURN_HALVE_AT`], so a channel's share follows a change of client
+/// (a new app release that resets device ids) within a few thousand logins.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct DeviceChurn {
+    /// Per channel (app, web, not named): logins on a device new to the profile, and all.
+    counts: [(u32, u32); 3],
+}
+
+/// Logins a channel needs before its share is read (-1 until then).
+pub const MIN_CHURN_LOGINS: u32 = 20;
+/// Logins of a channel at which its counts halve.
+const CHURN_HALVE_AT: u32 = 4_000;
+
+impl DeviceChurn {
+    /// The channel's share of logins on a new device as it stood before this
+    /// event, then count the login (`new_device`: whether its device was new
+    /// to a profile that knew one; `None`: not a login to count).
+    fn observe(&mut self, channel: usize, new_device: Option<bool>) -> f32 {
+        let (new, all) = self.counts[channel];
+        let share = if all < MIN_CHURN_LOGINS { -1.0 } else { new as f32 / all as f32 };
+        if let Some(is_new) = new_device {
+            let c = &mut self.counts[channel];
+            c.0 += u32::from(is_new);
+            c.1 += 1;
+            if c.1 >= CHURN_HALVE_AT {
+                *c = (c.0 / 2, c.1 / 2);
+            }
+        }
+        share
+    }
+
+    /// A copy from a snapshot must count no more new devices than logins, under the halving point.
+    fn check(&self) -> Result<(), Error> {
+        match self.counts.iter().find(|(new, all)| new > all || *all >= CHURN_HALVE_AT) {
+            Some((new, all)) => Err(Error::Snapshot(format!("device churn of {new} new devices in {all} logins"))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Returning customers the whole population carried, by clock hour of
 /// event time: each customer sits in the hour of their last passed event as
 /// a returning customer, so the last 24 hours hold distinct customers. What
@@ -909,6 +956,7 @@ pub struct Baselines {
     returning: Mutex<ReturningCount>,
     stranger_failures: Mutex<StrangerFailures>,
     regions: Mutex<RegionShares>,
+    device_churn: Mutex<DeviceChurn>,
 }
 
 impl Default for Baselines {
@@ -942,6 +990,7 @@ impl Baselines {
             returning: Mutex::new(ReturningCount::default()),
             stranger_failures: Mutex::new(StrangerFailures::default()),
             regions: Mutex::new(RegionShares::default()),
+            device_churn: Mutex::new(DeviceChurn::default()),
         }
     }
 
@@ -1031,6 +1080,14 @@ impl Baselines {
     /// (see [`RegionShares`]).
     pub fn region_share(&self, region: u32, learn: bool) -> f32 {
         locked(&self.regions).observe(region, learn)
+    }
+
+    /// The share of the channel's logins of returning customers that came
+    /// from a device new to their profile, before this event (-1 until
+    /// [`MIN_CHURN_LOGINS`]); then count this login if it is one
+    /// (`new_device`; see [`DeviceChurn`]). `channel`: 0 app, 1 web, 2 not named.
+    pub fn device_churn(&self, channel: usize, new_device: Option<bool>) -> f32 {
+        locked(&self.device_churn).observe(channel, new_device)
     }
 
     /// A returning customer's last active hour (hours since the epoch of
@@ -1149,6 +1206,9 @@ pub struct BaselinesState {
     returning: ReturningCount,
     stranger_failures: StrangerFailures,
     regions: RegionShares,
+    /// Absent from a snapshot written before it: learnt afresh.
+    #[serde(default)]
+    device_churn: DeviceChurn,
 }
 
 /// The step baseline a duration is ranked in and learnt into: reported
@@ -1192,6 +1252,7 @@ impl Baselines {
             returning: locked(&self.returning).clone(),
             stranger_failures: locked(&self.stranger_failures).clone(),
             regions: locked(&self.regions).clone(),
+            device_churn: locked(&self.device_churn).clone(),
         }
     }
 
@@ -1225,6 +1286,7 @@ impl Baselines {
         state.new_identities.counts.check("a count of fresh identities")?;
         state.stranger_failures.counts.check("a count of stranger login failures")?;
         state.regions.check()?;
+        state.device_churn.check()?;
         state.hours.check()?;
         state.returning.check()?;
         state.staff_days.check()?;
@@ -1242,6 +1304,7 @@ impl Baselines {
         *locked(&self.returning) = state.returning.clone();
         *locked(&self.stranger_failures) = state.stranger_failures.clone();
         *locked(&self.regions) = state.regions.clone();
+        *locked(&self.device_churn) = state.device_churn.clone();
         Ok(())
     }
 }
@@ -1507,6 +1570,42 @@ mod tests {
         let quiet = Baselines::default();
         quiet.stranger_login_failures(0, true, true);
         assert_eq!(quiet.stranger_login_failures(20 * HOUR, false, false).1, 0.0);
+    }
+
+    #[test]
+    fn each_channel_learns_its_own_share_of_new_devices() {
+        let b = Baselines::default();
+        let (app, web) = (0, 1);
+        // Web sessions that reset their fingerprint: three logins in four on
+        // a "new" device. The app keeps its id: one in twenty.
+        for i in 0..MIN_CHURN_LOGINS {
+            assert_eq!(b.device_churn(web, Some(i % 4 != 0)), -1.0, "no share before enough logins");
+            b.device_churn(app, Some(i % 20 == 0));
+        }
+        assert!((b.device_churn(web, None) - 0.75).abs() < 1e-6);
+        assert!((b.device_churn(app, None) - 0.05).abs() < 1e-6);
+        assert_eq!(b.device_churn(2, None), -1.0, "a channel never seen has no share");
+        // Reading teaches nothing; a client release that resets the app's
+        // device ids moves its share within the halving's reach.
+        assert!((b.device_churn(app, None) - 0.05).abs() < 1e-6);
+        for _ in 0..2 * CHURN_HALVE_AT {
+            b.device_churn(app, Some(true));
+        }
+        assert!(b.device_churn(app, None) > 0.8, "{}", b.device_churn(app, None));
+        // A snapshot keeps it; a forged one that counts more new devices than logins is refused.
+        let state = b.export_state();
+        let restored = Baselines::default();
+        restored.restore_state(&state).unwrap();
+        assert_eq!(restored.device_churn(web, None), b.device_churn(web, None));
+        let mut forged = state.clone();
+        forged.device_churn.counts[0] = (10, 5);
+        assert!(matches!(restored.restore_state(&forged), Err(Error::Snapshot(m)) if m.contains("device churn")));
+        // A snapshot written before the churn was learnt still loads, and learns it afresh.
+        let mut old = serde_json::to_value(&state).unwrap();
+        old.as_object_mut().unwrap().remove("device_churn");
+        let old: BaselinesState = serde_json::from_value(old).unwrap();
+        restored.restore_state(&old).unwrap();
+        assert_eq!(restored.device_churn(web, None), -1.0);
     }
 
     #[test]

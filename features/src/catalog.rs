@@ -103,7 +103,13 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// almost never use reads near 0 (-1 without a region, at staff accesses,
 /// or before 2,000 passed events of returning customers with one, which
 /// alone teach it).
-pub const EVENT_FEATURES: [&str; 24] = [
+/// `channel_new_device_share` is the share of the event's channel's (app,
+/// web, or none named) passed logins of returning customers whose profile
+/// knew a device that came from a device it did not, before the event:
+/// near 0 where devices keep their ids, high where web sessions reset their
+/// fingerprint, so that `customer.new_device` is weighed against it (-1 at
+/// staff accesses, at events naming no customer, or before 20 such logins).
+pub const EVENT_FEATURES: [&str; 25] = [
     "event.hour",
     "event.duration_ms",
     "event.failure",
@@ -128,6 +134,7 @@ pub const EVENT_FEATURES: [&str; 24] = [
     "event.population_stranger_failures_1h",
     "event.population_stranger_failures_hourly",
     "event.region_share",
+    "event.channel_new_device_share",
 ];
 
 /// Slot offsets of one kind's features.

@@ -13,7 +13,7 @@ use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, SessionIds, Windows};
 use crate::entity::{Entity, Learnt, Observed, SessionLogin};
 use crate::error::{Error, Result};
-use crate::event::{Event, Step};
+use crate::event::{Channel, Event, Step};
 use crate::session_ids::{SessionIdGauge, SessionIdsState};
 use crate::keys::{entity_hash, lookup_hash, session_key, subnet_bytes, EntityKeys, EntityKind, KIND_COUNT};
 
@@ -95,6 +95,9 @@ pub struct FeatureStore {
     ip_new_1h_slot: Option<usize>,
     /// `device.distinct_returning_total`: whether a device ever carried a returning customer.
     device_returning_total_slot: Option<usize>,
+    /// The customer profile's first slot (`customer.prior_events`), whose
+    /// `new_device` and `known_devices` teach a channel's device churn.
+    customer_profile_slot: Option<usize>,
     /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
     ip_events_1h_slot: usize,
     /// Whether the stream's session ids span steps (see `session_ids`);
@@ -118,9 +121,11 @@ impl FeatureStore {
         let ip_events_1h_slot = catalog.layout(EntityKind::Ip).base + 2;
         assert!(catalog.name(ip_events_1h_slot).starts_with("ip.events_"), "the catalog's layout moved: {}", catalog.name(ip_events_1h_slot));
         let device_returning_total_slot = catalog.slot("device.distinct_returning_total");
+        let customer_profile_slot = catalog.layout(EntityKind::Customer).profile;
         Ok(FeatureStore {
             ip_new_1h_slot,
             device_returning_total_slot,
+            customer_profile_slot,
             ip_events_1h_slot,
             catalog: Arc::new(catalog),
             windows,
@@ -521,6 +526,24 @@ impl FeatureStore {
         // send, and would make a foreign region common in a few hundred.
         out[23] = match region_hash {
             Some(h) if !staff_access => self.baselines.region_share((h >> 32) as u32, learn && success && customer_returning),
+            _ => -1.0,
+        };
+        // Read at every customer's event; learnt from a returning customer's
+        // passed login whose profile knew a device before it (a login
+        // teaches the profile no device, so `known_devices` is still the
+        // count before it). A stranger's stolen password counts too, but
+        // it would take thousands of takeovers in a day to make a channel's
+        // new devices look usual.
+        out[24] = match self.customer_profile_slot {
+            Some(p) if !staff_access && event.customer_id.is_some() => {
+                let channel = match event.channel {
+                    Some(Channel::App) => 0,
+                    Some(Channel::Web) => 1,
+                    None => 2,
+                };
+                let judged = learn && success && customer_returning && event.step == Step::Login && event.device_id.is_some() && out[p] > 0.0 && out[p + 5] > 0.0;
+                self.baselines.device_churn(channel, judged.then_some(out[p + 3] == 1.0))
+            }
             _ => -1.0,
         };
         self.maybe_sweep(secs, self.inline_sweeps.load(Ordering::Relaxed));
@@ -1648,6 +1671,62 @@ mod tests {
         assert_eq!(get(&store, &out, "id_doc.present"), 0.0);
         assert_eq!(store.entity_count(EntityKind::Ip), 1);
         assert_eq!(store.entity_count(EntityKind::Customer), 5);
+    }
+
+    #[test]
+    fn each_channel_reads_how_often_its_returning_customers_bring_a_new_device() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        let on = |id: usize, ms: i64, customer: &str, device: &str, step: Step, channel: Option<Channel>| {
+            let mut e = event(id, ms, customer, "10.0.0.1", device, false);
+            e.step = step;
+            e.channel = channel;
+            e
+        };
+        let share = |store: &FeatureStore, out: &mut Vec<f32>, e: &Event| {
+            store.observe(e, out);
+            get(store, out, "event.channel_new_device_share")
+        };
+        let mut id = 0;
+        let mut next = || {
+            id += 1;
+            id
+        };
+        for i in 0..300i64 {
+            let (c, t) = (format!("c{i}"), t0 + i * 60_000);
+            let phone = format!("phone-{i}");
+            // A passed code teaches the profile its phone; the first login
+            // makes the customer returning, and is not counted.
+            share(&store, &mut out, &on(next(), t, &c, &phone, Step::Otp, Some(Channel::App)));
+            share(&store, &mut out, &on(next(), t + 1_000, &c, &phone, Step::Login, Some(Channel::App)));
+            // Back on the app: on the known phone, but one in ten on a new one.
+            let app_device = if i % 10 == 0 { format!("new-phone-{i}") } else { phone.clone() };
+            share(&store, &mut out, &on(next(), t + 2_000, &c, &app_device, Step::Login, Some(Channel::App)));
+            // Through the web, on a fingerprint of its own every time.
+            share(&store, &mut out, &on(next(), t + 3_000, &c, &format!("browser-{i}"), Step::Login, Some(Channel::Web)));
+            // A failed login on a new phone is anyone's to send: not counted.
+            let mut failed = on(next(), t + 4_000, &c, "a-strangers-phone", Step::Login, Some(Channel::App));
+            failed.result = Outcome::Failure;
+            share(&store, &mut out, &failed);
+            // A customer whose profile knows no device has nothing to call new: not counted.
+            let codeless = format!("codeless{i}");
+            for k in 0..2 {
+                share(&store, &mut out, &on(next(), t + 5_000 + k, &codeless, &format!("p{i}-{k}"), Step::Login, Some(Channel::App)));
+            }
+        }
+        let t = t0 + 300 * 60_000;
+        let app = share(&store, &mut out, &on(next(), t, "c1", "phone-1", Step::Otp, Some(Channel::App)));
+        let web = share(&store, &mut out, &on(next(), t, "c1", "browser-x", Step::Otp, Some(Channel::Web)));
+        assert!((app - 0.1).abs() < 1e-6, "app {app}");
+        assert_eq!(web, 1.0);
+        assert_eq!(share(&store, &mut out, &on(next(), t, "c1", "phone-1", Step::Otp, None)), -1.0, "no channel named: a bucket of its own, empty");
+        let mut staff = on(next(), t, "c1", "pc-1", Step::RecordView, Some(Channel::Web));
+        staff.staff_id = Some("s1".into());
+        assert_eq!(share(&store, &mut out, &staff), -1.0, "a staff access names its record's customer, not its own");
+        let mut nobody = on(next(), t, "c1", "phone-1", Step::Otp, Some(Channel::App));
+        nobody.customer_id = None;
+        assert_eq!(share(&store, &mut out, &nobody), -1.0);
     }
 
     #[test]
