@@ -945,6 +945,30 @@ mod tests {
     }
 
     #[test]
+    fn on_a_new_installs_first_night_a_region_abroad_is_rare_by_the_banks_country() {
+        // Nothing learnt yet: neither the population's hours nor its regions.
+        let run = |home_country: &str, region: &str, at: &str| {
+            let mut config = Config::default();
+            config.model.enabled = false;
+            config.features.home_country = home_country.into();
+            let p = Pipeline::new(config).unwrap();
+            let mut s = p.scratch();
+            p.process(&event(&p, "h1", "2026-11-02T12:00:00+09:00", "login", "victim", "own-phone", "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, "h2", "2026-11-02T12:01:00+09:00", "login", "victim", "own-phone", "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, "t1", &format!("2026-11-02T{at}:00+09:00"), "login", "victim", "taker", region), &mut s).unwrap();
+            let d = p.process(&event(&p, "t2", &format!("2026-11-02T{at}:30+09:00"), "phone_auth", "victim", "taker", region), &mut s).unwrap();
+            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            assert_eq!(f("event.population_hours_known"), 0.0);
+            assert!(f("customer.prior_events") >= 2.0, "a customer with a history: the no-history branch does not apply");
+            (reasons(&d).contains(&"takeover_cold_start".to_owned()), f("event.region_share"))
+        };
+        assert_eq!(run("KR", "JP-13", "23:10"), (true, 0.0), "abroad at night");
+        assert_eq!(run("KR", "JP-13", "15:10"), (false, 0.0), "abroad by day: the clock's prior calls no day hour quiet");
+        assert_eq!(run("KR", "KR-26", "23:10"), (false, -1.0), "at home: the region says nothing yet");
+        assert_eq!(run("", "JP-13", "23:10"), (false, -1.0), "no country configured: no prior");
+    }
+
+    #[test]
     fn an_hour_somewhat_quiet_is_enough_from_a_rare_region_or_after_a_login_not_for_an_applicant() {
         // A bank busy every hour, but at 02:00 about a third as busy: a night
         // that is not empty (a world where many bank late) reads 0.25 to 0.5.

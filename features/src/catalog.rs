@@ -102,7 +102,7 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// that named the event's region, before it: a region this bank's customers
 /// almost never use reads near 0 (-1 without a region, at staff accesses,
 /// or before 2,000 passed events of returning customers with one, which
-/// alone teach it).
+/// alone teach it; until then a region outside `home_country` reads 0).
 /// `channel_new_device_share` is the share of the event's channel's (app,
 /// web, or none named) passed logins of returning customers whose profile
 /// knew a device that came from a device it did not, before the event:

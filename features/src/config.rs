@@ -73,6 +73,13 @@ pub struct FeatureConfig {
     /// been seen, 03:00 already reads as an odd hour for staff. Real accesses
     /// outweigh it within a day.
     pub staff_office_hours: [u8; 2],
+    /// The bank's country (ISO 3166-1 alpha-2, the prefix of the events'
+    /// ISO 3166-2 regions): a prior for `event.region_share` until the
+    /// population's regions are known, so that a new install's first day
+    /// already reads a region abroad as rare (0) and one at home as not yet
+    /// known (-1). Real events replace it once 2,000 passed events of
+    /// returning customers have named a region. Empty: no prior.
+    pub home_country: String,
     /// What a reported session id spans. `as-reported` (the default): every
     /// id is a session. `auto`: the store watches the stream, and when hardly any successful event names a
     /// session an earlier one named (a request's or one service's id in the
@@ -110,6 +117,7 @@ impl Default for FeatureConfig {
             quick_step_rank: 0.05,
             step_rank_margin: 0.15,
             staff_office_hours: [8, 20],
+            home_country: "KR".into(),
             session_ids: SessionIds::AsReported,
         }
     }
@@ -292,6 +300,8 @@ pub struct Windows {
     pub utc_offset_s: i32,
     /// Local `[start, end)` office hours.
     pub staff_office_hours: [u8; 2],
+    /// `home_country`, checked: two ASCII capitals, or none.
+    pub home_country: Option<[u8; 2]>,
 }
 
 impl Windows {
@@ -403,6 +413,11 @@ impl FeatureConfig {
         if !(open < close && close <= 24) {
             return Err(Error::Config(format!("staff_office_hours = [{open}, {close}]: need start < end <= 24")));
         }
+        let home_country = match self.home_country.as_bytes() {
+            [] => None,
+            &[a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Some([a, b]),
+            _ => return Err(Error::Config(format!("home_country = {:?}: need a two-letter country code like \"KR\", or \"\" for none", self.home_country))),
+        };
         if !(-12..=14).contains(&self.utc_offset_hours) {
             return Err(Error::Config(format!("utc_offset_hours = {}: must be -12 to 14", self.utc_offset_hours)));
         }
@@ -421,6 +436,7 @@ impl FeatureConfig {
             hash_key,
             utc_offset_s: i32::from(self.utc_offset_hours) * 3600,
             staff_office_hours: self.staff_office_hours,
+            home_country,
         })
     }
 }
@@ -475,6 +491,12 @@ mod tests {
             assert!(cfg.validate().unwrap_err().to_string().contains("step_rank_margin"));
         }
         assert!(serde_json::from_str::<FeatureConfig>(r#"{"short_windw":"10m"}"#).unwrap_err().to_string().contains("short_windw"));
+        for country in ["kr", "KOR", "K", "K1"] {
+            let cfg = FeatureConfig { home_country: country.into(), ..Default::default() };
+            assert!(cfg.validate().unwrap_err().to_string().contains("home_country"), "{country}");
+        }
+        assert_eq!(FeatureConfig { home_country: String::new(), ..Default::default() }.validate().unwrap().home_country, None);
+        assert_eq!(FeatureConfig::default().validate().unwrap().home_country, Some(*b"KR"));
     }
 
     #[test]

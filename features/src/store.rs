@@ -525,7 +525,18 @@ impl FeatureStore {
         // returning customers: failed events and made-up ids are anyone's to
         // send, and would make a foreign region common in a few hundred.
         out[23] = match region_hash {
-            Some(h) if !staff_access => self.baselines.region_share((h >> 32) as u32, learn && success && customer_returning),
+            Some(h) if !staff_access => {
+                let share = self.baselines.region_share((h >> 32) as u32, learn && success && customer_returning);
+                // Until the population's regions are known, the bank's
+                // country is the prior: a takeover from abroad on a new
+                // install's first night must not wait for 2,000 events.
+                let abroad = |home: [u8; 2]| event.region.as_deref().is_some_and(|r| r.as_bytes().get(..2) != Some(&home[..]));
+                if share < 0.0 && self.windows.home_country.is_some_and(abroad) {
+                    0.0
+                } else {
+                    share
+                }
+            }
             _ => -1.0,
         };
         // Read at every customer's event; learnt from a returning customer's
@@ -1727,6 +1738,35 @@ mod tests {
         let mut nobody = on(next(), t, "c1", "phone-1", Step::Otp, Some(Channel::App));
         nobody.customer_id = None;
         assert_eq!(share(&store, &mut out, &nobody), -1.0);
+    }
+
+    #[test]
+    fn before_the_populations_regions_are_known_a_region_abroad_reads_rare() {
+        let t0 = 1_764_000_000_000;
+        let share = |store: &FeatureStore, out: &mut Vec<f32>, id: usize, customer: &str, region: &str| {
+            let mut e = event(id, t0 + id as i64 * 1_000, customer, "10.0.0.1", "d1", false);
+            e.region = Some(region.into());
+            store.observe(&e, out);
+            get(store, out, "event.region_share")
+        };
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        assert_eq!(share(&store, &mut out, 0, "c0", "JP-13"), 0.0, "abroad, by the bank's country");
+        assert_eq!(share(&store, &mut out, 1, "c1", "KR-26"), -1.0, "at home: not known yet");
+        let none = FeatureStore::new(&FeatureConfig { home_country: String::new(), ..FeatureConfig::default() }).unwrap();
+        assert_eq!(share(&none, &mut out, 2, "c2", "JP-13"), -1.0, "no prior");
+        // Once the returning customers' regions are known, they speak: a
+        // bank whose customers bank from Tokyo does not read it as rare.
+        // Each customer's first login is not yet a returning customer's: 50 more.
+        for i in 0..crate::baseline::MIN_REGION_SAMPLES as usize + 60 {
+            let customer = format!("r{}", i % 50);
+            let mut login = event(10 + 2 * i, t0 + 10_000 + i as i64 * 1_000, &customer, "10.0.0.1", "d1", false);
+            login.step = Step::Login;
+            login.region = Some(if i % 2 == 0 { "JP-13" } else { "KR-11" }.into());
+            store.observe(&login, &mut out);
+        }
+        assert!(share(&store, &mut out, 100_000, "c0", "JP-13") > 0.3);
+        assert_eq!(share(&store, &mut out, 100_001, "c0", "US-CA"), 0.0, "never seen");
     }
 
     #[test]
