@@ -188,7 +188,12 @@ pub struct KindLayout {
     /// [`crate::NEVER_REFUSED_DAYS`] if never, or not within what the store
     /// remembers), peers_typical_daily_records (the bank's: the median
     /// records of the staff's latest 1,024 closed working days that read
-    /// something and were refused nothing; 0 before five).
+    /// something and were refused nothing; 0 before five), hours_today (the
+    /// distinct local hours the member has worked today, this one
+    /// included), accesses_today (the member's accesses today, this one
+    /// included: with hours_today, their own pace today, which a burst is
+    /// measured against on a new install's first day too; in accesses, as
+    /// one export of hundreds of records is a routine batch).
     pub records: Option<usize>,
     /// One past the kind's last slot.
     pub end: usize,
@@ -266,7 +271,7 @@ impl FeatureCatalog {
                 for label in labels {
                     names.push(format!("{k}.records_{label}"));
                 }
-                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit", "days_since_refused", "peers_typical_daily_records"] {
+                for n in ["hour_seen", "typical_daily_records", "days_active", "records_today", "hour_habit", "days_since_refused", "peers_typical_daily_records", "hours_today", "accesses_today"] {
                     names.push(format!("{k}.{n}"));
                 }
             }

@@ -496,6 +496,10 @@ struct StaffProfile {
     /// Day (event time, local days) being counted, and its records so far.
     day: u32,
     today: u32,
+    /// Accesses today: a member's pace is read in accesses, not records,
+    /// since one export of hundreds of records is a routine batch.
+    #[serde(default)]
+    accesses_today: u32,
     /// Days with activity before `day`, and their records, exponentially weighted.
     days_active: u16,
     typical_daily: f32,
@@ -580,6 +584,7 @@ impl StaffProfile {
             self.hours_today = 0;
             self.day = day;
             self.today = 0;
+            self.accesses_today = 0;
             // The member's first access of the day is after 06:00: the day before teaches now.
             if self.pending.as_ref().is_some_and(ready) {
                 learned[1] = self.learn_pending();
@@ -587,6 +592,7 @@ impl StaffProfile {
         }
         // A late access from yesterday still counts today: days only move forward.
         self.today = self.today.saturating_add(records);
+        self.accesses_today = self.accesses_today.saturating_add(1);
         self.hours_today |= 1 << hour;
         if local > self.last_local.saturating_add(SAME_SESSION_GAP_S) {
             self.session_began = local;
@@ -868,6 +874,8 @@ impl Entity {
                     d => w.local_day(now).saturating_sub(d - 1) as f32,
                 };
                 out[s + 9] = o.staff_typical_day;
+                out[s + 10] = a.hours_today.count_ones() as f32;
+                out[s + 11] = a.accesses_today as f32;
             }
             _ => {}
         }

@@ -2319,6 +2319,29 @@ mod tests {
     }
 
     #[test]
+    fn a_staff_members_pace_today_is_their_accesses_over_the_hours_they_worked() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let at = |ts: &str| crate::event::parse_rfc3339_ms(ts).unwrap();
+        let access = |i: usize, ts: &str, records: u64| {
+            let mut e = event(i, at(ts), &format!("c{i}"), "10.0.0.1", "desk-1", false);
+            e.step = Step::RecordExport;
+            e.staff_id = Some("st1".into());
+            e.records = Some(records);
+            e
+        };
+        let today = |store: &FeatureStore, out: &[f32]| ["staff.hours_today", "staff.accesses_today", "staff.records_today"].map(|n| get(store, out, n));
+        store.observe(&access(0, "2026-11-02T09:10:00+09:00", 500), &mut out);
+        assert_eq!(today(&store, &out), [1.0, 1.0, 500.0], "this access included");
+        store.observe(&access(1, "2026-11-02T09:50:00+09:00", 1), &mut out);
+        store.observe(&access(2, "2026-11-02T13:05:00+09:00", 1), &mut out);
+        assert_eq!(today(&store, &out), [2.0, 3.0, 502.0], "an export of hundreds is one access");
+        // The next local day starts afresh.
+        store.observe(&access(3, "2026-11-03T08:30:00+09:00", 2), &mut out);
+        assert_eq!(today(&store, &out), [1.0, 1.0, 2.0]);
+    }
+
+    #[test]
     fn a_refused_night_does_not_become_the_staff_members_habit() {
         let at = |ts: &str| crate::event::parse_rfc3339_ms(ts).unwrap();
         // Days A and B: a day's work, then records at 23:00. Day C: a morning
