@@ -28,10 +28,13 @@ use std::process::Command;
 /// first night, 40 flagged (0.28%), 88 caught (0.84); with a slow proxy's
 /// third fresh identity stepped up, 45 flagged (0.32%), 91 caught (0.87);
 /// with a one-device address left to the device rules, 41 flagged (0.29%).
-/// The recall floor was raised from 0.72 with them. Each figure was measured
-/// after its change was chosen on other seeds; none was chosen here.
+/// The recall floor was raised from 0.72 with them. With a channel's new
+/// devices weighed, the bank's country as a region prior and a staff
+/// member's own pace today: 41 flagged, 94 caught (0.895); the floor rose
+/// to 0.86 with them. Each figure was measured after its change was chosen
+/// on other seeds; none was chosen here.
 const MAX_BENIGN_FLAG_RATE: f64 = 0.0040;
-const MIN_INCIDENT_RECALL: f64 = 0.82;
+const MIN_INCIDENT_RECALL: f64 = 0.86;
 
 #[test]
 fn another_generators_traffic_is_accepted_and_detection_does_not_fall_back() {
