@@ -821,8 +821,9 @@ impl RegionShares {
 /// fingerprint shows most web logins on a "new" device, and the same
 /// world's app logins almost none: a new device is evidence of a takeover
 /// only on a channel where returning customers seldom bring one. Learnt
-/// from passed logins of returning customers whose profile knew a device
-/// (a stranger's try fails, or is one of a few). The counts halve at
+/// from passed logins of returning customers whose profile knew a device,
+/// one a day per customer and channel (the profile keeps the stamp), neither late
+/// nor from an agent that names itself automation. The counts halve at
 /// [`CHURN_HALVE_AT`], so a channel's share follows a change of client
 /// (a new app release that resets device ids) within a few thousand logins.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1206,8 +1207,6 @@ pub struct BaselinesState {
     returning: ReturningCount,
     stranger_failures: StrangerFailures,
     regions: RegionShares,
-    /// Absent from a snapshot written before it: learnt afresh.
-    #[serde(default)]
     device_churn: DeviceChurn,
 }
 
@@ -1600,12 +1599,6 @@ mod tests {
         let mut forged = state.clone();
         forged.device_churn.counts[0] = (10, 5);
         assert!(matches!(restored.restore_state(&forged), Err(Error::Snapshot(m)) if m.contains("device churn")));
-        // A snapshot written before the churn was learnt still loads, and learns it afresh.
-        let mut old = serde_json::to_value(&state).unwrap();
-        old.as_object_mut().unwrap().remove("device_churn");
-        let old: BaselinesState = serde_json::from_value(old).unwrap();
-        restored.restore_state(&old).unwrap();
-        assert_eq!(restored.device_churn(web, None), -1.0);
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub fn has_durations(kind: EntityKind) -> bool {
 /// alone teach it; until then a region outside `home_country` reads 0).
 /// `channel_new_device_share` is the share of the event's channel's (app,
 /// web, or none named) passed logins of returning customers whose profile
-/// knew a device that came from a device it did not, before the event:
+/// knew a device that came from a device it did not (one a day per
+/// customer and channel, neither late nor from an automation agent), before the event:
 /// near 0 where devices keep their ids, high where web sessions reset their
 /// fingerprint, so that `customer.new_device` is weighed against it (-1 at
 /// staff accesses, at events naming no customer, or before 20 such logins).

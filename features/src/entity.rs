@@ -172,6 +172,13 @@ struct Profile {
     /// The local clock hour (`EventHour::index`) of the stranger's failed login
     /// the population last counted for this customer (0: none); one a day.
     stranger_failure_hour: u32,
+    /// The clock hour (`EventHour::index`) at which the customer's current
+    /// day of teaching the channels' device churn began (0: none), and the
+    /// channels (bit c: channel c) they taught within it: one login a day
+    /// per channel, so that one account logging in over and over on
+    /// made-up device ids moves a share by one login a day, not by thousands.
+    #[serde(default)]
+    churn_day: (u32, u8),
     /// When a face match (0) and a liveness check (1) last passed for the
     /// customer (event seconds; 0: never), and where ([`Observed::place`]).
     /// A face match alone passes on a held-up photo of the owner, a liveness
@@ -1125,6 +1132,21 @@ impl Entity {
             }
             _ => false,
         }
+    }
+
+    /// Whether a login at clock hour `hour` on `channel` (0 to 2) may teach
+    /// that channel's device churn (see `Profile::churn_day`): the
+    /// customer's first on the channel in their day. Marks it taught.
+    pub(crate) fn first_churn_login_in(&mut self, hour: u32, channel: u8) -> bool {
+        let Extra::Profile(p) = &mut self.extra else { return false };
+        let (began, taught) = &mut p.churn_day;
+        if *began == 0 || began.saturating_add(24) <= hour {
+            (*began, *taught) = (hour.max(1), 0);
+        }
+        let bit = 1u8 << channel;
+        let first = *taught & bit == 0;
+        *taught |= bit;
+        first
     }
 
     /// An ID scan in this session (a session entity).

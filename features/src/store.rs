@@ -542,9 +542,11 @@ impl FeatureStore {
         // Read at every customer's event; learnt from a returning customer's
         // passed login whose profile knew a device before it (a login
         // teaches the profile no device, so `known_devices` is still the
-        // count before it). A stranger's stolen password counts too, but
-        // it would take thousands of takeovers in a day to make a channel's
-        // new devices look usual.
+        // count before it), one a day per customer and channel: an account of the
+        // attacker's own, logging in over and over on made-up device ids,
+        // counts once a day. To move a channel's share past one half takes
+        // as many such accounts, each with a passed code, as the channel
+        // has returning customers logging in; taken-over accounts count too.
         out[24] = match self.customer_profile_slot {
             Some(p) if !staff_access && event.customer_id.is_some() => {
                 let channel = match event.channel {
@@ -553,7 +555,11 @@ impl FeatureStore {
                     None => 2,
                 };
                 let judged = learn && success && customer_returning && event.step == Step::Login && event.device_id.is_some() && out[p] > 0.0 && out[p + 5] > 0.0;
-                self.baselines.device_churn(channel, judged.then_some(out[p + 3] == 1.0))
+                let hour = u32::try_from(clock_hour.index).unwrap_or(0);
+                let first_today = || {
+                    keys.get(EntityKind::Customer).is_some_and(|key| self.maps[EntityKind::Customer.index()].get_mut(&key).is_some_and(|mut e| e.first_churn_login_in(hour, channel as u8)))
+                };
+                self.baselines.device_churn(channel, (judged && first_today()).then_some(out[p + 3] == 1.0))
             }
             _ => -1.0,
         };
@@ -1689,8 +1695,9 @@ mod tests {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
         let t0 = 1_764_000_000_000;
-        let on = |id: usize, ms: i64, customer: &str, device: &str, step: Step, channel: Option<Channel>| {
-            let mut e = event(id, ms, customer, "10.0.0.1", device, false);
+        let on = |id: usize, ms: i64, customer: &str, device: Option<&str>, step: Step, channel: Option<Channel>| {
+            let mut e = event(id, ms, customer, "10.0.0.1", device.unwrap_or("-"), false);
+            e.device_id = device.map(Into::into);
             e.step = step;
             e.channel = channel;
             e
@@ -1705,39 +1712,59 @@ mod tests {
             id
         };
         for i in 0..300i64 {
-            let (c, t) = (format!("c{i}"), t0 + i * 60_000);
-            let phone = format!("phone-{i}");
+            let t = t0 + i * 60_000;
             // A passed code teaches the profile its phone; the first login
             // makes the customer returning, and is not counted.
-            share(&store, &mut out, &on(next(), t, &c, &phone, Step::Otp, Some(Channel::App)));
-            share(&store, &mut out, &on(next(), t + 1_000, &c, &phone, Step::Login, Some(Channel::App)));
-            // Back on the app: on the known phone, but one in ten on a new one.
-            let app_device = if i % 10 == 0 { format!("new-phone-{i}") } else { phone.clone() };
-            share(&store, &mut out, &on(next(), t + 2_000, &c, &app_device, Step::Login, Some(Channel::App)));
-            // Through the web, on a fingerprint of its own every time.
-            share(&store, &mut out, &on(next(), t + 3_000, &c, &format!("browser-{i}"), Step::Login, Some(Channel::Web)));
-            // A failed login on a new phone is anyone's to send: not counted.
-            let mut failed = on(next(), t + 4_000, &c, "a-strangers-phone", Step::Login, Some(Channel::App));
+            let (app, web) = (format!("a{i}"), format!("w{i}"));
+            for c in [&app, &web] {
+                share(&store, &mut out, &on(next(), t, c, Some(&format!("phone-{c}")), Step::Otp, Some(Channel::App)));
+                share(&store, &mut out, &on(next(), t + 1_000, c, Some(&format!("phone-{c}")), Step::Login, Some(Channel::App)));
+            }
+            // None of these counts (each would take the customer's one login
+            // of the day before the one below): a failed login on a new
+            // phone (anyone's to send), a passed code on one (not a login),
+            // a login naming no device.
+            let mut failed = on(next(), t + 1_500, &app, Some("a-strangers-phone"), Step::Login, Some(Channel::App));
             failed.result = Outcome::Failure;
             share(&store, &mut out, &failed);
-            // A customer whose profile knows no device has nothing to call new: not counted.
+            share(&store, &mut out, &on(next(), t + 1_600, &app, Some(&format!("a-phone-with-a-code-{i}")), Step::Otp, Some(Channel::App)));
+            share(&store, &mut out, &on(next(), t + 1_700, &app, None, Step::Login, Some(Channel::App)));
+            // Back on the app: on the known phone, but one in ten on a new one.
+            let app_device = if i % 10 == 0 { format!("new-phone-{i}") } else { format!("phone-{app}") };
+            share(&store, &mut out, &on(next(), t + 2_000, &app, Some(&app_device), Step::Login, Some(Channel::App)));
+            // Through the web, on a fingerprint of its own.
+            share(&store, &mut out, &on(next(), t + 2_000, &web, Some(&format!("browser-{i}")), Step::Login, Some(Channel::Web)));
+            // Nor a second login of the day on yet another new phone (one a
+            // day per customer), nor the logins of a customer whose profile
+            // knows no device (nothing to call new).
+            share(&store, &mut out, &on(next(), t + 3_300, &app, Some(&format!("made-up-{i}")), Step::Login, Some(Channel::App)));
             let codeless = format!("codeless{i}");
             for k in 0..2 {
-                share(&store, &mut out, &on(next(), t + 5_000 + k, &codeless, &format!("p{i}-{k}"), Step::Login, Some(Channel::App)));
+                share(&store, &mut out, &on(next(), t + 5_000 + k, &codeless, Some(&format!("p{i}-{k}")), Step::Login, Some(Channel::App)));
             }
         }
         let t = t0 + 300 * 60_000;
-        let app = share(&store, &mut out, &on(next(), t, "c1", "phone-1", Step::Otp, Some(Channel::App)));
-        let web = share(&store, &mut out, &on(next(), t, "c1", "browser-x", Step::Otp, Some(Channel::Web)));
+        let app = share(&store, &mut out, &on(next(), t, "a1", Some("phone-a1"), Step::Otp, Some(Channel::App)));
+        let web = share(&store, &mut out, &on(next(), t, "w1", Some("browser-x"), Step::Otp, Some(Channel::Web)));
         assert!((app - 0.1).abs() < 1e-6, "app {app}");
         assert_eq!(web, 1.0);
-        assert_eq!(share(&store, &mut out, &on(next(), t, "c1", "phone-1", Step::Otp, None)), -1.0, "no channel named: a bucket of its own, empty");
-        let mut staff = on(next(), t, "c1", "pc-1", Step::RecordView, Some(Channel::Web));
+        assert_eq!(share(&store, &mut out, &on(next(), t, "a1", Some("phone-a1"), Step::Otp, None)), -1.0, "no channel named: a bucket of its own, empty");
+        let mut staff = on(next(), t, "a1", Some("pc-1"), Step::RecordView, Some(Channel::Web));
         staff.staff_id = Some("s1".into());
         assert_eq!(share(&store, &mut out, &staff), -1.0, "a staff access names its record's customer, not its own");
-        let mut nobody = on(next(), t, "c1", "phone-1", Step::Otp, Some(Channel::App));
+        let mut nobody = on(next(), t, "a1", Some("phone-a1"), Step::Otp, Some(Channel::App));
         nobody.customer_id = None;
         assert_eq!(share(&store, &mut out, &nobody), -1.0);
+        // The day's first login on another channel counts there (the
+        // customer's phone, known, through the web this time).
+        share(&store, &mut out, &on(next(), t, "a2", Some("phone-a2"), Step::Login, Some(Channel::Web)));
+        let web = share(&store, &mut out, &on(next(), t + 1_000, "w1", Some("browser-x"), Step::Otp, Some(Channel::Web)));
+        assert!((web - 300.0 / 301.0).abs() < 1e-6, "web {web}");
+        // A day later, the customer's login counts again.
+        let day = t0 + 86_400_000 + 600 * 60_000;
+        share(&store, &mut out, &on(next(), day, "a0", Some("yet-another-phone"), Step::Login, Some(Channel::App)));
+        let after = share(&store, &mut out, &on(next(), day + 1_000, "a1", Some("phone-a1"), Step::Otp, Some(Channel::App)));
+        assert!((after - 31.0 / 301.0).abs() < 1e-6, "app {after}");
     }
 
     #[test]
