@@ -827,13 +827,15 @@ mod tests {
     #[test]
     fn credential_stuffing_is_seen_in_the_populations_failures_not_in_any_one_entity() {
         let stuffing = |d: &Processed| reasons(d).contains(&"bot_credential_stuffing".to_owned());
-        let login = |p: &Pipeline, s: &mut Scratch, id: &str, ts: String, customer: &str, device: &str, ok: bool| {
+        let timed_login = |p: &Pipeline, s: &mut Scratch, id: &str, ts: String, customer: &str, device: &str, ok: bool, duration_ms: Option<u64>| {
             let result = if ok { "success" } else { "failure" };
+            let duration = duration_ms.map_or(String::new(), |ms| format!(r#","duration_ms":{ms}"#));
             let json = format!(
-                r#"{{"event_id":"{id}","ts":"{ts}","step":"login","result":"{result}","customer_id":"{customer}","device_id":"{device}","session_id":"s-{id}","ip":"223.38.14.9"}}"#
+                r#"{{"event_id":"{id}","ts":"{ts}","step":"login","result":"{result}","customer_id":"{customer}","device_id":"{device}","session_id":"s-{id}","ip":"223.38.14.9"{duration}}}"#
             );
             p.process(&p.parse(json.as_bytes()).unwrap(), s).unwrap()
         };
+        let login = |p: &Pipeline, s: &mut Scratch, id: &str, ts: String, customer: &str, device: &str, ok: bool| timed_login(p, s, id, ts, customer, device, ok, None);
         // Eight hours of a bank: 60 customers log in on their phones, and
         // `typos` others of them mistype on a new phone: in every other hour,
         // or in every hour.
@@ -845,8 +847,9 @@ mod tests {
                     let d = login(&p, &mut s, &format!("typo{h}-{t}"), format!("2026-11-02T{:02}:0{t}:00+09:00", 8 + h), &format!("c{}", h * 6 + t), &format!("new-phone{h}-{t}"), false);
                     assert!(!stuffing(&d), "{:?}", reasons(&d));
                 }
+                // Their logins take 3 to 5 s: the population's login baseline.
                 for c in 0..60 {
-                    login(&p, &mut s, &format!("ok{h}-{c}"), format!("2026-11-02T{:02}:{:02}:00+09:00", 8 + h, c.min(49) + 10), &format!("c{c}"), &format!("phone{c}"), true);
+                    timed_login(&p, &mut s, &format!("ok{h}-{c}"), format!("2026-11-02T{:02}:{:02}:00+09:00", 8 + h, c.min(49) + 10), &format!("c{c}"), &format!("phone{c}"), true, Some(3_000 + 33 * c as u64));
                 }
             }
             (p, s)
@@ -875,6 +878,16 @@ mod tests {
         // The same account tried again counts once a day (still stepped up).
         assert!(stuffing(&login(&p, &mut s, "cs7b", "2026-11-02T16:43:00+09:00".into(), "c57", "fresh7b", false)));
         assert_eq!(f(&s, "event.population_stranger_failures_1h"), 7.0);
+        // A stranger's failure at a person's pace (slower than the
+        // population's median login) is an honest customer mistyping on a
+        // new phone in the campaign's hour: not stepped up. A script's
+        // quicker one is, and so is one that reports no duration.
+        let slow = timed_login(&p, &mut s, "slow", "2026-11-02T16:44:00+09:00".into(), "c58", "new-phone58", false, Some(4_900));
+        assert!(f(&s, "event.duration_rank") > 0.5 && f(&s, "event.stranger_login_failure") == 1.0, "{}", f(&s, "event.duration_rank"));
+        assert!(!stuffing(&slow), "{:?}", reasons(&slow));
+        let quick = timed_login(&p, &mut s, "quick", "2026-11-02T16:45:00+09:00".into(), "c59", "fresh59", false, Some(3_100));
+        assert!(f(&s, "event.duration_rank") < 0.5 && f(&s, "event.stranger_login_failure") == 1.0, "{}", f(&s, "event.duration_rank"));
+        assert!(stuffing(&quick), "{:?}", reasons(&quick));
         // A bank whose median hour holds six (six typos every hour): six in
         // an hour are under three times it.
         let (p, mut s) = bank(6, true);
