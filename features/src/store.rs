@@ -95,14 +95,22 @@ pub struct FeatureStore {
     ip_new_1h_slot: Option<usize>,
     /// `device.distinct_returning_total`: whether a device ever carried a returning customer.
     device_returning_total_slot: Option<usize>,
-    /// The customer profile's first slot (`customer.prior_events`), whose
-    /// `new_device` and `known_devices` teach a channel's device churn.
-    customer_profile_slot: Option<usize>,
+    /// `customer.prior_events`, `customer.new_device` and
+    /// `customer.known_devices`: what a login teaches its channel's device churn.
+    churn_slots: Option<ChurnSlots>,
     /// `ip.events_<medium window>`: an address's own share of the onboarding surge.
     ip_events_1h_slot: usize,
     /// Whether the stream's session ids span steps (see `session_ids`);
     /// `None` when configured to take them as reported.
     session_ids: Option<SessionIdGauge>,
+}
+
+/// Where a login's customer features are read for its channel's device churn.
+#[derive(Debug, Clone, Copy)]
+struct ChurnSlots {
+    prior_events: usize,
+    new_device: usize,
+    known_devices: usize,
 }
 
 impl FeatureStore {
@@ -121,11 +129,14 @@ impl FeatureStore {
         let ip_events_1h_slot = catalog.layout(EntityKind::Ip).base + 2;
         assert!(catalog.name(ip_events_1h_slot).starts_with("ip.events_"), "the catalog's layout moved: {}", catalog.name(ip_events_1h_slot));
         let device_returning_total_slot = catalog.slot("device.distinct_returning_total");
-        let customer_profile_slot = catalog.layout(EntityKind::Customer).profile;
+        let churn_slots = match (catalog.slot("customer.prior_events"), catalog.slot("customer.new_device"), catalog.slot("customer.known_devices")) {
+            (Some(prior_events), Some(new_device), Some(known_devices)) => Some(ChurnSlots { prior_events, new_device, known_devices }),
+            _ => None,
+        };
         Ok(FeatureStore {
             ip_new_1h_slot,
             device_returning_total_slot,
-            customer_profile_slot,
+            churn_slots,
             ip_events_1h_slot,
             catalog: Arc::new(catalog),
             windows,
@@ -547,19 +558,19 @@ impl FeatureStore {
         // counts once a day. To move a channel's share past one half takes
         // as many such accounts, each with a passed code, as the channel
         // has returning customers logging in; taken-over accounts count too.
-        out[24] = match self.customer_profile_slot {
-            Some(p) if !staff_access && event.customer_id.is_some() => {
+        out[24] = match self.churn_slots {
+            Some(c) if !staff_access && event.customer_id.is_some() => {
                 let channel = match event.channel {
                     Some(Channel::App) => 0,
                     Some(Channel::Web) => 1,
                     None => 2,
                 };
-                let judged = learn && success && customer_returning && event.step == Step::Login && event.device_id.is_some() && out[p] > 0.0 && out[p + 5] > 0.0;
+                let judged = learn && success && customer_returning && event.step == Step::Login && event.device_id.is_some() && out[c.prior_events] > 0.0 && out[c.known_devices] > 0.0;
                 let hour = u32::try_from(clock_hour.index).unwrap_or(0);
                 let first_today = || {
                     keys.get(EntityKind::Customer).is_some_and(|key| self.maps[EntityKind::Customer.index()].get_mut(&key).is_some_and(|mut e| e.first_churn_login_in(hour, channel as u8)))
                 };
-                self.baselines.device_churn(channel, (judged && first_today()).then_some(out[p + 3] == 1.0))
+                self.baselines.device_churn(channel, (judged && first_today()).then_some(out[c.new_device] == 1.0))
             }
             _ => -1.0,
         };
