@@ -218,10 +218,7 @@ pub fn backtest_with_floor(
                 let rule = &set.rules()[i];
                 tally.hits[i] += 1;
                 // A customer the pipeline judged the event as (its session's) is the one blocked.
-                let entity = rule.scope.and_then(|k| match (k, &processed.customer_from_session) {
-                    (haechi_features::EntityKind::Customer, Some(c)) => Some(c.to_string()),
-                    _ => entity_text(&event, k),
-                });
+                let entity = rule.scope.and_then(|k| entity_text(processed.judged_as.as_deref().unwrap_or(&event), k));
                 if let Some(l) = label {
                     tally.attack_hits[i] += 1;
                     tally.incidents[i].insert(l.incident.clone());

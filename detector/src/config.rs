@@ -61,6 +61,13 @@ pub struct PipelineConfig {
     /// (see `FeatureStore::session_customer`). Turn off for a pipeline
     /// whose sessions are not one customer's.
     pub customer_from_session: bool,
+    /// A customer's step that names no device or region (an ID check, a
+    /// face match or an account opening that the backend reports without
+    /// them) is judged as coming from those the customer's passed steps of
+    /// the same reported session named within the hour (see
+    /// `FeatureStore::session_place`). Turn off for a pipeline whose
+    /// session ids are not one visit's.
+    pub place_from_session: bool,
     /// Set by `haechi serve`, never by a file: event times are bounded by the
     /// wall clock (`max_clock_skew`) whatever clock enforcement runs on.
     #[serde(skip)]
@@ -76,6 +83,7 @@ impl Default for PipelineConfig {
             max_clock_skew: Duration::from_secs(300),
             parse_thread: true,
             customer_from_session: true,
+            place_from_session: true,
             live: false,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use haechi_features::{Detector, EntityKeys, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState};
+use haechi_features::{Detector, EntityKeys, Error as EventError, Event, FeatureStore, FeatureView, Finding, StoreState, PLACE_DEVICE, PLACE_REGION};
 use serde::{Deserialize, Serialize};
 
 use haechi_rules::RuleEngine;
@@ -48,6 +48,10 @@ pub struct Processed {
     /// The event named no customer and was judged as this one, its
     /// session's (see [`Pipeline::attributed`]).
     pub customer_from_session: Option<compact_str::CompactString>,
+    /// The event as it was judged, when that is not as it came: its
+    /// session's customer, or its session's device or region
+    /// (see [`Pipeline::attributed`]). Sinks name the entities of this one.
+    pub judged_as: Option<Box<Event>>,
 }
 
 /// Everything the pipeline remembers from the events it has seen: the
@@ -63,6 +67,16 @@ pub struct PipelineState {
     blocks: Option<String>,
 }
 
+/// An event as the pipeline judges it (see [`Pipeline::attributed`]).
+struct Attributed {
+    /// `None`: as it came.
+    judged: Option<Event>,
+    /// The customer it was judged as, when it named none.
+    customer: Option<compact_str::CompactString>,
+    /// What it took from its session's place (`PLACE_*` bits; 0: nothing).
+    place: u8,
+}
+
 /// The pipeline shared by replay, the HTTP service and stream consumers.
 /// Sources hand it events; sinks take its decisions and findings.
 pub struct Pipeline {
@@ -75,6 +89,8 @@ pub struct Pipeline {
     enforcer: Enforcer,
     /// The reason an event decided as its session's customer gives.
     from_session: (Arc<str>, Arc<str>),
+    /// The reason an event flagged where its session's place was taken gives.
+    place_from_session: Arc<str>,
 }
 
 impl Pipeline {
@@ -126,7 +142,7 @@ impl Pipeline {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
         }
         let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), store.windows());
-        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer, from_session: (Arc::from("pipeline"), Arc::from("customer_from_session")) })
+        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer, from_session: (Arc::from("pipeline"), Arc::from("customer_from_session")), place_from_session: Arc::from("place_from_session") })
     }
 
     /// Add a detector; it sees every event after the ones already added.
@@ -235,7 +251,7 @@ impl Pipeline {
     pub fn warm(&self, event: &Event, scratch: &mut Scratch) -> Result<(), EventError> {
         let cap = self.check_clock(event)?;
         let attributed = self.attributed(event, cap);
-        let event = attributed.as_ref().unwrap_or(event);
+        let event = attributed.judged.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         if event.staff_id.is_none() || observation.late {
             return Ok(());
@@ -264,14 +280,24 @@ impl Pipeline {
     /// the same device, is that customer's (see
     /// [`FeatureStore::session_customer`]). Otherwise a pipeline that names
     /// the customer only at the login would let codes be guessed at, and
-    /// 1-won checks failed, with no customer to count them against. `None`:
-    /// decide the event as it is. Off with `pipeline.customer_from_session`.
-    fn attributed(&self, event: &Event, cap: i64) -> Option<Event> {
-        if !self.config.pipeline.customer_from_session {
-            return None;
-        }
-        let customer = self.store.session_customer(event, cap)?;
-        Some(Event { customer_id: Some(customer), ..event.clone() })
+    /// 1-won checks failed, with no customer to count them against. Off
+    /// with `pipeline.customer_from_session`.
+    ///
+    /// Then a customer's step that names no device or region takes those
+    /// of the customer's session (see [`FeatureStore::session_place`]).
+    /// Otherwise a pipeline that names them only at the app's steps hides a
+    /// device's account openings from the device rules, and a takeover's
+    /// region from every step but its login. Off with
+    /// `pipeline.place_from_session`.
+    fn attributed(&self, event: &Event, cap: i64) -> Attributed {
+        let customer = if self.config.pipeline.customer_from_session { self.store.session_customer(event, cap) } else { None };
+        let named = customer.as_ref().map(|c| Event { customer_id: Some(c.clone()), ..event.clone() });
+        let placed = if self.config.pipeline.place_from_session { self.store.session_place(named.as_ref().unwrap_or(event)) } else { None };
+        let (judged, place) = match placed {
+            Some((judged, took)) => (Some(judged), took),
+            None => (named, 0),
+        };
+        Attributed { judged, customer, place }
     }
 
     /// Say on the decision that its event was judged as its session's
@@ -282,6 +308,20 @@ impl Pipeline {
         decision.reasons.push(
             crate::decision::Reason::new(detector.clone(), id.clone(), haechi_features::Severity::Low)
                 .with_detail("the event named no customer: it was judged as the customer its session logged in as, from the same device".to_owned()),
+        );
+    }
+
+    /// Say on a flagged decision what its event took from its session's
+    /// place: the analyst sees a device or region the event did
+    /// not name. An allowed event says nothing (most of a backend's steps
+    /// take one), as nothing is asked of anyone.
+    fn explain_placed(&self, decision: &mut Decision, took: u8) {
+        let names: Vec<&str> = [(PLACE_DEVICE, "device"), (PLACE_REGION, "region")].iter().filter(|(bit, _)| took & bit != 0).map(|(_, name)| *name).collect();
+        decision.reasons.push(
+            crate::decision::Reason::new(self.from_session.0.clone(), self.place_from_session.clone(), haechi_features::Severity::Low).with_detail(format!(
+                "the event named no {}: it was judged as coming from its session's, named by the customer's earlier step",
+                names.join(" or ")
+            )),
         );
     }
 
@@ -357,7 +397,7 @@ impl Pipeline {
             return Err(EventError::Duplicate);
         }
         let attributed = self.attributed(event, cap);
-        let event = attributed.as_ref().unwrap_or(event);
+        let event = attributed.judged.as_ref().unwrap_or(event);
         let observation = self.store.observe_capped(event, &mut scratch.features, cap);
         self.detect(event, &observation.keys, scratch);
         // Empty, it does not allocate: the common case costs nothing.
@@ -390,10 +430,13 @@ impl Pipeline {
             let member_blocked = asked_member_block || decision.refused_for(haechi_features::EntityKind::Staff);
             self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
-        if attributed.is_some() {
+        if attributed.customer.is_some() {
             self.explain_attributed(&mut decision);
         }
-        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, customer_from_session: attributed.and_then(|e| e.customer_id) })
+        if attributed.place != 0 && decision.verdict != crate::Verdict::Allow {
+            self.explain_placed(&mut decision, attributed.place);
+        }
+        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, customer_from_session: attributed.customer, judged_as: attributed.judged.map(Box::new) })
     }
 }
 
@@ -695,6 +738,42 @@ mod tests {
         let d = guesses(false);
         assert!(!reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
         assert_eq!(d.customer_from_session, None);
+    }
+
+    #[test]
+    fn a_farms_account_openings_that_name_no_device_are_judged_on_the_device_of_their_session() {
+        // A backend that reports the account opening with the customer and
+        // the session only. One phone scans a fresh ID every five hours, each
+        // time through another carrier exit, and opens an account for it.
+        let farm = |place: bool| {
+            let mut config = Config::default();
+            config.model.enabled = false;
+            config.pipeline.place_from_session = place;
+            let p = Pipeline::new(config).unwrap();
+            let mut s = p.scratch();
+            let mut last = None;
+            for k in 0..3 {
+                let at = |minute: u32| format!("2026-11-02T{:02}:{minute:02}:00+09:00", 8 + 5 * k);
+                let scan = format!(
+                    r#"{{"event_id":"o{k}","ts":"{}","step":"id_ocr","result":"success","customer_id":"c{k}","id_doc_hash":"d{k}","session_id":"s{k}","device_id":"farm-phone","ip":"223.38.{k}.10","region":"KR-11"}}"#,
+                    at(0)
+                );
+                p.process(&p.parse(scan.as_bytes()).unwrap(), &mut s).unwrap();
+                let open = format!(r#"{{"event_id":"a{k}","ts":"{}","step":"account_open","result":"success","customer_id":"c{k}","session_id":"s{k}"}}"#, at(4));
+                last = Some(p.process(&p.parse(open.as_bytes()).unwrap(), &mut s).unwrap());
+            }
+            last.unwrap()
+        };
+        let d = farm(true);
+        assert!(reasons(&d).contains(&"device_third_account_over_hours".to_owned()), "{:?}", reasons(&d));
+        assert!(reasons(&d).contains(&"place_from_session".to_owned()), "the analyst is told the device was the session's: {:?}", reasons(&d));
+        let judged = d.judged_as.as_deref().expect("judged as coming from the session's device");
+        assert_eq!((judged.device_id.as_deref(), judged.region.as_deref()), (Some("farm-phone"), Some("KR-11")));
+        assert_eq!(judged.ip, None, "the address is not taken");
+        // Off, the openings are no device's.
+        let d = farm(false);
+        assert!(!reasons(&d).contains(&"device_third_account_over_hours".to_owned()), "{:?}", reasons(&d));
+        assert!(d.judged_as.is_none());
     }
 
     #[test]

@@ -43,7 +43,7 @@ mod window;
 
 pub use baseline::{BaselineReading, Baselines, BaselinesState, EventHour, Placed, MIN_BASELINE_SAMPLES, MIN_COLD_SAMPLES};
 pub use catalog::{relations, FeatureCatalog, KindLayout, Relation, DISTINCT_COLUMNS, EVENT_FEATURES};
-pub use entity::{METHOD_NAMES, NEVER_REFUSED_DAYS};
+pub use entity::{METHOD_NAMES, NEVER_REFUSED_DAYS, PLACE_DEVICE, PLACE_REGION};
 pub use config::{EntityCaps, FeatureConfig, HashKeySource, SessionIds, WindowLabel, WindowSpec, Windows, DEMO_HASH_SEED};
 pub use detect::{Action, Detector, Evidence, FeatureView, Finding, Mode, SecondsSinceWithin, Severity};
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::{BaselineReading, Baselines, BaselinesState, EventHour};
 use crate::catalog::FeatureCatalog;
 use crate::config::{FeatureConfig, SessionIds, Windows};
-use crate::entity::{Entity, Learnt, Observed, SessionLogin};
+use crate::entity::{Entity, Learnt, Observed, SessionLogin, PLACE_DEVICE, PLACE_REGION};
 use crate::error::{Error, Result};
 use crate::event::{Channel, Event, Step};
 use crate::session_ids::{SessionIdGauge, SessionIdsState};
@@ -276,6 +276,40 @@ impl FeatureStore {
         (login.device == device && login.subnet == subnet && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
     }
 
+    /// The event as judged when it leaves out where it came from: a step
+    /// of a customer's reported session that names no device or region
+    /// takes those the customer's passed events in the same session named
+    /// within the hour (see `SessionPlace`), and the bits (`PLACE_DEVICE`,
+    /// `PLACE_REGION`) of what it took. `None`: it names both, takes
+    /// nothing, or is no customer's (staff accesses, events that name no
+    /// customer, implied sessions: an implied session of an event without a
+    /// device is the customer's, across all their devices). What two passed
+    /// steps of the session named differently is left out. Both are the
+    /// client's to report, as on every other event: taking them adds nothing
+    /// a sender could not name directly.
+    pub fn session_place(&self, event: &Event) -> Option<(Event, u8)> {
+        if event.staff_id.is_some() || event.step.is_staff_access() || (event.device_id.is_some() && event.region.is_some()) {
+            return None;
+        }
+        let customer = event.customer_id.as_deref()?;
+        let seed = self.windows.hash_key;
+        let (session, implied) = session_key(event, seed, self.trusts_session_ids())?;
+        if implied {
+            return None;
+        }
+        let entity = self.maps[EntityKind::Customer.index()].get(&entity_hash(seed, EntityKind::Customer, customer.as_bytes()))?;
+        let place = entity.session_place(session, event_secs(event.ts_ms), crate::keys::IMPLIED_SESSION_SPAN_S)?;
+        let mut judged = event.clone();
+        let mut took = 0;
+        for (slot, held, bit) in [(&mut judged.device_id, &place.device_id, PLACE_DEVICE), (&mut judged.region, &place.region, PLACE_REGION)] {
+            if slot.is_none() && held.is_some() && place.contested & bit == 0 {
+                slot.clone_from(held);
+                took |= bit;
+            }
+        }
+        (took != 0).then_some((judged, took))
+    }
+
     /// Whether a reported session id keys its session: configured so, or
     /// the stream's ids span steps (see `session_ids`).
     pub fn trusts_session_ids(&self) -> bool {
@@ -441,6 +475,12 @@ impl FeatureStore {
                 }
                 if implied && success && event.step == Step::AccountOpen {
                     e.spend_methods(related[EntityKind::Customer.index()]);
+                }
+                // A failed step is anyone's to send: only passed ones say where the customer's session is.
+                if kind == EntityKind::Customer && success {
+                    if let Some(session) = keys.get(EntityKind::Session).filter(|_| !keys.session_is_implied()) {
+                        e.note_session_place(session, secs, event);
+                    }
                 }
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -1152,6 +1192,44 @@ mod tests {
         let whose = |e: &Event| restored.session_customer(e, i64::MAX).map(|c| c.to_string());
         assert_eq!(whose(&check(17, t0 + 6_000, "s2", Some("doc-parent"))).as_deref(), Some("parent"));
         assert_eq!(whose(&check(18, t0 + 6_000, "s2", None)), None);
+    }
+
+    #[test]
+    fn a_backend_step_without_a_device_or_region_takes_its_sessions() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        // The backend's steps name the customer and the session, nothing of where.
+        let backend = |id, ts, session: &str, customer: &str| Event { device_id: None, region: None, ip: None, ..step(id, ts, Step::AccountOpen, Some(session), Some(customer), "-", None, false) };
+        let place = |e: &Event| store.session_place(e).map(|(j, took)| (j.device_id.map(|d| d.to_string()), j.region.map(|r| r.to_string()), took));
+        let scan = step(1, t0, Step::IdOcr, Some("s1"), Some("c1"), "phone-1", Some("doc-1"), false);
+        assert_eq!(place(&backend(2, t0 + 1_000, "s1", "c1")), None, "nothing named yet");
+        store.observe(&scan, &mut out);
+        assert_eq!(place(&backend(3, t0 + 60_000, "s1", "c1")), Some((Some("phone-1".into()), Some("KR-11".into()), PLACE_DEVICE | PLACE_REGION)));
+        // What the step names itself stays; only what it left out is taken.
+        let named = Event { region: Some("JP-13".into()), ..backend(4, t0 + 60_000, "s1", "c1") };
+        assert_eq!(place(&named), Some((Some("phone-1".into()), Some("JP-13".into()), PLACE_DEVICE)));
+        // Another session of the customer, another customer in the session,
+        // a step past the hour, or one with no session id: nothing.
+        assert_eq!(place(&backend(5, t0 + 60_000, "s2", "c1")), None);
+        assert_eq!(place(&backend(6, t0 + 60_000, "s1", "c2")), None);
+        assert_eq!(place(&backend(7, t0 + 3_700_000, "s1", "c1")), None);
+        assert_eq!(place(&Event { session_id: None, ..backend(8, t0 + 60_000, "s1", "c1") }), None);
+        // Staff accesses are never a customer's session.
+        assert_eq!(place(&Event { step: Step::RecordView, ..backend(9, t0 + 60_000, "s1", "c1") }), None);
+        // A failed step is anyone's to send: it moves nothing.
+        store.observe(&Event { device_id: Some("phone-x".into()), ..step(10, t0 + 70_000, Step::FaceMatch, Some("s1"), Some("c1"), "phone-x", None, true) }, &mut out);
+        assert_eq!(place(&backend(11, t0 + 80_000, "s1", "c1")).map(|p| p.0), Some(Some("phone-1".into())));
+        // Two passed steps of the session on two devices: which one the
+        // backend's step came from is not known; the region they agree on is.
+        store.observe(&step(12, t0 + 90_000, Step::Liveness, Some("s1"), Some("c1"), "phone-2", None, false), &mut out);
+        assert_eq!(place(&backend(13, t0 + 100_000, "s1", "c1")), Some((None, Some("KR-11".into()), PLACE_REGION)));
+        // A new session starts over, and a restart keeps it, as a snapshot carries it.
+        store.observe(&step(14, t0 + 200_000, Step::IdOcr, Some("s3"), Some("c1"), "phone-3", Some("doc-1"), false), &mut out);
+        let restored = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        restored.restore_state(serde_json::from_slice(&serde_json::to_vec(&store.export_state()).unwrap()).unwrap()).unwrap();
+        assert_eq!(restored.session_place(&backend(15, t0 + 210_000, "s3", "c1")).map(|(j, _)| j.device_id), Some(Some("phone-3".into())));
+        assert_eq!(restored.session_place(&backend(16, t0 + 210_000, "s1", "c1")), None);
     }
 
     #[test]

@@ -109,9 +109,9 @@ fn decide_at(pipeline: &Pipeline, event: &Event, wall_ms: Option<i64>, scratch: 
         Err(e) => return Ok(Err(e)),
     };
     // The sink sees the event as it was judged: an alert about the customer
-    // names the one the event was attributed to.
-    let attributed = processed.customer_from_session.clone().map(|c| Event { customer_id: Some(c), ..event.clone() });
-    sink.decided(pipeline, attributed.as_ref().unwrap_or(event), &processed, &scratch.findings)?;
+    // names the one the event was attributed to, and one about a device the
+    // device its session named.
+    sink.decided(pipeline, processed.judged_as.as_deref().unwrap_or(event), &processed, &scratch.findings)?;
     Ok(Ok(processed))
 }
 
