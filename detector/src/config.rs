@@ -61,10 +61,11 @@ pub struct PipelineConfig {
     /// (see `FeatureStore::session_customer`). Turn off for a pipeline
     /// whose sessions are not one customer's.
     pub customer_from_session: bool,
-    /// A customer's step that names no device or region (an ID check, a
-    /// face match or an account opening that the backend reports without
-    /// them) is judged as coming from those the customer's passed steps of
-    /// the same reported session named within the hour (see
+    /// A customer's passed step that names no device or region (an ID
+    /// check, a face match or an account opening that the backend reports
+    /// without them) is judged as coming from those the customer's passed
+    /// steps of the same reported session named, within the hour after the
+    /// first of them (see
     /// `FeatureStore::session_place`). Turn off for a pipeline whose
     /// session ids are not one visit's.
     pub place_from_session: bool,

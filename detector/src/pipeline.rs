@@ -89,7 +89,7 @@ pub struct Pipeline {
     enforcer: Enforcer,
     /// The reason an event decided as its session's customer gives.
     from_session: (Arc<str>, Arc<str>),
-    /// The reason an event flagged where its session's place was taken gives.
+    /// The reason an event judged with its session's place gives.
     place_from_session: Arc<str>,
 }
 
@@ -311,10 +311,9 @@ impl Pipeline {
         );
     }
 
-    /// Say on a flagged decision what its event took from its session's
-    /// place: the analyst sees a device or region the event did
-    /// not name. An allowed event says nothing (most of a backend's steps
-    /// take one), as nothing is asked of anyone.
+    /// Say on the decision what its event took from its session's place,
+    /// whatever the verdict: the analyst, and the access records filed with
+    /// the event's device and region, see ones the event did not name.
     fn explain_placed(&self, decision: &mut Decision, took: u8) {
         let names: Vec<&str> = [(PLACE_DEVICE, "device"), (PLACE_REGION, "region")].iter().filter(|(bit, _)| took & bit != 0).map(|(_, name)| *name).collect();
         decision.reasons.push(
@@ -433,7 +432,7 @@ impl Pipeline {
         if attributed.customer.is_some() {
             self.explain_attributed(&mut decision);
         }
-        if attributed.place != 0 && decision.verdict != crate::Verdict::Allow {
+        if attributed.place != 0 {
             self.explain_placed(&mut decision, attributed.place);
         }
         Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, customer_from_session: attributed.customer, judged_as: attributed.judged.map(Box::new) })

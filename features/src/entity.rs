@@ -208,10 +208,11 @@ struct Profile {
     /// had passed a code for them, or while the profile knew no device (0: never).
     #[serde(default)]
     login_at: (u32, u32),
-    /// Where the customer's latest passed event in a reported session came
-    /// from, as reported (see [`SessionPlace`]).
+    /// Where the customer's passed events in their latest reported session
+    /// came from, as reported (see [`SessionPlace`]); dropped once past the
+    /// hour, so that only the customers of the last hour pay for one.
     #[serde(default)]
-    session_place: Option<SessionPlace>,
+    session_place: Option<Box<SessionPlace>>,
 }
 
 /// The device and region a customer's passed events in one reported
@@ -232,7 +233,10 @@ struct Profile {
 pub(crate) struct SessionPlace {
     /// Keyed hash of the reported session id.
     pub(crate) session: u64,
-    /// Event seconds of the latest passed event of the session that named any of them.
+    /// Event seconds of the session's first passed event that named any of
+    /// them: a step takes them within the hour after it. Not moved by later
+    /// steps: those the pipeline filled in name them too, and would keep a
+    /// device on a session id for as long as its steps kept coming.
     pub(crate) at_s: u32,
     pub(crate) device_id: Option<compact_str::CompactString>,
     pub(crate) region: Option<compact_str::CompactString>,
@@ -259,7 +263,8 @@ impl SessionPlace {
         }
         keep(&mut self.device_id, event.device_id.as_ref(), PLACE_DEVICE, &mut self.contested);
         keep(&mut self.region, event.region.as_ref(), PLACE_REGION, &mut self.contested);
-        self.at_s = self.at_s.max(secs);
+        // A step dated before the session's first (within the lateness) moves the start back.
+        self.at_s = self.at_s.min(secs);
     }
 }
 
@@ -1202,14 +1207,16 @@ impl Entity {
         first
     }
 
-    /// A passed event of this customer (a customer entity), in the reported
-    /// session keyed `session`, at event second `secs`: note the device and
-    /// region it named, if any. A new session starts over.
-    pub(crate) fn note_session_place(&mut self, session: u64, secs: u32, event: &Event) {
+    /// A customer's event (a customer entity) at event second `secs`: drop a
+    /// session place past its hour, and for a passed event in the reported
+    /// session keyed `session`, note the device and region it named, if
+    /// any. A new session starts over.
+    pub(crate) fn tend_session_place(&mut self, session: Option<u64>, secs: u32, passed: bool, event: &Event, span_s: u32) {
         let Extra::Profile(p) = &mut self.extra else { return };
-        if event.device_id.is_none() && event.region.is_none() {
-            return;
+        if p.session_place.as_ref().is_some_and(|held| secs.saturating_sub(held.at_s) > span_s) {
+            p.session_place = None;
         }
+        let Some(session) = session.filter(|_| passed && (event.device_id.is_some() || event.region.is_some())) else { return };
         match &mut p.session_place {
             Some(held) if held.session == session => held.note(secs, event),
             // A session that arrives late, behind a newer one, is not the latest.
@@ -1217,17 +1224,28 @@ impl Entity {
             slot => {
                 let mut place = SessionPlace { session, at_s: secs, device_id: None, region: None, contested: 0 };
                 place.note(secs, event);
-                *slot = Some(place);
+                *slot = Some(Box::new(place));
+            }
+        }
+    }
+
+    /// Free the session place if its session first named it before event second `before`.
+    pub(crate) fn drop_session_place_older_than(&mut self, before: u32) {
+        if let Extra::Profile(p) = &mut self.extra {
+            if p.session_place.as_ref().is_some_and(|held| held.at_s < before) {
+                p.session_place = None;
             }
         }
     }
 
     /// Where this customer's passed events in the reported session keyed
-    /// `session` came from, if one did within `span_s` seconds of `secs`
-    /// (what two of them named differently is in `contested`).
+    /// `session` came from, if the session first named them within
+    /// `span_s` seconds before `secs` (what two of them named differently
+    /// is in `contested`). Not for a step dated before that: it would be
+    /// placed or not by the order its events arrived in.
     pub(crate) fn session_place(&self, session: u64, secs: u32, span_s: u32) -> Option<&SessionPlace> {
         let Extra::Profile(p) = &self.extra else { return None };
-        p.session_place.as_ref().filter(|held| held.session == session && held.at_s.abs_diff(secs) <= span_s)
+        p.session_place.as_deref().filter(|held| held.session == session && held.at_s <= secs && secs - held.at_s <= span_s)
     }
 
     /// An ID scan in this session (a session entity).
@@ -1261,6 +1279,10 @@ impl Entity {
                     + if p.devices.spilled() { p.devices.capacity() * 8 } else { 0 }
                     + p.code_failures.capacity() * 4
                     + if p.regions.spilled() { p.regions.capacity() * 2 } else { 0 }
+                    + p.session_place.as_ref().map_or(0, |place| {
+                        let heap = |text: &Option<compact_str::CompactString>| text.as_ref().map_or(0, |t| if t.is_heap_allocated() { t.capacity() } else { 0 });
+                        std::mem::size_of::<SessionPlace>() + heap(&place.device_id) + heap(&place.region)
+                    })
             }
         };
         std::mem::size_of::<Entity>()

@@ -276,19 +276,23 @@ impl FeatureStore {
         (login.device == device && login.subnet == subnet && same_person && event.ts_ms >= login.at_ms).then(|| login.customer.clone())
     }
 
-    /// The event as judged when it leaves out where it came from: a step
-    /// of a customer's reported session that names no device or region
-    /// takes those the customer's passed events in the same session named
-    /// within the hour (see `SessionPlace`), and the bits (`PLACE_DEVICE`,
-    /// `PLACE_REGION`) of what it took. `None`: it names both, takes
-    /// nothing, or is no customer's (staff accesses, events that name no
-    /// customer, implied sessions: an implied session of an event without a
-    /// device is the customer's, across all their devices). What two passed
-    /// steps of the session named differently is left out. Both are the
-    /// client's to report, as on every other event: taking them adds nothing
-    /// a sender could not name directly.
+    /// The event as judged when it leaves out where it came from: a passed
+    /// step of a customer's reported session that names no device or region
+    /// takes those the customer's passed events in the same session named,
+    /// within the hour after the first of them (see `SessionPlace`), and the
+    /// bits (`PLACE_DEVICE`, `PLACE_REGION`) of what it took. `None`: it
+    /// names both, takes nothing, failed, or is no customer's (staff
+    /// accesses, events that name no customer or a member of staff,
+    /// implied sessions: an implied session of an event without a device is
+    /// the customer's, across all their devices). What two passed steps of
+    /// the session named differently is left out.
+    ///
+    /// A failed step takes nothing: anyone who learnt a customer's id and
+    /// session id could otherwise send failures that count against the
+    /// customer's device without knowing it (`session_customer` asks the
+    /// device and subnet to match for the same reason).
     pub fn session_place(&self, event: &Event) -> Option<(Event, u8)> {
-        if event.staff_id.is_some() || event.step.is_staff_access() || (event.device_id.is_some() && event.region.is_some()) {
+        if event.is_failure() || event.staff_id.is_some() || event.step.is_staff_access() || (event.device_id.is_some() && event.region.is_some()) {
             return None;
         }
         let customer = event.customer_id.as_deref()?;
@@ -476,11 +480,14 @@ impl FeatureStore {
                 if implied && success && event.step == Step::AccountOpen {
                     e.spend_methods(related[EntityKind::Customer.index()]);
                 }
-                // A failed step is anyone's to send: only passed ones say where the customer's session is.
-                if kind == EntityKind::Customer && success {
-                    if let Some(session) = keys.get(EntityKind::Session).filter(|_| !keys.session_is_implied()) {
-                        e.note_session_place(session, secs, event);
-                    }
+                // A failed step is anyone's to send: only passed ones say
+                // where the customer's session is. Nor is a step a member of
+                // staff reported (a branch-assisted onboarding) the customer's
+                // own session.
+                if kind == EntityKind::Customer {
+                    let session = keys.get(EntityKind::Session).filter(|_| !keys.session_is_implied());
+                    let passed = success && event.staff_id.is_none();
+                    e.tend_session_place(session, secs, passed, event, crate::keys::IMPLIED_SESSION_SPAN_S);
                 }
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
@@ -661,9 +668,16 @@ impl FeatureStore {
         let now = event_secs(wm);
         let map = &self.maps[kind.index()];
         let mut removed = 0usize;
+        // A session place past its hour is never read again (an event that
+        // is not too late is at most the lateness behind the watermark):
+        // the sweep frees it, so that only the last hour's customers hold one.
+        let place_kept_s = crate::keys::IMPLIED_SESSION_SPAN_S + self.windows.lateness_s;
         map.retain(|_, e| {
             let keep = !self.gone(kind, e, now, false);
             removed += usize::from(!keep);
+            if keep && kind == EntityKind::Customer {
+                e.drop_session_place_older_than(now.saturating_sub(place_kept_s));
+            }
             keep
         });
         self.live[kind.index()].fetch_sub(removed, Ordering::Relaxed);
@@ -1204,32 +1218,49 @@ mod tests {
         let place = |e: &Event| store.session_place(e).map(|(j, took)| (j.device_id.map(|d| d.to_string()), j.region.map(|r| r.to_string()), took));
         let scan = step(1, t0, Step::IdOcr, Some("s1"), Some("c1"), "phone-1", Some("doc-1"), false);
         assert_eq!(place(&backend(2, t0 + 1_000, "s1", "c1")), None, "nothing named yet");
+        // Another customer, with a place of their own in another session.
+        store.observe(&step(0, t0, Step::IdOcr, Some("s9"), Some("c2"), "phone-9", Some("doc-9"), false), &mut out);
         store.observe(&scan, &mut out);
         assert_eq!(place(&backend(3, t0 + 60_000, "s1", "c1")), Some((Some("phone-1".into()), Some("KR-11".into()), PLACE_DEVICE | PLACE_REGION)));
         // What the step names itself stays; only what it left out is taken.
         let named = Event { region: Some("JP-13".into()), ..backend(4, t0 + 60_000, "s1", "c1") };
         assert_eq!(place(&named), Some((Some("phone-1".into()), Some("JP-13".into()), PLACE_DEVICE)));
         // Another session of the customer, another customer in the session,
-        // a step past the hour, or one with no session id: nothing.
+        // a failed step (anyone's to send), or one dated before the
+        // session's first place: nothing.
         assert_eq!(place(&backend(5, t0 + 60_000, "s2", "c1")), None);
         assert_eq!(place(&backend(6, t0 + 60_000, "s1", "c2")), None);
-        assert_eq!(place(&backend(7, t0 + 3_700_000, "s1", "c1")), None);
-        assert_eq!(place(&Event { session_id: None, ..backend(8, t0 + 60_000, "s1", "c1") }), None);
+        assert!(place(&backend(6, t0 + 60_000, "s9", "c2")).is_some(), "c2's own session has its place");
+        assert_eq!(place(&Event { result: crate::event::Outcome::Failure, ..backend(7, t0 + 60_000, "s1", "c1") }), None);
+        assert_eq!(place(&backend(8, t0 - 1_000, "s1", "c1")), None);
         // Staff accesses are never a customer's session.
         assert_eq!(place(&Event { step: Step::RecordView, ..backend(9, t0 + 60_000, "s1", "c1") }), None);
-        // A failed step is anyone's to send: it moves nothing.
-        store.observe(&Event { device_id: Some("phone-x".into()), ..step(10, t0 + 70_000, Step::FaceMatch, Some("s1"), Some("c1"), "phone-x", None, true) }, &mut out);
-        assert_eq!(place(&backend(11, t0 + 80_000, "s1", "c1")).map(|p| p.0), Some(Some("phone-1".into())));
-        // Two passed steps of the session on two devices: which one the
-        // backend's step came from is not known; the region they agree on is.
-        store.observe(&step(12, t0 + 90_000, Step::Liveness, Some("s1"), Some("c1"), "phone-2", None, false), &mut out);
-        assert_eq!(place(&backend(13, t0 + 100_000, "s1", "c1")), Some((None, Some("KR-11".into()), PLACE_REGION)));
-        // A new session starts over, and a restart keeps it, as a snapshot carries it.
-        store.observe(&step(14, t0 + 200_000, Step::IdOcr, Some("s3"), Some("c1"), "phone-3", Some("doc-1"), false), &mut out);
+        // A failed step moves nothing either.
+        store.observe(&step(10, t0 + 70_000, Step::FaceMatch, Some("s1"), Some("c1"), "phone-x", None, true), &mut out);
+        assert_eq!(place(&backend(11, t0 + 80_000, "s1", "c1")).and_then(|p| p.0), Some("phone-1".into()));
+        // The steps the pipeline filled in name the device too: observed,
+        // they must not keep the session's place beyond the hour after its
+        // first step.
+        let (filled, _) = store.session_place(&backend(12, t0 + 3_000_000, "s1", "c1")).unwrap();
+        store.observe(&filled, &mut out);
+        assert_eq!(place(&backend(13, t0 + 3_700_000, "s1", "c1")), None, "the hour after the first step is over");
+        // A new session starts over; two passed steps of it on two devices:
+        // which one the backend's step came from is not known, the region
+        // they agree on is.
+        store.observe(&step(14, t0 + 4_000_000, Step::IdOcr, Some("s3"), Some("c1"), "phone-3", Some("doc-1"), false), &mut out);
+        assert_eq!(place(&backend(15, t0 + 4_010_000, "s3", "c1")).and_then(|p| p.0), Some("phone-3".into()));
+        store.observe(&step(16, t0 + 4_020_000, Step::Liveness, Some("s3"), Some("c1"), "phone-4", None, false), &mut out);
+        assert_eq!(place(&backend(17, t0 + 4_030_000, "s3", "c1")), Some((None, Some("KR-11".into()), PLACE_REGION)));
+        // A restart keeps the place, as a snapshot carries it.
         let restored = FeatureStore::new(&FeatureConfig::default()).unwrap();
         restored.restore_state(serde_json::from_slice(&serde_json::to_vec(&store.export_state()).unwrap()).unwrap()).unwrap();
-        assert_eq!(restored.session_place(&backend(15, t0 + 210_000, "s3", "c1")).map(|(j, _)| j.device_id), Some(Some("phone-3".into())));
-        assert_eq!(restored.session_place(&backend(16, t0 + 210_000, "s1", "c1")), None);
+        assert_eq!(restored.session_place(&backend(18, t0 + 4_030_000, "s3", "c1")).map(|(j, _)| j.region), Some(Some("KR-11".into())));
+        // Past its hour (and the lateness), a sweep frees it.
+        let held = store.entity_bytes(EntityKind::Customer);
+        store.observe(&Event { customer_id: Some("c3".into()), ..step(19, t0 + 9_000_000, Step::Login, None, None, "phone-5", None, true) }, &mut out);
+        let with_c3 = store.entity_bytes(EntityKind::Customer);
+        store.sweep();
+        assert!(store.entity_bytes(EntityKind::Customer) < with_c3, "{held} {with_c3}");
     }
 
     #[test]
