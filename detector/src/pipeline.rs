@@ -1060,6 +1060,46 @@ mod tests {
     }
 
     #[test]
+    fn a_new_region_counts_toward_a_night_takeover_only_where_few_of_the_banks_customers_come_from() {
+        // Two days of a bank whose customers log in from Seoul (70%) and
+        // the province around it (30%), busy every hour but 02:00.
+        let p = pipeline();
+        let mut s = p.scratch();
+        let mut n = 0;
+        for day in 2..=3 {
+            for hour in 0..24 {
+                let per_hour = if hour == 2 { 20 } else { 100 };
+                for k in 0..per_hour {
+                    let ts = format!("2026-11-0{day}T{hour:02}:{:02}:00+09:00", k * 60 / per_hour);
+                    let region = if n % 10 < 3 { "KR-41" } else { "KR-11" };
+                    p.process(&event(&p, &format!("pop{n}"), &ts, "login", &format!("c{}", n % 500), &format!("d{}", n % 500), region), &mut s).unwrap();
+                    n += 1;
+                }
+            }
+        }
+        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
+        // Two customers who passed a code on their phone in Seoul just after
+        // midnight, then log in at 02:10 on a device new to them: one from
+        // the province around Seoul, one from Jeju, where nobody logs in from.
+        let takeovers = [("KR-41", false), ("KR-49", true)];
+        for i in 0..takeovers.len() {
+            let (customer, phone) = (format!("v{i}"), format!("phone-v{i}"));
+            p.process(&event(&p, &format!("v{i}a"), &format!("2026-11-04T00:1{i}:00+09:00"), "login", &customer, &phone, "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, &format!("v{i}b"), &format!("2026-11-04T00:1{i}:30+09:00"), "otp", &customer, &phone, "KR-11"), &mut s).unwrap();
+        }
+        for (i, (region, rare)) in takeovers.into_iter().enumerate() {
+            let d = p.process(&event(&p, &format!("v{i}c"), &format!("2026-11-04T02:1{i}:00+09:00"), "login", &format!("v{i}"), &format!("taker-{i}"), region), &mut s).unwrap();
+            let seen = [f(&s, "customer.new_device"), f(&s, "customer.new_region"), f(&s, "customer.hour_seen")];
+            assert!(seen == [1.0, 1.0, 0.0] && f(&s, "customer.prior_events") >= 2.0, "{seen:?}");
+            assert!(f(&s, "event.hour_activity") < 0.5, "{}", f(&s, "event.hour_activity"));
+            let share = f(&s, "event.region_share");
+            assert_eq!(share < 0.05, rare, "{region}: {share}");
+            assert_eq!(fired(&d), rare, "{region}: {share} {:?}", reasons(&d));
+        }
+    }
+
+    #[test]
     fn an_hour_somewhat_quiet_is_enough_from_a_rare_region_or_after_a_login_not_for_an_applicant() {
         // A bank busy every hour, but at 02:00 about a third as busy: a night
         // that is not empty (a world where many bank late) reads 0.25 to 0.5.
