@@ -45,12 +45,10 @@ pub struct Processed {
     pub enforced: Enforced,
     /// Findings an analyst's suppression dropped.
     pub suppressed: usize,
-    /// The event named no customer and was judged as this one, its
-    /// session's (see [`Pipeline::attributed`]).
-    pub customer_from_session: Option<compact_str::CompactString>,
     /// The event as it was judged, when that is not as it came: its
     /// session's customer, or its session's device or region
-    /// (see [`Pipeline::attributed`]). Sinks name the entities of this one.
+    /// (see [`Pipeline::attributed`]; the decision's reasons say which).
+    /// Sinks name the entities of this one.
     pub judged_as: Option<Box<Event>>,
 }
 
@@ -71,8 +69,8 @@ pub struct PipelineState {
 struct Attributed {
     /// `None`: as it came.
     judged: Option<Event>,
-    /// The customer it was judged as, when it named none.
-    customer: Option<compact_str::CompactString>,
+    /// It named no customer and was judged as its session's.
+    customer: bool,
     /// What it took from its session's place (`PLACE_*` bits; 0: nothing).
     place: u8,
 }
@@ -297,7 +295,7 @@ impl Pipeline {
             Some((judged, took)) => (Some(judged), took),
             None => (named, 0),
         };
-        Attributed { judged, customer, place }
+        Attributed { judged, customer: customer.is_some(), place }
     }
 
     /// Say on the decision that its event was judged as its session's
@@ -429,13 +427,13 @@ impl Pipeline {
             let member_blocked = asked_member_block || decision.refused_for(haechi_features::EntityKind::Staff);
             self.store.refuse_staff_day(&observation.keys, event.ts_ms, member_blocked);
         }
-        if attributed.customer.is_some() {
+        if attributed.customer {
             self.explain_attributed(&mut decision);
         }
         if attributed.place != 0 {
             self.explain_placed(&mut decision, attributed.place);
         }
-        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, customer_from_session: attributed.customer, judged_as: attributed.judged.map(Box::new) })
+        Ok(Processed { decision, late: observation.late, keys: observation.keys, enforced, suppressed, judged_as: attributed.judged.map(Box::new) })
     }
 }
 
@@ -718,7 +716,7 @@ mod tests {
         assert_eq!(d.decision.verdict, Verdict::Block, "{:?}", reasons(&d));
         assert!(reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
         assert!(reasons(&d).contains(&"customer_from_session".to_owned()), "the analyst is told whose the event was taken to be");
-        assert_eq!(d.customer_from_session.as_deref(), Some("victim"));
+        assert_eq!(d.judged_as.as_deref().and_then(|e| e.customer_id.as_deref()), Some("victim"));
         // The first check, allowed, says so too: the records file it under the victim.
         let first = {
             let mut config = Config::default();
@@ -736,7 +734,7 @@ mod tests {
         // Off, the checks are nobody's.
         let d = guesses(false);
         assert!(!reasons(&d).contains(&"brute_force_slow_failures".to_owned()), "{:?}", reasons(&d));
-        assert_eq!(d.customer_from_session, None);
+        assert!(d.judged_as.is_none());
     }
 
     #[test]
