@@ -19,8 +19,12 @@ pub enum Relation {
     /// Entities of another kind seen with it.
     Kind(EntityKind),
     /// Returning customers: ones who have logged in successfully (a made-up
-    /// id cannot, however long ago it was first seen). What a shared address
-    /// or device carries honestly, and what the blast-radius guard counts.
+    /// id cannot, however long ago it was first seen), counted from their
+    /// next passed event. What a shared address or device carries honestly,
+    /// and what the blast-radius guard counts. An address (and its /24)
+    /// counts a customer the store never saw onboard from their first
+    /// successful login: they opened their account before the stream began,
+    /// and an exit's logins are most of what it carries.
     Returning,
     /// Customers onboarding (an onboarding step) who are not returning: the
     /// fresh identities a proxy or a device farm brings.

@@ -44,6 +44,12 @@ pub(crate) struct Observed {
     pub staff_typical_day: f32,
     /// The customer's key fragment if they are a returning customer.
     pub returning: Option<u32>,
+    /// The same, or a customer's first successful login if the store never
+    /// saw them onboard: what an address counts as returning (see
+    /// [`Observe::vouches`]). A device or an account is vouched for by
+    /// `returning` only: a password alone opens a stolen account on a fresh
+    /// phone as well.
+    pub returning_at_address: Option<u32>,
     /// The customer's key fragment if they are a fresh identity onboarding.
     pub new_identity: Option<u32>,
     /// The verification method this event proves, if it succeeded (a bit of [`METHOD_NAMES`]).
@@ -706,6 +712,11 @@ impl StaffProfile {
 pub(crate) struct Observe {
     /// The entity (a customer) was returning before this event.
     pub returning_before: bool,
+    /// This passed event of a customer counts them among the returning
+    /// customers its address carries: they were returning before it, or it
+    /// is the first successful login of a customer the store never saw
+    /// onboard (one who opened their account before the stream began).
+    pub vouches: bool,
     /// This event makes the customer one of the population's fresh
     /// identities, once per profile the store keeps.
     pub first_fresh: bool,
@@ -812,6 +823,17 @@ impl Entity {
             }
         }
 
+        // A customer the store saw onboard vouches only from their second
+        // passed event after a login: a farm's fresh identity must not vouch
+        // for its address with the login its onboarding just earned. One
+        // who logs in having never onboarded in the stream opened their
+        // account before it began; their first login is what a carrier exit,
+        // an office or a café carries all day.
+        let vouches = !o.failure
+            && match &self.extra {
+                Extra::Profile(p) => returning_before || (o.apply && o.login_ok && !p.counted_fresh),
+                _ => false,
+            };
         let first_fresh = match &mut self.extra {
             Extra::Profile(p) if o.apply && o.onboarding && !returning_before && !p.counted_fresh => {
                 p.counted_fresh = true;
@@ -824,7 +846,7 @@ impl Entity {
         // population's count. An event of an earlier hour than their last
         // (out of order within the allowed lateness) leaves them where they are.
         let returning_moved = match &mut self.extra {
-            Extra::Profile(p) if o.apply && !o.failure && returning_before => {
+            Extra::Profile(p) if o.apply && vouches => {
                 let hour = u32::try_from(o.ms.div_euclid(3_600_000)).unwrap_or(0);
                 (hour > p.returning_hour).then(|| (std::mem::replace(&mut p.returning_hour, hour), hour))
             }
@@ -944,7 +966,7 @@ impl Entity {
             }
             _ => {}
         }
-        Observe { returning_before, first_fresh, returning_moved, closed_staff_days: closed_days, unlearn }
+        Observe { returning_before, vouches, first_fresh, returning_moved, closed_staff_days: closed_days, unlearn }
     }
 
     /// Durations the baselines must take back go to `unlearn` (see [`Observe::unlearn`]).
@@ -1004,6 +1026,7 @@ impl Entity {
         for (r, rel) in relations(kind).iter().enumerate() {
             let item = match rel {
                 Relation::Kind(k) => o.related[k.index()],
+                Relation::Returning if matches!(kind, EntityKind::Ip | EntityKind::Subnet) => o.returning_at_address,
                 Relation::Returning => o.returning,
                 Relation::NewIdentity => o.new_identity,
             };

@@ -405,6 +405,7 @@ impl FeatureStore {
             records: event.records.map_or(u32::from(staff_access), |r| r.min(u64::from(u32::MAX)) as u32),
             staff_typical_day: if staff_access { self.baselines.staff_typical_day() } else { 0.0 },
             returning: None,
+            returning_at_address: None,
             new_identity: None,
             method: if success { verification_method(event) } else { None },
             fast: ranked && baseline.apart_rank <= self.fast_rank,
@@ -512,6 +513,9 @@ impl FeatureStore {
                     self.baselines.returning_moved(from, to);
                 }
                 let fragment = related[EntityKind::Customer.index()];
+                if seen.vouches {
+                    observed.returning_at_address = fragment;
+                }
                 if seen.returning_before {
                     // A failed event vouches for nothing: anyone who knows a
                     // customer's id can send their wrong password from anywhere.
@@ -852,6 +856,7 @@ impl FeatureStore {
             records: 0,
             staff_typical_day: 0.0,
             returning: None,
+            returning_at_address: None,
             new_identity: None,
             method: None,
             fast: false,
@@ -1453,33 +1458,41 @@ mod tests {
         // On the hour: the count's hours are clock hours.
         let t0 = 1_764_000_000_000;
         assert_eq!(t0 % HOUR, 0);
-        // A first login makes a customer returning; it does not find them returning.
+        // A customer the store never saw onboard opened their account before
+        // the stream began: their first login counts them, once however many
+        // passed events follow in the hour.
         store.observe(&at(1, t0, "r1", Step::Login, false), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + MIN), 0.0);
-        // Their next passed event counts them, once however many follow in the hour.
+        assert_eq!(read(&store, &mut out, t0 + MIN), 1.0);
         store.observe(&at(2, t0 + 2 * MIN, "r1", Step::Otp, false), &mut out);
         store.observe(&at(3, t0 + 3 * MIN, "r1", Step::Otp, false), &mut out);
         assert_eq!(read(&store, &mut out, t0 + 4 * MIN), 1.0);
         // A failed event counts no one (anyone can fail a known customer's login).
-        store.observe(&at(4, t0 + 5 * MIN, "r2", Step::Login, false), &mut out);
-        store.observe(&at(5, t0 + 6 * MIN, "r2", Step::Login, true), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + 7 * MIN), 1.0);
-        store.observe(&at(6, t0 + 8 * MIN, "r2", Step::Otp, false), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + 9 * MIN), 2.0);
+        store.observe(&at(5, t0 + 5 * MIN, "r2", Step::Login, true), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 6 * MIN), 1.0);
+        store.observe(&at(4, t0 + 7 * MIN, "r2", Step::Login, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 8 * MIN), 2.0);
+        // An applicant the store saw onboard (the first read's) is not counted
+        // by the login their onboarding earned, only from their next passed event.
+        store.observe(&at(13, t0 + 9 * MIN, "applicant1", Step::Login, false), &mut out);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 2.0, "the address counts r1 and r2, not the applicant's first login");
+        assert_eq!(read(&store, &mut out, t0 + 10 * MIN), 2.0);
+        store.observe(&at(14, t0 + 11 * MIN, "applicant1", Step::Otp, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 12 * MIN), 3.0);
         // Nor is an applicant one, and a login reads nothing.
-        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 2.0, "the address counts the same two");
-        store.observe(&at(7, t0 + 10 * MIN, "r2", Step::Login, false), &mut out);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 3.0, "the address counts the same three");
+        store.observe(&at(7, t0 + 13 * MIN, "r2", Step::Login, false), &mut out);
         assert_eq!(get(&store, &out, "event.population_returning_24h"), 0.0);
-        // Active again two hours later, r1 moves to that hour: still two customers.
+        // Active again two hours later, r1 moves to that hour: still three customers.
         store.observe(&at(8, t0 + 2 * HOUR, "r1", Step::Login, false), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + 2 * HOUR + MIN), 2.0);
+        assert_eq!(read(&store, &mut out, t0 + 2 * HOUR + MIN), 3.0);
         // An event too late to be decided in order moves no one.
         let late = store.observe(&at(9, t0 + 2 * HOUR - 30 * MIN, "r2", Step::Otp, false), &mut out);
         assert!(late.late);
         // One from the hour before r1's last, within the allowed lateness, leaves r1 where they are.
         let early = store.observe(&at(12, t0 + 2 * HOUR - 2 * MIN, "r1", Step::Otp, false), &mut out);
         assert!(!early.late);
-        // A day after the first hour r2 has left the day; r1, active in its third hour, has not.
+        // A day after the first hour r2 and the applicant have left the day;
+        // r1, active in its third hour, has not.
         assert_eq!(read(&store, &mut out, t0 + 24 * HOUR), 1.0);
         // The count is part of what a snapshot carries, and goes on moving customers.
         let again = FeatureStore::new(&FeatureConfig::default()).unwrap();
@@ -2236,10 +2249,23 @@ mod tests {
         // from the next event on, never on the event itself.
         store.observe(&at(33, back + 40, Step::Otp, "owner", "203.0.113.40", false), &mut out);
         assert_eq!(get(&store, &out, "customer.returning"), 1.0);
+        // A customer the store never saw onboard opened their account before
+        // the stream: their first login is what an exit carries all day, and
+        // counts them there. Not on the device: a password alone opens a
+        // stolen account on a fresh phone as well.
         store.observe(&at(34, back + 50, Step::Login, "newcomer", "203.0.113.41", false), &mut out);
         assert_eq!(get(&store, &out, "customer.returning"), 0.0);
+        assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 2.0);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 1.0);
+        assert_eq!(get(&store, &out, "device.distinct_returning_total"), 0.0);
         store.observe(&at(35, back + 60, Step::Otp, "newcomer", "203.0.113.41", false), &mut out);
         assert_eq!(get(&store, &out, "customer.returning"), 1.0);
+        assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 2.0);
+        assert_eq!(get(&store, &out, "device.distinct_returning_total"), 1.0);
+        // The fresh identity the store saw onboard does not vouch with the
+        // login its onboarding earned: a farm's would, for the exit it came through.
+        store.observe(&at(39, back + 65, Step::Login, "fresh", "203.0.113.9", false), &mut out);
+        assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 0.0);
         assert_eq!(get(&store, &out, "subnet.distinct_returning_24h"), 2.0);
         // A failed event adds no returning customer (anyone can send a customer's
         // wrong password), and a returning customer's failed check is no new identity.
