@@ -31,7 +31,10 @@ pub enum Relation {
     NewIdentity,
 }
 
-/// For each kind, what it counts distinct members of.
+/// For each kind, what it counts distinct members of. A device counts the
+/// /24s (IPv6: /64s) it came through, not the ID documents (its fresh
+/// identities say as much): a farm that moves between networks is told
+/// from a tablet that stays at one office's few exits.
 pub fn relations(kind: EntityKind) -> &'static [Relation] {
     use EntityKind::*;
     use Relation::{Kind as K, NewIdentity, Returning};
@@ -40,7 +43,7 @@ pub fn relations(kind: EntityKind) -> &'static [Relation] {
         IdDoc => &[K(Customer), K(Device), K(Ip)],
         Ip => &[K(Customer), K(IdDoc), K(Device), Returning, NewIdentity],
         Subnet => &[K(Customer), K(Ip), K(IdDoc), Returning, NewIdentity],
-        Device => &[K(Customer), K(IdDoc), K(Ip), Returning, NewIdentity],
+        Device => &[K(Customer), K(Subnet), K(Ip), Returning, NewIdentity],
         Account => &[K(Customer), K(IdDoc), Returning, NewIdentity],
         Staff => &[K(Customer)],
         Session => &[K(Ip), K(Device)],
