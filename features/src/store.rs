@@ -2278,6 +2278,27 @@ mod tests {
     }
 
     #[test]
+    fn a_device_counts_the_networks_it_came_through() {
+        let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
+        let mut out = vec![0.0; store.catalog().len()];
+        let t0 = 1_764_000_000_000;
+        // A tablet at one office: three exits of one /24.
+        for (k, ip) in ["147.6.99.206", "147.6.99.209", "147.6.99.207", "147.6.99.206"].iter().enumerate() {
+            store.observe(&event(k, t0 + k as i64 * 60_000, &format!("c{k}"), ip, "tablet", false), &mut out);
+        }
+        assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (3.0, 1.0));
+        // The same device through a carrier exit: a second network.
+        store.observe(&event(9, t0 + 600_000, "c9", "223.38.1.10", "tablet", false), &mut out);
+        assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (4.0, 2.0));
+        // IPv6: a /64 is one network, whatever the interface id.
+        store.observe(&event(10, t0 + 660_000, "c10", "2001:2d8:2724:e97a::1", "phone", false), &mut out);
+        store.observe(&event(11, t0 + 720_000, "c10", "2001:2d8:2724:e97a:e108:32d8:b2ad:9951", "phone", false), &mut out);
+        assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (2.0, 1.0));
+        store.observe(&event(12, t0 + 780_000, "c10", "2001:2d8:2725:e97a::1", "phone", false), &mut out);
+        assert_eq!(get(&store, &out, "device.distinct_subnets_total"), 2.0);
+    }
+
+    #[test]
     fn a_device_is_vouched_for_by_its_first_passed_code_only() {
         let store = FeatureStore::new(&FeatureConfig::default()).unwrap();
         let mut out = vec![0.0; store.catalog().len()];
