@@ -722,8 +722,8 @@ pub(crate) struct Observe {
     pub first_fresh: bool,
     /// This event moves the customer, in the population's count of
     /// returning customers, from the hour that held them (0: none) to this
-    /// event's hour: a passed event of a customer who was returning before
-    /// it, in a later hour than their last.
+    /// event's hour: an event that vouches ([`Observe::vouches`]), in a
+    /// later hour than their last.
     pub returning_moved: Option<(u32, u32)>,
     /// Each staff working day this event taught the habit (hours 0: none).
     pub closed_staff_days: [StaffDay; 2],
@@ -841,9 +841,8 @@ impl Entity {
             }
             _ => false,
         };
-        // What an address counts as returning (a passed event of a customer
-        // returning before it) moves the customer to this hour in the
-        // population's count. An event of an earlier hour than their last
+        // What an address counts as returning (an event that vouches, above)
+        // moves the customer to this hour in the population's count. An event of an earlier hour than their last
         // (out of order within the allowed lateness) leaves them where they are.
         let returning_moved = match &mut self.extra {
             Extra::Profile(p) if o.apply && vouches => {

@@ -1466,11 +1466,8 @@ mod tests {
         store.observe(&at(2, t0 + 2 * MIN, "r1", Step::Otp, false), &mut out);
         store.observe(&at(3, t0 + 3 * MIN, "r1", Step::Otp, false), &mut out);
         assert_eq!(read(&store, &mut out, t0 + 4 * MIN), 1.0);
-        // A failed event counts no one (anyone can fail a known customer's login).
-        store.observe(&at(5, t0 + 5 * MIN, "r2", Step::Login, true), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + 6 * MIN), 1.0);
-        store.observe(&at(4, t0 + 7 * MIN, "r2", Step::Login, false), &mut out);
-        assert_eq!(read(&store, &mut out, t0 + 8 * MIN), 2.0);
+        store.observe(&at(4, t0 + 5 * MIN, "r2", Step::Login, false), &mut out);
+        assert_eq!(read(&store, &mut out, t0 + 6 * MIN), 2.0);
         // An applicant the store saw onboard (the first read's) is not counted
         // by the login their onboarding earned, only from their next passed event.
         store.observe(&at(13, t0 + 9 * MIN, "applicant1", Step::Login, false), &mut out);
@@ -1478,13 +1475,16 @@ mod tests {
         assert_eq!(read(&store, &mut out, t0 + 10 * MIN), 2.0);
         store.observe(&at(14, t0 + 11 * MIN, "applicant1", Step::Otp, false), &mut out);
         assert_eq!(read(&store, &mut out, t0 + 12 * MIN), 3.0);
-        // Nor is an applicant one, and a login reads nothing.
+        // The address counts the same three; a login reads nothing.
         assert_eq!(get(&store, &out, "ip.distinct_returning_24h"), 3.0, "the address counts the same three");
         store.observe(&at(7, t0 + 13 * MIN, "r2", Step::Login, false), &mut out);
         assert_eq!(get(&store, &out, "event.population_returning_24h"), 0.0);
         // Active again two hours later, r1 moves to that hour: still three customers.
         store.observe(&at(8, t0 + 2 * HOUR, "r1", Step::Login, false), &mut out);
         assert_eq!(read(&store, &mut out, t0 + 2 * HOUR + MIN), 3.0);
+        // A failed event moves no one (anyone can fail a known customer's
+        // login): r2 stays in the first hour, and leaves the day with it.
+        store.observe(&at(5, t0 + 2 * HOUR + 2 * MIN, "r2", Step::Login, true), &mut out);
         // An event too late to be decided in order moves no one.
         let late = store.observe(&at(9, t0 + 2 * HOUR - 30 * MIN, "r2", Step::Otp, false), &mut out);
         assert!(late.late);
@@ -2287,14 +2287,14 @@ mod tests {
             store.observe(&event(k, t0 + k as i64 * 60_000, &format!("c{k}"), ip, "tablet", false), &mut out);
         }
         assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (3.0, 1.0));
-        // The same device through a carrier exit: a second network.
-        store.observe(&event(9, t0 + 600_000, "c9", "223.38.1.10", "tablet", false), &mut out);
+        // The next /24 over is a second network.
+        store.observe(&event(9, t0 + 600_000, "c9", "147.6.98.206", "tablet", false), &mut out);
         assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (4.0, 2.0));
         // IPv6: a /64 is one network, whatever the interface id.
         store.observe(&event(10, t0 + 660_000, "c10", "2001:2d8:2724:e97a::1", "phone", false), &mut out);
         store.observe(&event(11, t0 + 720_000, "c10", "2001:2d8:2724:e97a:e108:32d8:b2ad:9951", "phone", false), &mut out);
         assert_eq!((get(&store, &out, "device.distinct_ips_total"), get(&store, &out, "device.distinct_subnets_total")), (2.0, 1.0));
-        store.observe(&event(12, t0 + 780_000, "c10", "2001:2d8:2725:e97a::1", "phone", false), &mut out);
+        store.observe(&event(12, t0 + 780_000, "c10", "2001:2d8:2724:e97b::1", "phone", false), &mut out);
         assert_eq!(get(&store, &out, "device.distinct_subnets_total"), 2.0);
     }
 

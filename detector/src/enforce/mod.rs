@@ -1394,8 +1394,9 @@ rules:
         // At dawn, an exit looks private: three fresh identities, nobody else.
         let lines = three_fresh_identities("2026-11-02T05:00:00+09:00", exit);
         assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
-        // A fresh id's first login there does not vouch for it: still blocked.
-        let d = run(&p, &[line(19, "2026-11-02T05:20:00+09:00", "login", "success", "brand-new", exit, "s19", None)]);
+        // A fresh identity's first login there (the login its onboarding
+        // earned) does not vouch for it: still blocked.
+        let d = run(&p, &[line(19, "2026-11-02T05:20:00+09:00", "login", "success", "fresh0", exit, "s19", None)]);
         assert_eq!(d[0].verdict, Verdict::Block, "{d:?}");
         // Nor does an id's age: it has never logged in, and scanning an ID
         // through the exit makes it one more fresh identity there.
@@ -1413,6 +1414,27 @@ rules:
         let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
         assert!(lifted.detail.as_deref().unwrap().contains("lifted the block"), "{lifted:?}");
         assert!(p.enforcer().blocks().list_at(0).iter().all(|b| b.scope != EntityKind::Ip));
+    }
+
+    #[test]
+    fn first_logins_of_customers_never_seen_onboard_lift_a_block_past_the_limit() {
+        let p = warm_pipeline();
+        let exit = "223.38.14.78";
+        let lines = three_fresh_identities("2026-11-02T05:00:00+09:00", exit);
+        assert_eq!(run(&p, &lines)[2].verdict, Verdict::Block);
+        // Customers who opened their accounts before the stream began log in
+        // through the exit: each counts there from that first login. Five
+        // (the limit) do not lift the block, none of them returning before
+        // their event; the sixth is one more than the limit.
+        for k in 0..5 {
+            let ts = format!("2026-11-02T05:{:02}:00+09:00", 10 + k);
+            let d = run(&p, &[line(40 + k, &ts, "login", "success", &format!("earlier{k}"), exit, &format!("se{k}"), None)]);
+            assert_eq!(d[0].verdict, Verdict::Block, "login {k}: {d:?}");
+        }
+        let d = run(&p, &[line(45, "2026-11-02T05:16:00+09:00", "login", "success", "earlier5", exit, "se5", None)]);
+        assert_ne!(d[0].verdict, Verdict::Block, "{d:?}");
+        let lifted = d[0].reasons.iter().find(|r| &*r.detector == "blast_radius").expect("the guard says why");
+        assert!(lifted.detail.as_deref().unwrap().contains("now carries 6 returning customers"), "{lifted:?}");
     }
 
     /// One rule, named as the default pack's off-hours pull: twenty records
