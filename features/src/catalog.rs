@@ -34,7 +34,9 @@ pub enum Relation {
 /// For each kind, what it counts distinct members of. A device counts the
 /// /24s (IPv6: /64s) it came through, not the ID documents (its fresh
 /// identities say as much): a farm that moves between networks is told
-/// from a tablet that stays at one office's few exits.
+/// from a tablet that stays at one office's few exits. An account counts
+/// the devices it was given from: a mule's recruits give it from their own
+/// phones, a household from the one it shares.
 pub fn relations(kind: EntityKind) -> &'static [Relation] {
     use EntityKind::*;
     use Relation::{Kind as K, NewIdentity, Returning};
@@ -44,7 +46,7 @@ pub fn relations(kind: EntityKind) -> &'static [Relation] {
         Ip => &[K(Customer), K(IdDoc), K(Device), Returning, NewIdentity],
         Subnet => &[K(Customer), K(Ip), K(IdDoc), Returning, NewIdentity],
         Device => &[K(Customer), K(Subnet), K(Ip), Returning, NewIdentity],
-        Account => &[K(Customer), K(IdDoc), Returning, NewIdentity],
+        Account => &[K(Customer), K(IdDoc), K(Device), Returning, NewIdentity],
         Staff => &[K(Customer)],
         Session => &[K(Ip), K(Device)],
     }
