@@ -131,7 +131,7 @@ const ALERTS_SHOWN: u64 = 100_000;
 /// The snapshot layout this build writes and reads. Bump it whenever a type
 /// inside [`Snapshot`] changes shape: an older file is then refused with a
 /// message (and the log replayed) instead of being misread.
-pub const SNAPSHOT_FORMAT: u32 = 36;
+pub const SNAPSHOT_FORMAT: u32 = 35;
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {

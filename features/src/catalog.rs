@@ -29,11 +29,6 @@ pub enum Relation {
     /// Customers onboarding (an onboarding step) who are not returning: the
     /// fresh identities a proxy or a device farm brings.
     NewIdentity,
-    /// Customers whose account opening passed with it: an ID document that
-    /// opened an account is in use; one whose applications never got that
-    /// far may be an applicant who came back on another phone. (A
-    /// customer counts themself: 1 once their opening passed.)
-    AccountOpened,
 }
 
 /// For each kind, what it counts distinct members of. A device counts the
@@ -44,10 +39,10 @@ pub enum Relation {
 /// phones, a household from the one it shares.
 pub fn relations(kind: EntityKind) -> &'static [Relation] {
     use EntityKind::*;
-    use Relation::{AccountOpened, Kind as K, NewIdentity, Returning};
+    use Relation::{Kind as K, NewIdentity, Returning};
     match kind {
-        Customer => &[K(Device), K(Ip), K(IdDoc), AccountOpened],
-        IdDoc => &[K(Customer), K(Device), K(Ip), AccountOpened],
+        Customer => &[K(Device), K(Ip), K(IdDoc)],
+        IdDoc => &[K(Customer), K(Device), K(Ip)],
         Ip => &[K(Customer), K(IdDoc), K(Device), Returning, NewIdentity],
         Subnet => &[K(Customer), K(Ip), K(IdDoc), Returning, NewIdentity],
         Device => &[K(Customer), K(Subnet), K(Ip), Returning, NewIdentity],
@@ -69,7 +64,6 @@ fn plural(rel: Relation) -> &'static str {
         Relation::Kind(EntityKind::Session) => "sessions",
         Relation::Returning => "returning",
         Relation::NewIdentity => "new_identities",
-        Relation::AccountOpened => "accounts_opened",
     }
 }
 

@@ -52,8 +52,6 @@ pub(crate) struct Observed {
     pub returning_at_address: Option<u32>,
     /// The customer's key fragment if they are a fresh identity onboarding.
     pub new_identity: Option<u32>,
-    /// The customer's key fragment if this is their passed account opening.
-    pub account_opened: Option<u32>,
     /// The verification method this event proves, if it succeeded (a bit of [`METHOD_NAMES`]).
     pub method: Option<u8>,
     /// The step's duration ranks among the fastest of its population
@@ -1030,7 +1028,6 @@ impl Entity {
                 Relation::Returning if matches!(kind, EntityKind::Ip | EntityKind::Subnet) => o.returning_at_address,
                 Relation::Returning => o.returning,
                 Relation::NewIdentity => o.new_identity,
-                Relation::AccountOpened => o.account_opened,
             };
             if let Some(item) = item {
                 self.distinct[r].insert(w, item, o.secs);
