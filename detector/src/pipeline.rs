@@ -955,14 +955,19 @@ mod tests {
         assert!(stuffing(&login(&p, &mut s, "cs7b", "2026-11-02T16:43:00+09:00".into(), "c57", "fresh7b", false)));
         assert_eq!(f(&s, "event.population_stranger_failures_1h"), 7.0);
         // A stranger's failure at a person's pace (slower than the
-        // population's median login) is an honest customer mistyping on a
-        // new phone in the campaign's hour: not stepped up. A script's
-        // quicker one is, and so is one that reports no duration.
+        // population's fastest quarter of logins) is an honest customer
+        // mistyping on a new phone in the campaign's hour: not stepped up,
+        // even under the median. A script's quicker one is, and so is one
+        // that reports no duration.
         let slow = timed_login(&p, &mut s, "slow", "2026-11-02T16:44:00+09:00".into(), "c58", "new-phone58", false, Some(4_900));
         assert!(f(&s, "event.duration_rank") > 0.5 && f(&s, "event.stranger_login_failure") == 1.0, "{}", f(&s, "event.duration_rank"));
         assert!(!stuffing(&slow), "{:?}", reasons(&slow));
+        let middling = timed_login(&p, &mut s, "middling", "2026-11-02T16:44:30+09:00".into(), "c48", "new-phone48", false, Some(3_900));
+        let rank = f(&s, "event.duration_rank");
+        assert!(rank > 0.25 && rank < 0.5 && f(&s, "event.stranger_login_failure") == 1.0, "{rank}");
+        assert!(!stuffing(&middling), "{:?}", reasons(&middling));
         let quick = timed_login(&p, &mut s, "quick", "2026-11-02T16:45:00+09:00".into(), "c59", "fresh59", false, Some(3_100));
-        assert!(f(&s, "event.duration_rank") < 0.5 && f(&s, "event.stranger_login_failure") == 1.0, "{}", f(&s, "event.duration_rank"));
+        assert!(f(&s, "event.duration_rank") < 0.25 && f(&s, "event.stranger_login_failure") == 1.0, "{}", f(&s, "event.duration_rank"));
         assert!(stuffing(&quick), "{:?}", reasons(&quick));
         // A bank whose median hour holds six (six typos every hour): six in
         // an hour are under three times it.
