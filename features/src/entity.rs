@@ -842,8 +842,9 @@ impl Entity {
             _ => false,
         };
         // What an address counts as returning (an event that vouches, above)
-        // moves the customer to this hour in the population's count. An event of an earlier hour than their last
-        // (out of order within the allowed lateness) leaves them where they are.
+        // moves the customer to this hour in the population's count. An
+        // event of an earlier hour than their last (out of order within the
+        // allowed lateness) leaves them where they are.
         let returning_moved = match &mut self.extra {
             Extra::Profile(p) if o.apply && vouches => {
                 let hour = u32::try_from(o.ms.div_euclid(3_600_000)).unwrap_or(0);
