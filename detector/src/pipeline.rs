@@ -453,8 +453,14 @@ mod tests {
     }
 
     fn pipeline() -> Pipeline {
+        pipeline_with(|_| {})
+    }
+
+    /// [`pipeline`] with `tweak` applied to its configuration.
+    fn pipeline_with(tweak: impl FnOnce(&mut Config)) -> Pipeline {
         let mut config = Config::default();
         config.model.enabled = false;
+        tweak(&mut config);
         Pipeline::new(config).unwrap()
     }
 
@@ -480,12 +486,11 @@ mod tests {
 
     #[test]
     fn an_event_dated_ahead_does_not_shorten_the_memory_of_ids() {
-        let mut config = Config::default();
-        config.model.enabled = false;
-        config.pipeline.live = true;
-        config.pipeline.dedup_window = std::time::Duration::from_secs(60);
-        config.pipeline.max_clock_skew = std::time::Duration::from_secs(300);
-        let p = Pipeline::new(config).unwrap();
+        let p = pipeline_with(|config| {
+            config.pipeline.live = true;
+            config.pipeline.dedup_window = std::time::Duration::from_secs(60);
+            config.pipeline.max_clock_skew = std::time::Duration::from_secs(300);
+        });
         let mut s = p.scratch();
         let at = |id: &str, ms: i64| {
             let ts = haechi_features::format_rfc3339_ms(ms);
@@ -509,10 +514,7 @@ mod tests {
             "rules:\n  - id: big_export\n    description: fifty records at once\n    severity: high\n    when: event.step == \"record_export\" && event.records >= 50\n    action: block\n    scope: staff\n    ttl: 10m\n",
         )
         .unwrap();
-        let mut config = Config::default();
-        config.model.enabled = false;
-        config.rules.path = Some(rules);
-        (Pipeline::new(config).unwrap(), dir)
+        (pipeline_with(|config| config.rules.path = Some(rules)), dir)
     }
 
     /// Staff member st1's `n`th access, at `ts`, from their workstation.
@@ -524,10 +526,7 @@ mod tests {
 
     #[test]
     fn an_analysts_block_on_a_session_id_holds_when_the_streams_ids_are_a_steps_each() {
-        let mut config = Config::default();
-        config.model.enabled = false;
-        config.features.session_ids = haechi_features::SessionIds::Auto;
-        let p = Pipeline::new(config).unwrap();
+        let p = pipeline_with(|config| config.features.session_ids = haechi_features::SessionIds::Auto);
         let mut s = p.scratch();
         let step = |i: usize, session: &str| {
             let json = format!(
@@ -696,10 +695,7 @@ mod tests {
         // check comes from another service. Eight wrong checks over eight
         // hours, each after a login with the stolen password, from one phone.
         let guesses = |attribute: bool| {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.pipeline.customer_from_session = attribute;
-            let p = Pipeline::new(config).unwrap();
+            let p = pipeline_with(|config| config.pipeline.customer_from_session = attribute);
             let mut s = p.scratch();
             let mut last = None;
             for h in 0..8 {
@@ -719,9 +715,7 @@ mod tests {
         assert_eq!(d.judged_as.as_deref().and_then(|e| e.customer_id.as_deref()), Some("victim"));
         // The first check, allowed, says so too: the records file it under the victim.
         let first = {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            let p = Pipeline::new(config).unwrap();
+            let p = pipeline();
             let mut s = p.scratch();
             let login = r#"{"event_id":"l","ts":"2026-11-02T09:10:00+09:00","step":"login","result":"success","customer_id":"victim","session_id":"s","device_id":"thief"}"#;
             p.process(&p.parse(login.as_bytes()).unwrap(), &mut s).unwrap();
@@ -743,10 +737,7 @@ mod tests {
         // the session only. One phone scans a fresh ID every five hours, each
         // time through another carrier exit, and opens an account for it.
         let farm = |place: bool| {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.pipeline.place_from_session = place;
-            let p = Pipeline::new(config).unwrap();
+            let p = pipeline_with(|config| config.pipeline.place_from_session = place);
             let mut s = p.scratch();
             let mut last = None;
             for k in 0..3 {
@@ -1042,10 +1033,7 @@ mod tests {
     fn on_a_new_installs_first_night_a_region_abroad_is_rare_by_the_banks_country() {
         // Nothing learnt yet: neither the population's hours nor its regions.
         let run = |home_country: &str, region: &str, at: &str| {
-            let mut config = Config::default();
-            config.model.enabled = false;
-            config.features.home_country = home_country.into();
-            let p = Pipeline::new(config).unwrap();
+            let p = pipeline_with(|config| config.features.home_country = home_country.into());
             let mut s = p.scratch();
             p.process(&event(&p, "h1", "2026-11-02T12:00:00+09:00", "login", "victim", "own-phone", "KR-11"), &mut s).unwrap();
             p.process(&event(&p, "h2", "2026-11-02T12:01:00+09:00", "login", "victim", "own-phone", "KR-11"), &mut s).unwrap();
