@@ -7,7 +7,7 @@ use crate::baseline::Placed;
 use crate::catalog::{relations, KindLayout, Relation, DISTINCT_COLUMNS, MAX_RELATIONS};
 use crate::config::Windows;
 use crate::event::{Event, Step};
-use crate::keys::{EntityKind, KIND_COUNT};
+use crate::keys::{EntityKind, IMPLIED_SESSION_SPAN_S, KIND_COUNT};
 use crate::window::{cutoffs, Amounts, Counts, DistinctSet};
 
 /// Devices a customer profile remembers; the oldest is forgotten past this.
@@ -1231,12 +1231,13 @@ impl Entity {
     }
 
     /// A customer's event (a customer entity) at event second `secs`: drop a
-    /// session place past its hour, and for a passed event in the reported
-    /// session keyed `session`, note the device and region it named, if
-    /// any. A new session starts over.
-    pub(crate) fn tend_session_place(&mut self, session: Option<u64>, secs: u32, passed: bool, event: &Event, span_s: u32) {
+    /// session place past its hour ([`IMPLIED_SESSION_SPAN_S`], a session's
+    /// longest span), and for a passed event in the reported session keyed
+    /// `session`, note the device and region it named, if any. A new
+    /// session starts over.
+    pub(crate) fn tend_session_place(&mut self, session: Option<u64>, secs: u32, passed: bool, event: &Event) {
         let Extra::Profile(p) = &mut self.extra else { return };
-        if p.session_place.as_ref().is_some_and(|held| secs.saturating_sub(held.at_s) > span_s) {
+        if p.session_place.as_ref().is_some_and(|held| secs.saturating_sub(held.at_s) > IMPLIED_SESSION_SPAN_S) {
             p.session_place = None;
         }
         let Some(session) = session.filter(|_| passed && (event.device_id.is_some() || event.region.is_some())) else { return };
@@ -1262,13 +1263,13 @@ impl Entity {
     }
 
     /// Where this customer's passed events in the reported session keyed
-    /// `session` came from, if the session first named them within
-    /// `span_s` seconds before `secs` (what two of them named differently
-    /// is in `contested`). Not for a step dated before that: it would be
-    /// placed or not by the order its events arrived in.
-    pub(crate) fn session_place(&self, session: u64, secs: u32, span_s: u32) -> Option<&SessionPlace> {
+    /// `session` came from, if the session first named them within the
+    /// hour ([`IMPLIED_SESSION_SPAN_S`]) before `secs` (what two of them
+    /// named differently is in `contested`). Not for a step dated before
+    /// that: it would be placed or not by the order its events arrived in.
+    pub(crate) fn session_place(&self, session: u64, secs: u32) -> Option<&SessionPlace> {
         let Extra::Profile(p) = &self.extra else { return None };
-        p.session_place.as_deref().filter(|held| held.session == session && held.at_s <= secs && secs - held.at_s <= span_s)
+        p.session_place.as_deref().filter(|held| held.session == session && held.at_s <= secs && secs - held.at_s <= IMPLIED_SESSION_SPAN_S)
     }
 
     /// An ID scan in this session (a session entity).

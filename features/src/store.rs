@@ -302,7 +302,7 @@ impl FeatureStore {
             return None;
         }
         let entity = self.maps[EntityKind::Customer.index()].get(&entity_hash(seed, EntityKind::Customer, customer.as_bytes()))?;
-        let place = entity.session_place(session, event_secs(event.ts_ms), crate::keys::IMPLIED_SESSION_SPAN_S)?;
+        let place = entity.session_place(session, event_secs(event.ts_ms))?;
         let mut judged = event.clone();
         let mut took = 0;
         for (slot, held, bit) in [(&mut judged.device_id, &place.device_id, PLACE_DEVICE), (&mut judged.region, &place.region, PLACE_REGION)] {
@@ -488,7 +488,7 @@ impl FeatureStore {
                 if kind == EntityKind::Customer {
                     let session = keys.get(EntityKind::Session).filter(|_| !keys.session_is_implied());
                     let passed = success && event.staff_id.is_none();
-                    e.tend_session_place(session, secs, passed, event, crate::keys::IMPLIED_SESSION_SPAN_S);
+                    e.tend_session_place(session, secs, passed, event);
                 }
                 // Release the shard lock before any eviction pass takes them all.
                 drop(e);
