@@ -65,6 +65,15 @@ pub struct PipelineState {
     blocks: Option<String>,
 }
 
+/// The `place_from_session` reason's detail for each `took` (see
+/// [`Pipeline::explain_placed`]): index `took - 1`.
+fn place_details() -> [Arc<str>; 3] {
+    [PLACE_DEVICE, PLACE_REGION, PLACE_DEVICE | PLACE_REGION].map(|took| {
+        let names: Vec<&str> = [(PLACE_DEVICE, "device"), (PLACE_REGION, "region")].iter().filter(|(bit, _)| took & bit != 0).map(|(_, name)| *name).collect();
+        Arc::from(format!("the event named no {}: it was judged as coming from its session's, named by the customer's earlier step", names.join(" or ")))
+    })
+}
+
 /// An event as the pipeline judges it (see [`Pipeline::attributed`]).
 struct Attributed {
     /// `None`: as it came.
@@ -87,8 +96,10 @@ pub struct Pipeline {
     enforcer: Enforcer,
     /// The reason an event decided as its session's customer gives.
     from_session: (Arc<str>, Arc<str>),
-    /// The reason an event judged with its session's place gives.
-    place_from_session: Arc<str>,
+    /// The reason an event judged with its session's place gives, and its
+    /// detail for each `took` (device, region, both: index `took - 1`),
+    /// made once: every such event gives one.
+    place_from_session: (Arc<str>, [Arc<str>; 3]),
 }
 
 impl Pipeline {
@@ -140,7 +151,7 @@ impl Pipeline {
             tracing::warn!(moved, "block state was written under another entity-hash key: its blocks are refiled under this one");
         }
         let enforcer = Enforcer::new(Arc::new(blocks), config.limits.clone(), config.pipeline.enforcement_clock, store.catalog(), store.windows());
-        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer, from_session: (Arc::from("pipeline"), Arc::from("customer_from_session")), place_from_session: Arc::from("place_from_session") })
+        Ok(Pipeline { config, store, rules, model, detectors, dedup, enforcer, from_session: (Arc::from("pipeline"), Arc::from("customer_from_session")), place_from_session: (Arc::from("place_from_session"), place_details()) })
     }
 
     /// Add a detector; it sees every event after the ones already added.
@@ -313,13 +324,10 @@ impl Pipeline {
     /// whatever the verdict: the analyst, and the access records filed with
     /// the event's device and region, see ones the event did not name.
     fn explain_placed(&self, decision: &mut Decision, took: u8) {
-        let names: Vec<&str> = [(PLACE_DEVICE, "device"), (PLACE_REGION, "region")].iter().filter(|(bit, _)| took & bit != 0).map(|(_, name)| *name).collect();
-        decision.reasons.push(
-            crate::decision::Reason::new(self.from_session.0.clone(), self.place_from_session.clone(), haechi_features::Severity::Low).with_detail(format!(
-                "the event named no {}: it was judged as coming from its session's, named by the customer's earlier step",
-                names.join(" or ")
-            )),
-        );
+        let (id, details) = &self.place_from_session;
+        let mut reason = crate::decision::Reason::new(self.from_session.0.clone(), id.clone(), haechi_features::Severity::Low);
+        reason.detail = details.get(usize::from(took).wrapping_sub(1)).cloned();
+        decision.reasons.push(reason);
     }
 
     /// Would the event pass the clock check of [`Pipeline::process`]? The
