@@ -13,6 +13,16 @@ use crate::keys::{EntityKind, KIND_COUNT};
 /// At most this many distinct-count relations per entity kind.
 pub const MAX_RELATIONS: usize = 5;
 
+// An entity holds MAX_RELATIONS distinct sets: a kind given one more
+// relation would index past them at its first event, so it fails the build.
+const _: () = {
+    let mut i = 0;
+    while i < KIND_COUNT {
+        assert!(relations(EntityKind::ALL[i]).len() <= MAX_RELATIONS, "a kind counts more relations than an entity holds (MAX_RELATIONS)");
+        i += 1;
+    }
+};
+
 /// What an entity counts distinct members of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
@@ -37,7 +47,7 @@ pub enum Relation {
 /// from a tablet that stays at one office's few exits. An account counts
 /// the devices it was given from: a mule's recruits give it from their own
 /// phones, a household from the one it shares.
-pub fn relations(kind: EntityKind) -> &'static [Relation] {
+pub const fn relations(kind: EntityKind) -> &'static [Relation] {
     use EntityKind::*;
     use Relation::{Kind as K, NewIdentity, Returning};
     match kind {
