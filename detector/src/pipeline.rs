@@ -881,36 +881,44 @@ mod tests {
         let mut s = p.scratch();
         daytime_population(&p, &mut s);
         let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
-        let fired = |d: &Processed| reasons(d).contains(&"takeover_sensitive_step_device_new_to_all".to_owned());
-        // Three customers whose profiles saw one morning on their own phone, in time order.
-        for (i, customer) in ["afternoon", "night", "early"].iter().enumerate() {
+        let fired = |d: &Processed, rule: &str| reasons(d).contains(&rule.to_owned());
+        let (new_to_all, new_to_profile) = ("takeover_sensitive_step_device_new_to_all", "takeover_sensitive_step_new_device");
+        // Three customers seen one morning on their own phone, in time order:
+        // two passed a code there; the third only ever logged in, so their
+        // profile learnt no device.
+        for (i, (customer, second)) in [("afternoon", "otp"), ("early", "otp"), ("night", "login")].iter().enumerate() {
             let at = |minute: usize| format!("2026-11-03T11:{:02}:00+09:00", 2 * i + minute);
             let phone = format!("{customer}-own-phone");
             p.process(&event(&p, &format!("{customer}1"), &at(0), "login", customer, &phone, "KR-11"), &mut s).unwrap();
-            p.process(&event(&p, &format!("{customer}2"), &at(1), "otp", customer, &phone, "KR-11"), &mut s).unwrap();
+            p.process(&event(&p, &format!("{customer}2"), &at(1), second, customer, &phone, "KR-11"), &mut s).unwrap();
         }
-        // A login on a phone nobody has used, then the 1-won code of a new account a minute later.
+        // A login on another phone, then the 1-won code of a new account.
         let takeover = |s: &mut Scratch, customer: &str, login_at: &str, verify_at: &str| {
             let phone = format!("{customer}-new-phone");
             p.process(&event(&p, &format!("{customer}3"), login_at, "login", customer, &phone, "KR-11"), s).unwrap();
             let d = p.process(&event(&p, &format!("{customer}4"), verify_at, "account_verify", customer, &phone, "KR-11"), s).unwrap();
             assert_eq!(f(s, "customer.hour_seen"), 0.0, "an hour the customer was never seen at");
             assert_eq!(f(s, "event.population_hours_known"), 1.0);
+            assert!(f(s, "customer.prior_events") >= 2.0 && f(s, "customer.distinct_devices_total") == 2.0 && f(s, "device.present") == 1.0);
             d
         };
         // At 15:00, an hour this population lives in: a customer on a new phone.
         let d = takeover(&mut s, "afternoon", "2026-11-04T15:00:00+09:00", "2026-11-04T15:01:00+09:00");
-        assert!(f(&s, "event.hour_activity") >= 0.5, "{}", f(&s, "event.hour_activity"));
-        assert!(!fired(&d), "{:?}", reasons(&d));
+        assert!(f(&s, "event.hour_activity") >= 0.5 && f(&s, "device.age_s") < 3_600.0, "{}", f(&s, "event.hour_activity"));
+        assert!(!fired(&d, new_to_all), "{:?}", reasons(&d));
         // A phone the store first saw two hours before is not new to it.
         let d = takeover(&mut s, "early", "2026-11-05T01:00:00+09:00", "2026-11-05T03:00:00+09:00");
         assert!(f(&s, "event.hour_activity") < 0.5 && f(&s, "device.age_s") >= 3_600.0);
-        assert!(!fired(&d), "{:?}", reasons(&d));
-        // At 03:00, an hour it does not bank at, on a phone first seen a minute before: stepped up.
+        assert!(!fired(&d, new_to_all), "{:?}", reasons(&d));
+        // At 03:00, an hour it does not bank at, on a phone first seen a
+        // minute before, for the customer whose profile knows no device: the
+        // profile cannot call the phone new, the store can.
         let d = takeover(&mut s, "night", "2026-11-05T03:02:00+09:00", "2026-11-05T03:03:00+09:00");
         assert!(f(&s, "event.hour_activity") < 0.5 && f(&s, "device.age_s") < 3_600.0);
+        assert_eq!(f(&s, "customer.new_device"), 0.0, "a profile of no device");
+        assert!(!fired(&d, new_to_profile), "{:?}", reasons(&d));
+        assert!(fired(&d, new_to_all), "{:?}", reasons(&d));
         assert_ne!(d.decision.verdict, Verdict::Allow);
-        assert!(fired(&d), "{:?}", reasons(&d));
     }
 
     #[test]
