@@ -162,6 +162,10 @@ pub struct Scoreboard {
     pub false_positive_rate: f64,
     /// Distinct customers of benign events decided block.
     pub honest_customers_blocked: usize,
+    /// Distinct staff members refused at a benign event (decided block),
+    /// other than those who acted in an incident: an insider refused their
+    /// routine lookups after their own pull is refused rightly.
+    pub honest_staff_blocked: usize,
     /// Events with no decision (rejected, or missing from the decisions file).
     /// `haechi eval` adds the event lines it could not read at all.
     pub undecided: usize,
@@ -189,6 +193,8 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
     let mut incidents: BTreeMap<&str, IncidentTrack> = BTreeMap::new();
     let mut flagged_events: HashMap<Attack, usize> = HashMap::new();
     let mut blocked_customers: HashSet<&str> = HashSet::new();
+    let mut blocked_staff: HashSet<&str> = HashSet::new();
+    let insiders: HashSet<&str> = events.iter().filter(|e| label_of.contains_key(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
     for e in events {
         let id = e.event_id.as_str();
         if !decisions.contains_key(id) {
@@ -237,6 +243,9 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
                     if let Some(c) = e.refused_customer() {
                         blocked_customers.insert(c);
                     }
+                    if let Some(member) = e.staff_id.as_deref().filter(|m| !insiders.contains(m)) {
+                        blocked_staff.insert(member);
+                    }
                 }
             }
         }
@@ -263,6 +272,7 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
     board.incident_recall = ratio(board.incidents_caught, board.incidents);
     board.false_positive_rate = ratio(board.benign_flagged, board.benign_events);
     board.honest_customers_blocked = blocked_customers.len();
+    board.honest_staff_blocked = blocked_staff.len();
     board
 }
 
@@ -304,6 +314,7 @@ impl std::fmt::Display for Scoreboard {
         writeln!(f, "incident recall:          {:.3} ({}/{})", self.incident_recall, self.incidents_caught, self.incidents)?;
         writeln!(f, "benign false-positive rate: {:.5} ({}/{})", self.false_positive_rate, self.benign_flagged, self.benign_events)?;
         writeln!(f, "honest customers blocked: {}", self.honest_customers_blocked)?;
+        writeln!(f, "honest staff blocked:     {}", self.honest_staff_blocked)?;
         write!(f, "undecided events:         {}", self.undecided)
     }
 }
@@ -371,7 +382,19 @@ mod tests {
     fn a_staff_lookup_blocked_refuses_the_staff_member_not_the_record_subject() {
         let lookup = ScoredEvent { staff_id: Some("st-1".into()), ..ev("h1", "subject") };
         let s = score(&[lookup, ev("h2", "c")], &[], &decided(&[("h1", "block"), ("h2", "allow")]));
-        assert_eq!((s.benign_flagged, s.honest_customers_blocked), (1, 0));
+        assert_eq!((s.benign_flagged, s.honest_customers_blocked, s.honest_staff_blocked), (1, 0, 1));
+        assert!(s.to_string().contains("honest staff blocked:     1"), "{s}");
+    }
+
+    #[test]
+    fn an_insider_refused_after_their_pull_is_not_an_honest_member_blocked() {
+        let by = |id: &str, member: &str| ScoredEvent { staff_id: Some(member.into()), ..ev(id, "subject") };
+        // st-1 pulls (a1, labelled) and is refused a routine lookup later (h1);
+        // st-2, who pulled nothing, is refused one too (h2).
+        let events = [by("a1", "st-1"), by("h1", "st-1"), by("h2", "st-2"), by("h3", "st-2")];
+        let labels = [label("a1", "i1", Attack::StaffBulk)];
+        let s = score(&events, &labels, &decided(&[("a1", "block"), ("h1", "block"), ("h2", "block"), ("h3", "block")]));
+        assert_eq!((s.benign_flagged, s.honest_staff_blocked, s.honest_customers_blocked), (3, 1, 0));
     }
 
     #[test]
