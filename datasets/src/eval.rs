@@ -162,9 +162,12 @@ pub struct Scoreboard {
     pub false_positive_rate: f64,
     /// Distinct customers of benign events decided block.
     pub honest_customers_blocked: usize,
-    /// Distinct staff members refused at a benign event (decided block),
-    /// other than those who acted in an incident: an insider refused their
-    /// routine lookups after their own pull is refused rightly.
+    /// Distinct staff members of benign events decided block, other than
+    /// those who acted in an incident: an insider refused their routine
+    /// lookups after their own pull is refused rightly. The decisions alone
+    /// do not say which scope the block was on (the member, or an address
+    /// they share); `haechi bench worlds`, which runs the pipeline itself,
+    /// counts only blocks on the member.
     pub honest_staff_blocked: usize,
     /// Events with no decision (rejected, or missing from the decisions file).
     /// `haechi eval` adds the event lines it could not read at all.
