@@ -35,11 +35,12 @@ use std::process::Command;
 /// by the stuffing rule: 39 flagged (0.28%), 94 caught. With device farms
 /// blocked only while they move between exits: 32 flagged (0.23%), 94
 /// caught; with an insider's pace in customers per ten minutes and a device
-/// new to the store at a sensitive step: 32 flagged, 95 caught. Each
-/// figure was measured after its change was chosen on other seeds; none
-/// was chosen here.
-const MAX_BENIGN_FLAG_RATE: f64 = 0.0040;
-const MIN_INCIDENT_RECALL: f64 = 0.86;
+/// new to the store at a sensitive step: 32 flagged, 95 caught (0.905);
+/// the flag ceiling fell to 0.34% (48 events) and the recall floor rose to
+/// 0.88 (93 caught) with them. Each figure was measured after its change
+/// was chosen on other seeds; none was chosen here.
+const MAX_BENIGN_FLAG_RATE: f64 = 0.0034;
+const MIN_INCIDENT_RECALL: f64 = 0.88;
 
 #[test]
 fn another_generators_traffic_is_accepted_and_detection_does_not_fall_back() {
