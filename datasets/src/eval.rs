@@ -187,6 +187,13 @@ struct IncidentTrack<'a> {
     keys: HashMap<(TieKind, &'a str), Actor<'a>>,
 }
 
+/// The staff members named on an incident's events: its insiders. (A
+/// customer named on one may be its victim, so customers are not treated so.)
+pub fn insiders<'a>(events: &'a [ScoredEvent], labels: &[Label]) -> HashSet<&'a str> {
+    let labelled: HashSet<&str> = labels.iter().map(|l| l.event_id.as_str()).collect();
+    events.iter().filter(|e| labelled.contains(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect()
+}
+
 /// Score `decisions` (event id → "allow" | "challenge" | "block") over
 /// `events` (in stream order) against `labels`.
 pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<String, String>) -> Scoreboard {
@@ -197,7 +204,7 @@ pub fn score(events: &[ScoredEvent], labels: &[Label], decisions: &HashMap<Strin
     let mut flagged_events: HashMap<Attack, usize> = HashMap::new();
     let mut blocked_customers: HashSet<&str> = HashSet::new();
     let mut blocked_staff: HashSet<&str> = HashSet::new();
-    let insiders: HashSet<&str> = events.iter().filter(|e| label_of.contains_key(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
+    let insiders = insiders(events, labels);
     for e in events {
         let id = e.event_id.as_str();
         if !decisions.contains_key(id) {

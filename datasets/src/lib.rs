@@ -31,7 +31,7 @@ mod evasive;
 mod world;
 
 pub use error::DatasetError;
-pub use eval::{score, AttackScore, ScoredEvent, Scoreboard};
+pub use eval::{insiders, score, AttackScore, ScoredEvent, Scoreboard};
 pub use generator::{generate, write_ndjson, Dataset, GenConfig, GeneratedEvent, Label, ScenarioSpec};
 pub use attacks::Attack;
 pub use spec::{AbroadSpec, FailureSpec, FieldSpec, NatLayout, NatSpec, PeopleSpec, Presence, RhythmSpec, SharedSpec, StaffSpec, TimingSpec, WorldSpec};

@@ -250,10 +250,6 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset, drawn_cu
     // Honest staff members refused because they themselves were blocked (not a customer or an
     // address their lookup named).
     let mut staff_blocked: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    // A staff member named on an attack event is that incident's insider (a
-    // customer named on one may be its victim, so customers are not treated so).
-    let insiders: std::collections::HashSet<&str> =
-        data.events.iter().filter(|e| attack_ids.contains(e.event_id.as_str())).filter_map(|e| e.staff_id.as_deref()).collect();
     let mut insider_events_flagged = 0;
     let events: Vec<haechi_datasets::ScoredEvent> = data
         .events
@@ -266,6 +262,7 @@ pub fn decide_dataset(config: &Config, world_seed: u64, data: &Dataset, drawn_cu
             scored
         })
         .collect();
+    let insiders = haechi_datasets::insiders(&events, &data.labels);
     // Each honest customer the scoreboard counts as blocked, and what blocked them first.
     let mut first_block: HashMap<&str, String> = HashMap::new();
     for (e, scored) in data.events.iter().zip(&events) {
