@@ -662,7 +662,7 @@ mod tests {
     }
 
     /// A tuning world whose pack blocks a few honest customers at 1,500 customers and 3 days.
-    const SEED_WITH_HONEST_BLOCKS: u64 = 425;
+    const SEED_WITH_HONEST_BLOCKS: u64 = 428;
 
     #[test]
     fn an_honest_customer_locked_out_is_counted_once_under_what_locked_them_out() {
