@@ -592,7 +592,7 @@ mod tests {
         let export = Label { event_id: "export".to_owned(), attack: Attack::StaffBulk, incident: "staff_bulk-1".to_owned(), variant: None };
         // 03:00 and 04:00 in Seoul (18:00 and 19:00 UTC the day before): a
         // night's pull, blocked; by day a newcomer's thousand records would
-        // only be alerted on (staff_bulk_lookup_newcomer_working_hours).
+        // only be stepped up (staff_bulk_lookup_newcomer_working_hours).
         Dataset { events: vec![access("export", -6, 1500), access("next-lookup", -5, 1)], labels: vec![export] }
     }
 
