@@ -32,9 +32,7 @@ pub struct BuiltinConfig {
     pub fsc_action: FscAction,
     /// An opening by a customer who passed a login in the same place within
     /// the middle window, on a device that passed a code for them, at an
-    /// hour not quiet for the population (at any hour when the device had
-    /// passed that code longer than the middle window before: in an earlier
-    /// session), is the bank's existing customer
+    /// hour not quiet for the population, is the bank's existing customer
     /// opening another product, not a non-face-to-face onboarding: the two
     /// methods are not asked for. A stolen password on a new device is still
     /// asked for them. While the customer's profile knew no device (a new
@@ -173,18 +171,13 @@ const SPARE_FROM_HOUR_ACTIVITY: f32 = 0.5;
 ///
 /// An opening by a customer who passed a login in the same place within the
 /// middle window, on a device that passed a code for them, at an hour not
-/// quiet for the population (or on a device that passed that code in an
-/// earlier session, at any hour), is an existing customer opening another
+/// quiet for the population, is an existing customer opening another
 /// product, and is not asked for two methods (`fsc_spare_logged_in`); while
 /// their profile knew no device, such a login counts as one method (see
 /// [`BuiltinConfig::fsc_spare_logged_in`]). Found on an independent
 /// generator's world, where every such honest opening was challenged. Not at
-/// an hour the population seldom uses, unless the device was the customer's
-/// before the session: a profile that knew no device would take a night's
-/// takeover's own login for the owner's, and the taker's own code in the
-/// session would vouch for their phone. On independent seeds 1-3, 11-16 and
-/// 34-57 the earlier session spared 34 honest openings at night and let no
-/// incident through (BENCHMARKS.md, "An owner's phone at night").
+/// an hour the population seldom uses: a profile that knew no device would
+/// take a night's takeover's own login for the owner's.
 pub struct FscTwoMethods {
     action: Action,
     session: MethodSlots,
@@ -211,12 +204,6 @@ struct LoginSlots {
     /// `customer.known_devices`: a login while the profile knew no device
     /// counts as one method, not as the owner's presence.
     known_devices: usize,
-    /// `customer.device_passed_code_s`, and the middle window's length: a
-    /// device that first passed a code for the customer longer ago than
-    /// that was theirs before the login, which the window holds.
-    device_vouched: usize,
-    vouched_before_s: f32,
-    late: usize,
     hour: usize,
     hours_known: usize,
     local_hour: usize,
@@ -269,9 +256,6 @@ impl FscTwoMethods {
                     Some(LoginSlots {
                         login: SecondsSinceWithin::resolve(catalog, "customer.owner_login_here_s", windows.mid.len_s())?,
                         known_devices: catalog.slot("customer.known_devices")?,
-                        device_vouched: catalog.slot("customer.device_passed_code_s")?,
-                        vouched_before_s: windows.mid.len_s() as f32,
-                        late: catalog.slot("event.late")?,
                         hour: catalog.slot("event.hour_activity")?,
                         hours_known: catalog.slot("event.population_hours_known")?,
                         local_hour: catalog.slot("event.hour")?,
@@ -302,18 +286,14 @@ impl Detector for FscTwoMethods {
         let (session, customer) = (&self.session, &self.customer);
         // At an hour the population seldom uses (before its hours are known:
         // outside the day hours), a login proves too little: a profile that
-        // knew no device would take a night's takeover's own login for the
-        // owner's, and a code passed in the same session would vouch for the
-        // taker's phone. Not so a phone that passed a code for the customer
-        // before the login, in an earlier session: the owner's, at any hour.
+        // knew no device would take a night's takeover's own login for the owner's.
         let spared = |s: &LoginSlots| {
             let busy_hour = if f.get(s.hours_known) == 1.0 {
                 f.get(s.hour) >= SPARE_FROM_HOUR_ACTIVITY
             } else {
                 s.day_hours.contains(&f.get(s.local_hour))
             };
-            let vouched_before = f.get(s.late) == 0.0 && f.get(s.device_vouched) >= s.vouched_before_s;
-            (busy_hour || vouched_before) && s.login.holds(f.values())
+            busy_hour && s.login.holds(f.values())
         };
         // A login on a device that passed a code for the customer is the
         // owner's: the opening is an existing customer's further product. One
@@ -668,40 +648,6 @@ mod tests {
         let ghost = event("g", 5, "account_open", "ghost", "s9", "phone", "");
         let d = decide(&p(), &[event("w", 1, "login", "c7", "s1", "phone", "").replace("T10:01", "T12:01"), ghost]);
         assert!(fsc_note(&d[1]).is_some_and(|n| n.contains("methods seen: none")), "{:?}", d[1]);
-    }
-
-    #[test]
-    fn at_night_a_login_spares_an_opening_only_on_a_phone_that_passed_a_code_in_an_earlier_session() {
-        let p = || {
-            let p = pipeline_with(|_| {});
-            // The population's hours: everyone at 10:00 the day before.
-            let population: Vec<String> = (0..2_500)
-                .map(|i| event(&format!("w{i}"), i / 50, "login", &format!("w{i}"), &format!("s-w{i}"), &format!("d{i}"), "").replace("2026-11-02T", "2026-11-01T"))
-                .collect();
-            decide(&p, &population);
-            p
-        };
-        let at = |hh_mm: &str, e: String| e.replace("2026-11-02T10:00", &format!("2026-11-0{hh_mm}"));
-        // The owner's phone passed a code the evening before.
-        let evening = [at("1T21:00", event("v1", 0, "login", "c7", "s0", "phone", "")), at("1T21:01", event("v2", 0, "otp", "c7", "s0", "phone", ""))];
-        let night = |device: &str, session: &str| {
-            [
-                at("2T03:01", event("n1", 0, "login", "c7", session, device, "")),
-                at("2T03:02", event("n2", 0, "otp", "c7", session, device, "")),
-                at("2T03:03", event("n3", 0, "account_open", "c7", session, device, "")),
-            ]
-        };
-        let decide_all = |events: Vec<String>| decide(&p(), &events);
-        let owners: Vec<String> = evening.iter().cloned().chain(night("phone", "s1")).collect();
-        assert_eq!(fsc_note(&decide_all(owners)[4]), None, "the owner's phone at 03:00");
-        // A taker's phone at 03:00 passes a code in its own session: one method.
-        let taker: Vec<String> = evening.iter().cloned().chain(night("thief", "s2")).collect();
-        assert!(fsc_note(&decide_all(taker)[4]).is_some_and(|n| n.contains("methods seen: otp_or_card")));
-        // A phone first vouched for within the hour (here, 02:30) could be
-        // the taker's own code of a moment ago: asked for two at night.
-        let just_now = [at("2T02:30", event("j1", 0, "login", "c7", "s0", "phone", "")), at("2T02:31", event("j2", 0, "otp", "c7", "s0", "phone", ""))];
-        let d = decide_all(just_now.iter().cloned().chain(night("phone", "s1")).collect());
-        assert!(fsc_note(&d[4]).is_some_and(|n| n.contains("methods seen: otp_or_card")), "{:?}", d[4]);
     }
 
     #[test]
