@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! RECORDS_DIR/{class}/seg-{first_seq:020}.hrs                      live segments
+//! RECORDS_DIR/{class}/seg-{first_seq:020}.hrs.tmp                  a segment's header, until renamed into place
 //! RECORDS_DIR/{class}/archive/seg-{first:020}-{last:020}.hra       archived (zstd, then sealed)
 //! CHECKPOINT_DIR/{class}.jsonl                                     signed chain heads and bases
 //! ```
@@ -428,7 +429,17 @@ impl Ledger {
         create_dir(checkpoint_dir)?;
         let checkpoint_path = checkpoint_dir.join(format!("{}.jsonl", class.as_str()));
         let sealer = ring.sealer(SEAL_PURPOSE);
-        let files = list_files(&dir)?;
+        let mut files = list_files(&dir)?;
+        // A newest segment shorter than its header was begun when the process died (a store
+        // written before segments were created under a temporary name): it holds no record.
+        if let Some(f) = files.last().filter(|f| f.archived_last.is_none()) {
+            if fs::metadata(&f.path).is_ok_and(|m| m.len() < SEGMENT_HEADER_LEN as u64) {
+                tracing::warn!(segment = %f.path.display(), "a segment whose header was cut short holds no record and is removed");
+                fs::remove_file(&f.path).map_err(io_err(&f.path, "remove"))?;
+                sync_dir(&dir)?;
+                files.pop();
+            }
+        }
         // A new chain gets its (empty) checkpoint file at once, so that from then on a missing
         // file is evidence, not a store too young to have signed a head.
         if files.is_empty() && !checkpoint_path.exists() {
@@ -630,11 +641,22 @@ impl Ledger {
         if fs::metadata(&path).is_ok_and(|m| m.len() <= SEGMENT_HEADER_LEN as u64) {
             fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
         }
-        let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path, "create"))?;
+        if fs::metadata(&path).is_ok() {
+            return Err(io_err(&path, "create")(std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
+        }
+        // The header is written and synced under a temporary name and then renamed into
+        // place, so that a crash never leaves a segment whose header is cut short (a kill
+        // between the create and the write did, and the restart refused the segment).
         let header = segment_header(self.class, self.sealer.active_id(), first, &w.head);
-        file.write_all(&header).map_err(io_err(&path, "write"))?;
-        file.sync_data().map_err(io_err(&path, "fdatasync"))?;
+        let tmp = self.dir.join(format!("{}.tmp", segment_name(first)));
+        {
+            let mut t = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp).map_err(io_err(&tmp, "create"))?;
+            t.write_all(&header).map_err(io_err(&tmp, "write"))?;
+            t.sync_data().map_err(io_err(&tmp, "fdatasync"))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err(&path, "rename"))?;
         sync_dir(&self.dir)?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path, "open"))?;
         w.file = Some(file);
         w.seg_path = path;
         w.seg_len = header.len() as u64;
