@@ -430,16 +430,6 @@ impl Ledger {
         let checkpoint_path = checkpoint_dir.join(format!("{}.jsonl", class.as_str()));
         let sealer = ring.sealer(SEAL_PURPOSE);
         let mut files = list_files(&dir)?;
-        // A newest segment shorter than its header was begun when the process died (a store
-        // written before segments were created under a temporary name): it holds no record.
-        if let Some(f) = files.last().filter(|f| f.archived_last.is_none()) {
-            if fs::metadata(&f.path).is_ok_and(|m| m.len() < SEGMENT_HEADER_LEN as u64) {
-                tracing::warn!(segment = %f.path.display(), "a segment whose header was cut short holds no record and is removed");
-                fs::remove_file(&f.path).map_err(io_err(&f.path, "remove"))?;
-                sync_dir(&dir)?;
-                files.pop();
-            }
-        }
         // A new chain gets its (empty) checkpoint file at once, so that from then on a missing
         // file is evidence, not a store too young to have signed a head.
         if files.is_empty() && !checkpoint_path.exists() {
@@ -460,6 +450,19 @@ impl Ledger {
             }
             signed_head = good.iter().rev().find(|c| c.kind == "head").map(|c| (*c).clone());
             last_mac = good.last().map(|c| c.mac.clone()).unwrap_or_default();
+        }
+        // A newest segment shorter than its header was begun when the process died (a store
+        // written before segments were created under a temporary name): it holds no record.
+        // Not one the signed head says holds records: that is evidence, left for `verify`,
+        // and the check below refuses the store.
+        if let Some(f) = files.last().filter(|f| f.archived_last.is_none()) {
+            let unsigned = signed_head.as_ref().is_none_or(|h| h.seq < f.first);
+            if unsigned && fs::metadata(&f.path).is_ok_and(|m| m.len() < SEGMENT_HEADER_LEN as u64) {
+                tracing::warn!(segment = %f.path.display(), "a segment whose header was cut short holds no record and is removed");
+                fs::remove_file(&f.path).map_err(io_err(&f.path, "remove"))?;
+                sync_dir(&dir)?;
+                files.pop();
+            }
         }
         let mut writer = Writer { file: None, seg_path: PathBuf::new(), seg_len: 0, next_seq, head, checkpointed: None, last_mac, dirty: false, frame: Vec::new(), entry: Vec::new() };
         match files.last() {

@@ -240,8 +240,18 @@ fn a_segment_whose_header_was_cut_short_by_a_crash_is_replaced_on_the_next_start
         store.checkpoint(T0).unwrap();
         let report = check(dir.path(), &r);
         assert!(report.intact(), "{:?}", report.problems);
-        assert!(segments(dir.path(), "transaction").iter().all(|p| fs::metadata(p).unwrap().len() > 5), "no cut-short segment is left");
+        assert!(segments(dir.path(), "transaction").iter().all(|p| fs::metadata(p).unwrap().len() >= 86), "no cut-short segment is left");
     }
+    // One whose records a signed head covers is evidence, not a crash: the store refuses to
+    // open and leaves the file for `verify`.
+    let dir = tempfile::tempdir().unwrap();
+    let r = ring(&[&key("k1")]);
+    drop(store_with(dir.path(), &r, 300));
+    let last = segments(dir.path(), "transaction").last().unwrap().clone();
+    fs::OpenOptions::new().write(true).open(&last).unwrap().set_len(10).unwrap();
+    assert!(Records::open(dir.path(), &config(), &r).is_err(), "signed records are missing");
+    assert_eq!(fs::metadata(&last).unwrap().len(), 10, "the remnant is kept");
+    assert!(!check(dir.path(), &r).intact());
 }
 
 #[test]
