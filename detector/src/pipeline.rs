@@ -488,6 +488,11 @@ mod tests {
         }
     }
 
+    /// The value of the feature `name` in the event `s` holds the features of.
+    fn feature(p: &Pipeline, s: &Scratch, name: &str) -> f32 {
+        s.features()[p.store().catalog().slot(name).unwrap()]
+    }
+
     fn reasons(d: &Processed) -> Vec<String> {
         d.decision.reasons.iter().map(|r| r.id.to_string()).collect()
     }
@@ -583,7 +588,7 @@ mod tests {
             access("2026-11-03T23:10:00+09:00", 1);
             access("2026-11-04T10:00:00+09:00", 1);
             access("2026-11-04T23:30:00+09:00", 1);
-            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            let f = |n: &str| feature(&p, &s, n);
             (night.decision.verdict, f("staff.hour_habit"), f("staff.typical_daily_records"))
         };
         // Forty records at 23:00 pass, and with the next night 23:00 becomes an hour this member works.
@@ -614,7 +619,7 @@ mod tests {
             blocks.lift(EntityKind::Ip, address);
             let office = access(&mut s, 4, "2026-11-04T10:00:00+09:00", 1).decision.verdict;
             let evening = access(&mut s, 5, "2026-11-04T21:00:00+09:00", 1);
-            let days_since = s.features()[p.store().catalog().slot("staff.days_since_refused").unwrap()];
+            let days_since = feature(&p, &s, "staff.days_since_refused");
             let later = access(&mut s, 6, later, 1);
             (pull, office, evening.decision.verdict, reasons(&evening), days_since, (later.decision.verdict, reasons(&later)))
         };
@@ -666,7 +671,7 @@ mod tests {
             }
             p.process(&staff_access(&p, 10, "2026-11-04T10:00:00+09:00", 1), &mut s).unwrap();
             p.process(&staff_access(&p, 11, "2026-11-05T00:20:00+09:00", 1), &mut s).unwrap();
-            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            let f = |n: &str| feature(&p, &s, n);
             (f("staff.hour_habit"), f("staff.typical_daily_records"), f("staff.days_active"))
         };
         // Forty records would have passed; sixty would have been blocked, with the
@@ -693,7 +698,7 @@ mod tests {
         assert!(late.late);
         assert_eq!(late.decision.verdict, Verdict::Block);
         access("2026-11-04T10:00:00+09:00", "record_view", 1);
-        let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |n: &str| feature(&p, &s, n);
         assert_eq!(f("staff.days_active"), 2.0, "both days teach: the late block was counted into neither");
     }
 
@@ -818,7 +823,7 @@ mod tests {
                 p.process(&on(&format!("w{i}-{k}"), &ts, step, &c, &device, "KR-11", channel), &mut s).unwrap();
             }
         }
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
         // At 03:00, from Busan, on a device new to the customer: through the
         // web, where returning customers always bring a new one, that says
@@ -838,7 +843,7 @@ mod tests {
         let p = pipeline();
         let mut s = p.scratch();
         daytime_population(&p, &mut s);
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let fired = |d: &Processed| reasons(d).contains(&"takeover_sensitive_step_new_device".to_owned());
         // Two customers whose profiles saw only their mornings, in time order.
         for (i, customer) in ["afternoon", "night"].iter().enumerate() {
@@ -868,7 +873,7 @@ mod tests {
             p.process(&event(&p, "h1", &format!("{history_day}T09:00:00+09:00"), "login", "c1", "own-phone", "KR-11"), &mut s).unwrap();
             p.process(&event(&p, "h2", &format!("{history_day}T09:01:00+09:00"), "otp", "c1", "own-phone", "KR-11"), &mut s).unwrap();
             let d = p.process(&event(&p, "x", "2026-11-02T23:00:00+09:00", "phone_auth", "c1", "new-phone", "KR-11"), &mut s).unwrap();
-            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            assert_eq!(feature(&p, &s, "event.population_hours_known"), 0.0);
             reasons(&d).contains(&"takeover_sensitive_step_new_device".to_owned())
         };
         assert!(run("2026-11-01"), "a profile of a day and more");
@@ -880,7 +885,7 @@ mod tests {
         let p = pipeline();
         let mut s = p.scratch();
         daytime_population(&p, &mut s);
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let fired = |d: &Processed, rule: &str| reasons(d).contains(&rule.to_owned());
         let (new_to_all, new_to_profile) = ("takeover_sensitive_step_device_new_to_all", "takeover_sensitive_step_new_device");
         // Three customers seen one morning on their own phone, in time order:
@@ -933,7 +938,7 @@ mod tests {
                 p.process(&event(&p, &format!("h{i}"), ts, step, "c1", "p1", "KR-11"), &mut s).unwrap();
             }
             let d = p.process(&event(&p, "t", odd, "login", "c1", "p2", "KR-26"), &mut s).unwrap();
-            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            assert_eq!(feature(&p, &s, "event.population_hours_known"), 0.0);
             d
         };
         // Seen this morning; tonight on another phone in Busan: a customer
@@ -976,7 +981,7 @@ mod tests {
             (p, s)
         };
         let (p, mut s) = bank(1, false);
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         // 16:10 (the last typo, at 15:00, is past the hour): a campaign, one
         // try per victim, each on a fresh device.
         let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 50 + v), &format!("fresh{v}"), false))).collect();
@@ -1018,7 +1023,7 @@ mod tests {
         // an hour are under three times it.
         let (p, mut s) = bank(6, true);
         let fired: Vec<bool> = (0..6).map(|v| stuffing(&login(&p, &mut s, &format!("cs{v}"), format!("2026-11-02T16:{:02}:00+09:00", 10 + 5 * v), &format!("c{}", 50 + v), &format!("fresh{v}"), false))).collect();
-        assert_eq!(s.features()[p.store().catalog().slot("event.population_stranger_failures_hourly").unwrap()], 6.0);
+        assert_eq!(feature(&p, &s, "event.population_stranger_failures_hourly"), 6.0);
         assert_eq!(fired, [false; 6]);
     }
 
@@ -1030,7 +1035,7 @@ mod tests {
         // A customer we have no history for, at 03:10, on a device nobody has used, changes their phone.
         p.process(&event(&p, "v1", "2026-11-03T03:10:00+09:00", "login", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
         let d = p.process(&event(&p, "v2", "2026-11-03T03:11:00+09:00", "phone_auth", "victim", "fresh-device", "KR-26"), &mut s).unwrap();
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let seen = ["event.sensitive_step", "customer.prior_events", "customer.history_days", "event.hour_activity", "device.distinct_customers_total", "device.age_s"].map(|n| (n, f(&s, n)));
         assert_eq!(d.decision.verdict, Verdict::Challenge, "{:?} {seen:?}", reasons(&d));
         assert!(reasons(&d).contains(&"takeover_cold_start".to_owned()));
@@ -1093,7 +1098,7 @@ mod tests {
             p.process(&event(&p, "h2", "2026-11-02T12:01:00+09:00", "login", "victim", "own-phone", "KR-11"), &mut s).unwrap();
             p.process(&event(&p, "t1", &format!("2026-11-02T{at}:00+09:00"), "login", "victim", "taker", region), &mut s).unwrap();
             let d = p.process(&event(&p, "t2", &format!("2026-11-02T{at}:30+09:00"), "phone_auth", "victim", "taker", region), &mut s).unwrap();
-            let f = |n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+            let f = |n: &str| feature(&p, &s, n);
             assert_eq!(f("event.population_hours_known"), 0.0);
             assert!(f("customer.prior_events") >= 2.0, "a customer with a history: the no-history branch does not apply");
             (reasons(&d).contains(&"takeover_cold_start".to_owned()), f("event.region_share"))
@@ -1122,7 +1127,7 @@ mod tests {
                 }
             }
         }
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let fired = |d: &Processed| reasons(d).contains(&"takeover_odd_hour_new_device_region".to_owned());
         // Two customers who passed a code on their phone in Seoul just after
         // midnight, then log in at 02:10 on a device new to them: one from
@@ -1162,7 +1167,7 @@ mod tests {
                 }
             }
         }
-        let f = |s: &Scratch, n: &str| s.features()[p.store().catalog().slot(n).unwrap()];
+        let f = |s: &Scratch, n: &str| feature(&p, s, n);
         let cold_start = |d: &Processed| reasons(d).contains(&"takeover_cold_start".to_owned());
         // c5, with two days of history, from abroad on a device nobody used.
         p.process(&event(&p, "t1", "2026-11-04T02:10:00+09:00", "login", "c5", "taker", "JP-13"), &mut s).unwrap();
@@ -1196,7 +1201,7 @@ mod tests {
                 p.process(&event(&p, "l", at, "login", customer, "fresh-phone", "KR-11"), &mut s).unwrap();
             }
             let d = p.process(&event(&p, "x", sensitive_at, "phone_auth", customer, "fresh-phone", "KR-11"), &mut s).unwrap();
-            assert_eq!(s.features()[p.store().catalog().slot("event.population_hours_known").unwrap()], 0.0);
+            assert_eq!(feature(&p, &s, "event.population_hours_known"), 0.0);
             reasons(&d).contains(&"takeover_cold_start".to_owned())
         };
         assert!(run("c1", Some("2026-11-02T03:10:00+09:00"), "2026-11-02T03:11:00+09:00"), "a login, then a phone change at 03:11");
